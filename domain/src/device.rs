@@ -1,0 +1,189 @@
+//! The `Device` aggregate: decides which events a command produces, and folds events into
+//! the little state those decisions need.
+//!
+//! `decide` is a pure function of (state, command). `handle` only adapts it to cqrs-es's
+//! `EventSink`. The state holds what invariants need and nothing else: read models are
+//! built by projections, not from this struct.
+
+mod command;
+mod error;
+mod event;
+mod status;
+
+pub use command::{
+    CompleteProvisioning, DecommissionDevice, DeviceCommand, FailProvisioning, RegisterDevice,
+    RenewCertificate,
+};
+pub use error::DeviceError;
+pub use event::DeviceEvent;
+pub use status::DeviceStatus;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::{CertificateRequestId, TenantId};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// `None` until `DeviceRegistered`.
+    registered: Option<RegisteredDevice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RegisteredDevice {
+    tenant: TenantId,
+    status: DeviceStatus,
+    /// Whether a certificate was ever issued: a failed renewal leaves a provisioned device
+    /// provisioned (its current certificate stays valid), a failed first request does not.
+    has_certificate: bool,
+    /// The request still waiting for the provisioner's outcome. Only an outcome for this
+    /// request is applied; outcomes for resolved or superseded requests change nothing,
+    /// which is what makes the internal commands idempotent under redelivery.
+    open_request: Option<CertificateRequestId>,
+}
+
+impl Device {
+    pub fn status(&self) -> Option<DeviceStatus> {
+        self.registered.as_ref().map(|d| d.status)
+    }
+
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.registered.as_ref().map(|d| &d.tenant)
+    }
+
+    /// The events `command` produces in the current state, or why it is refused.
+    /// An empty list means "already done": the command is accepted and changes nothing.
+    pub fn decide(&self, command: DeviceCommand) -> Result<Vec<DeviceEvent>, DeviceError> {
+        if let DeviceCommand::Register(cmd) = command {
+            return match self.registered {
+                Some(_) => Err(DeviceError::AlreadyRegistered),
+                None => Ok(vec![DeviceEvent::DeviceRegistered {
+                    tenant: cmd.tenant,
+                    serial_number: cmd.serial_number,
+                    model: cmd.model,
+                    labels: cmd.labels,
+                    csr: cmd.csr,
+                    request_id: cmd.request_id,
+                }]),
+            };
+        }
+        let device = match &self.registered {
+            Some(device) if device.tenant == *command.tenant() => device,
+            _ => return Err(DeviceError::NotFound),
+        };
+        match command {
+            DeviceCommand::Register(_) => unreachable!("handled above"),
+            DeviceCommand::RenewCertificate(cmd) => match device.status {
+                DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
+                DeviceStatus::Pending => Err(DeviceError::ProvisioningInProgress),
+                DeviceStatus::Provisioned | DeviceStatus::Failed => {
+                    Ok(vec![DeviceEvent::CertificateRenewalRequested {
+                        csr: cmd.csr,
+                        request_id: cmd.request_id,
+                    }])
+                }
+            },
+            DeviceCommand::Decommission(cmd) => match device.status {
+                DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
+                _ => Ok(vec![DeviceEvent::DeviceDecommissioned { reason: cmd.reason }]),
+            },
+            DeviceCommand::CompleteProvisioning(cmd) => {
+                Ok(if device.open_request == Some(cmd.request_id) {
+                    vec![DeviceEvent::CertificateIssued {
+                        request_id: cmd.request_id,
+                        certificate: cmd.certificate,
+                    }]
+                } else {
+                    vec![]
+                })
+            }
+            DeviceCommand::FailProvisioning(cmd) => {
+                Ok(if device.open_request == Some(cmd.request_id) {
+                    vec![DeviceEvent::ProvisioningFailed {
+                        request_id: cmd.request_id,
+                        failure: cmd.failure,
+                    }]
+                } else {
+                    vec![]
+                })
+            }
+        }
+    }
+}
+
+impl Aggregate for Device {
+    const TYPE: &'static str = "device";
+    type Command = DeviceCommand;
+    type Event = DeviceEvent;
+    type Error = DeviceError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            DeviceEvent::DeviceRegistered {
+                tenant, request_id, ..
+            } => {
+                self.registered = Some(RegisteredDevice {
+                    tenant,
+                    status: DeviceStatus::Pending,
+                    has_certificate: false,
+                    open_request: Some(request_id),
+                });
+            }
+            other => {
+                // Events other than the first can only follow it; an event store that says
+                // otherwise is corrupt, and folding into a default state would hide that.
+                let device = self
+                    .registered
+                    .as_mut()
+                    .expect("event applied to a device that was never registered");
+                device.apply(other);
+            }
+        }
+    }
+}
+
+impl RegisteredDevice {
+    fn apply(&mut self, event: DeviceEvent) {
+        match event {
+            DeviceEvent::DeviceRegistered { .. } => {}
+            DeviceEvent::CertificateRenewalRequested { request_id, .. } => {
+                self.open_request = Some(request_id);
+                if self.status == DeviceStatus::Failed {
+                    self.status = DeviceStatus::Pending;
+                }
+            }
+            DeviceEvent::CertificateIssued { .. } => {
+                self.open_request = None;
+                self.has_certificate = true;
+                self.status = DeviceStatus::Provisioned;
+            }
+            DeviceEvent::ProvisioningFailed { .. } => {
+                self.open_request = None;
+                if !self.has_certificate {
+                    self.status = DeviceStatus::Failed;
+                }
+            }
+            DeviceEvent::DeviceDecommissioned { .. } => {
+                self.open_request = None;
+                self.status = DeviceStatus::Decommissioned;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+//! What can be asked of a device. Public commands come from fleet clients over HTTP;
+//! internal ones come from the provisioner in the worker.
+
+use crate::{
+    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceModel,
+    IssuedCertificate, Labels, ProvisioningFailure, SerialNumber, TenantId,
+};
+
+/// Every command names the tenant acting, so that the aggregate itself enforces tenant
+/// isolation: a command from another tenant is answered exactly like one for a device that
+/// does not exist.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceCommand {
+    Register(RegisterDevice),
+    RenewCertificate(RenewCertificate),
+    Decommission(DecommissionDevice),
+    CompleteProvisioning(CompleteProvisioning),
+    FailProvisioning(FailProvisioning),
+}
+
+impl DeviceCommand {
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            Self::Register(c) => &c.tenant,
+            Self::RenewCertificate(c) => &c.tenant,
+            Self::Decommission(c) => &c.tenant,
+            Self::CompleteProvisioning(c) => &c.tenant,
+            Self::FailProvisioning(c) => &c.tenant,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterDevice {
+    pub tenant: TenantId,
+    pub serial_number: SerialNumber,
+    pub model: DeviceModel,
+    pub labels: Labels,
+    pub csr: CertificateSigningRequest,
+    pub request_id: CertificateRequestId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenewCertificate {
+    pub tenant: TenantId,
+    pub csr: CertificateSigningRequest,
+    pub request_id: CertificateRequestId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecommissionDevice {
+    pub tenant: TenantId,
+    pub reason: DecommissionReason,
+}
+
+/// Internal: the provisioner issued `certificate` for `request_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompleteProvisioning {
+    pub tenant: TenantId,
+    pub request_id: CertificateRequestId,
+    pub certificate: IssuedCertificate,
+}
+
+/// Internal: the provisioner refused `request_id` for a domain reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailProvisioning {
+    pub tenant: TenantId,
+    pub request_id: CertificateRequestId,
+    pub failure: ProvisioningFailure,
+}

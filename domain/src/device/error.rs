@@ -1,0 +1,16 @@
+//! Rejections: the command was understood but the device's state forbids it. These map to
+//! 404/409 answers; infrastructure failures are a different type in another layer.
+
+/// `PartialEq` so that tests can `then_expect_error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// No such device for the acting tenant (it may exist in another tenant; we never say).
+    #[error("device not found")]
+    NotFound,
+    #[error("a device with this serial number is already registered")]
+    AlreadyRegistered,
+    #[error("the device's first certificate is still being issued")]
+    ProvisioningInProgress,
+    #[error("the device is decommissioned")]
+    Decommissioned,
+}

@@ -1,0 +1,54 @@
+//! Facts about a device, in the past tense. A stored event is forever: to change one,
+//! add a new version and an upcaster, never edit the meaning of an existing one.
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceModel,
+    IssuedCertificate, Labels, ProvisioningFailure, SerialNumber, TenantId,
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DeviceEvent {
+    DeviceRegistered {
+        tenant: TenantId,
+        serial_number: SerialNumber,
+        model: DeviceModel,
+        labels: Labels,
+        csr: CertificateSigningRequest,
+        request_id: CertificateRequestId,
+    },
+    CertificateRenewalRequested {
+        csr: CertificateSigningRequest,
+        request_id: CertificateRequestId,
+    },
+    CertificateIssued {
+        request_id: CertificateRequestId,
+        certificate: IssuedCertificate,
+    },
+    ProvisioningFailed {
+        request_id: CertificateRequestId,
+        failure: ProvisioningFailure,
+    },
+    DeviceDecommissioned {
+        reason: DecommissionReason,
+    },
+}
+
+impl DomainEvent for DeviceEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::DeviceRegistered { .. } => "DeviceRegistered",
+            Self::CertificateRenewalRequested { .. } => "CertificateRenewalRequested",
+            Self::CertificateIssued { .. } => "CertificateIssued",
+            Self::ProvisioningFailed { .. } => "ProvisioningFailed",
+            Self::DeviceDecommissioned { .. } => "DeviceDecommissioned",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}

@@ -1,0 +1,388 @@
+//! Given/when/then tests of the Device aggregate: every command in every state.
+
+use chrono::{TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+use uuid::Uuid;
+
+use super::*;
+use crate::csr::tests::csr_for;
+use crate::{
+    CertificateSigningRequest, DecommissionReason, DeviceModel, FailureCode, IssuedCertificate,
+    Labels, ProvisioningFailure, SerialNumber,
+};
+
+type DeviceTest = TestFramework<Device>;
+
+fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+fn other_tenant() -> TenantId {
+    TenantId::parse("globex").unwrap()
+}
+
+fn request(n: u128) -> CertificateRequestId {
+    CertificateRequestId::from_uuid(Uuid::from_u128(n))
+}
+
+fn csr() -> CertificateSigningRequest {
+    // One key per test process is enough: the aggregate never looks inside the CSR.
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CertificateSigningRequest::from_pem(PEM.get_or_init(|| csr_for("SN-1"))).unwrap()
+}
+
+fn register_cmd() -> RegisterDevice {
+    RegisterDevice {
+        tenant: tenant(),
+        serial_number: SerialNumber::parse("SN-1").unwrap(),
+        model: DeviceModel::parse("X1").unwrap(),
+        labels: Labels::default(),
+        csr: csr(),
+        request_id: request(1),
+    }
+}
+
+fn registered() -> DeviceEvent {
+    let c = register_cmd();
+    DeviceEvent::DeviceRegistered {
+        tenant: c.tenant,
+        serial_number: c.serial_number,
+        model: c.model,
+        labels: c.labels,
+        csr: c.csr,
+        request_id: c.request_id,
+    }
+}
+
+fn certificate(serial: &str) -> IssuedCertificate {
+    IssuedCertificate {
+        pem: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----".into(),
+        serial: serial.into(),
+        fingerprint_sha256: "00".repeat(32),
+        not_before: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        not_after: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+    }
+}
+
+fn issued(req: u128, serial: &str) -> DeviceEvent {
+    DeviceEvent::CertificateIssued {
+        request_id: request(req),
+        certificate: certificate(serial),
+    }
+}
+
+fn failure() -> ProvisioningFailure {
+    ProvisioningFailure {
+        code: FailureCode::SubjectMismatch,
+        detail: "CN is SN-2, expected SN-1".into(),
+    }
+}
+
+fn failed(req: u128) -> DeviceEvent {
+    DeviceEvent::ProvisioningFailed {
+        request_id: request(req),
+        failure: failure(),
+    }
+}
+
+fn renewal_requested(req: u128) -> DeviceEvent {
+    DeviceEvent::CertificateRenewalRequested {
+        csr: csr(),
+        request_id: request(req),
+    }
+}
+
+fn reason() -> DecommissionReason {
+    DecommissionReason::parse("end of life").unwrap()
+}
+
+fn decommissioned() -> DeviceEvent {
+    DeviceEvent::DeviceDecommissioned { reason: reason() }
+}
+
+fn renew(req: u128) -> DeviceCommand {
+    DeviceCommand::RenewCertificate(RenewCertificate {
+        tenant: tenant(),
+        csr: csr(),
+        request_id: request(req),
+    })
+}
+
+fn decommission() -> DeviceCommand {
+    DeviceCommand::Decommission(DecommissionDevice {
+        tenant: tenant(),
+        reason: reason(),
+    })
+}
+
+fn complete(req: u128, serial: &str) -> DeviceCommand {
+    DeviceCommand::CompleteProvisioning(CompleteProvisioning {
+        tenant: tenant(),
+        request_id: request(req),
+        certificate: certificate(serial),
+    })
+}
+
+fn fail(req: u128) -> DeviceCommand {
+    DeviceCommand::FailProvisioning(FailProvisioning {
+        tenant: tenant(),
+        request_id: request(req),
+        failure: failure(),
+    })
+}
+
+// --- no device yet -------------------------------------------------------------------
+
+#[test]
+fn registering_a_new_device_records_it() {
+    DeviceTest::with(())
+        .given_no_previous_events()
+        .when(DeviceCommand::Register(register_cmd()))
+        .then_expect_events(vec![registered()]);
+}
+
+#[test]
+fn commands_for_an_unknown_device_are_not_found() {
+    for command in [renew(2), decommission(), complete(1, "01"), fail(1)] {
+        DeviceTest::with(())
+            .given_no_previous_events()
+            .when(command)
+            .then_expect_error(DeviceError::NotFound);
+    }
+}
+
+// --- pending -------------------------------------------------------------------------
+
+#[test]
+fn registering_again_is_a_conflict_whatever_the_state() {
+    for history in [
+        vec![registered()],
+        vec![registered(), issued(1, "01")],
+        vec![registered(), failed(1)],
+        vec![registered(), decommissioned()],
+    ] {
+        DeviceTest::with(())
+            .given(history)
+            .when(DeviceCommand::Register(register_cmd()))
+            .then_expect_error(DeviceError::AlreadyRegistered);
+    }
+}
+
+#[test]
+fn a_pending_device_cannot_be_renewed() {
+    DeviceTest::with(())
+        .given(vec![registered()])
+        .when(renew(2))
+        .then_expect_error(DeviceError::ProvisioningInProgress);
+}
+
+#[test]
+fn a_pending_device_can_be_decommissioned() {
+    DeviceTest::with(())
+        .given(vec![registered()])
+        .when(decommission())
+        .then_expect_events(vec![decommissioned()]);
+}
+
+#[test]
+fn completing_the_open_request_issues_the_certificate() {
+    DeviceTest::with(())
+        .given(vec![registered()])
+        .when(complete(1, "01"))
+        .then_expect_events(vec![issued(1, "01")]);
+}
+
+#[test]
+fn failing_the_open_request_records_the_failure() {
+    DeviceTest::with(())
+        .given(vec![registered()])
+        .when(fail(1))
+        .then_expect_events(vec![failed(1)]);
+}
+
+#[test]
+fn outcomes_for_an_unknown_request_change_nothing() {
+    for command in [complete(99, "01"), fail(99)] {
+        DeviceTest::with(())
+            .given(vec![registered()])
+            .when(command)
+            .then_expect_events(vec![]);
+    }
+}
+
+// --- provisioned ---------------------------------------------------------------------
+
+#[test]
+fn a_redelivered_outcome_never_issues_a_second_certificate() {
+    // The worker crashed after the first completion and the message came back, possibly
+    // with a certificate signed again (another serial): the first one stands.
+    for command in [complete(1, "01"), complete(1, "02"), fail(1)] {
+        DeviceTest::with(())
+            .given(vec![registered(), issued(1, "01")])
+            .when(command)
+            .then_expect_events(vec![]);
+    }
+}
+
+#[test]
+fn a_provisioned_device_can_request_renewal() {
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01")])
+        .when(renew(2))
+        .then_expect_events(vec![renewal_requested(2)]);
+}
+
+#[test]
+fn a_newer_renewal_supersedes_an_open_one() {
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01"), renewal_requested(2)])
+        .when(renew(3))
+        .then_expect_events(vec![renewal_requested(3)]);
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            issued(1, "01"),
+            renewal_requested(2),
+            renewal_requested(3),
+        ])
+        .when(complete(2, "02"))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn completing_a_renewal_issues_the_new_certificate() {
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01"), renewal_requested(2)])
+        .when(complete(2, "02"))
+        .then_expect_events(vec![issued(2, "02")]);
+}
+
+#[test]
+fn a_failed_renewal_keeps_the_device_provisioned() {
+    let mut device = Device::default();
+    for event in [registered(), issued(1, "01"), renewal_requested(2), failed(2)] {
+        device.apply(event);
+    }
+    assert_eq!(device.status(), Some(DeviceStatus::Provisioned));
+}
+
+#[test]
+fn a_provisioned_device_can_be_decommissioned() {
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01")])
+        .when(decommission())
+        .then_expect_events(vec![decommissioned()]);
+}
+
+// --- failed --------------------------------------------------------------------------
+
+#[test]
+fn a_failed_device_goes_back_to_pending_with_a_new_csr() {
+    DeviceTest::with(())
+        .given(vec![registered(), failed(1)])
+        .when(renew(2))
+        .then_expect_events(vec![renewal_requested(2)]);
+    let mut device = Device::default();
+    for event in [registered(), failed(1), renewal_requested(2)] {
+        device.apply(event);
+    }
+    assert_eq!(device.status(), Some(DeviceStatus::Pending));
+}
+
+#[test]
+fn a_failed_device_can_be_decommissioned() {
+    DeviceTest::with(())
+        .given(vec![registered(), failed(1)])
+        .when(decommission())
+        .then_expect_events(vec![decommissioned()]);
+}
+
+#[test]
+fn outcomes_for_a_failed_request_change_nothing() {
+    for command in [complete(1, "01"), fail(1)] {
+        DeviceTest::with(())
+            .given(vec![registered(), failed(1)])
+            .when(command)
+            .then_expect_events(vec![]);
+    }
+}
+
+// --- decommissioned ------------------------------------------------------------------
+
+#[test]
+fn a_decommissioned_device_refuses_renewal_and_decommission() {
+    for command in [renew(2), decommission()] {
+        DeviceTest::with(())
+            .given(vec![registered(), decommissioned()])
+            .when(command)
+            .then_expect_error(DeviceError::Decommissioned);
+    }
+}
+
+#[test]
+fn outcomes_after_decommission_change_nothing() {
+    // The provisioner may finish after the decommission; no certificate is recorded.
+    for command in [complete(1, "01"), fail(1)] {
+        DeviceTest::with(())
+            .given(vec![registered(), decommissioned()])
+            .when(command)
+            .then_expect_events(vec![]);
+    }
+}
+
+// --- tenant isolation ----------------------------------------------------------------
+
+#[test]
+fn another_tenant_sees_no_device() {
+    let foreign = |command: DeviceCommand| match command {
+        DeviceCommand::RenewCertificate(mut c) => {
+            c.tenant = other_tenant();
+            DeviceCommand::RenewCertificate(c)
+        }
+        DeviceCommand::Decommission(mut c) => {
+            c.tenant = other_tenant();
+            DeviceCommand::Decommission(c)
+        }
+        DeviceCommand::CompleteProvisioning(mut c) => {
+            c.tenant = other_tenant();
+            DeviceCommand::CompleteProvisioning(c)
+        }
+        DeviceCommand::FailProvisioning(mut c) => {
+            c.tenant = other_tenant();
+            DeviceCommand::FailProvisioning(c)
+        }
+        DeviceCommand::Register(c) => DeviceCommand::Register(c),
+    };
+    for command in [renew(2), decommission(), complete(1, "01"), fail(1)] {
+        DeviceTest::with(())
+            .given(vec![registered(), issued(1, "01")])
+            .when(foreign(command))
+            .then_expect_error(DeviceError::NotFound);
+    }
+}
+
+#[test]
+fn status_follows_the_life_cycle() {
+    let mut device = Device::default();
+    assert_eq!(device.status(), None);
+    device.apply(registered());
+    assert_eq!(device.status(), Some(DeviceStatus::Pending));
+    device.apply(issued(1, "01"));
+    assert_eq!(device.status(), Some(DeviceStatus::Provisioned));
+    device.apply(decommissioned());
+    assert_eq!(device.status(), Some(DeviceStatus::Decommissioned));
+}
+
+#[test]
+fn events_round_trip_through_json() {
+    for event in [
+        registered(),
+        renewal_requested(2),
+        issued(1, "01"),
+        failed(1),
+        decommissioned(),
+    ] {
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(serde_json::from_value::<DeviceEvent>(json).unwrap(), event);
+    }
+}

@@ -1,0 +1,42 @@
+//! The device-provisioning domain: the `Device` aggregate, its commands, events and
+//! invariants, and the value types that make invalid input unrepresentable.
+//!
+//! This crate must stay free of I/O: no database, no network, no clock, no randomness.
+//! Anything that needs them (the current time, a fresh request id) is passed in through a
+//! command by the application layer. The aggregate implements `cqrs_es::Aggregate`, so the
+//! event store adapter can load and persist it, and its tests use cqrs-es's given/when/then
+//! framework.
+//!
+//! Value types are parsed once, at the edge (`SerialNumber::parse`, `CertificateSigningRequest::from_pem`,
+//! ...); once a value of such a type exists it is valid and nobody re-checks it.
+
+mod certificate;
+mod csr;
+mod decommission_reason;
+mod device;
+mod device_id;
+mod labels;
+mod model;
+mod request_id;
+mod serial_number;
+mod tenant;
+
+pub use certificate::{FailureCode, IssuedCertificate, ProvisioningFailure};
+pub use csr::{CertificateSigningRequest, CsrError};
+pub use decommission_reason::DecommissionReason;
+pub use device::{
+    CompleteProvisioning, DecommissionDevice, Device, DeviceCommand, DeviceError, DeviceEvent,
+    DeviceStatus, FailProvisioning, RegisterDevice, RenewCertificate,
+};
+pub use device_id::DeviceId;
+pub use labels::{LabelError, Labels};
+pub use model::DeviceModel;
+pub use request_id::CertificateRequestId;
+pub use serial_number::SerialNumber;
+pub use tenant::TenantId;
+
+/// Why a raw value was refused by a value type's constructor. The message is written for
+/// the client who sent the value, so it never echoes secrets and names the rule broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
