@@ -1,1 +1,20 @@
-pub fn x(){}
+//! Postgres adapters behind the application's ports, and the schema they need.
+//!
+//! - [`PostgresDeviceStore`]: the event store (cqrs-es's `PersistedEventStore` over
+//!   postgres-es's repository), implementing `app::DeviceEventStore`.
+//! - [`PostgresIdempotencyStore`]: reads the idempotency records that a trigger writes in the
+//!   same transaction as a command's events; purges them after the retention period.
+//! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
+//!   `api migrate`, and the check that makes services refuse a schema that is behind.
+//!
+//! This crate owns SQL for these tables and nothing else: read models belong to the
+//! `projections` crate. It must not know about HTTP.
+
+mod database;
+mod postgres_device_store;
+mod postgres_idempotency_store;
+pub mod schema;
+
+pub use database::{connect, DatabaseSettings};
+pub use postgres_device_store::PostgresDeviceStore;
+pub use postgres_idempotency_store::PostgresIdempotencyStore;

@@ -1,0 +1,321 @@
+//! The command use cases: register, renew, decommission (public, idempotent by key) and the
+//! provisioner's outcomes (internal, idempotent by request id).
+//!
+//! Every command runs the same loop: look for an idempotency record (replay it if found),
+//! else let the aggregate decide and append; on an optimistic-concurrency conflict, start
+//! over after a short jittered backoff, a bounded number of times. Starting over *includes*
+//! the idempotency lookup, which is how a concurrent duplicate that lost the race ends up
+//! answered with the winner's response instead of a second execution.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use domain::{
+    CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
+    DecommissionReason, DeviceCommand, DeviceId, DeviceModel, DeviceStatus, FailProvisioning,
+    IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice, RenewCertificate,
+    SerialNumber,
+};
+use uuid::Uuid;
+
+use crate::{
+    Applied, CommandError, CommandMetadata, DeviceEventStore, IdempotencyClaim, IdempotencyStore,
+    StoreError,
+};
+
+/// How hard to try when other writers keep winning the race for the same device.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included.
+    pub max_attempts: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            min_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The answer to an accepted public command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub device_id: DeviceId,
+    pub status: DeviceStatus,
+    /// The version a client can wait for on the read side.
+    pub version: u64,
+    /// True when this is the recorded outcome of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+pub struct DeviceCommandService {
+    store: Arc<dyn DeviceEventStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    retry: RetryPolicy,
+}
+
+/// Why one attempt ended: only `Conflict` is worth another attempt.
+enum AttemptError {
+    Conflict,
+    Final(CommandError),
+}
+
+impl From<StoreError> for AttemptError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => Self::Conflict,
+            StoreError::Unavailable(e) => Self::Final(CommandError::Unavailable(e)),
+            StoreError::Corrupt(e) => Self::Final(CommandError::Corrupt(e)),
+        }
+    }
+}
+
+impl DeviceCommandService {
+    pub fn new(
+        store: Arc<dyn DeviceEventStore>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        retry: RetryPolicy,
+    ) -> Self {
+        Self {
+            store,
+            idempotency,
+            retry,
+        }
+    }
+
+    pub async fn register(
+        &self,
+        metadata: CommandMetadata,
+        claim: IdempotencyClaim,
+        serial_number: SerialNumber,
+        model: DeviceModel,
+        labels: Labels,
+        csr: CertificateSigningRequest,
+    ) -> Result<Accepted, CommandError> {
+        let id = DeviceId::derive(&metadata.tenant, &serial_number);
+        let command = DeviceCommand::Register(RegisterDevice {
+            tenant: metadata.tenant.clone(),
+            serial_number,
+            model,
+            labels,
+            csr,
+            request_id: new_request_id(),
+        });
+        self.execute_public("register", metadata, claim, id, command)
+            .await
+    }
+
+    pub async fn renew_certificate(
+        &self,
+        metadata: CommandMetadata,
+        claim: IdempotencyClaim,
+        id: DeviceId,
+        csr: CertificateSigningRequest,
+    ) -> Result<Accepted, CommandError> {
+        let command = DeviceCommand::RenewCertificate(RenewCertificate {
+            tenant: metadata.tenant.clone(),
+            csr,
+            request_id: new_request_id(),
+        });
+        self.execute_public("renew_certificate", metadata, claim, id, command)
+            .await
+    }
+
+    pub async fn decommission(
+        &self,
+        metadata: CommandMetadata,
+        claim: IdempotencyClaim,
+        id: DeviceId,
+        reason: DecommissionReason,
+    ) -> Result<Accepted, CommandError> {
+        let command = DeviceCommand::Decommission(DecommissionDevice {
+            tenant: metadata.tenant.clone(),
+            reason,
+        });
+        self.execute_public("decommission", metadata, claim, id, command)
+            .await
+    }
+
+    /// Internal (provisioner): records the certificate issued for `request_id`. Applying the
+    /// same outcome again, or an outcome for a superseded request, appends nothing.
+    pub async fn complete_provisioning(
+        &self,
+        metadata: CommandMetadata,
+        id: DeviceId,
+        request_id: CertificateRequestId,
+        certificate: IssuedCertificate,
+    ) -> Result<Applied, CommandError> {
+        let command = DeviceCommand::CompleteProvisioning(CompleteProvisioning {
+            tenant: metadata.tenant.clone(),
+            request_id,
+            certificate,
+        });
+        self.execute_internal("complete_provisioning", metadata, id, command)
+            .await
+    }
+
+    /// Internal (provisioner): records why `request_id` was refused. Idempotent like
+    /// [`Self::complete_provisioning`].
+    pub async fn fail_provisioning(
+        &self,
+        metadata: CommandMetadata,
+        id: DeviceId,
+        request_id: CertificateRequestId,
+        failure: ProvisioningFailure,
+    ) -> Result<Applied, CommandError> {
+        let command = DeviceCommand::FailProvisioning(FailProvisioning {
+            tenant: metadata.tenant.clone(),
+            request_id,
+            failure,
+        });
+        self.execute_internal("fail_provisioning", metadata, id, command)
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(command = name, device_id = %id))]
+    async fn execute_public(
+        &self,
+        name: &'static str,
+        mut metadata: CommandMetadata,
+        claim: IdempotencyClaim,
+        id: DeviceId,
+        command: DeviceCommand,
+    ) -> Result<Accepted, CommandError> {
+        metadata.idempotency = Some(claim.clone());
+        let (metadata, claim, command) = (&metadata, &claim, &command);
+        let result = self
+            .with_retries(|| self.attempt_public(id, command, metadata, claim))
+            .await;
+        record_outcome(name, &result.as_ref().map(|a| a.replayed));
+        result
+    }
+
+    #[tracing::instrument(skip_all, fields(command = name, device_id = %id))]
+    async fn execute_internal(
+        &self,
+        name: &'static str,
+        metadata: CommandMetadata,
+        id: DeviceId,
+        command: DeviceCommand,
+    ) -> Result<Applied, CommandError> {
+        let metadata = &metadata;
+        let command = &command;
+        let result = self
+            .with_retries(|| async {
+                let applied = self.store.execute(id, command.clone(), metadata).await?;
+                let applied = applied.map_err(|r| AttemptError::Final(r.into()))?;
+                metrics::counter!("events_appended_total").increment(applied.events_appended as u64);
+                Ok(applied)
+            })
+            .await;
+        record_outcome(name, &result.as_ref().map(|_| false));
+        result
+    }
+
+    async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T, CommandError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_attempts.saturating_sub(1))
+            .with_jitter();
+        attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, AttemptError::Conflict))
+            .notify(|_, delay| tracing::debug!(?delay, "optimistic concurrency conflict, retrying"))
+            .await
+            .map_err(|e| match e {
+                AttemptError::Conflict => CommandError::ConcurrencyConflict,
+                AttemptError::Final(e) => e,
+            })
+    }
+
+    async fn attempt_public(
+        &self,
+        id: DeviceId,
+        command: &DeviceCommand,
+        metadata: &CommandMetadata,
+        claim: &IdempotencyClaim,
+    ) -> Result<Accepted, AttemptError> {
+        if let Some(accepted) = self.replay(claim).await? {
+            return Ok(accepted);
+        }
+        match self.store.execute(id, command.clone(), metadata).await? {
+            Ok(applied) => {
+                metrics::counter!("events_appended_total").increment(applied.events_appended as u64);
+                Ok(Accepted {
+                    device_id: id,
+                    status: applied.status,
+                    version: applied.version,
+                    replayed: false,
+                })
+            }
+            Err(rejection) => {
+                // A duplicate with the same key may have committed between our lookup and
+                // our read of the device (e.g. a concurrent registration), and the device's
+                // new state is why we were refused. Its record committed with its events,
+                // so it is visible now: answer with it rather than with a conflict.
+                match self.replay(claim).await? {
+                    Some(accepted) => Ok(accepted),
+                    None => Err(AttemptError::Final(rejection.into())),
+                }
+            }
+        }
+    }
+
+    /// The recorded outcome for `claim`'s key, if the key was used before.
+    async fn replay(&self, claim: &IdempotencyClaim) -> Result<Option<Accepted>, AttemptError> {
+        let Some(record) = self.idempotency.find(&claim.scope).await? else {
+            return Ok(None);
+        };
+        if record.fingerprint != claim.fingerprint {
+            return Err(AttemptError::Final(CommandError::IdempotencyKeyReused));
+        }
+        let device = self.store.device_at(record.device_id, record.version).await?;
+        let status = device.status().ok_or_else(|| {
+            AttemptError::Final(CommandError::Corrupt(
+                format!(
+                    "idempotency record points at device {} version {} which has no events",
+                    record.device_id, record.version
+                )
+                .into(),
+            ))
+        })?;
+        Ok(Some(Accepted {
+            device_id: record.device_id,
+            status,
+            version: record.version,
+            replayed: true,
+        }))
+    }
+}
+
+fn new_request_id() -> CertificateRequestId {
+    CertificateRequestId::from_uuid(Uuid::now_v7())
+}
+
+fn record_outcome(command: &'static str, result: &Result<bool, &CommandError>) {
+    let outcome = match result {
+        Ok(false) => "accepted",
+        Ok(true) => "replayed",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::IdempotencyKeyReused) => "idempotency_key_reused",
+        Err(CommandError::ConcurrencyConflict) => "concurrency_conflict",
+        Err(CommandError::Unavailable(_)) => "unavailable",
+        Err(CommandError::Corrupt(_)) => "corrupt",
+    };
+    metrics::counter!("commands_total", "command" => command, "outcome" => outcome).increment(1);
+    if matches!(result, Ok(true)) {
+        metrics::counter!("idempotent_replays_total", "command" => command).increment(1);
+    }
+}

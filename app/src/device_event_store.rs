@@ -1,0 +1,46 @@
+//! Port: the event store as the command service needs it.
+
+use async_trait::async_trait;
+use domain::{Device, DeviceCommand, DeviceError, DeviceId, DeviceStatus};
+
+use crate::CommandMetadata;
+
+/// What an accepted command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The device's version after the command (= the sequence of its last event).
+    pub version: u64,
+    pub status: DeviceStatus,
+    /// 0 when the command was accepted but had nothing left to do.
+    pub events_appended: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the device (or used the idempotency key) between our read
+    /// and our append; nothing was written. Safe to retry from the read.
+    #[error("optimistic concurrency conflict")]
+    Conflict,
+    #[error("the store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the store holds data that cannot be read")]
+    Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[async_trait]
+pub trait DeviceEventStore: Send + Sync + 'static {
+    /// Loads the device, lets it decide on `command`, and appends the resulting events with
+    /// `metadata`, atomically and with optimistic concurrency on (device id, sequence).
+    ///
+    /// `Ok(Err(_))` is a domain rejection (nothing was written); `Err(_)` is a store failure.
+    async fn execute(
+        &self,
+        id: DeviceId,
+        command: DeviceCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Result<Applied, DeviceError>, StoreError>;
+
+    /// The device as it was right after `version`: used to answer a replayed request with
+    /// exactly what the original request was answered.
+    async fn device_at(&self, id: DeviceId, version: u64) -> Result<Device, StoreError>;
+}

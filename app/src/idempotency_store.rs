@@ -1,0 +1,22 @@
+//! Port: where idempotency records are read. They are *written* by the event store, in the
+//! transaction that appends the command's events (see `CommandMetadata`).
+
+use async_trait::async_trait;
+use domain::DeviceId;
+
+use crate::{IdempotencyScope, RequestFingerprint, StoreError};
+
+/// What a key was first used for, and what it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub fingerprint: RequestFingerprint,
+    pub device_id: DeviceId,
+    /// The device version the original command produced.
+    pub version: u64,
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    async fn find(&self, scope: &IdempotencyScope)
+        -> Result<Option<IdempotencyRecord>, StoreError>;
+}

@@ -1,0 +1,40 @@
+//! The connection pool, with the timeouts every database call is subject to.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host:port/db`. May hold a password: never log it whole.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection before the request fails with 503.
+    pub acquire_timeout: Duration,
+    /// Server-side `statement_timeout` for every statement on these connections.
+    pub statement_timeout: Duration,
+    /// Shown in `pg_stat_activity`.
+    pub application_name: String,
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
+        Ok(PgConnectOptions::from_str(&self.url)?
+            .application_name(&self.application_name)
+            .options([(
+                "statement_timeout",
+                self.statement_timeout.as_millis().to_string(),
+            )]))
+    }
+}
+
+/// A lazily connecting pool: the process starts even if Postgres is down, and each call
+/// fails after `acquire_timeout` until it is back.
+pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy_with(settings.connect_options()?))
+}

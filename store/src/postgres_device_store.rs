@@ -1,0 +1,114 @@
+//! `app::DeviceEventStore` on Postgres, through cqrs-es's persisted event store and
+//! postgres-es's repository (one `events` table, optimistic concurrency on the primary key
+//! (aggregate type, aggregate id, sequence)).
+
+use async_trait::async_trait;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use domain::{Device, DeviceCommand, DeviceError, DeviceEvent, DeviceId};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+
+use app::{Applied, CommandMetadata, DeviceEventStore, StoreError};
+
+/// Reads a device's events up to a version, oldest first.
+const SELECT_DEVICE_EVENTS_UP_TO: &str = "
+SELECT payload FROM events
+ WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3
+ ORDER BY sequence";
+
+pub struct PostgresDeviceStore {
+    events: PersistedEventStore<PostgresEventRepository, Device>,
+    pool: PgPool,
+}
+
+impl PostgresDeviceStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            events: PersistedEventStore::new_event_store(PostgresEventRepository::new(
+                pool.clone(),
+            )),
+            pool,
+        }
+    }
+}
+
+#[async_trait]
+impl DeviceEventStore for PostgresDeviceStore {
+    async fn execute(
+        &self,
+        id: DeviceId,
+        command: DeviceCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<Result<Applied, DeviceError>, StoreError> {
+        let mut context = self
+            .events
+            .load_aggregate(&id.to_string())
+            .await
+            .map_err(store_error)?;
+        let events = match context.aggregate.decide(command) {
+            Ok(events) => events,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        // Fold the new events into our copy first: the status we answer with is the state
+        // right after them, and `commit` consumes the context.
+        for event in &events {
+            context.aggregate.apply(event.clone());
+        }
+        let status = context
+            .aggregate
+            .status()
+            .expect("a device that accepted a command is registered");
+        let previous_version = context.current_sequence as u64;
+        let events_appended = events.len();
+        if events_appended == 0 {
+            return Ok(Ok(Applied {
+                version: previous_version,
+                status,
+                events_appended,
+            }));
+        }
+        let committed = self
+            .events
+            .commit(events, context, metadata.to_map())
+            .await
+            .map_err(store_error)?;
+        let version = committed
+            .last()
+            .map_or(previous_version, |e| e.sequence as u64);
+        Ok(Ok(Applied {
+            version,
+            status,
+            events_appended,
+        }))
+    }
+
+    async fn device_at(&self, id: DeviceId, version: u64) -> Result<Device, StoreError> {
+        let payloads: Vec<serde_json::Value> = sqlx::query_scalar(SELECT_DEVICE_EVENTS_UP_TO)
+            .bind(Device::TYPE)
+            .bind(id.to_string())
+            .bind(version as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.into()))?;
+        let mut device = Device::default();
+        for payload in payloads {
+            let event: DeviceEvent =
+                serde_json::from_value(payload).map_err(|e| StoreError::Corrupt(e.into()))?;
+            device.apply(event);
+        }
+        Ok(device)
+    }
+}
+
+fn store_error(err: AggregateError<DeviceError>) -> StoreError {
+    match err {
+        AggregateError::AggregateConflict => StoreError::Conflict,
+        AggregateError::DeserializationError(e) => StoreError::Corrupt(e),
+        AggregateError::DatabaseConnectionError(e) | AggregateError::UnexpectedError(e) => {
+            StoreError::Unavailable(e)
+        }
+        // Only `Aggregate::handle` produces user errors, and we call `decide` directly.
+        AggregateError::UserError(e) => StoreError::Corrupt(e.into()),
+    }
+}
