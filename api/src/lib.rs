@@ -1,1 +1,13 @@
-pub fn x(){}
+//! The HTTP face of the provisioning service.
+//!
+//! - [`http`]: routes, extractors and the one place where errors become problem+json.
+//!   Handlers parse input into domain types, call one `app::DeviceCommandService` method and
+//!   map its outcome to a response; they hold no business rules.
+//! - [`auth`]: JWT bearer tokens (HS256) and the scopes they grant.
+//! - [`config`]: the `api serve` configuration, from the environment.
+//! - [`startup`]: wiring the adapters into the services and serving until shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod startup;

@@ -1,0 +1,7 @@
+//! Who is calling, and what they may do.
+
+mod jwt_keys;
+mod principal;
+
+pub use jwt_keys::{AuthError, Claims, JwtKeys};
+pub use principal::{Principal, Scope};

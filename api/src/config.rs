@@ -1,0 +1,134 @@
+//! `api serve` configuration, read from the environment and validated before anything
+//! starts. README's configuration table lists every variable; keep the two in step.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::RetryPolicy;
+use bootstrap::{database_settings, ConfigError, Env, LogFormat};
+use store::DatabaseSettings;
+
+use crate::http::HttpLimits;
+
+/// HS256 needs a key at least as long as its output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// A secret value: usable, never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub addr: SocketAddr,
+    pub database: DatabaseSettings,
+    /// Validated now; the relay that publishes to NATS arrives with the async path.
+    pub nats_url: String,
+    pub jwt_secret: Secret,
+    pub limits: HttpLimits,
+    pub retry: RetryPolicy,
+    /// Idempotency records are kept at least this long (≥ 24 h).
+    pub idempotency_retention: Duration,
+    /// After SIGTERM, in-flight requests get this long to finish.
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+impl ApiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let addr = env.parse_or("API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)));
+        let database = database_settings(&mut env, "provisioning-api");
+        let nats_url = nats_url(&mut env);
+        let jwt_secret = env
+            .secret("AUTH_JWT_SECRET", MIN_JWT_SECRET_BYTES)
+            .unwrap_or_default();
+        let limits = HttpLimits {
+            body_limit_bytes: env.number_or("REQUEST_BODY_LIMIT_BYTES", 64 * 1024, 1024..=16 * 1024 * 1024) as usize,
+            request_timeout: env.millis_or("REQUEST_TIMEOUT_MS", 10_000, 100..=600_000),
+        };
+        let retry = RetryPolicy {
+            max_attempts: env.number_or("COMMAND_MAX_ATTEMPTS", 10, 1..=100) as usize,
+            ..RetryPolicy::default()
+        };
+        let idempotency_retention =
+            Duration::from_secs(3600 * env.number_or("IDEMPOTENCY_RETENTION_HOURS", 24, 24..=24 * 365));
+        let shutdown_grace = Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
+        let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
+        env.finish()?;
+        Ok(Self {
+            addr,
+            database,
+            nats_url,
+            jwt_secret: Secret(jwt_secret),
+            limits,
+            retry,
+            idempotency_retention,
+            shutdown_grace,
+            log_format,
+        })
+    }
+}
+
+/// `NATS_URL`, default `nats://127.0.0.1:4222`; shared with the worker.
+pub fn nats_url<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> String {
+    let url = env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_owned());
+    let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if !scheme_ok {
+        env.problem("NATS_URL must start with nats://, tls://, ws:// or wss://".into());
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_environment_gets_the_documented_defaults() {
+        let config = ApiConfig::from_lookup(|name| match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+            "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.limits.body_limit_bytes, 65536);
+        assert_eq!(config.idempotency_retention, Duration::from_secs(86400));
+        assert!(!format!("{config:?}").contains(&"s".repeat(32)));
+    }
+
+    #[test]
+    fn retention_below_a_day_is_refused() {
+        let err = ApiConfig::from_lookup(|name| match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+            "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+            "IDEMPOTENCY_RETENTION_HOURS" => Some("1".into()),
+            "API_ADDR" => Some("nonsense".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("IDEMPOTENCY_RETENTION_HOURS"), "{message}");
+        assert!(message.contains("API_ADDR"), "{message}");
+    }
+}

@@ -1,0 +1,59 @@
+//! Routes and the HTTP-only concerns around them. Each resource module owns its routes and
+//! exports `router()`; this module only merges them and adds the layers every route shares.
+
+mod api_error;
+mod authorized;
+mod deadline;
+mod devices;
+mod idempotency_key_header;
+mod json_body;
+mod request_context;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::DeviceCommandService;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use api_error::ApiError;
+pub use request_context::current_request_id;
+
+use crate::auth::JwtKeys;
+
+/// Limits that apply to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub body_limit_bytes: usize,
+    /// Past this a request is answered 504; the work it started is cancelled (a command that
+    /// committed is safe: its retry with the same key replays it).
+    pub request_timeout: Duration,
+}
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub commands: Arc<DeviceCommandService>,
+    pub auth: Arc<JwtKeys>,
+}
+
+pub fn router(state: AppState, limits: HttpLimits) -> Router {
+    Router::new()
+        .merge(devices::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(axum::Extension(json_body::BodyLimitBytes(limits.body_limit_bytes)))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.request_timeout,
+            deadline::enforce,
+        ))
+        // A panic is a bug; answer 500 problem+json and keep serving.
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::Internal)
+        }))
+        // Outermost, so that every response (errors included) carries the request id.
+        .layer(axum::middleware::from_fn(request_context::track))
+}

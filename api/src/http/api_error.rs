@@ -1,0 +1,147 @@
+//! The one place where failures become responses: RFC 9457 problem+json, with a documented
+//! `type` per kind of error (see docs/problems.md) and the request id.
+//!
+//! Internal causes are logged here, once, and never echoed to the client.
+
+use app::CommandError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::DeviceError;
+use serde::Serialize;
+
+use super::current_request_id;
+use crate::auth::{AuthError, Scope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{field}: {detail}")]
+    InvalidField { field: String, detail: String },
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("the Idempotency-Key header is required on this route")]
+    MissingIdempotencyKey,
+    #[error("the Idempotency-Key header {0}")]
+    InvalidIdempotencyKey(String),
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    #[error("the token lacks the '{}' scope", .0.as_str())]
+    MissingScope(Scope),
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(DeviceError),
+    #[error("the device was modified concurrently; retry the request with the same Idempotency-Key")]
+    ConcurrencyConflict,
+    #[error("the request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("a dependency is unavailable; retry later")]
+    Unavailable,
+    #[error("the request did not complete in time; retry it (with the same Idempotency-Key for commands)")]
+    Timeout,
+    #[error("internal error")]
+    Internal,
+}
+
+/// RFC 9457 body, plus `request_id` and, for 400s about one field, `field`.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// (status, type slug, title). The slugs are a public contract: documented in
+    /// docs/problems.md, never renamed.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::InvalidField { .. } => (S::BAD_REQUEST, "invalid-field", "Invalid field"),
+            Self::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            Self::MissingIdempotencyKey => (S::BAD_REQUEST, "idempotency-key-missing", "Idempotency-Key required"),
+            Self::InvalidIdempotencyKey(_) => (S::BAD_REQUEST, "idempotency-key-invalid", "Invalid Idempotency-Key"),
+            Self::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated", "Authentication required"),
+            Self::MissingScope(_) => (S::FORBIDDEN, "forbidden", "Insufficient scope"),
+            Self::NotFound => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::Conflict(DeviceError::AlreadyRegistered) => (S::CONFLICT, "device-already-registered", "Device already registered"),
+            Self::Conflict(DeviceError::Decommissioned) => (S::CONFLICT, "device-decommissioned", "Device decommissioned"),
+            Self::Conflict(DeviceError::ProvisioningInProgress) => (S::CONFLICT, "provisioning-in-progress", "Provisioning in progress"),
+            // Not produced: `From<CommandError>` maps NotFound to `Self::NotFound`.
+            Self::Conflict(DeviceError::NotFound) => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::ConcurrencyConflict => (S::CONFLICT, "concurrent-modification", "Concurrent modification"),
+            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
+            Self::IdempotencyKeyReused => (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused"),
+            Self::Unavailable => (S::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable"),
+            Self::Timeout => (S::GATEWAY_TIMEOUT, "timeout", "Request timed out"),
+            Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(err: CommandError) -> Self {
+        match err {
+            CommandError::Rejected(DeviceError::NotFound) => Self::NotFound,
+            CommandError::Rejected(rejection) => Self::Conflict(rejection),
+            CommandError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
+            CommandError::ConcurrencyConflict => Self::ConcurrencyConflict,
+            CommandError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, error.sources = ?cause, "dependency unavailable");
+                Self::Unavailable
+            }
+            CommandError::Corrupt(cause) => {
+                tracing::error!(error = %cause, error.sources = ?cause, "event store corrupt");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.kind();
+        let field = match &self {
+            Self::InvalidField { field, .. } => Some(field.as_str()),
+            Self::MissingIdempotencyKey | Self::InvalidIdempotencyKey(_) => Some("Idempotency-Key"),
+            _ => None,
+        };
+        let problem = Problem {
+            type_: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            request_id: current_request_id().unwrap_or_default(),
+            field,
+        };
+        let body = serde_json::to_vec(&problem).expect("a problem always serialises");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match self {
+            Self::Unauthenticated(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Unavailable | Self::ConcurrencyConflict => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

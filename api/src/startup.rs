@@ -1,0 +1,117 @@
+//! Wiring and serving: adapters into services, services into the router, the router onto a
+//! socket, until a shutdown signal and a bounded drain.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::{DeviceCommandService, RetryPolicy};
+use axum::Router;
+use sqlx::PgPool;
+use store::{PostgresDeviceStore, PostgresIdempotencyStore};
+use tokio::net::TcpListener;
+
+use crate::auth::JwtKeys;
+use crate::config::ApiConfig;
+use crate::http::{router, AppState, HttpLimits};
+
+/// The services on Postgres adapters, as `api serve` runs them.
+pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> AppState {
+    let commands = DeviceCommandService::new(
+        Arc::new(PostgresDeviceStore::new(pool.clone())),
+        Arc::new(PostgresIdempotencyStore::new(pool)),
+        retry,
+    );
+    AppState {
+        commands: Arc::new(commands),
+        auth: Arc::new(JwtKeys::from_secret(jwt_secret)),
+    }
+}
+
+/// A bound, not yet serving, HTTP server. Binding first lets tests ask for port 0 and learn
+/// the real address before serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    pub async fn bind(
+        addr: SocketAddr,
+        state: AppState,
+        limits: HttpLimits,
+        shutdown_grace: Duration,
+    ) -> io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            router: router(state, limits),
+            shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests
+    /// up to the grace period to finish.
+    pub async fn serve_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = signalled_tx.send(());
+        });
+        let grace = self.shutdown_grace;
+        let drain_deadline = async move {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result,
+            () = drain_deadline => {
+                tracing::warn!(?grace, "shutdown grace period over; abandoning in-flight requests");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `api serve`: refuse a schema that is behind, then serve until SIGTERM/Ctrl-C.
+pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = store::connect(&config.database)?;
+    store::schema::ensure_current(&pool).await?;
+    let state = postgres_state(pool.clone(), config.jwt_secret.expose().as_bytes(), config.retry);
+    let purge = tokio::spawn(purge_idempotency_records(
+        PostgresIdempotencyStore::new(pool.clone()),
+        config.idempotency_retention,
+    ));
+    let app = Application::bind(config.addr, state, config.limits, config.shutdown_grace).await?;
+    tracing::info!(addr = %app.local_addr()?, "api listening");
+    let served = app.serve_until(bootstrap::shutdown_signal()).await;
+    // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
+    purge.abort();
+    pool.close().await;
+    tracing::info!("api stopped");
+    Ok(served?)
+}
+
+async fn purge_idempotency_records(store: PostgresIdempotencyStore, retention: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match store.purge_expired(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency records"),
+            Err(e) => tracing::warn!(error = %e, "idempotency record purge failed; will retry"),
+        }
+    }
+}
