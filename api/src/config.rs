@@ -60,16 +60,22 @@ impl ApiConfig {
             .secret("AUTH_JWT_SECRET", MIN_JWT_SECRET_BYTES)
             .unwrap_or_default();
         let limits = HttpLimits {
-            body_limit_bytes: env.number_or("REQUEST_BODY_LIMIT_BYTES", 64 * 1024, 1024..=16 * 1024 * 1024) as usize,
+            body_limit_bytes: env.number_or(
+                "REQUEST_BODY_LIMIT_BYTES",
+                64 * 1024,
+                1024..=16 * 1024 * 1024,
+            ) as usize,
             request_timeout: env.millis_or("REQUEST_TIMEOUT_MS", 10_000, 100..=600_000),
         };
         let retry = RetryPolicy {
             max_attempts: env.number_or("COMMAND_MAX_ATTEMPTS", 10, 1..=100) as usize,
             ..RetryPolicy::default()
         };
-        let idempotency_retention =
-            Duration::from_secs(3600 * env.number_or("IDEMPOTENCY_RETENTION_HOURS", 24, 24..=24 * 365));
-        let shutdown_grace = Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
+        let idempotency_retention = Duration::from_secs(
+            3600 * env.number_or("IDEMPOTENCY_RETENTION_HOURS", 24, 24..=24 * 365),
+        );
+        let shutdown_grace =
+            Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {

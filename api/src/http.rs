@@ -5,6 +5,7 @@ mod api_error;
 mod authorized;
 mod deadline;
 mod devices;
+mod health;
 mod idempotency_key_header;
 mod json_body;
 mod request_context;
@@ -41,11 +42,14 @@ pub struct AppState {
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     Router::new()
         .merge(devices::router())
+        .merge(health::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
-        .layer(axum::Extension(json_body::BodyLimitBytes(limits.body_limit_bytes)))
+        .layer(axum::Extension(json_body::BodyLimitBytes(
+            limits.body_limit_bytes,
+        )))
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,
             deadline::enforce,

@@ -83,12 +83,20 @@ async fn migrate() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn token(tenant: &str, scope: &str, subject: &str, ttl: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn token(
+    tenant: &str,
+    scope: &str,
+    subject: &str,
+    ttl: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     domain::TenantId::parse(tenant).map_err(|e| format!("--tenant: {e}"))?;
     let mut env = Env::from_process();
     let secret = env.secret("AUTH_JWT_SECRET", MIN_JWT_SECRET_BYTES);
     env.finish()?;
     let keys = JwtKeys::from_secret(secret.unwrap_or_default().as_bytes());
-    println!("{}", keys.issue(subject, tenant, scope, Duration::from_secs(ttl)));
+    println!(
+        "{}",
+        keys.issue(subject, tenant, scope, Duration::from_secs(ttl))
+    );
     Ok(())
 }

@@ -89,7 +89,11 @@ impl Application {
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
-    let state = postgres_state(pool.clone(), config.jwt_secret.expose().as_bytes(), config.retry);
+    let state = postgres_state(
+        pool.clone(),
+        config.jwt_secret.expose().as_bytes(),
+        config.retry,
+    );
     let purge = tokio::spawn(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,

@@ -37,10 +37,7 @@ impl CommandMetadata {
                 claim.scope.key.as_str().to_owned(),
             );
             map.insert("idempotency_route".to_owned(), claim.scope.route.clone());
-            map.insert(
-                "request_fingerprint".to_owned(),
-                claim.fingerprint.to_hex(),
-            );
+            map.insert("request_fingerprint".to_owned(), claim.fingerprint.to_hex());
         }
         map
     }

@@ -14,8 +14,7 @@ use backon::{ExponentialBuilder, Retryable};
 use domain::{
     CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
     DecommissionReason, DeviceCommand, DeviceId, DeviceModel, DeviceStatus, FailProvisioning,
-    IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice, RenewCertificate,
-    SerialNumber,
+    IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice, RenewCertificate, SerialNumber,
 };
 use uuid::Uuid;
 
@@ -210,7 +209,8 @@ impl DeviceCommandService {
             .with_retries(|| async {
                 let applied = self.store.execute(id, command.clone(), metadata).await?;
                 let applied = applied.map_err(|r| AttemptError::Final(r.into()))?;
-                metrics::counter!("events_appended_total").increment(applied.events_appended as u64);
+                metrics::counter!("events_appended_total")
+                    .increment(applied.events_appended as u64);
                 Ok(applied)
             })
             .await;
@@ -252,7 +252,8 @@ impl DeviceCommandService {
         }
         match self.store.execute(id, command.clone(), metadata).await? {
             Ok(applied) => {
-                metrics::counter!("events_appended_total").increment(applied.events_appended as u64);
+                metrics::counter!("events_appended_total")
+                    .increment(applied.events_appended as u64);
                 Ok(Accepted {
                     device_id: id,
                     status: applied.status,
@@ -281,7 +282,10 @@ impl DeviceCommandService {
         if record.fingerprint != claim.fingerprint {
             return Err(AttemptError::Final(CommandError::IdempotencyKeyReused));
         }
-        let device = self.store.device_at(record.device_id, record.version).await?;
+        let device = self
+            .store
+            .device_at(record.device_id, record.version)
+            .await?;
         let status = device.status().ok_or_else(|| {
             AttemptError::Final(CommandError::Corrupt(
                 format!(

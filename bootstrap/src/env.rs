@@ -75,7 +75,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// A whole number within `range`, e.g. a pool size.
-    pub fn number_or(&mut self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> u64 {
+    pub fn number_or(
+        &mut self,
+        name: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
         let value = self.parse_or(name, default);
         if !range.contains(&value) {
             self.problems.push(format!(
@@ -88,7 +93,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         value
     }
 
-    pub fn millis_or(&mut self, name: &str, default_ms: u64, range: std::ops::RangeInclusive<u64>) -> Duration {
+    pub fn millis_or(
+        &mut self,
+        name: &str,
+        default_ms: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Duration {
         Duration::from_millis(self.number_or(name, default_ms, range))
     }
 
@@ -115,7 +125,8 @@ pub fn database_settings<F: Fn(&str) -> Option<String>>(
     let url = env
         .required("DATABASE_URL", "postgres://user@host:port/database")
         .unwrap_or_default();
-    if !url.is_empty() && !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    let postgres_scheme = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !url.is_empty() && !postgres_scheme {
         env.problem("DATABASE_URL must start with postgres:// or postgresql://".into());
     }
     DatabaseSettings {
@@ -142,13 +153,19 @@ mod tests {
 
     #[test]
     fn reports_every_problem_at_once_without_echoing_secrets() {
-        let mut env = env(&[("DB_MAX_CONNECTIONS", "zero"), ("AUTH_JWT_SECRET", "hunter2")]);
+        let mut env = env(&[
+            ("DB_MAX_CONNECTIONS", "zero"),
+            ("AUTH_JWT_SECRET", "hunter2"),
+        ]);
         let _ = database_settings(&mut env, "test");
         let _ = env.secret("AUTH_JWT_SECRET", 32);
         let message = env.finish().unwrap_err().to_string();
         assert!(message.contains("DATABASE_URL is required"), "{message}");
         assert!(message.contains("DB_MAX_CONNECTIONS=\"zero\""), "{message}");
-        assert!(message.contains("AUTH_JWT_SECRET must be at least 32 bytes"), "{message}");
+        assert!(
+            message.contains("AUTH_JWT_SECRET must be at least 32 bytes"),
+            "{message}"
+        );
         assert!(!message.contains("hunter2"), "{message}");
     }
 

@@ -52,7 +52,7 @@ impl CertificateSigningRequest {
             return Err(CsrError::TrailingData);
         }
         match X509CertificationRequest::from_der(&pem.contents) {
-            Ok((trailing, _)) if trailing.is_empty() => Ok(Self(raw.trim().to_owned())),
+            Ok(([], _)) => Ok(Self(raw.trim().to_owned())),
             _ => Err(CsrError::NotPkcs10),
         }
     }

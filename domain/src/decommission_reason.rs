@@ -21,7 +21,10 @@ impl DecommissionReason {
                 Self::MAX_CHARS
             )));
         }
-        if raw.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
+        if raw
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r')
+        {
             return Err(InvalidValue("must not contain control characters".into()));
         }
         Ok(Self(raw.to_owned()))

@@ -86,7 +86,9 @@ impl Device {
             },
             DeviceCommand::Decommission(cmd) => match device.status {
                 DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
-                _ => Ok(vec![DeviceEvent::DeviceDecommissioned { reason: cmd.reason }]),
+                _ => Ok(vec![DeviceEvent::DeviceDecommissioned {
+                    reason: cmd.reason,
+                }]),
             },
             DeviceCommand::CompleteProvisioning(cmd) => {
                 Ok(if device.open_request == Some(cmd.request_id) {

@@ -10,7 +10,9 @@ pub enum LabelError {
     TooMany { max: usize },
     #[error("label key {key:?} must be 1 to 63 characters: lowercase ASCII letters, digits, '.', '_', '-' or '/', starting with a letter or digit")]
     InvalidKey { key: String },
-    #[error("label {key:?} has a value longer than 128 characters or containing control characters")]
+    #[error(
+        "label {key:?} has a value longer than 128 characters or containing control characters"
+    )]
     InvalidValue { key: String },
 }
 
@@ -20,7 +22,10 @@ pub enum LabelError {
 /// Stored in a `BTreeMap` so that serialisation is ordered and two equal label sets always
 /// produce the same bytes (request fingerprints and event payloads depend on that).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct Labels(BTreeMap<String, String>);
 
 impl Labels {

@@ -23,9 +23,7 @@ impl DeviceModel {
             )));
         }
         if raw.trim() != raw {
-            return Err(InvalidValue(
-                "must not start or end with whitespace".into(),
-            ));
+            return Err(InvalidValue("must not start or end with whitespace".into()));
         }
         if raw.chars().any(char::is_control) {
             return Err(InvalidValue("must not contain control characters".into()));
@@ -69,7 +67,10 @@ mod tests {
     #[test]
     fn refuses_blank_padded_and_control_characters() {
         for raw in ["", " X1", "X1 ", "X\n1", &"m".repeat(65)] {
-            assert!(DeviceModel::parse(raw).is_err(), "{raw:?} should be refused");
+            assert!(
+                DeviceModel::parse(raw).is_err(),
+                "{raw:?} should be refused"
+            );
         }
     }
 }

@@ -64,14 +64,28 @@ mod tests {
     #[test]
     fn accepts_factory_style_serials() {
         for raw in ["SN-0001", "a", "00:1A:2B:3C:4D:5E", "lot_7.unit-12"] {
-            assert!(SerialNumber::parse(raw).is_ok(), "{raw:?} should be accepted");
+            assert!(
+                SerialNumber::parse(raw).is_ok(),
+                "{raw:?} should be accepted"
+            );
         }
     }
 
     #[test]
     fn refuses_empty_long_and_odd_serials() {
-        for raw in ["", "-leading", ".x", "has space", "slash/y", "é", &"9".repeat(65)] {
-            assert!(SerialNumber::parse(raw).is_err(), "{raw:?} should be refused");
+        for raw in [
+            "",
+            "-leading",
+            ".x",
+            "has space",
+            "slash/y",
+            "é",
+            &"9".repeat(65),
+        ] {
+            assert!(
+                SerialNumber::parse(raw).is_err(),
+                "{raw:?} should be refused"
+            );
         }
     }
 }

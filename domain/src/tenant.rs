@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn accepts_subject_safe_names() {
-        assert_eq!(TenantId::parse("acme-fleet_1").unwrap().as_str(), "acme-fleet_1");
+        assert_eq!(
+            TenantId::parse("acme-fleet_1").unwrap().as_str(),
+            "acme-fleet_1"
+        );
     }
 
     #[test]

@@ -66,7 +66,8 @@ impl IdempotencyStore for PostgresIdempotencyStore {
         let Some((fingerprint, aggregate_id, sequence)) = row else {
             return Ok(None);
         };
-        let corrupt = |what: &str| StoreError::Corrupt(format!("idempotency record: {what}").into());
+        let corrupt =
+            |what: &str| StoreError::Corrupt(format!("idempotency record: {what}").into());
         Ok(Some(IdempotencyRecord {
             fingerprint: RequestFingerprint::from_hex(&fingerprint)
                 .ok_or_else(|| corrupt("bad fingerprint"))?,

@@ -103,8 +103,15 @@ mod tests {
     #[test]
     fn a_token_it_issued_verifies_with_its_claims() {
         let keys = JwtKeys::from_secret(SECRET);
-        let token = keys.issue("installer-7", "acme", "devices:write devices:read", Duration::from_secs(60));
-        let principal = keys.verify_header(Some(&format!("Bearer {token}"))).unwrap();
+        let token = keys.issue(
+            "installer-7",
+            "acme",
+            "devices:write devices:read",
+            Duration::from_secs(60),
+        );
+        let principal = keys
+            .verify_header(Some(&format!("Bearer {token}")))
+            .unwrap();
         assert_eq!(principal.subject, "installer-7");
         assert_eq!(principal.tenant.as_str(), "acme");
         assert!(principal.has(Scope::DevicesWrite) && principal.has(Scope::DevicesRead));
@@ -125,8 +132,14 @@ mod tests {
         });
         assert!(matches!(keys.verify(&expired), Err(AuthError::Expired)));
         let bad_tenant = keys.issue("x", "a.b", "admin", Duration::from_secs(60));
-        assert!(matches!(keys.verify(&bad_tenant), Err(AuthError::BadTenant)));
-        assert!(matches!(keys.verify_header(Some("Basic abc")), Err(AuthError::NotBearer)));
+        assert!(matches!(
+            keys.verify(&bad_tenant),
+            Err(AuthError::BadTenant)
+        ));
+        assert!(matches!(
+            keys.verify_header(Some("Basic abc")),
+            Err(AuthError::NotBearer)
+        ));
         assert!(matches!(keys.verify_header(None), Err(AuthError::Missing)));
     }
 }

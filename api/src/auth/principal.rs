@@ -23,9 +23,14 @@ impl Scope {
     }
 
     fn parse(raw: &str) -> Option<Self> {
-        [Self::DevicesWrite, Self::DevicesRead, Self::EventsRead, Self::Admin]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        [
+            Self::DevicesWrite,
+            Self::DevicesRead,
+            Self::EventsRead,
+            Self::Admin,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
     }
 }
 
@@ -42,7 +47,10 @@ impl Principal {
         Self {
             subject,
             tenant,
-            scopes: scope_claim.split_whitespace().filter_map(Scope::parse).collect(),
+            scopes: scope_claim
+                .split_whitespace()
+                .filter_map(Scope::parse)
+                .collect(),
         }
     }
 

@@ -32,7 +32,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(DeviceError),
-    #[error("the device was modified concurrently; retry the request with the same Idempotency-Key")]
+    #[error(
+        "the device was modified concurrently; retry the request with the same Idempotency-Key"
+    )]
     ConcurrencyConflict,
     #[error("the request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
@@ -69,22 +71,70 @@ impl ApiError {
         match self {
             Self::InvalidField { .. } => (S::BAD_REQUEST, "invalid-field", "Invalid field"),
             Self::MalformedBody(_) => (S::BAD_REQUEST, "malformed-body", "Malformed request body"),
-            Self::MissingIdempotencyKey => (S::BAD_REQUEST, "idempotency-key-missing", "Idempotency-Key required"),
-            Self::InvalidIdempotencyKey(_) => (S::BAD_REQUEST, "idempotency-key-invalid", "Invalid Idempotency-Key"),
-            Self::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated", "Authentication required"),
+            Self::MissingIdempotencyKey => (
+                S::BAD_REQUEST,
+                "idempotency-key-missing",
+                "Idempotency-Key required",
+            ),
+            Self::InvalidIdempotencyKey(_) => (
+                S::BAD_REQUEST,
+                "idempotency-key-invalid",
+                "Invalid Idempotency-Key",
+            ),
+            Self::Unauthenticated(_) => (
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+            ),
             Self::MissingScope(_) => (S::FORBIDDEN, "forbidden", "Insufficient scope"),
             Self::NotFound => (S::NOT_FOUND, "not-found", "Not found"),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
-            Self::Conflict(DeviceError::AlreadyRegistered) => (S::CONFLICT, "device-already-registered", "Device already registered"),
-            Self::Conflict(DeviceError::Decommissioned) => (S::CONFLICT, "device-decommissioned", "Device decommissioned"),
-            Self::Conflict(DeviceError::ProvisioningInProgress) => (S::CONFLICT, "provisioning-in-progress", "Provisioning in progress"),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Self::Conflict(DeviceError::AlreadyRegistered) => (
+                S::CONFLICT,
+                "device-already-registered",
+                "Device already registered",
+            ),
+            Self::Conflict(DeviceError::Decommissioned) => (
+                S::CONFLICT,
+                "device-decommissioned",
+                "Device decommissioned",
+            ),
+            Self::Conflict(DeviceError::ProvisioningInProgress) => (
+                S::CONFLICT,
+                "provisioning-in-progress",
+                "Provisioning in progress",
+            ),
             // Not produced: `From<CommandError>` maps NotFound to `Self::NotFound`.
             Self::Conflict(DeviceError::NotFound) => (S::NOT_FOUND, "not-found", "Not found"),
-            Self::ConcurrencyConflict => (S::CONFLICT, "concurrent-modification", "Concurrent modification"),
-            Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
-            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
-            Self::IdempotencyKeyReused => (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused"),
-            Self::Unavailable => (S::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable"),
+            Self::ConcurrencyConflict => (
+                S::CONFLICT,
+                "concurrent-modification",
+                "Concurrent modification",
+            ),
+            Self::PayloadTooLarge(_) => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            Self::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            ),
+            Self::Unavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+            ),
             Self::Timeout => (S::GATEWAY_TIMEOUT, "timeout", "Request timed out"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }

@@ -28,7 +28,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/devices", post(register_device))
         .route("/v1/devices/{id}/decommission", post(decommission_device))
         // `:renew` is part of the last segment (AIP-136 custom method), not a parameter.
-        .route("/v1/devices/{id}/certificate:renew", post(renew_certificate))
+        .route(
+            "/v1/devices/{id}/certificate:renew",
+            post(renew_certificate),
+        )
 }
 
 /// Request DTOs are the public contract; they are deliberately not domain types.
@@ -77,7 +80,14 @@ async fn register_device(
     let claim = claim(&auth.principal, "POST /v1/devices".to_owned(), key, &body);
     let accepted = state
         .commands
-        .register(metadata(&auth.principal), claim, serial_number, model, labels, csr)
+        .register(
+            metadata(&auth.principal),
+            claim,
+            serial_number,
+            model,
+            labels,
+            csr,
+        )
         .await?;
     Ok(accepted_response(accepted))
 }

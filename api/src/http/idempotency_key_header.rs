@@ -17,9 +17,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
         let mut values = parts.headers.get_all("idempotency-key").iter();
         let value = values.next().ok_or(ApiError::MissingIdempotencyKey)?;
         if values.next().is_some() {
-            return Err(ApiError::InvalidIdempotencyKey(
-                "must be sent once".into(),
-            ));
+            return Err(ApiError::InvalidIdempotencyKey("must be sent once".into()));
         }
         let raw = value
             .to_str()

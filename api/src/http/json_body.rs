@@ -100,7 +100,11 @@ mod tests {
 
     #[test]
     fn json_content_types() {
-        for ok in ["application/json", "Application/JSON; charset=utf-8", "application/merge-patch+json"] {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
             assert!(is_json(Some(&HeaderValue::from_static(ok))), "{ok}");
         }
         for bad in ["text/plain", "application/x-www-form-urlencoded", "json"] {
@@ -112,6 +116,9 @@ mod tests {
     #[test]
     fn names_missing_fields() {
         assert_eq!(backticked("missing field `csr`").as_deref(), Some("csr"));
-        assert_eq!(strip_position("invalid type: integer at line 1 column 9"), "invalid type: integer");
+        assert_eq!(
+            strip_position("invalid type: integer at line 1 column 9"),
+            "invalid type: integer"
+        );
     }
 }

@@ -25,9 +25,8 @@ pub fn current_request_id() -> Option<String> {
 /// Accept a caller's id only if it is short, visible ASCII: it ends up in logs and events.
 fn accepted_request_id(value: Option<&HeaderValue>) -> Option<String> {
     let value = value?.to_str().ok()?;
-    let sane = !value.is_empty()
-        && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_graphic());
+    let sane =
+        !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
     sane.then(|| value.to_owned())
 }
 
@@ -40,7 +39,9 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let mut response = REQUEST_ID.scope(request_id.clone(), next.run(request)).await;
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), next.run(request))
+        .await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     if let Ok(value) = HeaderValue::from_str(&request_id) {

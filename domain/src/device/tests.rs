@@ -260,7 +260,12 @@ fn completing_a_renewal_issues_the_new_certificate() {
 #[test]
 fn a_failed_renewal_keeps_the_device_provisioned() {
     let mut device = Device::default();
-    for event in [registered(), issued(1, "01"), renewal_requested(2), failed(2)] {
+    for event in [
+        registered(),
+        issued(1, "01"),
+        renewal_requested(2),
+        failed(2),
+    ] {
         device.apply(event);
     }
     assert_eq!(device.status(), Some(DeviceStatus::Provisioned));

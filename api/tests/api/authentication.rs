@@ -1,0 +1,89 @@
+use api::auth::{Claims, JwtKeys};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn requests_without_a_valid_bearer_token_are_401() {
+    let app = spawn_app().await;
+    let body = registration(&unique_serial());
+    let forged = JwtKeys::from_secret(b"not the server's secret, 32 bytes").issue(
+        "x",
+        TENANT,
+        "devices:write",
+        std::time::Duration::from_secs(60),
+    );
+    let expired = JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue_claims(&Claims {
+        sub: "x".into(),
+        tenant: TENANT.into(),
+        scope: "devices:write".into(),
+        exp: 1_700_000_000,
+    });
+
+    for authorization in [
+        None,
+        Some("Basic dXNlcjpwYXNz".to_owned()),
+        Some("Bearer".to_owned()),
+        Some("Bearer not.a.jwt".to_owned()),
+        Some(format!("Bearer {forged}")),
+        Some(format!("Bearer {expired}")),
+    ] {
+        let mut request = app
+            .client
+            .post(app.url("/v1/devices"))
+            .header("Idempotency-Key", "k")
+            .json(&body);
+        if let Some(value) = &authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap()),
+            Some("Bearer")
+        );
+        let problem = assert_problem(response, 401, "unauthenticated").await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains(&forged) && !detail.contains(&expired),
+            "never echo the token"
+        );
+    }
+    assert_eq!(app.count_events("DeviceRegistered").await, 0);
+}
+
+#[tokio::test]
+async fn a_token_without_the_write_scope_is_403() {
+    let app = spawn_app().await;
+    let reader = app.token(TENANT, "devices:read events:read");
+
+    let response = app
+        .post(
+            "/v1/devices",
+            &reader,
+            Some("k"),
+            &registration(&unique_serial()),
+        )
+        .await;
+
+    let problem = assert_problem(response, 403, "forbidden").await;
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("devices:write"));
+}
+
+#[tokio::test]
+async fn auth_is_checked_before_the_body() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/v1/devices"))
+        .header("content-type", "text/plain")
+        .body("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 401, "unauthenticated").await;
+}

@@ -1,0 +1,314 @@
+//! Spawns the real application (router, services, Postgres adapters) on a random port,
+//! against a fresh database created for the test, and talks to it over HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::auth::JwtKeys;
+use api::http::{AppState, HttpLimits};
+use api::startup::{postgres_state, Application};
+use app::{CommandMetadata, DeviceCommandService, DeviceEventStore, RetryPolicy};
+use domain::{CertificateRequestId, DeviceId, IssuedCertificate, TenantId};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use store::{PostgresDeviceStore, PostgresIdempotencyStore};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+pub const TENANT: &str = "acme";
+pub const OTHER_TENANT: &str = "globex";
+
+/// The Postgres server tests run against; each test gets its own database on it.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Creates an empty database named `dp_test_<uuid>` and returns its URL.
+pub async fn create_database() -> (String, String) {
+    let name = format!("dp_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("Postgres must be running for integration tests (see README)");
+    sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    (name.clone(), format!("{}/{name}", server_url()))
+}
+
+/// A fresh, migrated database and a small pool on it.
+pub async fn migrated_database() -> (String, PgPool) {
+    let (_, url) = create_database().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&url)
+        .await
+        .expect("connect to test database");
+    store::schema::migrate(&pool).await.expect("migrate");
+    (url, pool)
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    keys: JwtKeys,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn limits() -> HttpLimits {
+    HttpLimits {
+        body_limit_bytes: 64 * 1024,
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let (url, pool) = migrated_database().await;
+    spawn_app_on(url, pool).await
+}
+
+/// Another app instance on an existing database, as after a restart.
+pub async fn spawn_app_on(database_url: String, pool: PgPool) -> TestApp {
+    let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
+    spawn_with_state(database_url, pool, state, limits()).await
+}
+
+/// The app with its event store replaced, e.g. by a fault-injecting wrapper.
+pub async fn spawn_app_with_store(
+    database_url: String,
+    pool: PgPool,
+    store: impl DeviceEventStore,
+    limits: HttpLimits,
+) -> TestApp {
+    let commands = DeviceCommandService::new(
+        Arc::new(store),
+        Arc::new(PostgresIdempotencyStore::new(pool.clone())),
+        RetryPolicy::default(),
+    );
+    let state = AppState {
+        commands: Arc::new(commands),
+        auth: Arc::new(JwtKeys::from_secret(JWT_SECRET.as_bytes())),
+    };
+    spawn_with_state(database_url, pool, state, limits).await
+}
+
+async fn spawn_with_state(
+    database_url: String,
+    pool: PgPool,
+    state: AppState,
+    limits: HttpLimits,
+) -> TestApp {
+    let app = Application::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        state,
+        limits,
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("bind");
+    let address = format!("http://{}", app.local_addr().unwrap());
+    let server = tokio::spawn(app.serve_until(std::future::pending()));
+    TestApp {
+        address,
+        pool,
+        database_url,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        keys: JwtKeys::from_secret(JWT_SECRET.as_bytes()),
+        server,
+    }
+}
+
+/// A PEM CSR for a fresh P-256 key with subject CN `common_name`.
+pub fn csr_for(common_name: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+pub fn registration(serial: &str) -> Value {
+    json!({
+        "serial_number": serial,
+        "model": "Gateway X1",
+        "csr": csr_for(serial),
+        "labels": {"site": "lyon-3", "batch": "2026-11"}
+    })
+}
+
+pub fn unique_serial() -> String {
+    format!("SN-{}", Uuid::new_v4().simple())
+}
+
+pub fn new_key() -> String {
+    Uuid::new_v4().to_string()
+}
+
+impl TestApp {
+    pub fn token(&self, tenant: &str, scope: &str) -> String {
+        self.keys
+            .issue("test-client", tenant, scope, Duration::from_secs(600))
+    }
+
+    pub fn writer(&self) -> String {
+        self.token(TENANT, "devices:write devices:read")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// POST `body` as JSON with a bearer token and an idempotency key.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", format!("\"{key}\""));
+        }
+        request.send().await.expect("request reaches the server")
+    }
+
+    pub async fn register(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.post("/v1/devices", &self.writer(), Some(key), body)
+            .await
+    }
+
+    /// Registers a new device and returns its id.
+    pub async fn registered_device(&self) -> Uuid {
+        let response = self
+            .register(&new_key(), &registration(&unique_serial()))
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn decommission(&self, id: Uuid, token: &str, key: &str) -> reqwest::Response {
+        self.post(
+            &format!("/v1/devices/{id}/decommission"),
+            token,
+            Some(key),
+            &json!({"reason": "returned to vendor"}),
+        )
+        .await
+    }
+
+    pub async fn renew(&self, id: Uuid, key: &str) -> reqwest::Response {
+        self.post(
+            &format!("/v1/devices/{id}/certificate:renew"),
+            &self.writer(),
+            Some(key),
+            &json!({"csr": csr_for("renewed")}),
+        )
+        .await
+    }
+
+    /// The event types stored for a device, in order.
+    pub async fn event_types(&self, id: Uuid) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn count_events(&self, event_type: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Plays the provisioner: completes the device's open certificate request through the
+    /// internal command, as the worker will.
+    pub async fn provision(&self, id: Uuid) {
+        let payload: Value = sqlx::query_scalar(
+            "SELECT payload FROM events WHERE aggregate_id = $1 AND event_type = 'DeviceRegistered'",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        let request_id: Uuid = payload["DeviceRegistered"]["request_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let service = DeviceCommandService::new(
+            Arc::new(PostgresDeviceStore::new(self.pool.clone())),
+            Arc::new(PostgresIdempotencyStore::new(self.pool.clone())),
+            RetryPolicy::default(),
+        );
+        let now = chrono::Utc::now();
+        service
+            .complete_provisioning(
+                CommandMetadata {
+                    tenant: TenantId::parse(TENANT).unwrap(),
+                    actor: "test-provisioner".into(),
+                    request_id: "test".into(),
+                    idempotency: None,
+                },
+                DeviceId::from_uuid(id),
+                CertificateRequestId::from_uuid(request_id),
+                IssuedCertificate {
+                    pem: "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----".into(),
+                    serial: "01".into(),
+                    fingerprint_sha256: "00".repeat(32),
+                    not_before: now,
+                    not_after: now,
+                },
+            )
+            .await
+            .expect("complete provisioning");
+    }
+}
+
+/// Asserts a problem+json response with `status` and `type` `/problems/<slug>`; returns it.
+pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], format!("/problems/{slug}"), "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    assert_eq!(body["request_id"].as_str(), request_id.as_deref(), "{body}");
+    body
+}

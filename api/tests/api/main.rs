@@ -1,0 +1,14 @@
+//! Integration tests of the command API against a real Postgres: each test spawns the app
+//! on its own fresh database (see `helpers`).
+
+mod authentication;
+mod commands_on_one_device;
+mod crash_recovery;
+mod decommission_device;
+mod dependency_failures;
+mod helpers;
+mod idempotency;
+mod malformed_requests;
+mod register_device;
+mod renew_certificate;
+mod schema_version;

@@ -1,0 +1,125 @@
+//! Whatever a client sends, the answer is a problem+json 4xx, never a 5xx.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_400() {
+    let app = spawn_app().await;
+    for body in ["", "{", "[1,2", "null", "\"text\"", "{\"serial_number\": }"] {
+        let response = app
+            .client
+            .post(app.url("/v1/devices"))
+            .bearer_auth(app.writer())
+            .header("Idempotency-Key", "k")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert_eq!(status, 400, "body {body:?}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_content_type_is_a_415() {
+    let app = spawn_app().await;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = app
+            .client
+            .post(app.url("/v1/devices"))
+            .bearer_auth(app.writer())
+            .header("Idempotency-Key", "k")
+            .body(registration(&unique_serial()).to_string());
+        if let Some(value) = content_type {
+            request = request.header("content-type", value);
+        }
+        assert_problem(request.send().await.unwrap(), 415, "unsupported-media-type").await;
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413() {
+    let app = spawn_app().await;
+    let mut body = registration(&unique_serial());
+    body["model"] = "x".repeat(100 * 1024).into();
+
+    let response = app.register(&new_key(), &body).await;
+
+    let problem = assert_problem(response, 413, "payload-too-large").await;
+    assert!(problem["detail"].as_str().unwrap().contains("65536"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 404, "not-found").await;
+    let response = app
+        .client
+        .delete(app.url("/v1/devices"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 405, "method-not-allowed").await;
+}
+
+#[tokio::test]
+async fn hostile_input_never_produces_a_server_error() {
+    let app = spawn_app().await;
+    let long = "A".repeat(20_000);
+    let bodies = [
+        json!({"serial_number": "\u{0000}", "model": "m", "csr": "c"}),
+        json!({"serial_number": 1, "model": [], "csr": {}}),
+        json!({"serial_number": "SN-1", "model": "m", "csr": long}),
+        json!({"serial_number": "SN-1", "model": "m", "csr": "-----BEGIN CERTIFICATE REQUEST-----\n\u{1F600}\n-----END CERTIFICATE REQUEST-----"}),
+        json!({"serial_number": "SN-1", "model": "m", "csr": "c", "labels": []}),
+        json!({"serial_number": "SN-1", "model": "m", "csr": "c", "labels": {"k": null}}),
+        json!([{"serial_number": "SN-1"}]),
+        json!(1e308),
+    ];
+    for body in bodies {
+        let response = app.register(&new_key(), &body).await;
+        assert!(
+            response.status().is_client_error(),
+            "{body}: {}",
+            response.status()
+        );
+    }
+    let paths = [
+        "/v1/devices/%00/decommission",
+        "/v1/devices/00000000-0000-0000-0000-000000000000/decommission",
+        "/v1/devices/../../etc/passwd/decommission",
+        "/v1/devices/ffffffff-ffff-ffff-ffff-ffffffffffff/certificate:renew",
+    ];
+    for path in paths {
+        let response = app
+            .post(
+                path,
+                &app.writer(),
+                Some("k"),
+                &json!({"reason": "x", "csr": "y"}),
+            )
+            .await;
+        assert!(
+            response.status().is_client_error(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+}
