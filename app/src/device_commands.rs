@@ -1,11 +1,17 @@
 //! The command use cases: register, renew, decommission (public, idempotent by key) and the
 //! provisioner's outcomes (internal, idempotent by request id).
 //!
-//! Every command runs the same loop: look for an idempotency record (replay it if found),
-//! else let the aggregate decide and append; on an optimistic-concurrency conflict, start
-//! over after a short jittered backoff, a bounded number of times. Starting over *includes*
-//! the idempotency lookup, which is how a concurrent duplicate that lost the race ends up
-//! answered with the winner's response instead of a second execution.
+//! Every public command runs the same loop: let the aggregate decide and append; on an
+//! optimistic-concurrency conflict, start over after a short jittered backoff, a bounded
+//! number of times, looking up the idempotency record first on every later attempt.
+//!
+//! Why the first attempt does not look the key up: the idempotency record, written by the
+//! store in the append's own transaction under a unique key, is what guarantees at most one
+//! execution per key, not the lookup. A retried request either is refused by the domain
+//! (e.g. the device is already registered) or its append collides with the record; both
+//! send us to the lookup, which answers with the recorded outcome (or 422 for another body).
+//! So new commands, the common case, save a round trip, and duplicates, including
+//! concurrent ones that lost the race, are answered with the winner's response.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,8 +194,12 @@ impl DeviceCommandService {
     ) -> Result<Accepted, CommandError> {
         metadata.idempotency = Some(claim.clone());
         let (metadata, claim, command) = (&metadata, &claim, &command);
+        let mut attempts = 0;
         let result = self
-            .with_retries(|| self.attempt_public(id, command, metadata, claim))
+            .with_retries(|| {
+                attempts += 1;
+                self.attempt_public(id, command, metadata, claim, attempts > 1)
+            })
             .await;
         record_outcome(name, &result.as_ref().map(|a| a.replayed));
         result
@@ -246,9 +256,12 @@ impl DeviceCommandService {
         command: &DeviceCommand,
         metadata: &CommandMetadata,
         claim: &IdempotencyClaim,
+        look_up_key_first: bool,
     ) -> Result<Accepted, AttemptError> {
-        if let Some(accepted) = self.replay(claim).await? {
-            return Ok(accepted);
+        if look_up_key_first {
+            if let Some(accepted) = self.replay(claim).await? {
+                return Ok(accepted);
+            }
         }
         match self.store.execute(id, command.clone(), metadata).await? {
             Ok(applied) => {
@@ -262,10 +275,9 @@ impl DeviceCommandService {
                 })
             }
             Err(rejection) => {
-                // A duplicate with the same key may have committed between our lookup and
-                // our read of the device (e.g. a concurrent registration), and the device's
-                // new state is why we were refused. Its record committed with its events,
-                // so it is visible now: answer with it rather than with a conflict.
+                // The refusal may be caused by an earlier (or concurrent) request with this
+                // key, e.g. its registration is why the device "already exists". Its record
+                // committed with its events, so it is visible now: answer with it.
                 match self.replay(claim).await? {
                     Some(accepted) => Ok(accepted),
                     None => Err(AttemptError::Final(rejection.into())),

@@ -1,7 +1,8 @@
 //! Postgres adapters behind the application's ports, and the schema they need.
 //!
 //! - [`PostgresDeviceStore`]: the event store (cqrs-es's `PersistedEventStore` over
-//!   postgres-es's repository), implementing `app::DeviceEventStore`.
+//!   postgres-es's table and reads, appending in one statement), implementing
+//!   `app::DeviceEventStore`.
 //! - [`PostgresIdempotencyStore`]: reads the idempotency records that a trigger writes in the
 //!   same transaction as a command's events; purges them after the retention period.
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
@@ -13,6 +14,7 @@
 mod database;
 mod postgres_device_store;
 mod postgres_idempotency_store;
+mod single_statement_event_repository;
 pub mod schema;
 
 pub use database::{connect, DatabaseSettings};

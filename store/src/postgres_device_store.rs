@@ -1,15 +1,16 @@
-//! `app::DeviceEventStore` on Postgres, through cqrs-es's persisted event store and
-//! postgres-es's repository (one `events` table, optimistic concurrency on the primary key
+//! `app::DeviceEventStore` on Postgres, through cqrs-es's persisted event store over the
+//! postgres-es table layout (one `events` table, optimistic concurrency on the primary key
 //! (aggregate type, aggregate id, sequence)).
 
 use async_trait::async_trait;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use domain::{Device, DeviceCommand, DeviceError, DeviceEvent, DeviceId};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
 use app::{Applied, CommandMetadata, DeviceEventStore, StoreError};
+
+use crate::single_statement_event_repository::SingleStatementEventRepository;
 
 /// Reads a device's events up to a version, oldest first.
 const SELECT_DEVICE_EVENTS_UP_TO: &str = "
@@ -18,14 +19,14 @@ SELECT payload FROM events
  ORDER BY sequence";
 
 pub struct PostgresDeviceStore {
-    events: PersistedEventStore<PostgresEventRepository, Device>,
+    events: PersistedEventStore<SingleStatementEventRepository, Device>,
     pool: PgPool,
 }
 
 impl PostgresDeviceStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            events: PersistedEventStore::new_event_store(PostgresEventRepository::new(
+            events: PersistedEventStore::new_event_store(SingleStatementEventRepository::new(
                 pool.clone(),
             )),
             pool,

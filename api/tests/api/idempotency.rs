@@ -197,3 +197,20 @@ impl TestApp {
         .await
     }
 }
+
+#[tokio::test]
+async fn a_retried_renewal_is_replayed_not_requested_again() {
+    let app = spawn_app().await;
+    let id = app.registered_device().await;
+    app.provision(id).await;
+    let first = app.renew_with_fixed_csr(id, "renew-once").await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+
+    let retry = app.renew_with_fixed_csr(id, "renew-once").await;
+
+    assert_eq!(retry.status(), 202);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.json::<Value>().await.unwrap(), first);
+    assert_eq!(app.count_events("CertificateRenewalRequested").await, 1);
+}
