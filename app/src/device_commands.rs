@@ -25,8 +25,8 @@ use domain::{
 use uuid::Uuid;
 
 use crate::{
-    Applied, CommandError, CommandMetadata, DeviceEventStore, IdempotencyClaim, IdempotencyStore,
-    StoreError,
+    Applied, CommandError, CommandMetadata, DeviceEventStore, History, IdempotencyClaim,
+    IdempotencyStore, StoreError,
 };
 
 /// How hard to try when other writers keep winning the race for the same device.
@@ -217,7 +217,10 @@ impl DeviceCommandService {
         let command = &command;
         let result = self
             .with_retries(|| async {
-                let applied = self.store.execute(id, command.clone(), metadata).await?;
+                let applied = self
+                    .store
+                    .execute(id, command.clone(), metadata, History::Load)
+                    .await?;
                 let applied = applied.map_err(|r| AttemptError::Final(r.into()))?;
                 metrics::counter!("events_appended_total")
                     .increment(applied.events_appended as u64);
@@ -256,14 +259,25 @@ impl DeviceCommandService {
         command: &DeviceCommand,
         metadata: &CommandMetadata,
         claim: &IdempotencyClaim,
-        look_up_key_first: bool,
+        retrying: bool,
     ) -> Result<Accepted, AttemptError> {
-        if look_up_key_first {
+        if retrying {
             if let Some(accepted) = self.replay(claim).await? {
                 return Ok(accepted);
             }
         }
-        match self.store.execute(id, command.clone(), metadata).await? {
+        // A first registration attempt bets that the device is new (it nearly always is);
+        // a lost bet is a conflict, and the retry reads the device.
+        let history = if !retrying && command.creates_device() {
+            History::AssumeNone
+        } else {
+            History::Load
+        };
+        match self
+            .store
+            .execute(id, command.clone(), metadata, history)
+            .await?
+        {
             Ok(applied) => {
                 metrics::counter!("events_appended_total")
                     .increment(applied.events_appended as u64);

@@ -15,6 +15,17 @@ pub struct Applied {
     pub events_appended: usize,
 }
 
+/// What the store should assume about the device's history before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// Read the device's events, then decide.
+    Load,
+    /// Decide on a device with no events, without reading: saves a round trip for commands
+    /// that create a device. If the device does exist, the append at sequence 1 fails with
+    /// [`StoreError::Conflict`] and the caller must retry with `Load`.
+    AssumeNone,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another writer appended to the device (or used the idempotency key) between our read
@@ -38,6 +49,7 @@ pub trait DeviceEventStore: Send + Sync + 'static {
         id: DeviceId,
         command: DeviceCommand,
         metadata: &CommandMetadata,
+        history: History,
     ) -> Result<Result<Applied, DeviceError>, StoreError>;
 
     /// The device as it was right after `version`: used to answer a replayed request with

@@ -16,6 +16,6 @@ mod idempotency_store;
 pub use command_error::CommandError;
 pub use command_metadata::{CommandMetadata, IdempotencyClaim};
 pub use device_commands::{Accepted, DeviceCommandService, RetryPolicy};
-pub use device_event_store::{Applied, DeviceEventStore, StoreError};
+pub use device_event_store::{Applied, DeviceEventStore, History, StoreError};
 pub use idempotency::{IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};

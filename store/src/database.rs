@@ -36,5 +36,12 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        // sqlx pings every connection it hands out by default: one extra round trip per
+        // query, which on the command path doubled the round trips. A connection that broke
+        // while idle fails its next query instead (answered 503, and sqlx drops it), and
+        // idle connections are recycled before servers or proxies time them out.
+        .test_before_acquire(false)
+        .idle_timeout(std::time::Duration::from_secs(60))
+        .max_lifetime(std::time::Duration::from_secs(30 * 60))
         .connect_lazy_with(settings.connect_options()?))
 }

@@ -14,8 +14,8 @@
 mod database;
 mod postgres_device_store;
 mod postgres_idempotency_store;
-mod single_statement_event_repository;
 pub mod schema;
+mod single_statement_event_repository;
 
 pub use database::{connect, DatabaseSettings};
 pub use postgres_device_store::PostgresDeviceStore;

@@ -3,12 +3,12 @@
 //! (aggregate type, aggregate id, sequence)).
 
 use async_trait::async_trait;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use domain::{Device, DeviceCommand, DeviceError, DeviceEvent, DeviceId};
 use sqlx::PgPool;
 
-use app::{Applied, CommandMetadata, DeviceEventStore, StoreError};
+use app::{Applied, CommandMetadata, DeviceEventStore, History, StoreError};
 
 use crate::single_statement_event_repository::SingleStatementEventRepository;
 
@@ -41,12 +41,22 @@ impl DeviceEventStore for PostgresDeviceStore {
         id: DeviceId,
         command: DeviceCommand,
         metadata: &CommandMetadata,
+        history: History,
     ) -> Result<Result<Applied, DeviceError>, StoreError> {
-        let mut context = self
-            .events
-            .load_aggregate(&id.to_string())
-            .await
-            .map_err(store_error)?;
+        let mut context = match history {
+            History::Load => self
+                .events
+                .load_aggregate(&id.to_string())
+                .await
+                .map_err(store_error)?,
+            // The context an empty device loads as; the append at sequence 1 checks the bet.
+            History::AssumeNone => EventStoreAggregateContext {
+                aggregate_id: id.to_string(),
+                aggregate: Device::default(),
+                current_sequence: 0,
+                current_snapshot: None,
+            },
+        };
         let events = match context.aggregate.decide(command) {
             Ok(events) => events,
             Err(rejection) => return Ok(Err(rejection)),

@@ -39,7 +39,11 @@ impl SingleStatementEventRepository {
         events: &[SerializedEvent],
     ) -> Result<(), PersistenceError> {
         let n = events.len();
-        let (mut types, mut ids, mut sequences) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut types, mut ids, mut sequences) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         let (mut event_types, mut versions) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut payloads, mut metadata) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for event in events {

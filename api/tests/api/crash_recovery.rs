@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use app::{Applied, CommandMetadata, DeviceEventStore, StoreError};
+use app::{Applied, CommandMetadata, DeviceEventStore, History, StoreError};
 use async_trait::async_trait;
 use domain::{Device, DeviceCommand, DeviceError, DeviceId};
 use serde_json::Value;
@@ -24,8 +24,9 @@ impl DeviceEventStore for CommitsThenHangs {
         id: DeviceId,
         command: DeviceCommand,
         metadata: &CommandMetadata,
+        history: History,
     ) -> Result<Result<Applied, DeviceError>, StoreError> {
-        let _committed = self.0.execute(id, command, metadata).await;
+        let _committed = self.0.execute(id, command, metadata, history).await;
         std::future::pending().await
     }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use api::http::HttpLimits;
-use app::{Applied, CommandMetadata, DeviceEventStore, StoreError};
+use app::{Applied, CommandMetadata, DeviceEventStore, History, StoreError};
 use async_trait::async_trait;
 use domain::{Device, DeviceCommand, DeviceError, DeviceId};
 use sqlx::postgres::PgPoolOptions;
@@ -45,6 +45,7 @@ impl DeviceEventStore for Stalled {
         _: DeviceId,
         _: DeviceCommand,
         _: &CommandMetadata,
+        _: History,
     ) -> Result<Result<Applied, DeviceError>, StoreError> {
         tokio::time::sleep(Duration::from_secs(30)).await;
         Err(StoreError::Conflict)
