@@ -24,8 +24,8 @@ pub struct IdempotencyClaim {
 }
 
 impl CommandMetadata {
-    /// Metadata keys are part of the stored event format (and of the trigger that records
-    /// idempotency keys): rename none of them.
+    /// Metadata keys are part of the stored event format (and the store derives idempotency
+    /// records from them): rename none of them.
     pub fn to_map(&self) -> std::collections::HashMap<String, String> {
         let mut map = std::collections::HashMap::with_capacity(7);
         map.insert("tenant".to_owned(), self.tenant.as_str().to_owned());

@@ -1,5 +1,5 @@
-//! Port: where idempotency records are read. They are *written* by the event store, in the
-//! transaction that appends the command's events (see `CommandMetadata`).
+//! Port: where idempotency records are read. They are *written* by the event store, atomically
+//! with the command's events, from the idempotency claim in `CommandMetadata`.
 
 use async_trait::async_trait;
 use domain::DeviceId;

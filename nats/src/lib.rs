@@ -28,8 +28,11 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Nats
     let options = async_nats::ConnectOptions::new()
         .connection_timeout(settings.connect_timeout)
         .name("device-provisioning");
-    tokio::time::timeout(settings.connect_timeout, options.connect(settings.url.as_str()))
-        .await
-        .map_err(|_| NatsError::ConnectTimeout(settings.connect_timeout))?
-        .map_err(NatsError::Connect)
+    tokio::time::timeout(
+        settings.connect_timeout,
+        options.connect(settings.url.as_str()),
+    )
+    .await
+    .map_err(|_| NatsError::ConnectTimeout(settings.connect_timeout))?
+    .map_err(NatsError::Connect)
 }

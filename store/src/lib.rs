@@ -3,8 +3,8 @@
 //! - [`PostgresDeviceStore`]: the event store (cqrs-es's `PersistedEventStore` over
 //!   postgres-es's table and reads, appending in one statement), implementing
 //!   `app::DeviceEventStore`.
-//! - [`PostgresIdempotencyStore`]: reads the idempotency records that a trigger writes in the
-//!   same transaction as a command's events; purges them after the retention period.
+//! - [`PostgresIdempotencyStore`]: reads the idempotency records that the append writes in the
+//!   same statement as a command's events; purges them after the retention period.
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
 //!

@@ -1,5 +1,5 @@
-//! `app::IdempotencyStore` on Postgres. Records are inserted by the `events` trigger defined
-//! in `migrations/…_idempotency_keys.sql`; this adapter reads them and purges old ones.
+//! `app::IdempotencyStore` on Postgres. Records are inserted with the command's events (see
+//! `single_statement_event_repository.rs`); this adapter reads them and purges old ones.
 
 use std::time::Duration;
 

@@ -1,12 +1,15 @@
 //! A cqrs-es event repository that reads through postgres-es and appends with one
-//! statement.
+//! statement, which also writes the command's idempotency record.
 //!
 //! Why not postgres-es's own `persist`: it appends as `BEGIN; INSERT …; …; COMMIT`, three or
 //! more round trips per command, and on this service's hot path round trips, not SQL, are
-//! what costs (each one wakes a Postgres backend and our runtime). A single multi-row
-//! `INSERT … SELECT FROM unnest(…)` is atomic on its own, keeps exactly the same table, the
-//! same optimistic-concurrency check (the primary key) and the same trigger-written
-//! idempotency record, in one round trip. Reads, snapshots and replay streams are postgres-es's.
+//! what costs (each one wakes a Postgres backend and our runtime). One statement is atomic on
+//! its own: the events (multi-row `INSERT … SELECT FROM unnest(…)`, same table, same
+//! optimistic-concurrency check on the primary key) and, when the command came with an
+//! `Idempotency-Key`, its record in `idempotency_keys`, taken from the events' metadata (see
+//! `app::CommandMetadata::to_map`). A key already used by another command violates that
+//! table's primary key, so the whole append fails and nothing of the duplicate is written.
+//! Reads, snapshots and replay streams are postgres-es's.
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -16,10 +19,21 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
 
-/// Column list as postgres-es writes it; the other columns of `events` have defaults.
+/// Events in postgres-es's column list (the other columns of `events` have defaults), then one
+/// idempotency record per command: all events of a command share its metadata, and the record
+/// keeps the last sequence, the version the command produced.
 const INSERT_EVENTS: &str = "
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])";
+WITH appended AS (
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+    RETURNING aggregate_id, sequence, metadata
+)
+INSERT INTO idempotency_keys (tenant, route, idempotency_key, request_fingerprint, aggregate_id, sequence)
+SELECT metadata ->> 'tenant', metadata ->> 'idempotency_route', metadata ->> 'idempotency_key',
+       metadata ->> 'request_fingerprint', aggregate_id, max(sequence)
+  FROM appended
+ WHERE metadata ? 'idempotency_key'
+ GROUP BY 1, 2, 3, 4, 5";
 
 pub struct SingleStatementEventRepository {
     reads: PostgresEventRepository,

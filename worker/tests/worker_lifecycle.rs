@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 fn nats_url() -> String {
@@ -45,14 +46,23 @@ async fn starts_reports_ready_and_stops_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let started = Instant::now();
     loop {
-        let line = lines.next().expect("worker exited before it was ready").unwrap();
+        let line = lines
+            .next()
+            .expect("worker exited before it was ready")
+            .unwrap();
         if line.contains("worker ready") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "worker never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "worker never became ready"
+        );
     }
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
 
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
