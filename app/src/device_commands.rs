@@ -4,6 +4,8 @@
 //! Every public command runs the same loop: let the aggregate decide and append; on an
 //! optimistic-concurrency conflict, start over after a short jittered backoff, a bounded
 //! number of times, looking up the idempotency record first on every later attempt.
+//! A registration's first attempt does not even read the device: it bets the device is new
+//! and lets the append's uniqueness check prove it (`History::AssumeNone`).
 //!
 //! Why the first attempt does not look the key up: the idempotency record, written by the
 //! store in the append's own transaction under a unique key, is what guarantees at most one
@@ -19,8 +21,9 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use domain::{
     CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
-    DecommissionReason, DeviceCommand, DeviceId, DeviceModel, DeviceStatus, FailProvisioning,
-    IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice, RenewCertificate, SerialNumber,
+    DecommissionReason, DeviceCommand, DeviceError, DeviceId, DeviceModel, DeviceStatus,
+    FailProvisioning, IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice,
+    RenewCertificate, SerialNumber,
 };
 use uuid::Uuid;
 
@@ -261,23 +264,41 @@ impl DeviceCommandService {
         claim: &IdempotencyClaim,
         retrying: bool,
     ) -> Result<Accepted, AttemptError> {
-        if retrying {
+        let mut look_up_key = retrying;
+        if !retrying && command.creates_device() {
+            // Bet that the device is new (it nearly always is): decide without reading it.
+            // A lost bet (the device exists, or this key was used) is not contention, so it
+            // is settled now, on the full path below, rather than after a backoff.
+            match self
+                .store
+                .execute(id, command.clone(), metadata, History::AssumeNone)
+                .await
+            {
+                Err(StoreError::Conflict) => look_up_key = true,
+                outcome => return self.answer(id, outcome, claim).await,
+            }
+        }
+        if look_up_key {
             if let Some(accepted) = self.replay(claim).await? {
                 return Ok(accepted);
             }
         }
-        // A first registration attempt bets that the device is new (it nearly always is);
-        // a lost bet is a conflict, and the retry reads the device.
-        let history = if !retrying && command.creates_device() {
-            History::AssumeNone
-        } else {
-            History::Load
-        };
-        match self
+        let outcome = self
             .store
-            .execute(id, command.clone(), metadata, history)
-            .await?
-        {
+            .execute(id, command.clone(), metadata, History::Load)
+            .await;
+        self.answer(id, outcome, claim).await
+    }
+
+    /// Turns the store's outcome into the answer: accepted, or refused unless the refusal is
+    /// explained by an earlier request with this key.
+    async fn answer(
+        &self,
+        id: DeviceId,
+        outcome: Result<Result<Applied, DeviceError>, StoreError>,
+        claim: &IdempotencyClaim,
+    ) -> Result<Accepted, AttemptError> {
+        match outcome? {
             Ok(applied) => {
                 metrics::counter!("events_appended_total")
                     .increment(applied.events_appended as u64);
@@ -289,9 +310,8 @@ impl DeviceCommandService {
                 })
             }
             Err(rejection) => {
-                // The refusal may be caused by an earlier (or concurrent) request with this
-                // key, e.g. its registration is why the device "already exists". Its record
-                // committed with its events, so it is visible now: answer with it.
+                // E.g. an earlier request with this key is why the device "already exists".
+                // Its record committed with its events, so it is visible now: answer with it.
                 match self.replay(claim).await? {
                     Some(accepted) => Ok(accepted),
                     None => Err(AttemptError::Final(rejection.into())),
