@@ -4,6 +4,7 @@
 mod api_error;
 mod authorized;
 mod deadline;
+mod device_id_path;
 mod devices;
 mod health;
 mod idempotency_key_header;

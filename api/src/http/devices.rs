@@ -6,18 +6,17 @@
 use std::collections::BTreeMap;
 
 use app::{Accepted, CommandMetadata, IdempotencyClaim, IdempotencyScope, RequestFingerprint};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use domain::{
-    CertificateSigningRequest, DecommissionReason, DeviceId, DeviceModel, Labels, SerialNumber,
-};
+use domain::{CertificateSigningRequest, DecommissionReason, DeviceModel, Labels, SerialNumber};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::authorized::{Authorized, DevicesWrite};
+use super::device_id_path::DeviceIdPath;
 use super::idempotency_key_header::IdempotencyKeyHeader;
 use super::json_body::JsonBody;
 use super::{current_request_id, ApiError, AppState};
@@ -95,11 +94,10 @@ async fn register_device(
 async fn renew_certificate(
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
-    Path(id): Path<String>,
+    DeviceIdPath(id): DeviceIdPath,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     JsonBody(body): JsonBody<RenewCertificateRequest>,
 ) -> Result<Response, ApiError> {
-    let id = device_id(&id)?;
     let csr = CertificateSigningRequest::from_pem(&body.csr).map_err(field("csr"))?;
     let route = format!("POST /v1/devices/{id}/certificate:renew");
     let claim = claim(&auth.principal, route, key, &body);
@@ -113,11 +111,10 @@ async fn renew_certificate(
 async fn decommission_device(
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
-    Path(id): Path<String>,
+    DeviceIdPath(id): DeviceIdPath,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     JsonBody(body): JsonBody<DecommissionDeviceRequest>,
 ) -> Result<Response, ApiError> {
-    let id = device_id(&id)?;
     let reason = DecommissionReason::parse(&body.reason).map_err(field("reason"))?;
     let route = format!("POST /v1/devices/{id}/decommission");
     let claim = claim(&auth.principal, route, key, &body);
@@ -126,15 +123,6 @@ async fn decommission_device(
         .decommission(metadata(&auth.principal), claim, id, reason)
         .await?;
     Ok(accepted_response(accepted))
-}
-
-fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
-    Uuid::parse_str(raw)
-        .map(DeviceId::from_uuid)
-        .map_err(|_| ApiError::InvalidField {
-            field: "id".into(),
-            detail: "must be a UUID".into(),
-        })
 }
 
 fn field<E: std::fmt::Display>(name: &'static str) -> impl FnOnce(E) -> ApiError {

@@ -19,6 +19,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = body_limit_hint(&request);
+        // Refuse a declared oversize body at once, instead of reading up to the limit.
+        let declared = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if limit > 0 && declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {

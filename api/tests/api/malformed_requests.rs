@@ -123,3 +123,48 @@ async fn hostile_input_never_produces_a_server_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_path_id_that_is_not_utf8_is_a_400_naming_id() {
+    let app = spawn_app().await;
+    let response = app
+        .post(
+            "/v1/devices/%FF%FE/decommission",
+            &app.writer(),
+            Some("k"),
+            &json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(response, 400, "invalid-field").await["field"],
+        "id"
+    );
+}
+
+#[tokio::test]
+async fn a_declared_oversize_body_is_refused_without_waiting_for_it() {
+    let app = spawn_app().await;
+    // Content-Length promises 100 MB; only a few bytes follow. The answer must not wait for
+    // the rest (nor for the request deadline).
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /v1/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nIdempotency-Key: k\r\nContent-Length: 100000000\r\n\r\n{{}}",
+        app.writer()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 512];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut stream, &mut head),
+    )
+    .await
+    .expect("answered before the request deadline")
+    .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("application/problem+json"), "{head}");
+}
