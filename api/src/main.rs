@@ -49,18 +49,7 @@ async fn main() -> ExitCode {
             ttl,
         } => token(&tenant, &scope, &subject, ttl),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
-            ExitCode::FAILURE
-        }
-    }
+    bootstrap::exit_code(result)
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
