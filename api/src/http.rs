@@ -20,7 +20,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use api_error::ApiError;
-pub use request_context::current_request_id;
+pub use request_context::{current_request_id, current_traceparent};
 
 use crate::auth::JwtKeys;
 

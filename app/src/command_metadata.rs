@@ -13,6 +13,8 @@ pub struct CommandMetadata {
     pub actor: String,
     /// The HTTP request id (or the message id for internal commands), for correlation.
     pub request_id: String,
+    /// W3C trace context of the command, carried on to the events' NATS messages.
+    pub traceparent: Option<String>,
     pub idempotency: Option<IdempotencyClaim>,
 }
 
@@ -27,10 +29,13 @@ impl CommandMetadata {
     /// Metadata keys are part of the stored event format (and the store derives idempotency
     /// records from them): rename none of them.
     pub fn to_map(&self) -> std::collections::HashMap<String, String> {
-        let mut map = std::collections::HashMap::with_capacity(7);
+        let mut map = std::collections::HashMap::with_capacity(8);
         map.insert("tenant".to_owned(), self.tenant.as_str().to_owned());
         map.insert("actor".to_owned(), self.actor.clone());
         map.insert("request_id".to_owned(), self.request_id.clone());
+        if let Some(traceparent) = &self.traceparent {
+            map.insert("traceparent".to_owned(), traceparent.clone());
+        }
         if let Some(claim) = &self.idempotency {
             map.insert(
                 "idempotency_key".to_owned(),

@@ -52,7 +52,8 @@ pub trait DeviceEventStore: Send + Sync + 'static {
         history: History,
     ) -> Result<Result<Applied, DeviceError>, StoreError>;
 
-    /// The device as it was right after `version`: used to answer a replayed request with
-    /// exactly what the original request was answered.
+    /// The device as it was right after `version` (`u64::MAX`: as it is now). Used to answer
+    /// a replayed request with exactly what the original request was answered, and by the
+    /// provisioner to see whether a certificate request is still open.
     async fn device_at(&self, id: DeviceId, version: u64) -> Result<Device, StoreError>;
 }

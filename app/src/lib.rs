@@ -1,5 +1,6 @@
-//! Application layer: the use cases (one service method per command) and the ports they
-//! need. Adapters implement the ports: `store` for Postgres today, NATS and the CA later.
+//! Application layer: the use cases (commands, queries, provisioning) and the ports they
+//! need, plus the public event contract. Adapters implement the ports: `store` and
+//! `projections` on Postgres, the CA in `worker`.
 //!
 //! This crate decides *how* a command is carried out (idempotency, retries on optimistic
 //! concurrency conflicts, what is answered) but not *whether* it is allowed (the `domain`
@@ -10,12 +11,28 @@ mod command_error;
 mod command_metadata;
 mod device_commands;
 mod device_event_store;
+mod device_queries;
+mod event_contract;
+mod event_log;
 mod idempotency;
 mod idempotency_store;
+mod provisioning;
 
 pub use command_error::CommandError;
 pub use command_metadata::{CommandMetadata, IdempotencyClaim};
 pub use device_commands::{Accepted, DeviceCommandService, RetryPolicy};
 pub use device_event_store::{Applied, DeviceEventStore, History, StoreError};
+pub use device_queries::{
+    DeviceFilter, DevicePage, DeviceQueryService, DeviceReadModel, DeviceView, EventPage,
+    ListCursor, ReadModelChanges,
+};
+pub use event_contract::{
+    event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
+};
+pub use event_log::EventLog;
 pub use idempotency::{IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
+pub use provisioning::{
+    CaUnavailable, CertificateAuthority, CertificateRequest, ProvisioningError,
+    ProvisioningOutcome, ProvisioningService,
+};

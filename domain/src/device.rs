@@ -22,7 +22,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use crate::{CertificateRequestId, TenantId};
+use crate::{CertificateRequestId, SerialNumber, TenantId};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Device {
@@ -33,6 +33,8 @@ pub struct Device {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RegisteredDevice {
     tenant: TenantId,
+    /// The provisioner checks a renewal's CSR against it (subject CN = serial number).
+    serial_number: SerialNumber,
     status: DeviceStatus,
     /// Whether a certificate was ever issued: a failed renewal leaves a provisioned device
     /// provisioned (its current certificate stays valid), a failed first request does not.
@@ -50,6 +52,17 @@ impl Device {
 
     pub fn tenant(&self) -> Option<&TenantId> {
         self.registered.as_ref().map(|d| &d.tenant)
+    }
+
+    pub fn serial_number(&self) -> Option<&SerialNumber> {
+        self.registered.as_ref().map(|d| &d.serial_number)
+    }
+
+    /// The certificate request still waiting for the provisioner's outcome, if any. The
+    /// provisioner signs only for this request: a redelivered or superseded request finds
+    /// it settled and issues nothing.
+    pub fn open_request(&self) -> Option<CertificateRequestId> {
+        self.registered.as_ref().and_then(|d| d.open_request)
     }
 
     /// The events `command` produces in the current state, or why it is refused.
@@ -136,10 +149,14 @@ impl Aggregate for Device {
     fn apply(&mut self, event: Self::Event) {
         match event {
             DeviceEvent::DeviceRegistered {
-                tenant, request_id, ..
+                tenant,
+                serial_number,
+                request_id,
+                ..
             } => {
                 self.registered = Some(RegisteredDevice {
                     tenant,
+                    serial_number,
                     status: DeviceStatus::Pending,
                     has_certificate: false,
                     open_request: Some(request_id),

@@ -1,11 +1,16 @@
-//! The NATS side of the system.
-//!
-//! Today: connecting, with a bounded wait, so that a process that needs NATS fails fast and
-//! clearly when it is not there. The relay that publishes committed events to JetStream in
-//! commit order, the stream definition and the consumers' settings come with the async path
-//! (issue 3) and belong here too. Nothing in this crate knows about HTTP or SQL tables.
+//! The NATS side of the system: the connection, the JetStream stream contract (subjects,
+//! headers, envelope), the commit-order relay that feeds it from Postgres, and the settings
+//! of the workers' durable consumers. Nothing in this crate knows about HTTP.
+
+mod consumer_settings;
+mod relay;
+mod stream_contract;
 
 use std::time::Duration;
+
+pub use consumer_settings::{durable_pull_consumer, ConsumerSettings};
+pub use relay::{Relay, RelaySettings};
+pub use stream_contract::{ensure_stream, headers, message_for, StreamSettings};
 
 #[derive(Debug, Clone)]
 pub struct NatsSettings {
@@ -23,10 +28,12 @@ pub enum NatsError {
     Connect(#[source] async_nats::ConnectError),
 }
 
-/// Connects to NATS. After the first connection, async-nats reconnects by itself.
+/// Connects to NATS. After the first connection, async-nats reconnects by itself (and
+/// buffers publishes meanwhile; the relay's ack timeout bounds how long it waits for them).
 pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, NatsError> {
     let options = async_nats::ConnectOptions::new()
         .connection_timeout(settings.connect_timeout)
+        .retry_on_initial_connect()
         .name("device-provisioning");
     tokio::time::timeout(
         settings.connect_timeout,

@@ -1,6 +1,24 @@
 //! Read models and the projectors that maintain them.
 //!
-//! PLACEHOLDER: this crate is empty on purpose. The device read model, its idempotent
-//! per-aggregate-version updates, gap filling from the event store and checkpoints arrive
-//! with the async path (issue 3). It exists now so that the workspace already has the shape
-//! ARCHITECTURE.md describes: read-model tables will be owned here, not by `store`.
+//! - `device_view`: one row per device, as `GET /v1/devices…` serves it. [`DeviceProjector`]
+//!   applies events to it (idempotent, gap-filling, checkpointed; see its module), the
+//!   worker feeds it from JetStream; [`PostgresDeviceReadModel`] reads it for the api;
+//!   [`PgReadModelChanges`] wakes long-polling readers when it changes.
+//! - The fold from events to a row ([`fold`]) is pure and shared by every path that writes
+//!   the table.
+//!
+//! This crate owns the SQL of the read-model tables (`device_view`,
+//! `projection_checkpoints`) and nothing else; it reads events only through `store`.
+
+mod device_projector;
+mod device_view_fold;
+mod device_view_table;
+mod postgres_device_read_model;
+mod read_model_changes;
+
+pub use device_projector::{
+    BatchReport, DeviceProjector, ProjectionError, DEVICE_VIEW, READ_MODEL_CHANGED_CHANNEL,
+};
+pub use device_view_fold::{fold, FoldError};
+pub use postgres_device_read_model::PostgresDeviceReadModel;
+pub use read_model_changes::PgReadModelChanges;

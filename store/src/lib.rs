@@ -5,18 +5,34 @@
 //!   `app::DeviceEventStore`.
 //! - [`PostgresIdempotencyStore`]: reads the idempotency records that the append writes in the
 //!   same statement as a command's events; purges them after the retention period.
+//! - [`PostgresEventLog`]: the events read back (tenant feed in commit order, a device's
+//!   history); [`RelayLeases`]: the relay's lock, checkpoint and commit-order reads;
+//!   [`AppendNotifier`]: wakes the relay after appends; [`PostgresDeadLetters`]: messages
+//!   consumers gave up on.
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
 //!
-//! This crate owns SQL for these tables and nothing else: read models belong to the
+//! This crate owns SQL for `events`, `snapshots`, `idempotency_keys`, `relay_checkpoints`
+//! and `dead_letters`, and nothing else: read models belong to the
 //! `projections` crate. It must not know about HTTP.
 
+mod append_notifier;
 mod database;
+mod dead_letters;
 mod postgres_device_store;
+mod postgres_event_log;
 mod postgres_idempotency_store;
+mod recorded_event_row;
+mod relay_lease;
 pub mod schema;
 mod single_statement_event_repository;
 
+pub use append_notifier::AppendNotifier;
 pub use database::{connect, DatabaseSettings};
+pub use dead_letters::{DeadLetter, PostgresDeadLetters};
 pub use postgres_device_store::PostgresDeviceStore;
+pub use postgres_event_log::{device_events_between, PostgresEventLog};
 pub use postgres_idempotency_store::PostgresIdempotencyStore;
+pub use relay_lease::{
+    AppendListener, CommittedBatch, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL,
+};

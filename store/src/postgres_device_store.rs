@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use app::{Applied, CommandMetadata, DeviceEventStore, History, StoreError};
 
+use crate::append_notifier::AppendNotifier;
 use crate::single_statement_event_repository::SingleStatementEventRepository;
 
 /// Reads a device's events up to a version, oldest first.
@@ -21,14 +22,17 @@ SELECT payload FROM events
 pub struct PostgresDeviceStore {
     events: PersistedEventStore<SingleStatementEventRepository, Device>,
     pool: PgPool,
+    notifier: AppendNotifier,
 }
 
 impl PostgresDeviceStore {
+    /// Must be called within a Tokio runtime: it starts the [`AppendNotifier`] task.
     pub fn new(pool: PgPool) -> Self {
         Self {
             events: PersistedEventStore::new_event_store(SingleStatementEventRepository::new(
                 pool.clone(),
             )),
+            notifier: AppendNotifier::spawn(pool.clone()),
             pool,
         }
     }
@@ -84,6 +88,7 @@ impl DeviceEventStore for PostgresDeviceStore {
             .commit(events, context, metadata.to_map())
             .await
             .map_err(store_error)?;
+        self.notifier.appended();
         let version = committed
             .last()
             .map_or(previous_version, |e| e.sequence as u64);
@@ -98,7 +103,7 @@ impl DeviceEventStore for PostgresDeviceStore {
         let payloads: Vec<serde_json::Value> = sqlx::query_scalar(SELECT_DEVICE_EVENTS_UP_TO)
             .bind(Device::TYPE)
             .bind(id.to_string())
-            .bind(version as i64)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| StoreError::Unavailable(e.into()))?;

@@ -19,7 +19,7 @@ use super::authorized::{Authorized, DevicesWrite};
 use super::device_id_path::DeviceIdPath;
 use super::idempotency_key_header::IdempotencyKeyHeader;
 use super::json_body::JsonBody;
-use super::{current_request_id, ApiError, AppState};
+use super::{current_request_id, current_traceparent, ApiError, AppState};
 use crate::auth::Principal;
 
 pub fn router() -> Router<AppState> {
@@ -137,6 +137,7 @@ fn metadata(principal: &Principal) -> CommandMetadata {
         tenant: principal.tenant.clone(),
         actor: principal.subject.clone(),
         request_id: current_request_id().unwrap_or_default(),
+        traceparent: current_traceparent(),
         idempotency: None,
     }
 }

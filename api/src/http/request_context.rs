@@ -1,8 +1,12 @@
-//! Request ids and the access log.
+//! Request ids, trace context and the access log.
 //!
 //! Each request gets an id: the caller's `x-request-id` when it is sane, else a fresh
 //! UUIDv7. It is returned in `x-request-id`, put in problem bodies, stored in the metadata of
 //! the events the request appends, and logged with one line per request.
+//!
+//! Each request also gets a W3C trace context: the caller's `traceparent` when it is well
+//! formed, else a new trace. It is stored with the events the request appends, so the relay
+//! can put it on the NATS message and the worker can continue the trace.
 
 use std::time::Instant;
 
@@ -13,13 +17,51 @@ use axum::response::Response;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+const TRACEPARENT_HEADER: &str = "traceparent";
+
+#[derive(Clone)]
+struct RequestContext {
+    request_id: String,
+    traceparent: String,
+}
+
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static CONTEXT: RequestContext;
 }
 
 /// The id of the request being handled by the current task, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    CONTEXT.try_with(|c| c.request_id.clone()).ok()
+}
+
+/// The W3C `traceparent` of the request being handled by the current task, if any.
+pub fn current_traceparent() -> Option<String> {
+    CONTEXT.try_with(|c| c.traceparent.clone()).ok()
+}
+
+/// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lowercase, ids not all zero.
+fn accepted_traceparent(value: Option<&HeaderValue>) -> Option<String> {
+    let value = value?.to_str().ok()?;
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0');
+    valid.then(|| value.to_owned())
+}
+
+fn new_traceparent() -> String {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace_id}-{span_id}-01")
 }
 
 /// Accept a caller's id only if it is short, visible ASCII: it ends up in logs and events.
@@ -39,9 +81,13 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let mut response = REQUEST_ID
-        .scope(request_id.clone(), next.run(request))
-        .await;
+    let traceparent = accepted_traceparent(request.headers().get(TRACEPARENT_HEADER))
+        .unwrap_or_else(new_traceparent);
+    let context = RequestContext {
+        request_id: request_id.clone(),
+        traceparent,
+    };
+    let mut response = CONTEXT.scope(context, next.run(request)).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -56,4 +102,29 @@ pub async fn track(request: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_well_formed_traceparents() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let header = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(
+            accepted_traceparent(Some(&header(good))).as_deref(),
+            Some(good)
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(accepted_traceparent(Some(&header(bad))), None, "{bad}");
+        }
+        assert!(accepted_traceparent(Some(&header(&new_traceparent()))).is_some());
+    }
 }

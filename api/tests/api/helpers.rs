@@ -273,6 +273,7 @@ impl TestApp {
                     tenant: TenantId::parse(TENANT).unwrap(),
                     actor: "test-provisioner".into(),
                     request_id: "test".into(),
+                    traceparent: None,
                     idempotency: None,
                 },
                 DeviceId::from_uuid(id),

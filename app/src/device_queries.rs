@@ -1,0 +1,207 @@
+//! The query use cases: a device as the read model has it (with bounded long-polling until a
+//! version), the tenant's device list, a device's history and the analysts' feed.
+//!
+//! Tenant isolation is enforced here for every query: another tenant's device is reported
+//! exactly like a missing one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    DeviceId, DeviceModel, DeviceStatus, IssuedCertificate, Labels, ProvisioningFailure,
+    SerialNumber, TenantId,
+};
+use tokio::sync::watch;
+
+use crate::{CommitPosition, EventEnvelope, EventLog, StoreError};
+
+/// A device as the read model holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceView {
+    pub id: DeviceId,
+    pub tenant: TenantId,
+    pub serial_number: SerialNumber,
+    pub model: DeviceModel,
+    pub labels: Labels,
+    pub status: DeviceStatus,
+    pub certificate: Option<IssuedCertificate>,
+    pub failure: Option<ProvisioningFailure>,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which devices a list shows. All conditions must hold.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub status: Option<DeviceStatus>,
+    pub model: Option<DeviceModel>,
+    /// Every (key, value) pair must be among the device's labels.
+    pub labels: Vec<(String, String)>,
+}
+
+/// Where a device list continues: after the device created at `created_at` with `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: DeviceId,
+}
+
+pub struct DevicePage {
+    pub devices: Vec<DeviceView>,
+    /// Present when there may be more devices after this page.
+    pub next: Option<ListCursor>,
+}
+
+/// Port: the device read model.
+#[async_trait]
+pub trait DeviceReadModel: Send + Sync + 'static {
+    async fn device(&self, id: DeviceId) -> Result<Option<DeviceView>, StoreError>;
+
+    /// The tenant's devices matching `filter`, ordered by (created_at, id), after `after`,
+    /// at most `limit`.
+    async fn devices(
+        &self,
+        tenant: &TenantId,
+        filter: &DeviceFilter,
+        after: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<DeviceView>, StoreError>;
+}
+
+/// Port: a signal that the read model may have changed. The value is a counter; waiters
+/// re-read when it moves. Missed signals only cost latency: waiters also re-read on a timer.
+pub trait ReadModelChanges: Send + Sync + 'static {
+    fn subscribe(&self) -> watch::Receiver<u64>;
+}
+
+/// A feed page.
+pub struct EventPage {
+    pub events: Vec<EventEnvelope>,
+    /// Where the next page starts; equal to the request's cursor when nothing new committed.
+    pub next: CommitPosition,
+}
+
+pub struct DeviceQueryService {
+    read_model: Arc<dyn DeviceReadModel>,
+    changes: Arc<dyn ReadModelChanges>,
+    events: Arc<dyn EventLog>,
+    recheck: Duration,
+}
+
+impl DeviceQueryService {
+    pub fn new(
+        read_model: Arc<dyn DeviceReadModel>,
+        changes: Arc<dyn ReadModelChanges>,
+        events: Arc<dyn EventLog>,
+    ) -> Self {
+        Self {
+            read_model,
+            changes,
+            events,
+            recheck: Duration::from_millis(250),
+        }
+    }
+
+    /// The tenant's device, `None` if it does not exist (or belongs to another tenant).
+    /// With `wait = Some((min_version, max_wait))`, waits up to `max_wait` for the read
+    /// model to reach `min_version` (or for the device to appear), then answers with what
+    /// it has.
+    pub async fn device(
+        &self,
+        tenant: &TenantId,
+        id: DeviceId,
+        wait: Option<(u64, Duration)>,
+    ) -> Result<Option<DeviceView>, StoreError> {
+        let Some((min_version, max_wait)) = wait else {
+            return self.visible_device(tenant, id).await;
+        };
+        let deadline = tokio::time::Instant::now() + max_wait;
+        // Subscribe before reading, so that a change between the read and the wait wakes us.
+        let mut changes = self.changes.subscribe();
+        loop {
+            let device = self.visible_device(tenant, id).await?;
+            let reached = device.as_ref().is_some_and(|d| d.version >= min_version);
+            if reached || tokio::time::Instant::now() >= deadline {
+                return Ok(device);
+            }
+            let recheck = tokio::time::Instant::now() + self.recheck;
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep_until(recheck.min(deadline)) => {}
+            }
+        }
+    }
+
+    async fn visible_device(
+        &self,
+        tenant: &TenantId,
+        id: DeviceId,
+    ) -> Result<Option<DeviceView>, StoreError> {
+        Ok(self
+            .read_model
+            .device(id)
+            .await?
+            .filter(|d| d.tenant == *tenant))
+    }
+
+    pub async fn devices(
+        &self,
+        tenant: &TenantId,
+        filter: &DeviceFilter,
+        after: Option<ListCursor>,
+        limit: usize,
+    ) -> Result<DevicePage, StoreError> {
+        // One more than asked tells whether another page exists.
+        let mut devices = self
+            .read_model
+            .devices(tenant, filter, after, limit + 1)
+            .await?;
+        let next = if devices.len() > limit {
+            devices.truncate(limit);
+            devices.last().map(|d| ListCursor {
+                created_at: d.created_at,
+                id: d.id,
+            })
+        } else {
+            None
+        };
+        Ok(DevicePage { devices, next })
+    }
+
+    /// The device's events, oldest first; `None` if it does not exist for this tenant.
+    pub async fn history(
+        &self,
+        tenant: &TenantId,
+        id: DeviceId,
+    ) -> Result<Option<Vec<EventEnvelope>>, StoreError> {
+        let events = self.events.device_history(id).await?;
+        match events.first() {
+            Some(first) if first.tenant == *tenant => {
+                Ok(Some(events.iter().map(|e| e.to_envelope()).collect()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The tenant's events after `after` in commit order.
+    pub async fn feed(
+        &self,
+        tenant: &TenantId,
+        after: CommitPosition,
+        limit: usize,
+        event_type: Option<&'static str>,
+    ) -> Result<EventPage, StoreError> {
+        let events = self
+            .events
+            .tenant_events_after(tenant, after, limit, event_type)
+            .await?;
+        let next = events.last().map_or(after, |e| e.position);
+        Ok(EventPage {
+            events: events.iter().map(|e| e.to_envelope()).collect(),
+            next,
+        })
+    }
+}

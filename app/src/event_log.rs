@@ -1,0 +1,23 @@
+//! Port: reading the event store back, in commit order or per device, for the analysts'
+//! feed and a device's history.
+
+use async_trait::async_trait;
+use domain::{DeviceId, TenantId};
+
+use crate::{CommitPosition, RecordedEvent, StoreError};
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The tenant's committed events after `after`, in commit order, at most `limit`,
+    /// optionally only those of one event type. Never skips an event that commits late.
+    async fn tenant_events_after(
+        &self,
+        tenant: &TenantId,
+        after: CommitPosition,
+        limit: usize,
+        event_type: Option<&'static str>,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The device's events, oldest first (empty when the device does not exist).
+    async fn device_history(&self, id: DeviceId) -> Result<Vec<RecordedEvent>, StoreError>;
+}

@@ -1,0 +1,135 @@
+//! The provisioner's use case: settle one certificate request (a registration's or a
+//! renewal's) by asking the CA, then record the outcome on the device as an internal command.
+//!
+//! At most one certificate per request reaches the device's history, however often the
+//! request's message is delivered: the request is signed only while it is still the device's
+//! open request, and recording an outcome for a request that is no longer open appends
+//! nothing (`Device::decide`). Two deliveries racing each other may both sign, but only the
+//! first outcome is recorded; the CA derives the certificate serial from the request id, so
+//! even then both are the same certificate identity.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::{
+    CertificateRequestId, CertificateSigningRequest, DeviceId, IssuedCertificate,
+    ProvisioningFailure, SerialNumber,
+};
+
+use crate::{CommandError, CommandMetadata, DeviceCommandService, DeviceEventStore, StoreError};
+
+/// What the CA is asked to sign.
+#[derive(Debug, Clone)]
+pub struct CertificateRequest {
+    pub request_id: CertificateRequestId,
+    pub serial_number: SerialNumber,
+    pub csr: CertificateSigningRequest,
+}
+
+/// The CA could not answer now (overloaded, shutting down, its key unreadable): the request
+/// must be retried later, it is not the device's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("the certificate authority is unavailable: {0}")]
+pub struct CaUnavailable(pub String);
+
+/// Port: checks a CSR against policy and signs it. CPU-bound: adapters must keep the work off
+/// the async runtime's threads.
+#[async_trait]
+pub trait CertificateAuthority: Send + Sync + 'static {
+    /// `Ok(Err(_))` is a domain outcome: the CSR is refused (bad signature, key policy,
+    /// subject), and retrying will not change that.
+    async fn issue(
+        &self,
+        request: CertificateRequest,
+    ) -> Result<Result<IssuedCertificate, ProvisioningFailure>, CaUnavailable>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisioningOutcome {
+    Issued,
+    Failed,
+    /// The request was already settled (a redelivery) or superseded by a newer one, or the
+    /// device is gone: nothing was signed.
+    AlreadySettled,
+}
+
+/// Transient: the message should be delivered again later.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisioningError {
+    #[error(transparent)]
+    Ca(#[from] CaUnavailable),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct ProvisioningService {
+    store: Arc<dyn DeviceEventStore>,
+    commands: Arc<DeviceCommandService>,
+    ca: Arc<dyn CertificateAuthority>,
+}
+
+impl ProvisioningService {
+    pub fn new(
+        store: Arc<dyn DeviceEventStore>,
+        commands: Arc<DeviceCommandService>,
+        ca: Arc<dyn CertificateAuthority>,
+    ) -> Self {
+        Self {
+            store,
+            commands,
+            ca,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(device_id = %device_id, request_id = %request_id))]
+    pub async fn provision(
+        &self,
+        metadata: CommandMetadata,
+        device_id: DeviceId,
+        request_id: CertificateRequestId,
+        csr: CertificateSigningRequest,
+    ) -> Result<ProvisioningOutcome, ProvisioningError> {
+        let device = self.store.device_at(device_id, u64::MAX).await?;
+        let (Some(serial_number), Some(tenant)) = (device.serial_number(), device.tenant()) else {
+            return Ok(ProvisioningOutcome::AlreadySettled);
+        };
+        if device.open_request() != Some(request_id) || *tenant != metadata.tenant {
+            return Ok(ProvisioningOutcome::AlreadySettled);
+        }
+        let request = CertificateRequest {
+            request_id,
+            serial_number: serial_number.clone(),
+            csr,
+        };
+        let started = std::time::Instant::now();
+        let outcome = self.ca.issue(request).await?;
+        metrics::histogram!("provisioner_ca_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(certificate) => {
+                let applied = self
+                    .commands
+                    .complete_provisioning(metadata, device_id, request_id, certificate)
+                    .await?;
+                Ok(if applied.events_appended > 0 {
+                    ProvisioningOutcome::Issued
+                } else {
+                    ProvisioningOutcome::AlreadySettled
+                })
+            }
+            Err(failure) => {
+                tracing::info!(code = ?failure.code, "certificate request refused");
+                let applied = self
+                    .commands
+                    .fail_provisioning(metadata, device_id, request_id, failure)
+                    .await?;
+                Ok(if applied.events_appended > 0 {
+                    ProvisioningOutcome::Failed
+                } else {
+                    ProvisioningOutcome::AlreadySettled
+                })
+            }
+        }
+    }
+}

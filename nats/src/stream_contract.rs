@@ -1,0 +1,103 @@
+//! The JetStream stream of domain events: its configuration, subjects and headers. This is a
+//! public contract (analysts consume it), documented in `docs/events.md`: change both
+//! together, and only compatibly.
+//!
+//! - Subject: `<prefix>.<tenant>.device.<EventType>`, e.g. `events.acme.device.DeviceRegistered`,
+//!   so consumers filter by tenant (`events.acme.>`) or by type (`events.*.device.CertificateIssued`).
+//! - Body: the versioned JSON envelope (`app::EventEnvelope`).
+//! - Headers: see [`headers`].
+
+use std::time::Duration;
+
+use app::RecordedEvent;
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+
+/// Header names on every event message.
+pub mod headers {
+    /// The event id (JetStream deduplicates on it within the duplicate window).
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// W3C trace context of the command that produced the event.
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TENANT: &str = "Dp-Tenant";
+    pub const AGGREGATE_ID: &str = "Dp-Aggregate-Id";
+    pub const SEQUENCE: &str = "Dp-Sequence";
+    /// Commit-order cursor (the same opaque value as the envelope's `position`).
+    pub const POSITION: &str = "Dp-Position";
+    pub const EVENT_TYPE: &str = "Dp-Event-Type";
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// JetStream stream name (e.g. `DEVICE_EVENTS`).
+    pub name: String,
+    /// First subject token (e.g. `events`). Tests use a unique one per run.
+    pub subject_prefix: String,
+    /// Must exceed the longest time a relay may take to republish after a failure.
+    pub duplicate_window: Duration,
+    /// How long events stay in the stream (Postgres keeps them forever; replay reads it).
+    pub max_age: Duration,
+}
+
+impl StreamSettings {
+    pub fn subject(&self, tenant: &str, event_type: &str) -> String {
+        format!("{}.{tenant}.device.{event_type}", self.subject_prefix)
+    }
+
+    /// Every event of one type, whatever the tenant.
+    pub fn subject_filter_for_type(&self, event_type: &str) -> String {
+        format!("{}.*.device.{event_type}", self.subject_prefix)
+    }
+
+    /// Every event.
+    pub fn all_subjects(&self) -> String {
+        format!("{}.>", self.subject_prefix)
+    }
+
+    fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.clone(),
+            subjects: vec![self.all_subjects()],
+            storage: stream::StorageType::File,
+            duplicate_window: self.duplicate_window,
+            max_age: self.max_age,
+            ..Default::default()
+        }
+    }
+}
+
+/// Creates the stream, or brings an existing one to this configuration.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, async_nats::Error> {
+    js.create_or_update_stream(settings.config()).await?;
+    Ok(js.get_stream(&settings.name).await?)
+}
+
+/// The message for one event: subject, headers and the JSON envelope.
+pub fn message_for(
+    settings: &StreamSettings,
+    event: &RecordedEvent,
+) -> Result<(String, jetstream::message::PublishMessage), serde_json::Error> {
+    let envelope = event.to_envelope();
+    let body = serde_json::to_vec(&envelope)?;
+    let event_type = envelope.event_type();
+    let mut map = HeaderMap::new();
+    map.insert(headers::MSG_ID, envelope.id.to_string().as_str());
+    map.insert(headers::TENANT, event.tenant.as_str());
+    map.insert(headers::AGGREGATE_ID, event.device_id.to_string().as_str());
+    map.insert(headers::SEQUENCE, event.sequence.to_string().as_str());
+    map.insert(headers::POSITION, envelope.position.as_str());
+    map.insert(headers::EVENT_TYPE, event_type);
+    if let Some(traceparent) = &event.traceparent {
+        map.insert(headers::TRACEPARENT, traceparent.as_str());
+    }
+    let subject = settings.subject(event.tenant.as_str(), event_type);
+    Ok((
+        subject,
+        jetstream::message::PublishMessage::build()
+            .payload(body.into())
+            .headers(map),
+    ))
+}

@@ -1,0 +1,233 @@
+//! The device projector: applies a batch of events to `device_view` in one transaction.
+//!
+//! - **Idempotent**: a row moves only forward. Each device's row is read once per batch,
+//!   its new events are folded in memory, and the row is written with
+//!   `WHERE device_view.version < excluded.version` in the same statement: an event at or
+//!   below the row's version (a redelivery, or another projector process got there first)
+//!   changes nothing. Because the row at version N is a function of events 1..=N, whoever
+//!   writes version N writes the same row.
+//! - **Gap-filling**: an event whose sequence is beyond version + 1 (an earlier message is
+//!   late, lost or still in flight) is preceded by the missing events read from the event
+//!   store, never skipped.
+//! - **Checkpointed**: the furthest commit position applied and the count of applied events
+//!   are written in the same transaction, then a notification wakes long-polling readers.
+
+use std::collections::HashMap;
+
+use app::{CommitPosition, DeviceView, EventEnvelope, StoreError};
+use domain::DeviceId;
+use sqlx::{PgConnection, PgPool};
+
+use crate::device_view_fold::{fold, FoldError};
+use crate::device_view_table::{self, unavailable, COLUMNS};
+
+/// This projection's name (its checkpoint row).
+pub const DEVICE_VIEW: &str = "device_view";
+
+/// Notified after every batch that changed the read model (`ReadModelChanges` listens).
+pub const READ_MODEL_CHANGED_CHANNEL: &str = "dp_read_model_changed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// Transient: try the batch again later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The event cannot follow what the store holds: a poison message, or a bug.
+    #[error(transparent)]
+    Fold(#[from] FoldError),
+    #[error("event {sequence} of device {device} arrived but events before it are missing from the event store")]
+    UnfillableGap { device: DeviceId, sequence: u64 },
+    #[error("event {0} carries a position that is not a commit-order cursor")]
+    BadPosition(uuid::Uuid),
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    pub applied: usize,
+    /// Already reflected in the read model.
+    pub skipped: usize,
+    /// Read from the event store to fill gaps.
+    pub gap_filled: usize,
+}
+
+const SELECT_ROWS: &str = "SELECT {COLUMNS} FROM device_view WHERE id = ANY($1)";
+
+const UPSERT_ROWS: &str = "
+INSERT INTO device_view
+    (id, tenant, serial_number, model, labels, status, certificate, failure, version, created_at, updated_at)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                     $7::jsonb[], $8::jsonb[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])
+ON CONFLICT (id) DO UPDATE
+   SET tenant = excluded.tenant, serial_number = excluded.serial_number, model = excluded.model,
+       labels = excluded.labels, status = excluded.status, certificate = excluded.certificate,
+       failure = excluded.failure, version = excluded.version, created_at = excluded.created_at,
+       updated_at = excluded.updated_at
+ WHERE device_view.version < excluded.version";
+
+const ADVANCE_CHECKPOINT: &str = "
+INSERT INTO projection_checkpoints AS p (projection, transaction_id, position, events_applied)
+VALUES ($1, $2::text::xid8, $3, $4)
+ON CONFLICT (projection) DO UPDATE
+   SET transaction_id = CASE WHEN (excluded.transaction_id, excluded.position) > (p.transaction_id, p.position)
+                             THEN excluded.transaction_id ELSE p.transaction_id END,
+       position = CASE WHEN (excluded.transaction_id, excluded.position) > (p.transaction_id, p.position)
+                       THEN excluded.position ELSE p.position END,
+       events_applied = p.events_applied + excluded.events_applied,
+       updated_at = now()";
+
+#[derive(Clone)]
+pub struct DeviceProjector {
+    pool: PgPool,
+}
+
+impl DeviceProjector {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies `events` (in the order given, which for one device is sequence order) in one
+    /// transaction. On error nothing is written.
+    pub async fn apply(&self, events: &[EventEnvelope]) -> Result<BatchReport, ProjectionError> {
+        if events.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        let furthest = events
+            .iter()
+            .map(|e| {
+                CommitPosition::from_cursor(&e.position)
+                    .map_err(|_| ProjectionError::BadPosition(e.id))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .max()
+            .expect("not empty");
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let (rows, report) = self.fold_batch(&mut tx, events).await?;
+        if !rows.is_empty() {
+            upsert(&mut tx, &rows).await?;
+        }
+        sqlx::query(ADVANCE_CHECKPOINT)
+            .bind(DEVICE_VIEW)
+            .bind(furthest.transaction_id.to_string())
+            .bind(furthest.position)
+            .bind((report.applied + report.gap_filled) as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if !rows.is_empty() {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(READ_MODEL_CHANGED_CHANNEL)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(report)
+    }
+
+    /// The rows that change, each at its new version.
+    async fn fold_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope],
+    ) -> Result<(Vec<DeviceView>, BatchReport), ProjectionError> {
+        let mut ids: Vec<uuid::Uuid> = events.iter().map(|e| e.subject.as_uuid()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sql = SELECT_ROWS.replace("{COLUMNS}", COLUMNS);
+        let stored = sqlx::query(&sql)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let mut rows: HashMap<DeviceId, DeviceView> = HashMap::with_capacity(ids.len());
+        for row in &stored {
+            let view = device_view_table::decode(row)?;
+            rows.insert(view.id, view);
+        }
+        let mut changed: Vec<DeviceId> = Vec::new();
+        let mut report = BatchReport::default();
+        for event in events {
+            let id = event.subject;
+            let mut current = rows.remove(&id);
+            let version = current.as_ref().map_or(0, |d| d.version);
+            if event.sequence <= version {
+                report.skipped += 1;
+                if let Some(row) = current {
+                    rows.insert(id, row);
+                }
+                continue;
+            }
+            if event.sequence > version + 1 {
+                let missing =
+                    store::device_events_between(conn, id, version, event.sequence - 1).await?;
+                if missing.len() as u64 != event.sequence - 1 - version {
+                    return Err(ProjectionError::UnfillableGap {
+                        device: id,
+                        sequence: event.sequence,
+                    });
+                }
+                for recorded in &missing {
+                    current = Some(fold(current, &recorded.to_envelope())?);
+                }
+                report.gap_filled += missing.len();
+            }
+            rows.insert(id, fold(current, event)?);
+            report.applied += 1;
+            if !changed.contains(&id) {
+                changed.push(id);
+            }
+        }
+        let rows = changed
+            .into_iter()
+            .filter_map(|id| rows.remove(&id))
+            .collect();
+        Ok((rows, report))
+    }
+}
+
+async fn upsert(conn: &mut PgConnection, rows: &[DeviceView]) -> Result<(), ProjectionError> {
+    let json =
+        |v: serde_json::Result<serde_json::Value>| v.map_err(|e| StoreError::Corrupt(e.into()));
+    let mut labels = Vec::with_capacity(rows.len());
+    let mut certificates = Vec::with_capacity(rows.len());
+    let mut failures = Vec::with_capacity(rows.len());
+    for row in rows {
+        labels.push(json(serde_json::to_value(&row.labels))?);
+        certificates.push(
+            row.certificate
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.into()))?,
+        );
+        failures.push(
+            row.failure
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.into()))?,
+        );
+    }
+    sqlx::query(UPSERT_ROWS)
+        .bind(rows.iter().map(|r| r.id.as_uuid()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.serial_number.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.model.as_str()).collect::<Vec<_>>())
+        .bind(labels)
+        .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(certificates)
+        .bind(failures)
+        .bind(rows.iter().map(|r| r.version as i64).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Decoding a row of `events` into an `app::RecordedEvent`: the one place that knows how
+//! the stored columns map to the event and its commit-order position.
+
+use app::{CommitPosition, RecordedEvent, StoreError};
+use chrono::{DateTime, Utc};
+use domain::{DeviceEvent, DeviceId, TenantId};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+/// The columns [`decode`] reads, for `SELECT` lists.
+pub(crate) const COLUMNS: &str = "aggregate_id, sequence, payload, metadata, \
+     transaction_id::text AS transaction_id, position, recorded_at";
+
+pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(what.into());
+    let aggregate_id: String = row.try_get("aggregate_id").map_err(unavailable)?;
+    let device_id = uuid::Uuid::parse_str(&aggregate_id)
+        .map(DeviceId::from_uuid)
+        .map_err(|_| corrupt(format!("event of aggregate {aggregate_id:?}: not a uuid")))?;
+    let sequence: i64 = row.try_get("sequence").map_err(unavailable)?;
+    let payload: serde_json::Value = row.try_get("payload").map_err(unavailable)?;
+    let metadata: serde_json::Value = row.try_get("metadata").map_err(unavailable)?;
+    let transaction_id: String = row.try_get("transaction_id").map_err(unavailable)?;
+    let position: i64 = row.try_get("position").map_err(unavailable)?;
+    let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(unavailable)?;
+    let event: DeviceEvent = serde_json::from_value(payload)
+        .map_err(|e| corrupt(format!("event {aggregate_id}/{sequence}: {e}")))?;
+    let tenant = metadata
+        .get("tenant")
+        .and_then(|t| t.as_str())
+        .and_then(|t| TenantId::parse(t).ok())
+        .ok_or_else(|| corrupt(format!("event {aggregate_id}/{sequence}: no tenant")))?;
+    let traceparent = metadata
+        .get("traceparent")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned);
+    Ok(RecordedEvent {
+        device_id,
+        sequence: sequence as u64,
+        tenant,
+        event,
+        traceparent,
+        position: CommitPosition {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|_| corrupt(format!("transaction id {transaction_id:?}")))?,
+            position,
+        },
+        recorded_at,
+    })
+}
+
+pub(crate) fn unavailable(err: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(err.into())
+}

@@ -1,0 +1,189 @@
+//! The relay's side of Postgres: who is the active relay, where it has published up to, and
+//! the committed events after that point in gap-safe commit order.
+//!
+//! Exactly one relay is active per database: the one whose connection holds a session-level
+//! advisory lock. The lock lives and dies with that connection, so when the active relay's
+//! process dies (or its connection breaks) Postgres releases it and a standby's next
+//! `try_acquire` wins. The lease reads and writes only through the locked connection: a
+//! relay that lost its connection learns it on its next statement and steps down, so two
+//! relays never advance the checkpoint at once.
+
+use std::time::Duration;
+
+use app::{CommitPosition, RecordedEvent, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::{ConnectOptions, Connection, PgConnection, Row};
+
+use crate::recorded_event_row::{self, unavailable, COLUMNS};
+
+/// The channel `PostgresDeviceStore` notifies after appending (see `append_notifier.rs`).
+pub const EVENTS_APPENDED_CHANNEL: &str = "dp_events_appended";
+
+const TRY_LOCK: &str =
+    "SELECT pg_try_advisory_lock(hashtextextended('device-provisioning relay ' || $1, 0))";
+
+/// Rows after the checkpoint in commit order, each flagged with whether its transaction is
+/// below the snapshot's xmin. Only the flagged prefix may be published: a row past it may
+/// still be preceded by a row of a transaction that has not committed yet.
+const SELECT_AFTER: &str = "
+SELECT {COLUMNS}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+  FROM events
+ WHERE (transaction_id, position) > ($1::text::xid8, $2)
+ ORDER BY transaction_id, position
+ LIMIT $3";
+
+const SELECT_CHECKPOINT: &str =
+    "SELECT transaction_id::text, position FROM relay_checkpoints WHERE relay = $1";
+
+const UPSERT_CHECKPOINT: &str = "
+INSERT INTO relay_checkpoints (relay, transaction_id, position) VALUES ($1, $2::text::xid8, $3)
+ON CONFLICT (relay) DO UPDATE
+   SET transaction_id = excluded.transaction_id, position = excluded.position, updated_at = now()";
+
+/// Connects relay candidates to the database.
+#[derive(Clone)]
+pub struct RelayLeases {
+    options: PgConnectOptions,
+    relay: String,
+}
+
+/// Committed events after the checkpoint, and whether more are already known to be waiting
+/// for an older transaction to end.
+pub struct CommittedBatch {
+    pub events: Vec<RecordedEvent>,
+    /// Events exist after `events` that are not yet safe to publish (an older transaction is
+    /// still open). Worth asking again soon rather than waiting for a notification.
+    pub held_back: bool,
+}
+
+impl RelayLeases {
+    /// `relay` names the checkpoint and the lock: relays with different names are
+    /// independent (one per stream).
+    pub fn new(options: PgConnectOptions, relay: impl Into<String>) -> Self {
+        Self {
+            options,
+            relay: relay.into(),
+        }
+    }
+
+    /// Becomes the active relay if no other process is: `Ok(None)` when another holds the
+    /// lease.
+    pub async fn try_acquire(&self) -> Result<Option<RelayLease>, StoreError> {
+        let mut conn = self.options.connect().await.map_err(unavailable)?;
+        let acquired: bool = sqlx::query_scalar(TRY_LOCK)
+            .bind(&self.relay)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if !acquired {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(RelayLease {
+            conn,
+            relay: self.relay.clone(),
+        }))
+    }
+
+    /// A listener for append notifications (its own connection; it reconnects by itself).
+    pub async fn listen(&self) -> Result<AppendListener, StoreError> {
+        let pool = sqlx::pool::PoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(self.options.clone());
+        let mut listener = PgListener::connect_with(&pool).await.map_err(unavailable)?;
+        listener
+            .listen(EVENTS_APPENDED_CHANNEL)
+            .await
+            .map_err(unavailable)?;
+        Ok(AppendListener { listener })
+    }
+}
+
+/// Proof of being the active relay, for as long as its connection lives.
+pub struct RelayLease {
+    conn: PgConnection,
+    relay: String,
+}
+
+impl RelayLease {
+    pub async fn checkpoint(&mut self) -> Result<CommitPosition, StoreError> {
+        let row = sqlx::query(SELECT_CHECKPOINT)
+            .bind(&self.relay)
+            .fetch_optional(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Ok(CommitPosition::START);
+        };
+        let transaction_id: String = row.try_get(0).map_err(unavailable)?;
+        Ok(CommitPosition {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|_| StoreError::Corrupt("relay checkpoint xid".into()))?,
+            position: row.try_get(1).map_err(unavailable)?,
+        })
+    }
+
+    pub async fn committed_after(
+        &mut self,
+        after: CommitPosition,
+        limit: usize,
+    ) -> Result<CommittedBatch, StoreError> {
+        let sql = SELECT_AFTER.replace("{COLUMNS}", COLUMNS);
+        let rows = sqlx::query(&sql)
+            .bind(after.transaction_id.to_string())
+            .bind(after.position)
+            .bind(limit as i64)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut held_back = false;
+        for row in &rows {
+            let settled: bool = row.try_get("settled").map_err(unavailable)?;
+            if !settled {
+                held_back = true;
+                break;
+            }
+            events.push(recorded_event_row::decode(row)?);
+        }
+        Ok(CommittedBatch { events, held_back })
+    }
+
+    pub async fn save_checkpoint(&mut self, position: CommitPosition) -> Result<(), StoreError> {
+        sqlx::query(UPSERT_CHECKPOINT)
+            .bind(&self.relay)
+            .bind(position.transaction_id.to_string())
+            .bind(position.position)
+            .execute(&mut self.conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Gives the lease up now (closing the connection releases the lock).
+    pub async fn release(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+/// Wakes the relay when events were appended.
+pub struct AppendListener {
+    listener: PgListener,
+}
+
+impl AppendListener {
+    /// Returns after a notification or after `timeout`, whichever comes first. Notifications
+    /// are hints: a missed one costs at most `timeout` of latency.
+    pub async fn wait(&mut self, timeout: Duration) {
+        match tokio::time::timeout(timeout, self.listener.recv()).await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "append listener lost its connection");
+                tokio::time::sleep(timeout.min(Duration::from_millis(500))).await;
+            }
+        }
+        // Several notifications may be buffered; one wake-up serves them all.
+        while self.listener.next_buffered().is_some() {}
+    }
+}
