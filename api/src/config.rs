@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use app::RetryPolicy;
-use bootstrap::{database_settings, ConfigError, Env, LogFormat};
+use bootstrap::{database_settings, nats_url, ConfigError, Env, LogFormat};
 use store::DatabaseSettings;
 
 use crate::http::HttpLimits;
@@ -90,18 +90,6 @@ impl ApiConfig {
             log_format,
         })
     }
-}
-
-/// `NATS_URL`, default `nats://127.0.0.1:4222`; shared with the worker.
-pub fn nats_url<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> String {
-    let url = env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_owned());
-    let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
-        .iter()
-        .any(|s| url.starts_with(s));
-    if !scheme_ok {
-        env.problem("NATS_URL must start with nats://, tls://, ws:// or wss://".into());
-    }
-    url
 }
 
 #[cfg(test)]

@@ -5,16 +5,19 @@ mod api_error;
 mod authorized;
 mod deadline;
 mod device_id_path;
+mod device_views;
 mod devices;
+mod events;
 mod health;
 mod idempotency_key_header;
 mod json_body;
+mod query_params;
 mod request_context;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::DeviceCommandService;
+use app::{DeviceCommandService, DeviceQueryService};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -37,12 +40,15 @@ pub struct HttpLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub commands: Arc<DeviceCommandService>,
+    pub queries: Arc<DeviceQueryService>,
     pub auth: Arc<JwtKeys>,
 }
 
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     Router::new()
         .merge(devices::router())
+        .merge(device_views::router())
+        .merge(events::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

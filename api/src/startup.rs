@@ -7,25 +7,33 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::{DeviceCommandService, RetryPolicy};
+use app::{DeviceCommandService, DeviceQueryService, RetryPolicy};
 use axum::Router;
+use projections::{PgReadModelChanges, PostgresDeviceReadModel};
 use sqlx::PgPool;
-use store::{PostgresDeviceStore, PostgresIdempotencyStore};
+use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
 use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
 use crate::config::ApiConfig;
 use crate::http::{router, AppState, HttpLimits};
 
-/// The services on Postgres adapters, as `api serve` runs them.
+/// The services on Postgres adapters, as `api serve` runs them. Starts background tasks
+/// (append notifications, the read-model listener): call it within a Tokio runtime.
 pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> AppState {
     let commands = DeviceCommandService::new(
         Arc::new(PostgresDeviceStore::new(pool.clone())),
-        Arc::new(PostgresIdempotencyStore::new(pool)),
+        Arc::new(PostgresIdempotencyStore::new(pool.clone())),
         retry,
+    );
+    let queries = DeviceQueryService::new(
+        Arc::new(PostgresDeviceReadModel::new(pool.clone())),
+        Arc::new(PgReadModelChanges::spawn((*pool.connect_options()).clone())),
+        Arc::new(PostgresEventLog::new(pool)),
     );
     AppState {
         commands: Arc::new(commands),
+        queries: Arc::new(queries),
         auth: Arc::new(JwtKeys::from_secret(jwt_secret)),
     }
 }

@@ -15,7 +15,10 @@ use domain::{
 };
 use tokio::sync::watch;
 
-use crate::{CommitPosition, EventEnvelope, EventLog, StoreError};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::{CommitPosition, EventEnvelope, EventLog, InvalidCursor, StoreError};
 
 /// A device as the read model holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +50,29 @@ pub struct DeviceFilter {
 pub struct ListCursor {
     pub created_at: DateTime<Utc>,
     pub id: DeviceId,
+}
+
+impl ListCursor {
+    /// Opaque to clients: base64url of the creation time (µs) and the id.
+    pub fn to_cursor(self) -> String {
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(&self.created_at.timestamp_micros().to_be_bytes());
+        bytes.extend_from_slice(self.id.as_uuid().as_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    pub fn from_cursor(cursor: &str) -> Result<Self, InvalidCursor> {
+        if cursor.len() != 32 {
+            return Err(InvalidCursor);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| InvalidCursor)?;
+        let (micros, id) = bytes.split_at(8);
+        let micros = i64::from_be_bytes(micros.try_into().map_err(|_| InvalidCursor)?);
+        Ok(Self {
+            created_at: DateTime::from_timestamp_micros(micros).ok_or(InvalidCursor)?,
+            id: DeviceId::from_uuid(uuid::Uuid::from_slice(id).map_err(|_| InvalidCursor)?),
+        })
+    }
 }
 
 pub struct DevicePage {
@@ -203,5 +229,21 @@ impl DeviceQueryService {
             events: events.iter().map(|e| e.to_envelope()).collect(),
             next,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_cursors_round_trip_and_refuse_anything_else() {
+        let cursor = ListCursor {
+            created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            id: DeviceId::from_uuid(uuid::Uuid::new_v4()),
+        };
+        assert_eq!(ListCursor::from_cursor(&cursor.to_cursor()), Ok(cursor));
+        assert!(ListCursor::from_cursor("").is_err());
+        assert!(ListCursor::from_cursor(&"!".repeat(32)).is_err());
     }
 }

@@ -13,7 +13,7 @@ mod exit;
 mod logging;
 mod shutdown;
 
-pub use env::{database_settings, ConfigError, Env};
+pub use env::{database_settings, nats_url, ConfigError, Env};
 pub use exit::exit_code;
 pub use logging::{init_logging, LogFormat};
 pub use shutdown::shutdown_signal;

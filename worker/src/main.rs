@@ -1,41 +1,63 @@
-//! `worker`: will host the provisioner (CSR checks, certificate issuance) and the projectors.
-//!
-//! PLACEHOLDER until the async path (issue 3): it validates its configuration, refuses a
-//! database schema that is behind, connects to Postgres and NATS, reports that it is ready
-//! and waits for SIGTERM/Ctrl-C, then closes its connections. It consumes nothing yet.
+//! `worker`: runs the relay, the provisioner and the projectors until SIGTERM/Ctrl-C
+//! (`worker` or `worker run`), or writes a development CA (`worker dev-ca --out DIR`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use bootstrap::{database_settings, Env, LogFormat};
-use nats::NatsSettings;
+use clap::{Parser, Subcommand};
+use worker::certificate_authority::generate_dev_ca;
+use worker::config::WorkerConfig;
+
+#[derive(Parser)]
+#[command(name = "worker", about = "Device-provisioning worker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay, provisioner and projectors (the default).
+    Run,
+    /// Write a self-signed development CA (ca.pem, ca.key) into a directory. Never for
+    /// production: its key sits unencrypted on disk.
+    DevCa {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    bootstrap::exit_code(run().await)
+    let cli = Cli::parse();
+    bootstrap::exit_code(match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run().await,
+        Command::DevCa { out } => dev_ca(&out),
+    })
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut env = Env::from_process();
-    let database = database_settings(&mut env, "provisioning-worker");
-    let nats_settings = NatsSettings {
-        url: env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_owned()),
-        connect_timeout: env.millis_or("NATS_CONNECT_TIMEOUT_MS", 5_000, 100..=120_000),
-    };
-    let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
-    env.finish()?;
-    bootstrap::init_logging(log_format);
+    let config = WorkerConfig::from_env()?;
+    bootstrap::init_logging(config.log_format);
+    worker::startup::run(config, bootstrap::shutdown_signal()).await
+}
 
-    let pool = store::connect(&database)?;
-    store::schema::ensure_current(&pool).await?;
-    let nats = nats::connect(&nats_settings).await?;
-    tracing::info!("worker ready (no consumers yet: the async path is not built)");
-
-    bootstrap::shutdown_signal().await;
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(5), nats.drain()).await {
-        tracing::warn!(error = %e, "NATS drain did not finish in time");
-    }
-    pool.close().await;
-    tracing::info!("worker stopped");
+fn dev_ca(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(out)?;
+    let (cert, key) = generate_dev_ca("device-provisioning dev CA")?;
+    std::fs::write(out.join("ca.pem"), cert)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out.join("ca.key"))?
+        .write_all(key.as_bytes())?;
+    println!(
+        "wrote {0}/ca.pem and {0}/ca.key (development only)",
+        out.display()
+    );
     Ok(())
 }

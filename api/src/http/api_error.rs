@@ -3,7 +3,7 @@
 //!
 //! Internal causes are logged here, once, and never echoed to the client.
 
-use app::CommandError;
+use app::{CommandError, StoreError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::DeviceError;
@@ -154,6 +154,21 @@ impl From<CommandError> for ApiError {
             }
             CommandError::Corrupt(cause) => {
                 tracing::error!(error = %cause, error.sources = ?cause, "event store corrupt");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict | StoreError::Unavailable(_) => {
+                tracing::warn!(error = %err, error.sources = ?err, "dependency unavailable");
+                Self::Unavailable
+            }
+            StoreError::Corrupt(cause) => {
+                tracing::error!(error = %cause, error.sources = ?cause, "store holds unreadable data");
                 Self::Internal
             }
         }

@@ -20,6 +20,16 @@ impl RequiredScope for DevicesWrite {
     const SCOPE: Scope = Scope::DevicesWrite;
 }
 
+pub struct DevicesRead;
+impl RequiredScope for DevicesRead {
+    const SCOPE: Scope = Scope::DevicesRead;
+}
+
+pub struct EventsRead;
+impl RequiredScope for EventsRead {
+    const SCOPE: Scope = Scope::EventsRead;
+}
+
 pub struct Authorized<S: RequiredScope> {
     pub principal: Principal,
     _scope: PhantomData<S>,

@@ -98,7 +98,7 @@ pub async fn spawn_app_with_store(
     );
     let state = AppState {
         commands: Arc::new(commands),
-        auth: Arc::new(JwtKeys::from_secret(JWT_SECRET.as_bytes())),
+        ..postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default())
     };
     spawn_with_state(database_url, pool, state, limits).await
 }

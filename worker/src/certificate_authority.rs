@@ -1,0 +1,265 @@
+//! The CA: checks a CSR against policy and signs a device certificate with the key from
+//! `CA_CERT_PATH` / `CA_KEY_PATH`. Implements `app::CertificateAuthority`.
+//!
+//! Policy (a refusal is a domain outcome, `ProvisioningFailed` with a code, never a retry):
+//! - the CSR's self-signature verifies (`invalid_signature`);
+//! - the key is ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 4096 bits
+//!   (`key_policy_violation`);
+//! - the subject has exactly one CN and it is the device's serial number
+//!   (`subject_mismatch`).
+//!
+//! The certificate carries only what the CA decides: subject CN = serial number, clientAuth,
+//! digitalSignature, not a CA; requested extensions are ignored. Its serial number is derived
+//! from the certificate request id, so signing one request twice (two racing deliveries)
+//! yields the same serial.
+//!
+//! Checking and signing are CPU-bound: [`BlockingCa`] runs them on Tokio's blocking pool,
+//! at most `concurrency` at a time, never on the async runtime's threads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use app::{CaUnavailable, CertificateAuthority, CertificateRequest};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{FailureCode, IssuedCertificate, ProvisioningFailure};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SubjectPublicKeyInfo,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
+};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaLoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Never includes the key material.
+    #[error("{what} is not a usable PEM {expected}")]
+    Invalid {
+        what: &'static str,
+        expected: &'static str,
+    },
+}
+
+/// The CA's certificate and key, and the validity of what it issues.
+pub struct LocalCa {
+    issuer: Issuer<'static, KeyPair>,
+    validity: chrono::Duration,
+}
+
+impl LocalCa {
+    pub fn from_pem_files(
+        cert_path: &Path,
+        key_path: &Path,
+        validity: chrono::Duration,
+    ) -> Result<Self, CaLoadError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| CaLoadError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        Self::from_pem(&read(cert_path)?, &read(key_path)?, validity)
+    }
+
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        validity: chrono::Duration,
+    ) -> Result<Self, CaLoadError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|_| CaLoadError::Invalid {
+            what: "CA_KEY_PATH",
+            expected: "private key (PKCS#8)",
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|_| CaLoadError::Invalid {
+            what: "CA_CERT_PATH",
+            expected: "CA certificate",
+        })?;
+        Ok(Self { issuer, validity })
+    }
+
+    /// Checks the request and signs it, or says why not. Pure CPU; call it off the runtime.
+    pub fn issue(
+        &self,
+        request: &CertificateRequest,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedCertificate, ProvisioningFailure> {
+        let spki_der = check_csr(request)?;
+        let not_before = now - chrono::Duration::minutes(5); // tolerate devices' clock skew
+        let not_after = now + self.validity;
+        let mut params = CertificateParams::default();
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::CommonName, request.serial_number.as_str());
+        params.distinguished_name = subject;
+        params.serial_number = Some(certificate_serial(request).into());
+        params.not_before = to_time(not_before);
+        params.not_after = to_time(not_after);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let public_key = SubjectPublicKeyInfo::from_der(&spki_der)
+            .map_err(|_| failure(FailureCode::KeyPolicyViolation, "unsupported public key"))?;
+        let certificate = params.signed_by(&public_key, &self.issuer).map_err(|_| {
+            failure(
+                FailureCode::MalformedCsr,
+                "the CSR's key cannot be certified",
+            )
+        })?;
+        let der = certificate.der();
+        Ok(IssuedCertificate {
+            pem: certificate.pem(),
+            serial: hex::encode(certificate_serial(request)),
+            fingerprint_sha256: hex::encode(Sha256::digest(der)),
+            // X.509 times have second precision: report what the certificate says.
+            not_before: truncate_to_seconds(not_before),
+            not_after: truncate_to_seconds(not_after),
+        })
+    }
+}
+
+/// Verifies the CSR and the policy; returns the DER of its SubjectPublicKeyInfo.
+fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, ProvisioningFailure> {
+    let malformed = || failure(FailureCode::MalformedCsr, "the CSR cannot be decoded");
+    let pem = ::pem::parse(request.csr.as_pem()).map_err(|_| malformed())?;
+    let (_, csr) = X509CertificationRequest::from_der(pem.contents()).map_err(|_| malformed())?;
+    csr.verify_signature().map_err(|_| {
+        failure(
+            FailureCode::InvalidSignature,
+            "the CSR's signature does not verify with its own public key",
+        )
+    })?;
+    let info = &csr.certification_request_info;
+    check_key_policy(&info.subject_pki)?;
+    let common_names: Vec<&str> = info
+        .subject
+        .iter_common_name()
+        .map(|cn| cn.as_str().unwrap_or(""))
+        .collect();
+    if common_names != [request.serial_number.as_str()] {
+        return Err(failure(
+            FailureCode::SubjectMismatch,
+            "the CSR's subject must have exactly one CN, equal to the device's serial number",
+        ));
+    }
+    Ok(info.subject_pki.raw.to_vec())
+}
+
+fn check_key_policy(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<(), ProvisioningFailure> {
+    let refuse = |detail: &str| failure(FailureCode::KeyPolicyViolation, detail);
+    let algorithm = &spki.algorithm.algorithm;
+    if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(c) if c == OID_EC_P256 || c == OID_NIST_EC_P384 => Ok(()),
+            _ => Err(refuse("EC keys must be on P-256 or P-384")),
+        };
+    }
+    if *algorithm == OID_SIG_ED25519 {
+        return Ok(());
+    }
+    if *algorithm == OID_PKCS1_RSAENCRYPTION {
+        return match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) if (2048..=4096).contains(&rsa.key_size()) => Ok(()),
+            _ => Err(refuse("RSA keys must be 2048 to 4096 bits")),
+        };
+    }
+    Err(refuse(
+        "the key type is not allowed (ECDSA P-256/P-384, Ed25519 or RSA 2048-4096)",
+    ))
+}
+
+/// 16 bytes from SHA-256 of the request id, high bit clear (a positive DER INTEGER).
+fn certificate_serial(request: &CertificateRequest) -> Vec<u8> {
+    let digest = Sha256::digest(request.request_id.as_uuid().as_bytes());
+    let mut serial = digest[..16].to_vec();
+    serial[0] &= 0x7f;
+    if serial[0] == 0 {
+        serial[0] = 1; // keep 16 significant bytes
+    }
+    serial
+}
+
+fn failure(code: FailureCode, detail: &str) -> ProvisioningFailure {
+    ProvisioningFailure {
+        code,
+        detail: detail.to_owned(),
+    }
+}
+
+fn to_time(at: DateTime<Utc>) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(at.timestamp())
+        .expect("a timestamp within X.509's range")
+}
+
+fn truncate_to_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp(), 0).expect("in range")
+}
+
+/// [`LocalCa`] on the blocking pool, bounded.
+pub struct BlockingCa {
+    ca: Arc<LocalCa>,
+    permits: Arc<Semaphore>,
+}
+
+impl BlockingCa {
+    pub fn new(ca: LocalCa, concurrency: usize) -> Self {
+        Self {
+            ca: Arc::new(ca),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+}
+
+#[async_trait]
+impl CertificateAuthority for BlockingCa {
+    async fn issue(
+        &self,
+        request: CertificateRequest,
+    ) -> Result<Result<IssuedCertificate, ProvisioningFailure>, CaUnavailable> {
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CaUnavailable("the CA is shutting down".into()))?;
+        let ca = self.ca.clone();
+        tokio::task::spawn_blocking(move || ca.issue(&request, Utc::now()))
+            .await
+            .map_err(|e| CaUnavailable(format!("the signing task failed: {e}")))
+    }
+}
+
+/// A new self-signed ECDSA P-256 CA for local development (`worker dev-ca`). Returns
+/// (certificate PEM, private key PEM).
+pub fn generate_dev_ca(common_name: &str) -> Result<(String, String), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, common_name);
+    params.distinguished_name = subject;
+    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = Utc::now();
+    params.not_before = to_time(now - chrono::Duration::minutes(5));
+    params.not_after = to_time(now + chrono::Duration::days(3650));
+    let certificate = params.self_signed(&key)?;
+    Ok((certificate.pem(), key.serialize_pem()))
+}

@@ -1,0 +1,183 @@
+//! `worker` configuration, read from the environment and validated before anything starts.
+//! README's configuration table lists every variable; keep the two in step.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bootstrap::{database_settings, nats_url, ConfigError, Env, LogFormat};
+use nats::{ConsumerSettings, NatsSettings, RelaySettings, StreamSettings};
+use store::DatabaseSettings;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub database: DatabaseSettings,
+    pub nats: NatsSettings,
+    pub stream: StreamSettings,
+    pub consumers: ConsumerSettings,
+    /// Whether this process competes to be the relay (exactly one process is active).
+    pub relay_enabled: bool,
+    pub relay: RelaySettings,
+    pub ca_cert_path: PathBuf,
+    pub ca_key_path: PathBuf,
+    pub certificate_validity: chrono::Duration,
+    /// Certificate requests checked and signed at once (threads of the blocking pool).
+    pub provisioner_concurrency: usize,
+    /// Events the projector applies per transaction, at most.
+    pub projector_batch: usize,
+    /// After SIGTERM, in-flight work gets this long to finish before the process exits.
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let database = database_settings(&mut env, "provisioning-worker");
+        let nats = NatsSettings {
+            url: nats_url(&mut env),
+            connect_timeout: env.millis_or("NATS_CONNECT_TIMEOUT_MS", 5_000, 100..=120_000),
+        };
+        let stream = StreamSettings {
+            name: env.parse_or("NATS_STREAM", "DEVICE_EVENTS".to_owned()),
+            subject_prefix: env.parse_or("NATS_SUBJECT_PREFIX", "events".to_owned()),
+            duplicate_window: Duration::from_secs(env.number_or(
+                "NATS_DUPLICATE_WINDOW_SECONDS",
+                300,
+                120..=86_400,
+            )),
+            max_age: Duration::from_secs(
+                86_400 * env.number_or("NATS_STREAM_MAX_AGE_DAYS", 30, 1..=3650),
+            ),
+        };
+        check_token(&mut env, "NATS_STREAM", &stream.name);
+        check_token(&mut env, "NATS_SUBJECT_PREFIX", &stream.subject_prefix);
+        let consumers = ConsumerSettings {
+            max_ack_pending: env.number_or("CONSUMER_MAX_ACK_PENDING", 1_000, 1..=100_000) as i64,
+            max_deliver: env.number_or("CONSUMER_MAX_DELIVER", 5, 2..=100) as i64,
+            backoff: millis_list(&mut env, "CONSUMER_BACKOFF_MS", "5000,15000,60000,300000"),
+        };
+        let relay = RelaySettings {
+            batch_size: env.number_or("RELAY_BATCH_SIZE", 500, 1..=10_000) as usize,
+            poll_interval: env.millis_or("RELAY_POLL_MS", 500, 10..=60_000),
+            ..RelaySettings::default()
+        };
+        let relay_enabled = env.parse_or("RELAY_ENABLED", true);
+        let ca_cert_path = env
+            .required("CA_CERT_PATH", "the CA certificate, PEM")
+            .unwrap_or_default()
+            .into();
+        let ca_key_path = env
+            .required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)")
+            .unwrap_or_default()
+            .into();
+        let certificate_validity =
+            chrono::Duration::days(env.number_or("CERT_VALIDITY_DAYS", 365, 1..=3650) as i64);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+        let provisioner_concurrency =
+            env.number_or("PROVISIONER_CONCURRENCY", cores, 1..=256) as usize;
+        let projector_batch = env.number_or("PROJECTOR_BATCH_SIZE", 256, 1..=5_000) as usize;
+        let shutdown_grace =
+            Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
+        let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
+        env.finish()?;
+        Ok(Self {
+            database,
+            nats,
+            stream,
+            consumers,
+            relay_enabled,
+            relay,
+            ca_cert_path,
+            ca_key_path,
+            certificate_validity,
+            provisioner_concurrency,
+            projector_batch,
+            shutdown_grace,
+            log_format,
+        })
+    }
+}
+
+/// Stream names and subject tokens may not contain separators or wildcards.
+fn check_token<F: Fn(&str) -> Option<String>>(env: &mut Env<F>, name: &str, value: &str) {
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        env.problem(format!(
+            "{name} may contain only ASCII letters, digits, '-' and '_'"
+        ));
+    }
+}
+
+fn millis_list<F: Fn(&str) -> Option<String>>(
+    env: &mut Env<F>,
+    name: &str,
+    default: &str,
+) -> Vec<Duration> {
+    let raw = env.parse_or(name, default.to_owned());
+    let parsed: Result<Vec<u64>, _> = raw.split(',').map(|p| p.trim().parse::<u64>()).collect();
+    match parsed {
+        Ok(values)
+            if !values.is_empty() && values.iter().all(|v| (100..=3_600_000).contains(v)) =>
+        {
+            values.into_iter().map(Duration::from_millis).collect()
+        }
+        _ => {
+            env.problem(format!(
+                "{name}={raw:?} must be a comma-separated list of milliseconds, each 100..=3600000"
+            ));
+            vec![Duration::from_secs(5)]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(name: &str) -> Option<String> {
+        match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+            "CA_CERT_PATH" => Some("/ca.pem".into()),
+            "CA_KEY_PATH" => Some("/ca.key".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_minimal_environment_gets_the_documented_defaults() {
+        let config = WorkerConfig::from_lookup(minimal).unwrap();
+        assert_eq!(config.stream.name, "DEVICE_EVENTS");
+        assert_eq!(config.stream.subject_prefix, "events");
+        assert!(config.stream.duplicate_window >= Duration::from_secs(120));
+        assert_eq!(config.consumers.max_deliver, 5);
+        assert_eq!(config.consumers.backoff[0], Duration::from_secs(5));
+        assert!(config.relay_enabled);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = WorkerConfig::from_lookup(|name| match name {
+            "NATS_SUBJECT_PREFIX" => Some("events.>".into()),
+            "CONSUMER_BACKOFF_MS" => Some("5s".into()),
+            "NATS_DUPLICATE_WINDOW_SECONDS" => Some("10".into()),
+            other => minimal(other).filter(|_| other != "CA_KEY_PATH"),
+        })
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "NATS_SUBJECT_PREFIX",
+            "CONSUMER_BACKOFF_MS",
+            "NATS_DUPLICATE_WINDOW_SECONDS",
+            "CA_KEY_PATH",
+        ] {
+            assert!(err.contains(name), "{name} missing from: {err}");
+        }
+    }
+}

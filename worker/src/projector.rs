@@ -1,0 +1,121 @@
+//! The projector consumer: feeds `projections::DeviceProjector` from JetStream in batches
+//! (whatever is ready, up to a limit), one transaction per batch, acking after commit.
+//!
+//! A batch that fails for a reason other than the database (an event that cannot follow the
+//! read model) is retried one message at a time, so that one bad message does not hold the
+//! others back; it alone is redelivered and, in the end, dead-lettered.
+
+use std::time::Duration;
+
+use app::EventEnvelope;
+use async_nats::jetstream::consumer::{pull, Consumer};
+use async_nats::jetstream::message::Message;
+use futures::StreamExt;
+use projections::{DeviceProjector, ProjectionError};
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::{Deliveries, Failure};
+
+pub struct Projector {
+    projector: DeviceProjector,
+    deliveries: Deliveries,
+    batch: usize,
+}
+
+impl Projector {
+    pub fn new(projector: DeviceProjector, deliveries: Deliveries, batch: usize) -> Self {
+        Self {
+            projector,
+            deliveries,
+            batch,
+        }
+    }
+
+    pub async fn run(
+        &self,
+        consumer: &Consumer<pull::Config>,
+        cancel: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.batch)
+            .messages()
+            .await?;
+        let mut batches = std::pin::pin!(messages
+            .take_until(cancel.cancelled())
+            .ready_chunks(self.batch));
+        while let Some(batch) = batches.next().await {
+            let mut parsed = Vec::with_capacity(batch.len());
+            for message in batch {
+                match message {
+                    Ok(message) => {
+                        match serde_json::from_slice::<EventEnvelope>(&message.payload) {
+                            Ok(envelope) => parsed.push((message, envelope)),
+                            Err(e) => {
+                                let error = format!("not an event envelope: {e}");
+                                self.deliveries
+                                    .failed(&message, Failure::Permanent, &error)
+                                    .await;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(consumer = self.deliveries.consumer(), error = %e, "pull failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            self.apply(parsed).await;
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, batch: Vec<(Message, EventEnvelope)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let envelopes: Vec<EventEnvelope> = batch.iter().map(|(_, e)| e.clone()).collect();
+        let started = std::time::Instant::now();
+        match self.projector.apply(&envelopes).await {
+            Ok(report) => {
+                metrics::histogram!("worker_job_seconds", "consumer" => self.deliveries.consumer().to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                if let Some(newest) = envelopes.iter().map(|e| e.time).max() {
+                    let lag = chrono::Utc::now() - newest;
+                    metrics::gauge!("projection_lag_seconds", "projection" => projections::DEVICE_VIEW)
+                        .set(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
+                }
+                metrics::counter!("projection_events_applied_total", "projection" => projections::DEVICE_VIEW)
+                    .increment((report.applied + report.gap_filled) as u64);
+                tracing::debug!(
+                    applied = report.applied,
+                    skipped = report.skipped,
+                    gap_filled = report.gap_filled,
+                    "projected a batch"
+                );
+                for (message, _) in &batch {
+                    self.deliveries.succeeded(message).await;
+                }
+            }
+            Err(ProjectionError::Store(e)) => {
+                let error = e.to_string();
+                for (message, _) in &batch {
+                    self.deliveries
+                        .failed(message, Failure::Transient, &error)
+                        .await;
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let (message, _) = &batch[0];
+                self.deliveries
+                    .failed(message, Failure::Transient, &e.to_string())
+                    .await;
+            }
+            Err(_) => {
+                for item in batch {
+                    Box::pin(self.apply(vec![item])).await;
+                }
+            }
+        }
+    }
+}

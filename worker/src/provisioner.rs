@@ -1,0 +1,133 @@
+//! The provisioner consumer: takes certificate requests (registrations and renewals) off
+//! JetStream and settles them through `app::ProvisioningService`, several at once.
+//!
+//! Each message is acknowledged only after its outcome is recorded in the event store; while
+//! the CA works, in-progress acks keep the server from handing it to another worker. A
+//! transient failure is redelivered with backoff; after `max_deliver` it becomes a dead
+//! letter. A redelivered request that was already settled issues nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::{CommandMetadata, EventEnvelope, ProvisioningOutcome, ProvisioningService, PublicEvent};
+use async_nats::jetstream::consumer::{pull, Consumer};
+use async_nats::jetstream::message::Message;
+use futures::StreamExt;
+use nats::headers;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::{header, with_progress, Deliveries, Failure};
+
+pub struct Provisioner {
+    service: Arc<ProvisioningService>,
+    deliveries: Deliveries,
+    concurrency: usize,
+    progress_interval: Duration,
+}
+
+impl Provisioner {
+    pub fn new(
+        service: Arc<ProvisioningService>,
+        deliveries: Deliveries,
+        concurrency: usize,
+        progress_interval: Duration,
+    ) -> Self {
+        Self {
+            service,
+            deliveries,
+            concurrency,
+            progress_interval,
+        }
+    }
+
+    /// Consumes until cancelled, then lets the requests in hand finish.
+    pub async fn run(
+        &self,
+        consumer: &Consumer<pull::Config>,
+        cancel: &CancellationToken,
+    ) -> Result<(), async_nats::Error> {
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.concurrency * 2)
+            .messages()
+            .await?;
+        messages
+            .take_until(cancel.cancelled())
+            .for_each_concurrent(self.concurrency, |message| async move {
+                match message {
+                    Ok(message) => self.handle(message).await,
+                    Err(e) => {
+                        tracing::warn!(consumer = self.deliveries.consumer(), error = %e, "pull failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn handle(&self, message: Message) {
+        let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                let error = format!("not an event envelope: {e}");
+                return self
+                    .deliveries
+                    .failed(&message, Failure::Permanent, &error)
+                    .await;
+            }
+        };
+        let (request_id, csr) = match envelope.event {
+            PublicEvent::DeviceRegistered {
+                request_id, csr, ..
+            }
+            | PublicEvent::CertificateRenewalRequested { request_id, csr } => (request_id, csr),
+            // Not a certificate request: nothing to do (the subject filter normally spares us).
+            _ => return self.deliveries.succeeded(&message).await,
+        };
+        let delivered = message.info().map_or(1, |i| i.delivered);
+        let metadata = CommandMetadata {
+            tenant: envelope.tenant.clone(),
+            actor: "worker:provisioner".to_owned(),
+            request_id: envelope.id.to_string(),
+            traceparent: header(&message, headers::TRACEPARENT),
+            idempotency: None,
+        };
+        let started = std::time::Instant::now();
+        let outcome = with_progress(
+            &message,
+            self.progress_interval,
+            self.service
+                .provision(metadata, envelope.subject, request_id, csr),
+        )
+        .await;
+        metrics::histogram!("worker_job_seconds", "consumer" => self.deliveries.consumer().to_owned())
+            .record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(outcome) => {
+                tracing::info!(
+                    consumer = self.deliveries.consumer(),
+                    event_id = %envelope.id,
+                    subject = %message.subject,
+                    delivered,
+                    device_id = %envelope.subject,
+                    request_id = %request_id,
+                    outcome = ?outcome,
+                    "certificate request settled"
+                );
+                let label = match outcome {
+                    ProvisioningOutcome::Issued => "issued",
+                    ProvisioningOutcome::Failed => "failed",
+                    ProvisioningOutcome::AlreadySettled => "already_settled",
+                };
+                metrics::counter!("provisioning_outcomes_total", "outcome" => label).increment(1);
+                self.deliveries.succeeded(&message).await;
+            }
+            Err(e) => {
+                self.deliveries
+                    .failed(&message, Failure::Transient, &e.to_string())
+                    .await
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Wiring the worker: adapters into services, services into consumers, and the relay; then
+//! running until shutdown and draining within the grace period.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::{DeviceCommandService, ProvisioningService, PublicEvent, RetryPolicy};
+use async_nats::jetstream;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use nats::{durable_pull_consumer, ensure_stream, Relay};
+use projections::DeviceProjector;
+use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::certificate_authority::{BlockingCa, LocalCa};
+use crate::config::WorkerConfig;
+use crate::delivery::Deliveries;
+use crate::projector::Projector;
+use crate::provisioner::Provisioner;
+
+/// Durable consumer names: shared by every worker process on the same stream.
+pub const REGISTRATIONS_CONSUMER: &str = "provisioner-registrations";
+pub const RENEWALS_CONSUMER: &str = "provisioner-renewals";
+pub const DEVICE_VIEW_CONSUMER: &str = "projector-device_view";
+
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ca = LocalCa::from_pem_files(
+        &config.ca_cert_path,
+        &config.ca_key_path,
+        config.certificate_validity,
+    )?;
+    let pool = store::connect(&config.database)?;
+    store::schema::ensure_current(&pool).await?;
+    let client = nats::connect(&config.nats).await?;
+    let js = jetstream::new(client.clone());
+
+    let event_store = Arc::new(PostgresDeviceStore::new(pool.clone()));
+    let commands = Arc::new(DeviceCommandService::new(
+        event_store.clone(),
+        Arc::new(PostgresIdempotencyStore::new(pool.clone())),
+        RetryPolicy::default(),
+    ));
+    let provisioning = Arc::new(ProvisioningService::new(
+        event_store,
+        commands,
+        Arc::new(BlockingCa::new(ca, config.provisioner_concurrency)),
+    ));
+    let dead_letters = PostgresDeadLetters::new(pool.clone());
+
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    if config.relay_enabled {
+        let leases = RelayLeases::new(
+            config.database.connect_options()?,
+            format!("relay:{}", config.stream.name),
+        );
+        let relay = Relay::new(
+            leases,
+            js.clone(),
+            config.stream.clone(),
+            config.relay.clone(),
+        );
+        let cancel = cancel.clone();
+        tasks.spawn(async move { relay.run(cancel.cancelled_owned()).await });
+    }
+
+    let progress = config.consumers.ack_wait() / 3;
+    for (name, event_type) in [
+        (REGISTRATIONS_CONSUMER, PublicEvent::TYPES[0]),
+        (RENEWALS_CONSUMER, PublicEvent::TYPES[1]),
+    ] {
+        let provisioner = Provisioner::new(
+            provisioning.clone(),
+            Deliveries::new(name, config.consumers.clone(), dead_letters.clone()),
+            config.provisioner_concurrency,
+            progress,
+        );
+        let filter = config.stream.subject_filter_for_type(event_type);
+        let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
+        tasks.spawn(async move {
+            keep_consuming(name, &cancel, || async {
+                let stream = ensure_stream(&js, &config.stream).await?;
+                let consumer =
+                    durable_pull_consumer(&stream, name, filter.clone(), &config.consumers).await?;
+                provisioner.run(&consumer, &cancel).await
+            })
+            .await
+        });
+    }
+
+    let projector = Projector::new(
+        DeviceProjector::new(pool.clone()),
+        Deliveries::new(DEVICE_VIEW_CONSUMER, config.consumers.clone(), dead_letters),
+        config.projector_batch,
+    );
+    {
+        let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
+        tasks.spawn(async move {
+            keep_consuming(DEVICE_VIEW_CONSUMER, &cancel, || async {
+                let stream = ensure_stream(&js, &config.stream).await?;
+                let consumer = durable_pull_consumer(
+                    &stream,
+                    DEVICE_VIEW_CONSUMER,
+                    config.stream.all_subjects(),
+                    &config.consumers,
+                )
+                .await?;
+                projector.run(&consumer, &cancel).await
+            })
+            .await
+        });
+    }
+
+    tracing::info!(
+        stream = %config.stream.name,
+        relay = config.relay_enabled,
+        provisioner_concurrency = config.provisioner_concurrency,
+        "worker ready"
+    );
+    shutdown.await;
+    cancel.cancel();
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight work did not finish within the grace period; unacknowledged messages will be redelivered");
+        tasks.abort_all();
+    }
+    // Flush acks still buffered in the client.
+    if tokio::time::timeout(Duration::from_secs(5), client.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("NATS drain did not finish in time");
+    }
+    pool.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Runs `consume` again whenever it ends with an error (NATS down, consumer deleted), with
+/// backoff, until cancelled.
+async fn keep_consuming<F, Fut>(name: &str, cancel: &CancellationToken, mut consume: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), async_nats::Error>>,
+{
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    while !cancel.is_cancelled() {
+        let result = tokio::select! {
+            result = consume() => result,
+            () = cancel.cancelled() => return,
+        };
+        if cancel.is_cancelled() {
+            return;
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
+        match result {
+            Ok(()) => tracing::info!(consumer = name, "message stream ended; resubscribing"),
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, ?delay, "consumer failed; retrying")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}
