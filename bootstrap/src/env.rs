@@ -138,6 +138,18 @@ pub fn database_settings<F: Fn(&str) -> Option<String>>(
     }
 }
 
+/// `NATS_URL`, default `nats://127.0.0.1:4222`; shared with the worker.
+pub fn nats_url<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> String {
+    let url = env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_owned());
+    let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+        .iter()
+        .any(|s| url.starts_with(s));
+    if !scheme_ok {
+        env.problem("NATS_URL must start with nats://, tls://, ws:// or wss://".into());
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,16 +190,4 @@ mod tests {
         assert_eq!(settings.acquire_timeout, Duration::from_secs(2));
         assert_eq!(settings.statement_timeout, Duration::from_secs(5));
     }
-}
-
-/// `NATS_URL`, default `nats://127.0.0.1:4222`; shared with the worker.
-pub fn nats_url<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> String {
-    let url = env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_owned());
-    let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
-        .iter()
-        .any(|s| url.starts_with(s));
-    if !scheme_ok {
-        env.problem("NATS_URL must start with nats://, tls://, ws:// or wss://".into());
-    }
-    url
 }

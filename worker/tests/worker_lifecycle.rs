@@ -1,5 +1,6 @@
 //! The worker binary starts against real Postgres and NATS, says it is ready, and stops
-//! cleanly on SIGTERM; it refuses a database that was not migrated.
+//! cleanly on SIGTERM; it refuses a database that was not migrated, and a configuration
+//! without a CA.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -34,12 +35,39 @@ async fn database(migrate: bool) -> String {
     url
 }
 
+/// A development CA in a fresh directory; returns (cert path, key path).
+fn ca_files() -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("dp-ca-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = worker::certificate_authority::generate_dev_ca("test CA").unwrap();
+    std::fs::write(dir.join("ca.pem"), cert).unwrap();
+    std::fs::write(dir.join("ca.key"), key).unwrap();
+    (dir.join("ca.pem"), dir.join("ca.key"))
+}
+
+fn unique_stream() -> String {
+    format!("LIFECYCLE_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn worker_command(database_url: &str, stream: &str) -> Command {
+    let (cert, key) = ca_files();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("NATS_URL", nats_url())
+        .env("NATS_SUBJECT_PREFIX", stream.to_lowercase())
+        .env("NATS_STREAM", stream)
+        .env("NATS_STREAM_MAX_AGE_DAYS", "1")
+        .env("CA_CERT_PATH", cert)
+        .env("CA_KEY_PATH", key);
+    command
+}
+
 #[tokio::test]
 async fn starts_reports_ready_and_stops_on_sigterm() {
     let url = database(true).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env("DATABASE_URL", &url)
-        .env("NATS_URL", nats_url())
+    let stream = unique_stream();
+    let mut child = worker_command(&url, &stream)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start worker");
@@ -67,16 +95,37 @@ async fn starts_reports_ready_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     assert!(lines.any(|l| l.unwrap().contains("worker stopped")));
+
+    // The worker created the test's stream on the shared server: remove it.
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
 }
 
 #[tokio::test]
 async fn refuses_a_database_that_was_not_migrated() {
     let url = database(false).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env("DATABASE_URL", &url)
-        .env("NATS_URL", nats_url())
+    let output = worker_command(&url, &unique_stream()).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("api migrate"));
+}
+
+#[tokio::test]
+async fn refuses_to_start_without_a_ca_and_names_what_is_missing() {
+    let url = database(true).await;
+    let output = worker_command(&url, &unique_stream())
+        .env_remove("CA_CERT_PATH")
+        .env("CA_KEY_PATH", "/nonexistent/ca.key")
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("api migrate"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CA_CERT_PATH"), "{stderr}");
+
+    let output = worker_command(&url, &unique_stream())
+        .env("CA_KEY_PATH", "/nonexistent/ca.key")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/ca.key"), "{stderr}");
 }

@@ -1,0 +1,363 @@
+//! Spawns the whole pipeline for one test: a fresh migrated database, the real api in-process
+//! on a random port, and real `worker` processes (so a test can SIGKILL one), on a JetStream
+//! stream and subject prefix of its own, with a CA made for the test. Real Postgres, real
+//! NATS: the shared server on 127.0.0.1:4222, or a private `nats-server` a test can stop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api::auth::JwtKeys;
+use api::http::HttpLimits;
+use api::startup::{postgres_state, Application};
+use app::RetryPolicy;
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+pub const TENANT: &str = "acme";
+pub const OTHER_TENANT: &str = "globex";
+
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub fn shared_nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+pub struct Stack {
+    pub address: String,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub nats_url: String,
+    pub stream: String,
+    pub prefix: String,
+    pub dir: PathBuf,
+    pub ca_cert_pem: String,
+    pub client: reqwest::Client,
+    keys: JwtKeys,
+    workers: Vec<Child>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for worker in &mut self.workers {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+        self.server.abort();
+    }
+}
+
+impl Stack {
+    /// The api and no worker yet, on the shared NATS server.
+    pub async fn start() -> Self {
+        Self::start_with_nats(shared_nats_url()).await
+    }
+
+    pub async fn start_with_nats(nats_url: String) -> Self {
+        let name = format!("dp_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("Postgres must be running for integration tests (see README)");
+        sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let database_url = format!("{}/{name}", server_url());
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&database_url)
+            .await
+            .unwrap();
+        store::schema::migrate(&pool).await.unwrap();
+
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = worker::certificate_authority::generate_dev_ca("test CA").unwrap();
+        std::fs::write(dir.join("ca.pem"), &cert).unwrap();
+        std::fs::write(dir.join("ca.key"), &key).unwrap();
+
+        let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
+        let limits = HttpLimits {
+            body_limit_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(40),
+        };
+        let app = Application::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            state,
+            limits,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        let address = format!("http://{}", app.local_addr().unwrap());
+        let server = tokio::spawn(app.serve_until(std::future::pending()));
+        let unique = Uuid::new_v4().simple().to_string();
+        Self {
+            address,
+            pool,
+            database_url,
+            nats_url,
+            stream: format!("T_{unique}"),
+            prefix: format!("t{unique}"),
+            dir,
+            ca_cert_pem: cert,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            keys: JwtKeys::from_secret(JWT_SECRET.as_bytes()),
+            workers: Vec::new(),
+            server,
+        }
+    }
+
+    /// Starts a `worker` process; returns its index for [`Self::kill_worker`].
+    pub fn spawn_worker(&mut self) -> usize {
+        let index = self.workers.len();
+        let log = std::fs::File::create(self.dir.join(format!("worker-{index}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .env("DATABASE_URL", &self.database_url)
+            .env("NATS_URL", &self.nats_url)
+            .env("NATS_STREAM", &self.stream)
+            .env("NATS_SUBJECT_PREFIX", &self.prefix)
+            .env("NATS_STREAM_MAX_AGE_DAYS", "1")
+            .env("CA_CERT_PATH", self.dir.join("ca.pem"))
+            .env("CA_KEY_PATH", self.dir.join("ca.key"))
+            .env("CONSUMER_BACKOFF_MS", "1000,1000")
+            .env("CONSUMER_MAX_DELIVER", "3")
+            .env("RELAY_POLL_MS", "200")
+            .env("SHUTDOWN_GRACE_SECONDS", "2")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start worker");
+        self.workers.push(child);
+        index
+    }
+
+    pub fn kill_worker(&mut self, index: usize) {
+        let worker = &mut self.workers[index];
+        worker.kill().unwrap(); // SIGKILL
+        worker.wait().unwrap();
+    }
+
+    pub fn token(&self, tenant: &str, scope: &str) -> String {
+        self.keys
+            .issue("test-client", tenant, scope, Duration::from_secs(600))
+    }
+
+    pub fn reader(&self) -> String {
+        self.token(TENANT, "devices:read events:read")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(self.token(TENANT, "devices:write"))
+            .header("Idempotency-Key", format!("\"{}\"", Uuid::new_v4()))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a device with `body`; returns its id.
+    pub async fn register(&self, body: &Value) -> Uuid {
+        let response = self.post("/v1/devices", body).await;
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Long-polls until the device reaches `status` (or `timeout` passes: then panics).
+    pub async fn wait_for_status(&self, id: Uuid, status: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut version = 1;
+        loop {
+            let response = self
+                .get(
+                    &format!("/v1/devices/{id}?min_version={version}&wait=2"),
+                    &self.reader(),
+                )
+                .await;
+            if response.status() == 200 {
+                let device: Value = response.json().await.unwrap();
+                if device["status"] == status {
+                    return device;
+                }
+                version = device["version"].as_u64().unwrap() + 1;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "device {id} never reached {status}"
+            );
+        }
+    }
+
+    /// Long-polls until the device's read model reaches `version`.
+    pub async fn wait_for_version(&self, id: Uuid, version: u64, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let response = self
+                .get(
+                    &format!("/v1/devices/{id}?min_version={version}&wait=2"),
+                    &self.reader(),
+                )
+                .await;
+            if response.status() == 200 {
+                let device: Value = response.json().await.unwrap();
+                if device["version"].as_u64().unwrap() >= version {
+                    return device;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "device {id} never reached version {version}"
+            );
+        }
+    }
+
+    /// The number of messages the test's stream holds.
+    pub async fn stream_messages(&self) -> u64 {
+        let client = async_nats::connect(&self.nats_url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(&self.stream).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    pub async fn count_events(&self, event_type: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Deletes the test's stream from the shared server.
+    pub async fn delete_stream(&self) {
+        if let Ok(client) = async_nats::connect(&self.nats_url).await {
+            let _ = async_nats::jetstream::new(client)
+                .delete_stream(&self.stream)
+                .await;
+        }
+    }
+}
+
+/// A PEM CSR for a fresh P-256 key with subject CN `common_name`.
+pub fn csr_for(common_name: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+pub fn registration(serial: &str) -> Value {
+    json!({
+        "serial_number": serial,
+        "model": "Gateway X1",
+        "csr": csr_for(serial),
+        "labels": {"site": "lyon-3"}
+    })
+}
+
+pub fn unique_serial() -> String {
+    format!("SN-{}", Uuid::new_v4().simple())
+}
+
+/// A private `nats-server` with JetStream on a port and store of its own, which a test can
+/// stop and start again (same port, same store).
+pub struct PrivateNats {
+    pub url: String,
+    port: u16,
+    store: PathBuf,
+    process: Option<Child>,
+}
+
+impl PrivateNats {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = std::env::temp_dir().join(format!("dp-nats-{}", Uuid::new_v4().simple()));
+        let mut nats = Self {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store,
+            process: None,
+        };
+        nats.resume().await;
+        nats
+    }
+
+    pub async fn resume(&mut self) {
+        let binary = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nats-server");
+        let child = Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (scripts/services installs it)");
+        self.process = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}

@@ -1,0 +1,130 @@
+//! A registered device becomes provisioned with a certificate for its own key, signed by the
+//! CA; a bad CSR is a domain outcome; renewals and decommissions go through.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::FromDer;
+
+use crate::helpers::{csr_for, registration, unique_serial, Stack};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn der(pem_text: &str) -> Vec<u8> {
+    pem::parse(pem_text).unwrap().into_contents()
+}
+
+/// Asserts that `device`'s certificate certifies `csr`'s key for `serial`, signed by the CA.
+fn assert_certifies(stack: &Stack, device: &Value, csr: &str, serial: &str) {
+    let cert_der = der(device["certificate"]["pem"].as_str().unwrap());
+    let (_, cert) = X509Certificate::from_der(&cert_der).unwrap();
+    let csr_der = der(csr);
+    let (_, request) = X509CertificationRequest::from_der(&csr_der).unwrap();
+    assert_eq!(
+        cert.public_key().raw,
+        request.certification_request_info.subject_pki.raw,
+        "the certificate is for the CSR's key"
+    );
+    let ca_der = der(&stack.ca_cert_pem);
+    let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+    cert.verify_signature(Some(ca.public_key()))
+        .expect("the certificate verifies against the CA");
+    assert_eq!(cert.issuer(), ca.subject());
+    let cn: Vec<&str> = cert
+        .subject()
+        .iter_common_name()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cn, [serial]);
+    assert_eq!(
+        device["certificate"]["serial"].as_str().unwrap(),
+        hex::encode(cert.raw_serial())
+    );
+}
+
+#[tokio::test]
+async fn a_registered_device_is_provisioned_with_a_certificate_for_its_key() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    let serial = unique_serial();
+    let body = registration(&serial);
+    let id = stack.register(&body).await;
+
+    let device = stack.wait_for_status(id, "provisioned", PATIENCE).await;
+
+    assert_certifies(&stack, &device, body["csr"].as_str().unwrap(), &serial);
+    assert_eq!(device["version"], 2);
+    assert_eq!(device["failure"], Value::Null);
+    assert_eq!(device["labels"], json!({"site": "lyon-3"}));
+    stack.delete_stream().await;
+}
+
+#[tokio::test]
+async fn a_csr_whose_subject_is_not_the_serial_number_fails_with_a_code() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    let serial = unique_serial();
+    let mut body = registration(&serial);
+    body["csr"] = json!(csr_for("SOMEONE-ELSE"));
+    let id = stack.register(&body).await;
+
+    let device = stack.wait_for_status(id, "failed", PATIENCE).await;
+
+    assert_eq!(device["failure"]["code"], "subject_mismatch");
+    assert_eq!(device["certificate"], Value::Null);
+    assert_eq!(stack.count_events("CertificateIssued").await, 0);
+    stack.delete_stream().await;
+}
+
+#[tokio::test]
+async fn a_renewal_issues_a_new_certificate_for_the_new_key() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    let serial = unique_serial();
+    let id = stack.register(&registration(&serial)).await;
+    let first = stack.wait_for_status(id, "provisioned", PATIENCE).await;
+
+    let new_csr = csr_for(&serial);
+    let response = stack
+        .post(
+            &format!("/v1/devices/{id}/certificate:renew"),
+            &json!({ "csr": new_csr }),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["version"], 3);
+
+    let renewed = stack.wait_for_version(id, 4, PATIENCE).await;
+    assert_eq!(renewed["status"], "provisioned");
+    assert_certifies(&stack, &renewed, &new_csr, &serial);
+    assert_ne!(
+        renewed["certificate"]["serial"],
+        first["certificate"]["serial"]
+    );
+    stack.delete_stream().await;
+}
+
+#[tokio::test]
+async fn a_decommissioned_device_is_visible_as_decommissioned() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    let id = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(id, "provisioned", PATIENCE).await;
+
+    let response = stack
+        .post(
+            &format!("/v1/devices/{id}/decommission"),
+            &json!({ "reason": "returned to vendor" }),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+
+    let device = stack.wait_for_status(id, "decommissioned", PATIENCE).await;
+    assert_eq!(device["version"], 3);
+    // The last certificate stays on record.
+    assert!(device["certificate"]["pem"].is_string());
+    stack.delete_stream().await;
+}

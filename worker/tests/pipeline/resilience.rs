@@ -1,0 +1,219 @@
+//! Nothing is lost or done twice when a worker dies, when NATS goes away, or when a
+//! transaction commits late; poison messages end as dead letters.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::json;
+use sqlx::Connection;
+use uuid::Uuid;
+
+use crate::helpers::{registration, unique_serial, PrivateNats, Stack, TENANT};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Every device has exactly one `CertificateIssued` event (one certificate per request).
+async fn assert_one_certificate_each(stack: &Stack, ids: &[Uuid]) {
+    for id in ids {
+        let issued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'CertificateIssued'",
+        )
+        .bind(id.to_string())
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+        assert_eq!(issued, 1, "device {id}");
+    }
+}
+
+async fn register_many(stack: &Stack, n: usize) -> Vec<Uuid> {
+    let bodies: Vec<_> = (0..n).map(|_| registration(&unique_serial())).collect();
+    join_all(bodies.iter().map(|b| stack.register(b))).await
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_batch_is_replaced_and_every_device_is_provisioned_once() {
+    let mut stack = Stack::start().await;
+    let first = stack.spawn_worker();
+    let ids = register_many(&stack, 200).await;
+
+    // Kill the worker once it has issued some certificates but not all.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let issued = stack.count_events("CertificateIssued").await;
+        if issued > 0 {
+            assert!(
+                issued < 200,
+                "the worker finished before it could be killed"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never issued anything"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stack.kill_worker(first);
+    let issued_at_kill = stack.count_events("CertificateIssued").await;
+    stack.spawn_worker();
+
+    for id in &ids {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+    assert_one_certificate_each(&stack, &ids).await;
+    assert!(issued_at_kill < 200);
+    stack.delete_stream().await;
+}
+
+#[tokio::test]
+async fn registrations_made_while_nats_is_down_are_published_and_projected_when_it_returns() {
+    let mut nats = PrivateNats::start().await;
+    let mut stack = Stack::start_with_nats(nats.url.clone()).await;
+    stack.spawn_worker();
+    let before = register_many(&stack, 10).await;
+    for id in &before {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+
+    nats.stop();
+    let during = register_many(&stack, 20).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.resume().await;
+
+    for id in before.iter().chain(&during) {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+    assert_one_certificate_each(&stack, &during).await;
+    // The stream holds every event exactly once (the relay's retries were deduplicated).
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while stack.stream_messages().await < events as u64 {
+        assert!(Instant::now() < deadline, "the stream never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stack.stream_messages().await, events as u64);
+}
+
+#[tokio::test]
+async fn an_event_whose_transaction_commits_late_is_not_skipped_by_the_relay() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+
+    // A transaction appends an event (it gets its position now) and stays open...
+    let serial = unique_serial();
+    let tenant = domain::TenantId::parse(TENANT).unwrap();
+    let device_id =
+        domain::DeviceId::derive(&tenant, &domain::SerialNumber::parse(&serial).unwrap());
+    let event = domain::DeviceEvent::DeviceRegistered {
+        tenant: tenant.clone(),
+        serial_number: domain::SerialNumber::parse(&serial).unwrap(),
+        model: domain::DeviceModel::parse("Gateway X1").unwrap(),
+        labels: domain::Labels::default(),
+        csr: domain::CertificateSigningRequest::from_pem(&crate::helpers::csr_for(&serial))
+            .unwrap(),
+        request_id: domain::CertificateRequestId::from_uuid(Uuid::now_v7()),
+    };
+    let mut late = sqlx::PgConnection::connect(&stack.database_url)
+        .await
+        .unwrap();
+    let mut tx = late.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('device', $1, 1, 'DeviceRegistered', '1', $2, $3)",
+    )
+    .bind(device_id.to_string())
+    .bind(serde_json::to_value(&event).unwrap())
+    .bind(json!({"tenant": TENANT, "actor": "test", "request_id": "late"}))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+
+    // ...while later events (higher positions) commit and could be published first.
+    let early = register_many(&stack, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tx.commit().await.unwrap();
+
+    let late_id: Uuid = device_id.as_uuid();
+    stack
+        .wait_for_status(late_id, "provisioned", PATIENCE)
+        .await;
+    for id in &early {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+    stack.delete_stream().await;
+}
+
+#[tokio::test]
+async fn messages_that_cannot_be_processed_become_dead_letters() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    // Let the worker create the stream, then publish two bad messages straight to it.
+    let id = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(id, "provisioned", PATIENCE).await;
+    let client = async_nats::connect(&stack.nats_url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let not_json_subject = format!("{}.{TENANT}.device.DeviceRegistered", stack.prefix);
+    js.publish(not_json_subject, "not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A well-formed event for a device the event store has never seen: the projector cannot
+    // fill the gap before it, on every delivery, until it gives up.
+    let mut orphan: serde_json::Value = {
+        let history = stack
+            .get(&format!("/v1/devices/{id}/history"), &stack.reader())
+            .await
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        history["events"][1].clone()
+    };
+    let orphan_device = Uuid::new_v4();
+    let orphan_id = Uuid::new_v4();
+    orphan["subject"] = json!(orphan_device);
+    orphan["id"] = json!(orphan_id);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", orphan_id.to_string().as_str());
+    js.publish_with_headers(
+        format!("{}.{TENANT}.device.CertificateIssued", stack.prefix),
+        headers,
+        serde_json::to_vec(&orphan).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let letters: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT consumer, error, deliveries FROM dead_letters ORDER BY consumer",
+        )
+        .fetch_all(&stack.pool)
+        .await
+        .unwrap();
+        let poison = letters
+            .iter()
+            .filter(|(_, error, _)| error.contains("not an event envelope"))
+            .count();
+        let orphaned = letters.iter().find(|(consumer, error, _)| {
+            consumer == "projector-device_view" && error.contains("missing")
+        });
+        // The non-JSON message reaches the registrations provisioner and the projector.
+        if let (2, Some((_, _, deliveries))) = (poison, orphaned) {
+            assert_eq!(*deliveries, 3, "given up after max_deliver deliveries");
+            break;
+        }
+        assert!(Instant::now() < deadline, "dead letters: {letters:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The good device is untouched and the worker still works.
+    let next = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(next, "provisioned", PATIENCE).await;
+    stack.delete_stream().await;
+}
