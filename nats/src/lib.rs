@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub use consumer_settings::{durable_pull_consumer, ConsumerSettings};
 pub use relay::{Relay, RelaySettings};
-pub use stream_contract::{ensure_stream, headers, message_for, StreamSettings};
+pub use stream_contract::{ensure_stream, headers, message_for, EventMessage, StreamSettings};
 
 #[derive(Debug, Clone)]
 pub struct NatsSettings {

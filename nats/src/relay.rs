@@ -179,7 +179,8 @@ impl Relay {
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
             let (subject, message) = message_for(&self.stream, event)
-                .map_err(|e| format!("cannot serialise event {}: {e}", event.event_id()))?;
+                .map_err(|e| format!("cannot serialise event {}: {e}", event.event_id()))?
+                .into_publish();
             let ack = self
                 .js
                 .send_publish(subject, message)

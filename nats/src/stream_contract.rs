@@ -75,11 +75,28 @@ pub async fn ensure_stream(
     Ok(js.get_stream(&settings.name).await?)
 }
 
+/// One event as it goes on the stream.
+pub struct EventMessage {
+    pub subject: String,
+    pub headers: HeaderMap,
+    /// The JSON envelope.
+    pub body: Vec<u8>,
+}
+
+impl EventMessage {
+    pub fn into_publish(self) -> (String, jetstream::message::PublishMessage) {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(self.body.into())
+            .headers(self.headers);
+        (self.subject, publish)
+    }
+}
+
 /// The message for one event: subject, headers and the JSON envelope.
 pub fn message_for(
     settings: &StreamSettings,
     event: &RecordedEvent,
-) -> Result<(String, jetstream::message::PublishMessage), serde_json::Error> {
+) -> Result<EventMessage, serde_json::Error> {
     let envelope = event.to_envelope();
     let body = serde_json::to_vec(&envelope)?;
     let event_type = envelope.event_type();
@@ -93,11 +110,86 @@ pub fn message_for(
     if let Some(traceparent) = &event.traceparent {
         map.insert(headers::TRACEPARENT, traceparent.as_str());
     }
-    let subject = settings.subject(event.tenant.as_str(), event_type);
-    Ok((
-        subject,
-        jetstream::message::PublishMessage::build()
-            .payload(body.into())
-            .headers(map),
-    ))
+    Ok(EventMessage {
+        subject: settings.subject(event.tenant.as_str(), event_type),
+        headers: map,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::CommitPosition;
+    use domain::{DecommissionReason, DeviceEvent, DeviceId, TenantId};
+
+    fn settings() -> StreamSettings {
+        StreamSettings {
+            name: "DEVICE_EVENTS".into(),
+            subject_prefix: "events".into(),
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(86_400),
+        }
+    }
+
+    /// The documented contract (docs/events.md): subject, headers, envelope fields.
+    #[test]
+    fn an_event_message_has_the_documented_subject_headers_and_envelope() {
+        let event = RecordedEvent {
+            device_id: DeviceId::from_uuid(uuid::Uuid::nil()),
+            sequence: 3,
+            tenant: TenantId::parse("acme").unwrap(),
+            event: DeviceEvent::DeviceDecommissioned {
+                reason: DecommissionReason::parse("lost").unwrap(),
+            },
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            position: CommitPosition {
+                transaction_id: 7,
+                position: 9,
+            },
+            recorded_at: chrono::Utc::now(),
+        };
+        let message = message_for(&settings(), &event).unwrap();
+        assert_eq!(message.subject, "events.acme.device.DeviceDecommissioned");
+        let headers = &message.headers;
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        assert_eq!(get("Nats-Msg-Id"), Some(event.event_id().to_string()));
+        assert_eq!(get("Dp-Tenant").as_deref(), Some("acme"));
+        assert_eq!(get("Dp-Aggregate-Id"), Some(uuid::Uuid::nil().to_string()));
+        assert_eq!(get("Dp-Sequence").as_deref(), Some("3"));
+        assert_eq!(get("Dp-Position"), Some(event.position.to_cursor()));
+        assert_eq!(
+            get("Dp-Event-Type").as_deref(),
+            Some("DeviceDecommissioned")
+        );
+        assert!(get("traceparent").is_some());
+
+        let body: serde_json::Value = serde_json::from_slice(&message.body).unwrap();
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "data",
+                "datacontenttype",
+                "dataversion",
+                "id",
+                "position",
+                "sequence",
+                "source",
+                "specversion",
+                "subject",
+                "tenant",
+                "time",
+                "type"
+            ]
+        );
+        assert_eq!(body["data"], serde_json::json!({"reason": "lost"}));
+        assert_eq!(body["specversion"], "1.0");
+    }
 }

@@ -2,9 +2,9 @@
 //! `CA_CERT_PATH` / `CA_KEY_PATH`. Implements `app::CertificateAuthority`.
 //!
 //! Policy (a refusal is a domain outcome, `ProvisioningFailed` with a code, never a retry):
-//! - the CSR's self-signature verifies (`invalid_signature`);
 //! - the key is ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 4096 bits
 //!   (`key_policy_violation`);
+//! - the CSR's self-signature verifies (`invalid_signature`);
 //! - the subject has exactly one CN and it is the device's serial number
 //!   (`subject_mismatch`).
 //!
@@ -134,14 +134,15 @@ fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, ProvisioningFailur
     let malformed = || failure(FailureCode::MalformedCsr, "the CSR cannot be decoded");
     let pem = ::pem::parse(request.csr.as_pem()).map_err(|_| malformed())?;
     let (_, csr) = X509CertificationRequest::from_der(pem.contents()).map_err(|_| malformed())?;
+    let info = &csr.certification_request_info;
+    // Policy first: it is cheap, and keys we refuse may be ones the verifier cannot handle.
+    check_key_policy(&info.subject_pki)?;
     csr.verify_signature().map_err(|_| {
         failure(
             FailureCode::InvalidSignature,
             "the CSR's signature does not verify with its own public key",
         )
     })?;
-    let info = &csr.certification_request_info;
-    check_key_policy(&info.subject_pki)?;
     let common_names: Vec<&str> = info
         .subject
         .iter_common_name()
@@ -262,4 +263,128 @@ pub fn generate_dev_ca(common_name: &str) -> Result<(String, String), rcgen::Err
     params.not_after = to_time(now + chrono::Duration::days(3650));
     let certificate = params.self_signed(&key)?;
     Ok((certificate.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::CertificateRequest;
+    use domain::{CertificateRequestId, CertificateSigningRequest, SerialNumber};
+    use x509_parser::certificate::X509Certificate;
+
+    fn ca() -> (LocalCa, String) {
+        let (cert, key) = generate_dev_ca("unit-test CA").unwrap();
+        (
+            LocalCa::from_pem(&cert, &key, chrono::Duration::days(30)).unwrap(),
+            cert,
+        )
+    }
+
+    fn request(serial: &str, csr_pem: &str) -> CertificateRequest {
+        CertificateRequest {
+            request_id: CertificateRequestId::from_uuid(uuid::Uuid::from_u128(42)),
+            serial_number: SerialNumber::parse(serial).unwrap(),
+            csr: CertificateSigningRequest::from_pem(csr_pem).unwrap(),
+        }
+    }
+
+    fn csr(common_name: &str, alg: &'static rcgen::SignatureAlgorithm) -> String {
+        let key = KeyPair::generate_for(alg).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    fn refusal(ca: &LocalCa, request: &CertificateRequest) -> FailureCode {
+        ca.issue(request, Utc::now()).unwrap_err().code
+    }
+
+    #[test]
+    fn issues_a_client_certificate_for_the_csr_key_signed_by_the_ca() {
+        let (ca, ca_pem) = ca();
+        for alg in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &rcgen::PKCS_ED25519,
+        ] {
+            let request = request("SN-1", &csr("SN-1", alg));
+            let issued = ca.issue(&request, Utc::now()).unwrap();
+            let der = ::pem::parse(&issued.pem).unwrap().into_contents();
+            let (_, cert) = X509Certificate::from_der(&der).unwrap();
+            let ca_der = ::pem::parse(&ca_pem).unwrap().into_contents();
+            let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+            cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+            assert!(!cert.is_ca());
+            assert_eq!(issued.serial, hex::encode(cert.raw_serial()));
+            assert_eq!(issued.fingerprint_sha256, hex::encode(Sha256::digest(&der)));
+            assert_eq!(
+                issued.not_after.timestamp(),
+                cert.validity().not_after.timestamp()
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_request_gets_the_same_certificate_serial() {
+        let (ca, _) = ca();
+        let request = request("SN-1", &csr("SN-1", &rcgen::PKCS_ECDSA_P256_SHA256));
+        let a = ca.issue(&request, Utc::now()).unwrap();
+        let b = ca.issue(&request, Utc::now()).unwrap();
+        assert_eq!(a.serial, b.serial);
+    }
+
+    #[test]
+    fn accepts_rsa_2048_and_refuses_small_rsa_and_other_curves() {
+        let (ca, _) = ca();
+        let rsa2048 = include_str!("../tests/fixtures/rsa2048.csr");
+        assert!(ca.issue(&request("SN-RSA", rsa2048), Utc::now()).is_ok());
+        let rsa1024 = include_str!("../tests/fixtures/rsa1024.csr");
+        assert_eq!(
+            refusal(&ca, &request("SN-RSA", rsa1024)),
+            FailureCode::KeyPolicyViolation
+        );
+        let p521 = include_str!("../tests/fixtures/p521.csr");
+        assert_eq!(
+            refusal(&ca, &request("SN-EC", p521)),
+            FailureCode::KeyPolicyViolation
+        );
+    }
+
+    #[test]
+    fn refuses_a_subject_that_is_not_the_serial_number() {
+        let (ca, _) = ca();
+        let other = csr("SN-2", &rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(
+            refusal(&ca, &request("SN-1", &other)),
+            FailureCode::SubjectMismatch
+        );
+    }
+
+    #[test]
+    fn refuses_a_csr_whose_signature_does_not_verify() {
+        let (ca, _) = ca();
+        let good = csr("SN-1", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let mut der = ::pem::parse(&good).unwrap().into_contents();
+        // The last byte is inside the signature: the request still parses, but no longer
+        // verifies.
+        *der.last_mut().unwrap() ^= 0x01;
+        let tampered = ::pem::encode(&::pem::Pem::new("CERTIFICATE REQUEST", der));
+        assert_eq!(
+            refusal(&ca, &request("SN-1", &tampered)),
+            FailureCode::InvalidSignature
+        );
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_a_key_is_refused_without_echoing_it() {
+        let (cert, _) = generate_dev_ca("x").unwrap();
+        let err = LocalCa::from_pem(&cert, "secret-looking text", chrono::Duration::days(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("CA_KEY_PATH"));
+        assert!(!err.contains("secret-looking"));
+    }
 }

@@ -98,7 +98,9 @@ async fn starts_reports_ready_and_stops_on_sigterm() {
 
     // The worker created the test's stream on the shared server: remove it.
     let client = async_nats::connect(nats_url()).await.unwrap();
-    let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
+    let _ = async_nats::jetstream::new(client)
+        .delete_stream(&stream)
+        .await;
 }
 
 #[tokio::test]
