@@ -1,0 +1,316 @@
+//! `loadgen`: open-loop, fixed-rate scenarios against a running stack, for `scripts/bench`.
+//! Prints one JSON object per scenario on stdout.
+//!
+//! - `provision`: RegisterDevice at a fixed rate; for each, the time from its 202 until the
+//!   device is visible as `provisioned` through the read API (long-poll on `min_version=2`).
+//! - `lag`: registers and provisions devices first, then decommissions them at a fixed rate;
+//!   for each, the time from the 202 until `decommissioned` is visible (projection lag).
+//! - `ca`: certificates checked and signed per second on one thread (one core), by the
+//!   worker's CA code itself, no I/O.
+//!
+//! Open loop: requests are sent on schedule whether or not earlier ones finished, so a slow
+//! system shows up as latency rather than as a lower offered rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Provision {
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "TOKEN")]
+        token: String,
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 20)]
+        seconds: u32,
+    },
+    Lag {
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "TOKEN")]
+        token: String,
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
+    Ca {
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
+    /// Removes a benchmark's JetStream stream (and its consumers) from the server.
+    DeleteStream {
+        #[arg(long)]
+        nats_url: String,
+        #[arg(long)]
+        stream: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let result = match Cli::parse().command {
+        Command::Provision {
+            url,
+            token,
+            rate,
+            seconds,
+        } => provision(&Client::new(url, token), rate, seconds).await,
+        Command::Lag {
+            url,
+            token,
+            rate,
+            seconds,
+        } => lag(&Client::new(url, token), rate, seconds).await,
+        Command::Ca { seconds } => ca(seconds),
+        Command::DeleteStream { nats_url, stream } => {
+            let deleted = match async_nats::connect(&nats_url).await {
+                Ok(client) => async_nats::jetstream::new(client)
+                    .delete_stream(&stream)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            json!({"deleted_stream": stream, "ok": deleted})
+        }
+    };
+    println!("{result}");
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+/// Why one operation did not complete.
+type Outcome = Result<Duration, String>;
+
+impl Client {
+    fn new(url: String, token: String) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(1024)
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            url,
+            token,
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .header("Idempotency-Key", format!("\"{}\"", uuid::Uuid::new_v4()))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() != 202 {
+            return Err(format!("POST {path}: {}", response.status()));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Waits (long-polling) until the device is at `version` or later with `status`.
+    async fn wait_for(&self, id: &str, version: u64, status: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let response = self
+                .http
+                .get(format!(
+                    "{}/v1/devices/{id}?min_version={version}&wait=30",
+                    self.url
+                ))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status() == 200 {
+                let device: Value = response.json().await.map_err(|e| e.to_string())?;
+                if device["version"].as_u64().unwrap_or(0) >= version {
+                    return if device["status"] == status {
+                        Ok(())
+                    } else {
+                        Err(format!("device {id} is {}", device["status"]))
+                    };
+                }
+            } else if response.status() != 404 {
+                return Err(format!("GET device: {}", response.status()));
+            }
+        }
+        Err(format!("device {id} never reached version {version}"))
+    }
+}
+
+fn registration(serial: &str) -> Value {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, serial);
+    let csr = params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    json!({"serial_number": serial, "model": "bench-x1", "csr": csr, "labels": {"site": "bench"}})
+}
+
+/// Starts `op(i)` for i in 0..n at `rate` per second, open loop; collects the outcomes.
+async fn at_fixed_rate<F, Fut>(rate: u32, n: usize, op: F) -> Vec<Outcome>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    let start = tokio::time::Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        tasks.push(tokio::spawn(op(i)));
+    }
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| Err(e.to_string())))
+        .collect()
+}
+
+fn summary(scenario: &str, rate: u32, outcomes: &[Outcome], extra: Value) -> Value {
+    let mut ms: Vec<f64> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let errors: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    let q = |f: f64| {
+        ms.get(((ms.len() as f64 * f) as usize).min(ms.len().saturating_sub(1)))
+            .map_or(0.0, |v| (v * 100.0).round() / 100.0)
+    };
+    let mut doc = json!({
+        "scenario": scenario,
+        "rate_per_s": rate,
+        "count": ms.len(),
+        "p50_ms": q(0.5),
+        "p90_ms": q(0.9),
+        "p99_ms": q(0.99),
+        "max_ms": ms.last().map_or(0.0, |v| (v * 100.0).round() / 100.0),
+        "errors": errors.len(),
+        "first_error": errors.first().map(|e| e.as_str()),
+    });
+    if let (Value::Object(doc), Value::Object(extra)) = (&mut doc, extra) {
+        doc.extend(extra);
+    }
+    doc
+}
+
+async fn provision(client: &Client, rate: u32, seconds: u32) -> Value {
+    let n = (rate * seconds) as usize;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let bodies: Arc<Vec<Value>> = Arc::new(
+        (0..n)
+            .map(|i| registration(&format!("P-{}-{i}", &run[..8])))
+            .collect(),
+    );
+    let client = Arc::new(Client::new(client.url.clone(), client.token.clone()));
+    let wall = Instant::now();
+    let outcomes = at_fixed_rate(rate, n, |i| {
+        let (client, bodies) = (client.clone(), bodies.clone());
+        async move {
+            let accepted = client.post("/v1/devices", &bodies[i]).await?;
+            let at_202 = Instant::now();
+            let id = accepted["id"].as_str().unwrap_or_default().to_owned();
+            client.wait_for(&id, 2, "provisioned").await?;
+            Ok(at_202.elapsed())
+        }
+    })
+    .await;
+    summary(
+        "provision",
+        rate,
+        &outcomes,
+        json!({"wall_s": wall.elapsed().as_secs_f64()}),
+    )
+}
+
+async fn lag(client: &Client, rate: u32, seconds: u32) -> Value {
+    let n = (rate * seconds) as usize;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let client = Arc::new(Client::new(client.url.clone(), client.token.clone()));
+    // Set-up, not measured: n provisioned devices.
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let registered = join_all(chunk.iter().map(|i| {
+            let client = client.clone();
+            let body = registration(&format!("L-{}-{i}", &run[..8]));
+            async move {
+                let accepted = client.post("/v1/devices", &body).await?;
+                let id = accepted["id"].as_str().unwrap_or_default().to_owned();
+                client.wait_for(&id, 2, "provisioned").await?;
+                Ok::<String, String>(id)
+            }
+        }))
+        .await;
+        for id in registered {
+            ids.push(id.expect("set-up registration"));
+        }
+    }
+    let ids = Arc::new(ids);
+    let outcomes = at_fixed_rate(rate, n, |i| {
+        let (client, ids) = (client.clone(), ids.clone());
+        async move {
+            let path = format!("/v1/devices/{}/decommission", ids[i]);
+            client.post(&path, &json!({"reason": "bench"})).await?;
+            let at_202 = Instant::now();
+            client.wait_for(&ids[i], 3, "decommissioned").await?;
+            Ok(at_202.elapsed())
+        }
+    })
+    .await;
+    summary("lag", rate, &outcomes, json!({}))
+}
+
+fn ca(seconds: u32) -> Value {
+    use worker::certificate_authority::{generate_dev_ca, LocalCa};
+    let (cert, key) = generate_dev_ca("bench CA").expect("CA");
+    let ca = LocalCa::from_pem(&cert, &key, chrono::Duration::days(365)).expect("CA");
+    let requests: Vec<app::CertificateRequest> = (0..256)
+        .map(|i| {
+            let serial = format!("CA-{i}");
+            let body = registration(&serial);
+            app::CertificateRequest {
+                request_id: domain::CertificateRequestId::from_uuid(uuid::Uuid::new_v4()),
+                serial_number: domain::SerialNumber::parse(&serial).expect("serial"),
+                csr: domain::CertificateSigningRequest::from_pem(body["csr"].as_str().unwrap())
+                    .expect("csr"),
+            }
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(u64::from(seconds));
+    let started = Instant::now();
+    let mut issued = 0u64;
+    while Instant::now() < deadline {
+        let request = &requests[issued as usize % requests.len()];
+        ca.issue(request, chrono::Utc::now()).expect("issue");
+        issued += 1;
+    }
+    let per_second = issued as f64 / started.elapsed().as_secs_f64();
+    json!({"scenario": "ca", "certificates_per_s_per_core": per_second.round(), "key": "ECDSA P-256 CSR, ECDSA P-256 CA"})
+}
