@@ -6,33 +6,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-fn nats_url() -> String {
-    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
+use testkit::nats_url;
 
 /// A new, empty database, migrated when `migrate` is true.
 async fn database(migrate: bool) -> String {
-    use sqlx::Connection;
-    let name = format!("dp_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", server_url()))
-        .await
-        .expect("Postgres must be running for integration tests (see README)");
-    sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", server_url());
     if migrate {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        store::schema::migrate(&pool).await.unwrap();
-        pool.close().await;
+        testkit::migrated_database().await.0
+    } else {
+        testkit::create_database().await.1
     }
-    url
 }
 
 /// A development CA in a fresh directory; returns (cert path, key path).

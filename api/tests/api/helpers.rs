@@ -10,8 +10,7 @@ use api::startup::{postgres_state, Application};
 use app::{CommandMetadata, DeviceCommandService, DeviceEventStore, RetryPolicy};
 use domain::{CertificateRequestId, DeviceId, IssuedCertificate, TenantId};
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use store::{PostgresDeviceStore, PostgresIdempotencyStore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -20,36 +19,7 @@ pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const TENANT: &str = "acme";
 pub const OTHER_TENANT: &str = "globex";
 
-/// The Postgres server tests run against; each test gets its own database on it.
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-/// Creates an empty database named `dp_test_<uuid>` and returns its URL.
-pub async fn create_database() -> (String, String) {
-    let name = format!("dp_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
-        .await
-        .expect("Postgres must be running for integration tests (see README)");
-    sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
-    (name.clone(), format!("{}/{name}", server_url()))
-}
-
-/// A fresh, migrated database and a small pool on it.
-pub async fn migrated_database() -> (String, PgPool) {
-    let (_, url) = create_database().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(10)
-        .connect(&url)
-        .await
-        .expect("connect to test database");
-    store::schema::migrate(&pool).await.expect("migrate");
-    (url, pool)
-}
+pub use testkit::{create_database, csr_for, migrated_database, registration, unique_serial};
 
 pub struct TestApp {
     pub address: String,
@@ -130,29 +100,6 @@ async fn spawn_with_state(
         keys: JwtKeys::from_secret(JWT_SECRET.as_bytes()),
         server,
     }
-}
-
-/// A PEM CSR for a fresh P-256 key with subject CN `common_name`.
-pub fn csr_for(common_name: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
-pub fn registration(serial: &str) -> Value {
-    json!({
-        "serial_number": serial,
-        "model": "Gateway X1",
-        "csr": csr_for(serial),
-        "labels": {"site": "lyon-3", "batch": "2026-11"}
-    })
-}
-
-pub fn unique_serial() -> String {
-    format!("SN-{}", Uuid::new_v4().simple())
 }
 
 pub fn new_key() -> String {

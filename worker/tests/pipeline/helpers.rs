@@ -11,9 +11,8 @@ use api::auth::JwtKeys;
 use api::http::HttpLimits;
 use api::startup::{postgres_state, Application};
 use app::RetryPolicy;
-use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use serde_json::Value;
+use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -21,14 +20,7 @@ pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const TENANT: &str = "acme";
 pub const OTHER_TENANT: &str = "globex";
 
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-pub fn shared_nats_url() -> String {
-    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
+pub use testkit::{csr_for, registration, unique_serial};
 
 pub struct Stack {
     pub address: String,
@@ -58,27 +50,12 @@ impl Drop for Stack {
 impl Stack {
     /// The api and no worker yet, on the shared NATS server.
     pub async fn start() -> Self {
-        Self::start_with_nats(shared_nats_url()).await
+        Self::start_with_nats(testkit::nats_url()).await
     }
 
     pub async fn start_with_nats(nats_url: String) -> Self {
-        let name = format!("dp_test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
-            .await
-            .expect("Postgres must be running for integration tests (see README)");
-        sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let database_url = format!("{}/{name}", server_url());
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .connect(&database_url)
-            .await
-            .unwrap();
-        store::schema::migrate(&pool).await.unwrap();
-
-        let dir = std::env::temp_dir().join(&name);
+        let (database_url, pool) = testkit::migrated_database().await;
+        let dir = std::env::temp_dir().join(format!("dp-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cert, key) = worker::certificate_authority::generate_dev_ca("test CA").unwrap();
         std::fs::write(dir.join("ca.pem"), &cert).unwrap();
@@ -194,48 +171,37 @@ impl Stack {
 
     /// Long-polls until the device reaches `status` (or `timeout` passes: then panics).
     pub async fn wait_for_status(&self, id: Uuid, status: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        let mut version = 1;
-        loop {
-            let response = self
-                .get(
-                    &format!("/v1/devices/{id}?min_version={version}&wait=2"),
-                    &self.reader(),
-                )
-                .await;
-            if response.status() == 200 {
-                let device: Value = response.json().await.unwrap();
-                if device["status"] == status {
-                    return device;
-                }
-                version = device["version"].as_u64().unwrap() + 1;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "device {id} never reached {status}"
-            );
-        }
+        self.wait_until(id, timeout, |d| d["status"] == status)
+            .await
     }
 
     /// Long-polls until the device's read model reaches `version`.
     pub async fn wait_for_version(&self, id: Uuid, version: u64, timeout: Duration) -> Value {
+        self.wait_until(id, timeout, |d| d["version"].as_u64() >= Some(version))
+            .await
+    }
+
+    async fn wait_until(
+        &self,
+        id: Uuid,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
+        let mut next_version = 1;
         loop {
-            let response = self
-                .get(
-                    &format!("/v1/devices/{id}?min_version={version}&wait=2"),
-                    &self.reader(),
-                )
-                .await;
+            let path = format!("/v1/devices/{id}?min_version={next_version}&wait=2");
+            let response = self.get(&path, &self.reader()).await;
             if response.status() == 200 {
                 let device: Value = response.json().await.unwrap();
-                if device["version"].as_u64().unwrap() >= version {
+                if done(&device) {
                     return device;
                 }
+                next_version = device["version"].as_u64().unwrap() + 1;
             }
             assert!(
                 Instant::now() < deadline,
-                "device {id} never reached version {version}"
+                "device {id}: condition never met"
             );
         }
     }
@@ -264,29 +230,6 @@ impl Stack {
                 .await;
         }
     }
-}
-
-/// A PEM CSR for a fresh P-256 key with subject CN `common_name`.
-pub fn csr_for(common_name: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
-pub fn registration(serial: &str) -> Value {
-    json!({
-        "serial_number": serial,
-        "model": "Gateway X1",
-        "csr": csr_for(serial),
-        "labels": {"site": "lyon-3"}
-    })
-}
-
-pub fn unique_serial() -> String {
-    format!("SN-{}", Uuid::new_v4().simple())
 }
 
 /// A private `nats-server` with JetStream on a port and store of its own, which a test can

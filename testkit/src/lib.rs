@@ -1,0 +1,68 @@
+//! What integration tests of several crates need alike: a fresh database on the real Postgres
+//! (never a mock), real CSRs, request bodies. Used only as a dev-dependency.
+
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The Postgres server tests run against; each test gets its own database on it.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// The NATS server tests share (each test uses a stream and subject prefix of its own).
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// Creates an empty database named `dp_test_<uuid>` (scripts/test drops them) and returns
+/// (name, URL).
+pub async fn create_database() -> (String, String) {
+    let name = format!("dp_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("Postgres must be running for integration tests (see README)");
+    sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    (name.clone(), format!("{}/{name}", server_url()))
+}
+
+/// A fresh, migrated database and a small pool on it: (URL, pool).
+pub async fn migrated_database() -> (String, PgPool) {
+    let (_, url) = create_database().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&url)
+        .await
+        .expect("connect to test database");
+    store::schema::migrate(&pool).await.expect("migrate");
+    (url, pool)
+}
+
+/// A PEM CSR for a fresh P-256 key with subject CN `common_name`.
+pub fn csr_for(common_name: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+/// A valid RegisterDevice body for `serial`, with a CSR whose CN is the serial.
+pub fn registration(serial: &str) -> Value {
+    json!({
+        "serial_number": serial,
+        "model": "Gateway X1",
+        "csr": csr_for(serial),
+        "labels": {"site": "lyon-3"}
+    })
+}
+
+pub fn unique_serial() -> String {
+    format!("SN-{}", Uuid::new_v4().simple())
+}
