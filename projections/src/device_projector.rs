@@ -179,6 +179,9 @@ impl DeviceProjector {
                 changed.push(id);
             }
         }
+        // Written in id order: concurrent projectors then lock rows in the same order and
+        // cannot deadlock each other.
+        changed.sort_unstable_by_key(|id| id.as_uuid());
         let rows = changed
             .into_iter()
             .filter_map(|id| rows.remove(&id))

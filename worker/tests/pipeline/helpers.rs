@@ -128,6 +128,22 @@ impl Stack {
         worker.wait().unwrap();
     }
 
+    pub fn worker_log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("worker-{index}.log"))).unwrap_or_default()
+    }
+
+    /// Waits until worker `index` has logged `needle`.
+    pub async fn wait_for_log(&self, index: usize, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.worker_log(index).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "worker {index} never logged {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn token(&self, tenant: &str, scope: &str) -> String {
         self.keys
             .issue("test-client", tenant, scope, Duration::from_secs(600))

@@ -217,3 +217,56 @@ async fn messages_that_cannot_be_processed_become_dead_letters() {
     stack.wait_for_status(next, "provisioned", PATIENCE).await;
     stack.delete_stream().await;
 }
+
+#[tokio::test]
+async fn when_the_active_relay_dies_another_worker_takes_over_within_seconds() {
+    let mut stack = Stack::start().await;
+    let first = stack.spawn_worker();
+    stack
+        .wait_for_log(first, "relay active", Duration::from_secs(30))
+        .await;
+    let second = stack.spawn_worker();
+    let id = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(id, "provisioned", PATIENCE).await;
+    assert!(
+        !stack.worker_log(second).contains("relay active"),
+        "only one relay is active at a time"
+    );
+
+    stack.kill_worker(first);
+    let killed_at = Instant::now();
+    let id = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(id, "provisioned", PATIENCE).await;
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(10),
+        "took over after {:?}",
+        killed_at.elapsed()
+    );
+    assert!(stack.worker_log(second).contains("relay active"));
+    stack.delete_stream().await;
+}
+
+#[tokio::test]
+async fn the_worker_recovers_by_itself_when_its_database_connections_are_cut() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    let id = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(id, "provisioned", PATIENCE).await;
+
+    // Every worker connection (pool, relay lease, listener) dies, as in a database restart.
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'provisioning-worker') t",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert!(cut >= 2, "the worker had connections to cut ({cut})");
+
+    let ids = register_many(&stack, 10).await;
+    for id in &ids {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+    assert_one_certificate_each(&stack, &ids).await;
+    stack.delete_stream().await;
+}
