@@ -34,7 +34,8 @@ impl fmt::Debug for Secret {
 pub struct ApiConfig {
     pub addr: SocketAddr,
     pub database: DatabaseSettings,
-    /// Validated now; the relay that publishes to NATS arrives with the async path.
+    /// Validated, not used yet: the api never publishes (the relay runs in the worker); the
+    /// readiness check (operations milestone) will probe it.
     pub nats_url: String,
     pub jwt_secret: Secret,
     pub limits: HttpLimits,

@@ -147,6 +147,7 @@ impl DeviceQueryService {
         let deadline = tokio::time::Instant::now() + max_wait;
         // Subscribe before reading, so that a change between the read and the wait wakes us.
         let mut changes = self.changes.subscribe();
+        let mut signal_lost = false;
         loop {
             let device = self.visible_device(tenant, id).await?;
             let reached = device.as_ref().is_some_and(|d| d.version >= min_version);
@@ -155,7 +156,8 @@ impl DeviceQueryService {
             }
             let recheck = tokio::time::Instant::now() + self.recheck;
             tokio::select! {
-                _ = changes.changed() => {}
+                // A closed channel would return at once, forever: fall back on the timer.
+                changed = changes.changed(), if !signal_lost => signal_lost = changed.is_err(),
                 () = tokio::time::sleep_until(recheck.min(deadline)) => {}
             }
         }
