@@ -50,6 +50,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
+    /// Reads the analysts' feed from the start to the end, one client, pages of `limit`.
+    Feed {
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "TOKEN")]
+        token: String,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
     /// Removes a benchmark's JetStream stream (and its consumers) from the server.
     DeleteStream {
         #[arg(long)]
@@ -75,6 +84,7 @@ async fn main() {
             seconds,
         } => lag(&Client::new(url, token), rate, seconds).await,
         Command::Ca { seconds } => ca(seconds),
+        Command::Feed { url, token, limit } => feed(&Client::new(url, token), limit).await,
         Command::DeleteStream { nats_url, stream } => {
             let deleted = match async_nats::connect(&nats_url).await {
                 Ok(client) => async_nats::jetstream::new(client)
@@ -285,6 +295,52 @@ async fn lag(client: &Client, rate: u32, seconds: u32) -> Value {
     })
     .await;
     summary("lag", rate, &outcomes, json!({}))
+}
+
+async fn feed(client: &Client, limit: u32) -> Value {
+    let started = Instant::now();
+    let mut after: Option<String> = None;
+    let mut events = 0usize;
+    let mut pages: Vec<Outcome> = Vec::new();
+    loop {
+        let mut url = format!("{}/v1/events?limit={limit}", client.url);
+        if let Some(cursor) = &after {
+            url.push_str(&format!("&after={cursor}"));
+        }
+        let page_started = Instant::now();
+        let response = client.http.get(url).bearer_auth(&client.token).send().await;
+        let page: Value = match response {
+            Ok(r) if r.status() == 200 => match r.json().await {
+                Ok(page) => page,
+                Err(e) => {
+                    pages.push(Err(e.to_string()));
+                    break;
+                }
+            },
+            Ok(r) => {
+                pages.push(Err(format!("GET /v1/events: {}", r.status())));
+                break;
+            }
+            Err(e) => {
+                pages.push(Err(e.to_string()));
+                break;
+            }
+        };
+        pages.push(Ok(page_started.elapsed()));
+        let n = page["events"].as_array().map_or(0, Vec::len);
+        if n == 0 {
+            break;
+        }
+        events += n;
+        after = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    summary(
+        "feed",
+        0,
+        &pages,
+        json!({"events": events, "events_per_s": (events as f64 / seconds).round(), "page_size": limit}),
+    )
 }
 
 fn ca(seconds: u32) -> Value {
