@@ -8,8 +8,12 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 /// The columns [`decode`] reads, for `SELECT` lists.
+///
+/// The transaction id travels as text (sqlx has no `xid8` type) under another name: an output
+/// column named `transaction_id` would capture `ORDER BY transaction_id`, and commit order
+/// would silently become the text order of the ids ("1000" < "999"), skipping events.
 pub(crate) const COLUMNS: &str = "aggregate_id, sequence, payload, metadata, \
-     transaction_id::text AS transaction_id, position, recorded_at";
+     transaction_id::text AS transaction_id_text, position, recorded_at";
 
 pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(what.into());
@@ -20,7 +24,7 @@ pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let sequence: i64 = row.try_get("sequence").map_err(unavailable)?;
     let payload: serde_json::Value = row.try_get("payload").map_err(unavailable)?;
     let metadata: serde_json::Value = row.try_get("metadata").map_err(unavailable)?;
-    let transaction_id: String = row.try_get("transaction_id").map_err(unavailable)?;
+    let transaction_id: String = row.try_get("transaction_id_text").map_err(unavailable)?;
     let position: i64 = row.try_get("position").map_err(unavailable)?;
     let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(unavailable)?;
     let event: DeviceEvent = serde_json::from_value(payload)
