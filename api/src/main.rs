@@ -8,6 +8,11 @@ use api::config::{ApiConfig, MIN_JWT_SECRET_BYTES};
 use bootstrap::{database_settings, Env, LogFormat};
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: allocation was the largest single cost in the profiles of
+/// the command path and the feed (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "api", version, about = "Device provisioning API")]
 struct Cli {

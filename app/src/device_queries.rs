@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::{CommitPosition, EventEnvelope, EventLog, InvalidCursor, StoreError};
+use crate::{CommitPosition, EventEnvelope, EventLog, InvalidCursor, RecordedEvent, StoreError};
 
 /// A device as the read model holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,9 +207,12 @@ impl DeviceQueryService {
     ) -> Result<Option<Vec<EventEnvelope>>, StoreError> {
         let events = self.events.device_history(id).await?;
         match events.first() {
-            Some(first) if first.tenant == *tenant => {
-                Ok(Some(events.iter().map(|e| e.to_envelope()).collect()))
-            }
+            Some(first) if first.tenant == *tenant => Ok(Some(
+                events
+                    .into_iter()
+                    .map(RecordedEvent::into_envelope)
+                    .collect(),
+            )),
             _ => Ok(None),
         }
     }
@@ -228,7 +231,10 @@ impl DeviceQueryService {
             .await?;
         let next = events.last().map_or(after, |e| e.position);
         Ok(EventPage {
-            events: events.iter().map(|e| e.to_envelope()).collect(),
+            events: events
+                .into_iter()
+                .map(RecordedEvent::into_envelope)
+                .collect(),
             next,
         })
     }

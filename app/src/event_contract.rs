@@ -97,6 +97,11 @@ impl RecordedEvent {
     }
 
     pub fn to_envelope(&self) -> EventEnvelope {
+        self.clone().into_envelope()
+    }
+
+    /// Like [`Self::to_envelope`], without copying the event (the feed's hot path).
+    pub fn into_envelope(self) -> EventEnvelope {
         EventEnvelope {
             specversion: "1.0".to_owned(),
             id: self.event_id(),
@@ -105,10 +110,10 @@ impl RecordedEvent {
             time: self.recorded_at,
             datacontenttype: "application/json".to_owned(),
             dataversion: "1".to_owned(),
-            tenant: self.tenant.clone(),
+            tenant: self.tenant,
             sequence: self.sequence,
             position: self.position.to_cursor(),
-            event: PublicEvent::from_domain(&self.event),
+            event: PublicEvent::from_domain(self.event),
         }
     }
 }
@@ -198,8 +203,8 @@ impl PublicEvent {
         }
     }
 
-    fn from_domain(event: &DeviceEvent) -> Self {
-        match event.clone() {
+    fn from_domain(event: DeviceEvent) -> Self {
+        match event {
             DeviceEvent::DeviceRegistered {
                 tenant: _,
                 serial_number,

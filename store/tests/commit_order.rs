@@ -42,7 +42,10 @@ async fn the_feed_pages_by_numeric_transaction_order() {
     let mut seen = Vec::new();
     let mut after = CommitPosition::START;
     loop {
-        let page = log.tenant_events_after(&tenant, after, 1, None).await.unwrap();
+        let page = log
+            .tenant_events_after(&tenant, after, 1, None)
+            .await
+            .unwrap();
         let Some(event) = page.first() else { break };
         seen.push(event.position.transaction_id);
         after = event.position;
@@ -65,7 +68,9 @@ async fn the_relay_reads_by_numeric_transaction_order() {
     let mut after = CommitPosition::START;
     loop {
         let batch = lease.committed_after(after, 1).await.unwrap();
-        let Some(event) = batch.events.first() else { break };
+        let Some(event) = batch.events.first() else {
+            break;
+        };
         seen.push(event.position.transaction_id);
         after = event.position;
     }

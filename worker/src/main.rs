@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use worker::certificate_authority::generate_dev_ca;
 use worker::config::WorkerConfig;
 
+/// mimalloc instead of glibc malloc: allocation was the largest single cost in the profiles of
+/// the command path and the feed (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "worker", about = "Device-provisioning worker")]
 struct Cli {
