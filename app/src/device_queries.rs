@@ -97,10 +97,11 @@ pub trait DeviceReadModel: Send + Sync + 'static {
     ) -> Result<Vec<DeviceView>, StoreError>;
 }
 
-/// Port: a signal that the read model may have changed. The value is a counter; waiters
-/// re-read when it moves. Missed signals only cost latency: waiters also re-read on a timer.
+/// Port: a signal that one device's row in the read model may have changed. The value is a
+/// counter; a waiter re-reads when it moves. Only waiters for the devices that changed are
+/// woken. Missed signals only cost latency: waiters also re-read on a timer.
 pub trait ReadModelChanges: Send + Sync + 'static {
-    fn subscribe(&self) -> watch::Receiver<u64>;
+    fn watch(&self, id: DeviceId) -> watch::Receiver<u64>;
 }
 
 /// A feed page.
@@ -127,7 +128,7 @@ impl DeviceQueryService {
             read_model,
             changes,
             events,
-            recheck: Duration::from_millis(250),
+            recheck: Duration::from_secs(1),
         }
     }
 
@@ -146,7 +147,7 @@ impl DeviceQueryService {
         };
         let deadline = tokio::time::Instant::now() + max_wait;
         // Subscribe before reading, so that a change between the read and the wait wakes us.
-        let mut changes = self.changes.subscribe();
+        let mut changes = self.changes.watch(id);
         let mut signal_lost = false;
         loop {
             let device = self.visible_device(tenant, id).await?;

@@ -24,7 +24,8 @@ use crate::device_view_table::{self, unavailable, COLUMNS};
 /// This projection's name (its checkpoint row).
 pub const DEVICE_VIEW: &str = "device_view";
 
-/// Notified after every batch that changed the read model (`ReadModelChanges` listens).
+/// Notified after every batch that changed the read model, with the changed devices' ids
+/// (comma-separated; `ReadModelChanges` listens).
 pub const READ_MODEL_CHANGED_CHANNEL: &str = "dp_read_model_changed";
 
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +117,21 @@ impl DeviceProjector {
             .await
             .map_err(unavailable)?;
         if !rows.is_empty() {
-            sqlx::query("SELECT pg_notify($1, '')")
+            // Which devices changed, so that only their waiters re-read; split to stay under
+            // NOTIFY's 8000-byte payload limit.
+            let payloads: Vec<String> = rows
+                .chunks(150)
+                .map(|chunk| {
+                    chunk
+                        .iter()
+                        .map(|r| r.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .collect();
+            sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
                 .bind(READ_MODEL_CHANGED_CHANNEL)
+                .bind(payloads)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;

@@ -1,56 +1,144 @@
 //! `app::ReadModelChanges` from Postgres notifications: one listening connection per
-//! process, fanned out to every waiting request through a `watch` channel.
+//! process; each notification names the devices whose rows changed, and only the requests
+//! waiting for those devices are woken (a request that re-read on every change would turn a
+//! busy projector into a storm of reads).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use app::ReadModelChanges;
+use domain::DeviceId;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use tokio::sync::watch;
 
 use crate::device_projector::READ_MODEL_CHANGED_CHANNEL;
 
+/// Waiters by device. An entry lives while someone waits; entries nobody holds any more are
+/// swept when the map has doubled since the last sweep.
+#[derive(Default)]
+struct Waiters {
+    by_device: HashMap<DeviceId, watch::Sender<u64>>,
+    swept_at_len: usize,
+}
+
+impl Waiters {
+    fn watch(&mut self, id: DeviceId) -> watch::Receiver<u64> {
+        if self.by_device.len() > 2 * self.swept_at_len.max(512) {
+            self.by_device.retain(|_, tx| tx.receiver_count() > 0);
+            self.swept_at_len = self.by_device.len();
+        }
+        self.by_device
+            .entry(id)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn changed(&mut self, ids: impl Iterator<Item = DeviceId>) {
+        for id in ids {
+            if let Some(tx) = self.by_device.get(&id) {
+                if tx.receiver_count() == 0 {
+                    self.by_device.remove(&id);
+                } else {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        }
+    }
+
+    /// After the listener lost its connection, any device may have changed meanwhile.
+    fn all_changed(&mut self) {
+        self.by_device.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in self.by_device.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
 pub struct PgReadModelChanges {
-    changes: watch::Receiver<u64>,
+    waiters: Arc<Mutex<Waiters>>,
 }
 
 impl PgReadModelChanges {
     /// Starts listening in the background on the current runtime; reconnects by itself.
     /// While it cannot listen, waiters fall back on their own periodic re-reads.
     pub fn spawn(options: PgConnectOptions) -> Self {
-        let (tx, rx) = watch::channel(0u64);
+        let waiters = Arc::new(Mutex::new(Waiters::default()));
+        let shared = Arc::downgrade(&waiters);
         tokio::spawn(async move {
             let pool = sqlx::pool::PoolOptions::new()
                 .max_connections(1)
                 .connect_lazy_with(options);
             loop {
-                if tx.is_closed() {
-                    return;
-                }
                 let listener = async {
                     let mut listener = PgListener::connect_with(&pool).await?;
                     listener.listen(READ_MODEL_CHANGED_CHANNEL).await?;
                     loop {
-                        // `None`: the connection was lost and re-established; something may
-                        // have changed meanwhile.
-                        let _ = listener.try_recv().await?;
-                        tx.send_modify(|n| *n = n.wrapping_add(1));
-                        if tx.is_closed() {
+                        let notification = listener.try_recv().await?;
+                        // The adapter is gone: stop listening.
+                        let Some(waiters) = shared.upgrade() else {
                             return Ok::<(), sqlx::Error>(());
+                        };
+                        let mut waiters = waiters.lock().expect("waiters lock");
+                        match notification {
+                            Some(n) => waiters.changed(
+                                n.payload()
+                                    .split(',')
+                                    .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+                                    .map(DeviceId::from_uuid),
+                            ),
+                            None => waiters.all_changed(),
                         }
                     }
                 };
-                if let Err(e) = listener.await {
-                    tracing::debug!(error = %e, "read-model listener failed; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                match listener.await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read-model listener failed; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                if shared.strong_count() == 0 {
+                    return;
                 }
             }
         });
-        Self { changes: rx }
+        Self { waiters }
     }
 }
 
 impl ReadModelChanges for PgReadModelChanges {
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
+    fn watch(&self, id: DeviceId) -> watch::Receiver<u64> {
+        self.waiters.lock().expect("waiters lock").watch(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_waiters_of_a_changed_device_are_woken_and_abandoned_entries_go() {
+        let mut waiters = Waiters::default();
+        let (a, b) = (
+            DeviceId::from_uuid(uuid::Uuid::from_u128(1)),
+            DeviceId::from_uuid(uuid::Uuid::from_u128(2)),
+        );
+        let mut on_a = waiters.watch(a);
+        let mut on_b = waiters.watch(b);
+        waiters.changed([a].into_iter());
+        assert!(on_a.has_changed().unwrap());
+        assert!(!on_b.has_changed().unwrap());
+        on_a.mark_unchanged();
+        drop(on_b);
+        waiters.changed([b].into_iter());
+        assert!(
+            !waiters.by_device.contains_key(&b),
+            "nobody waits for b any more"
+        );
+        waiters.all_changed();
+        assert!(on_a.has_changed().unwrap());
+        on_b = waiters.watch(b);
+        assert!(!on_b.has_changed().unwrap());
     }
 }
