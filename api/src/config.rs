@@ -44,6 +44,9 @@ pub struct ApiConfig {
     pub idempotency_retention: Duration,
     /// After SIGTERM, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, `/readyz` answers 503 for this long before the listener closes, so
+    /// that load balancers stop routing to this process first.
+    pub readiness_drain_delay: Duration,
     pub log_format: LogFormat,
 }
 
@@ -77,6 +80,7 @@ impl ApiConfig {
         );
         let shutdown_grace =
             Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
+        let readiness_drain_delay = env.millis_or("READINESS_DRAIN_DELAY_MS", 0, 0..=60_000);
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {
@@ -88,6 +92,7 @@ impl ApiConfig {
             retry,
             idempotency_retention,
             shutdown_grace,
+            readiness_drain_delay,
             log_format,
         })
     }

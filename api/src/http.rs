@@ -8,7 +8,6 @@ mod device_id_path;
 mod device_views;
 mod devices;
 mod events;
-mod health;
 mod idempotency_key_header;
 mod json_body;
 mod query_params;
@@ -42,6 +41,8 @@ pub struct AppState {
     pub commands: Arc<DeviceCommandService>,
     pub queries: Arc<DeviceQueryService>,
     pub auth: Arc<JwtKeys>,
+    /// `/livez`, `/readyz`, `/metrics`.
+    pub health: bootstrap::Health,
 }
 
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
@@ -49,7 +50,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .merge(devices::router())
         .merge(device_views::router())
         .merge(events::router())
-        .merge(health::router())
+        .merge(state.health.router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

@@ -29,14 +29,26 @@ pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> Ap
     let queries = DeviceQueryService::new(
         Arc::new(PostgresDeviceReadModel::new(pool.clone())),
         Arc::new(PgReadModelChanges::spawn((*pool.connect_options()).clone())),
-        Arc::new(PostgresEventLog::new(pool)),
+        Arc::new(PostgresEventLog::new(pool.clone())),
     );
+    let health = bootstrap::Health::new(READINESS_CHECK_TIMEOUT).with_check("postgres", {
+        let pool = pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move { store::ping(&pool).await }
+        }
+    });
     AppState {
         commands: Arc::new(commands),
         queries: Arc::new(queries),
         auth: Arc::new(JwtKeys::from_secret(jwt_secret)),
+        health,
     }
 }
+
+/// Each readiness check gets this long (they run concurrently): well under a second, so that
+/// an orchestrator's probe never times out before we answer.
+const READINESS_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A bound, not yet serving, HTTP server. Binding first lets tests ask for port 0 and learn
 /// the real address before serving.
@@ -97,18 +109,44 @@ impl Application {
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
-    let state = postgres_state(
+    let mut state = postgres_state(
         pool.clone(),
         config.jwt_secret.expose().as_bytes(),
         config.retry,
     );
+    // The api never publishes (the relay is in the worker), but it is not ready without NATS:
+    // what it accepts would not be processed. The client reconnects by itself.
+    let nats = nats::connect(&nats::NatsSettings {
+        url: config.nats_url.clone(),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .await?;
+    let metrics = bootstrap::install_metrics_recorder()?;
+    state.health = state
+        .health
+        .with_check("nats", {
+            let nats = nats.clone();
+            move || {
+                let nats = nats.clone();
+                async move { nats::ping(&nats).await }
+            }
+        })
+        .with_metrics(metrics);
+    let health = state.health.clone();
     let purge = tokio::spawn(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,
     ));
     let app = Application::bind(config.addr, state, config.limits, config.shutdown_grace).await?;
     tracing::info!(addr = %app.local_addr()?, "api listening");
-    let served = app.serve_until(bootstrap::shutdown_signal()).await;
+    let served = app
+        .serve_until(async move {
+            bootstrap::shutdown_signal().await;
+            // Unready first, so load balancers stop sending; then stop accepting.
+            health.start_draining();
+            tokio::time::sleep(config.readiness_drain_delay).await;
+        })
+        .await;
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     purge.abort();
     pool.close().await;

@@ -43,3 +43,11 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Nats
     .map_err(|_| NatsError::ConnectTimeout(settings.connect_timeout))?
     .map_err(NatsError::Connect)
 }
+
+/// A readiness probe: a PING/PONG round trip to the server (bounded by the caller).
+pub async fn ping(client: &async_nats::Client) -> Result<(), String> {
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err("not connected".to_owned());
+    }
+    client.flush().await.map_err(|e| e.to_string())
+}

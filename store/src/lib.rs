@@ -18,6 +18,7 @@
 
 mod append_notifier;
 mod database;
+mod database_ping;
 mod dead_letters;
 mod postgres_device_store;
 mod postgres_event_log;
@@ -29,6 +30,7 @@ mod single_statement_event_repository;
 
 pub use append_notifier::AppendNotifier;
 pub use database::{connect, DatabaseSettings};
+pub use database_ping::ping;
 pub use dead_letters::{DeadLetter, PostgresDeadLetters};
 pub use postgres_device_store::PostgresDeviceStore;
 pub use postgres_event_log::{device_events_between, PostgresEventLog};

@@ -26,6 +26,8 @@ pub struct WorkerConfig {
     pub projector_batch: usize,
     /// After SIGTERM, in-flight work gets this long to finish before the process exits.
     pub shutdown_grace: Duration,
+    /// Where `/livez`, `/readyz` and `/metrics` are served.
+    pub health_addr: std::net::SocketAddr,
     pub log_format: LogFormat,
 }
 
@@ -82,6 +84,10 @@ impl WorkerConfig {
         let projector_batch = env.number_or("PROJECTOR_BATCH_SIZE", 256, 1..=5_000) as usize;
         let shutdown_grace =
             Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
+        let health_addr = env.parse_or(
+            "WORKER_HEALTH_ADDR",
+            std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
+        );
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {
@@ -97,6 +103,7 @@ impl WorkerConfig {
             provisioner_concurrency,
             projector_batch,
             shutdown_grace,
+            health_addr,
             log_format,
         })
     }

@@ -54,6 +54,36 @@ pub async fn run(
 
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
+
+    let health = bootstrap::Health::new(Duration::from_millis(500))
+        .with_check("postgres", {
+            let pool = pool.clone();
+            move || {
+                let pool = pool.clone();
+                async move { store::ping(&pool).await }
+            }
+        })
+        .with_check("nats", {
+            let client = client.clone();
+            move || {
+                let client = client.clone();
+                async move { nats::ping(&client).await }
+            }
+        })
+        .with_metrics(bootstrap::install_metrics_recorder()?);
+    let listener = tokio::net::TcpListener::bind(config.health_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "health and metrics endpoints listening");
+    {
+        let (router, cancel) = (health.router::<()>(), cancel.clone());
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "health endpoint failed");
+            }
+        });
+    }
     if config.relay_enabled {
         let leases = RelayLeases::new(
             config.database.connect_options()?,
@@ -123,6 +153,7 @@ pub async fn run(
         "worker ready"
     );
     shutdown.await;
+    health.start_draining();
     cancel.cancel();
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}

@@ -41,7 +41,8 @@ fn worker_command(database_url: &str, stream: &str) -> Command {
         .env("NATS_STREAM", stream)
         .env("NATS_STREAM_MAX_AGE_DAYS", "1")
         .env("CA_CERT_PATH", cert)
-        .env("CA_KEY_PATH", key);
+        .env("CA_KEY_PATH", key)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0");
     command
 }
 
@@ -55,11 +56,16 @@ async fn starts_reports_ready_and_stops_on_sigterm() {
         .expect("start worker");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let started = Instant::now();
+    let mut health_addr = None;
     loop {
         let line = lines
             .next()
             .expect("worker exited before it was ready")
             .unwrap();
+        if line.contains("health and metrics endpoints listening") {
+            let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+            health_addr = log["addr"].as_str().map(str::to_owned);
+        }
         if line.contains("worker ready") {
             break;
         }
@@ -68,6 +74,31 @@ async fn starts_reports_ready_and_stops_on_sigterm() {
             "worker never became ready"
         );
     }
+
+    // Its own health port: ready once Postgres and NATS answer, and metrics in Prometheus text.
+    let health = format!("http://{}", health_addr.expect("health address logged"));
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        let response = client.get(format!("{health}/readyz")).send().await.unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        if status == 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    assert_eq!(ready.1["checks"]["postgres"], "ok");
+    assert_eq!(ready.1["checks"]["nats"], "ok");
+    let live = client.get(format!("{health}/livez")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let metrics = client
+        .get(format!("{health}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -89,7 +89,16 @@ pub async fn track(request: Request, next: Next) -> Response {
     };
     let mut response = CONTEXT.scope(context, next.run(request)).await;
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1e3;
+    // Labelled by route template, never by raw path: ids would make the series unbounded.
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.clone()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

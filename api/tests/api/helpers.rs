@@ -48,6 +48,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_on(url, pool).await
 }
 
+/// The app with its state adjusted by `adjust` (e.g. a metrics recorder attached).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
+    let (url, pool) = migrated_database().await;
+    let mut state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
+    adjust(&mut state);
+    spawn_with_state(url, pool, state, limits()).await
+}
+
 /// Another app instance on an existing database, as after a restart.
 pub async fn spawn_app_on(database_url: String, pool: PgPool) -> TestApp {
     let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());

@@ -6,6 +6,7 @@ mod commands_on_one_device;
 mod crash_recovery;
 mod decommission_device;
 mod dependency_failures;
+mod health;
 mod helpers;
 mod idempotency;
 mod malformed_requests;

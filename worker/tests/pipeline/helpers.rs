@@ -112,6 +112,7 @@ impl Stack {
             .env("CONSUMER_MAX_DELIVER", "3")
             .env("RELAY_POLL_MS", "200")
             .env("SHUTDOWN_GRACE_SECONDS", "2")
+            .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
