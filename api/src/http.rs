@@ -22,7 +22,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use api_error::ApiError;
-pub use request_context::{current_request_id, current_traceparent};
+pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};
 
 use crate::auth::JwtKeys;
 

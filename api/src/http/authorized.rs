@@ -44,6 +44,7 @@ impl<S: RequiredScope + Send> FromRequestParts<AppState> for Authorized<S> {
             .get(AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or_default());
         let principal = state.auth.verify_header(header)?;
+        super::record_tenant(principal.tenant.as_str());
         if !principal.has(S::SCOPE) {
             return Err(ApiError::MissingScope(S::SCOPE));
         }

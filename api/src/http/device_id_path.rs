@@ -22,8 +22,8 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceIdPath {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| invalid())?;
-        Uuid::parse_str(&raw)
-            .map(|id| Self(DeviceId::from_uuid(id)))
-            .map_err(|_| invalid())
+        let id = Uuid::parse_str(&raw).map_err(|_| invalid())?;
+        super::record_device(id);
+        Ok(Self(DeviceId::from_uuid(id)))
     }
 }

@@ -88,6 +88,7 @@ async fn register_device(
             csr,
         )
         .await?;
+    super::record_device(accepted.device_id);
     Ok(accepted_response(accepted))
 }
 

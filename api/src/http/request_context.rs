@@ -8,6 +8,7 @@
 //! formed, else a new trace. It is stored with the events the request appends, so the relay
 //! can put it on the NATS message and the worker can continue the trace.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -19,10 +20,12 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 
 const TRACEPARENT_HEADER: &str = "traceparent";
 
-#[derive(Clone)]
 struct RequestContext {
     request_id: String,
     traceparent: String,
+    /// Learned while handling: logged on the request's line.
+    tenant: OnceLock<String>,
+    device_id: OnceLock<String>,
 }
 
 tokio::task_local! {
@@ -32,6 +35,16 @@ tokio::task_local! {
 /// The id of the request being handled by the current task, if any.
 pub fn current_request_id() -> Option<String> {
     CONTEXT.try_with(|c| c.request_id.clone()).ok()
+}
+
+/// Records the authenticated tenant for the request's log line.
+pub fn record_tenant(tenant: &str) {
+    let _ = CONTEXT.try_with(|c| c.tenant.set(tenant.to_owned()));
+}
+
+/// Records the device the request is about for the request's log line.
+pub fn record_device(id: impl std::fmt::Display) {
+    let _ = CONTEXT.try_with(|c| c.device_id.set(id.to_string()));
 }
 
 /// The W3C `traceparent` of the request being handled by the current task, if any.
@@ -86,8 +99,17 @@ pub async fn track(request: Request, next: Next) -> Response {
     let context = RequestContext {
         request_id: request_id.clone(),
         traceparent,
+        tenant: OnceLock::new(),
+        device_id: OnceLock::new(),
     };
-    let mut response = CONTEXT.scope(context, next.run(request)).await;
+    let (mut response, context) = CONTEXT
+        .scope(context, async move {
+            let response = next.run(request).await;
+            let context = CONTEXT.with(|c| (c.tenant.get().cloned(), c.device_id.get().cloned()));
+            (response, context)
+        })
+        .await;
+    let (tenant, device_id) = context;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1e3;
@@ -108,6 +130,8 @@ pub async fn track(request: Request, next: Next) -> Response {
         route = %route,
         status,
         latency_ms,
+        tenant = tenant.as_deref().unwrap_or(""),
+        device_id = device_id.as_deref().unwrap_or(""),
         "request"
     );
     response

@@ -9,6 +9,7 @@ mod dependency_failures;
 mod health;
 mod helpers;
 mod idempotency;
+mod logs;
 mod malformed_requests;
 mod register_device;
 mod renew_certificate;
