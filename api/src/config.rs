@@ -47,6 +47,9 @@ pub struct ApiConfig {
     /// After SIGTERM, `/readyz` answers 503 for this long before the listener closes, so
     /// that load balancers stop routing to this process first.
     pub readiness_drain_delay: Duration,
+    /// Requests per second each tenant may make (0: unlimited), and the burst it may use.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
     pub log_format: LogFormat,
 }
 
@@ -81,6 +84,9 @@ impl ApiConfig {
         let shutdown_grace =
             Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
         let readiness_drain_delay = env.millis_or("READINESS_DRAIN_DELAY_MS", 0, 0..=60_000);
+        let rate_limit_per_second =
+            env.number_or("RATE_LIMIT_PER_SECOND", 1_000, 0..=1_000_000) as u32;
+        let rate_limit_burst = env.number_or("RATE_LIMIT_BURST", 2_000, 0..=10_000_000) as u32;
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {
@@ -93,6 +99,8 @@ impl ApiConfig {
             idempotency_retention,
             shutdown_grace,
             readiness_drain_delay,
+            rate_limit_per_second,
+            rate_limit_burst,
             log_format,
         })
     }

@@ -12,6 +12,7 @@ mod idempotency_key_header;
 mod json_body;
 mod query_params;
 mod request_context;
+mod tenant_rate_limit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use api_error::ApiError;
 pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};
+pub use tenant_rate_limit::TenantRateLimit;
 
 use crate::auth::JwtKeys;
 
@@ -43,6 +45,7 @@ pub struct AppState {
     pub auth: Arc<JwtKeys>,
     /// `/livez`, `/readyz`, `/metrics`.
     pub health: bootstrap::Health,
+    pub rate_limit: Arc<TenantRateLimit>,
 }
 
 pub fn router(state: AppState, limits: HttpLimits) -> Router {

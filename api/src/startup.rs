@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
 use crate::config::ApiConfig;
-use crate::http::{router, AppState, HttpLimits};
+use crate::http::{router, AppState, HttpLimits, TenantRateLimit};
 
 /// The services on Postgres adapters, as `api serve` runs them. Starts background tasks
 /// (append notifications, the read-model listener): call it within a Tokio runtime.
@@ -43,6 +43,7 @@ pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> Ap
         queries: Arc::new(queries),
         auth: Arc::new(JwtKeys::from_secret(jwt_secret)),
         health,
+        rate_limit: Arc::new(TenantRateLimit::off()),
     }
 }
 
@@ -133,6 +134,10 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         })
         .with_metrics(metrics);
     let health = state.health.clone();
+    state.rate_limit = Arc::new(TenantRateLimit::new(
+        config.rate_limit_per_second,
+        config.rate_limit_burst,
+    ));
     let purge = tokio::spawn(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,

@@ -42,6 +42,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
+    #[error("too many requests for this tenant; retry after the time in Retry-After")]
+    RateLimited(std::time::Duration),
     #[error("a dependency is unavailable; retry later")]
     Unavailable,
     #[error("the request did not complete in time; retry it (with the same Idempotency-Key for commands)")]
@@ -130,6 +132,7 @@ impl ApiError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused",
             ),
+            Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 "service-unavailable",
@@ -204,6 +207,11 @@ impl IntoResponse for ApiError {
             }
             Self::Unavailable | Self::ConcurrencyConflict => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::RateLimited(wait) => {
+                // Whole seconds, rounded up: never tell a client to come back too early.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             _ => {}
         }

@@ -45,6 +45,10 @@ impl<S: RequiredScope + Send> FromRequestParts<AppState> for Authorized<S> {
             .map(|v| v.to_str().unwrap_or_default());
         let principal = state.auth.verify_header(header)?;
         super::record_tenant(principal.tenant.as_str());
+        state
+            .rate_limit
+            .check(&principal.tenant)
+            .map_err(ApiError::RateLimited)?;
         if !principal.has(S::SCOPE) {
             return Err(ApiError::MissingScope(S::SCOPE));
         }

@@ -11,6 +11,7 @@ mod helpers;
 mod idempotency;
 mod logs;
 mod malformed_requests;
+mod rate_limits;
 mod register_device;
 mod renew_certificate;
 mod schema_version;

@@ -1,0 +1,35 @@
+//! A tenant over its rate gets 429 problem+json with Retry-After; other tenants do not
+//! notice.
+
+use std::sync::Arc;
+
+use api::http::TenantRateLimit;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected() {
+    let app = spawn_app_with(|state| state.rate_limit = Arc::new(TenantRateLimit::new(1, 2))).await;
+    let busy = app.token(TENANT, "devices:read");
+    let other = app.token(OTHER_TENANT, "devices:read");
+    let list = |token: String| {
+        let request = app.client.get(app.url("/v1/devices")).bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+
+    assert_eq!(list(busy.clone()).await.status(), 200);
+    assert_eq!(list(busy.clone()).await.status(), 200);
+    let refused = list(busy.clone()).await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_problem(refused, 429, "rate-limited").await;
+
+    assert_eq!(list(other).await.status(), 200);
+    // Liveness is never limited.
+    let live = app.client.get(app.url("/livez")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+}
