@@ -146,6 +146,16 @@ pub async fn run(
         });
     }
 
+    {
+        let (js, stream, cancel) = (js.clone(), config.stream.name.clone(), cancel.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                () = report_consumer_lag(js, stream) => {}
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+
     tracing::info!(
         stream = %config.stream.name,
         relay = config.relay_enabled,
@@ -173,6 +183,37 @@ pub async fn run(
     pool.close().await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Every few seconds, how far behind each durable consumer is, as gauges: messages not yet
+/// delivered (`consumer_pending`) and delivered but not acknowledged (`consumer_ack_pending`).
+/// For the projector, their sum is the projection's lag in events.
+async fn report_consumer_lag(js: jetstream::Context, stream: String) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        for name in [
+            REGISTRATIONS_CONSUMER,
+            RENEWALS_CONSUMER,
+            DEVICE_VIEW_CONSUMER,
+        ] {
+            let info = async {
+                let mut consumer: jetstream::consumer::PullConsumer =
+                    js.get_consumer_from_stream(name, &stream).await?;
+                Ok::<_, async_nats::Error>(consumer.info().await?.clone())
+            };
+            match tokio::time::timeout(Duration::from_secs(2), info).await {
+                Ok(Ok(info)) => {
+                    metrics::gauge!("consumer_pending", "consumer" => name)
+                        .set(info.num_pending as f64);
+                    metrics::gauge!("consumer_ack_pending", "consumer" => name)
+                        .set(info.num_ack_pending as f64);
+                }
+                Ok(Err(e)) => tracing::debug!(consumer = name, error = %e, "consumer info"),
+                Err(_) => tracing::debug!(consumer = name, "consumer info timed out"),
+            }
+        }
+    }
 }
 
 /// Runs `consume` again whenever it ends with an error (NATS down, consumer deleted), with
