@@ -34,8 +34,7 @@ impl fmt::Debug for Secret {
 pub struct ApiConfig {
     pub addr: SocketAddr,
     pub database: DatabaseSettings,
-    /// Validated, not used yet: the api never publishes (the relay runs in the worker); the
-    /// readiness check (operations milestone) will probe it.
+    /// Probed by `/readyz` only: the api never publishes (the relay runs in the worker).
     pub nats_url: String,
     pub jwt_secret: Secret,
     pub limits: HttpLimits,

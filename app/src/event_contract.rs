@@ -184,22 +184,28 @@ pub enum PublicEvent {
 }
 
 impl PublicEvent {
+    pub const DEVICE_REGISTERED: &'static str = "DeviceRegistered";
+    pub const CERTIFICATE_RENEWAL_REQUESTED: &'static str = "CertificateRenewalRequested";
+    pub const CERTIFICATE_ISSUED: &'static str = "CertificateIssued";
+    pub const PROVISIONING_FAILED: &'static str = "ProvisioningFailed";
+    pub const DEVICE_DECOMMISSIONED: &'static str = "DeviceDecommissioned";
+
     /// Every event type, as it appears in `type` and in NATS subjects.
     pub const TYPES: [&'static str; 5] = [
-        "DeviceRegistered",
-        "CertificateRenewalRequested",
-        "CertificateIssued",
-        "ProvisioningFailed",
-        "DeviceDecommissioned",
+        Self::DEVICE_REGISTERED,
+        Self::CERTIFICATE_RENEWAL_REQUESTED,
+        Self::CERTIFICATE_ISSUED,
+        Self::PROVISIONING_FAILED,
+        Self::DEVICE_DECOMMISSIONED,
     ];
 
     pub fn event_type(&self) -> &'static str {
         match self {
-            Self::DeviceRegistered { .. } => "DeviceRegistered",
-            Self::CertificateRenewalRequested { .. } => "CertificateRenewalRequested",
-            Self::CertificateIssued { .. } => "CertificateIssued",
-            Self::ProvisioningFailed { .. } => "ProvisioningFailed",
-            Self::DeviceDecommissioned { .. } => "DeviceDecommissioned",
+            Self::DeviceRegistered { .. } => Self::DEVICE_REGISTERED,
+            Self::CertificateRenewalRequested { .. } => Self::CERTIFICATE_RENEWAL_REQUESTED,
+            Self::CertificateIssued { .. } => Self::CERTIFICATE_ISSUED,
+            Self::ProvisioningFailed { .. } => Self::PROVISIONING_FAILED,
+            Self::DeviceDecommissioned { .. } => Self::DEVICE_DECOMMISSIONED,
         }
     }
 

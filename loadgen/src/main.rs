@@ -24,38 +24,45 @@ struct Cli {
     command: Command,
 }
 
+// Where the api is and how to call it (a plain comment: clap would show a doc comment as
+// the about text of every subcommand that flattens this).
+#[derive(clap::Args)]
+struct Api {
+    #[arg(long)]
+    url: String,
+    #[arg(long, env = "TOKEN")]
+    token: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// RegisterDevice at a fixed rate; per device, 202 until provisioned is visible.
     Provision {
-        #[arg(long)]
-        url: String,
-        #[arg(long, env = "TOKEN")]
-        token: String,
+        #[command(flatten)]
+        api: Api,
         #[arg(long, default_value_t = 100)]
         rate: u32,
         #[arg(long, default_value_t = 20)]
         seconds: u32,
     },
+    /// DecommissionDevice at a fixed rate on provisioned devices; 202 until visible.
     Lag {
-        #[arg(long)]
-        url: String,
-        #[arg(long, env = "TOKEN")]
-        token: String,
+        #[command(flatten)]
+        api: Api,
         #[arg(long, default_value_t = 100)]
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// Certificates checked and signed per second on one thread, by the worker's CA code.
     Ca {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
     /// Reads the analysts' feed from the start to the end, one client, pages of `limit`.
     Feed {
-        #[arg(long)]
-        url: String,
-        #[arg(long, env = "TOKEN")]
-        token: String,
+        #[command(flatten)]
+        api: Api,
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
@@ -71,20 +78,14 @@ enum Command {
 #[tokio::main]
 async fn main() {
     let result = match Cli::parse().command {
-        Command::Provision {
-            url,
-            token,
-            rate,
-            seconds,
-        } => provision(&Client::new(url, token), rate, seconds).await,
-        Command::Lag {
-            url,
-            token,
-            rate,
-            seconds,
-        } => lag(&Client::new(url, token), rate, seconds).await,
+        Command::Provision { api, rate, seconds } => {
+            provision(Client::new(api.url, api.token), rate, seconds).await
+        }
+        Command::Lag { api, rate, seconds } => {
+            lag(Client::new(api.url, api.token), rate, seconds).await
+        }
         Command::Ca { seconds } => ca(seconds),
-        Command::Feed { url, token, limit } => feed(&Client::new(url, token), limit).await,
+        Command::Feed { api, limit } => feed(&Client::new(api.url, api.token), limit).await,
         Command::DeleteStream { nats_url, stream } => {
             let deleted = match async_nats::connect(&nats_url).await {
                 Ok(client) => async_nats::jetstream::new(client)
@@ -231,7 +232,7 @@ fn summary(scenario: &str, rate: u32, outcomes: &[Outcome], extra: Value) -> Val
     doc
 }
 
-async fn provision(client: &Client, rate: u32, seconds: u32) -> Value {
+async fn provision(client: Client, rate: u32, seconds: u32) -> Value {
     let n = (rate * seconds) as usize;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let bodies: Arc<Vec<Value>> = Arc::new(
@@ -239,7 +240,7 @@ async fn provision(client: &Client, rate: u32, seconds: u32) -> Value {
             .map(|i| registration(&format!("P-{}-{i}", &run[..8])))
             .collect(),
     );
-    let client = Arc::new(Client::new(client.url.clone(), client.token.clone()));
+    let client = Arc::new(client);
     let wall = Instant::now();
     let outcomes = at_fixed_rate(rate, n, |i| {
         let (client, bodies) = (client.clone(), bodies.clone());
@@ -260,10 +261,10 @@ async fn provision(client: &Client, rate: u32, seconds: u32) -> Value {
     )
 }
 
-async fn lag(client: &Client, rate: u32, seconds: u32) -> Value {
+async fn lag(client: Client, rate: u32, seconds: u32) -> Value {
     let n = (rate * seconds) as usize;
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let client = Arc::new(Client::new(client.url.clone(), client.token.clone()));
+    let client = Arc::new(client);
     // Set-up, not measured: n provisioned devices.
     let mut ids = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(50) {

@@ -16,32 +16,29 @@ pub use stream_contract::{ensure_stream, headers, message_for, EventMessage, Str
 pub struct NatsSettings {
     /// `nats://host:port`. May carry credentials: never log it whole.
     pub url: String,
-    /// How long to wait for the first connection before giving up.
+    /// How long one connection attempt may take (attempts repeat until one succeeds).
     pub connect_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
-    #[error("cannot connect to NATS within {0:?}")]
-    ConnectTimeout(Duration),
+    /// The settings themselves are unusable (e.g. a malformed URL); an unreachable server is
+    /// not an error here: the client keeps trying in the background.
     #[error("cannot connect to NATS")]
     Connect(#[source] async_nats::ConnectError),
 }
 
-/// Connects to NATS. After the first connection, async-nats reconnects by itself (and
-/// buffers publishes meanwhile; the relay's ack timeout bounds how long it waits for them).
+/// A NATS client that connects in the background and reconnects by itself: a process starts
+/// even while NATS is down (readiness says so) and catches up when it returns. Publishes made
+/// meanwhile are buffered; the relay's ack timeout bounds how long it waits for them.
 pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, NatsError> {
-    let options = async_nats::ConnectOptions::new()
+    async_nats::ConnectOptions::new()
         .connection_timeout(settings.connect_timeout)
         .retry_on_initial_connect()
-        .name("device-provisioning");
-    tokio::time::timeout(
-        settings.connect_timeout,
-        options.connect(settings.url.as_str()),
-    )
-    .await
-    .map_err(|_| NatsError::ConnectTimeout(settings.connect_timeout))?
-    .map_err(NatsError::Connect)
+        .name("device-provisioning")
+        .connect(settings.url.as_str())
+        .await
+        .map_err(NatsError::Connect)
 }
 
 /// A readiness probe: a PING/PONG round trip to the server (bounded by the caller).

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
-use app::RecordedEvent;
+use app::{RecordedEvent, StoreError};
 use async_nats::jetstream;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use store::{AppendListener, RelayLease, RelayLeases};
@@ -55,13 +55,6 @@ pub struct Relay {
     settings: RelaySettings,
 }
 
-/// Why the relay stopped leading.
-#[derive(Debug, thiserror::Error)]
-enum StepDown {
-    #[error("postgres: {0}")]
-    Postgres(#[from] app::StoreError),
-}
-
 impl Relay {
     pub fn new(
         leases: RelayLeases,
@@ -92,7 +85,7 @@ impl Relay {
                         result.map(|()| true)
                     }
                     Ok(None) => Ok(false),
-                    Err(e) => Err(StepDown::Postgres(e)),
+                    Err(e) => Err(e),
                 }
             };
             let delay = tokio::select! {
@@ -116,13 +109,13 @@ impl Relay {
         }
     }
 
-    async fn lead(&self, mut lease: RelayLease) -> Result<(), StepDown> {
+    async fn lead(&self, mut lease: RelayLease) -> Result<(), StoreError> {
         let result = self.publish_loop(&mut lease).await;
         lease.release().await;
         result
     }
 
-    async fn publish_loop(&self, lease: &mut RelayLease) -> Result<(), StepDown> {
+    async fn publish_loop(&self, lease: &mut RelayLease) -> Result<(), StoreError> {
         let mut listener: Option<AppendListener> = None;
         let mut checkpoint = lease.checkpoint().await?;
         let mut stream_ready = false;

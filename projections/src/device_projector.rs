@@ -12,7 +12,8 @@
 //! - **Checkpointed**: the furthest commit position applied and the count of applied events
 //!   are written in the same transaction, then a notification wakes long-polling readers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use app::{CommitPosition, DeviceView, EventEnvelope, StoreError};
 use domain::DeviceId;
@@ -52,7 +53,8 @@ pub struct BatchReport {
     pub gap_filled: usize,
 }
 
-const SELECT_ROWS: &str = "SELECT {COLUMNS} FROM device_view WHERE id = ANY($1)";
+static SELECT_ROWS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM device_view WHERE id = ANY($1)"));
 
 const UPSERT_ROWS: &str = "
 INSERT INTO device_view
@@ -149,8 +151,7 @@ impl DeviceProjector {
         let mut ids: Vec<uuid::Uuid> = events.iter().map(|e| e.subject.as_uuid()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let sql = SELECT_ROWS.replace("{COLUMNS}", COLUMNS);
-        let stored = sqlx::query(&sql)
+        let stored = sqlx::query(&SELECT_ROWS)
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await
@@ -160,19 +161,16 @@ impl DeviceProjector {
             let view = device_view_table::decode(row)?;
             rows.insert(view.id, view);
         }
-        let mut changed: Vec<DeviceId> = Vec::new();
+        let mut changed: HashSet<DeviceId> = HashSet::new();
         let mut report = BatchReport::default();
         for event in events {
             let id = event.subject;
-            let mut current = rows.remove(&id);
-            let version = current.as_ref().map_or(0, |d| d.version);
+            let version = rows.get(&id).map_or(0, |d| d.version);
             if event.sequence <= version {
                 report.skipped += 1;
-                if let Some(row) = current {
-                    rows.insert(id, row);
-                }
                 continue;
             }
+            let mut current = rows.remove(&id);
             if event.sequence > version + 1 {
                 let missing =
                     store::device_events_between(conn, id, version, event.sequence - 1).await?;
@@ -189,17 +187,15 @@ impl DeviceProjector {
             }
             rows.insert(id, fold(current, event)?);
             report.applied += 1;
-            if !changed.contains(&id) {
-                changed.push(id);
-            }
+            changed.insert(id);
         }
         // Written in id order: concurrent projectors then lock rows in the same order and
         // cannot deadlock each other.
-        changed.sort_unstable_by_key(|id| id.as_uuid());
-        let rows = changed
+        let mut rows: Vec<DeviceView> = changed
             .into_iter()
             .filter_map(|id| rows.remove(&id))
             .collect();
+        rows.sort_unstable_by_key(|r| r.id.as_uuid());
         Ok((rows, report))
     }
 }

@@ -1,5 +1,7 @@
 //! `app::DeviceReadModel` on the `device_view` table.
 
+use std::sync::LazyLock;
+
 use app::{DeviceFilter, DeviceReadModel, DeviceView, ListCursor, StoreError};
 use async_trait::async_trait;
 use domain::{DeviceId, TenantId};
@@ -20,8 +22,9 @@ impl PostgresDeviceReadModel {
 #[async_trait]
 impl DeviceReadModel for PostgresDeviceReadModel {
     async fn device(&self, id: DeviceId) -> Result<Option<DeviceView>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM device_view WHERE id = $1");
-        let row = sqlx::query(&sql)
+        static SELECT_DEVICE: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {COLUMNS} FROM device_view WHERE id = $1"));
+        let row = sqlx::query(&SELECT_DEVICE)
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await

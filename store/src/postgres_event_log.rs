@@ -1,6 +1,8 @@
 //! `app::EventLog` on Postgres: a tenant's events in gap-safe commit order, a device's
 //! history, and the per-device reads projectors use to fill a gap.
 
+use std::sync::LazyLock;
+
 use app::{CommitPosition, EventLog, RecordedEvent, StoreError};
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
@@ -43,8 +45,15 @@ impl EventLog for PostgresEventLog {
         limit: usize,
         event_type: Option<&'static str>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = tenant_feed_sql(event_type.is_some());
-        let mut query = sqlx::query(&sql)
+        // Built once each: the SQL text is the same for every page.
+        static ALL_TYPES: LazyLock<String> = LazyLock::new(|| tenant_feed_sql(false));
+        static ONE_TYPE: LazyLock<String> = LazyLock::new(|| tenant_feed_sql(true));
+        let sql = if event_type.is_some() {
+            &ONE_TYPE
+        } else {
+            &ALL_TYPES
+        };
+        let mut query = sqlx::query(sql)
             .bind(tenant.as_str())
             .bind(after.transaction_id.to_string())
             .bind(after.position)
@@ -69,12 +78,14 @@ pub async fn device_events_between(
     after: u64,
     up_to: u64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4
-          ORDER BY sequence"
-    );
-    let rows = sqlx::query(&sql)
+    static SELECT_DEVICE_EVENTS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS} FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4
+              ORDER BY sequence"
+        )
+    });
+    let rows = sqlx::query(&SELECT_DEVICE_EVENTS)
         .bind(Device::TYPE)
         .bind(id.to_string())
         .bind(i64::try_from(after).unwrap_or(i64::MAX))

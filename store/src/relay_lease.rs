@@ -8,6 +8,7 @@
 //! relay that lost its connection learns it on its next statement and steps down, so two
 //! relays never advance the checkpoint at once.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use app::{CommitPosition, RecordedEvent, StoreError};
@@ -25,12 +26,15 @@ const TRY_LOCK: &str =
 /// Rows after the checkpoint in commit order, each flagged with whether its transaction is
 /// below the snapshot's xmin. Only the flagged prefix may be published: a row past it may
 /// still be preceded by a row of a transaction that has not committed yet.
-const SELECT_AFTER: &str = "
-SELECT {COLUMNS}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
-  FROM events
- WHERE (transaction_id, position) > ($1::text::xid8, $2)
- ORDER BY transaction_id, position
- LIMIT $3";
+static SELECT_AFTER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+           FROM events
+          WHERE (transaction_id, position) > ($1::text::xid8, $2)
+          ORDER BY transaction_id, position
+          LIMIT $3"
+    )
+});
 
 const SELECT_CHECKPOINT: &str =
     "SELECT transaction_id::text, position FROM relay_checkpoints WHERE relay = $1";
@@ -129,8 +133,7 @@ impl RelayLease {
         after: CommitPosition,
         limit: usize,
     ) -> Result<CommittedBatch, StoreError> {
-        let sql = SELECT_AFTER.replace("{COLUMNS}", COLUMNS);
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&SELECT_AFTER)
             .bind(after.transaction_id.to_string())
             .bind(after.position)
             .bind(limit as i64)

@@ -101,8 +101,11 @@ pub async fn run(
 
     let progress = config.consumers.ack_wait() / 3;
     for (name, event_type) in [
-        (REGISTRATIONS_CONSUMER, PublicEvent::TYPES[0]),
-        (RENEWALS_CONSUMER, PublicEvent::TYPES[1]),
+        (REGISTRATIONS_CONSUMER, PublicEvent::DEVICE_REGISTERED),
+        (
+            RENEWALS_CONSUMER,
+            PublicEvent::CERTIFICATE_RENEWAL_REQUESTED,
+        ),
     ] {
         let provisioner = Provisioner::new(
             provisioning.clone(),
