@@ -10,17 +10,21 @@ mod devices;
 mod events;
 mod idempotency_key_header;
 mod json_body;
+mod openapi_document;
 mod query_params;
 mod request_context;
 mod tenant_rate_limit;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use app::{DeviceCommandService, DeviceQueryService};
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use api_error::ApiError;
 pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};
@@ -48,11 +52,40 @@ pub struct AppState {
     pub rate_limit: Arc<TenantRateLimit>,
 }
 
-pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    Router::new()
+/// The routes of the public API together with their OpenAPI description.
+fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, doc) = OpenApiRouter::with_openapi(openapi_document::ApiDoc::openapi())
         .merge(devices::router())
         .merge(device_views::router())
         .merge(events::router())
+        .routes(utoipa_axum::routes!(openapi_json))
+        .split_for_parts();
+    (routes, openapi_document::complete(doc))
+}
+
+/// The OpenAPI 3.1 document that `/openapi.json` serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().1
+}
+
+/// This document, as JSON.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
+    (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object)))]
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serialises")
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+}
+
+pub fn router(state: AppState, limits: HttpLimits) -> Router {
+    Router::new()
+        .merge(documented_routes().0)
         .merge(state.health.router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

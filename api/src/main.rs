@@ -1,4 +1,5 @@
-//! `api`: `serve` the HTTP API, `migrate` the database (a release step), print a `token`.
+//! `api`: `serve` the HTTP API, `migrate` the database (a release step), print a `token` or
+//! the `openapi` document.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,6 +40,8 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Print the OpenAPI 3.1 document that `/openapi.json` serves (docs/openapi.json is it).
+    Openapi,
 }
 
 #[tokio::main]
@@ -53,6 +56,10 @@ async fn main() -> ExitCode {
             subject,
             ttl,
         } => token(&tenant, &scope, &subject, ttl),
+        Command::Openapi => api::http::openapi()
+            .to_pretty_json()
+            .map(|doc| println!("{doc}"))
+            .map_err(Into::into),
     };
     bootstrap::exit_code(result)
 }

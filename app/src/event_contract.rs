@@ -129,6 +129,7 @@ pub fn event_id(device_id: DeviceId, sequence: u64) -> Uuid {
 
 /// Version 1 of the public envelope (CloudEvents 1.0 attributes plus extensions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventEnvelope {
     pub specversion: String,
     pub id: Uuid,
@@ -157,6 +158,7 @@ impl EventEnvelope {
 
 /// The `type` and `data` of an envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum PublicEvent {
     DeviceRegistered {

@@ -5,18 +5,21 @@
 //! The checks are given by the binary (a Postgres round trip, a NATS ping); this module knows
 //! only how to run and report them.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type Check = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
@@ -61,8 +64,8 @@ impl Health {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Whether every check passed, and each one's result by name.
-    pub async fn readiness(&self) -> (bool, Value) {
+    /// Every check's result by name, and whether the process is ready.
+    pub async fn readiness(&self) -> Readiness {
         let runs = self.checks.iter().map(|(name, check)| async move {
             let result = match tokio::time::timeout(self.timeout, check()).await {
                 Ok(Ok(())) => Ok(()),
@@ -73,61 +76,110 @@ impl Health {
         });
         let results = futures::future::join_all(runs).await;
         let draining = self.draining.load(Ordering::SeqCst);
-        let mut checks = Map::new();
-        let mut ready = !draining;
+        let mut checks = BTreeMap::new();
+        let mut all_ok = true;
         for (name, result) in results {
             let value = match result {
-                Ok(()) => json!("ok"),
+                Ok(()) => "ok".to_owned(),
                 Err(e) => {
-                    ready = false;
+                    all_ok = false;
                     metrics::counter!("readiness_failures_total", "dependency" => name)
                         .increment(1);
-                    json!(e)
+                    e
                 }
             };
             checks.insert(name.to_owned(), value);
         }
-        let status = match (ready, draining) {
-            (true, _) => "ready",
-            (false, true) => "draining",
-            (false, false) => "unavailable",
+        let status = match (all_ok, draining) {
+            (_, true) => ReadinessStatus::Draining,
+            (true, false) => ReadinessStatus::Ready,
+            (false, false) => ReadinessStatus::Unavailable,
         };
-        (ready, json!({"status": status, "checks": checks}))
+        Readiness { status, checks }
     }
 
-    /// `/livez`, `/readyz` and, when a recorder is installed, `/metrics`.
+    /// `/livez`, `/readyz` and, when a recorder is installed, `/metrics`. Described by
+    /// [`openapi`].
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        let ready = self.clone();
-        let metrics = self.metrics.clone();
         Router::new()
-            .route("/livez", get(|| async { Json(json!({"status": "ok"})) }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let health = ready.clone();
-                    async move {
-                        let (ok, body) = health.readiness().await;
-                        let status = if ok {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        };
-                        (status, Json(body)).into_response()
-                    }
-                }),
-            )
-            .route(
-                "/metrics",
-                get(move || {
-                    let handle = metrics.clone();
-                    async move { render(handle) }
-                }),
-            )
+            .route("/livez", get(livez))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(prometheus_metrics))
+            .with_state(self.clone())
     }
 }
 
-fn render(handle: Option<PrometheusHandle>) -> Response {
-    match handle {
+/// The `/readyz` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: ReadinessStatus,
+    /// Each dependency's check: `ok`, or why it failed.
+    #[schema(example = json!({"postgres": "ok", "nats": "no answer within 500 ms"}))]
+    pub checks: BTreeMap<String, String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.status == ReadinessStatus::Ready
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadinessStatus {
+    Ready,
+    /// A dependency failed its check.
+    Unavailable,
+    /// The process is shutting down: it finishes what it has and takes nothing new.
+    Draining,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`: answering at all is the signal.
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
+}
+
+/// The health endpoints' OpenAPI description, merged into the api's document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(livez, readyz, prometheus_metrics),
+    tags((name = "operations", description = "Health and metrics, for orchestrators and scrapers"))
+)]
+pub struct HealthApi;
+
+/// Liveness: the process is up and serving HTTP. No I/O, so a slow dependency never gets a
+/// healthy process restarted.
+#[utoipa::path(get, path = "/livez", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Liveness)))]
+async fn livez() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
+}
+
+/// Readiness: every dependency answered within the check timeout and the process is not
+/// draining.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready to take traffic", body = Readiness),
+    (status = 503, description = "A dependency failed its check, or the process is draining", body = Readiness),
+))]
+async fn readyz(State(health): State<Health>) -> Response {
+    let readiness = health.readiness().await;
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
+}
+
+/// Prometheus metrics in the text exposition format (README lists them).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Metrics in Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+    (status = 404, description = "This process records no metrics"),
+))]
+async fn prometheus_metrics(State(health): State<Health>) -> Response {
+    match health.metrics {
         Some(handle) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
             handle.render(),
@@ -164,26 +216,26 @@ mod tests {
                 Ok(())
             });
         let started = std::time::Instant::now();
-        let (ready, body) = health.readiness().await;
+        let readiness = health.readiness().await;
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "checks run concurrently, bounded"
         );
-        assert!(!ready);
-        assert_eq!(body["status"], "unavailable");
-        assert_eq!(body["checks"]["postgres"], "ok");
-        assert_eq!(body["checks"]["nats"], "connection refused");
-        assert_eq!(body["checks"]["slow"], "no answer within 50 ms");
+        assert!(!readiness.is_ready());
+        assert_eq!(readiness.status, ReadinessStatus::Unavailable);
+        assert_eq!(readiness.checks["postgres"], "ok");
+        assert_eq!(readiness.checks["nats"], "connection refused");
+        assert_eq!(readiness.checks["slow"], "no answer within 50 ms");
     }
 
     #[tokio::test]
     async fn draining_makes_a_healthy_process_unready() {
         let health =
             Health::new(Duration::from_millis(50)).with_check("postgres", || async { Ok(()) });
-        assert!(health.readiness().await.0);
+        assert!(health.readiness().await.is_ready());
         health.start_draining();
-        let (ready, body) = health.readiness().await;
-        assert!(!ready);
-        assert_eq!(body["status"], "draining");
+        let readiness = health.readiness().await;
+        assert!(!readiness.is_ready());
+        assert_eq!(readiness.status, ReadinessStatus::Draining);
     }
 }

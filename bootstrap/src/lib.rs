@@ -17,7 +17,9 @@ mod shutdown;
 
 pub use env::{database_settings, nats_url, ConfigError, Env};
 pub use exit::exit_code;
-pub use health::{install_metrics_recorder, Health};
+pub use health::{
+    install_metrics_recorder, Health, HealthApi, Liveness, Readiness, ReadinessStatus,
+};
 pub use logging::{init_logging, LogFormat};
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use shutdown::shutdown_signal;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// A certificate the CA issued for a device. Public material only: the CA's private key
 /// and the device's private key never appear here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedCertificate {
     pub pem: String,
     /// The certificate's serial number, lowercase hex.
@@ -19,6 +20,7 @@ pub struct IssuedCertificate {
 /// Why the provisioner refused a request. These are domain outcomes (the client must send a
 /// new CSR), not transient faults, which the worker retries instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureCode {
     /// The CSR's self-signature does not verify.
@@ -32,6 +34,7 @@ pub enum FailureCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvisioningFailure {
     pub code: FailureCode,
     pub detail: String,

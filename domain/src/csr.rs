@@ -30,6 +30,8 @@ pub enum CsrError {
 /// that were validated when the command was accepted, and re-parsing every stored CSR each
 /// time an aggregate is loaded would cost CPU on the hot path for nothing.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, description = "A PKCS#10 certificate signing request, PEM; its subject CN is the device's serial number.", example = "-----BEGIN CERTIFICATE REQUEST-----\n...\n-----END CERTIFICATE REQUEST-----\n"))]
 #[serde(transparent)]
 pub struct CertificateSigningRequest(String);
 

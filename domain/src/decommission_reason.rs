@@ -7,6 +7,8 @@ use crate::InvalidValue;
 
 /// 1 to 512 characters of free text, without control characters other than line breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 512, example = "retired"))]
 #[serde(try_from = "String", into = "String")]
 pub struct DecommissionReason(String);
 

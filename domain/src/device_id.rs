@@ -17,6 +17,8 @@ const DEVICE_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_5a3e_8c2b_4e7a_9d10_3b5c_7
 /// registrations of one serial race for sequence 1 of the same aggregate, and a retry after
 /// a crash cannot create a second device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid, description = "The device id: UUIDv5 of the tenant and serial number, so it is known before registration."))]
 #[serde(transparent)]
 pub struct DeviceId(Uuid);
 

@@ -22,6 +22,8 @@ pub enum LabelError {
 /// Stored in a `BTreeMap` so that serialisation is ordered and two equal label sets always
 /// produce the same bytes (request fingerprints and event payloads depend on that).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>, description = "Up to 32 labels. Keys: 1-63 characters of `a-z`, `0-9`, `.`, `_`, `/`, `-`, starting with a letter or digit; values: up to 128 characters, no control characters.", example = json!({"site": "berlin-1"})))]
 #[serde(
     try_from = "BTreeMap<String, String>",
     into = "BTreeMap<String, String>"

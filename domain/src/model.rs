@@ -8,6 +8,8 @@ use crate::InvalidValue;
 /// 1 to 64 characters without control characters and without leading or trailing
 /// whitespace (so that `"X1"` and `"X1 "` cannot become two models in reports).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 64, example = "gateway-x2"))]
 #[serde(try_from = "String", into = "String")]
 pub struct DeviceModel(String);
 

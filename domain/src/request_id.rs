@@ -8,6 +8,8 @@ use uuid::Uuid;
 /// by the worker's outcome (`CompleteProvisioning` / `FailProvisioning`), so that an outcome
 /// is applied to the request it answers, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid, description = "Identifies one certificate request (registration or renewal) and its outcome."))]
 #[serde(transparent)]
 pub struct CertificateRequestId(Uuid);
 

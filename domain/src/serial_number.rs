@@ -9,6 +9,8 @@ use crate::InvalidValue;
 /// character. Case is significant and nothing is normalised: the serial is compared verbatim
 /// with the certificate request's subject CN by the provisioner.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$", example = "SN-000123"))]
 #[serde(try_from = "String", into = "String")]
 pub struct SerialNumber(String);
 

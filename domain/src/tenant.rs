@@ -10,6 +10,8 @@ use crate::InvalidValue;
 /// The alphabet is deliberately narrow: the tenant becomes a token of NATS subjects
 /// (`events.<tenant>.device.<type>`), where `.`, `*`, `>` and whitespace have meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$", description = "The tenant (from the token)."))]
 #[serde(try_from = "String", into = "String")]
 pub struct TenantId(String);
 

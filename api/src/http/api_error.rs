@@ -53,14 +53,20 @@ pub enum ApiError {
 }
 
 /// RFC 9457 body, plus `request_id` and, for 400s about one field, `field`.
-#[derive(Serialize)]
-struct Problem<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Problem<'a> {
+    /// `/problems/<slug>`; the slugs are listed in docs/problems.md and never renamed.
     #[serde(rename = "type")]
+    #[schema(example = "/problems/invalid-field")]
     type_: String,
     title: &'a str,
+    /// The HTTP status code.
     status: u16,
+    /// What went wrong, for humans; never contains a secret.
     detail: String,
+    /// The `x-request-id` of the request, to find its log line.
     request_id: String,
+    /// For `invalid-field` and the Idempotency-Key problems: the field, parameter or header.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }

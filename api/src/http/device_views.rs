@@ -11,14 +11,17 @@ use app::{DeviceFilter, DeviceView, EventEnvelope, ListCursor};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::{DeviceModel, DeviceStatus, IssuedCertificate, ProvisioningFailure};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::authorized::{Authorized, DevicesRead};
+use super::deadline::RequestDeadline;
 use super::device_id_path::DeviceIdPath;
 use super::query_params::{invalid, QueryParams};
 use super::{ApiError, AppState};
@@ -26,38 +29,49 @@ use super::{ApiError, AppState};
 /// The longest a client may ask to wait for a version.
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/devices", get(list_devices))
-        .route("/v1/devices/{id}", get(get_device))
-        .route("/v1/devices/{id}/history", get(device_history))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_devices))
+        .routes(routes!(get_device))
+        .routes(routes!(device_history))
 }
 
-/// The public device view (SPEC §4). A response DTO, distinct from the read-model row.
-#[derive(Debug, Serialize)]
+// The public device view (SPEC §4). A response DTO, distinct from the read-model row.
+
+/// A device as the read model sees it (it follows the events within milliseconds).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Device)]
 struct DeviceBody {
     id: Uuid,
     serial_number: String,
     model: String,
     labels: std::collections::BTreeMap<String, String>,
     status: DeviceStatus,
+    /// The current certificate, once one was issued.
     certificate: Option<CertificateBody>,
+    /// Why the last certificate request failed, while the device is `failed`.
     failure: Option<FailureBody>,
+    /// Increases with every event; the `ETag` is `"v<version>"`.
     version: u64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Certificate)]
 struct CertificateBody {
+    /// The certificate, PEM.
     pem: String,
+    /// Its serial number, lowercase hex.
     serial: String,
+    /// SHA-256 of its DER encoding, lowercase hex.
     fingerprint_sha256: String,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProvisioningFailure)]
 struct FailureBody {
     code: domain::FailureCode,
     detail: String,
@@ -89,23 +103,47 @@ impl From<DeviceView> for DeviceBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DevicePage)]
 struct DevicePageBody {
     devices: Vec<DeviceBody>,
+    /// Pass as `cursor` for the next page; absent on the last page.
     next_cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Every event of one device, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DeviceHistory)]
 struct HistoryBody {
     events: Vec<EventEnvelope>,
 }
 
+/// One device, as the read model sees it. With `min_version` and `wait`, waits (long-poll)
+/// until the device reaches that version or the wait ends, then answers with what it has.
+#[utoipa::path(get, path = "/v1/devices/{id}", tag = "devices",
+    security(("bearer" = ["devices:read"])),
+    params(
+        ("id" = Uuid, Path, description = "The device id"),
+        ("min_version" = Option<u64>, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "Wait for at least this version (with `wait`)"),
+        ("wait" = Option<u64>, Query, minimum = 0, maximum = 30, description = "Seconds to wait for `min_version`; requires `min_version`"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier response: 304 while it is current"),
+    ),
+    responses(
+        (status = 200, description = "The device (possibly older than `min_version` when the wait ended)", body = DeviceBody, headers(
+            ("ETag" = String, description = "`\"v<version>\"`"),
+            ("Cache-Control" = String, description = "`private, no-cache`"))),
+        (status = 304, description = "Not modified since the `If-None-Match` ETag", headers(
+            ("ETag" = String, description = "`\"v<version>\"`"))),
+        (status = 400, description = "`invalid-field`: a bad or unknown query parameter, or an id that is not a UUID"),
+        (status = 404, description = "`not-found`: no such device in this tenant"),
+    ))]
 async fn get_device(
     State(state): State<AppState>,
     auth: Authorized<DevicesRead>,
     DeviceIdPath(id): DeviceIdPath,
     params: QueryParams,
     headers: HeaderMap,
+    Extension(deadline): Extension<RequestDeadline>,
 ) -> Result<Response, ApiError> {
     params.allow_only(&["min_version", "wait"])?;
     let min_version = params.number("min_version", 1..=i64::MAX as u64)?;
@@ -115,6 +153,9 @@ async fn get_device(
         (Some(_), None) | (None, None) => None,
         (None, Some(_)) => return Err(invalid("wait", "requires min_version")),
     };
+    if let Some((_, wait)) = wait {
+        deadline.extend(wait);
+    }
     let device = state
         .queries
         .device(&auth.principal.tenant, id, wait)
@@ -144,6 +185,20 @@ async fn get_device(
     Ok(response)
 }
 
+/// The tenant's devices, in id order, filtered and paged.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices",
+    security(("bearer" = ["devices:read"])),
+    params(
+        ("status" = Option<DeviceStatus>, Query, description = "Only devices in this status"),
+        ("model" = Option<String>, Query, min_length = 1, max_length = 64, description = "Only devices of this model"),
+        ("label" = Option<Vec<String>>, Query, style = Form, explode, description = "`key:value`; repeat to require several labels"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of devices", body = DevicePageBody),
+        (status = 400, description = "`invalid-field`: a bad or unknown query parameter"),
+    ))]
 async fn list_devices(
     State(state): State<AppState>,
     auth: Authorized<DevicesRead>,
@@ -203,6 +258,15 @@ async fn list_devices(
     }))
 }
 
+/// Every event of one device, oldest first, in the public envelope (docs/events.md).
+#[utoipa::path(get, path = "/v1/devices/{id}/history", tag = "devices",
+    security(("bearer" = ["devices:read"])),
+    params(("id" = Uuid, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "The device's events", body = HistoryBody),
+        (status = 400, description = "`invalid-field`: an id that is not a UUID, or a query parameter"),
+        (status = 404, description = "`not-found`: no such device in this tenant"),
+    ))]
 async fn device_history(
     State(state): State<AppState>,
     auth: Authorized<DevicesRead>,

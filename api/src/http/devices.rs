@@ -9,10 +9,12 @@ use app::{Accepted, CommandMetadata, IdempotencyClaim, IdempotencyScope, Request
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use domain::{CertificateSigningRequest, DecommissionReason, DeviceModel, Labels, SerialNumber};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::authorized::{Authorized, DevicesWrite};
@@ -22,50 +24,98 @@ use super::json_body::JsonBody;
 use super::{current_request_id, current_traceparent, ApiError, AppState};
 use crate::auth::Principal;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/devices", post(register_device))
-        .route("/v1/devices/{id}/decommission", post(decommission_device))
-        // `:renew` is part of the last segment (AIP-136 custom method), not a parameter.
-        .route(
-            "/v1/devices/{id}/certificate:renew",
-            post(renew_certificate),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    // `:renew` is part of the last segment (AIP-136 custom method), not a parameter.
+    OpenApiRouter::new()
+        .routes(routes!(register_device))
+        .routes(routes!(decommission_device))
+        .routes(routes!(renew_certificate))
 }
 
-/// Request DTOs are the public contract; they are deliberately not domain types.
-/// Serialising one gives the canonical body that is fingerprinted: field order is fixed and
-/// labels are sorted, so formatting differences between retries do not matter.
-#[derive(Debug, Deserialize, Serialize)]
+// Request DTOs are the public contract; they are deliberately not domain types.
+// Serialising one gives the canonical body that is fingerprinted: field order is fixed and
+// labels are sorted, so formatting differences between retries do not matter.
+// Their schemas borrow the domain types' constraints (`value_type`), so the document and
+// the parsers agree. (`///` comments here are the OpenAPI descriptions.)
+
+/// A device to register, with the CSR for its first certificate.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterDeviceRequest {
+    /// Unique within the tenant; must equal the CSR's subject CN.
+    #[schema(value_type = SerialNumber)]
     serial_number: String,
+    #[schema(value_type = DeviceModel)]
     model: String,
+    /// PKCS#10 certificate request, PEM. Keys: ECDSA P-256/P-384, Ed25519, RSA 2048–4096.
+    #[schema(value_type = CertificateSigningRequest)]
     csr: String,
+    /// Up to 32 labels; keys `[a-z0-9][a-z0-9._/-]*` (≤ 63), values ≤ 128 characters.
     #[serde(default)]
+    #[schema(value_type = Labels)]
     labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenewCertificateRequest {
+    /// A new PKCS#10 request (PEM) whose subject CN is the device's serial number.
+    #[schema(value_type = CertificateSigningRequest)]
     csr: String,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DecommissionDeviceRequest {
+    /// Why, for the audit trail (kept in the event).
+    #[schema(value_type = DecommissionReason)]
     reason: String,
 }
 
-/// The 202 body of every command.
-#[derive(Debug, Serialize)]
+/// The 202 body of every command: poll `GET /v1/devices/{id}?min_version=<version>` to see
+/// its effect.
+#[derive(Debug, Serialize, ToSchema)]
 struct CommandAccepted {
     id: Uuid,
+    /// The device's status right after the command (provisioning happens asynchronously).
+    #[schema(value_type = domain::DeviceStatus)]
     status: &'static str,
+    /// The device's version after the command.
     version: u64,
 }
 
+/// Parameters every command takes besides its body.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: `IdempotencyKeyHeader` parses it
+struct CommandHeaders {
+    /// Makes retries safe: the same key with the same body replays the first outcome
+    /// (`Idempotent-Replayed: true`); with another body it is a 422. A Structured Field
+    /// string or a bare token, 1–255 printable ASCII characters.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[ -~]+$"
+    )]
+    idempotency_key: String,
+}
+
+/// Register a device and request its first certificate.
+#[utoipa::path(post, path = "/v1/devices", tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(CommandHeaders),
+    request_body(content = RegisterDeviceRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted; the certificate is issued asynchronously", body = CommandAccepted, headers(
+            ("Location" = String, description = "The device's URL"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored outcome of an earlier request with the same key"))),
+        (status = 400, description = "`invalid-field`, `malformed-body`, `idempotency-key-missing` or `idempotency-key-invalid`"),
+        (status = 409, description = "`device-already-registered`, or `concurrent-modification` (retry with the same key)"),
+        (status = 413, description = "`payload-too-large`"),
+        (status = 415, description = "`unsupported-media-type`"),
+        (status = 422, description = "`idempotency-key-reused` with another body"),
+    ))]
 async fn register_device(
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
@@ -92,6 +142,22 @@ async fn register_device(
     Ok(accepted_response(accepted))
 }
 
+/// Request a new certificate for a provisioned (or failed) device.
+#[utoipa::path(post, path = "/v1/devices/{id}/certificate:renew", tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(("id" = Uuid, Path, description = "The device id"), CommandHeaders),
+    request_body(content = RenewCertificateRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted; the certificate is issued asynchronously", body = CommandAccepted, headers(
+            ("Location" = String, description = "The device's URL"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored outcome of an earlier request with the same key"))),
+        (status = 400, description = "`invalid-field`, `malformed-body`, `idempotency-key-missing` or `idempotency-key-invalid`"),
+        (status = 404, description = "`not-found`: no such device in this tenant"),
+        (status = 409, description = "`device-decommissioned`, `provisioning-in-progress`, or `concurrent-modification` (retry with the same key)"),
+        (status = 413, description = "`payload-too-large`"),
+        (status = 415, description = "`unsupported-media-type`"),
+        (status = 422, description = "`idempotency-key-reused` with another body"),
+    ))]
 async fn renew_certificate(
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
@@ -109,6 +175,22 @@ async fn renew_certificate(
     Ok(accepted_response(accepted))
 }
 
+/// Decommission a device for good.
+#[utoipa::path(post, path = "/v1/devices/{id}/decommission", tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(("id" = Uuid, Path, description = "The device id"), CommandHeaders),
+    request_body(content = DecommissionDeviceRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted", body = CommandAccepted, headers(
+            ("Location" = String, description = "The device's URL"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored outcome of an earlier request with the same key"))),
+        (status = 400, description = "`invalid-field`, `malformed-body`, `idempotency-key-missing` or `idempotency-key-invalid`"),
+        (status = 404, description = "`not-found`: no such device in this tenant"),
+        (status = 409, description = "`device-decommissioned` (already), or `concurrent-modification` (retry with the same key)"),
+        (status = 413, description = "`payload-too-large`"),
+        (status = 415, description = "`unsupported-media-type`"),
+        (status = 422, description = "`idempotency-key-reused` with another body"),
+    ))]
 async fn decommission_device(
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,

@@ -4,24 +4,41 @@
 
 use app::{CommitPosition, EventEnvelope, PublicEvent};
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::authorized::{Authorized, EventsRead};
 use super::query_params::{invalid, QueryParams};
 use super::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventPage)]
 struct EventPageBody {
     events: Vec<EventEnvelope>,
+    /// Pass as `after` to continue; the same cursor when the page is empty.
     next_cursor: String,
 }
 
+/// The tenant's events in commit order (docs/events.md). A page never skips an event that
+/// commits late; poll with the last `next_cursor`.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    security(("bearer" = ["events:read"])),
+    params(
+        ("after" = Option<String>, Query, description = "`next_cursor` (or an event's `position`) to resume after; from the start when absent"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("type" = Option<String>, Query, description = "Only events of this type", example = "CertificateIssued"),
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = EventPageBody),
+        (status = 400, description = "`invalid-field`: a bad or unknown query parameter"),
+    ))]
 async fn events(
     State(state): State<AppState>,
     auth: Authorized<EventsRead>,

@@ -56,6 +56,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
     spawn_with_state(url, pool, state, limits()).await
 }
 
+/// The app with other HTTP limits (e.g. a short request timeout).
+pub async fn spawn_app_with_limits(limits: HttpLimits) -> TestApp {
+    let (url, pool) = migrated_database().await;
+    let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
+    spawn_with_state(url, pool, state, limits).await
+}
+
 /// Another app instance on an existing database, as after a restart.
 pub async fn spawn_app_on(database_url: String, pool: PgPool) -> TestApp {
     let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());

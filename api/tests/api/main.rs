@@ -14,4 +14,5 @@ mod malformed_requests;
 mod rate_limits;
 mod register_device;
 mod renew_certificate;
+mod request_deadline;
 mod schema_version;

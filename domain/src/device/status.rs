@@ -6,6 +6,7 @@ use std::fmt;
 /// `pending` → `provisioned` | `failed`; `provisioned` → (renewal) → `provisioned`;
 /// `failed` → (new CSR) → `pending`; any of these → `decommissioned`, which is terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     Pending,
