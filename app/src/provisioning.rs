@@ -21,6 +21,7 @@ use crate::{CommandError, CommandMetadata, DeviceCommandService, DeviceEventStor
 /// What the CA is asked to sign.
 #[derive(Debug, Clone)]
 pub struct CertificateRequest {
+    pub device_id: DeviceId,
     pub request_id: CertificateRequestId,
     pub serial_number: SerialNumber,
     pub csr: CertificateSigningRequest,
@@ -99,6 +100,7 @@ impl ProvisioningService {
             return Ok(ProvisioningOutcome::AlreadySettled);
         }
         let request = CertificateRequest {
+            device_id,
             request_id,
             serial_number: serial_number.clone(),
             csr,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use store::DatabaseSettings;
 
+use crate::feature_flags::{FeatureFlag, FeatureFlags};
+
 /// Every problem found in the environment, one per line. Values of secret variables are
 /// never included.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +102,15 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         range: std::ops::RangeInclusive<u64>,
     ) -> Duration {
         Duration::from_millis(self.number_or(name, default_ms, range))
+    }
+
+    /// `FEATURE_FLAGS`: the flags of `known` to turn on (none by default).
+    pub fn feature_flags(&mut self, known: &'static [FeatureFlag]) -> FeatureFlags {
+        let raw = self.get("FEATURE_FLAGS").unwrap_or_default();
+        FeatureFlags::parse(&raw, known).unwrap_or_else(|e| {
+            self.problems.push(format!("FEATURE_FLAGS: {e}"));
+            FeatureFlags::parse("", known).expect("no flag is always valid")
+        })
     }
 
     pub fn problem(&mut self, message: String) {

@@ -365,6 +365,7 @@ fn ca(seconds: u32) -> Value {
             let serial = format!("CA-{i}");
             let body = registration(&serial);
             app::CertificateRequest {
+                device_id: domain::DeviceId::from_uuid(uuid::Uuid::new_v4()),
                 request_id: domain::CertificateRequestId::from_uuid(uuid::Uuid::new_v4()),
                 serial_number: domain::SerialNumber::parse(&serial).expect("serial"),
                 csr: domain::CertificateSigningRequest::from_pem(body["csr"].as_str().unwrap())

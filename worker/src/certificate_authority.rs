@@ -23,9 +23,10 @@ use app::{CaUnavailable, CertificateAuthority, CertificateRequest};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{FailureCode, IssuedCertificate, ProvisioningFailure};
+use rcgen::string::Ia5String;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SubjectPublicKeyInfo,
+    KeyUsagePurpose, SanType, SubjectPublicKeyInfo,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -52,10 +53,23 @@ pub enum CaLoadError {
     },
 }
 
-/// The CA's certificate and key, and the validity of what it issues.
+/// What issued certificates contain besides the subject (CN = serial number), the device's
+/// key, the validity and `clientAuth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertificateProfile {
+    #[default]
+    Standard,
+    /// Also a subjectAltName URI `urn:uuid:<device id>`, so relying parties can map a client
+    /// certificate to its device without a lookup. Behind the `cert-profile-device-uri`
+    /// feature flag: relying parties with strict SAN checks must be ready for it first.
+    DeviceUri,
+}
+
+/// The CA's certificate and key, the validity and profile of what it issues.
 pub struct LocalCa {
     issuer: Issuer<'static, KeyPair>,
     validity: chrono::Duration,
+    profile: CertificateProfile,
 }
 
 impl LocalCa {
@@ -86,7 +100,15 @@ impl LocalCa {
             what: "CA_CERT_PATH",
             expected: "CA certificate",
         })?;
-        Ok(Self { issuer, validity })
+        Ok(Self {
+            issuer,
+            validity,
+            profile: CertificateProfile::Standard,
+        })
+    }
+
+    pub fn with_profile(self, profile: CertificateProfile) -> Self {
+        Self { profile, ..self }
     }
 
     /// Checks the request and signs it, or says why not. Pure CPU; call it off the runtime.
@@ -109,6 +131,11 @@ impl LocalCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
+        if self.profile == CertificateProfile::DeviceUri {
+            let uri = Ia5String::try_from(format!("urn:uuid:{}", request.device_id))
+                .expect("a UUID URN is ASCII");
+            params.subject_alt_names = vec![SanType::URI(uri)];
+        }
         let public_key = SubjectPublicKeyInfo::from_der(&spki_der)
             .map_err(|_| failure(FailureCode::KeyPolicyViolation, "unsupported public key"))?;
         let certificate = params.signed_by(&public_key, &self.issuer).map_err(|_| {
@@ -269,7 +296,7 @@ pub fn generate_dev_ca(common_name: &str) -> Result<(String, String), rcgen::Err
 mod tests {
     use super::*;
     use app::CertificateRequest;
-    use domain::{CertificateRequestId, CertificateSigningRequest, SerialNumber};
+    use domain::{CertificateRequestId, CertificateSigningRequest, DeviceId, SerialNumber};
     use x509_parser::certificate::X509Certificate;
 
     fn ca() -> (LocalCa, String) {
@@ -282,6 +309,7 @@ mod tests {
 
     fn request(serial: &str, csr_pem: &str) -> CertificateRequest {
         CertificateRequest {
+            device_id: DeviceId::from_uuid(uuid::Uuid::from_u128(7)),
             request_id: CertificateRequestId::from_uuid(uuid::Uuid::from_u128(42)),
             serial_number: SerialNumber::parse(serial).unwrap(),
             csr: CertificateSigningRequest::from_pem(csr_pem).unwrap(),
@@ -324,6 +352,36 @@ mod tests {
                 cert.validity().not_after.timestamp()
             );
         }
+    }
+
+    fn subject_alt_names(issued: &IssuedCertificate) -> Vec<String> {
+        let der = ::pem::parse(&issued.pem).unwrap().into_contents();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        cert.subject_alternative_name()
+            .unwrap()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .map(|name| name.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_device_uri_profile_names_the_device_and_the_standard_one_does_not() {
+        let (ca, _) = ca();
+        let request = request("SN-1", &csr("SN-1", &rcgen::PKCS_ECDSA_P256_SHA256));
+        let standard = ca.issue(&request, Utc::now()).unwrap();
+        assert!(subject_alt_names(&standard).is_empty());
+
+        let ca = ca.with_profile(CertificateProfile::DeviceUri);
+        let with_uri = ca.issue(&request, Utc::now()).unwrap();
+        assert_eq!(
+            subject_alt_names(&with_uri),
+            [format!("URI(urn:uuid:{})", request.device_id)]
+        );
     }
 
     #[test]

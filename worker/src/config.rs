@@ -4,9 +4,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bootstrap::{database_settings, nats_url, ConfigError, Env, LogFormat};
+use bootstrap::{
+    database_settings, nats_url, ConfigError, Env, FeatureFlag, FeatureFlags, LogFormat,
+};
 use nats::{ConsumerSettings, NatsSettings, RelaySettings, StreamSettings};
 use store::DatabaseSettings;
+
+use crate::certificate_authority::CertificateProfile;
+
+/// Adds a subjectAltName URI `urn:uuid:<device id>` to issued certificates.
+pub const CERT_PROFILE_DEVICE_URI: &str = "cert-profile-device-uri";
+
+/// The flags the worker understands (`FEATURE_FLAGS`); README's feature-flag table lists them.
+pub const FEATURE_FLAGS: &[FeatureFlag] = &[FeatureFlag {
+    name: CERT_PROFILE_DEVICE_URI,
+    description: "issued certificates also carry a subjectAltName URI urn:uuid:<device id>",
+}];
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -20,6 +33,8 @@ pub struct WorkerConfig {
     pub ca_cert_path: PathBuf,
     pub ca_key_path: PathBuf,
     pub certificate_validity: chrono::Duration,
+    pub certificate_profile: CertificateProfile,
+    pub features: FeatureFlags,
     /// Certificate requests checked and signed at once (threads of the blocking pool).
     pub provisioner_concurrency: usize,
     /// Events the projector applies per transaction, at most.
@@ -78,6 +93,12 @@ impl WorkerConfig {
             .into();
         let certificate_validity =
             chrono::Duration::days(env.number_or("CERT_VALIDITY_DAYS", 365, 1..=3650) as i64);
+        let features = env.feature_flags(FEATURE_FLAGS);
+        let certificate_profile = if features.is_enabled(CERT_PROFILE_DEVICE_URI) {
+            CertificateProfile::DeviceUri
+        } else {
+            CertificateProfile::Standard
+        };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let provisioner_concurrency =
             env.number_or("PROVISIONER_CONCURRENCY", cores, 1..=256) as usize;
@@ -100,6 +121,8 @@ impl WorkerConfig {
             ca_cert_path,
             ca_key_path,
             certificate_validity,
+            certificate_profile,
+            features,
             provisioner_concurrency,
             projector_batch,
             shutdown_grace,
@@ -166,6 +189,24 @@ mod tests {
         assert_eq!(config.consumers.max_deliver, 5);
         assert_eq!(config.consumers.backoff[0], Duration::from_secs(5));
         assert!(config.relay_enabled);
+    }
+
+    #[test]
+    fn certificate_profile_comes_from_a_feature_flag() {
+        let standard = WorkerConfig::from_lookup(minimal).unwrap();
+        assert_eq!(standard.certificate_profile, CertificateProfile::Standard);
+        let flagged = WorkerConfig::from_lookup(|name| match name {
+            "FEATURE_FLAGS" => Some("cert-profile-device-uri".into()),
+            other => minimal(other),
+        })
+        .unwrap();
+        assert_eq!(flagged.certificate_profile, CertificateProfile::DeviceUri);
+        let typo = WorkerConfig::from_lookup(|name| match name {
+            "FEATURE_FLAGS" => Some("cert-profile-device-url".into()),
+            other => minimal(other),
+        })
+        .unwrap_err();
+        assert!(typo.to_string().contains("unknown feature flag"), "{typo}");
     }
 
     #[test]
