@@ -154,7 +154,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         .await;
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     purge.abort();
-    pool.close().await;
+    store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("api stopped");
     Ok(served?)
 }

@@ -45,3 +45,14 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
         .max_lifetime(std::time::Duration::from_secs(30 * 60))
         .connect_lazy_with(settings.connect_options()?))
 }
+
+/// Closes the pool at shutdown, waiting at most `within` for connections in use to come back
+/// and for Postgres to acknowledge: a hung server must not keep a stopping process alive.
+pub async fn close(pool: &PgPool, within: std::time::Duration) {
+    if tokio::time::timeout(within, pool.close()).await.is_err() {
+        tracing::warn!(
+            ?within,
+            "Postgres connections did not close in time; exiting anyway"
+        );
+    }
+}

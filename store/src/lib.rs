@@ -29,7 +29,7 @@ pub mod schema;
 mod single_statement_event_repository;
 
 pub use append_notifier::AppendNotifier;
-pub use database::{connect, DatabaseSettings};
+pub use database::{close, connect, DatabaseSettings};
 pub use database_ping::ping;
 pub use dead_letters::{DeadLetter, PostgresDeadLetters};
 pub use postgres_device_store::PostgresDeviceStore;
