@@ -66,8 +66,11 @@ async fn main() -> ExitCode {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let config = ApiConfig::from_env()?;
-    bootstrap::init_logging(config.log_format);
-    api::startup::serve(config).await
+    let telemetry = bootstrap::init_telemetry(config.log_format, "api");
+    let result = api::startup::serve(config).await;
+    // Blocking (it waits for the last export): off the async workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 async fn migrate() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,7 +78,7 @@ async fn migrate() -> Result<(), Box<dyn std::error::Error>> {
     let settings = database_settings(&mut env, "provisioning-migrate");
     let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
     env.finish()?;
-    bootstrap::init_logging(log_format);
+    let _telemetry = bootstrap::init_telemetry(log_format, "api-migrate");
     let pool = store::connect(&settings)?;
     store::schema::migrate(&pool).await?;
     store::schema::ensure_current(&pool).await?;

@@ -2,7 +2,9 @@
 //!
 //! - [`Env`]: reads and validates configuration from environment variables, collecting every
 //!   problem so that a misconfigured process says everything that is wrong at once.
-//! - [`init_logging`]: JSON (or human) logs on stdout.
+//! - [`init_telemetry`]: JSON (or human) logs on stdout, and OTLP trace export when
+//!   configured, with the W3C trace-context helpers the binaries use across NATS.
+//! - [`FeatureFlags`]: risky behaviour switched on by configuration (`FEATURE_FLAGS`).
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
 //! - [`exit_code`]: reports a fatal error and its causes on stderr.
 //! - [`Health`]: `/livez`, `/readyz` (dependency checks given by the binary) and `/metrics`.
@@ -11,15 +13,19 @@
 
 mod env;
 mod exit;
+mod feature_flags;
 mod health;
 mod logging;
 mod shutdown;
+mod telemetry;
 
 pub use env::{database_settings, nats_url, ConfigError, Env};
 pub use exit::exit_code;
+pub use feature_flags::{FeatureFlag, FeatureFlags};
 pub use health::{
     install_metrics_recorder, Health, HealthApi, Liveness, Readiness, ReadinessStatus,
 };
-pub use logging::{init_logging, LogFormat};
+pub use logging::LogFormat;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use shutdown::shutdown_signal;
+pub use telemetry::{continue_trace, init_telemetry, traceparent_of, traces_enabled, Telemetry};

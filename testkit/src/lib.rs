@@ -1,5 +1,12 @@
 //! What integration tests of several crates need alike: a fresh database on the real Postgres
-//! (never a mock), real CSRs, request bodies. Used only as a dev-dependency.
+//! (never a mock), real CSRs, request bodies, a receiver for exported traces, a TCP proxy to
+//! cut a real server off. Used only as a dev-dependency.
+
+mod otlp_collector;
+mod tcp_proxy;
+
+pub use otlp_collector::{CollectedSpan, OtlpCollector};
+pub use tcp_proxy::TcpProxy;
 
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use app::EventEnvelope;
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
 use backon::{ExponentialBuilder, Retryable};
@@ -109,6 +110,33 @@ pub fn header(message: &Message, name: &str) -> Option<String> {
         .as_ref()
         .and_then(|h| h.get(name))
         .map(|v| v.as_str().to_owned())
+}
+
+/// The span of handling one message, a child of the span that produced its event (its
+/// `traceparent` header); `Span::none()` when traces are not exported, so that the hot path
+/// creates nothing.
+pub fn consumer_span(
+    name: &'static str,
+    message: &Message,
+    envelope: &EventEnvelope,
+    traceparent: Option<&str>,
+) -> tracing::Span {
+    if !bootstrap::traces_enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "message",
+        otel.name = name,
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination.name = %message.subject,
+        messaging.message.id = %envelope.id,
+        messaging.delivery_count = message.info().map_or(1, |i| i.delivered),
+        device_id = %envelope.subject,
+        event_type = envelope.event_type(),
+    );
+    bootstrap::continue_trace(&span, traceparent);
+    span
 }
 
 /// Runs `work` while telling the server, every `interval`, that the message is still being

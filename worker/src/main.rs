@@ -43,8 +43,11 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = WorkerConfig::from_env()?;
-    bootstrap::init_logging(config.log_format);
-    worker::startup::run(config, bootstrap::shutdown_signal()).await
+    let telemetry = bootstrap::init_telemetry(config.log_format, "worker");
+    let result = worker::startup::run(config, bootstrap::shutdown_signal()).await;
+    // Blocking (it waits for the last export): off the async workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }
 
 fn dev_ca(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {

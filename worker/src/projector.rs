@@ -14,7 +14,9 @@ use futures::StreamExt;
 use projections::{DeviceProjector, ProjectionError};
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{Deliveries, Failure};
+use nats::headers;
+
+use crate::delivery::{consumer_span, header, Deliveries, Failure};
 
 pub struct Projector {
     projector: DeviceProjector,
@@ -75,6 +77,19 @@ impl Projector {
             return;
         }
         let envelopes: Vec<EventEnvelope> = batch.iter().map(|(_, e)| e.clone()).collect();
+        // One span per event, each in its own trace, all covering the batch that applies it.
+        let _spans: Vec<tracing::Span> = batch
+            .iter()
+            .map(|(message, envelope)| {
+                let incoming = header(message, headers::TRACEPARENT);
+                consumer_span(
+                    "project device_view",
+                    message,
+                    envelope,
+                    incoming.as_deref(),
+                )
+            })
+            .collect();
         let started = std::time::Instant::now();
         match self.projector.apply(&envelopes).await {
             Ok(report) => {

@@ -16,7 +16,9 @@ use futures::StreamExt;
 use nats::headers;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{header, with_progress, Deliveries, Failure};
+use tracing::Instrument;
+
+use crate::delivery::{consumer_span, header, with_progress, Deliveries, Failure};
 
 pub struct Provisioner {
     service: Arc<ProvisioningService>,
@@ -77,6 +79,13 @@ impl Provisioner {
                     .await;
             }
         };
+        let incoming = header(&message, headers::TRACEPARENT);
+        let span = consumer_span(
+            "provision certificate",
+            &message,
+            &envelope,
+            incoming.as_deref(),
+        );
         let (request_id, csr) = match envelope.event {
             PublicEvent::DeviceRegistered {
                 request_id, csr, ..
@@ -90,7 +99,8 @@ impl Provisioner {
             tenant: envelope.tenant.clone(),
             actor: "worker:provisioner".to_owned(),
             request_id: envelope.id.to_string(),
-            traceparent: header(&message, headers::TRACEPARENT),
+            // The outcome's events continue the trace from this span when traces are exported.
+            traceparent: bootstrap::traceparent_of(&span).or(incoming),
             idempotency: None,
         };
         let started = std::time::Instant::now();
@@ -100,6 +110,7 @@ impl Provisioner {
             self.service
                 .provision(metadata, envelope.subject, request_id, csr),
         )
+        .instrument(span)
         .await;
         metrics::histogram!("worker_job_seconds", "consumer" => self.deliveries.consumer().to_owned())
             .record(started.elapsed().as_secs_f64());

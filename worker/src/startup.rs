@@ -33,7 +33,8 @@ pub async fn run(
         &config.ca_cert_path,
         &config.ca_key_path,
         config.certificate_validity,
-    )?;
+    )?
+    .with_profile(config.certificate_profile);
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
     let client = nats::connect(&config.nats).await?;
@@ -71,6 +72,7 @@ pub async fn run(
             }
         })
         .with_metrics(bootstrap::install_metrics_recorder()?);
+    config.features.report();
     let listener = tokio::net::TcpListener::bind(config.health_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "health and metrics endpoints listening");
     {
@@ -183,7 +185,7 @@ pub async fn run(
     {
         tracing::warn!("NATS drain did not finish in time");
     }
-    pool.close().await;
+    store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -4,9 +4,11 @@
 //! UUIDv7. It is returned in `x-request-id`, put in problem bodies, stored in the metadata of
 //! the events the request appends, and logged with one line per request.
 //!
-//! Each request also gets a W3C trace context: the caller's `traceparent` when it is well
-//! formed, else a new trace. It is stored with the events the request appends, so the relay
-//! can put it on the NATS message and the worker can continue the trace.
+//! Each request also gets a W3C trace context, stored with the events the request appends so
+//! that the relay can put it on the NATS message and the worker can continue the trace. When
+//! traces are exported, it is the context of the request's own span (a child of the caller's
+//! `traceparent`, if any); otherwise the caller's `traceparent` when it is well formed, else
+//! a new trace.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -15,6 +17,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -94,7 +97,25 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let traceparent = accepted_traceparent(request.headers().get(TRACEPARENT_HEADER))
+    let incoming = accepted_traceparent(request.headers().get(TRACEPARENT_HEADER));
+    let span = if bootstrap::traces_enabled() {
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+            request_id = %request_id,
+        );
+        bootstrap::continue_trace(&span, incoming.as_deref());
+        span
+    } else {
+        // Every line logged while handling the request carries its id.
+        tracing::info_span!("request", request_id = %request_id)
+    };
+    let traceparent = bootstrap::traceparent_of(&span)
+        .or(incoming)
         .unwrap_or_else(new_traceparent);
     let context = RequestContext {
         request_id: request_id.clone(),
@@ -108,9 +129,11 @@ pub async fn track(request: Request, next: Next) -> Response {
             let context = CONTEXT.with(|c| (c.tenant.get().cloned(), c.device_id.get().cloned()));
             (response, context)
         })
+        .instrument(span.clone())
         .await;
     let (tenant, device_id) = context;
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_secs_f64() * 1e3;
     // Labelled by route template, never by raw path: ids would make the series unbounded.

@@ -275,3 +275,70 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str
     assert_eq!(body["request_id"].as_str(), request_id.as_deref(), "{body}");
     body
 }
+
+/// The real `api` binary, serving on a free port with its log in a file; SIGTERM on drop.
+pub struct ApiProcess {
+    pub base: String,
+    pub log_path: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl ApiProcess {
+    /// Starts `api serve` on `database_url` with `extra` environment, once it answers.
+    pub async fn start(database_url: &str, extra: &[(&str, String)]) -> Self {
+        use std::process::{Command, Stdio};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log_path = std::env::temp_dir().join(format!("dp-api-log-{}.jsonl", new_key()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_api"))
+            .arg("serve")
+            .env("API_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", database_url)
+            .env("AUTH_JWT_SECRET", JWT_SECRET)
+            .env("LOG_FORMAT", "json")
+            .envs(extra.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(format!("{base}/livez")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Self {
+            base,
+            log_path,
+            child,
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit (it flushes logs and traces first).
+    pub fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}

@@ -2,7 +2,6 @@
 //! template, status, tenant and device id, and never a secret (the bearer token, the JWT
 //! secret) or a CSR body.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,31 +11,9 @@ use crate::helpers::*;
 #[tokio::test]
 async fn request_lines_name_tenant_and_device_and_never_a_secret() {
     let (url, _) = migrated_database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log_path = std::env::temp_dir().join(format!("dp-api-log-{}.jsonl", new_key()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
-        .arg("serve")
-        .env("API_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", &url)
-        .env("AUTH_JWT_SECRET", JWT_SECRET)
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let mut api = ApiProcess::start(&url, &[]).await;
+    let base = api.base.clone();
     let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/livez")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     let token = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue(
         "client-7",
         TENANT,
@@ -65,13 +42,9 @@ async fn request_lines_name_tenant_and_device_and_never_a_secret() {
         .send()
         .await
         .unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    api.stop();
 
-    let text = std::fs::read_to_string(&log_path).unwrap();
+    let text = api.log();
     let request_line: Value = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -92,5 +65,4 @@ async fn request_lines_name_tenant_and_device_and_never_a_secret() {
     assert!(!text.contains(JWT_SECRET), "the JWT secret is never logged");
     let csr_body = csr.lines().nth(1).unwrap();
     assert!(!text.contains(csr_body), "CSR bodies are never logged");
-    let _ = std::fs::remove_file(&log_path);
 }

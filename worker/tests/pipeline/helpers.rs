@@ -98,9 +98,15 @@ impl Stack {
 
     /// Starts a `worker` process; returns its index for [`Self::kill_worker`].
     pub fn spawn_worker(&mut self) -> usize {
+        self.spawn_worker_with_env(&[])
+    }
+
+    /// Starts a `worker` process with extra environment variables.
+    pub fn spawn_worker_with_env(&mut self, extra: &[(&str, String)]) -> usize {
         let index = self.workers.len();
         let log = std::fs::File::create(self.dir.join(format!("worker-{index}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .envs(extra.iter().map(|(k, v)| (k, v)))
             .env("DATABASE_URL", &self.database_url)
             .env("NATS_URL", &self.nats_url)
             .env("NATS_STREAM", &self.stream)

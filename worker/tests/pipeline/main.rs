@@ -5,3 +5,4 @@ mod helpers;
 mod provisioning;
 mod read_side;
 mod resilience;
+mod traces;
