@@ -16,6 +16,7 @@ mod event_contract;
 mod event_log;
 mod idempotency;
 mod idempotency_store;
+mod projection_operations;
 mod provisioning;
 
 pub use command_error::CommandError;
@@ -32,6 +33,10 @@ pub use event_contract::{
 pub use event_log::EventLog;
 pub use idempotency::{IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
+pub use projection_operations::{
+    ProjectionOperations, ProjectionState, ProjectionStatus, RebuildRequestError, RebuildState,
+    RebuildStatus,
+};
 pub use provisioning::{
     CaUnavailable, CertificateAuthority, CertificateRequest, ProvisioningError,
     ProvisioningOutcome, ProvisioningService,

@@ -13,14 +13,13 @@
 //!   are written in the same transaction, then a notification wakes long-polling readers.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
 
 use app::{CommitPosition, DeviceView, EventEnvelope, StoreError};
 use domain::DeviceId;
 use sqlx::{PgConnection, PgPool};
 
 use crate::device_view_fold::{fold, FoldError};
-use crate::device_view_table::{self, unavailable, COLUMNS};
+use crate::device_view_table::{self, unavailable, DeviceViewTable};
 
 /// This projection's name (its checkpoint row).
 pub const DEVICE_VIEW: &str = "device_view";
@@ -52,21 +51,6 @@ pub struct BatchReport {
     /// Read from the event store to fill gaps.
     pub gap_filled: usize,
 }
-
-static SELECT_ROWS: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM device_view WHERE id = ANY($1)"));
-
-const UPSERT_ROWS: &str = "
-INSERT INTO device_view
-    (id, tenant, serial_number, model, labels, status, certificate, failure, version, created_at, updated_at)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
-                     $7::jsonb[], $8::jsonb[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])
-ON CONFLICT (id) DO UPDATE
-   SET tenant = excluded.tenant, serial_number = excluded.serial_number, model = excluded.model,
-       labels = excluded.labels, status = excluded.status, certificate = excluded.certificate,
-       failure = excluded.failure, version = excluded.version, created_at = excluded.created_at,
-       updated_at = excluded.updated_at
- WHERE device_view.version < excluded.version";
 
 const ADVANCE_CHECKPOINT: &str = "
 INSERT INTO projection_checkpoints AS p (projection, transaction_id, position, events_applied)
@@ -106,10 +90,7 @@ impl DeviceProjector {
             .max()
             .expect("not empty");
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let (rows, report) = self.fold_batch(&mut tx, events).await?;
-        if !rows.is_empty() {
-            upsert(&mut tx, &rows).await?;
-        }
+        let (rows, report) = project_into(&mut tx, DeviceViewTable::Live, events).await?;
         sqlx::query(ADVANCE_CHECKPOINT)
             .bind(DEVICE_VIEW)
             .bind(furthest.transaction_id.to_string())
@@ -141,66 +122,85 @@ impl DeviceProjector {
         tx.commit().await.map_err(unavailable)?;
         Ok(report)
     }
-
-    /// The rows that change, each at its new version.
-    async fn fold_batch(
-        &self,
-        conn: &mut PgConnection,
-        events: &[EventEnvelope],
-    ) -> Result<(Vec<DeviceView>, BatchReport), ProjectionError> {
-        let mut ids: Vec<uuid::Uuid> = events.iter().map(|e| e.subject.as_uuid()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let stored = sqlx::query(&SELECT_ROWS)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(unavailable)?;
-        let mut rows: HashMap<DeviceId, DeviceView> = HashMap::with_capacity(ids.len());
-        for row in &stored {
-            let view = device_view_table::decode(row)?;
-            rows.insert(view.id, view);
-        }
-        let mut changed: HashSet<DeviceId> = HashSet::new();
-        let mut report = BatchReport::default();
-        for event in events {
-            let id = event.subject;
-            let version = rows.get(&id).map_or(0, |d| d.version);
-            if event.sequence <= version {
-                report.skipped += 1;
-                continue;
-            }
-            let mut current = rows.remove(&id);
-            if event.sequence > version + 1 {
-                let missing =
-                    store::device_events_between(conn, id, version, event.sequence - 1).await?;
-                if missing.len() as u64 != event.sequence - 1 - version {
-                    return Err(ProjectionError::UnfillableGap {
-                        device: id,
-                        sequence: event.sequence,
-                    });
-                }
-                for recorded in &missing {
-                    current = Some(fold(current, &recorded.to_envelope())?);
-                }
-                report.gap_filled += missing.len();
-            }
-            rows.insert(id, fold(current, event)?);
-            report.applied += 1;
-            changed.insert(id);
-        }
-        // Written in id order: concurrent projectors then lock rows in the same order and
-        // cannot deadlock each other.
-        let mut rows: Vec<DeviceView> = changed
-            .into_iter()
-            .filter_map(|id| rows.remove(&id))
-            .collect();
-        rows.sort_unstable_by_key(|r| r.id.as_uuid());
-        Ok((rows, report))
-    }
 }
 
-async fn upsert(conn: &mut PgConnection, rows: &[DeviceView]) -> Result<(), ProjectionError> {
+/// Applies `events` to `table` on `conn` (the caller's transaction): reads the rows they
+/// touch, folds (filling gaps from the event store), writes the rows that moved forward.
+/// Returns those rows, in id order.
+pub(crate) async fn project_into(
+    conn: &mut PgConnection,
+    table: DeviceViewTable,
+    events: &[EventEnvelope],
+) -> Result<(Vec<DeviceView>, BatchReport), ProjectionError> {
+    let (rows, report) = fold_batch(conn, table, events).await?;
+    if !rows.is_empty() {
+        upsert(conn, table, &rows).await?;
+    }
+    Ok((rows, report))
+}
+
+/// The rows that change, each at its new version.
+async fn fold_batch(
+    conn: &mut PgConnection,
+    table: DeviceViewTable,
+    events: &[EventEnvelope],
+) -> Result<(Vec<DeviceView>, BatchReport), ProjectionError> {
+    let mut ids: Vec<uuid::Uuid> = events.iter().map(|e| e.subject.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stored = sqlx::query(table.select_rows())
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let mut rows: HashMap<DeviceId, DeviceView> = HashMap::with_capacity(ids.len());
+    for row in &stored {
+        let view = device_view_table::decode(row)?;
+        rows.insert(view.id, view);
+    }
+    let mut changed: HashSet<DeviceId> = HashSet::new();
+    let mut report = BatchReport::default();
+    for event in events {
+        let id = event.subject;
+        let version = rows.get(&id).map_or(0, |d| d.version);
+        if event.sequence <= version {
+            report.skipped += 1;
+            continue;
+        }
+        let mut current = rows.remove(&id);
+        if event.sequence > version + 1 {
+            let missing =
+                store::device_events_between(conn, id, version, event.sequence - 1).await?;
+            if missing.len() as u64 != event.sequence - 1 - version {
+                return Err(ProjectionError::UnfillableGap {
+                    device: id,
+                    sequence: event.sequence,
+                });
+            }
+            for recorded in &missing {
+                current = Some(fold(current, &recorded.to_envelope())?);
+            }
+            report.gap_filled += missing.len();
+        }
+        rows.insert(id, fold(current, event)?);
+        report.applied += 1;
+        changed.insert(id);
+    }
+    // Written in id order: concurrent projectors then lock rows in the same order and
+    // cannot deadlock each other.
+    let mut rows: Vec<DeviceView> = changed
+        .into_iter()
+        .filter_map(|id| rows.remove(&id))
+        .collect();
+    rows.sort_unstable_by_key(|r| r.id.as_uuid());
+    Ok((rows, report))
+}
+
+async fn upsert(
+    conn: &mut PgConnection,
+    table: DeviceViewTable,
+    rows: &[DeviceView],
+) -> Result<(), ProjectionError> {
     let json =
         |v: serde_json::Result<serde_json::Value>| v.map_err(|e| StoreError::Corrupt(e.into()));
     let mut labels = Vec::with_capacity(rows.len());
@@ -223,7 +223,7 @@ async fn upsert(conn: &mut PgConnection, rows: &[DeviceView]) -> Result<(), Proj
                 .map_err(|e| StoreError::Corrupt(e.into()))?,
         );
     }
-    sqlx::query(UPSERT_ROWS)
+    sqlx::query(table.upsert_rows())
         .bind(rows.iter().map(|r| r.id.as_uuid()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>())
         .bind(

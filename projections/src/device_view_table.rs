@@ -1,5 +1,7 @@
-//! The `device_view` table: decoding rows into `app::DeviceView`, the one place that knows
-//! its columns.
+//! The `device_view` table and its copies: their names, the row statements, and decoding rows
+//! into `app::DeviceView`; the one place that knows the columns.
+
+use std::sync::LazyLock;
 
 use app::{DeviceView, StoreError};
 use domain::{DeviceId, DeviceModel, DeviceStatus, Labels, SerialNumber, TenantId};
@@ -8,6 +10,70 @@ use sqlx::Row;
 
 pub(crate) const COLUMNS: &str = "id, tenant, serial_number, model, labels, status, certificate, \
      failure, version, created_at, updated_at";
+
+/// The tables with `device_view`'s layout: the live one, the shadow a rebuild fills before it
+/// becomes live, and the scratch copy `verify` compares with the live one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceViewTable {
+    Live,
+    Shadow,
+    Scratch,
+}
+
+impl DeviceViewTable {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Live => "device_view",
+            Self::Shadow => "device_view_rebuild",
+            Self::Scratch => "device_view_verify",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Self::Live => 0,
+            Self::Shadow => 1,
+            Self::Scratch => 2,
+        }
+    }
+
+    const ALL: [Self; 3] = [Self::Live, Self::Shadow, Self::Scratch];
+
+    /// The rows with the given ids (`$1 uuid[]`).
+    pub(crate) fn select_rows(self) -> &'static str {
+        static SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+            DeviceViewTable::ALL
+                .iter()
+                .map(|t| format!("SELECT {COLUMNS} FROM {} WHERE id = ANY($1)", t.name()))
+                .collect()
+        });
+        &SQL[self.index()]
+    }
+
+    /// Writes rows given as parallel arrays, each only over an older version of itself.
+    pub(crate) fn upsert_rows(self) -> &'static str {
+        static SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+            DeviceViewTable::ALL
+                .iter()
+                .map(|t| {
+                    let table = t.name();
+                    format!(
+                        "INSERT INTO {table} ({COLUMNS})
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                     $7::jsonb[], $8::jsonb[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])
+ON CONFLICT (id) DO UPDATE
+   SET tenant = excluded.tenant, serial_number = excluded.serial_number, model = excluded.model,
+       labels = excluded.labels, status = excluded.status, certificate = excluded.certificate,
+       failure = excluded.failure, version = excluded.version, created_at = excluded.created_at,
+       updated_at = excluded.updated_at
+ WHERE {table}.version < excluded.version"
+                    )
+                })
+                .collect()
+        });
+        &SQL[self.index()]
+    }
+}
 
 pub(crate) fn decode(row: &PgRow) -> Result<DeviceView, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("device_view.{what}").into());

@@ -12,7 +12,9 @@
 
 mod device_projector;
 mod device_view_fold;
-mod device_view_table;
+mod device_view_rebuild;
+pub(crate) mod device_view_table;
+mod device_view_verify;
 mod postgres_device_read_model;
 mod read_model_changes;
 
@@ -20,5 +22,11 @@ pub use device_projector::{
     BatchReport, DeviceProjector, ProjectionError, DEVICE_VIEW, READ_MODEL_CHANGED_CHANNEL,
 };
 pub use device_view_fold::{fold, FoldError};
+pub use device_view_rebuild::{
+    read_status as read_rebuild_status, request_cancel as request_rebuild_cancel,
+    DeviceViewRebuild, RebuildError, RebuildOutcome,
+};
+pub use device_view_table::DeviceViewTable;
+pub use device_view_verify::{verify_device_view, Difference, DifferenceKind, VerifyReport};
 pub use postgres_device_read_model::PostgresDeviceReadModel;
 pub use read_model_changes::PgReadModelChanges;

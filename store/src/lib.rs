@@ -17,6 +17,7 @@
 //! `projections` crate. It must not know about HTTP.
 
 mod append_notifier;
+mod committed_events;
 mod database;
 mod database_ping;
 mod dead_letters;
@@ -29,12 +30,11 @@ pub mod schema;
 mod single_statement_event_repository;
 
 pub use append_notifier::AppendNotifier;
+pub use committed_events::{committed_events_after, visible_events_after, CommittedBatch};
 pub use database::{close, connect, DatabaseSettings};
 pub use database_ping::ping;
 pub use dead_letters::{DeadLetter, PostgresDeadLetters};
 pub use postgres_device_store::PostgresDeviceStore;
 pub use postgres_event_log::{device_events_between, PostgresEventLog};
 pub use postgres_idempotency_store::PostgresIdempotencyStore;
-pub use relay_lease::{
-    AppendListener, CommittedBatch, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL,
-};
+pub use relay_lease::{AppendListener, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL};

@@ -8,14 +8,14 @@
 //! relay that lost its connection learns it on its next statement and steps down, so two
 //! relays never advance the checkpoint at once.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use app::{CommitPosition, RecordedEvent, StoreError};
+use app::{CommitPosition, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
-use crate::recorded_event_row::{self, unavailable, COLUMNS};
+use crate::committed_events::{committed_events_after, CommittedBatch};
+use crate::recorded_event_row::unavailable;
 
 /// The channel `PostgresDeviceStore` notifies after appending (see `append_notifier.rs`).
 pub const EVENTS_APPENDED_CHANNEL: &str = "dp_events_appended";
@@ -26,16 +26,6 @@ const TRY_LOCK: &str =
 /// Rows after the checkpoint in commit order, each flagged with whether its transaction is
 /// below the snapshot's xmin. Only the flagged prefix may be published: a row past it may
 /// still be preceded by a row of a transaction that has not committed yet.
-static SELECT_AFTER: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {COLUMNS}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
-           FROM events
-          WHERE (transaction_id, position) > ($1::text::xid8, $2)
-          ORDER BY transaction_id, position
-          LIMIT $3"
-    )
-});
-
 const SELECT_CHECKPOINT: &str =
     "SELECT transaction_id::text, position FROM relay_checkpoints WHERE relay = $1";
 
@@ -53,13 +43,6 @@ pub struct RelayLeases {
 
 /// Committed events after the checkpoint, and whether more are already known to be waiting
 /// for an older transaction to end.
-pub struct CommittedBatch {
-    pub events: Vec<RecordedEvent>,
-    /// Events exist after `events` that are not yet safe to publish (an older transaction is
-    /// still open). Worth asking again soon rather than waiting for a notification.
-    pub held_back: bool,
-}
-
 impl RelayLeases {
     /// `relay` names the checkpoint and the lock: relays with different names are
     /// independent (one per stream).
@@ -133,24 +116,7 @@ impl RelayLease {
         after: CommitPosition,
         limit: usize,
     ) -> Result<CommittedBatch, StoreError> {
-        let rows = sqlx::query(&SELECT_AFTER)
-            .bind(after.transaction_id.to_string())
-            .bind(after.position)
-            .bind(limit as i64)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(unavailable)?;
-        let mut events = Vec::with_capacity(rows.len());
-        let mut held_back = false;
-        for row in &rows {
-            let settled: bool = row.try_get("settled").map_err(unavailable)?;
-            if !settled {
-                held_back = true;
-                break;
-            }
-            events.push(recorded_event_row::decode(row)?);
-        }
-        Ok(CommittedBatch { events, held_back })
+        committed_events_after(&mut self.conn, after, limit).await
     }
 
     pub async fn save_checkpoint(&mut self, position: CommitPosition) -> Result<(), StoreError> {

@@ -1,0 +1,148 @@
+//! Rebuilding `device_view` from the event store into a shadow table and swapping it in;
+//! checking the live table against the events.
+
+mod provisioned_devices;
+
+use std::time::Duration;
+
+use app::{EventEnvelope, RebuildState};
+use projections::{
+    read_rebuild_status, request_rebuild_cancel, verify_device_view, DeviceProjector,
+    DeviceViewRebuild, DifferenceKind, RebuildError, RebuildOutcome,
+};
+use provisioned_devices::provisioned_device;
+use sqlx::PgPool;
+
+/// `count` provisioned devices, projected live; returns their events.
+async fn live_devices(pool: &PgPool, count: usize) -> Vec<EventEnvelope> {
+    let mut events = Vec::new();
+    for _ in 0..count {
+        events.extend(provisioned_device(pool).await);
+    }
+    DeviceProjector::new(pool.clone())
+        .apply(&events)
+        .await
+        .unwrap();
+    events
+}
+
+/// Every live row, as text, in id order.
+async fn live_rows(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT d::text FROM device_view d ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn index_names(pool: &PgPool, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rebuild_repairs_the_live_table_and_verify_sees_the_damage_before() {
+    let (_, pool) = testkit::migrated_database().await;
+    let events = live_devices(&pool, 12).await;
+    let expected = live_rows(&pool).await;
+    let indexes = index_names(&pool, "device_view").await;
+    let damaged = events[0].subject.as_uuid();
+    sqlx::query("UPDATE device_view SET model = 'tampered' WHERE id = $1")
+        .bind(damaged)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let report = verify_device_view(&pool).await.unwrap();
+    assert_eq!(report.devices, 12);
+    assert_eq!(report.events, 24);
+    assert_eq!(report.differences.len(), 1, "{:?}", report.differences);
+    assert_eq!(report.differences[0].device, damaged);
+    assert_eq!(report.differences[0].kind, DifferenceKind::ContentDiffers);
+
+    let mut seen = Vec::new();
+    let outcome = DeviceViewRebuild::new(pool.clone())
+        .with_batch(5)
+        .run("test-operator", |status| seen.push(status.events_done))
+        .await
+        .unwrap();
+
+    assert_eq!(outcome, RebuildOutcome::Completed { events: 24 });
+    assert_eq!(live_rows(&pool).await, expected);
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]) && seen.len() >= 5,
+        "{seen:?}"
+    );
+    assert_eq!(index_names(&pool, "device_view").await, indexes);
+    assert!(index_names(&pool, "device_view_rebuild").await.is_empty());
+    assert!(verify_device_view(&pool)
+        .await
+        .unwrap()
+        .differences
+        .is_empty());
+    let mut conn = pool.acquire().await.unwrap();
+    let status = read_rebuild_status(&mut conn).await.unwrap().unwrap();
+    assert_eq!(status.state, RebuildState::Completed);
+    assert_eq!(status.requested_by, "test-operator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_rebuild_resumes_from_its_checkpoint() {
+    let (_, pool) = testkit::migrated_database().await;
+    live_devices(&pool, 10).await;
+    let expected = live_rows(&pool).await;
+    let rebuild = DeviceViewRebuild::new(pool.clone()).with_batch(2);
+
+    let running = tokio::spawn({
+        let rebuild = rebuild.clone();
+        async move {
+            // Slow batches, so that the cancel lands mid-way.
+            rebuild
+                .run("op-1", |_| std::thread::sleep(Duration::from_millis(50)))
+                .await
+        }
+    });
+    loop {
+        let mut conn = pool.acquire().await.unwrap();
+        let status = read_rebuild_status(&mut conn).await.unwrap();
+        if status.is_some_and(|s| s.events_done > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    request_rebuild_cancel(&pool).await.unwrap();
+    let cancelled = running.await.unwrap().unwrap();
+    let RebuildOutcome::Cancelled { events_done } = cancelled else {
+        panic!("expected a cancellation, got {cancelled:?}");
+    };
+    assert!(events_done > 0 && events_done < 20, "{events_done}");
+    assert_eq!(
+        live_rows(&pool).await,
+        expected,
+        "the live table is untouched"
+    );
+
+    let resumed = rebuild.run("op-2", |_| {}).await.unwrap();
+    assert_eq!(resumed, RebuildOutcome::Completed { events: 20 });
+    assert_eq!(live_rows(&pool).await, expected);
+}
+
+#[tokio::test]
+async fn only_one_rebuild_runs_at_a_time() {
+    let (_, pool) = testkit::migrated_database().await;
+    live_devices(&pool, 1).await;
+    let rebuild = DeviceViewRebuild::new(pool.clone());
+    let first = rebuild.start("op-1").await.unwrap();
+    assert!(matches!(
+        rebuild.start("op-2").await,
+        Err(RebuildError::AlreadyRunning)
+    ));
+    assert_eq!(
+        first.run(|_| {}).await.unwrap(),
+        RebuildOutcome::Completed { events: 2 }
+    );
+}
