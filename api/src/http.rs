@@ -1,6 +1,7 @@
 //! Routes and the HTTP-only concerns around them. Each resource module owns its routes and
 //! exports `router()`; this module only merges them and adds the layers every route shares.
 
+mod admin_projections;
 mod api_error;
 mod authorized;
 mod deadline;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// `/livez`, `/readyz`, `/metrics`.
     pub health: bootstrap::Health,
     pub rate_limit: Arc<TenantRateLimit>,
+    /// Read-model operations (`/admin/projections`).
+    pub projections: Arc<dyn app::ProjectionOperations>,
 }
 
 /// The routes of the public API together with their OpenAPI description.
@@ -58,6 +61,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::router())
         .merge(device_views::router())
         .merge(events::router())
+        .merge(admin_projections::router())
         .routes(utoipa_axum::routes!(openapi_json))
         .split_for_parts();
     (routes, openapi_document::complete(doc))

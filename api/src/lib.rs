@@ -5,9 +5,11 @@
 //!   map its outcome to a response; they hold no business rules.
 //! - [`auth`]: JWT bearer tokens (HS256) and the scopes they grant.
 //! - [`config`]: the `api serve` configuration, from the environment.
+//! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
 //! - [`startup`]: wiring the adapters into the services and serving until shutdown.
 
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod projections_cli;
 pub mod startup;

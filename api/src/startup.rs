@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use app::{DeviceCommandService, DeviceQueryService, RetryPolicy};
 use axum::Router;
-use projections::{PgReadModelChanges, PostgresDeviceReadModel};
+use projections::{PgReadModelChanges, PostgresDeviceReadModel, PostgresProjectionOperations};
 use sqlx::PgPool;
 use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
 use tokio::net::TcpListener;
@@ -44,6 +44,7 @@ pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> Ap
         auth: Arc::new(JwtKeys::from_secret(jwt_secret)),
         health,
         rate_limit: Arc::new(TenantRateLimit::off()),
+        projections: Arc::new(PostgresProjectionOperations::new(pool)),
     }
 }
 

@@ -16,6 +16,7 @@ mod device_view_rebuild;
 pub(crate) mod device_view_table;
 mod device_view_verify;
 mod postgres_device_read_model;
+mod postgres_projection_operations;
 mod read_model_changes;
 
 pub use device_projector::{
@@ -29,4 +30,5 @@ pub use device_view_rebuild::{
 pub use device_view_table::DeviceViewTable;
 pub use device_view_verify::{verify_device_view, Difference, DifferenceKind, VerifyReport};
 pub use postgres_device_read_model::PostgresDeviceReadModel;
+pub use postgres_projection_operations::PostgresProjectionOperations;
 pub use read_model_changes::PgReadModelChanges;

@@ -44,6 +44,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("too many requests for this tenant; retry after the time in Retry-After")]
     RateLimited(std::time::Duration),
+    #[error("a rebuild of {0} is already running")]
+    RebuildRunning(String),
+    #[error("no rebuild of {0} is running")]
+    RebuildNotRunning(String),
     #[error("a dependency is unavailable; retry later")]
     Unavailable,
     #[error("the request did not complete in time; retry it (with the same Idempotency-Key for commands)")]
@@ -139,6 +143,10 @@ impl ApiError {
                 "Idempotency-Key reused",
             ),
             Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Self::RebuildRunning(_) => (S::CONFLICT, "rebuild-running", "Rebuild already running"),
+            Self::RebuildNotRunning(_) => {
+                (S::CONFLICT, "rebuild-not-running", "No rebuild running")
+            }
             Self::Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 "service-unavailable",
@@ -165,6 +173,18 @@ impl From<CommandError> for ApiError {
                 tracing::error!(error = %cause, error.sources = ?cause, "event store corrupt");
                 Self::Internal
             }
+        }
+    }
+}
+
+impl From<app::RebuildRequestError> for ApiError {
+    fn from(err: app::RebuildRequestError) -> Self {
+        use app::RebuildRequestError as E;
+        match err {
+            E::UnknownProjection(_) => Self::NotFound,
+            E::AlreadyRunning(name) => Self::RebuildRunning(name),
+            E::NotRunning(name) => Self::RebuildNotRunning(name),
+            E::Store(e) => e.into(),
         }
     }
 }

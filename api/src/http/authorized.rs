@@ -30,6 +30,11 @@ impl RequiredScope for EventsRead {
     const SCOPE: Scope = Scope::EventsRead;
 }
 
+pub struct Admin;
+impl RequiredScope for Admin {
+    const SCOPE: Scope = Scope::Admin;
+}
+
 pub struct Authorized<S: RequiredScope> {
     pub principal: Principal,
     _scope: PhantomData<S>,

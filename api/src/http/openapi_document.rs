@@ -2,8 +2,8 @@
 //! `#[utoipa::path]` and the DTOs' schemas (registered together with the routes by
 //! utoipa-axum, so a route cannot exist undocumented), the health endpoints from `bootstrap`,
 //! then completed here with what every route shares: bearer auth, the problem responses any
-//! `/v1` route can give (401, 403, 429, 500, 503, 504), problem+json bodies for every error
-//! status, and the `x-request-id` header.
+//! `/v1` or `/admin` route can give (401, 403, 429, 500, 503, 504), problem+json bodies for
+//! every error status, and the `x-request-id` header.
 //!
 //! Served at `/openapi.json`; `docs/openapi.json` is a committed copy (`api openapi` writes
 //! it) and a test fails when the two differ.
@@ -59,7 +59,7 @@ impl Modify for BearerAuth {
 pub(super) fn complete(mut doc: OpenApi) -> OpenApi {
     doc.merge(bootstrap::HealthApi::openapi());
     for (path, item) in doc.paths.paths.iter_mut() {
-        let public_api = path.starts_with("/v1/");
+        let public_api = path.starts_with("/v1/") || path.starts_with("/admin/");
         for operation in operations(item) {
             let responses = &mut operation.responses.responses;
             if public_api {

@@ -1,0 +1,134 @@
+//! `api projections …`: the operators' read-model commands from a shell, against
+//! `DATABASE_URL`: status, rebuild (with a progress bar: events done, rate, ETA), cancel, and
+//! verify (exit status 1 when the live table differs from the events).
+
+use std::time::Duration;
+
+use app::{ProjectionOperations, RebuildStatus};
+use bootstrap::{database_settings, Env};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use projections::{
+    verify_device_view, DeviceViewRebuild, PostgresProjectionOperations, RebuildOutcome,
+    DEVICE_VIEW,
+};
+
+#[derive(Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each read model's state, checkpoint, lag and rebuild progress.
+    Status,
+    /// Rebuild a read model into a shadow table and swap it in (the live one keeps serving);
+    /// resumes an unfinished rebuild. Runs in this process until done.
+    Rebuild {
+        name: String,
+        /// Events per batch.
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+    },
+    /// Ask a running rebuild (in any process) to stop after its current batch.
+    Cancel { name: String },
+    /// Fold every event into a scratch table and compare it row by row with the live one;
+    /// prints the differences, exit status 1 if there are any.
+    Verify { name: String },
+}
+
+pub async fn run(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let mut env = Env::from_process();
+    let settings = database_settings(&mut env, "provisioning-admin");
+    env.finish()?;
+    let pool = store::connect(&settings)?;
+    store::schema::ensure_current(&pool).await?;
+    let operations = PostgresProjectionOperations::new(pool.clone());
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let result = match command {
+        ProjectionsCommand::Status => {
+            for status in operations.status().await? {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Rebuild { name, batch } => {
+            known(&name)?;
+            rebuild(
+                DeviceViewRebuild::new(pool.clone()).with_batch(batch),
+                &actor,
+            )
+            .await
+        }
+        ProjectionsCommand::Cancel { name } => {
+            let status = operations.cancel_rebuild(&name, &actor).await?;
+            println!("{}: rebuild {}", name, status.state.as_str());
+            Ok(())
+        }
+        ProjectionsCommand::Verify { name } => {
+            known(&name)?;
+            let report = verify_device_view(&pool).await?;
+            for difference in &report.differences {
+                println!("{difference}");
+            }
+            println!(
+                "{name}: {} devices, {} events, {} differences",
+                report.devices,
+                report.events,
+                report.differences.len()
+            );
+            if report.differences.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{name} differs from the event store").into())
+            }
+        }
+    };
+    store::close(&pool, Duration::from_secs(5)).await;
+    result
+}
+
+fn known(name: &str) -> Result<(), String> {
+    if name == DEVICE_VIEW {
+        Ok(())
+    } else {
+        Err(format!(
+            "no projection named {name:?}; known: {DEVICE_VIEW}"
+        ))
+    }
+}
+
+async fn rebuild(
+    rebuild: DeviceViewRebuild,
+    actor: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {human_pos}/{human_len} events, {per_sec}, ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(DEVICE_VIEW);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let show = |status: &RebuildStatus| {
+        bar.set_length(status.events_total.max(status.events_done));
+        bar.set_position(status.events_done);
+    };
+    let started = std::time::Instant::now();
+    let outcome = rebuild.run(actor, show).await;
+    bar.finish_and_clear();
+    match outcome? {
+        RebuildOutcome::Completed { events } => {
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "{DEVICE_VIEW}: rebuilt from {events} events in {seconds:.1} s ({:.0} events/s) and swapped in",
+                events as f64 / seconds.max(1e-9)
+            );
+            Ok(())
+        }
+        RebuildOutcome::Cancelled { events_done } => {
+            println!("{DEVICE_VIEW}: rebuild cancelled after {events_done} events; run it again to resume");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `app::ProjectionOperations` on Postgres: the read models' state, and rebuilds run as
+//! background tasks of the calling process (the api, for `POST /admin/projections/…`).
+
+use std::time::Duration;
+
+use app::{
+    CommitPosition, ProjectionOperations, ProjectionState, ProjectionStatus, RebuildRequestError,
+    RebuildState, RebuildStatus, StoreError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+
+use crate::device_view_rebuild::{read_status, request_cancel, DeviceViewRebuild, RebuildError};
+use crate::device_view_table::unavailable;
+use crate::DEVICE_VIEW;
+
+/// A projection whose checkpoint has not moved for this long while events wait is stalled.
+const STALLED_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct PostgresProjectionOperations {
+    pool: PgPool,
+    rebuild: DeviceViewRebuild,
+}
+
+impl PostgresProjectionOperations {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            rebuild: DeviceViewRebuild::new(pool.clone()),
+            pool,
+        }
+    }
+
+    fn known(name: &str) -> Result<(), RebuildRequestError> {
+        if name == DEVICE_VIEW {
+            Ok(())
+        } else {
+            Err(RebuildRequestError::UnknownProjection(name.to_owned()))
+        }
+    }
+
+    async fn device_view_status(&self) -> Result<ProjectionStatus, StoreError> {
+        let checkpoint = sqlx::query(
+            "SELECT transaction_id::text AS xid, position, events_applied, updated_at
+               FROM projection_checkpoints WHERE projection = $1",
+        )
+        .bind(DEVICE_VIEW)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let (position, events_applied, checkpoint_updated_at) = match &checkpoint {
+            Some(row) => {
+                let xid: String = row.try_get("xid").map_err(unavailable)?;
+                let position = CommitPosition {
+                    transaction_id: xid
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("projection checkpoint xid".into()))?,
+                    position: row.try_get("position").map_err(unavailable)?,
+                };
+                let applied: i64 = row.try_get("events_applied").map_err(unavailable)?;
+                let updated: DateTime<Utc> = row.try_get("updated_at").map_err(unavailable)?;
+                (position, applied as u64, Some(updated))
+            }
+            None => (CommitPosition::START, 0, None),
+        };
+        let lag = sqlx::query(
+            "SELECT count(*) AS events, min(recorded_at) AS oldest FROM events
+              WHERE (transaction_id, position) > ($1::text::xid8, $2)",
+        )
+        .bind(position.transaction_id.to_string())
+        .bind(position.position)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let lag_events = lag.try_get::<i64, _>("events").map_err(unavailable)? as u64;
+        let oldest: Option<DateTime<Utc>> = lag.try_get("oldest").map_err(unavailable)?;
+        let now = Utc::now();
+        let lag_seconds = oldest.map_or(0.0, |t| {
+            (now - t).to_std().unwrap_or_default().as_secs_f64()
+        });
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let rebuild = read_status(&mut conn).await?;
+        let rebuilding = rebuild
+            .as_ref()
+            .is_some_and(|r| matches!(r.state, RebuildState::Running | RebuildState::Cancelling));
+        let quiet_since = checkpoint_updated_at.or(oldest).unwrap_or(now);
+        let stalled =
+            lag_events > 0 && (now - quiet_since).to_std().unwrap_or_default() > STALLED_AFTER;
+        let state = if rebuilding {
+            ProjectionState::Rebuilding
+        } else if stalled {
+            ProjectionState::Stalled
+        } else {
+            ProjectionState::Live
+        };
+        Ok(ProjectionStatus {
+            name: DEVICE_VIEW.to_owned(),
+            state,
+            checkpoint: checkpoint.is_some().then(|| position.to_cursor()),
+            lag_events,
+            lag_seconds,
+            events_applied,
+            checkpoint_updated_at,
+            last_error: rebuild.as_ref().and_then(|r| r.last_error.clone()),
+            rebuild,
+        })
+    }
+}
+
+#[async_trait]
+impl ProjectionOperations for PostgresProjectionOperations {
+    async fn status(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
+        let status = self.device_view_status().await?;
+        metrics::gauge!("projection_lag_events", "projection" => DEVICE_VIEW)
+            .set(status.lag_events as f64);
+        Ok(vec![status])
+    }
+
+    async fn start_rebuild(
+        &self,
+        name: &str,
+        requested_by: &str,
+    ) -> Result<RebuildStatus, RebuildRequestError> {
+        Self::known(name)?;
+        operator_action(requested_by, "rebuild", name);
+        let started = match self.rebuild.start(requested_by).await {
+            Ok(started) => started,
+            Err(RebuildError::AlreadyRunning) => {
+                return Err(RebuildRequestError::AlreadyRunning(name.to_owned()))
+            }
+            Err(RebuildError::Store(e)) => return Err(e.into()),
+            Err(other) => return Err(StoreError::Unavailable(other.into()).into()),
+        };
+        tokio::spawn(async move {
+            // Errors are recorded on the rebuild's row and logged by the runner.
+            let _ = started.run(|_| {}).await;
+        });
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        read_status(&mut conn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the rebuild row vanished".into()).into())
+    }
+
+    async fn cancel_rebuild(
+        &self,
+        name: &str,
+        requested_by: &str,
+    ) -> Result<RebuildStatus, RebuildRequestError> {
+        Self::known(name)?;
+        operator_action(requested_by, "cancel_rebuild", name);
+        match request_cancel(&self.pool).await? {
+            Some(status) if status.state == RebuildState::Cancelling => Ok(status),
+            _ => Err(RebuildRequestError::NotRunning(name.to_owned())),
+        }
+    }
+}
+
+/// Every operator action leaves a log line (who, what, on what) and a count.
+fn operator_action(actor: &str, action: &'static str, projection: &str) {
+    tracing::info!(actor, action, projection, "operator action");
+    metrics::counter!("operator_actions_total", "action" => action).increment(1);
+}
