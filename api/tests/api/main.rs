@@ -1,6 +1,7 @@
 //! Integration tests of the command API against a real Postgres: each test spawns the app
 //! on its own fresh database (see `helpers`).
 
+mod admin_projections;
 mod authentication;
 mod commands_on_one_device;
 mod crash_recovery;

@@ -192,6 +192,17 @@ impl Stack {
             .unwrap()
     }
 
+    /// `api projections verify`'s check: the read model equals a fold of the event store.
+    /// End-to-end tests call it last.
+    pub async fn assert_read_model_matches_events(&self) {
+        let report = projections::verify_device_view(&self.pool).await.unwrap();
+        assert!(
+            report.differences.is_empty(),
+            "the read model differs from the events: {:#?}",
+            report.differences
+        );
+    }
+
     /// Long-polls until the device reaches `status` (or `timeout` passes: then panics).
     pub async fn wait_for_status(&self, id: Uuid, status: &str, timeout: Duration) -> Value {
         self.wait_until(id, timeout, |d| d["status"] == status)

@@ -4,5 +4,6 @@
 mod helpers;
 mod provisioning;
 mod read_side;
+mod rebuild;
 mod resilience;
 mod traces;

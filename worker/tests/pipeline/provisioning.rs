@@ -104,6 +104,7 @@ async fn a_renewal_issues_a_new_certificate_for_the_new_key() {
         renewed["certificate"]["serial"],
         first["certificate"]["serial"]
     );
+    stack.assert_read_model_matches_events().await;
     stack.delete_stream().await;
 }
 

@@ -63,6 +63,7 @@ async fn a_worker_killed_mid_batch_is_replaced_and_every_device_is_provisioned_o
     }
     assert_one_certificate_each(&stack, &ids).await;
     assert!(issued_at_kill < 200);
+    stack.assert_read_model_matches_events().await;
     stack.delete_stream().await;
 }
 
@@ -96,6 +97,7 @@ async fn registrations_made_while_nats_is_down_are_published_and_projected_when_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(stack.stream_messages().await, events as u64);
+    stack.assert_read_model_matches_events().await;
 }
 
 #[tokio::test]
