@@ -1,6 +1,7 @@
 //! Routes and the HTTP-only concerns around them. Each resource module owns its routes and
 //! exports `router()`; this module only merges them and adds the layers every route shares.
 
+mod admin_dead_letters;
 mod admin_projections;
 mod api_error;
 mod authorized;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub rate_limit: Arc<TenantRateLimit>,
     /// Read-model operations (`/admin/projections`).
     pub projections: Arc<dyn app::ProjectionOperations>,
+    /// Dead-letter operations (`/admin/dead-letters`).
+    pub dead_letters: Arc<dyn app::DeadLetterOperations>,
 }
 
 /// The routes of the public API together with their OpenAPI description.
@@ -62,6 +65,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(device_views::router())
         .merge(events::router())
         .merge(admin_projections::router())
+        .merge(admin_dead_letters::router())
         .routes(utoipa_axum::routes!(openapi_json))
         .split_for_parts();
     (routes, openapi_document::complete(doc))

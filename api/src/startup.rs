@@ -44,7 +44,8 @@ pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> Ap
         auth: Arc::new(JwtKeys::from_secret(jwt_secret)),
         health,
         rate_limit: Arc::new(TenantRateLimit::off()),
-        projections: Arc::new(PostgresProjectionOperations::new(pool)),
+        projections: Arc::new(PostgresProjectionOperations::new(pool.clone())),
+        dead_letters: Arc::new(store::PostgresDeadLetters::new(pool)),
     }
 }
 

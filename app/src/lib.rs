@@ -9,6 +9,7 @@
 
 mod command_error;
 mod command_metadata;
+mod dead_letter_operations;
 mod device_commands;
 mod device_event_store;
 mod device_queries;
@@ -21,6 +22,9 @@ mod provisioning;
 
 pub use command_error::CommandError;
 pub use command_metadata::{CommandMetadata, IdempotencyClaim};
+pub use dead_letter_operations::{
+    DeadLetterActionError, DeadLetterFilter, DeadLetterOperations, DeadLetterState, DeadLetterView,
+};
 pub use device_commands::{Accepted, DeviceCommandService, RetryPolicy};
 pub use device_event_store::{Applied, DeviceEventStore, History, StoreError};
 pub use device_queries::{

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use nats::headers;
 
-use crate::delivery::{consumer_span, header, Deliveries, Failure};
+use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
 
 pub struct Projector {
     projector: DeviceProjector,
@@ -113,7 +113,7 @@ impl Projector {
                 }
             }
             Err(ProjectionError::Store(e)) => {
-                let error = e.to_string();
+                let error = describe(&e);
                 for (message, _) in &batch {
                     self.deliveries
                         .failed(message, Failure::Transient, &error)
@@ -123,7 +123,7 @@ impl Projector {
             Err(e) if batch.len() == 1 => {
                 let (message, _) = &batch[0];
                 self.deliveries
-                    .failed(message, Failure::Transient, &e.to_string())
+                    .failed(message, Failure::Transient, &describe(&e))
                     .await;
             }
             Err(_) => {

@@ -12,13 +12,14 @@ use std::time::Duration;
 use app::{CommandMetadata, EventEnvelope, ProvisioningOutcome, ProvisioningService, PublicEvent};
 use async_nats::jetstream::consumer::{pull, Consumer};
 use async_nats::jetstream::message::Message;
+use domain::{CertificateRequestId, CertificateSigningRequest};
 use futures::StreamExt;
 use nats::headers;
 use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument;
 
-use crate::delivery::{consumer_span, header, with_progress, Deliveries, Failure};
+use crate::delivery::{consumer_span, describe, header, with_progress, Deliveries, Failure};
 
 pub struct Provisioner {
     service: Arc<ProvisioningService>,
@@ -86,23 +87,13 @@ impl Provisioner {
             &envelope,
             incoming.as_deref(),
         );
-        let (request_id, csr) = match envelope.event {
-            PublicEvent::DeviceRegistered {
-                request_id, csr, ..
-            }
-            | PublicEvent::CertificateRenewalRequested { request_id, csr } => (request_id, csr),
+        let Some((request_id, csr)) = certificate_request(&envelope) else {
             // Not a certificate request: nothing to do (the subject filter normally spares us).
-            _ => return self.deliveries.succeeded(&message).await,
+            return self.deliveries.succeeded(&message).await;
         };
         let delivered = message.info().map_or(1, |i| i.delivered);
-        let metadata = CommandMetadata {
-            tenant: envelope.tenant.clone(),
-            actor: "worker:provisioner".to_owned(),
-            request_id: envelope.id.to_string(),
-            // The outcome's events continue the trace from this span when traces are exported.
-            traceparent: bootstrap::traceparent_of(&span).or(incoming),
-            idempotency: None,
-        };
+        // The outcome's events continue the trace from this span when traces are exported.
+        let metadata = outcome_metadata(&envelope, bootstrap::traceparent_of(&span).or(incoming));
         let started = std::time::Instant::now();
         let outcome = with_progress(
             &message,
@@ -136,9 +127,38 @@ impl Provisioner {
             }
             Err(e) => {
                 self.deliveries
-                    .failed(&message, Failure::Transient, &e.to_string())
+                    .failed(&message, Failure::Transient, &describe(&e))
                     .await
             }
         }
+    }
+}
+
+/// The certificate request an event carries, if it is one.
+pub(crate) fn certificate_request(
+    envelope: &EventEnvelope,
+) -> Option<(CertificateRequestId, CertificateSigningRequest)> {
+    match &envelope.event {
+        PublicEvent::DeviceRegistered {
+            request_id, csr, ..
+        }
+        | PublicEvent::CertificateRenewalRequested { request_id, csr } => {
+            Some((*request_id, csr.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The metadata of the command that records a request's outcome.
+pub(crate) fn outcome_metadata(
+    envelope: &EventEnvelope,
+    traceparent: Option<String>,
+) -> CommandMetadata {
+    CommandMetadata {
+        tenant: envelope.tenant.clone(),
+        actor: "worker:provisioner".to_owned(),
+        request_id: envelope.id.to_string(),
+        traceparent,
+        idempotency: None,
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::certificate_authority::{BlockingCa, LocalCa};
 use crate::config::WorkerConfig;
+use crate::dead_letter_retrier::DeadLetterRetrier;
 use crate::delivery::Deliveries;
 use crate::projector::Projector;
 use crate::provisioner::Provisioner;
@@ -126,6 +127,16 @@ pub async fn run(
             })
             .await
         });
+    }
+
+    {
+        let retrier = DeadLetterRetrier::new(
+            dead_letters.clone(),
+            provisioning.clone(),
+            DeviceProjector::new(pool.clone()),
+        );
+        let cancel = cancel.clone();
+        tasks.spawn(async move { retrier.run(&cancel).await });
     }
 
     let projector = Projector::new(

@@ -44,6 +44,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("too many requests for this tenant; retry after the time in Retry-After")]
     RateLimited(std::time::Duration),
+    #[error("{0}")]
+    DeadLetterState(String),
     #[error("a rebuild of {0} is already running")]
     RebuildRunning(String),
     #[error("no rebuild of {0} is running")]
@@ -143,6 +145,11 @@ impl ApiError {
                 "Idempotency-Key reused",
             ),
             Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Self::DeadLetterState(_) => (
+                S::CONFLICT,
+                "dead-letter-state",
+                "Dead letter not in that state",
+            ),
             Self::RebuildRunning(_) => (S::CONFLICT, "rebuild-running", "Rebuild already running"),
             Self::RebuildNotRunning(_) => {
                 (S::CONFLICT, "rebuild-not-running", "No rebuild running")
@@ -173,6 +180,17 @@ impl From<CommandError> for ApiError {
                 tracing::error!(error = %cause, error.sources = ?cause, "event store corrupt");
                 Self::Internal
             }
+        }
+    }
+}
+
+impl From<app::DeadLetterActionError> for ApiError {
+    fn from(err: app::DeadLetterActionError) -> Self {
+        use app::DeadLetterActionError as E;
+        match err {
+            E::NotFound(_) => Self::NotFound,
+            wrong @ E::WrongState { .. } => Self::DeadLetterState(wrong.to_string()),
+            E::Store(e) => e.into(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end: api → Postgres → relay → JetStream → worker (provisioner, projector) → read
 //! model → api, with real Postgres, real NATS and real worker processes.
 
+mod dead_letter_operations;
 mod helpers;
 mod provisioning;
 mod read_side;

@@ -1,0 +1,114 @@
+//! Carries out the dead-letter retries operators request (`POST /admin/dead-letters/{id}/retry`,
+//! `api dead-letters retry`): claims them (each by exactly one worker), processes the stored
+//! message as its consumer would, and records the result: `retried`, or `dead` again with the
+//! new error. A discarded letter is never claimed.
+//!
+//! Processing is the consumers' own, and as idempotent: a retried registration that was
+//! settled meanwhile issues nothing, and the projector only moves rows forward.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::{EventEnvelope, ProvisioningService};
+use projections::DeviceProjector;
+use store::{ClaimedRetry, PostgresDeadLetters};
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::describe;
+use crate::provisioner::{certificate_request, outcome_metadata};
+use crate::startup::{DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER};
+
+/// How often requested retries are looked for.
+const POLL: Duration = Duration::from_secs(1);
+const CLAIM: usize = 16;
+
+pub struct DeadLetterRetrier {
+    dead_letters: PostgresDeadLetters,
+    provisioning: Arc<ProvisioningService>,
+    projector: DeviceProjector,
+}
+
+impl DeadLetterRetrier {
+    pub fn new(
+        dead_letters: PostgresDeadLetters,
+        provisioning: Arc<ProvisioningService>,
+        projector: DeviceProjector,
+    ) -> Self {
+        Self {
+            dead_letters,
+            provisioning,
+            projector,
+        }
+    }
+
+    pub async fn run(&self, cancel: &CancellationToken) {
+        let consumers = [
+            REGISTRATIONS_CONSUMER,
+            RENEWALS_CONSUMER,
+            DEVICE_VIEW_CONSUMER,
+        ];
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            let claims = match self.dead_letters.claim_retries(&consumers, CLAIM).await {
+                Ok(claims) => claims,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for dead-letter retries");
+                    continue;
+                }
+            };
+            for claim in claims {
+                let outcome = self.process(&claim).await;
+                match &outcome {
+                    Ok(()) => tracing::info!(
+                        dead_letter = %claim.id,
+                        consumer = %claim.consumer,
+                        subject = %claim.subject,
+                        "dead letter retried"
+                    ),
+                    Err(e) => tracing::warn!(
+                        dead_letter = %claim.id,
+                        consumer = %claim.consumer,
+                        subject = %claim.subject,
+                        error = %e,
+                        "dead letter failed again"
+                    ),
+                }
+                let label = if outcome.is_ok() { "retried" } else { "failed" };
+                metrics::counter!("dead_letter_retries_total", "consumer" => claim.consumer.clone(), "outcome" => label)
+                    .increment(1);
+                if let Err(e) = self.dead_letters.finish_retry(claim.id, outcome).await {
+                    // Left `retrying`: visible to operators, who can see it did not finish.
+                    tracing::error!(dead_letter = %claim.id, error = %e, "could not record a retry's outcome");
+                }
+            }
+        }
+    }
+
+    async fn process(&self, claim: &ClaimedRetry) -> Result<(), String> {
+        let envelope: EventEnvelope = serde_json::from_str(&claim.payload)
+            .map_err(|e| format!("not an event envelope: {e}"))?;
+        match claim.consumer.as_str() {
+            REGISTRATIONS_CONSUMER | RENEWALS_CONSUMER => {
+                let Some((request_id, csr)) = certificate_request(&envelope) else {
+                    return Ok(());
+                };
+                let metadata = outcome_metadata(&envelope, None);
+                self.provisioning
+                    .provision(metadata, envelope.subject, request_id, csr)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| describe(&e))
+            }
+            DEVICE_VIEW_CONSUMER => self
+                .projector
+                .apply(&[envelope])
+                .await
+                .map(|_| ())
+                .map_err(|e| describe(&e)),
+            other => Err(format!("no worker handles consumer {other}")),
+        }
+    }
+}
