@@ -5,11 +5,13 @@
 //!   map its outcome to a response; they hold no business rules.
 //! - [`auth`]: JWT bearer tokens (HS256) and the scopes they grant.
 //! - [`config`]: the `api serve` configuration, from the environment.
+//! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
 //! - [`startup`]: wiring the adapters into the services and serving until shutdown.
 
 pub mod auth;
 pub mod config;
+pub mod dead_letters_cli;
 pub mod http;
 pub mod projections_cli;
 pub mod startup;

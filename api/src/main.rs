@@ -1,5 +1,5 @@
 //! `api`: `serve` the HTTP API, `migrate` the database (a release step), print a `token` or
-//! the `openapi` document, operate read models (`projections`).
+//! the `openapi` document, operate read models (`projections`) and `dead-letters`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,6 +42,11 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document that `/openapi.json` serves (docs/openapi.json is it).
     Openapi,
+    /// Dead letters: list, retry, discard (needs DATABASE_URL).
+    DeadLetters {
+        #[command(subcommand)]
+        command: api::dead_letters_cli::DeadLettersCommand,
+    },
     /// Read-model operations: status, rebuild, cancel, verify (needs DATABASE_URL).
     Projections {
         #[command(subcommand)]
@@ -62,6 +67,7 @@ async fn main() -> ExitCode {
             ttl,
         } => token(&tenant, &scope, &subject, ttl),
         Command::Projections { command } => api::projections_cli::run(command).await,
+        Command::DeadLetters { command } => api::dead_letters_cli::run(command).await,
         Command::Openapi => api::http::openapi()
             .to_pretty_json()
             .map(|doc| println!("{doc}"))

@@ -1,0 +1,85 @@
+//! `api dead-letters …`: list, retry and discard dead letters from a shell, against
+//! `DATABASE_URL`, as `cli:$USER` (recorded in `operator_actions` like the HTTP routes).
+
+use std::time::Duration;
+
+use app::{DeadLetterFilter, DeadLetterOperations, DeadLetterState};
+use bootstrap::{database_settings, Env};
+use clap::Subcommand;
+use store::PostgresDeadLetters;
+use uuid::Uuid;
+
+#[derive(Subcommand)]
+pub enum DeadLettersCommand {
+    /// Newest first, one JSON object per line.
+    List {
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Case-insensitive part of the error.
+        #[arg(long)]
+        error: Option<String>,
+        /// dead, retry_requested, retrying, retried or discarded.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<DeadLetterState>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Have a worker process it again (once).
+    Retry { id: Uuid },
+    /// Never process it again.
+    Discard { id: Uuid },
+}
+
+fn parse_state(raw: &str) -> Result<DeadLetterState, String> {
+    DeadLetterState::parse(raw)
+        .ok_or_else(|| "expected dead, retry_requested, retrying, retried or discarded".into())
+}
+
+pub async fn run(command: DeadLettersCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let mut env = Env::from_process();
+    let settings = database_settings(&mut env, "provisioning-admin");
+    env.finish()?;
+    let pool = store::connect(&settings)?;
+    store::schema::ensure_current(&pool).await?;
+    let dead_letters = PostgresDeadLetters::new(pool.clone());
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let result: Result<(), Box<dyn std::error::Error>> = async {
+        match command {
+            DeadLettersCommand::List {
+                consumer,
+                tenant,
+                error,
+                state,
+                limit,
+            } => {
+                let filter = DeadLetterFilter {
+                    consumer,
+                    tenant,
+                    error,
+                    state,
+                    limit,
+                };
+                for letter in dead_letters.list(&filter).await? {
+                    println!("{}", serde_json::to_string(&letter)?);
+                }
+            }
+            DeadLettersCommand::Retry { id } => {
+                let letter = dead_letters.retry(id, &actor).await?;
+                println!("{id}: {}", letter.state.as_str());
+            }
+            DeadLettersCommand::Discard { id } => {
+                let letter = dead_letters.discard(id, &actor).await?;
+                println!("{id}: {}", letter.state.as_str());
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store::close(&pool, Duration::from_secs(5)).await;
+    result
+}
