@@ -7,6 +7,7 @@ mod api_error;
 mod authorized;
 mod deadline;
 mod device_id_path;
+mod device_stats;
 mod device_views;
 mod devices;
 mod events;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub projections: Arc<dyn app::ProjectionOperations>,
     /// Dead-letter operations (`/admin/dead-letters`).
     pub dead_letters: Arc<dyn app::DeadLetterOperations>,
+    /// Device counts (`/v1/stats`).
+    pub stats: Arc<dyn app::DeviceStatsReadModel>,
 }
 
 /// The routes of the public API together with their OpenAPI description.
@@ -64,6 +67,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::router())
         .merge(device_views::router())
         .merge(events::router())
+        .merge(device_stats::router())
         .merge(admin_projections::router())
         .merge(admin_dead_letters::router())
         .routes(utoipa_axum::routes!(openapi_json))

@@ -45,7 +45,8 @@ pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> Ap
         health,
         rate_limit: Arc::new(TenantRateLimit::off()),
         projections: Arc::new(PostgresProjectionOperations::new(pool.clone())),
-        dead_letters: Arc::new(store::PostgresDeadLetters::new(pool)),
+        dead_letters: Arc::new(store::PostgresDeadLetters::new(pool.clone())),
+        stats: Arc::new(projections::PostgresDeviceStats::new(pool)),
     }
 }
 

@@ -13,6 +13,7 @@ mod dead_letter_operations;
 mod device_commands;
 mod device_event_store;
 mod device_queries;
+mod device_stats;
 mod event_contract;
 mod event_log;
 mod idempotency;
@@ -31,6 +32,7 @@ pub use device_queries::{
     DeviceFilter, DevicePage, DeviceQueryService, DeviceReadModel, DeviceView, EventPage,
     ListCursor, ReadModelChanges,
 };
+pub use device_stats::{DeviceCount, DeviceStatsReadModel};
 pub use event_contract::{
     event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
 };

@@ -244,3 +244,21 @@ async fn upsert(
         .map_err(unavailable)?;
     Ok(())
 }
+
+/// A read model fed with batches of events (the worker's projector consumers use it).
+#[async_trait::async_trait]
+pub trait BatchProjector: Send + Sync + 'static {
+    /// The projection's name (metrics, checkpoints).
+    fn name(&self) -> &'static str;
+    async fn apply(&self, events: &[EventEnvelope]) -> Result<BatchReport, ProjectionError>;
+}
+
+#[async_trait::async_trait]
+impl BatchProjector for DeviceProjector {
+    fn name(&self) -> &'static str {
+        DEVICE_VIEW
+    }
+    async fn apply(&self, events: &[EventEnvelope]) -> Result<BatchReport, ProjectionError> {
+        DeviceProjector::apply(self, events).await
+    }
+}

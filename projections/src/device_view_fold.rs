@@ -67,30 +67,38 @@ pub fn fold(current: Option<DeviceView>, event: &EventEnvelope) -> Result<Device
 }
 
 fn apply(mut device: DeviceView, event: &PublicEvent) -> DeviceView {
+    device.status = status_after(device.status, device.certificate.is_some(), event);
     match event {
         // A second registration event cannot exist (the store's key forbids it).
-        PublicEvent::DeviceRegistered { .. } => {}
-        PublicEvent::CertificateRenewalRequested { .. } => {
-            // The current certificate stays valid (and shown) while a renewal is pending.
-            device.failure = None;
-            if device.status == DeviceStatus::Failed {
-                device.status = DeviceStatus::Pending;
-            }
-        }
+        PublicEvent::DeviceRegistered { .. } | PublicEvent::DeviceDecommissioned { .. } => {}
+        // The current certificate stays valid (and shown) while a renewal is pending.
+        PublicEvent::CertificateRenewalRequested { .. } => device.failure = None,
         PublicEvent::CertificateIssued { certificate, .. } => {
             device.certificate = Some(certificate.clone());
             device.failure = None;
-            device.status = DeviceStatus::Provisioned;
         }
-        PublicEvent::ProvisioningFailed { failure, .. } => {
-            device.failure = Some(failure.clone());
-            if device.certificate.is_none() {
-                device.status = DeviceStatus::Failed;
-            }
-        }
-        PublicEvent::DeviceDecommissioned { .. } => {
-            device.status = DeviceStatus::Decommissioned;
-        }
+        PublicEvent::ProvisioningFailed { failure, .. } => device.failure = Some(failure.clone()),
     }
     device
+}
+
+/// A registered device's status after `event`, given its status and whether it holds a
+/// certificate: the one definition every read model shares.
+pub(crate) fn status_after(
+    status: DeviceStatus,
+    has_certificate: bool,
+    event: &PublicEvent,
+) -> DeviceStatus {
+    match event {
+        PublicEvent::DeviceRegistered { .. } => status,
+        PublicEvent::CertificateRenewalRequested { .. } if status == DeviceStatus::Failed => {
+            DeviceStatus::Pending
+        }
+        PublicEvent::CertificateRenewalRequested { .. } => status,
+        PublicEvent::CertificateIssued { .. } => DeviceStatus::Provisioned,
+        // A device with a certificate stays usable when a renewal fails.
+        PublicEvent::ProvisioningFailed { .. } if !has_certificate => DeviceStatus::Failed,
+        PublicEvent::ProvisioningFailed { .. } => status,
+        PublicEvent::DeviceDecommissioned { .. } => DeviceStatus::Decommissioned,
+    }
 }

@@ -11,6 +11,7 @@
 //! `projection_checkpoints`) and nothing else; it reads events only through `store`.
 
 mod device_projector;
+mod device_stats;
 mod device_view_fold;
 mod device_view_rebuild;
 pub(crate) mod device_view_table;
@@ -20,8 +21,10 @@ mod postgres_projection_operations;
 mod read_model_changes;
 
 pub use device_projector::{
-    BatchReport, DeviceProjector, ProjectionError, DEVICE_VIEW, READ_MODEL_CHANGED_CHANNEL,
+    BatchProjector, BatchReport, DeviceProjector, ProjectionError, DEVICE_VIEW,
+    READ_MODEL_CHANGED_CHANNEL,
 };
+pub use device_stats::{DeviceStatsProjector, PostgresDeviceStats, DEVICE_STATS};
 pub use device_view_fold::{fold, FoldError};
 pub use device_view_rebuild::{
     read_status as read_rebuild_status, request_cancel as request_rebuild_cancel,

@@ -13,7 +13,7 @@ use sqlx::{PgPool, Row};
 
 use crate::device_view_rebuild::{read_status, request_cancel, DeviceViewRebuild, RebuildError};
 use crate::device_view_table::unavailable;
-use crate::DEVICE_VIEW;
+use crate::{DEVICE_STATS, DEVICE_VIEW};
 
 /// A projection whose checkpoint has not moved for this long while events wait is stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(60);
@@ -40,12 +40,17 @@ impl PostgresProjectionOperations {
         }
     }
 
-    async fn device_view_status(&self) -> Result<ProjectionStatus, StoreError> {
+    /// `name`'s state; `rebuilds` tells whether it can be rebuilt (only `device_view` today).
+    async fn projection_status(
+        &self,
+        name: &'static str,
+        rebuilds: bool,
+    ) -> Result<ProjectionStatus, StoreError> {
         let checkpoint = sqlx::query(
             "SELECT transaction_id::text AS xid, position, events_applied, updated_at
                FROM projection_checkpoints WHERE projection = $1",
         )
-        .bind(DEVICE_VIEW)
+        .bind(name)
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -79,8 +84,12 @@ impl PostgresProjectionOperations {
         let lag_seconds = oldest.map_or(0.0, |t| {
             (now - t).to_std().unwrap_or_default().as_secs_f64()
         });
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        let rebuild = read_status(&mut conn).await?;
+        let rebuild = if rebuilds {
+            let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+            read_status(&mut conn).await?
+        } else {
+            None
+        };
         let rebuilding = rebuild
             .as_ref()
             .is_some_and(|r| matches!(r.state, RebuildState::Running | RebuildState::Cancelling));
@@ -95,7 +104,7 @@ impl PostgresProjectionOperations {
             ProjectionState::Live
         };
         Ok(ProjectionStatus {
-            name: DEVICE_VIEW.to_owned(),
+            name: name.to_owned(),
             state,
             checkpoint: checkpoint.is_some().then(|| position.to_cursor()),
             lag_events,
@@ -111,10 +120,15 @@ impl PostgresProjectionOperations {
 #[async_trait]
 impl ProjectionOperations for PostgresProjectionOperations {
     async fn status(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
-        let status = self.device_view_status().await?;
-        metrics::gauge!("projection_lag_events", "projection" => DEVICE_VIEW)
-            .set(status.lag_events as f64);
-        Ok(vec![status])
+        let statuses = vec![
+            self.projection_status(DEVICE_VIEW, true).await?,
+            self.projection_status(DEVICE_STATS, false).await?,
+        ];
+        for status in &statuses {
+            metrics::gauge!("projection_lag_events", "projection" => status.name.clone())
+                .set(status.lag_events as f64);
+        }
+        Ok(statuses)
     }
 
     async fn start_rebuild(

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::{EventEnvelope, ProvisioningService};
-use projections::DeviceProjector;
+use projections::{DeviceProjector, DeviceStatsProjector};
 use store::{ClaimedRetry, PostgresDeadLetters};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::describe;
 use crate::provisioner::{certificate_request, outcome_metadata};
-use crate::startup::{DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER};
+use crate::startup::{
+    DEVICE_STATS_CONSUMER, DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER,
+};
 
 /// How often requested retries are looked for.
 const POLL: Duration = Duration::from_secs(1);
@@ -26,6 +28,7 @@ pub struct DeadLetterRetrier {
     dead_letters: PostgresDeadLetters,
     provisioning: Arc<ProvisioningService>,
     projector: DeviceProjector,
+    stats: DeviceStatsProjector,
 }
 
 impl DeadLetterRetrier {
@@ -33,11 +36,13 @@ impl DeadLetterRetrier {
         dead_letters: PostgresDeadLetters,
         provisioning: Arc<ProvisioningService>,
         projector: DeviceProjector,
+        stats: DeviceStatsProjector,
     ) -> Self {
         Self {
             dead_letters,
             provisioning,
             projector,
+            stats,
         }
     }
 
@@ -46,6 +51,7 @@ impl DeadLetterRetrier {
             REGISTRATIONS_CONSUMER,
             RENEWALS_CONSUMER,
             DEVICE_VIEW_CONSUMER,
+            DEVICE_STATS_CONSUMER,
         ];
         loop {
             tokio::select! {
@@ -104,6 +110,12 @@ impl DeadLetterRetrier {
             }
             DEVICE_VIEW_CONSUMER => self
                 .projector
+                .apply(&[envelope])
+                .await
+                .map(|_| ())
+                .map_err(|e| describe(&e)),
+            DEVICE_STATS_CONSUMER => self
+                .stats
                 .apply(&[envelope])
                 .await
                 .map(|_| ())

@@ -1,17 +1,19 @@
-//! The projector consumer: feeds `projections::DeviceProjector` from JetStream in batches
+//! A projector consumer: feeds a read model (`projections::BatchProjector`: `device_view`,
+//! `device_stats`) from JetStream in batches
 //! (whatever is ready, up to a limit), one transaction per batch, acking after commit.
 //!
 //! A batch that fails for a reason other than the database (an event that cannot follow the
 //! read model) is retried one message at a time, so that one bad message does not hold the
 //! others back; it alone is redelivered and, in the end, dead-lettered.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::EventEnvelope;
 use async_nats::jetstream::consumer::{pull, Consumer};
 use async_nats::jetstream::message::Message;
 use futures::StreamExt;
-use projections::{DeviceProjector, ProjectionError};
+use projections::{BatchProjector, ProjectionError};
 use tokio_util::sync::CancellationToken;
 
 use nats::headers;
@@ -19,13 +21,13 @@ use nats::headers;
 use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
 
 pub struct Projector {
-    projector: DeviceProjector,
+    projector: Arc<dyn BatchProjector>,
     deliveries: Deliveries,
     batch: usize,
 }
 
 impl Projector {
-    pub fn new(projector: DeviceProjector, deliveries: Deliveries, batch: usize) -> Self {
+    pub fn new(projector: Arc<dyn BatchProjector>, deliveries: Deliveries, batch: usize) -> Self {
         Self {
             projector,
             deliveries,
@@ -83,7 +85,7 @@ impl Projector {
             .map(|(message, envelope)| {
                 let incoming = header(message, headers::TRACEPARENT);
                 consumer_span(
-                    "project device_view",
+                    span_name(self.projector.name()),
                     message,
                     envelope,
                     incoming.as_deref(),
@@ -97,10 +99,10 @@ impl Projector {
                     .record(started.elapsed().as_secs_f64());
                 if let Some(newest) = envelopes.iter().map(|e| e.time).max() {
                     let lag = chrono::Utc::now() - newest;
-                    metrics::gauge!("projection_lag_seconds", "projection" => projections::DEVICE_VIEW)
+                    metrics::gauge!("projection_lag_seconds", "projection" => self.projector.name())
                         .set(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
                 }
-                metrics::counter!("projection_events_applied_total", "projection" => projections::DEVICE_VIEW)
+                metrics::counter!("projection_events_applied_total", "projection" => self.projector.name())
                     .increment((report.applied + report.gap_filled) as u64);
                 tracing::debug!(
                     applied = report.applied,
@@ -132,5 +134,14 @@ impl Projector {
                 }
             }
         }
+    }
+}
+
+/// The span of applying one event to a read model, named after it.
+fn span_name(projection: &str) -> &'static str {
+    match projection {
+        projections::DEVICE_VIEW => "project device_view",
+        projections::DEVICE_STATS => "project device_stats",
+        _ => "project read model",
     }
 }

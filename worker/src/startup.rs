@@ -9,7 +9,7 @@ use app::{DeviceCommandService, ProvisioningService, PublicEvent, RetryPolicy};
 use async_nats::jetstream;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use nats::{durable_pull_consumer, ensure_stream, Relay};
-use projections::DeviceProjector;
+use projections::{BatchProjector, DeviceProjector, DeviceStatsProjector};
 use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,23 @@ use crate::provisioner::Provisioner;
 pub const REGISTRATIONS_CONSUMER: &str = "provisioner-registrations";
 pub const RENEWALS_CONSUMER: &str = "provisioner-renewals";
 pub const DEVICE_VIEW_CONSUMER: &str = "projector-device_view";
+pub const DEVICE_STATS_CONSUMER: &str = "projector-device_stats";
+
+/// Runs the stats backfill until it succeeds (or the worker stops).
+async fn fill_from_history(stats: &DeviceStatsProjector, cancel: &CancellationToken) {
+    loop {
+        match stats.backfill().await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(projection = projections::DEVICE_STATS, error = %e, "backfill failed; retrying")
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
 
 pub async fn run(
     config: WorkerConfig,
@@ -134,24 +151,39 @@ pub async fn run(
             dead_letters.clone(),
             provisioning.clone(),
             DeviceProjector::new(pool.clone()),
+            DeviceStatsProjector::new(pool.clone()),
         );
         let cancel = cancel.clone();
         tasks.spawn(async move { retrier.run(&cancel).await });
     }
 
-    let projector = Projector::new(
-        DeviceProjector::new(pool.clone()),
-        Deliveries::new(DEVICE_VIEW_CONSUMER, config.consumers.clone(), dead_letters),
-        config.projector_batch,
-    );
-    {
-        let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
+    let stats = DeviceStatsProjector::new(pool.clone());
+    let read_models: [(&'static str, Arc<dyn BatchProjector>); 2] = [
+        (
+            DEVICE_VIEW_CONSUMER,
+            Arc::new(DeviceProjector::new(pool.clone())),
+        ),
+        (DEVICE_STATS_CONSUMER, Arc::new(stats.clone())),
+    ];
+    for (name, read_model) in read_models {
+        let projector = Projector::new(
+            read_model,
+            Deliveries::new(name, config.consumers.clone(), dead_letters.clone()),
+            config.projector_batch,
+        );
+        let (js, config, cancel, stats) =
+            (js.clone(), config.clone(), cancel.clone(), stats.clone());
         tasks.spawn(async move {
-            keep_consuming(DEVICE_VIEW_CONSUMER, &cancel, || async {
+            if name == DEVICE_STATS_CONSUMER {
+                // A projection added later fills itself from the event store first: the
+                // stream may no longer hold the oldest events.
+                fill_from_history(&stats, &cancel).await;
+            }
+            keep_consuming(name, &cancel, || async {
                 let stream = ensure_stream(&js, &config.stream).await?;
                 let consumer = durable_pull_consumer(
                     &stream,
-                    DEVICE_VIEW_CONSUMER,
+                    name,
                     config.stream.all_subjects(),
                     &config.consumers,
                 )
@@ -212,6 +244,7 @@ async fn report_consumer_lag(js: jetstream::Context, stream: String) {
             REGISTRATIONS_CONSUMER,
             RENEWALS_CONSUMER,
             DEVICE_VIEW_CONSUMER,
+            DEVICE_STATS_CONSUMER,
         ] {
             let info = async {
                 let mut consumer: jetstream::consumer::PullConsumer =

@@ -2,6 +2,7 @@
 //! model → api, with real Postgres, real NATS and real worker processes.
 
 mod dead_letter_operations;
+mod device_stats;
 mod helpers;
 mod provisioning;
 mod read_side;

@@ -1,0 +1,355 @@
+//! `device_stats`: how many devices each tenant has per model and status — the read model
+//! added later, to show that a new projection fills itself from history.
+//!
+//! [`DeviceStatsProjector::backfill`] folds the whole event store (commit order, gap-safe)
+//! when the projection has never run (no checkpoint); from then on the worker's durable
+//! consumer applies each event from the stream. Both go through [`DeviceStatsProjector::apply`]:
+//! every device's place in the counts is kept with its version in `device_stats_members`, so
+//! an event at or below that version changes nothing (redeliveries, and the stream replaying
+//! what the backfill already counted); a gap is filled from the event store. Batches are
+//! serialised across worker processes by a transaction-scoped advisory lock: counts are
+//! deltas, and two batches computing deltas from the same state would count twice.
+
+use std::collections::{BTreeMap, HashMap};
+
+use app::{CommitPosition, EventEnvelope, PublicEvent, StoreError};
+use async_trait::async_trait;
+use domain::{DeviceId, DeviceStatus, TenantId};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::device_projector::{BatchReport, ProjectionError};
+use crate::device_view_fold::status_after;
+use crate::device_view_table::{parse_status, unavailable};
+
+/// This projection's name (its checkpoint row).
+pub const DEVICE_STATS: &str = "device_stats";
+
+const BACKFILL_BATCH: usize = 5_000;
+
+/// A device's place in the counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    tenant: String,
+    model: String,
+    status: DeviceStatus,
+    has_certificate: bool,
+    version: u64,
+}
+
+type CountKey = (String, String, &'static str);
+
+#[derive(Clone)]
+pub struct DeviceStatsProjector {
+    pool: PgPool,
+}
+
+impl DeviceStatsProjector {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies `events` in one transaction (see the module docs).
+    pub async fn apply(&self, events: &[EventEnvelope]) -> Result<BatchReport, ProjectionError> {
+        if events.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let report = apply_on(&mut tx, events).await?;
+        let furthest = events
+            .iter()
+            .filter_map(|e| CommitPosition::from_cursor(&e.position).ok())
+            .max();
+        if let Some(furthest) = furthest {
+            advance_checkpoint(&mut tx, furthest, report.applied + report.gap_filled).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(report)
+    }
+
+    /// Fills the projection from the event store if it has never run; the number of events
+    /// folded (`None` when it had already run).
+    pub async fn backfill(&self) -> Result<Option<u64>, ProjectionError> {
+        let started: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM projection_checkpoints WHERE projection = $1)",
+        )
+        .bind(DEVICE_STATS)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if started {
+            return Ok(None);
+        }
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let mut checkpoint = CommitPosition::START;
+        let mut folded = 0u64;
+        loop {
+            let batch =
+                store::committed_events_after(&mut conn, checkpoint, BACKFILL_BATCH).await?;
+            let Some(last) = batch.events.last().map(|e| e.position) else {
+                if batch.held_back {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+                break;
+            };
+            let envelopes: Vec<EventEnvelope> = batch
+                .events
+                .into_iter()
+                .map(app::RecordedEvent::into_envelope)
+                .collect();
+            let mut tx = sqlx::Connection::begin(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+            let report = apply_on(&mut tx, &envelopes).await?;
+            advance_checkpoint(&mut tx, last, report.applied + report.gap_filled).await?;
+            tx.commit().await.map_err(unavailable)?;
+            folded += envelopes.len() as u64;
+            checkpoint = last;
+        }
+        if folded == 0 {
+            // An empty store: record that the projection has started all the same.
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            advance_checkpoint(&mut tx, CommitPosition::START, 0).await?;
+            tx.commit().await.map_err(unavailable)?;
+        }
+        tracing::info!(
+            projection = DEVICE_STATS,
+            events = folded,
+            "filled from the event store"
+        );
+        Ok(Some(folded))
+    }
+}
+
+async fn apply_on(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+) -> Result<BatchReport, ProjectionError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("device-provisioning projection {DEVICE_STATS}"))
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let mut ids: Vec<uuid::Uuid> = events.iter().map(|e| e.subject.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query(
+        "SELECT id, tenant, model, status, has_certificate, version
+           FROM device_stats_members WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    let mut members: HashMap<DeviceId, Member> = HashMap::with_capacity(ids.len());
+    for row in &rows {
+        let status: String = row.try_get("status").map_err(unavailable)?;
+        members.insert(
+            DeviceId::from_uuid(row.try_get("id").map_err(unavailable)?),
+            Member {
+                tenant: row.try_get("tenant").map_err(unavailable)?,
+                model: row.try_get("model").map_err(unavailable)?,
+                status: parse_status(&status)
+                    .ok_or_else(|| StoreError::Corrupt("device_stats_members.status".into()))?,
+                has_certificate: row.try_get("has_certificate").map_err(unavailable)?,
+                version: row.try_get::<i64, _>("version").map_err(unavailable)? as u64,
+            },
+        );
+    }
+    let before = members.clone();
+    let mut report = BatchReport::default();
+    for event in events {
+        let id = event.subject;
+        let version = members.get(&id).map_or(0, |m| m.version);
+        if event.sequence <= version {
+            report.skipped += 1;
+            continue;
+        }
+        let mut current = members.remove(&id);
+        if event.sequence > version + 1 {
+            let missing =
+                store::device_events_between(conn, id, version, event.sequence - 1).await?;
+            if missing.len() as u64 != event.sequence - 1 - version {
+                return Err(ProjectionError::UnfillableGap {
+                    device: id,
+                    sequence: event.sequence,
+                });
+            }
+            for recorded in &missing {
+                current = Some(follow(current, &recorded.to_envelope())?);
+            }
+            report.gap_filled += missing.len();
+        }
+        members.insert(id, follow(current, event)?);
+        report.applied += 1;
+    }
+    // Each changed device leaves its old count and joins its new one.
+    let mut deltas: BTreeMap<CountKey, i64> = BTreeMap::new();
+    let mut changed: Vec<(&DeviceId, &Member)> = members
+        .iter()
+        .filter(|(id, member)| before.get(id) != Some(member))
+        .collect();
+    changed.sort_unstable_by_key(|(id, _)| id.as_uuid());
+    for (id, member) in &changed {
+        if let Some(old) = before.get(id) {
+            *deltas
+                .entry((old.tenant.clone(), old.model.clone(), old.status.as_str()))
+                .or_default() -= 1;
+        }
+        *deltas
+            .entry((
+                member.tenant.clone(),
+                member.model.clone(),
+                member.status.as_str(),
+            ))
+            .or_default() += 1;
+    }
+    if !changed.is_empty() {
+        sqlx::query(
+            "INSERT INTO device_stats_members (id, tenant, model, status, has_certificate, version)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[])
+             ON CONFLICT (id) DO UPDATE
+                SET tenant = excluded.tenant, model = excluded.model, status = excluded.status,
+                    has_certificate = excluded.has_certificate, version = excluded.version",
+        )
+        .bind(changed.iter().map(|(id, _)| id.as_uuid()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|(_, m)| m.tenant.clone()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|(_, m)| m.model.clone()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|(_, m)| m.status.as_str()).collect::<Vec<_>>())
+        .bind(changed.iter().map(|(_, m)| m.has_certificate).collect::<Vec<_>>())
+        .bind(changed.iter().map(|(_, m)| m.version as i64).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    }
+    let deltas: Vec<(CountKey, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
+    if !deltas.is_empty() {
+        sqlx::query(
+            "INSERT INTO device_stats (tenant, model, status, devices)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+             ON CONFLICT (tenant, model, status) DO UPDATE
+                SET devices = device_stats.devices + excluded.devices",
+        )
+        .bind(
+            deltas
+                .iter()
+                .map(|((t, _, _), _)| t.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deltas
+                .iter()
+                .map(|((_, m, _), _)| m.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(deltas.iter().map(|((_, _, s), _)| *s).collect::<Vec<_>>())
+        .bind(deltas.iter().map(|(_, d)| *d).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("DELETE FROM device_stats WHERE devices = 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(report)
+}
+
+/// A device's place after `event`, given its place before.
+fn follow(current: Option<Member>, event: &EventEnvelope) -> Result<Member, ProjectionError> {
+    let mut member = match (current, &event.event) {
+        (None, PublicEvent::DeviceRegistered { model, .. }) => Member {
+            tenant: event.tenant.as_str().to_owned(),
+            model: model.as_str().to_owned(),
+            status: DeviceStatus::Pending,
+            has_certificate: false,
+            version: 0,
+        },
+        (None, other) => {
+            return Err(crate::FoldError::NotRegistered {
+                device: event.subject.to_string(),
+                event_type: other.event_type().to_owned(),
+            }
+            .into())
+        }
+        (Some(mut member), event) => {
+            member.status = status_after(member.status, member.has_certificate, event);
+            member.has_certificate |= matches!(event, PublicEvent::CertificateIssued { .. });
+            member
+        }
+    };
+    member.version = event.sequence;
+    Ok(member)
+}
+
+async fn advance_checkpoint(
+    conn: &mut PgConnection,
+    position: CommitPosition,
+    applied: usize,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints AS p (projection, transaction_id, position, events_applied)
+         VALUES ($1, $2::text::xid8, $3, $4)
+         ON CONFLICT (projection) DO UPDATE
+            SET transaction_id = CASE WHEN (excluded.transaction_id, excluded.position) > (p.transaction_id, p.position)
+                                      THEN excluded.transaction_id ELSE p.transaction_id END,
+                position = CASE WHEN (excluded.transaction_id, excluded.position) > (p.transaction_id, p.position)
+                                THEN excluded.position ELSE p.position END,
+                events_applied = p.events_applied + excluded.events_applied,
+                updated_at = now()",
+    )
+    .bind(DEVICE_STATS)
+    .bind(position.transaction_id.to_string())
+    .bind(position.position)
+    .bind(applied as i64)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The counts as `GET /v1/stats` serves them.
+#[derive(Clone)]
+pub struct PostgresDeviceStats {
+    pool: PgPool,
+}
+
+impl PostgresDeviceStats {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl app::DeviceStatsReadModel for PostgresDeviceStats {
+    async fn counts(&self, tenant: &TenantId) -> Result<Vec<app::DeviceCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT model, status, devices FROM device_stats WHERE tenant = $1 ORDER BY model, status",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status").map_err(unavailable)?;
+                Ok(app::DeviceCount {
+                    model: row.try_get("model").map_err(unavailable)?,
+                    status: parse_status(&status)
+                        .ok_or_else(|| StoreError::Corrupt("device_stats.status".into()))?,
+                    devices: row.try_get::<i64, _>("devices").map_err(unavailable)? as u64,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl crate::BatchProjector for DeviceStatsProjector {
+    fn name(&self) -> &'static str {
+        DEVICE_STATS
+    }
+    async fn apply(&self, events: &[EventEnvelope]) -> Result<BatchReport, ProjectionError> {
+        DeviceStatsProjector::apply(self, events).await
+    }
+}
