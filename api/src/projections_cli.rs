@@ -1,6 +1,6 @@
 //! `api projections …`: the operators' read-model commands from a shell, against
-//! `DATABASE_URL`: status, rebuild (with a progress bar: events done, rate, ETA), cancel, and
-//! verify (exit status 1 when the live table differs from the events).
+//! `DATABASE_URL`: status, rebuild (with a progress bar: events done, rate, ETA), cancel,
+//! replay from a point, and verify (exit status 1 when the live table differs from the events).
 
 use std::time::Duration;
 
@@ -9,8 +9,8 @@ use bootstrap::{database_settings, Env};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::{
-    verify_device_view, DeviceViewRebuild, PostgresProjectionOperations, RebuildOutcome,
-    DEVICE_VIEW,
+    replay_device_view, verify_device_view, DeviceViewRebuild, PostgresProjectionOperations,
+    RebuildOutcome, ReplayFrom, DEVICE_VIEW,
 };
 
 #[derive(Subcommand)]
@@ -24,6 +24,14 @@ pub enum ProjectionsCommand {
         /// Events per batch.
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
+    },
+    /// Fold again every device with an event after a point, repairing their rows in place
+    /// (never moving a row back). Other read models and stream consumers are not touched.
+    Replay {
+        name: String,
+        /// An RFC 3339 time (events recorded since) or a commit-order cursor (events after).
+        #[arg(long)]
+        from: ReplayFrom,
     },
     /// Ask a running rebuild (in any process) to stop after its current batch.
     Cancel { name: String },
@@ -57,6 +65,16 @@ pub async fn run(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::
                 &actor,
             )
             .await
+        }
+        ProjectionsCommand::Replay { name, from } => {
+            known(&name)?;
+            tracing::info!(actor, action = "replay", projection = %name, "operator action");
+            let report = replay_device_view(&pool, from).await?;
+            println!(
+                "{name}: replayed {} devices ({} events)",
+                report.devices, report.events
+            );
+            Ok(())
         }
         ProjectionsCommand::Cancel { name } => {
             let status = operations.cancel_rebuild(&name, &actor).await?;

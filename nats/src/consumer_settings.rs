@@ -47,6 +47,16 @@ pub async fn durable_pull_consumer(
     filter_subject: String,
     settings: &ConsumerSettings,
 ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
+    let config = pull_config(name, filter_subject, settings);
+    Ok(stream.get_or_create_consumer(name, config).await?)
+}
+
+/// A durable consumer's settings, delivering from the start of the stream.
+pub(crate) fn pull_config(
+    name: &str,
+    filter_subject: String,
+    settings: &ConsumerSettings,
+) -> pull::Config {
     // The server requires max_deliver > len(backoff).
     let backoff: Vec<Duration> = settings
         .backoff
@@ -54,7 +64,7 @@ pub async fn durable_pull_consumer(
         .copied()
         .take(usize::try_from(settings.max_deliver.saturating_sub(1)).unwrap_or(0))
         .collect();
-    let config = pull::Config {
+    pull::Config {
         durable_name: Some(name.to_owned()),
         filter_subject,
         ack_policy: AckPolicy::Explicit,
@@ -64,6 +74,5 @@ pub async fn durable_pull_consumer(
         max_ack_pending: settings.max_ack_pending,
         backoff,
         ..Default::default()
-    };
-    Ok(stream.get_or_create_consumer(name, config).await?)
+    }
 }

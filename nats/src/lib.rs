@@ -2,12 +2,14 @@
 //! headers, envelope), the commit-order relay that feeds it from Postgres, and the settings
 //! of the workers' durable consumers. Nothing in this crate knows about HTTP.
 
+mod consumer_replay;
 mod consumer_settings;
 mod relay;
 mod stream_contract;
 
 use std::time::Duration;
 
+pub use consumer_replay::{replay_consumer, ReplayStart};
 pub use consumer_settings::{durable_pull_consumer, ConsumerSettings};
 pub use relay::{Relay, RelaySettings};
 pub use stream_contract::{ensure_stream, headers, message_for, EventMessage, StreamSettings};

@@ -201,6 +201,15 @@ async fn upsert(
     table: DeviceViewTable,
     rows: &[DeviceView],
 ) -> Result<(), ProjectionError> {
+    write_rows(conn, table.upsert_rows(), rows).await
+}
+
+/// Writes `rows` with `statement`, one of [`DeviceViewTable`]'s row upserts.
+pub(crate) async fn write_rows(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    rows: &[DeviceView],
+) -> Result<(), ProjectionError> {
     let json =
         |v: serde_json::Result<serde_json::Value>| v.map_err(|e| StoreError::Corrupt(e.into()));
     let mut labels = Vec::with_capacity(rows.len());
@@ -223,7 +232,7 @@ async fn upsert(
                 .map_err(|e| StoreError::Corrupt(e.into()))?,
         );
     }
-    sqlx::query(table.upsert_rows())
+    sqlx::query(statement)
         .bind(rows.iter().map(|r| r.id.as_uuid()).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>())
         .bind(

@@ -55,10 +55,30 @@ impl DeviceViewTable {
         static SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
             DeviceViewTable::ALL
                 .iter()
-                .map(|t| {
-                    let table = t.name();
-                    format!(
-                        "INSERT INTO {table} ({COLUMNS})
+                .map(|t| upsert_sql(t.name(), "<"))
+                .collect()
+        });
+        &SQL[self.index()]
+    }
+
+    /// Like [`Self::upsert_rows`], but also over the same version: a replay repairs a row
+    /// whose content is wrong at its version, and still never moves a row back.
+    pub(crate) fn repair_rows(self) -> &'static str {
+        static SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
+            DeviceViewTable::ALL
+                .iter()
+                .map(|t| upsert_sql(t.name(), "<="))
+                .collect()
+        });
+        &SQL[self.index()]
+    }
+}
+
+/// The row upsert for `table`; a row is replaced only when its version is `newer` (`<` or
+/// `<=`) than the written one.
+fn upsert_sql(table: &str, newer: &str) -> String {
+    format!(
+        "INSERT INTO {table} ({COLUMNS})
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
                      $7::jsonb[], $8::jsonb[], $9::bigint[], $10::timestamptz[], $11::timestamptz[])
 ON CONFLICT (id) DO UPDATE
@@ -66,13 +86,8 @@ ON CONFLICT (id) DO UPDATE
        labels = excluded.labels, status = excluded.status, certificate = excluded.certificate,
        failure = excluded.failure, version = excluded.version, created_at = excluded.created_at,
        updated_at = excluded.updated_at
- WHERE {table}.version < excluded.version"
-                    )
-                })
-                .collect()
-        });
-        &SQL[self.index()]
-    }
+ WHERE {table}.version {newer} excluded.version"
+    )
 }
 
 pub(crate) fn decode(row: &PgRow) -> Result<DeviceView, StoreError> {

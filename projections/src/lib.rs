@@ -14,6 +14,7 @@ mod device_projector;
 mod device_stats;
 mod device_view_fold;
 mod device_view_rebuild;
+mod device_view_replay;
 pub(crate) mod device_view_table;
 mod device_view_verify;
 mod postgres_device_read_model;
@@ -30,6 +31,7 @@ pub use device_view_rebuild::{
     read_status as read_rebuild_status, request_cancel as request_rebuild_cancel,
     DeviceViewRebuild, RebuildError, RebuildOutcome,
 };
+pub use device_view_replay::{replay_device_view, ReplayFrom, ReplayReport};
 pub use device_view_table::DeviceViewTable;
 pub use device_view_verify::{verify_device_view, Difference, DifferenceKind, VerifyReport};
 pub use postgres_device_read_model::PostgresDeviceReadModel;

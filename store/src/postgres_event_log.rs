@@ -95,3 +95,53 @@ pub async fn device_events_between(
         .map_err(unavailable)?;
     rows.iter().map(recorded_event_row::decode).collect()
 }
+
+/// Every event of the given devices, grouped by device, each device's oldest first.
+pub async fn events_of_devices(
+    conn: &mut PgConnection,
+    ids: &[DeviceId],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    static SELECT_DEVICES_EVENTS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS} FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = ANY($2)
+              ORDER BY aggregate_id, sequence"
+        )
+    });
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let rows = sqlx::query(&SELECT_DEVICES_EVENTS)
+        .bind(Device::TYPE)
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+        .map_err(unavailable)?;
+    rows.iter().map(recorded_event_row::decode).collect()
+}
+
+/// The devices with an event committed after `after`, or recorded at or after `since`.
+pub async fn devices_changed_since(
+    conn: &mut PgConnection,
+    after: Option<CommitPosition>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Vec<DeviceId>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT aggregate_id FROM events
+          WHERE aggregate_type = $1
+            AND ($2::text IS NULL OR (transaction_id, position) > ($2::text::xid8, $3))
+            AND ($4::timestamptz IS NULL OR recorded_at >= $4)",
+    )
+    .bind(Device::TYPE)
+    .bind(after.map(|p| p.transaction_id.to_string()))
+    .bind(after.map_or(0, |p| p.position))
+    .bind(since)
+    .fetch_all(conn)
+    .await
+    .map_err(unavailable)?;
+    ids.iter()
+        .map(|id| {
+            uuid::Uuid::parse_str(id)
+                .map(DeviceId::from_uuid)
+                .map_err(|_| StoreError::Corrupt(format!("event of aggregate {id:?}").into()))
+        })
+        .collect()
+}

@@ -1,5 +1,6 @@
 //! `worker`: runs the relay, the provisioner and the projectors until SIGTERM/Ctrl-C
-//! (`worker` or `worker run`), or writes a development CA (`worker dev-ca --out DIR`).
+//! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`), or
+//! replays the stream for one consumer (`worker replay CONSUMER --from …`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Replay the stream for one consumer (e.g. projector-device_view) from a time (RFC 3339)
+    /// or after a commit-order position (a feed cursor), without touching the others.
+    /// Configuration as for `run`.
+    Replay {
+        consumer: String,
+        #[arg(long)]
+        from: String,
+    },
 }
 
 #[tokio::main]
@@ -38,6 +47,7 @@ async fn main() -> ExitCode {
     bootstrap::exit_code(match cli.command.unwrap_or(Command::Run) {
         Command::Run => run().await,
         Command::DevCa { out } => dev_ca(&out),
+        Command::Replay { consumer, from } => replay(&consumer, &from).await,
     })
 }
 
@@ -48,6 +58,24 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Blocking (it waits for the last export): off the async workers.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
+}
+
+async fn replay(consumer: &str, from: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let start = match chrono::DateTime::parse_from_rfc3339(from) {
+        Ok(time) => nats::ReplayStart::Time(time.with_timezone(&chrono::Utc)),
+        Err(_) => {
+            nats::ReplayStart::After(app::CommitPosition::from_cursor(from).map_err(|_| {
+                "--from: expected an RFC 3339 time or a position cursor from the feed"
+            })?)
+        }
+    };
+    let config = WorkerConfig::from_env()?;
+    let first = worker::startup::replay_consumer(&config, consumer, start).await?;
+    match first {
+        Some(sequence) => println!("{consumer}: replaying from stream sequence {sequence}"),
+        None => println!("{consumer}: replaying from {from}"),
+    }
+    Ok(())
 }
 
 fn dev_ca(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {

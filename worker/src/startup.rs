@@ -27,6 +27,45 @@ pub const RENEWALS_CONSUMER: &str = "provisioner-renewals";
 pub const DEVICE_VIEW_CONSUMER: &str = "projector-device_view";
 pub const DEVICE_STATS_CONSUMER: &str = "projector-device_stats";
 
+/// The subjects each consumer takes.
+fn consumer_filter(name: &str, stream: &nats::StreamSettings) -> Option<String> {
+    match name {
+        REGISTRATIONS_CONSUMER => {
+            Some(stream.subject_filter_for_type(PublicEvent::DEVICE_REGISTERED))
+        }
+        RENEWALS_CONSUMER => {
+            Some(stream.subject_filter_for_type(PublicEvent::CERTIFICATE_RENEWAL_REQUESTED))
+        }
+        DEVICE_VIEW_CONSUMER | DEVICE_STATS_CONSUMER => Some(stream.all_subjects()),
+        _ => None,
+    }
+}
+
+/// `worker replay`: recreates one consumer to deliver again from `start`.
+pub async fn replay_consumer(
+    config: &WorkerConfig,
+    name: &str,
+    start: nats::ReplayStart,
+) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+    let filter = consumer_filter(name, &config.stream).ok_or_else(|| {
+        format!(
+            "no consumer {name:?}; the worker's are {REGISTRATIONS_CONSUMER}, {RENEWALS_CONSUMER}, {DEVICE_VIEW_CONSUMER}, {DEVICE_STATS_CONSUMER}"
+        )
+    })?;
+    let client = nats::connect(&config.nats).await?;
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .get_stream(&config.stream.name)
+        .await
+        .map_err(|e| format!("stream {}: {e}", config.stream.name))?;
+    let first = nats::replay_consumer(&mut stream, name, filter, &config.consumers, start)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(consumer = name, ?start, "operator action: consumer replay");
+    let _ = client.drain().await;
+    Ok(first)
+}
+
 /// Runs the stats backfill until it succeeds (or the worker stops).
 async fn fill_from_history(stats: &DeviceStatsProjector, cancel: &CancellationToken) {
     loop {

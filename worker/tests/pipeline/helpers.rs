@@ -129,6 +129,22 @@ impl Stack {
         index
     }
 
+    /// Runs `worker <args>` (e.g. `replay …`) with this stack's configuration; its output.
+    pub fn worker_command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("NATS_URL", &self.nats_url)
+            .env("NATS_STREAM", &self.stream)
+            .env("NATS_SUBJECT_PREFIX", &self.prefix)
+            .env("CA_CERT_PATH", self.dir.join("ca.pem"))
+            .env("CA_KEY_PATH", self.dir.join("ca.key"))
+            .env("CONSUMER_BACKOFF_MS", "1000,1000")
+            .env("CONSUMER_MAX_DELIVER", "3")
+            .output()
+            .expect("run worker")
+    }
+
     pub fn kill_worker(&mut self, index: usize) {
         let worker = &mut self.workers[index];
         worker.kill().unwrap(); // SIGKILL

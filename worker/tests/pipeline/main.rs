@@ -7,5 +7,6 @@ mod helpers;
 mod provisioning;
 mod read_side;
 mod rebuild;
+mod replay;
 mod resilience;
 mod traces;
