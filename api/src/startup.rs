@@ -141,6 +141,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         config.rate_limit_per_second,
         config.rate_limit_burst,
     ));
+    let projection_metrics = tokio::spawn(report_projection_status(state.projections.clone()));
     let purge = tokio::spawn(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,
@@ -157,9 +158,22 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         .await;
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     purge.abort();
+    projection_metrics.abort();
     store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("api stopped");
     Ok(served?)
+}
+
+/// Keeps the read models' status gauges (lag, stalled, rebuild progress) current for
+/// `/metrics`, whichever process runs a rebuild.
+async fn report_projection_status(projections: Arc<dyn app::ProjectionOperations>) {
+    let mut every = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        every.tick().await;
+        if let Err(e) = projections.status().await {
+            tracing::debug!(error = %e, "projection status unavailable");
+        }
+    }
 }
 
 async fn purge_idempotency_records(store: PostgresIdempotencyStore, retention: Duration) {

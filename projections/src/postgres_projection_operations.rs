@@ -125,8 +125,7 @@ impl ProjectionOperations for PostgresProjectionOperations {
             self.projection_status(DEVICE_STATS, false).await?,
         ];
         for status in &statuses {
-            metrics::gauge!("projection_lag_events", "projection" => status.name.clone())
-                .set(status.lag_events as f64);
+            report_metrics(status);
         }
         Ok(statuses)
     }
@@ -137,7 +136,7 @@ impl ProjectionOperations for PostgresProjectionOperations {
         requested_by: &str,
     ) -> Result<RebuildStatus, RebuildRequestError> {
         Self::known(name)?;
-        operator_action(requested_by, "rebuild", name);
+        operator_action(&self.pool, requested_by, "rebuild", name).await?;
         let started = match self.rebuild.start(requested_by).await {
             Ok(started) => started,
             Err(RebuildError::AlreadyRunning) => {
@@ -162,7 +161,7 @@ impl ProjectionOperations for PostgresProjectionOperations {
         requested_by: &str,
     ) -> Result<RebuildStatus, RebuildRequestError> {
         Self::known(name)?;
-        operator_action(requested_by, "cancel_rebuild", name);
+        operator_action(&self.pool, requested_by, "cancel_rebuild", name).await?;
         match request_cancel(&self.pool).await? {
             Some(status) if status.state == RebuildState::Cancelling => Ok(status),
             _ => Err(RebuildRequestError::NotRunning(name.to_owned())),
@@ -170,8 +169,44 @@ impl ProjectionOperations for PostgresProjectionOperations {
     }
 }
 
-/// Every operator action leaves a log line (who, what, on what) and a count.
-fn operator_action(actor: &str, action: &'static str, projection: &str) {
+/// Every operator action is recorded (who, what, on what, when), logged and counted.
+async fn operator_action(
+    pool: &PgPool,
+    actor: &str,
+    action: &'static str,
+    projection: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO operator_actions (id, actor, action, target) VALUES ($1, $2, $3, $4)")
+        .bind(uuid::Uuid::now_v7())
+        .bind(actor)
+        .bind(action)
+        .bind(format!("projection:{projection}"))
+        .execute(pool)
+        .await
+        .map_err(unavailable)?;
     tracing::info!(actor, action, projection, "operator action");
     metrics::counter!("operator_actions_total", "action" => action).increment(1);
+    Ok(())
+}
+
+/// The status as gauges, so that dashboards and alerts see what `GET /admin/projections`
+/// shows (the api refreshes them periodically).
+fn report_metrics(status: &ProjectionStatus) {
+    let name = status.name.clone();
+    metrics::gauge!("projection_lag_events", "projection" => name.clone())
+        .set(status.lag_events as f64);
+    metrics::gauge!("projection_stalled", "projection" => name.clone()).set(f64::from(u8::from(
+        status.state == ProjectionState::Stalled,
+    )));
+    metrics::gauge!("projection_rebuilding", "projection" => name.clone()).set(f64::from(
+        u8::from(status.state == ProjectionState::Rebuilding),
+    ));
+    if let Some(rebuild) = &status.rebuild {
+        metrics::gauge!("projection_rebuild_events_done", "projection" => name.clone())
+            .set(rebuild.events_done as f64);
+        metrics::gauge!("projection_rebuild_events_total", "projection" => name.clone())
+            .set(rebuild.events_total as f64);
+        metrics::gauge!("projection_rebuild_eta_seconds", "projection" => name)
+            .set(rebuild.eta_seconds.unwrap_or(0.0));
+    }
 }
