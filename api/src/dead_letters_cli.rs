@@ -1,13 +1,12 @@
 //! `api dead-letters …`: list, retry and discard dead letters from a shell, against
 //! `DATABASE_URL`, as `cli:$USER` (recorded in `operator_actions` like the HTTP routes).
 
-use std::time::Duration;
-
 use app::{DeadLetterFilter, DeadLetterOperations, DeadLetterState};
-use bootstrap::{database_settings, Env};
 use clap::Subcommand;
 use store::PostgresDeadLetters;
 use uuid::Uuid;
+
+use crate::operator_session::OperatorSession;
 
 #[derive(Subcommand)]
 pub enum DeadLettersCommand {
@@ -38,16 +37,9 @@ fn parse_state(raw: &str) -> Result<DeadLetterState, String> {
 }
 
 pub async fn run(command: DeadLettersCommand) -> Result<(), Box<dyn std::error::Error>> {
-    let mut env = Env::from_process();
-    let settings = database_settings(&mut env, "provisioning-admin");
-    env.finish()?;
-    let pool = store::connect(&settings)?;
-    store::schema::ensure_current(&pool).await?;
-    let dead_letters = PostgresDeadLetters::new(pool.clone());
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let session = OperatorSession::open().await?;
+    let dead_letters = PostgresDeadLetters::new(session.pool.clone());
+    let actor = &session.actor;
     let result: Result<(), Box<dyn std::error::Error>> = async {
         match command {
             DeadLettersCommand::List {
@@ -69,17 +61,17 @@ pub async fn run(command: DeadLettersCommand) -> Result<(), Box<dyn std::error::
                 }
             }
             DeadLettersCommand::Retry { id } => {
-                let letter = dead_letters.retry(id, &actor).await?;
+                let letter = dead_letters.retry(id, actor).await?;
                 println!("{id}: {}", letter.state.as_str());
             }
             DeadLettersCommand::Discard { id } => {
-                let letter = dead_letters.discard(id, &actor).await?;
+                let letter = dead_letters.discard(id, actor).await?;
                 println!("{id}: {}", letter.state.as_str());
             }
         }
         Ok(())
     }
     .await;
-    store::close(&pool, Duration::from_secs(5)).await;
+    session.close().await;
     result
 }

@@ -13,5 +13,6 @@ pub mod auth;
 pub mod config;
 pub mod dead_letters_cli;
 pub mod http;
+mod operator_session;
 pub mod projections_cli;
 pub mod startup;

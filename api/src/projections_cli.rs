@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::operator_session::OperatorSession;
 use app::{ProjectionOperations, RebuildStatus};
-use bootstrap::{database_settings, Env};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::{
@@ -41,16 +41,9 @@ pub enum ProjectionsCommand {
 }
 
 pub async fn run(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::Error>> {
-    let mut env = Env::from_process();
-    let settings = database_settings(&mut env, "provisioning-admin");
-    env.finish()?;
-    let pool = store::connect(&settings)?;
-    store::schema::ensure_current(&pool).await?;
+    let session = OperatorSession::open().await?;
+    let (pool, actor) = (session.pool.clone(), session.actor.clone());
     let operations = PostgresProjectionOperations::new(pool.clone());
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
     let result = match command {
         ProjectionsCommand::Status => {
             for status in operations.status().await? {
@@ -100,7 +93,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::
             }
         }
     };
-    store::close(&pool, Duration::from_secs(5)).await;
+    session.close().await;
     result
 }
 

@@ -158,16 +158,45 @@ async fn fold_batch(
         let view = device_view_table::decode(row)?;
         rows.insert(view.id, view);
     }
-    let mut changed: HashSet<DeviceId> = HashSet::new();
+    let (changed, report) = fold_events(
+        conn,
+        &mut rows,
+        events,
+        |row| row.version,
+        |row, event| Ok(fold(row, event)?),
+    )
+    .await?;
+    // Written in id order: concurrent projectors then lock rows in the same order and
+    // cannot deadlock each other.
+    let mut rows: Vec<DeviceView> = changed
+        .into_iter()
+        .filter_map(|id| rows.remove(&id))
+        .collect();
+    rows.sort_unstable_by_key(|r| r.id.as_uuid());
+    Ok((rows, report))
+}
+
+/// Folds `events` (in order) into `states`, a state per device at its version: an event at or
+/// below the state's version is skipped, one beyond the next version is preceded by the
+/// missing events read from the event store. Every read model's projector shares this.
+/// Returns the devices whose state moved.
+pub(crate) async fn fold_events<T>(
+    conn: &mut PgConnection,
+    states: &mut HashMap<DeviceId, T>,
+    events: &[EventEnvelope],
+    version_of: impl Fn(&T) -> u64,
+    follow: impl Fn(Option<T>, &EventEnvelope) -> Result<T, ProjectionError>,
+) -> Result<(HashSet<DeviceId>, BatchReport), ProjectionError> {
+    let mut changed = HashSet::new();
     let mut report = BatchReport::default();
     for event in events {
         let id = event.subject;
-        let version = rows.get(&id).map_or(0, |d| d.version);
+        let version = states.get(&id).map_or(0, &version_of);
         if event.sequence <= version {
             report.skipped += 1;
             continue;
         }
-        let mut current = rows.remove(&id);
+        let mut current = states.remove(&id);
         if event.sequence > version + 1 {
             let missing =
                 store::device_events_between(conn, id, version, event.sequence - 1).await?;
@@ -178,22 +207,15 @@ async fn fold_batch(
                 });
             }
             for recorded in &missing {
-                current = Some(fold(current, &recorded.to_envelope())?);
+                current = Some(follow(current, &recorded.to_envelope())?);
             }
             report.gap_filled += missing.len();
         }
-        rows.insert(id, fold(current, event)?);
+        states.insert(id, follow(current, event)?);
         report.applied += 1;
         changed.insert(id);
     }
-    // Written in id order: concurrent projectors then lock rows in the same order and
-    // cannot deadlock each other.
-    let mut rows: Vec<DeviceView> = changed
-        .into_iter()
-        .filter_map(|id| rows.remove(&id))
-        .collect();
-    rows.sort_unstable_by_key(|r| r.id.as_uuid());
-    Ok((rows, report))
+    Ok((changed, report))
 }
 
 async fn upsert(

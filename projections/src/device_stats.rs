@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use domain::{DeviceId, DeviceStatus, TenantId};
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::device_projector::{BatchReport, ProjectionError};
+use crate::device_projector::{fold_events, BatchReport, ProjectionError};
 use crate::device_view_fold::status_after;
 use crate::device_view_table::{parse_status, unavailable};
 
@@ -157,32 +157,7 @@ async fn apply_on(
         );
     }
     let before = members.clone();
-    let mut report = BatchReport::default();
-    for event in events {
-        let id = event.subject;
-        let version = members.get(&id).map_or(0, |m| m.version);
-        if event.sequence <= version {
-            report.skipped += 1;
-            continue;
-        }
-        let mut current = members.remove(&id);
-        if event.sequence > version + 1 {
-            let missing =
-                store::device_events_between(conn, id, version, event.sequence - 1).await?;
-            if missing.len() as u64 != event.sequence - 1 - version {
-                return Err(ProjectionError::UnfillableGap {
-                    device: id,
-                    sequence: event.sequence,
-                });
-            }
-            for recorded in &missing {
-                current = Some(follow(current, &recorded.to_envelope())?);
-            }
-            report.gap_filled += missing.len();
-        }
-        members.insert(id, follow(current, event)?);
-        report.applied += 1;
-    }
+    let (_, report) = fold_events(conn, &mut members, events, |m| m.version, follow).await?;
     // Each changed device leaves its old count and joins its new one.
     let mut deltas: BTreeMap<CountKey, i64> = BTreeMap::new();
     let mut changed: Vec<(&DeviceId, &Member)> = members

@@ -8,6 +8,7 @@
 use std::sync::LazyLock;
 
 use app::{CommitPosition, RecordedEvent, StoreError};
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use crate::recorded_event_row::{self, unavailable, COLUMNS};
@@ -35,13 +36,7 @@ pub async fn committed_events_after(
     after: CommitPosition,
     limit: usize,
 ) -> Result<CommittedBatch, StoreError> {
-    let rows = sqlx::query(&SELECT_AFTER)
-        .bind(after.transaction_id.to_string())
-        .bind(after.position)
-        .bind(limit as i64)
-        .fetch_all(conn)
-        .await
-        .map_err(unavailable)?;
+    let rows = rows_after(conn, after, limit).await?;
     let mut events = Vec::with_capacity(rows.len());
     let mut held_back = false;
     for row in &rows {
@@ -63,12 +58,20 @@ pub async fn visible_events_after(
     after: CommitPosition,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(&SELECT_AFTER)
+    let rows = rows_after(conn, after, limit).await?;
+    rows.iter().map(recorded_event_row::decode).collect()
+}
+
+async fn rows_after(
+    conn: &mut PgConnection,
+    after: CommitPosition,
+    limit: usize,
+) -> Result<Vec<PgRow>, StoreError> {
+    sqlx::query(&SELECT_AFTER)
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit as i64)
         .fetch_all(conn)
         .await
-        .map_err(unavailable)?;
-    rows.iter().map(recorded_event_row::decode).collect()
+        .map_err(unavailable)
 }

@@ -14,12 +14,21 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let raw = parts.uri.query().unwrap_or("");
-        serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
-            .map(Self)
-            .map_err(|_| ApiError::InvalidField {
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(raw).map_err(|_| {
+            ApiError::InvalidField {
                 field: "query".into(),
                 detail: "the query string is not valid percent-encoded UTF-8".into(),
-            })
+            }
+        })?;
+        // No text anywhere in the system may hold NUL (Postgres refuses it): a 400 here, not
+        // a failed query later.
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(invalid(name, "must not contain NUL characters"));
+        }
+        Ok(Self(pairs))
     }
 }
 

@@ -168,3 +168,25 @@ async fn a_declared_oversize_body_is_refused_without_waiting_for_it() {
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     assert!(head.contains("application/problem+json"), "{head}");
 }
+
+#[tokio::test]
+async fn nul_characters_in_query_parameters_are_a_400_not_a_failed_query() {
+    let app = spawn_app().await;
+    let admin = app.token("ops", "admin");
+    let reader = app.token(TENANT, "devices:read");
+    for (path, token) in [
+        ("/admin/dead-letters?consumer=a%00b", &admin),
+        ("/admin/dead-letters?error=%00", &admin),
+        ("/v1/devices?label=site:lyon%00", &reader),
+        ("/v1/devices?model=X%00", &reader),
+    ] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400, "invalid-field").await;
+    }
+}

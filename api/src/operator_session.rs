@@ -1,0 +1,32 @@
+//! What the operators' commands (`api projections …`, `api dead-letters …`) share: a pool on
+//! `DATABASE_URL` whose schema is current, and the operator's name for the audit trail
+//! (`cli:$USER`).
+
+use std::time::Duration;
+
+use bootstrap::{database_settings, Env};
+use sqlx::PgPool;
+
+pub struct OperatorSession {
+    pub pool: PgPool,
+    pub actor: String,
+}
+
+impl OperatorSession {
+    pub async fn open() -> Result<Self, Box<dyn std::error::Error>> {
+        let mut env = Env::from_process();
+        let settings = database_settings(&mut env, "provisioning-admin");
+        env.finish()?;
+        let pool = store::connect(&settings)?;
+        store::schema::ensure_current(&pool).await?;
+        let actor = format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        );
+        Ok(Self { pool, actor })
+    }
+
+    pub async fn close(self) {
+        store::close(&self.pool, Duration::from_secs(5)).await;
+    }
+}
