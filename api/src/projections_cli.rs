@@ -9,8 +9,8 @@ use app::{ProjectionOperations, RebuildStatus};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use projections::{
-    replay_device_view, verify_device_view, DeviceViewRebuild, PostgresProjectionOperations,
-    RebuildOutcome, ReplayFrom, DEVICE_VIEW,
+    rebuild_of, replay_device_view, verify_device_view, PostgresProjectionOperations,
+    ProjectionRebuild, RebuildOutcome, ReplayFrom, DEVICE_STATS, DEVICE_VIEW,
 };
 
 #[derive(Subcommand)]
@@ -51,16 +51,15 @@ pub async fn run(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::
             }
             Ok(())
         }
-        ProjectionsCommand::Rebuild { name, batch } => {
-            known(&name)?;
-            rebuild(
-                DeviceViewRebuild::new(pool.clone()).with_batch(batch),
-                &actor,
+        ProjectionsCommand::Rebuild { name, batch } => match rebuild_of(pool.clone(), &name) {
+            Some(target) => rebuild(target.with_batch(batch), &actor).await,
+            None => Err(format!(
+                "no projection named {name:?}; known: {DEVICE_VIEW}, {DEVICE_STATS}"
             )
-            .await
-        }
+            .into()),
+        },
         ProjectionsCommand::Replay { name, from } => {
-            known(&name)?;
+            only_device_view(&name)?;
             tracing::info!(actor, action = "replay", projection = %name, "operator action");
             let report = replay_device_view(&pool, from).await?;
             println!(
@@ -75,7 +74,7 @@ pub async fn run(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::
             Ok(())
         }
         ProjectionsCommand::Verify { name } => {
-            known(&name)?;
+            only_device_view(&name)?;
             let report = verify_device_view(&pool).await?;
             for difference in &report.differences {
                 println!("{difference}");
@@ -97,18 +96,19 @@ pub async fn run(command: ProjectionsCommand) -> Result<(), Box<dyn std::error::
     result
 }
 
-fn known(name: &str) -> Result<(), String> {
+/// Replay and verify know `device_view` only (`device_stats` is rebuilt instead).
+fn only_device_view(name: &str) -> Result<(), String> {
     if name == DEVICE_VIEW {
         Ok(())
     } else {
         Err(format!(
-            "no projection named {name:?}; known: {DEVICE_VIEW}"
+            "{name:?}: only {DEVICE_VIEW} can be replayed or verified; rebuild other projections"
         ))
     }
 }
 
 async fn rebuild(
-    rebuild: DeviceViewRebuild,
+    rebuild: ProjectionRebuild,
     actor: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let bar = ProgressBar::new(0);
@@ -119,7 +119,8 @@ async fn rebuild(
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    bar.set_message(DEVICE_VIEW);
+    let name = rebuild.name();
+    bar.set_message(name);
     bar.enable_steady_tick(Duration::from_millis(200));
     let show = |status: &RebuildStatus| {
         bar.set_length(status.events_total.max(status.events_done));
@@ -132,13 +133,15 @@ async fn rebuild(
         RebuildOutcome::Completed { events } => {
             let seconds = started.elapsed().as_secs_f64();
             println!(
-                "{DEVICE_VIEW}: rebuilt from {events} events in {seconds:.1} s ({:.0} events/s) and swapped in",
+                "{name}: rebuilt from {events} events in {seconds:.1} s ({:.0} events/s) and swapped in",
                 events as f64 / seconds.max(1e-9)
             );
             Ok(())
         }
         RebuildOutcome::Cancelled { events_done } => {
-            println!("{DEVICE_VIEW}: rebuild cancelled after {events_done} events; run it again to resume");
+            println!(
+                "{name}: rebuild cancelled after {events_done} events; run it again to resume"
+            );
             Ok(())
         }
     }

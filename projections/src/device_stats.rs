@@ -54,7 +54,7 @@ impl DeviceStatsProjector {
             return Ok(BatchReport::default());
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let report = apply_on(&mut tx, events).await?;
+        let report = apply_on(&mut tx, LIVE, events).await?;
         let furthest = events
             .iter()
             .filter_map(|e| CommitPosition::from_cursor(&e.position).ok())
@@ -100,7 +100,7 @@ impl DeviceStatsProjector {
             let mut tx = sqlx::Connection::begin(&mut *conn)
                 .await
                 .map_err(unavailable)?;
-            let report = apply_on(&mut tx, &envelopes).await?;
+            let report = apply_on(&mut tx, LIVE, &envelopes).await?;
             advance_checkpoint(&mut tx, last, report.applied + report.gap_filled).await?;
             tx.commit().await.map_err(unavailable)?;
             folded += envelopes.len() as u64;
@@ -121,22 +121,67 @@ impl DeviceStatsProjector {
     }
 }
 
+/// The tables a batch is applied to: the live ones, or a rebuild's shadows.
+#[derive(Debug, Clone, Copy)]
+struct StatsTables {
+    members: &'static str,
+    counts: &'static str,
+    /// Live batches serialise across processes; a rebuild is alone on its shadows.
+    serialised: bool,
+}
+
+const LIVE: StatsTables = StatsTables {
+    members: "device_stats_members",
+    counts: "device_stats",
+    serialised: true,
+};
+
+const SHADOW: StatsTables = StatsTables {
+    members: "device_stats_members_rebuild",
+    counts: "device_stats_rebuild",
+    serialised: false,
+};
+
+/// `device_stats` for [`crate::ProjectionRebuild`].
+pub(crate) struct DeviceStatsTarget;
+
+#[async_trait]
+impl crate::RebuildTarget for DeviceStatsTarget {
+    fn name(&self) -> &'static str {
+        DEVICE_STATS
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[LIVE.members, LIVE.counts]
+    }
+    async fn fold_into_shadow(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope],
+    ) -> Result<(), ProjectionError> {
+        apply_on(conn, SHADOW, events).await.map(|_| ())
+    }
+}
+
 async fn apply_on(
     conn: &mut PgConnection,
+    tables: StatsTables,
     events: &[EventEnvelope],
 ) -> Result<BatchReport, ProjectionError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("device-provisioning projection {DEVICE_STATS}"))
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
+    if tables.serialised {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("device-provisioning projection {DEVICE_STATS}"))
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+    }
     let mut ids: Vec<uuid::Uuid> = events.iter().map(|e| e.subject.as_uuid()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT id, tenant, model, status, has_certificate, version
-           FROM device_stats_members WHERE id = ANY($1)",
-    )
+           FROM {} WHERE id = ANY($1)",
+        tables.members
+    ))
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await
@@ -180,13 +225,14 @@ async fn apply_on(
             .or_default() += 1;
     }
     if !changed.is_empty() {
-        sqlx::query(
-            "INSERT INTO device_stats_members (id, tenant, model, status, has_certificate, version)
+        sqlx::query(&format!(
+            "INSERT INTO {} (id, tenant, model, status, has_certificate, version)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[])
              ON CONFLICT (id) DO UPDATE
                 SET tenant = excluded.tenant, model = excluded.model, status = excluded.status,
                     has_certificate = excluded.has_certificate, version = excluded.version",
-        )
+            tables.members
+        ))
         .bind(changed.iter().map(|(id, _)| id.as_uuid()).collect::<Vec<_>>())
         .bind(changed.iter().map(|(_, m)| m.tenant.clone()).collect::<Vec<_>>())
         .bind(changed.iter().map(|(_, m)| m.model.clone()).collect::<Vec<_>>())
@@ -199,12 +245,13 @@ async fn apply_on(
     }
     let deltas: Vec<(CountKey, i64)> = deltas.into_iter().filter(|(_, d)| *d != 0).collect();
     if !deltas.is_empty() {
-        sqlx::query(
-            "INSERT INTO device_stats (tenant, model, status, devices)
+        sqlx::query(&format!(
+            "INSERT INTO {counts} AS c (tenant, model, status, devices)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
              ON CONFLICT (tenant, model, status) DO UPDATE
-                SET devices = device_stats.devices + excluded.devices",
-        )
+                SET devices = c.devices + excluded.devices",
+            counts = tables.counts
+        ))
         .bind(
             deltas
                 .iter()
@@ -222,7 +269,7 @@ async fn apply_on(
         .execute(&mut *conn)
         .await
         .map_err(unavailable)?;
-        sqlx::query("DELETE FROM device_stats WHERE devices = 0")
+        sqlx::query(&format!("DELETE FROM {} WHERE devices = 0", tables.counts))
             .execute(&mut *conn)
             .await
             .map_err(unavailable)?;

@@ -14,8 +14,8 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::device_projector::project_into;
-use crate::device_view_rebuild::{RebuildError, DEFAULT_BATCH};
 use crate::device_view_table::{unavailable, DeviceViewTable};
+use crate::projection_rebuild::{RebuildError, DEFAULT_BATCH};
 
 const SCRATCH: DeviceViewTable = DeviceViewTable::Scratch;
 

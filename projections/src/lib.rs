@@ -13,12 +13,12 @@
 mod device_projector;
 mod device_stats;
 mod device_view_fold;
-mod device_view_rebuild;
 mod device_view_replay;
 pub(crate) mod device_view_table;
 mod device_view_verify;
 mod postgres_device_read_model;
 mod postgres_projection_operations;
+mod projection_rebuild;
 mod read_model_changes;
 
 pub use device_projector::{
@@ -27,13 +27,13 @@ pub use device_projector::{
 };
 pub use device_stats::{DeviceStatsProjector, PostgresDeviceStats, DEVICE_STATS};
 pub use device_view_fold::{fold, FoldError};
-pub use device_view_rebuild::{
-    read_status as read_rebuild_status, request_cancel as request_rebuild_cancel,
-    DeviceViewRebuild, RebuildError, RebuildOutcome,
-};
 pub use device_view_replay::{replay_device_view, ReplayFrom, ReplayReport};
 pub use device_view_table::DeviceViewTable;
 pub use device_view_verify::{verify_device_view, Difference, DifferenceKind, VerifyReport};
 pub use postgres_device_read_model::PostgresDeviceReadModel;
 pub use postgres_projection_operations::PostgresProjectionOperations;
+pub use projection_rebuild::{
+    read_status as read_rebuild_status, rebuild_of, request_cancel as request_rebuild_cancel,
+    ProjectionRebuild, RebuildError, RebuildOutcome, RebuildTarget,
+};
 pub use read_model_changes::PgReadModelChanges;

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 
-use crate::device_view_rebuild::{read_status, request_cancel, DeviceViewRebuild, RebuildError};
 use crate::device_view_table::unavailable;
+use crate::projection_rebuild::{read_status, rebuild_of, request_cancel, RebuildError};
 use crate::{DEVICE_STATS, DEVICE_VIEW};
 
 /// A projection whose checkpoint has not moved for this long while events wait is stalled.
@@ -21,31 +21,24 @@ const STALLED_AFTER: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct PostgresProjectionOperations {
     pool: PgPool,
-    rebuild: DeviceViewRebuild,
 }
+
+/// Every projection, in the order status lists them.
+const PROJECTIONS: [&str; 2] = [DEVICE_VIEW, DEVICE_STATS];
 
 impl PostgresProjectionOperations {
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            rebuild: DeviceViewRebuild::new(pool.clone()),
-            pool,
-        }
+        Self { pool }
     }
 
-    fn known(name: &str) -> Result<(), RebuildRequestError> {
-        if name == DEVICE_VIEW {
-            Ok(())
-        } else {
-            Err(RebuildRequestError::UnknownProjection(name.to_owned()))
-        }
+    fn known(name: &str) -> Result<&'static str, RebuildRequestError> {
+        PROJECTIONS
+            .into_iter()
+            .find(|known| *known == name)
+            .ok_or_else(|| RebuildRequestError::UnknownProjection(name.to_owned()))
     }
 
-    /// `name`'s state; `rebuilds` tells whether it can be rebuilt (only `device_view` today).
-    async fn projection_status(
-        &self,
-        name: &'static str,
-        rebuilds: bool,
-    ) -> Result<ProjectionStatus, StoreError> {
+    async fn projection_status(&self, name: &'static str) -> Result<ProjectionStatus, StoreError> {
         let checkpoint = sqlx::query(
             "SELECT transaction_id::text AS xid, position, events_applied, updated_at
                FROM projection_checkpoints WHERE projection = $1",
@@ -84,12 +77,8 @@ impl PostgresProjectionOperations {
         let lag_seconds = oldest.map_or(0.0, |t| {
             (now - t).to_std().unwrap_or_default().as_secs_f64()
         });
-        let rebuild = if rebuilds {
-            let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-            read_status(&mut conn).await?
-        } else {
-            None
-        };
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let rebuild = read_status(&mut conn, name).await?;
         let rebuilding = rebuild
             .as_ref()
             .is_some_and(|r| matches!(r.state, RebuildState::Running | RebuildState::Cancelling));
@@ -120,10 +109,10 @@ impl PostgresProjectionOperations {
 #[async_trait]
 impl ProjectionOperations for PostgresProjectionOperations {
     async fn status(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
-        let statuses = vec![
-            self.projection_status(DEVICE_VIEW, true).await?,
-            self.projection_status(DEVICE_STATS, false).await?,
-        ];
+        let mut statuses = Vec::with_capacity(PROJECTIONS.len());
+        for name in PROJECTIONS {
+            statuses.push(self.projection_status(name).await?);
+        }
         for status in &statuses {
             report_metrics(status);
         }
@@ -135,9 +124,10 @@ impl ProjectionOperations for PostgresProjectionOperations {
         name: &str,
         requested_by: &str,
     ) -> Result<RebuildStatus, RebuildRequestError> {
-        Self::known(name)?;
+        let name = Self::known(name)?;
+        let rebuild = rebuild_of(self.pool.clone(), name).expect("every projection rebuilds");
         operator_action(&self.pool, requested_by, "rebuild", name).await?;
-        let started = match self.rebuild.start(requested_by).await {
+        let started = match rebuild.start(requested_by).await {
             Ok(started) => started,
             Err(RebuildError::AlreadyRunning) => {
                 return Err(RebuildRequestError::AlreadyRunning(name.to_owned()))
@@ -150,7 +140,7 @@ impl ProjectionOperations for PostgresProjectionOperations {
             let _ = started.run(|_| {}).await;
         });
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        read_status(&mut conn)
+        read_status(&mut conn, name)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the rebuild row vanished".into()).into())
     }
@@ -160,9 +150,9 @@ impl ProjectionOperations for PostgresProjectionOperations {
         name: &str,
         requested_by: &str,
     ) -> Result<RebuildStatus, RebuildRequestError> {
-        Self::known(name)?;
+        let name = Self::known(name)?;
         operator_action(&self.pool, requested_by, "cancel_rebuild", name).await?;
-        match request_cancel(&self.pool).await? {
+        match request_cancel(&self.pool, name).await? {
             Some(status) if status.state == RebuildState::Cancelling => Ok(status),
             _ => Err(RebuildRequestError::NotRunning(name.to_owned())),
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use app::{EventEnvelope, RebuildState};
 use projections::{
     read_rebuild_status, request_rebuild_cancel, verify_device_view, DeviceProjector,
-    DeviceViewRebuild, DifferenceKind, RebuildError, RebuildOutcome,
+    DifferenceKind, ProjectionRebuild, RebuildError, RebuildOutcome,
 };
 use provisioned_devices::provisioned_device;
 use sqlx::PgPool;
@@ -65,7 +65,7 @@ async fn a_rebuild_repairs_the_live_table_and_verify_sees_the_damage_before() {
     assert_eq!(report.differences[0].kind, DifferenceKind::ContentDiffers);
 
     let mut seen = Vec::new();
-    let outcome = DeviceViewRebuild::new(pool.clone())
+    let outcome = ProjectionRebuild::device_view(pool.clone())
         .with_batch(5)
         .run("test-operator", |status| seen.push(status.events_done))
         .await
@@ -85,7 +85,10 @@ async fn a_rebuild_repairs_the_live_table_and_verify_sees_the_damage_before() {
         .differences
         .is_empty());
     let mut conn = pool.acquire().await.unwrap();
-    let status = read_rebuild_status(&mut conn).await.unwrap().unwrap();
+    let status = read_rebuild_status(&mut conn, "device_view")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.state, RebuildState::Completed);
     assert_eq!(status.requested_by, "test-operator");
 }
@@ -95,7 +98,7 @@ async fn a_cancelled_rebuild_resumes_from_its_checkpoint() {
     let (_, pool) = testkit::migrated_database().await;
     live_devices(&pool, 10).await;
     let expected = live_rows(&pool).await;
-    let rebuild = DeviceViewRebuild::new(pool.clone()).with_batch(2);
+    let rebuild = ProjectionRebuild::device_view(pool.clone()).with_batch(2);
 
     let running = tokio::spawn({
         let rebuild = rebuild.clone();
@@ -108,13 +111,13 @@ async fn a_cancelled_rebuild_resumes_from_its_checkpoint() {
     });
     loop {
         let mut conn = pool.acquire().await.unwrap();
-        let status = read_rebuild_status(&mut conn).await.unwrap();
+        let status = read_rebuild_status(&mut conn, "device_view").await.unwrap();
         if status.is_some_and(|s| s.events_done > 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    request_rebuild_cancel(&pool).await.unwrap();
+    request_rebuild_cancel(&pool, "device_view").await.unwrap();
     let cancelled = running.await.unwrap().unwrap();
     let RebuildOutcome::Cancelled { events_done } = cancelled else {
         panic!("expected a cancellation, got {cancelled:?}");
@@ -135,7 +138,7 @@ async fn a_cancelled_rebuild_resumes_from_its_checkpoint() {
 async fn only_one_rebuild_runs_at_a_time() {
     let (_, pool) = testkit::migrated_database().await;
     live_devices(&pool, 1).await;
-    let rebuild = DeviceViewRebuild::new(pool.clone());
+    let rebuild = ProjectionRebuild::device_view(pool.clone());
     let first = rebuild.start("op-1").await.unwrap();
     assert!(matches!(
         rebuild.start("op-2").await,

@@ -104,9 +104,28 @@ async fn device_counts_follow_events_and_a_fresh_start_fills_them_from_history()
     // And it keeps following.
     let next: Uuid = stack.register(&registration(&unique_serial())).await;
     stack.wait_for_status(next, "provisioned", PATIENCE).await;
+    let now = [("decommissioned", 1), ("failed", 1), ("provisioned", 3)];
+    wait_for_stats(&stack, &now).await;
+
+    // Damaged counts are repaired by a rebuild from the event store, like any read model's.
+    sqlx::query("UPDATE device_stats SET devices = 99")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let rebuild = stack
+        .client
+        .post(stack.url("/admin/projections/device_stats/rebuild"))
+        .bearer_auth(stack.token("ops", "admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebuild.status(), 202);
+    wait_for_stats(&stack, &now).await;
+    let next: Uuid = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(next, "provisioned", PATIENCE).await;
     wait_for_stats(
         &stack,
-        &[("decommissioned", 1), ("failed", 1), ("provisioned", 3)],
+        &[("decommissioned", 1), ("failed", 1), ("provisioned", 4)],
     )
     .await;
     stack.delete_stream().await;

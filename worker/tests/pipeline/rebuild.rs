@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use projections::{verify_device_view, DeviceViewRebuild, RebuildOutcome};
+use projections::{verify_device_view, ProjectionRebuild, RebuildOutcome};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -95,7 +95,7 @@ async fn a_rebuild_under_load_fails_no_read_goes_back_in_no_time_and_verifies_cl
     }
 
     let reads_before = reads.load(Ordering::Relaxed);
-    let outcome = DeviceViewRebuild::new(stack.pool.clone())
+    let outcome = ProjectionRebuild::device_view(stack.pool.clone())
         .with_batch(40)
         .run("test-operator", |_| {})
         .await

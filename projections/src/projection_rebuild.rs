@@ -1,4 +1,5 @@
-//! Rebuilding `device_view` from the event store without downtime.
+//! Rebuilding a read model from the event store without downtime (`device_view`, and
+//! `device_stats`'s two tables; a [`RebuildTarget`] names the tables and how to fold).
 //!
 //! The rebuild folds every event, in commit order, into a shadow table (`device_view_rebuild`)
 //! in batches (read a page of events, read the rows they touch, fold, write the rows with one
@@ -26,12 +27,59 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use app::{CommitPosition, EventEnvelope, RebuildState, RebuildStatus, StoreError};
+use async_trait::async_trait;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use crate::device_projector::{project_into, ProjectionError};
 use crate::device_view_table::{unavailable, DeviceViewTable};
-use crate::DEVICE_VIEW;
+use crate::{DEVICE_STATS, DEVICE_VIEW};
+
+/// A read model that can be rebuilt: its live tables (each gets a `<table>_rebuild` shadow
+/// with the same columns and primary key) and how events are folded into the shadows.
+#[async_trait]
+pub trait RebuildTarget: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn tables(&self) -> &'static [&'static str];
+    async fn fold_into_shadow(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope],
+    ) -> Result<(), ProjectionError>;
+}
+
+struct DeviceViewTarget;
+
+#[async_trait]
+impl RebuildTarget for DeviceViewTarget {
+    fn name(&self) -> &'static str {
+        DEVICE_VIEW
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["device_view"]
+    }
+    async fn fold_into_shadow(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope],
+    ) -> Result<(), ProjectionError> {
+        project_into(conn, DeviceViewTable::Shadow, events)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The rebuild of the projection called `name`, if it can be rebuilt.
+pub fn rebuild_of(pool: PgPool, name: &str) -> Option<ProjectionRebuild> {
+    let target: Arc<dyn RebuildTarget> = match name {
+        DEVICE_VIEW => Arc::new(DeviceViewTarget),
+        DEVICE_STATS => Arc::new(crate::device_stats::DeviceStatsTarget),
+        _ => return None,
+    };
+    Some(ProjectionRebuild::new(pool, target))
+}
 
 /// Events per batch: large enough that round trips are a small part of the work, small enough
 /// that a batch commits in tens of milliseconds.
@@ -45,7 +93,7 @@ const SWAP_ATTEMPTS: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("a rebuild of {DEVICE_VIEW} is already running")]
+    #[error("a rebuild of this projection is already running")]
     AlreadyRunning,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -61,21 +109,37 @@ pub enum RebuildOutcome {
     Cancelled { events_done: u64 },
 }
 
-/// Runs rebuilds of `device_view` (see the module docs).
+/// Runs rebuilds of one projection (see the module docs).
 #[derive(Clone)]
-pub struct DeviceViewRebuild {
+pub struct ProjectionRebuild {
     pool: PgPool,
     batch: usize,
+    target: Arc<dyn RebuildTarget>,
 }
 
-const SHADOW: DeviceViewTable = DeviceViewTable::Shadow;
+/// A shadow's name: of a live table, and of its indexes and keys.
+const SHADOW_SUFFIX: &str = "_rebuild";
 
-impl DeviceViewRebuild {
-    pub fn new(pool: PgPool) -> Self {
+fn shadow_of(live: &str) -> String {
+    format!("{live}{SHADOW_SUFFIX}")
+}
+
+impl ProjectionRebuild {
+    pub fn new(pool: PgPool, target: Arc<dyn RebuildTarget>) -> Self {
         Self {
             pool,
             batch: DEFAULT_BATCH,
+            target,
         }
+    }
+
+    /// The rebuild of `device_view`.
+    pub fn device_view(pool: PgPool) -> Self {
+        Self::new(pool, Arc::new(DeviceViewTarget))
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.target.name()
     }
 
     pub fn with_batch(self, batch: usize) -> Self {
@@ -108,21 +172,21 @@ impl DeviceViewRebuild {
         .await;
         match prepared {
             Ok(checkpoint) => {
-                tracing::info!(projection = DEVICE_VIEW, requested_by, "rebuild started");
+                tracing::info!(projection = self.name(), requested_by, "rebuild started");
                 Ok(StartedRebuild {
                     rebuild: self.clone(),
                     conn,
                     checkpoint,
                 })
             }
-            Err(e) => Err(fail(conn, e).await),
+            Err(e) => Err(fail(conn, self.name(), e).await),
         }
     }
 }
 
 /// A rebuild that holds the lock and is set up.
 pub struct StartedRebuild {
-    rebuild: DeviceViewRebuild,
+    rebuild: ProjectionRebuild,
     conn: PgConnection,
     checkpoint: CommitPosition,
 }
@@ -142,27 +206,27 @@ impl StartedRebuild {
                 let _ = self.conn.close().await;
                 Ok(outcome)
             }
-            Err(e) => Err(fail(self.conn, e).await),
+            Err(e) => Err(fail(self.conn, self.rebuild.name(), e).await),
         }
     }
 }
 
 /// Records the failure on the rebuild's row and releases the lock.
-async fn fail(mut conn: PgConnection, error: RebuildError) -> RebuildError {
+async fn fail(mut conn: PgConnection, projection: &str, error: RebuildError) -> RebuildError {
     let _ = sqlx::query(
         "UPDATE projection_rebuilds SET state = 'failed', last_error = $2, updated_at = now()
           WHERE projection = $1 AND state IN ('running', 'cancelling')",
     )
-    .bind(DEVICE_VIEW)
+    .bind(projection)
     .bind(error.to_string())
     .execute(&mut conn)
     .await;
-    tracing::error!(projection = DEVICE_VIEW, error = %error, "rebuild failed");
+    tracing::error!(projection, error = %error, "rebuild failed");
     let _ = conn.close().await;
     error
 }
 
-impl DeviceViewRebuild {
+impl ProjectionRebuild {
     async fn finish(
         &self,
         conn: &mut PgConnection,
@@ -172,26 +236,28 @@ impl DeviceViewRebuild {
         if let Some(outcome) = self.catch_up(conn, &mut checkpoint, progress).await? {
             return Ok(outcome);
         }
-        prepare_shadow_for_swap(conn).await?;
+        for table in self.target.tables() {
+            prepare_shadow_for_swap(conn, table).await?;
+        }
         // Index builds take a while: fold what arrived meanwhile before locking.
         if let Some(outcome) = self.catch_up(conn, &mut checkpoint, progress).await? {
             return Ok(outcome);
         }
         for _ in 0..SWAP_ATTEMPTS {
             if let Some(events) = self.swap(conn, checkpoint).await? {
-                if let Some(status) = read_status(conn).await? {
-                    report_metrics(&status);
+                if let Some(status) = read_status(conn, self.name()).await? {
+                    report_metrics(self.name(), &status);
                     progress(&status);
                 }
                 tracing::info!(
-                    projection = DEVICE_VIEW,
+                    projection = self.name(),
                     events,
                     "rebuild completed and swapped in"
                 );
                 return Ok(RebuildOutcome::Completed { events });
             }
             tracing::warn!(
-                projection = DEVICE_VIEW,
+                projection = self.name(),
                 "swap lock not granted in time; catching up and trying again"
             );
             if let Some(outcome) = self.catch_up(conn, &mut checkpoint, progress).await? {
@@ -207,7 +273,7 @@ impl DeviceViewRebuild {
         let locked: bool = sqlx::query_scalar(
             "SELECT pg_try_advisory_lock(hashtextextended('device-provisioning rebuild ' || $1, 0))",
         )
-        .bind(DEVICE_VIEW)
+        .bind(self.name())
         .fetch_one(&mut conn)
         .await
         .map_err(unavailable)?;
@@ -225,16 +291,19 @@ impl DeviceViewRebuild {
         conn: &mut PgConnection,
         requested_by: &str,
     ) -> Result<CommitPosition, RebuildError> {
-        let shadow_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(SHADOW.name())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unavailable)?;
+        let shadows: Vec<String> = self.target.tables().iter().map(|t| shadow_of(t)).collect();
+        let shadow_exists: bool = sqlx::query_scalar(
+            "SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest($1::text[]) AS t",
+        )
+        .bind(&shadows)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable)?;
         let previous = sqlx::query(
             "SELECT state, transaction_id::text AS xid, position FROM projection_rebuilds
               WHERE projection = $1",
         )
-        .bind(DEVICE_VIEW)
+        .bind(self.name())
         .fetch_optional(&mut *conn)
         .await
         .map_err(unavailable)?;
@@ -254,30 +323,32 @@ impl DeviceViewRebuild {
                             finished_at = NULL, updated_at = now()
                       WHERE projection = $1",
                 )
-                .bind(DEVICE_VIEW)
+                .bind(self.name())
                 .bind(requested_by)
                 .execute(&mut *conn)
                 .await
                 .map_err(unavailable)?;
-                tracing::info!(projection = DEVICE_VIEW, "resuming the unfinished rebuild");
+                tracing::info!(projection = self.name(), "resuming the unfinished rebuild");
                 return Ok(checkpoint);
             }
         }
         let mut tx = conn.begin().await.map_err(unavailable)?;
-        for statement in [
-            format!("DROP TABLE IF EXISTS {}", SHADOW.name()),
-            // Secondary indexes come after the bulk load (prepare_shadow_for_swap).
-            format!(
-                "CREATE TABLE {shadow} (LIKE {live} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
-                shadow = SHADOW.name(),
-                live = DeviceViewTable::Live.name()
-            ),
-            format!(
-                "ALTER TABLE {shadow} ADD CONSTRAINT {shadow}_pkey PRIMARY KEY (id)",
-                shadow = SHADOW.name()
-            ),
-        ] {
-            execute(&mut tx, &statement).await?;
+        for live in self.target.tables() {
+            let shadow = shadow_of(live);
+            let (key, key_definition) = primary_key(&mut tx, live).await?;
+            for statement in [
+                format!("DROP TABLE IF EXISTS {shadow}"),
+                // Secondary indexes come after the bulk load (prepare_shadow_for_swap).
+                format!(
+                    "CREATE TABLE {shadow} (LIKE {live} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                ),
+                format!(
+                    "ALTER TABLE {shadow} ADD CONSTRAINT {} {key_definition}",
+                    shadow_of(&key)
+                ),
+            ] {
+                execute(&mut tx, &statement).await?;
+            }
         }
         sqlx::query(
             "INSERT INTO projection_rebuilds (projection, state, events_total, requested_by)
@@ -287,7 +358,7 @@ impl DeviceViewRebuild {
                     events_total = excluded.events_total, requested_by = excluded.requested_by,
                     started_at = now(), updated_at = now(), finished_at = NULL, last_error = NULL",
         )
-        .bind(DEVICE_VIEW)
+        .bind(self.name())
         .bind(requested_by)
         .execute(&mut *tx)
         .await
@@ -322,14 +393,14 @@ impl DeviceViewRebuild {
                 .map(app::RecordedEvent::into_envelope)
                 .collect();
             let mut tx = conn.begin().await.map_err(unavailable)?;
-            project_into(&mut tx, SHADOW, &envelopes).await?;
+            self.target.fold_into_shadow(&mut tx, &envelopes).await?;
             let still_running = sqlx::query(
                 "UPDATE projection_rebuilds
                     SET transaction_id = $2::text::xid8, position = $3,
                         events_done = events_done + $4, updated_at = now()
                   WHERE projection = $1 AND state = 'running'",
             )
-            .bind(DEVICE_VIEW)
+            .bind(self.name())
             .bind(last.transaction_id.to_string())
             .bind(last.position)
             .bind(envelopes.len() as i64)
@@ -344,8 +415,8 @@ impl DeviceViewRebuild {
             }
             tx.commit().await.map_err(unavailable)?;
             *checkpoint = last;
-            if let Some(status) = read_status(conn).await? {
-                report_metrics(&status);
+            if let Some(status) = read_status(conn, self.name()).await? {
+                report_metrics(self.name(), &status);
                 progress(&status);
             }
             if !full && !batch.held_back {
@@ -362,11 +433,11 @@ impl DeviceViewRebuild {
             "UPDATE projection_rebuilds SET state = 'cancelled', updated_at = now()
               WHERE projection = $1 RETURNING events_done",
         )
-        .bind(DEVICE_VIEW)
+        .bind(self.name())
         .fetch_one(&mut *conn)
         .await
         .map_err(unavailable)?;
-        tracing::info!(projection = DEVICE_VIEW, events_done, "rebuild cancelled");
+        tracing::info!(projection = self.name(), events_done, "rebuild cancelled");
         Ok(RebuildOutcome::Cancelled {
             events_done: events_done as u64,
         })
@@ -386,7 +457,7 @@ impl DeviceViewRebuild {
         .await?;
         let locked = sqlx::query(&format!(
             "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-            DeviceViewTable::Live.name()
+            self.target.tables().join(", ")
         ))
         .execute(&mut *tx)
         .await;
@@ -408,23 +479,28 @@ impl DeviceViewRebuild {
                 .into_iter()
                 .map(app::RecordedEvent::into_envelope)
                 .collect();
-            project_into(&mut tx, SHADOW, &envelopes).await?;
+            self.target.fold_into_shadow(&mut tx, &envelopes).await?;
             folded += envelopes.len() as i64;
             checkpoint = last;
         }
-        let live = DeviceViewTable::Live.name();
-        let shadow = SHADOW.name();
-        let mut renames = vec![
-            format!("DROP TABLE {live}"),
-            format!("ALTER TABLE {shadow} RENAME TO {live}"),
-            format!("ALTER TABLE {live} RENAME CONSTRAINT {shadow}_pkey TO {live}_pkey"),
-        ];
-        for index in shadow_secondary_indexes(&mut tx).await? {
-            let live_name = index.trim_end_matches(SHADOW_INDEX_SUFFIX);
-            renames.push(format!("ALTER INDEX {index} RENAME TO {live_name}"));
-        }
-        for statement in renames {
-            execute(&mut tx, &statement).await?;
+        for live in self.target.tables() {
+            let shadow = shadow_of(live);
+            let (key, _) = primary_key(&mut tx, live).await?;
+            let mut renames = vec![
+                format!("DROP TABLE {live}"),
+                format!("ALTER TABLE {shadow} RENAME TO {live}"),
+                format!(
+                    "ALTER TABLE {live} RENAME CONSTRAINT {} TO {key}",
+                    shadow_of(&key)
+                ),
+            ];
+            for index in shadow_secondary_indexes(&mut tx, live).await? {
+                let live_name = index.trim_end_matches(SHADOW_SUFFIX);
+                renames.push(format!("ALTER INDEX {index} RENAME TO {live_name}"));
+            }
+            for statement in renames {
+                execute(&mut tx, &statement).await?;
+            }
         }
         let events: i64 = sqlx::query_scalar(
             "UPDATE projection_rebuilds
@@ -432,7 +508,7 @@ impl DeviceViewRebuild {
                     events_done = events_done + $4, updated_at = now(), finished_at = now()
               WHERE projection = $1 RETURNING events_done",
         )
-        .bind(DEVICE_VIEW)
+        .bind(self.name())
         .bind(checkpoint.transaction_id.to_string())
         .bind(checkpoint.position)
         .bind(folded)
@@ -444,31 +520,41 @@ impl DeviceViewRebuild {
     }
 }
 
-/// Suffix of the shadow's copies of the live table's secondary indexes.
-const SHADOW_INDEX_SUFFIX: &str = "_rebuild";
+/// The live table's primary key: its name and definition (`PRIMARY KEY (…)`).
+async fn primary_key(conn: &mut PgConnection, live: &str) -> Result<(String, String), StoreError> {
+    sqlx::query_as(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE conrelid = to_regclass($1) AND contype = 'p'",
+    )
+    .bind(live)
+    .fetch_optional(conn)
+    .await
+    .map_err(unavailable)?
+    .ok_or_else(|| StoreError::Corrupt(format!("{live} has no primary key").into()))
+}
 
-/// Gives the shadow the live table's secondary indexes (from the catalog, so they cannot
-/// drift from the migrations) and fresh planner statistics.
-async fn prepare_shadow_for_swap(conn: &mut PgConnection) -> Result<(), RebuildError> {
+/// Gives the shadow of `live` the live table's secondary indexes (from the catalog, so they
+/// cannot drift from the migrations) and fresh planner statistics.
+async fn prepare_shadow_for_swap(conn: &mut PgConnection, live: &str) -> Result<(), RebuildError> {
     let definitions: Vec<(String, String)> = sqlx::query_as(
         "SELECT i.indexname::text, i.indexdef FROM pg_indexes i
           WHERE i.schemaname = current_schema() AND i.tablename = $1
             AND i.indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype = 'p')",
     )
-    .bind(DeviceViewTable::Live.name())
+    .bind(live)
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let shadow = SHADOW.name();
+    let shadow = shadow_of(live);
     for (name, definition) in definitions {
-        // `CREATE [UNIQUE] INDEX <name> ON <schema>.device_view USING <method> (<columns>)`
+        // `CREATE [UNIQUE] INDEX <name> ON <schema>.<live> USING <method> (<columns>)`
         let unexpected =
             || StoreError::Corrupt(format!("unexpected index definition: {definition}").into());
         let on = definition.find(" ON ").ok_or_else(unexpected)?;
         let using = on + definition[on..].find(" USING ").ok_or_else(unexpected)?;
         let head = definition[..on].replacen(
             &format!("INDEX {name}"),
-            &format!("INDEX IF NOT EXISTS {name}{SHADOW_INDEX_SUFFIX}"),
+            &format!("INDEX IF NOT EXISTS {}", shadow_of(&name)),
             1,
         );
         execute(conn, &format!("{head} ON {shadow}{}", &definition[using..])).await?;
@@ -477,30 +563,34 @@ async fn prepare_shadow_for_swap(conn: &mut PgConnection) -> Result<(), RebuildE
     Ok(())
 }
 
-async fn shadow_secondary_indexes(conn: &mut PgConnection) -> Result<Vec<String>, RebuildError> {
+/// The shadow's secondary indexes (its primary key's index is renamed with the constraint).
+async fn shadow_secondary_indexes(
+    conn: &mut PgConnection,
+    live: &str,
+) -> Result<Vec<String>, RebuildError> {
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes
-          WHERE schemaname = current_schema() AND tablename = $1 AND indexname LIKE '%' || $2",
+          WHERE schemaname = current_schema() AND tablename = $1
+            AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype = 'p')",
     )
-    .bind(SHADOW.name())
-    .bind(SHADOW_INDEX_SUFFIX)
+    .bind(shadow_of(live))
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
-    Ok(names
-        .into_iter()
-        .filter(|n| n != &format!("{}_pkey", SHADOW.name()))
-        .collect())
+    Ok(names)
 }
 
-/// The current or last rebuild of `device_view`.
-pub async fn read_status(conn: &mut PgConnection) -> Result<Option<RebuildStatus>, StoreError> {
+/// The current or last rebuild of `projection`.
+pub async fn read_status(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<Option<RebuildStatus>, StoreError> {
     let row = sqlx::query(
         "SELECT state, events_done, events_total, requested_by, started_at, updated_at,
                 finished_at, last_error
            FROM projection_rebuilds WHERE projection = $1",
     )
-    .bind(DEVICE_VIEW)
+    .bind(projection)
     .fetch_optional(conn)
     .await
     .map_err(unavailable)?;
@@ -543,26 +633,29 @@ pub async fn read_status(conn: &mut PgConnection) -> Result<Option<RebuildStatus
     }))
 }
 
-/// Asks a running rebuild to stop after its batch; the new state.
-pub async fn request_cancel(pool: &PgPool) -> Result<Option<RebuildStatus>, StoreError> {
+/// Asks a running rebuild of `projection` to stop after its batch; the new state.
+pub async fn request_cancel(
+    pool: &PgPool,
+    projection: &str,
+) -> Result<Option<RebuildStatus>, StoreError> {
     sqlx::query(
         "UPDATE projection_rebuilds SET state = 'cancelling', updated_at = now()
           WHERE projection = $1 AND state = 'running'",
     )
-    .bind(DEVICE_VIEW)
+    .bind(projection)
     .execute(pool)
     .await
     .map_err(unavailable)?;
     let mut conn = pool.acquire().await.map_err(unavailable)?;
-    read_status(&mut conn).await
+    read_status(&mut conn, projection).await
 }
 
-fn report_metrics(status: &RebuildStatus) {
-    metrics::gauge!("projection_rebuild_events_done", "projection" => DEVICE_VIEW)
+fn report_metrics(projection: &'static str, status: &RebuildStatus) {
+    metrics::gauge!("projection_rebuild_events_done", "projection" => projection)
         .set(status.events_done as f64);
-    metrics::gauge!("projection_rebuild_events_total", "projection" => DEVICE_VIEW)
+    metrics::gauge!("projection_rebuild_events_total", "projection" => projection)
         .set(status.events_total as f64);
-    metrics::gauge!("projection_rebuild_events_per_second", "projection" => DEVICE_VIEW)
+    metrics::gauge!("projection_rebuild_events_per_second", "projection" => projection)
         .set(status.events_per_second);
 }
 
