@@ -8,9 +8,10 @@
 //! it gets the live table's secondary indexes and fresh statistics, and then one short
 //! transaction swaps it in:
 //!
-//! 1. `LOCK device_view IN ACCESS EXCLUSIVE MODE` (bounded by `lock_timeout`; on timeout the
-//!    swap is tried again after another catch-up). Readers queue for these milliseconds; none
-//!    fails.
+//! 1. `LOCK <live tables> IN ACCESS EXCLUSIVE MODE NOWAIT`, tried again after a short pause
+//!    while a reader or the live projector is on them (a waiting lock request would make every
+//!    reader queue behind it). Readers wait only while the swap holds the lock: milliseconds;
+//!    none fails.
 //! 2. Every event committed since the checkpoint is folded into the shadow. Events still
 //!    uncommitted reach the new table later through the live projector, whose statements
 //!    resolve the table by name once the lock is released.
@@ -85,11 +86,12 @@ pub fn rebuild_of(pool: PgPool, name: &str) -> Option<ProjectionRebuild> {
 /// that a batch commits in tens of milliseconds.
 pub(crate) const DEFAULT_BATCH: usize = 5_000;
 
-/// Longest a swap waits for the live table's lock before backing off (readers queue behind a
-/// waiting lock request, so this bounds their extra wait too).
-const SWAP_LOCK_TIMEOUT: &str = "1s";
-
-const SWAP_ATTEMPTS: usize = 10;
+/// The swap asks for the live tables' lock with NOWAIT: a lock request that waits makes every
+/// reader queue behind it (holding its pool connection), and under load that starves the pool.
+/// Instead it tries again after a pause, catching up with new events every few tries.
+const SWAP_ATTEMPTS: usize = 200;
+const SWAP_PAUSE: Duration = Duration::from_millis(25);
+const CATCH_UP_EVERY: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -243,7 +245,7 @@ impl ProjectionRebuild {
         if let Some(outcome) = self.catch_up(conn, &mut checkpoint, progress).await? {
             return Ok(outcome);
         }
-        for _ in 0..SWAP_ATTEMPTS {
+        for attempt in 1..=SWAP_ATTEMPTS {
             if let Some(events) = self.swap(conn, checkpoint).await? {
                 if let Some(status) = read_status(conn, self.name()).await? {
                     report_metrics(self.name(), &status);
@@ -256,12 +258,16 @@ impl ProjectionRebuild {
                 );
                 return Ok(RebuildOutcome::Completed { events });
             }
-            tracing::warn!(
-                projection = self.name(),
-                "swap lock not granted in time; catching up and trying again"
-            );
-            if let Some(outcome) = self.catch_up(conn, &mut checkpoint, progress).await? {
-                return Ok(outcome);
+            tokio::time::sleep(SWAP_PAUSE).await;
+            if attempt % CATCH_UP_EVERY == 0 {
+                tracing::warn!(
+                    projection = self.name(),
+                    attempt,
+                    "the live tables stay busy; catching up before trying the swap again"
+                );
+                if let Some(outcome) = self.catch_up(conn, &mut checkpoint, progress).await? {
+                    return Ok(outcome);
+                }
             }
         }
         Err(RebuildError::SwapLockUnavailable)
@@ -450,20 +456,15 @@ impl ProjectionRebuild {
         mut checkpoint: CommitPosition,
     ) -> Result<Option<u64>, RebuildError> {
         let mut tx = conn.begin().await.map_err(unavailable)?;
-        execute(
-            &mut tx,
-            &format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"),
-        )
-        .await?;
         let locked = sqlx::query(&format!(
-            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
             self.target.tables().join(", ")
         ))
         .execute(&mut *tx)
         .await;
         match locked {
             Ok(_) => {}
-            // lock_not_available: someone held the table too long; back off and retry.
+            // lock_not_available: a reader or the live projector is on the table right now.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
                 return Ok(None)
             }
