@@ -1,6 +1,6 @@
 //! Operators' read-model routes (scope `admin`): each projection's state, and starting or
 //! cancelling a rebuild (which runs in the background of this process; see
-//! `projections::DeviceViewRebuild`). `api projections …` does the same from a shell.
+//! `projections::ProjectionRebuild`). `api projections …` does the same from a shell.
 
 use app::{ProjectionStatus, RebuildStatus};
 use axum::extract::{Path, State};
