@@ -27,7 +27,7 @@ pub const RENEWALS_CONSUMER: &str = "provisioner-renewals";
 pub const DEVICE_VIEW_CONSUMER: &str = "projector-device_view";
 pub const DEVICE_STATS_CONSUMER: &str = "projector-device_stats";
 
-/// The subjects each consumer takes.
+/// The subjects each consumer takes: the one definition, used by `run` and `worker replay`.
 fn consumer_filter(name: &str, stream: &nats::StreamSettings) -> Option<String> {
     match name {
         REGISTRATIONS_CONSUMER => {
@@ -159,20 +159,14 @@ pub async fn run(
     }
 
     let progress = config.consumers.ack_wait() / 3;
-    for (name, event_type) in [
-        (REGISTRATIONS_CONSUMER, PublicEvent::DEVICE_REGISTERED),
-        (
-            RENEWALS_CONSUMER,
-            PublicEvent::CERTIFICATE_RENEWAL_REQUESTED,
-        ),
-    ] {
+    for name in [REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER] {
         let provisioner = Provisioner::new(
             provisioning.clone(),
             Deliveries::new(name, config.consumers.clone(), dead_letters.clone()),
             config.provisioner_concurrency,
             progress,
         );
-        let filter = config.stream.subject_filter_for_type(event_type);
+        let filter = consumer_filter(name, &config.stream).expect("a worker consumer");
         let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
         tasks.spawn(async move {
             keep_consuming(name, &cancel, || async {
@@ -220,13 +214,9 @@ pub async fn run(
             }
             keep_consuming(name, &cancel, || async {
                 let stream = ensure_stream(&js, &config.stream).await?;
-                let consumer = durable_pull_consumer(
-                    &stream,
-                    name,
-                    config.stream.all_subjects(),
-                    &config.consumers,
-                )
-                .await?;
+                let filter = consumer_filter(name, &config.stream).expect("a worker consumer");
+                let consumer =
+                    durable_pull_consumer(&stream, name, filter, &config.consumers).await?;
                 projector.run(&consumer, &cancel).await
             })
             .await
