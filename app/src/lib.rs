@@ -44,6 +44,6 @@ pub use projection_operations::{
     RebuildStatus,
 };
 pub use provisioning::{
-    CaUnavailable, CertificateAuthority, CertificateRequest, ProvisioningError,
+    CaUnavailable, CertificateAuthority, CertificateRequest, ProvisioningCause, ProvisioningError,
     ProvisioningOutcome, ProvisioningService,
 };

@@ -1,6 +1,10 @@
 //! The provisioner's use case: settle one certificate request (a registration's or a
 //! renewal's) by asking the CA, then record the outcome on the device as an internal command.
 //!
+//! Messages are notifications, the event store holds the facts: the provisioner is told only
+//! which device to look at, and signs the CSR that device's events recorded for its open
+//! request (never one carried by a message).
+//!
 //! At most one certificate per request reaches the device's history, however often the
 //! request's message is delivered: the request is signed only while it is still the device's
 //! open request, and recording an outcome for a request that is no longer open appends
@@ -65,6 +69,16 @@ pub enum ProvisioningError {
     Store(#[from] StoreError),
 }
 
+/// Where a provisioning run comes from, for the outcome's metadata: who acts, what caused it
+/// (the message or dead letter that woke the provisioner), and the trace to continue.
+/// None of it is a fact the provisioner acts on.
+#[derive(Debug, Clone)]
+pub struct ProvisioningCause {
+    pub actor: &'static str,
+    pub correlation_id: String,
+    pub traceparent: Option<String>,
+}
+
 pub struct ProvisioningService {
     store: Arc<dyn DeviceEventStore>,
     commands: Arc<DeviceCommandService>,
@@ -84,26 +98,40 @@ impl ProvisioningService {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(device_id = %device_id, request_id = %request_id))]
+    /// Settles the open certificate request of `device_id`, if it has one.
+    ///
+    /// A message only says "this device may have a request to settle": the request, its CSR,
+    /// the serial number and the tenant all come from the device's events in the event store.
+    /// A forged or stale message therefore costs at most a read; it can never get another
+    /// CSR signed.
+    #[tracing::instrument(skip_all, fields(device_id = %device_id, request_id = tracing::field::Empty))]
     pub async fn provision(
         &self,
-        metadata: CommandMetadata,
         device_id: DeviceId,
-        request_id: CertificateRequestId,
-        csr: CertificateSigningRequest,
+        cause: ProvisioningCause,
     ) -> Result<ProvisioningOutcome, ProvisioningError> {
         let device = self.store.device_at(device_id, u64::MAX).await?;
-        let (Some(serial_number), Some(tenant)) = (device.serial_number(), device.tenant()) else {
+        let (Some(serial_number), Some(tenant), Some(open)) = (
+            device.serial_number(),
+            device.tenant(),
+            device.open_request(),
+        ) else {
             return Ok(ProvisioningOutcome::AlreadySettled);
         };
-        if device.open_request() != Some(request_id) || *tenant != metadata.tenant {
-            return Ok(ProvisioningOutcome::AlreadySettled);
-        }
+        let request_id = open.id;
+        tracing::Span::current().record("request_id", tracing::field::display(request_id));
+        let metadata = CommandMetadata {
+            tenant: tenant.clone(),
+            actor: cause.actor.to_owned(),
+            request_id: cause.correlation_id,
+            traceparent: cause.traceparent,
+            idempotency: None,
+        };
         let request = CertificateRequest {
             device_id,
             request_id,
             serial_number: serial_number.clone(),
-            csr,
+            csr: open.csr.clone(),
         };
         let started = std::time::Instant::now();
         let outcome = self.ca.issue(request).await?;

@@ -22,7 +22,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use crate::{CertificateRequestId, SerialNumber, TenantId};
+use crate::{CertificateRequestId, CertificateSigningRequest, SerialNumber, TenantId};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Device {
@@ -42,7 +42,15 @@ struct RegisteredDevice {
     /// The request still waiting for the provisioner's outcome. Only an outcome for this
     /// request is applied; outcomes for resolved or superseded requests change nothing,
     /// which is what makes the internal commands idempotent under redelivery.
-    open_request: Option<CertificateRequestId>,
+    open_request: Option<OpenRequest>,
+}
+
+/// A certificate request waiting for the provisioner: the one the device's events hold,
+/// which is the only one the provisioner may sign (never a CSR carried by a message).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenRequest {
+    pub id: CertificateRequestId,
+    pub csr: CertificateSigningRequest,
 }
 
 impl Device {
@@ -58,11 +66,13 @@ impl Device {
         self.registered.as_ref().map(|d| &d.serial_number)
     }
 
-    /// The certificate request still waiting for the provisioner's outcome, if any. The
-    /// provisioner signs only for this request: a redelivered or superseded request finds
-    /// it settled and issues nothing.
-    pub fn open_request(&self) -> Option<CertificateRequestId> {
-        self.registered.as_ref().and_then(|d| d.open_request)
+    /// The certificate request still waiting for the provisioner's outcome, if any, with the
+    /// CSR its event recorded. The provisioner signs only this request: a redelivered or
+    /// superseded request finds it settled and issues nothing.
+    pub fn open_request(&self) -> Option<&OpenRequest> {
+        self.registered
+            .as_ref()
+            .and_then(|d| d.open_request.as_ref())
     }
 
     /// The events `command` produces in the current state, or why it is refused.
@@ -103,26 +113,22 @@ impl Device {
                     reason: cmd.reason,
                 }]),
             },
-            DeviceCommand::CompleteProvisioning(cmd) => {
-                Ok(if device.open_request == Some(cmd.request_id) {
-                    vec![DeviceEvent::CertificateIssued {
-                        request_id: cmd.request_id,
-                        certificate: cmd.certificate,
-                    }]
-                } else {
-                    vec![]
-                })
-            }
-            DeviceCommand::FailProvisioning(cmd) => {
-                Ok(if device.open_request == Some(cmd.request_id) {
-                    vec![DeviceEvent::ProvisioningFailed {
-                        request_id: cmd.request_id,
-                        failure: cmd.failure,
-                    }]
-                } else {
-                    vec![]
-                })
-            }
+            DeviceCommand::CompleteProvisioning(cmd) => Ok(if device.is_open(cmd.request_id) {
+                vec![DeviceEvent::CertificateIssued {
+                    request_id: cmd.request_id,
+                    certificate: cmd.certificate,
+                }]
+            } else {
+                vec![]
+            }),
+            DeviceCommand::FailProvisioning(cmd) => Ok(if device.is_open(cmd.request_id) {
+                vec![DeviceEvent::ProvisioningFailed {
+                    request_id: cmd.request_id,
+                    failure: cmd.failure,
+                }]
+            } else {
+                vec![]
+            }),
         }
     }
 }
@@ -152,6 +158,7 @@ impl Aggregate for Device {
                 tenant,
                 serial_number,
                 request_id,
+                csr,
                 ..
             } => {
                 self.registered = Some(RegisteredDevice {
@@ -159,7 +166,10 @@ impl Aggregate for Device {
                     serial_number,
                     status: DeviceStatus::Pending,
                     has_certificate: false,
-                    open_request: Some(request_id),
+                    open_request: Some(OpenRequest {
+                        id: request_id,
+                        csr,
+                    }),
                 });
             }
             other => {
@@ -176,11 +186,18 @@ impl Aggregate for Device {
 }
 
 impl RegisteredDevice {
+    fn is_open(&self, request_id: CertificateRequestId) -> bool {
+        self.open_request.as_ref().map(|r| r.id) == Some(request_id)
+    }
+
     fn apply(&mut self, event: DeviceEvent) {
         match event {
             DeviceEvent::DeviceRegistered { .. } => {}
-            DeviceEvent::CertificateRenewalRequested { request_id, .. } => {
-                self.open_request = Some(request_id);
+            DeviceEvent::CertificateRenewalRequested { request_id, csr } => {
+                self.open_request = Some(OpenRequest {
+                    id: request_id,
+                    csr,
+                });
                 if self.status == DeviceStatus::Failed {
                     self.status = DeviceStatus::Pending;
                 }

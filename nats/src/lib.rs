@@ -33,8 +33,26 @@ pub enum NatsError {
 /// A NATS client that connects in the background and reconnects by itself: a process starts
 /// even while NATS is down (readiness says so) and catches up when it returns. Publishes made
 /// meanwhile are buffered; the relay's ack timeout bounds how long it waits for them.
+///
+/// Credentials in the URL (`nats://user:password@host:port`) are sent as the server's user and
+/// password (the client library itself ignores them), so that one variable says where and as
+/// whom to connect; the shipped server configuration (`nats/nats-server.conf`) grants each
+/// user only what its role needs.
 pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, NatsError> {
-    async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    for url in settings.url.split(',') {
+        let address: async_nats::ServerAddr = url.trim().parse().map_err(|e| {
+            NatsError::Connect(async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::ServerParse,
+                e,
+            ))
+        })?;
+        if let (Some(user), Some(password)) = (address.username(), address.password()) {
+            options = options.user_and_password(user.to_owned(), password.to_owned());
+            break;
+        }
+    }
+    options
         .connection_timeout(settings.connect_timeout)
         .retry_on_initial_connect()
         .name("device-provisioning")

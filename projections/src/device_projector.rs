@@ -1,5 +1,8 @@
 //! The device projector: applies a batch of events to `device_view` in one transaction.
 //!
+//! - **Facts from the event store**: the batch's messages only name the events to apply;
+//!   the events themselves are read from Postgres (`notified_events`).
+//!
 //! - **Idempotent**: a row moves only forward. Each device's row is read once per batch,
 //!   its new events are folded in memory, and the row is written with
 //!   `WHERE device_view.version < excluded.version` in the same statement: an event at or
@@ -20,6 +23,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::device_view_fold::{fold, FoldError};
 use crate::device_view_table::{self, unavailable, DeviceViewTable};
+use crate::notified_events::{furthest_position, notified_events};
 
 /// This projection's name (its checkpoint row).
 pub const DEVICE_VIEW: &str = "device_view";
@@ -38,8 +42,6 @@ pub enum ProjectionError {
     Fold(#[from] FoldError),
     #[error("event {sequence} of device {device} arrived but events before it are missing from the event store")]
     UnfillableGap { device: DeviceId, sequence: u64 },
-    #[error("event {0} carries a position that is not a commit-order cursor")]
-    BadPosition(uuid::Uuid),
 }
 
 /// What one batch did.
@@ -63,6 +65,25 @@ ON CONFLICT (projection) DO UPDATE
        events_applied = p.events_applied + excluded.events_applied,
        updated_at = now()";
 
+/// Moves `projection`'s checkpoint forward to `position` (never back) and counts `applied`
+/// events, in the caller's transaction: every live projector's one checkpoint statement.
+pub(crate) async fn advance_checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+    position: CommitPosition,
+    applied: usize,
+) -> Result<(), ProjectionError> {
+    sqlx::query(ADVANCE_CHECKPOINT)
+        .bind(projection)
+        .bind(position.transaction_id.to_string())
+        .bind(position.position)
+        .bind(applied as i64)
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct DeviceProjector {
     pool: PgPool,
@@ -73,32 +94,31 @@ impl DeviceProjector {
         Self { pool }
     }
 
-    /// Applies `events` (in the order given, which for one device is sequence order) in one
-    /// transaction. On error nothing is written.
-    pub async fn apply(&self, events: &[EventEnvelope]) -> Result<BatchReport, ProjectionError> {
-        if events.is_empty() {
+    /// Applies the events `notifications` name, read from the event store (see
+    /// `notified_events`), in one transaction. On error nothing is written.
+    pub async fn apply(
+        &self,
+        notifications: &[EventEnvelope],
+    ) -> Result<BatchReport, ProjectionError> {
+        if notifications.is_empty() {
             return Ok(BatchReport::default());
         }
-        let furthest = events
-            .iter()
-            .map(|e| {
-                CommitPosition::from_cursor(&e.position)
-                    .map_err(|_| ProjectionError::BadPosition(e.id))
-            })
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .max()
-            .expect("not empty");
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let (rows, report) = project_into(&mut tx, DeviceViewTable::Live, events).await?;
-        sqlx::query(ADVANCE_CHECKPOINT)
-            .bind(DEVICE_VIEW)
-            .bind(furthest.transaction_id.to_string())
-            .bind(furthest.position)
-            .bind((report.applied + report.gap_filled) as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let events = notified_events(&mut tx, notifications).await?;
+        let Some(furthest) = furthest_position(&events) else {
+            return Ok(BatchReport {
+                skipped: notifications.len(),
+                ..BatchReport::default()
+            });
+        };
+        let (rows, report) = project_into(&mut tx, DeviceViewTable::Live, &events).await?;
+        advance_checkpoint(
+            &mut tx,
+            DEVICE_VIEW,
+            furthest,
+            report.applied + report.gap_filled,
+        )
+        .await?;
         if !rows.is_empty() {
             // Which devices changed, so that only their waiters re-read; split to stay under
             // NOTIFY's 8000-byte payload limit.

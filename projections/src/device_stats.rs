@@ -17,9 +17,10 @@ use async_trait::async_trait;
 use domain::{DeviceId, DeviceStatus, TenantId};
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::device_projector::{fold_events, BatchReport, ProjectionError};
+use crate::device_projector::{advance_checkpoint, fold_events, BatchReport, ProjectionError};
 use crate::device_view_fold::status_after;
 use crate::device_view_table::{parse_status, unavailable};
+use crate::notified_events::{furthest_position, notified_events};
 
 /// This projection's name (its checkpoint row).
 pub const DEVICE_STATS: &str = "device_stats";
@@ -48,20 +49,31 @@ impl DeviceStatsProjector {
         Self { pool }
     }
 
-    /// Applies `events` in one transaction (see the module docs).
-    pub async fn apply(&self, events: &[EventEnvelope]) -> Result<BatchReport, ProjectionError> {
-        if events.is_empty() {
+    /// Applies the events `notifications` name, read from the event store, in one
+    /// transaction (see the module docs).
+    pub async fn apply(
+        &self,
+        notifications: &[EventEnvelope],
+    ) -> Result<BatchReport, ProjectionError> {
+        if notifications.is_empty() {
             return Ok(BatchReport::default());
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let report = apply_on(&mut tx, LIVE, events).await?;
-        let furthest = events
-            .iter()
-            .filter_map(|e| CommitPosition::from_cursor(&e.position).ok())
-            .max();
-        if let Some(furthest) = furthest {
-            advance_checkpoint(&mut tx, furthest, report.applied + report.gap_filled).await?;
-        }
+        let events = notified_events(&mut tx, notifications).await?;
+        let Some(furthest) = furthest_position(&events) else {
+            return Ok(BatchReport {
+                skipped: notifications.len(),
+                ..BatchReport::default()
+            });
+        };
+        let report = apply_on(&mut tx, LIVE, &events).await?;
+        advance_checkpoint(
+            &mut tx,
+            DEVICE_STATS,
+            furthest,
+            report.applied + report.gap_filled,
+        )
+        .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(report)
     }
@@ -101,7 +113,13 @@ impl DeviceStatsProjector {
                 .await
                 .map_err(unavailable)?;
             let report = apply_on(&mut tx, LIVE, &envelopes).await?;
-            advance_checkpoint(&mut tx, last, report.applied + report.gap_filled).await?;
+            advance_checkpoint(
+                &mut tx,
+                DEVICE_STATS,
+                last,
+                report.applied + report.gap_filled,
+            )
+            .await?;
             tx.commit().await.map_err(unavailable)?;
             folded += envelopes.len() as u64;
             checkpoint = last;
@@ -109,7 +127,7 @@ impl DeviceStatsProjector {
         if folded == 0 {
             // An empty store: record that the projection has started all the same.
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            advance_checkpoint(&mut tx, CommitPosition::START, 0).await?;
+            advance_checkpoint(&mut tx, DEVICE_STATS, CommitPosition::START, 0).await?;
             tx.commit().await.map_err(unavailable)?;
         }
         tracing::info!(
@@ -302,32 +320,6 @@ fn follow(current: Option<Member>, event: &EventEnvelope) -> Result<Member, Proj
     };
     member.version = event.sequence;
     Ok(member)
-}
-
-async fn advance_checkpoint(
-    conn: &mut PgConnection,
-    position: CommitPosition,
-    applied: usize,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints AS p (projection, transaction_id, position, events_applied)
-         VALUES ($1, $2::text::xid8, $3, $4)
-         ON CONFLICT (projection) DO UPDATE
-            SET transaction_id = CASE WHEN (excluded.transaction_id, excluded.position) > (p.transaction_id, p.position)
-                                      THEN excluded.transaction_id ELSE p.transaction_id END,
-                position = CASE WHEN (excluded.transaction_id, excluded.position) > (p.transaction_id, p.position)
-                                THEN excluded.position ELSE p.position END,
-                events_applied = p.events_applied + excluded.events_applied,
-                updated_at = now()",
-    )
-    .bind(DEVICE_STATS)
-    .bind(position.transaction_id.to_string())
-    .bind(position.position)
-    .bind(applied as i64)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
 }
 
 /// The counts as `GET /v1/stats` serves them.

@@ -16,6 +16,7 @@ mod device_view_fold;
 mod device_view_replay;
 pub(crate) mod device_view_table;
 mod device_view_verify;
+mod notified_events;
 mod postgres_device_read_model;
 mod postgres_projection_operations;
 mod projection_rebuild;

@@ -36,7 +36,8 @@ pub use database_ping::ping;
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
 pub use postgres_device_store::PostgresDeviceStore;
 pub use postgres_event_log::{
-    device_events_between, devices_changed_since, events_of_devices, PostgresEventLog,
+    device_events_between, device_events_in_ranges, devices_changed_since, events_of_devices,
+    PostgresEventLog,
 };
 pub use postgres_idempotency_store::PostgresIdempotencyStore;
 pub use relay_lease::{AppendListener, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL};

@@ -145,3 +145,30 @@ pub async fn devices_changed_since(
         })
         .collect()
 }
+
+/// The events of each `(device, first, last)` range (sequences `first..=last`), in commit
+/// order. Projectors use it to turn the notifications they receive into the facts they fold.
+pub async fn device_events_in_ranges(
+    conn: &mut PgConnection,
+    ranges: &[(DeviceId, u64, u64)],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    static SELECT_RANGES: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS} FROM events
+               JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS wanted(aggregate, low, high)
+                 ON aggregate_id = wanted.aggregate AND sequence BETWEEN wanted.low AND wanted.high
+              WHERE aggregate_type = $1
+              ORDER BY transaction_id, position"
+        )
+    });
+    let sequence = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    let rows = sqlx::query(&SELECT_RANGES)
+        .bind(Device::TYPE)
+        .bind(ranges.iter().map(|r| r.0.to_string()).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| sequence(r.1)).collect::<Vec<_>>())
+        .bind(ranges.iter().map(|r| sequence(r.2)).collect::<Vec<_>>())
+        .fetch_all(conn)
+        .await
+        .map_err(unavailable)?;
+    rows.iter().map(recorded_event_row::decode).collect()
+}

@@ -15,7 +15,7 @@ use store::{ClaimedRetry, PostgresDeadLetters};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::describe;
-use crate::provisioner::{certificate_request, outcome_metadata};
+use crate::provisioner::{is_certificate_request, provisioning_cause};
 use crate::startup::{
     DEVICE_STATS_CONSUMER, DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER,
 };
@@ -98,12 +98,11 @@ impl DeadLetterRetrier {
             .map_err(|e| format!("not an event envelope: {e}"))?;
         match claim.consumer.as_str() {
             REGISTRATIONS_CONSUMER | RENEWALS_CONSUMER => {
-                let Some((request_id, csr)) = certificate_request(&envelope) else {
+                if !is_certificate_request(&envelope) {
                     return Ok(());
-                };
-                let metadata = outcome_metadata(&envelope, None);
+                }
                 self.provisioning
-                    .provision(metadata, envelope.subject, request_id, csr)
+                    .provision(envelope.subject, provisioning_cause(&envelope, None))
                     .await
                     .map(|_| ())
                     .map_err(|e| describe(&e))

@@ -5,14 +5,18 @@
 //! the CA works, in-progress acks keep the server from handing it to another worker. A
 //! transient failure is redelivered with backoff; after `max_deliver` it becomes a dead
 //! letter. A redelivered request that was already settled issues nothing.
+//!
+//! A message is a notification: it names the device, and the provisioner signs the request
+//! the device's events hold (see `app::ProvisioningService::provision`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::{CommandMetadata, EventEnvelope, ProvisioningOutcome, ProvisioningService, PublicEvent};
+use app::{
+    EventEnvelope, ProvisioningCause, ProvisioningOutcome, ProvisioningService, PublicEvent,
+};
 use async_nats::jetstream::consumer::{pull, Consumer};
 use async_nats::jetstream::message::Message;
-use domain::{CertificateRequestId, CertificateSigningRequest};
 use futures::StreamExt;
 use nats::headers;
 use tokio_util::sync::CancellationToken;
@@ -87,19 +91,18 @@ impl Provisioner {
             &envelope,
             incoming.as_deref(),
         );
-        let Some((request_id, csr)) = certificate_request(&envelope) else {
+        if !is_certificate_request(&envelope) {
             // Not a certificate request: nothing to do (the subject filter normally spares us).
             return self.deliveries.succeeded(&message).await;
-        };
+        }
         let delivered = message.info().map_or(1, |i| i.delivered);
         // The outcome's events continue the trace from this span when traces are exported.
-        let metadata = outcome_metadata(&envelope, bootstrap::traceparent_of(&span).or(incoming));
+        let cause = provisioning_cause(&envelope, bootstrap::traceparent_of(&span).or(incoming));
         let started = std::time::Instant::now();
         let outcome = with_progress(
             &message,
             self.progress_interval,
-            self.service
-                .provision(metadata, envelope.subject, request_id, csr),
+            self.service.provision(envelope.subject, cause),
         )
         .instrument(span)
         .await;
@@ -113,7 +116,6 @@ impl Provisioner {
                     subject = %message.subject,
                     delivered,
                     device_id = %envelope.subject,
-                    request_id = %request_id,
                     outcome = ?outcome,
                     "certificate request settled"
                 );
@@ -134,31 +136,23 @@ impl Provisioner {
     }
 }
 
-/// The certificate request an event carries, if it is one.
-pub(crate) fn certificate_request(
-    envelope: &EventEnvelope,
-) -> Option<(CertificateRequestId, CertificateSigningRequest)> {
-    match &envelope.event {
-        PublicEvent::DeviceRegistered {
-            request_id, csr, ..
-        }
-        | PublicEvent::CertificateRenewalRequested { request_id, csr } => {
-            Some((*request_id, csr.clone()))
-        }
-        _ => None,
-    }
+/// Whether the message announces a certificate request (a registration or a renewal). Only
+/// its device id is used: the request itself is read from the event store.
+pub(crate) fn is_certificate_request(envelope: &EventEnvelope) -> bool {
+    matches!(
+        envelope.event,
+        PublicEvent::DeviceRegistered { .. } | PublicEvent::CertificateRenewalRequested { .. }
+    )
 }
 
-/// The metadata of the command that records a request's outcome.
-pub(crate) fn outcome_metadata(
+/// Where the outcome command comes from: the provisioner, caused by this message.
+pub(crate) fn provisioning_cause(
     envelope: &EventEnvelope,
     traceparent: Option<String>,
-) -> CommandMetadata {
-    CommandMetadata {
-        tenant: envelope.tenant.clone(),
-        actor: "worker:provisioner".to_owned(),
-        request_id: envelope.id.to_string(),
+) -> ProvisioningCause {
+    ProvisioningCause {
+        actor: "worker:provisioner",
+        correlation_id: envelope.id.to_string(),
         traceparent,
-        idempotency: None,
     }
 }

@@ -391,3 +391,29 @@ fn events_round_trip_through_json() {
         assert_eq!(serde_json::from_value::<DeviceEvent>(json).unwrap(), event);
     }
 }
+
+/// The provisioner signs the CSR the device's events recorded for its open request, so the
+/// state must hold exactly that one.
+#[test]
+fn the_open_request_is_the_latest_request_with_the_csr_its_event_recorded() {
+    let mut device = Device::default();
+    device.apply(registered());
+    let open = device
+        .open_request()
+        .expect("a registration opens a request");
+    assert_eq!((open.id, &open.csr), (request(1), &csr()));
+
+    device.apply(issued(1, "01"));
+    assert_eq!(device.open_request(), None);
+
+    let new_csr = CertificateSigningRequest::from_pem(&csr_for("SN-1")).unwrap();
+    device.apply(DeviceEvent::CertificateRenewalRequested {
+        csr: new_csr.clone(),
+        request_id: request(2),
+    });
+    let open = device.open_request().expect("a renewal opens a request");
+    assert_eq!((open.id, &open.csr), (request(2), &new_csr));
+
+    device.apply(decommissioned());
+    assert_eq!(device.open_request(), None);
+}

@@ -258,10 +258,20 @@ impl Stack {
 
     /// The number of messages the test's stream holds.
     pub async fn stream_messages(&self) -> u64 {
-        let client = async_nats::connect(&self.nats_url).await.unwrap();
+        let client = self.nats_client().await;
         let js = async_nats::jetstream::new(client);
         let mut stream = js.get_stream(&self.stream).await.unwrap();
         stream.info().await.unwrap().state.messages
+    }
+
+    /// A client of the stack's NATS server, with the credentials its URL carries.
+    pub async fn nats_client(&self) -> async_nats::Client {
+        nats::connect(&nats::NatsSettings {
+            url: self.nats_url.clone(),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap()
     }
 
     pub async fn count_events(&self, event_type: &str) -> i64 {
@@ -275,6 +285,7 @@ impl Stack {
     /// Deletes the test's stream from the shared server.
     pub async fn delete_stream(&self) {
         if let Ok(client) = async_nats::connect(&self.nats_url).await {
+            // (Without credentials: only on the shared server, which has none.)
             let _ = async_nats::jetstream::new(client)
                 .delete_stream(&self.stream)
                 .await;
@@ -288,11 +299,27 @@ pub struct PrivateNats {
     pub url: String,
     port: u16,
     store: PathBuf,
+    /// A configuration file (`-c`) and the environment it reads (passwords).
+    config: Option<(PathBuf, Vec<(String, String)>)>,
     process: Option<Child>,
 }
 
 impl PrivateNats {
     pub async fn start() -> Self {
+        Self::start_configured(None).await
+    }
+
+    /// A private server with the configuration file `config`, given `env`.
+    pub async fn start_with_config(config: PathBuf, env: Vec<(String, String)>) -> Self {
+        Self::start_configured(Some((config, env))).await
+    }
+
+    /// `nats://user:password@127.0.0.1:port`
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    async fn start_configured(config: Option<(PathBuf, Vec<(String, String)>)>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -303,6 +330,7 @@ impl PrivateNats {
             url: format!("nats://127.0.0.1:{port}"),
             port,
             store,
+            config,
             process: None,
         };
         nats.resume().await;
@@ -318,7 +346,11 @@ impl PrivateNats {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("nats-server");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some((config, env)) = &self.config {
+            command.arg("-c").arg(config).envs(env.iter().cloned());
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",

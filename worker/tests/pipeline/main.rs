@@ -3,7 +3,9 @@
 
 mod dead_letter_operations;
 mod device_stats;
+mod forged_messages;
 mod helpers;
+mod nats_authorization;
 mod provisioning;
 mod read_side;
 mod rebuild;

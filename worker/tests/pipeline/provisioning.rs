@@ -10,14 +10,14 @@ use x509_parser::prelude::FromDer;
 
 use crate::helpers::{csr_for, registration, unique_serial, Stack};
 
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 fn der(pem_text: &str) -> Vec<u8> {
     pem::parse(pem_text).unwrap().into_contents()
 }
 
 /// Asserts that `device`'s certificate certifies `csr`'s key for `serial`, signed by the CA.
-fn assert_certifies(stack: &Stack, device: &Value, csr: &str, serial: &str) {
+pub(crate) fn assert_certifies(stack: &Stack, device: &Value, csr: &str, serial: &str) {
     let cert_der = der(device["certificate"]["pem"].as_str().unwrap());
     let (_, cert) = X509Certificate::from_der(&cert_der).unwrap();
     let csr_der = der(csr);
