@@ -170,10 +170,14 @@ pub async fn run(
         let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
         tasks.spawn(async move {
             keep_consuming(name, &cancel, || async {
-                let stream = ensure_stream(&js, &config.stream).await?;
-                let consumer =
-                    durable_pull_consumer(&stream, name, filter.clone(), &config.consumers).await?;
-                provisioner.run(&consumer, &cancel).await
+                let consumer = async {
+                    let stream = ensure_stream(&js, &config.stream).await?;
+                    durable_pull_consumer(&stream, name, filter.clone(), &config.consumers).await
+                };
+                let Some(consumer) = unless_cancelled(&cancel, consumer).await else {
+                    return Ok(());
+                };
+                provisioner.run(&consumer?, &cancel).await
             })
             .await
         });
@@ -213,11 +217,15 @@ pub async fn run(
                 fill_from_history(&stats, &cancel).await;
             }
             keep_consuming(name, &cancel, || async {
-                let stream = ensure_stream(&js, &config.stream).await?;
-                let filter = consumer_filter(name, &config.stream).expect("a worker consumer");
-                let consumer =
-                    durable_pull_consumer(&stream, name, filter, &config.consumers).await?;
-                projector.run(&consumer, &cancel).await
+                let consumer = async {
+                    let stream = ensure_stream(&js, &config.stream).await?;
+                    let filter = consumer_filter(name, &config.stream).expect("a worker consumer");
+                    durable_pull_consumer(&stream, name, filter, &config.consumers).await
+                };
+                let Some(consumer) = unless_cancelled(&cancel, consumer).await else {
+                    return Ok(());
+                };
+                projector.run(&consumer?, &cancel).await
             })
             .await
         });
@@ -294,8 +302,21 @@ async fn report_consumer_lag(js: jetstream::Context, stream: String) {
     }
 }
 
+/// `work`'s result, or `None` if the worker is cancelled first (for steps that hold no
+/// message, such as binding to a consumer while NATS is down).
+async fn unless_cancelled<T>(
+    cancel: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        result = work => Some(result),
+        () = cancel.cancelled() => None,
+    }
+}
+
 /// Runs `consume` again whenever it ends with an error (NATS down, consumer deleted), with
-/// backoff, until cancelled.
+/// backoff, until cancelled. `consume` must return soon after `cancel` fires, once the
+/// messages it holds are settled.
 async fn keep_consuming<F, Fut>(name: &str, cancel: &CancellationToken, mut consume: F)
 where
     F: FnMut() -> Fut,
@@ -308,10 +329,10 @@ where
         .without_max_times()
         .build();
     while !cancel.is_cancelled() {
-        let result = tokio::select! {
-            result = consume() => result,
-            () = cancel.cancelled() => return,
-        };
+        // Not raced against `cancel`: a consumer stops pulling when cancelled and finishes
+        // (and acks) the messages in hand; dropping it would cancel them wherever they wait.
+        // The shutdown grace period bounds how long that may take.
+        let result = consume().await;
         if cancel.is_cancelled() {
             return;
         }

@@ -106,7 +106,6 @@ impl Stack {
         let index = self.workers.len();
         let log = std::fs::File::create(self.dir.join(format!("worker-{index}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .envs(extra.iter().map(|(k, v)| (k, v)))
             .env("DATABASE_URL", &self.database_url)
             .env("NATS_URL", &self.nats_url)
             .env("NATS_STREAM", &self.stream)
@@ -121,6 +120,8 @@ impl Stack {
             .env("WORKER_HEALTH_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // Last, so that a test can override the defaults above.
+            .envs(extra.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -143,6 +144,18 @@ impl Stack {
             .env("CONSUMER_MAX_DELIVER", "3")
             .output()
             .expect("run worker")
+    }
+
+    /// Sends SIGTERM to worker `index` and waits (up to `timeout`) for it to exit.
+    pub async fn stop_worker(&mut self, index: usize, timeout: Duration) {
+        let worker = &mut self.workers[index];
+        let pid = worker.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + timeout;
+        while worker.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "worker {index} did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn kill_worker(&mut self, index: usize) {

@@ -11,4 +11,5 @@ mod read_side;
 mod rebuild;
 mod replay;
 mod resilience;
+mod shutdown;
 mod traces;
