@@ -11,7 +11,8 @@ pub struct ConsumerSettings {
     /// Messages handed out and not yet acknowledged, across all processes sharing the
     /// consumer. Bounds memory and the work lost when a worker dies.
     pub max_ack_pending: i64,
-    /// Deliveries before a message is given up on (then it becomes a dead letter).
+    /// Failed deliveries (while Postgres answers) before a message is given up on and becomes a
+    /// dead letter. Counted by the worker, not the server (see `pull_config`).
     pub max_deliver: i64,
     /// Redelivery delays after the 1st, 2nd, … failed delivery; the last repeats. Also how
     /// long the server waits for an ack (or an in-progress ack) before redelivering.
@@ -40,39 +41,60 @@ impl ConsumerSettings {
 }
 
 /// The durable consumer `name` on `stream`, created if missing (shared by every worker
-/// process that asks for the same name).
+/// process that asks for the same name). An existing consumer is brought to `settings` (the
+/// settings that can change; where it delivers from stays as it is, e.g. after a replay).
 pub async fn durable_pull_consumer(
     stream: &Stream,
     name: &str,
     filter_subject: String,
     settings: &ConsumerSettings,
 ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
-    let config = pull_config(name, filter_subject, settings);
-    Ok(stream.get_or_create_consumer(name, config).await?)
+    let wanted = pull_config(name, filter_subject, settings);
+    let mut consumer = stream.get_or_create_consumer(name, wanted.clone()).await?;
+    let current = consumer.cached_info().config.clone();
+    if (
+        current.max_deliver,
+        &current.backoff,
+        current.ack_wait,
+        current.max_ack_pending,
+    ) != (
+        wanted.max_deliver,
+        &wanted.backoff,
+        wanted.ack_wait,
+        wanted.max_ack_pending,
+    ) {
+        let updated = pull::Config {
+            deliver_policy: current.deliver_policy,
+            ..wanted
+        };
+        // The server's create is an update for a durable that exists (editable fields only).
+        consumer = stream.create_consumer(updated).await?;
+        let _ = consumer.info().await?;
+    }
+    Ok(consumer)
 }
 
 /// A durable consumer's settings, delivering from the start of the stream.
+///
+/// The server is given no delivery limit (`max_deliver` -1): the worker counts the failures
+/// that are the message's own and records a dead letter after `settings.max_deliver` of them.
+/// A server-side limit would drop a message for good whenever the last delivery could not be
+/// recorded (Postgres down), and would count outages against messages. Without a limit the
+/// server takes no backoff list either: the worker's naks carry the redelivery delays, and a
+/// message whose worker died (no ack, no in-progress ack) comes back after the ack wait.
 pub(crate) fn pull_config(
     name: &str,
     filter_subject: String,
     settings: &ConsumerSettings,
 ) -> pull::Config {
-    // The server requires max_deliver > len(backoff).
-    let backoff: Vec<Duration> = settings
-        .backoff
-        .iter()
-        .copied()
-        .take(usize::try_from(settings.max_deliver.saturating_sub(1)).unwrap_or(0))
-        .collect();
     pull::Config {
         durable_name: Some(name.to_owned()),
         filter_subject,
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait: settings.ack_wait(),
-        max_deliver: settings.max_deliver,
+        max_deliver: -1,
         max_ack_pending: settings.max_ack_pending,
-        backoff,
         ..Default::default()
     }
 }

@@ -15,3 +15,24 @@ pub async fn ping(pool: &PgPool) -> Result<(), String> {
             other => other.to_string(),
         })
 }
+
+/// Whether Postgres answers now, for callers that must not know sqlx (the worker's rule that
+/// an outage is not a message's failure).
+#[derive(Clone)]
+pub struct DatabaseProbe {
+    pool: PgPool,
+}
+
+impl DatabaseProbe {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// One [`ping`], bounded by `timeout`.
+    pub async fn answers(&self, timeout: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, ping(&self.pool)).await,
+            Ok(Ok(()))
+        )
+    }
+}

@@ -1,5 +1,16 @@
 //! What happens to a message after a consumer tried it: ack, redeliver later, or give up and
 //! keep it as a dead letter. Shared by every consumer of the worker.
+//!
+//! **Outages do not count as a message's failures.** A transient failure while Postgres does
+//! not answer is the outage's, not the message's: the consumer holds the message (in-progress
+//! acks keep it, so its delivery count does not grow), waits until Postgres answers again and
+//! tries once more ([`Deliveries::through_outages`]). Only failures while the dependencies are
+//! up count towards `CONSUMER_MAX_DELIVER`; past it the message becomes a dead letter.
+//!
+//! **No message is forgotten.** The server never gives up on a message by itself (its consumers
+//! have no delivery limit: the limit is ours); a message is acked only once it is handled or
+//! recorded as a dead letter, so one whose dead letter cannot be written yet is delivered
+//! again.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,9 +18,10 @@ use std::time::Duration;
 use app::EventEnvelope;
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use nats::{headers, ConsumerSettings};
-use store::{DeadLetter, PostgresDeadLetters};
+use store::{DatabaseProbe, DeadLetter, PostgresDeadLetters};
+use tokio_util::sync::CancellationToken;
 
 /// How a failure should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +32,17 @@ pub enum Failure {
     Permanent,
 }
 
+/// How long one check that Postgres answers may take.
+const DEPENDENCY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Deliveries {
     consumer: String,
     settings: ConsumerSettings,
     dead_letters: PostgresDeadLetters,
+    /// The dependency whose outage must not count against messages: Postgres.
+    database: DatabaseProbe,
+    cancel: CancellationToken,
 }
 
 impl Deliveries {
@@ -32,16 +50,94 @@ impl Deliveries {
         consumer: impl Into<String>,
         settings: ConsumerSettings,
         dead_letters: PostgresDeadLetters,
+        database: DatabaseProbe,
+        cancel: CancellationToken,
     ) -> Self {
         Self {
             consumer: consumer.into(),
             settings,
             dead_letters,
+            database,
+            cancel,
         }
     }
 
     pub fn consumer(&self) -> &str {
         &self.consumer
+    }
+
+    /// How often in-progress acks are sent for messages in hand (a third of the ack wait).
+    pub fn progress_interval(&self) -> Duration {
+        self.settings.ack_wait() / 3
+    }
+
+    /// Runs `attempt` for `messages` (keeping them with in-progress acks) and returns its
+    /// result, except that a transient failure (`is_transient`) while Postgres does not
+    /// answer is not returned: the messages are held until it answers again, then `attempt`
+    /// runs once more. Returns the last failure if the worker is stopping meanwhile.
+    pub async fn through_outages<T, E, F, Fut>(
+        &self,
+        messages: &[&Message],
+        is_transient: impl Fn(&E) -> bool,
+        mut attempt: F,
+    ) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        loop {
+            let result = with_progress(messages, self.progress_interval(), attempt()).await;
+            match result {
+                Err(e) if is_transient(&e) && !self.database_answers().await => {
+                    if !self.hold_until_database_answers(messages).await {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn database_answers(&self) -> bool {
+        self.database.answers(DEPENDENCY_CHECK_TIMEOUT).await
+    }
+
+    /// Holds `messages` (in-progress acks) until Postgres answers; false if the worker
+    /// stops first.
+    async fn hold_until_database_answers(&self, messages: &[&Message]) -> bool {
+        tracing::warn!(
+            consumer = %self.consumer,
+            messages = messages.len(),
+            "Postgres does not answer; holding the messages until it does (an outage is not their failure)"
+        );
+        let held = metrics::gauge!("consumer_messages_held", "consumer" => self.consumer.clone());
+        held.increment(messages.len() as f64);
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .without_max_times()
+            .build();
+        let back = loop {
+            let pause = delays.next().unwrap_or(Duration::from_secs(2));
+            let waited = with_progress(messages, self.progress_interval(), async {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => true,
+                    () = self.cancel.cancelled() => false,
+                }
+            })
+            .await;
+            if !waited {
+                break false;
+            }
+            if self.database_answers().await {
+                break true;
+            }
+        };
+        held.decrement(messages.len() as f64);
+        if back {
+            tracing::info!(consumer = %self.consumer, "Postgres answers again; trying the held messages");
+        }
+        back
     }
 
     pub async fn succeeded(&self, message: &Message) {
@@ -96,9 +192,11 @@ impl Deliveries {
                 let _ = message.ack_with(AckKind::Term).await;
             }
             Err(e) => {
-                // Leave the message unacknowledged: the server redelivers it after its ack
-                // wait if deliveries remain, and the event stays in Postgres for a replay.
-                tracing::error!(consumer = %self.consumer, error = %e, "could not record a dead letter");
+                // Not recorded, so not given up on: the server has no delivery limit of its
+                // own and delivers it again, and we try to record it again then.
+                tracing::error!(consumer = %self.consumer, error = %e, "could not record a dead letter; the message will be delivered again");
+                let delay = self.settings.redelivery_delay(delivered);
+                let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             }
         }
     }
@@ -155,10 +253,11 @@ pub fn consumer_span(
     span
 }
 
-/// Runs `work` while telling the server, every `interval`, that the message is still being
-/// worked on, so that slow work is not redelivered to another worker meanwhile.
+/// Runs `work` while telling the server, every `interval`, that the messages are still being
+/// worked on, so that slow work is not redelivered to another worker meanwhile (an
+/// in-progress ack resets the ack wait and does not count as a delivery).
 pub async fn with_progress<T>(
-    message: &Message,
+    messages: &[&Message],
     interval: Duration,
     work: impl Future<Output = T>,
 ) -> T {
@@ -168,7 +267,9 @@ pub async fn with_progress<T>(
         tokio::select! {
             result = &mut work => return result,
             _ = ticker.tick() => {
-                let _ = message.ack_with(AckKind::Progress).await;
+                for message in messages {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
             }
         }
     }

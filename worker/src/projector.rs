@@ -2,9 +2,11 @@
 //! `device_stats`) from JetStream in batches
 //! (whatever is ready, up to a limit), one transaction per batch, acking after commit.
 //!
-//! A batch that fails for a reason other than the database (an event that cannot follow the
-//! read model) is retried one message at a time, so that one bad message does not hold the
-//! others back; it alone is redelivered and, in the end, dead-lettered.
+//! While a batch is applied its messages are kept with in-progress acks; while Postgres is
+//! down the batch is held until it is back (see `Deliveries::through_outages`). A batch that
+//! fails for a reason other than the database (an event that cannot follow the read model) is
+//! retried one message at a time, so that one bad message does not hold the others back; it
+//! alone is redelivered and, in the end, dead-lettered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +95,16 @@ impl Projector {
             })
             .collect();
         let started = std::time::Instant::now();
-        match self.projector.apply(&envelopes).await {
+        let messages: Vec<&Message> = batch.iter().map(|(message, _)| message).collect();
+        let applied = self
+            .deliveries
+            .through_outages(
+                &messages,
+                |e| matches!(e, ProjectionError::Store(_)),
+                || self.projector.apply(&envelopes),
+            )
+            .await;
+        match applied {
             Ok(report) => {
                 metrics::histogram!("worker_job_seconds", "consumer" => self.deliveries.consumer().to_owned())
                     .record(started.elapsed().as_secs_f64());

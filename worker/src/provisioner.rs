@@ -3,8 +3,10 @@
 //!
 //! Each message is acknowledged only after its outcome is recorded in the event store; while
 //! the CA works, in-progress acks keep the server from handing it to another worker. A
-//! transient failure is redelivered with backoff; after `max_deliver` it becomes a dead
-//! letter. A redelivered request that was already settled issues nothing.
+//! failure while Postgres is down is held until it is back (an outage is not the message's
+//! failure); any other failure is redelivered with backoff, and after `CONSUMER_MAX_DELIVER`
+//! such failures the message becomes a dead letter. A redelivered request that was already
+//! settled issues nothing.
 //!
 //! A message is a notification: it names the device, and the provisioner signs the request
 //! the device's events hold (see `app::ProvisioningService::provision`).
@@ -23,13 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument;
 
-use crate::delivery::{consumer_span, describe, header, with_progress, Deliveries, Failure};
+use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
 
 pub struct Provisioner {
     service: Arc<ProvisioningService>,
     deliveries: Deliveries,
     concurrency: usize,
-    progress_interval: Duration,
 }
 
 impl Provisioner {
@@ -37,13 +38,11 @@ impl Provisioner {
         service: Arc<ProvisioningService>,
         deliveries: Deliveries,
         concurrency: usize,
-        progress_interval: Duration,
     ) -> Self {
         Self {
             service,
             deliveries,
             concurrency,
-            progress_interval,
         }
     }
 
@@ -99,13 +98,17 @@ impl Provisioner {
         // The outcome's events continue the trace from this span when traces are exported.
         let cause = provisioning_cause(&envelope, bootstrap::traceparent_of(&span).or(incoming));
         let started = std::time::Instant::now();
-        let outcome = with_progress(
-            &message,
-            self.progress_interval,
-            self.service.provision(envelope.subject, cause),
-        )
-        .instrument(span)
-        .await;
+        // Every provisioning failure is transient; whether it counts against the message
+        // depends on whether Postgres answers (see `Deliveries::through_outages`).
+        let outcome = self
+            .deliveries
+            .through_outages(
+                &[&message],
+                |_| true,
+                || self.service.provision(envelope.subject, cause.clone()),
+            )
+            .instrument(span)
+            .await;
         metrics::histogram!("worker_job_seconds", "consumer" => self.deliveries.consumer().to_owned())
             .record(started.elapsed().as_secs_f64());
         match outcome {

@@ -158,13 +158,20 @@ pub async fn run(
         tasks.spawn(async move { relay.run(cancel.cancelled_owned()).await });
     }
 
-    let progress = config.consumers.ack_wait() / 3;
+    let deliveries = |name: &str| {
+        Deliveries::new(
+            name,
+            config.consumers.clone(),
+            dead_letters.clone(),
+            store::DatabaseProbe::new(pool.clone()),
+            cancel.clone(),
+        )
+    };
     for name in [REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER] {
         let provisioner = Provisioner::new(
             provisioning.clone(),
-            Deliveries::new(name, config.consumers.clone(), dead_letters.clone()),
+            deliveries(name),
             config.provisioner_concurrency,
-            progress,
         );
         let filter = consumer_filter(name, &config.stream).expect("a worker consumer");
         let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
@@ -203,11 +210,7 @@ pub async fn run(
         (DEVICE_STATS_CONSUMER, Arc::new(stats.clone())),
     ];
     for (name, read_model) in read_models {
-        let projector = Projector::new(
-            read_model,
-            Deliveries::new(name, config.consumers.clone(), dead_letters.clone()),
-            config.projector_batch,
-        );
+        let projector = Projector::new(read_model, deliveries(name), config.projector_batch);
         let (js, config, cancel, stats) =
             (js.clone(), config.clone(), cancel.clone(), stats.clone());
         tasks.spawn(async move {

@@ -285,3 +285,70 @@ async fn the_worker_recovers_by_itself_when_its_database_connections_are_cut() {
     assert_one_certificate_each(&stack, &ids).await;
     stack.delete_stream().await;
 }
+
+/// Postgres is unreachable from the worker's consumers for much longer than the whole
+/// redelivery schedule (and the dead-letter recording's retries), while the relay (here in
+/// the test, straight on Postgres) keeps publishing: the outage does not count against the
+/// messages, none becomes a dead letter, none is lost, and every device is provisioned once
+/// Postgres is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_longer_than_the_redelivery_schedule_loses_no_message() {
+    let mut stack = Stack::start().await;
+    let (credentials, rest) = stack.database_url.split_once('@').unwrap();
+    let (server, database) = rest.split_once('/').unwrap();
+    let target = tokio::net::lookup_host(server)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let mut postgres = testkit::TcpProxy::start(target).await;
+    let via_proxy = format!("{credentials}@{}/{database}", postgres.addr);
+
+    let js = async_nats::jetstream::new(stack.nats_client().await);
+    let relay = nats::Relay::new(
+        store::RelayLeases::new(stack.database_url.parse().unwrap(), "relay:outage-test"),
+        js,
+        nats::StreamSettings {
+            name: stack.stream.clone(),
+            subject_prefix: stack.prefix.clone(),
+            duplicate_window: Duration::from_secs(300),
+            max_age: Duration::from_secs(86_400),
+        },
+        nats::RelaySettings {
+            poll_interval: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    let relay = tokio::spawn(relay.run(std::future::pending()));
+    let worker = stack.spawn_worker_with_env(&[
+        ("DATABASE_URL", via_proxy),
+        ("RELAY_ENABLED", "false".to_owned()),
+        ("CONSUMER_BACKOFF_MS", "100,200".to_owned()),
+        ("CONSUMER_MAX_DELIVER", "3".to_owned()),
+        ("DB_ACQUIRE_TIMEOUT_MS", "300".to_owned()),
+    ]);
+    let first = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(first, "provisioned", PATIENCE).await;
+
+    postgres.cut();
+    let ids = register_many(&stack, 10).await;
+    // Far longer than 3 deliveries 100-200 ms apart, and than the dead letter's own retries.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    postgres.restore().await;
+
+    for id in &ids {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+    assert_one_certificate_each(&stack, &ids).await;
+    let dead_letters: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!(dead_letters, 0, "an outage is not the messages' failure");
+    assert!(stack
+        .worker_log(worker)
+        .contains("Postgres does not answer; holding"));
+    stack.assert_read_model_matches_events().await;
+    relay.abort();
+    stack.delete_stream().await;
+}
