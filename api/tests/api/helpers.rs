@@ -56,6 +56,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
     spawn_with_state(url, pool, state, limits()).await
 }
 
+/// The app with another command retry policy, as `COMMAND_MAX_ATTEMPTS` sets it.
+pub async fn spawn_app_with_retry(retry: RetryPolicy) -> TestApp {
+    let (url, pool) = migrated_database().await;
+    let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), retry);
+    spawn_with_state(url, pool, state, limits()).await
+}
+
 /// The app with other HTTP limits (e.g. a short request timeout).
 pub async fn spawn_app_with_limits(limits: HttpLimits) -> TestApp {
     let (url, pool) = migrated_database().await;
