@@ -48,7 +48,8 @@ impl Modify for BearerAuth {
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some(
             "HS256 JWT with `sub`, `tenant`, `scope` (space-separated: devices:write, \
-             devices:read, events:read, admin) and `exp`. `api token` makes one."
+             devices:read, events:read, admin), `exp` and optionally `nbf` (both checked \
+             with 30 s leeway). `api token` makes one."
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
