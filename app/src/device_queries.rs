@@ -1,6 +1,9 @@
 //! The query use cases: a device as the read model has it (with bounded long-polling until a
 //! version), the tenant's device list, a device's history and the analysts' feed.
 //!
+//! Long-polls are bounded twice: in time (the caller's wait) and in number ([`LongPollSlots`]:
+//! so many waiting per tenant and in all, since each re-reads its device every second).
+//!
 //! Tenant isolation is enforced here for every query: another tenant's device is reported
 //! exactly like a missing one.
 
@@ -18,7 +21,10 @@ use tokio::sync::watch;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::{CommitPosition, EventEnvelope, EventLog, InvalidCursor, RecordedEvent, StoreError};
+use crate::{
+    CommitPosition, EventEnvelope, EventLog, InvalidCursor, LongPollLimitReached, LongPollLimits,
+    LongPollSlots, RecordedEvent, StoreError,
+};
 
 /// A device as the read model holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,11 +117,22 @@ pub struct EventPage {
     pub next: CommitPosition,
 }
 
+/// Why one device could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read would have to wait, and a bound on waiting long-polls is reached.
+    #[error(transparent)]
+    TooManyWaiting(#[from] LongPollLimitReached),
+}
+
 pub struct DeviceQueryService {
     read_model: Arc<dyn DeviceReadModel>,
     changes: Arc<dyn ReadModelChanges>,
     events: Arc<dyn EventLog>,
     recheck: Duration,
+    long_polls: LongPollSlots,
 }
 
 impl DeviceQueryService {
@@ -129,31 +146,44 @@ impl DeviceQueryService {
             changes,
             events,
             recheck: Duration::from_secs(1),
+            long_polls: LongPollSlots::new(LongPollLimits::default()),
         }
+    }
+
+    /// Other bounds on waiting long-polls than [`LongPollLimits::default`].
+    pub fn with_long_poll_limits(mut self, limits: LongPollLimits) -> Self {
+        self.long_polls = LongPollSlots::new(limits);
+        self
     }
 
     /// The tenant's device, `None` if it does not exist (or belongs to another tenant).
     /// With `wait = Some((min_version, max_wait))`, waits up to `max_wait` for the read
     /// model to reach `min_version` (or for the device to appear), then answers with what
-    /// it has.
+    /// it has. A read that has to wait needs a long-poll slot: without one it is refused at
+    /// once (`TooManyWaiting`); one that need not wait is always answered.
     pub async fn device(
         &self,
         tenant: &TenantId,
         id: DeviceId,
         wait: Option<(u64, Duration)>,
-    ) -> Result<Option<DeviceView>, StoreError> {
+    ) -> Result<Option<DeviceView>, DeviceReadError> {
         let Some((min_version, max_wait)) = wait else {
-            return self.visible_device(tenant, id).await;
+            return Ok(self.visible_device(tenant, id).await?);
         };
         let deadline = tokio::time::Instant::now() + max_wait;
         // Subscribe before reading, so that a change between the read and the wait wakes us.
         let mut changes = self.changes.watch(id);
         let mut signal_lost = false;
+        // Taken before the first wait, given back when this returns (or is cancelled).
+        let mut slot = None;
         loop {
             let device = self.visible_device(tenant, id).await?;
             let reached = device.as_ref().is_some_and(|d| d.version >= min_version);
             if reached || tokio::time::Instant::now() >= deadline {
                 return Ok(device);
+            }
+            if slot.is_none() {
+                slot = Some(self.long_polls.try_take(tenant)?);
             }
             let recheck = tokio::time::Instant::now() + self.recheck;
             tokio::select! {

@@ -120,6 +120,8 @@ struct HistoryBody {
 
 /// One device, as the read model sees it. With `min_version` and `wait`, waits (long-poll)
 /// until the device reaches that version or the wait ends, then answers with what it has.
+/// A long-poll that would wait while its tenant, or the process, has as many waiting as
+/// allowed is refused at once with 429 and `Retry-After` (it never waits in a queue).
 #[utoipa::path(get, path = "/v1/devices/{id}", tag = "devices",
     security(("bearer" = ["devices:read"])),
     params(
@@ -136,6 +138,8 @@ struct HistoryBody {
             ("ETag" = String, description = "`\"v<version>\"`"))),
         (status = 400, description = "`invalid-field`: a bad or unknown query parameter, or an id that is not a UUID"),
         (status = 404, description = "`not-found`: no such device in this tenant"),
+        (status = 429, description = "`rate-limited`: the tenant's request rate is over its limit; or `too-many-long-polls`: the request would wait, and the tenant (`LONG_POLL_MAX_PER_TENANT`) or this process (`LONG_POLL_MAX`) already has as many long-polls waiting as allowed", headers(
+            ("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ))]
 async fn get_device(
     State(state): State<AppState>,

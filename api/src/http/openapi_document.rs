@@ -103,7 +103,7 @@ pub(super) fn complete(mut doc: OpenApi) -> OpenApi {
 const SHARED_PROBLEMS: [(u16, &str); 6] = [
     (
         401,
-        "`unauthenticated`: no bearer token, or one that is invalid or expired",
+        "`unauthenticated`: no bearer token, or one that is invalid, expired or not valid yet",
     ),
     (403, "`forbidden`: the token lacks the route's scope"),
     (

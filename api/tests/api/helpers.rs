@@ -349,3 +349,19 @@ impl Drop for ApiProcess {
         let _ = std::fs::remove_file(&self.log_path);
     }
 }
+
+/// Brings the device's read-model row up to date, as the worker's projector would.
+pub async fn project_device(pool: &PgPool, id: Uuid) {
+    use app::EventLog as _;
+    let events: Vec<_> = store::PostgresEventLog::new(pool.clone())
+        .device_history(DeviceId::from_uuid(id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(app::RecordedEvent::into_envelope)
+        .collect();
+    projections::DeviceProjector::new(pool.clone())
+        .apply(&events)
+        .await
+        .unwrap();
+}

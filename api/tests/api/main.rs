@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod idempotency;
 mod logs;
+mod long_polls;
 mod malformed_requests;
 mod postgres_outage;
 mod rate_limits;
