@@ -1,5 +1,6 @@
 //! The query use cases: a device as the read model has it (with bounded long-polling until a
-//! version), the tenant's device list, a device's history and the analysts' feed.
+//! version), the tenant's device list, a device's history (both keyset-paged) and the
+//! analysts' feed.
 //!
 //! Long-polls are bounded twice: in time (the caller's wait) and in number ([`LongPollSlots`]:
 //! so many waiting per tenant and in all, since each re-reads its device every second).
@@ -79,6 +80,58 @@ impl ListCursor {
             id: DeviceId::from_uuid(uuid::Uuid::from_slice(id).map_err(|_| InvalidCursor)?),
         })
     }
+}
+
+/// Where a device's history continues: after the event with `sequence`. Tied to the device,
+/// so that a cursor of one device's history is refused for another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    device_id: DeviceId,
+    sequence: u64,
+}
+
+impl HistoryCursor {
+    /// After the event with `sequence` (≥ 1) of `device_id`.
+    pub fn after(device_id: DeviceId, sequence: u64) -> Self {
+        Self {
+            device_id,
+            sequence,
+        }
+    }
+
+    pub fn sequence(self) -> u64 {
+        self.sequence
+    }
+
+    /// Opaque to clients: base64url of the device id and the sequence.
+    pub fn to_cursor(self) -> String {
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(self.device_id.as_uuid().as_bytes());
+        bytes.extend_from_slice(&self.sequence.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A cursor this service returned for `device_id`'s history; anything else is refused.
+    pub fn from_cursor(cursor: &str, device_id: DeviceId) -> Result<Self, InvalidCursor> {
+        if cursor.len() != 32 {
+            return Err(InvalidCursor);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| InvalidCursor)?;
+        let (id, sequence) = bytes.split_at(16);
+        let id = uuid::Uuid::from_slice(id).map_err(|_| InvalidCursor)?;
+        let sequence = u64::from_be_bytes(sequence.try_into().map_err(|_| InvalidCursor)?);
+        if id != device_id.as_uuid() || sequence == 0 || sequence > i64::MAX as u64 {
+            return Err(InvalidCursor);
+        }
+        Ok(Self::after(device_id, sequence))
+    }
+}
+
+/// A page of a device's history.
+pub struct HistoryPage {
+    pub events: Vec<EventEnvelope>,
+    /// Present when there may be more events after this page.
+    pub next: Option<HistoryCursor>,
 }
 
 pub struct DevicePage {
@@ -230,22 +283,49 @@ impl DeviceQueryService {
         Ok(DevicePage { devices, next })
     }
 
-    /// The device's events, oldest first; `None` if it does not exist for this tenant.
+    /// The device's events after `after` (from the first when `None`), oldest first, at
+    /// most `limit`; `None` if the device does not exist for this tenant.
     pub async fn history(
         &self,
         tenant: &TenantId,
         id: DeviceId,
-    ) -> Result<Option<Vec<EventEnvelope>>, StoreError> {
-        let events = self.events.device_history(id).await?;
-        match events.first() {
-            Some(first) if first.tenant == *tenant => Ok(Some(
-                events
-                    .into_iter()
-                    .map(RecordedEvent::into_envelope)
-                    .collect(),
-            )),
-            _ => Ok(None),
+        after: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, StoreError> {
+        let after_sequence = after.map_or(0, HistoryCursor::sequence);
+        // One more than asked tells whether another page exists.
+        let mut events = self
+            .events
+            .device_events_after(id, after_sequence, limit + 1)
+            .await?;
+        // All of a device's events belong to its tenant: the first one found tells. A page
+        // past the end has none, so then the device's first event does.
+        let owner = match events.first() {
+            Some(first) => Some(first.tenant.clone()),
+            None if after_sequence > 0 => self
+                .events
+                .device_events_after(id, 0, 1)
+                .await?
+                .pop()
+                .map(|first| first.tenant),
+            None => None,
+        };
+        if owner.as_ref() != Some(tenant) {
+            return Ok(None);
         }
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| HistoryCursor::after(id, e.sequence))
+        } else {
+            None
+        };
+        Ok(Some(HistoryPage {
+            events: events
+                .into_iter()
+                .map(RecordedEvent::into_envelope)
+                .collect(),
+            next,
+        }))
     }
 
     /// The tenant's events after `after` in commit order.
@@ -284,5 +364,23 @@ mod tests {
         assert_eq!(ListCursor::from_cursor(&cursor.to_cursor()), Ok(cursor));
         assert!(ListCursor::from_cursor("").is_err());
         assert!(ListCursor::from_cursor(&"!".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn history_cursors_round_trip_for_their_device_only() {
+        let device = DeviceId::from_uuid(uuid::Uuid::new_v4());
+        let other = DeviceId::from_uuid(uuid::Uuid::new_v4());
+        let cursor = HistoryCursor::after(device, 7);
+        assert_eq!(
+            HistoryCursor::from_cursor(&cursor.to_cursor(), device),
+            Ok(cursor)
+        );
+        assert!(HistoryCursor::from_cursor(&cursor.to_cursor(), other).is_err());
+        for sequence in [0, u64::MAX] {
+            let forged = HistoryCursor::after(device, sequence).to_cursor();
+            assert!(HistoryCursor::from_cursor(&forged, device).is_err());
+        }
+        assert!(HistoryCursor::from_cursor("", device).is_err());
+        assert!(HistoryCursor::from_cursor(&"!".repeat(32), device).is_err());
     }
 }

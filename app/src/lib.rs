@@ -31,7 +31,7 @@ pub use device_commands::{Accepted, DeviceCommandService, RetryPolicy};
 pub use device_event_store::{Applied, DeviceEventStore, History, StoreError};
 pub use device_queries::{
     DeviceFilter, DevicePage, DeviceQueryService, DeviceReadError, DeviceReadModel, DeviceView,
-    EventPage, ListCursor, ReadModelChanges,
+    EventPage, HistoryCursor, HistoryPage, ListCursor, ReadModelChanges,
 };
 pub use device_stats::{DeviceCount, DeviceStatsReadModel};
 pub use event_contract::{

@@ -7,6 +7,7 @@ mod commands_on_one_device;
 mod crash_recovery;
 mod decommission_device;
 mod dependency_failures;
+mod device_history;
 mod health;
 mod helpers;
 mod idempotency;
