@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use app::RetryPolicy;
+use app::{LongPollLimits, RetryPolicy};
 use bootstrap::{database_settings, nats_url, ConfigError, Env, LogFormat};
 use store::DatabaseSettings;
 
@@ -49,6 +49,8 @@ pub struct ApiConfig {
     /// Requests per second each tenant may make (0: unlimited), and the burst it may use.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Long-polls that may wait at once, per tenant and in this process.
+    pub long_polls: LongPollLimits,
     pub log_format: LogFormat,
 }
 
@@ -86,6 +88,21 @@ impl ApiConfig {
         let rate_limit_per_second =
             env.number_or("RATE_LIMIT_PER_SECOND", 1_000, 0..=1_000_000) as u32;
         let rate_limit_burst = env.number_or("RATE_LIMIT_BURST", 2_000, 0..=10_000_000) as u32;
+        let defaults = LongPollLimits::default();
+        let long_polls = LongPollLimits {
+            per_tenant: env.number_or(
+                "LONG_POLL_MAX_PER_TENANT",
+                defaults.per_tenant as u64,
+                1..=100_000,
+            ) as usize,
+            total: env.number_or("LONG_POLL_MAX", defaults.total as u64, 1..=1_000_000) as usize,
+        };
+        if long_polls.per_tenant > long_polls.total {
+            env.problem(format!(
+                "LONG_POLL_MAX_PER_TENANT ({}) must not exceed LONG_POLL_MAX ({})",
+                long_polls.per_tenant, long_polls.total
+            ));
+        }
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {
@@ -100,6 +117,7 @@ impl ApiConfig {
             readiness_drain_delay,
             rate_limit_per_second,
             rate_limit_burst,
+            long_polls,
             log_format,
         })
     }
@@ -121,6 +139,13 @@ mod tests {
         assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(config.limits.body_limit_bytes, 65536);
         assert_eq!(config.idempotency_retention, Duration::from_secs(86400));
+        assert_eq!(
+            config.long_polls,
+            LongPollLimits {
+                per_tenant: 100,
+                total: 1000
+            }
+        );
         assert!(!format!("{config:?}").contains(&"s".repeat(32)));
     }
 
@@ -137,5 +162,33 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("IDEMPOTENCY_RETENTION_HOURS"), "{message}");
         assert!(message.contains("API_ADDR"), "{message}");
+    }
+
+    #[test]
+    fn long_poll_limits_are_bounded_and_the_tenant_limit_fits_in_the_total() {
+        let err = ApiConfig::from_lookup(|name| match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+            "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+            "LONG_POLL_MAX_PER_TENANT" => Some("50".into()),
+            "LONG_POLL_MAX" => Some("10".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("LONG_POLL_MAX_PER_TENANT (50) must not exceed LONG_POLL_MAX (10)"),
+            "{err}"
+        );
+        let err = ApiConfig::from_lookup(|name| match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+            "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+            "LONG_POLL_MAX_PER_TENANT" => Some("0".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("LONG_POLL_MAX_PER_TENANT"),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::{DeviceCommandService, DeviceQueryService, RetryPolicy};
+use app::{DeviceCommandService, DeviceQueryService, LongPollLimits, RetryPolicy};
 use axum::Router;
 use projections::{PgReadModelChanges, PostgresDeviceReadModel, PostgresProjectionOperations};
 use sqlx::PgPool;
@@ -18,9 +18,19 @@ use crate::auth::JwtKeys;
 use crate::config::ApiConfig;
 use crate::http::{router, AppState, HttpLimits, TenantRateLimit};
 
-/// The services on Postgres adapters, as `api serve` runs them. Starts background tasks
-/// (append notifications, the read-model listener): call it within a Tokio runtime.
+/// The services on Postgres adapters, with the default long-poll limits. Starts background
+/// tasks (append notifications, the read-model listener): call it within a Tokio runtime.
 pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> AppState {
+    postgres_state_with_long_poll_limits(pool, jwt_secret, retry, LongPollLimits::default())
+}
+
+/// The services on Postgres adapters, as `api serve` runs them (see [`postgres_state`]).
+pub fn postgres_state_with_long_poll_limits(
+    pool: PgPool,
+    jwt_secret: &[u8],
+    retry: RetryPolicy,
+    long_polls: LongPollLimits,
+) -> AppState {
     let commands = DeviceCommandService::new(
         Arc::new(PostgresDeviceStore::new(pool.clone())),
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),
@@ -30,7 +40,8 @@ pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> Ap
         Arc::new(PostgresDeviceReadModel::new(pool.clone())),
         Arc::new(PgReadModelChanges::spawn((*pool.connect_options()).clone())),
         Arc::new(PostgresEventLog::new(pool.clone())),
-    );
+    )
+    .with_long_poll_limits(long_polls);
     let health = bootstrap::Health::new(READINESS_CHECK_TIMEOUT).with_check("postgres", {
         let pool = pool.clone();
         move || {
@@ -113,10 +124,11 @@ impl Application {
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
-    let mut state = postgres_state(
+    let mut state = postgres_state_with_long_poll_limits(
         pool.clone(),
         config.jwt_secret.expose().as_bytes(),
         config.retry,
+        config.long_polls,
     );
     // The api never publishes (the relay is in the worker), but it is not ready without NATS:
     // what it accepts would not be processed. The client reconnects by itself.

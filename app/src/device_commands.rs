@@ -2,18 +2,21 @@
 //! provisioner's outcomes (internal, idempotent by request id).
 //!
 //! Every public command runs the same loop: let the aggregate decide and append; on an
-//! optimistic-concurrency conflict, start over after a short jittered backoff, a bounded
-//! number of times, looking up the idempotency record first on every later attempt.
+//! optimistic-concurrency conflict, look the idempotency key up, and if it was not used,
+//! start over after a short jittered backoff, a bounded number of times.
 //! A registration's first attempt does not even read the device: it bets the device is new
 //! and lets the append's uniqueness check prove it (`History::AssumeNone`).
 //!
-//! Why the first attempt does not look the key up: the idempotency record, written by the
+//! Why the key is not looked up before appending: the idempotency record, written by the
 //! store in the append's own transaction under a unique key, is what guarantees at most one
 //! execution per key, not the lookup. A retried request either is refused by the domain
-//! (e.g. the device is already registered) or its append collides with the record; both
-//! send us to the lookup, which answers with the recorded outcome (or 422 for another body).
-//! So new commands, the common case, save a round trip, and duplicates, including
-//! concurrent ones that lost the race, are answered with the winner's response.
+//! (e.g. the device is already registered) or its append collides with the record (a
+//! conflict); both send us to the lookup, which answers with the recorded outcome (or 422
+//! for another body). The lookup follows every conflict, the last attempt's included, so a
+//! replay never depends on the retry budget (`COMMAND_MAX_ATTEMPTS=1` replays too): only a
+//! conflict that no earlier request with this key explains is contention. So new commands,
+//! the common case, save a round trip, and duplicates, including concurrent ones that lost
+//! the race, are answered with the winner's response.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,7 +204,7 @@ impl DeviceCommandService {
         let result = self
             .with_retries(|| {
                 attempts += 1;
-                self.attempt_public(id, command, metadata, claim, attempts > 1)
+                self.attempt_public(id, command, metadata, claim, attempts == 1)
             })
             .await;
         record_outcome(name, &result.as_ref().map(|a| a.replayed));
@@ -262,10 +265,9 @@ impl DeviceCommandService {
         command: &DeviceCommand,
         metadata: &CommandMetadata,
         claim: &IdempotencyClaim,
-        retrying: bool,
+        first_attempt: bool,
     ) -> Result<Accepted, AttemptError> {
-        let mut look_up_key = retrying;
-        if !retrying && command.creates_device() {
+        if first_attempt && command.creates_device() {
             // Bet that the device is new (it nearly always is): decide without reading it.
             // A lost bet (the device exists, or this key was used) is not contention, so it
             // is settled now, on the full path below, rather than after a backoff.
@@ -274,13 +276,12 @@ impl DeviceCommandService {
                 .execute(id, command.clone(), metadata, History::AssumeNone)
                 .await
             {
-                Err(StoreError::Conflict) => look_up_key = true,
+                Err(StoreError::Conflict) => {
+                    if let Some(accepted) = self.replay(claim).await? {
+                        return Ok(accepted);
+                    }
+                }
                 outcome => return self.answer(id, outcome, claim).await,
-            }
-        }
-        if look_up_key {
-            if let Some(accepted) = self.replay(claim).await? {
-                return Ok(accepted);
             }
         }
         let outcome = self
@@ -290,33 +291,36 @@ impl DeviceCommandService {
         self.answer(id, outcome, claim).await
     }
 
-    /// Turns the store's outcome into the answer: accepted, or refused unless the refusal is
-    /// explained by an earlier request with this key.
+    /// Turns the store's outcome into the answer: accepted, or refused (or contention) unless
+    /// an earlier request with this key explains the refusal or the conflict.
     async fn answer(
         &self,
         id: DeviceId,
         outcome: Result<Result<Applied, DeviceError>, StoreError>,
         claim: &IdempotencyClaim,
     ) -> Result<Accepted, AttemptError> {
-        match outcome? {
-            Ok(applied) => {
+        let refusal = match outcome {
+            Ok(Ok(applied)) => {
                 metrics::counter!("events_appended_total")
                     .increment(applied.events_appended as u64);
-                Ok(Accepted {
+                return Ok(Accepted {
                     device_id: id,
                     status: applied.status,
                     version: applied.version,
                     replayed: false,
-                })
+                });
             }
-            Err(rejection) => {
-                // E.g. an earlier request with this key is why the device "already exists".
-                // Its record committed with its events, so it is visible now: answer with it.
-                match self.replay(claim).await? {
-                    Some(accepted) => Ok(accepted),
-                    None => Err(AttemptError::Final(rejection.into())),
-                }
-            }
+            // E.g. an earlier request with this key is why the device "already exists".
+            Ok(Err(rejection)) => AttemptError::Final(rejection.into()),
+            // E.g. an earlier request with this key holds the key's record, which the append
+            // collided with: that is a replay, not contention, on any attempt.
+            Err(StoreError::Conflict) => AttemptError::Conflict,
+            Err(failure) => return Err(failure.into()),
+        };
+        // The earlier request's record committed with its events, so it is visible now.
+        match self.replay(claim).await? {
+            Some(accepted) => Ok(accepted),
+            None => Err(refusal),
         }
     }
 

@@ -1,5 +1,9 @@
 //! The query use cases: a device as the read model has it (with bounded long-polling until a
-//! version), the tenant's device list, a device's history and the analysts' feed.
+//! version), the tenant's device list, a device's history (both keyset-paged) and the
+//! analysts' feed.
+//!
+//! Long-polls are bounded twice: in time (the caller's wait) and in number ([`LongPollSlots`]:
+//! so many waiting per tenant and in all, since each re-reads its device every second).
 //!
 //! Tenant isolation is enforced here for every query: another tenant's device is reported
 //! exactly like a missing one.
@@ -18,7 +22,10 @@ use tokio::sync::watch;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::{CommitPosition, EventEnvelope, EventLog, InvalidCursor, RecordedEvent, StoreError};
+use crate::{
+    CommitPosition, EventEnvelope, EventLog, InvalidCursor, LongPollLimitReached, LongPollLimits,
+    LongPollSlots, RecordedEvent, StoreError,
+};
 
 /// A device as the read model holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +82,58 @@ impl ListCursor {
     }
 }
 
+/// Where a device's history continues: after the event with `sequence`. Tied to the device,
+/// so that a cursor of one device's history is refused for another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    device_id: DeviceId,
+    sequence: u64,
+}
+
+impl HistoryCursor {
+    /// After the event with `sequence` (≥ 1) of `device_id`.
+    pub fn after(device_id: DeviceId, sequence: u64) -> Self {
+        Self {
+            device_id,
+            sequence,
+        }
+    }
+
+    pub fn sequence(self) -> u64 {
+        self.sequence
+    }
+
+    /// Opaque to clients: base64url of the device id and the sequence.
+    pub fn to_cursor(self) -> String {
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(self.device_id.as_uuid().as_bytes());
+        bytes.extend_from_slice(&self.sequence.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A cursor this service returned for `device_id`'s history; anything else is refused.
+    pub fn from_cursor(cursor: &str, device_id: DeviceId) -> Result<Self, InvalidCursor> {
+        if cursor.len() != 32 {
+            return Err(InvalidCursor);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| InvalidCursor)?;
+        let (id, sequence) = bytes.split_at(16);
+        let id = uuid::Uuid::from_slice(id).map_err(|_| InvalidCursor)?;
+        let sequence = u64::from_be_bytes(sequence.try_into().map_err(|_| InvalidCursor)?);
+        if id != device_id.as_uuid() || sequence == 0 || sequence > i64::MAX as u64 {
+            return Err(InvalidCursor);
+        }
+        Ok(Self::after(device_id, sequence))
+    }
+}
+
+/// A page of a device's history.
+pub struct HistoryPage {
+    pub events: Vec<EventEnvelope>,
+    /// Present when there may be more events after this page.
+    pub next: Option<HistoryCursor>,
+}
+
 pub struct DevicePage {
     pub devices: Vec<DeviceView>,
     /// Present when there may be more devices after this page.
@@ -111,11 +170,22 @@ pub struct EventPage {
     pub next: CommitPosition,
 }
 
+/// Why one device could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The read would have to wait, and a bound on waiting long-polls is reached.
+    #[error(transparent)]
+    TooManyWaiting(#[from] LongPollLimitReached),
+}
+
 pub struct DeviceQueryService {
     read_model: Arc<dyn DeviceReadModel>,
     changes: Arc<dyn ReadModelChanges>,
     events: Arc<dyn EventLog>,
     recheck: Duration,
+    long_polls: LongPollSlots,
 }
 
 impl DeviceQueryService {
@@ -129,31 +199,44 @@ impl DeviceQueryService {
             changes,
             events,
             recheck: Duration::from_secs(1),
+            long_polls: LongPollSlots::new(LongPollLimits::default()),
         }
+    }
+
+    /// Other bounds on waiting long-polls than [`LongPollLimits::default`].
+    pub fn with_long_poll_limits(mut self, limits: LongPollLimits) -> Self {
+        self.long_polls = LongPollSlots::new(limits);
+        self
     }
 
     /// The tenant's device, `None` if it does not exist (or belongs to another tenant).
     /// With `wait = Some((min_version, max_wait))`, waits up to `max_wait` for the read
     /// model to reach `min_version` (or for the device to appear), then answers with what
-    /// it has.
+    /// it has. A read that has to wait needs a long-poll slot: without one it is refused at
+    /// once (`TooManyWaiting`); one that need not wait is always answered.
     pub async fn device(
         &self,
         tenant: &TenantId,
         id: DeviceId,
         wait: Option<(u64, Duration)>,
-    ) -> Result<Option<DeviceView>, StoreError> {
+    ) -> Result<Option<DeviceView>, DeviceReadError> {
         let Some((min_version, max_wait)) = wait else {
-            return self.visible_device(tenant, id).await;
+            return Ok(self.visible_device(tenant, id).await?);
         };
         let deadline = tokio::time::Instant::now() + max_wait;
         // Subscribe before reading, so that a change between the read and the wait wakes us.
         let mut changes = self.changes.watch(id);
         let mut signal_lost = false;
+        // Taken before the first wait, given back when this returns (or is cancelled).
+        let mut slot = None;
         loop {
             let device = self.visible_device(tenant, id).await?;
             let reached = device.as_ref().is_some_and(|d| d.version >= min_version);
             if reached || tokio::time::Instant::now() >= deadline {
                 return Ok(device);
+            }
+            if slot.is_none() {
+                slot = Some(self.long_polls.try_take(tenant)?);
             }
             let recheck = tokio::time::Instant::now() + self.recheck;
             tokio::select! {
@@ -200,22 +283,49 @@ impl DeviceQueryService {
         Ok(DevicePage { devices, next })
     }
 
-    /// The device's events, oldest first; `None` if it does not exist for this tenant.
+    /// The device's events after `after` (from the first when `None`), oldest first, at
+    /// most `limit`; `None` if the device does not exist for this tenant.
     pub async fn history(
         &self,
         tenant: &TenantId,
         id: DeviceId,
-    ) -> Result<Option<Vec<EventEnvelope>>, StoreError> {
-        let events = self.events.device_history(id).await?;
-        match events.first() {
-            Some(first) if first.tenant == *tenant => Ok(Some(
-                events
-                    .into_iter()
-                    .map(RecordedEvent::into_envelope)
-                    .collect(),
-            )),
-            _ => Ok(None),
+        after: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, StoreError> {
+        let after_sequence = after.map_or(0, HistoryCursor::sequence);
+        // One more than asked tells whether another page exists.
+        let mut events = self
+            .events
+            .device_events_after(id, after_sequence, limit + 1)
+            .await?;
+        // All of a device's events belong to its tenant: the first one found tells. A page
+        // past the end has none, so then the device's first event does.
+        let owner = match events.first() {
+            Some(first) => Some(first.tenant.clone()),
+            None if after_sequence > 0 => self
+                .events
+                .device_events_after(id, 0, 1)
+                .await?
+                .pop()
+                .map(|first| first.tenant),
+            None => None,
+        };
+        if owner.as_ref() != Some(tenant) {
+            return Ok(None);
         }
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| HistoryCursor::after(id, e.sequence))
+        } else {
+            None
+        };
+        Ok(Some(HistoryPage {
+            events: events
+                .into_iter()
+                .map(RecordedEvent::into_envelope)
+                .collect(),
+            next,
+        }))
     }
 
     /// The tenant's events after `after` in commit order.
@@ -254,5 +364,23 @@ mod tests {
         assert_eq!(ListCursor::from_cursor(&cursor.to_cursor()), Ok(cursor));
         assert!(ListCursor::from_cursor("").is_err());
         assert!(ListCursor::from_cursor(&"!".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn history_cursors_round_trip_for_their_device_only() {
+        let device = DeviceId::from_uuid(uuid::Uuid::new_v4());
+        let other = DeviceId::from_uuid(uuid::Uuid::new_v4());
+        let cursor = HistoryCursor::after(device, 7);
+        assert_eq!(
+            HistoryCursor::from_cursor(&cursor.to_cursor(), device),
+            Ok(cursor)
+        );
+        assert!(HistoryCursor::from_cursor(&cursor.to_cursor(), other).is_err());
+        for sequence in [0, u64::MAX] {
+            let forged = HistoryCursor::after(device, sequence).to_cursor();
+            assert!(HistoryCursor::from_cursor(&forged, device).is_err());
+        }
+        assert!(HistoryCursor::from_cursor("", device).is_err());
+        assert!(HistoryCursor::from_cursor(&"!".repeat(32), device).is_err());
     }
 }

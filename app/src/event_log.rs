@@ -20,4 +20,13 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The device's events, oldest first (empty when the device does not exist).
     async fn device_history(&self, id: DeviceId) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The device's events with a sequence above `after`, oldest first, at most `limit` (a
+    /// page of its history).
+    async fn device_events_after(
+        &self,
+        id: DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 }

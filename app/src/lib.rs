@@ -18,6 +18,7 @@ mod event_contract;
 mod event_log;
 mod idempotency;
 mod idempotency_store;
+mod long_poll_slots;
 mod projection_operations;
 mod provisioning;
 
@@ -29,8 +30,8 @@ pub use dead_letter_operations::{
 pub use device_commands::{Accepted, DeviceCommandService, RetryPolicy};
 pub use device_event_store::{Applied, DeviceEventStore, History, StoreError};
 pub use device_queries::{
-    DeviceFilter, DevicePage, DeviceQueryService, DeviceReadModel, DeviceView, EventPage,
-    ListCursor, ReadModelChanges,
+    DeviceFilter, DevicePage, DeviceQueryService, DeviceReadError, DeviceReadModel, DeviceView,
+    EventPage, HistoryCursor, HistoryPage, ListCursor, ReadModelChanges,
 };
 pub use device_stats::{DeviceCount, DeviceStatsReadModel};
 pub use event_contract::{
@@ -39,6 +40,7 @@ pub use event_contract::{
 pub use event_log::EventLog;
 pub use idempotency::{IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
+pub use long_poll_slots::{LongPollLimitReached, LongPollLimits, LongPollSlots};
 pub use projection_operations::{
     ProjectionOperations, ProjectionState, ProjectionStatus, RebuildRequestError, RebuildState,
     RebuildStatus,

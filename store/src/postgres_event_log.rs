@@ -1,5 +1,5 @@
 //! `app::EventLog` on Postgres: a tenant's events in gap-safe commit order, a device's
-//! history, and the per-device reads projectors use to fill a gap.
+//! history (whole or a page), and the per-device reads projectors use to fill a gap.
 
 use std::sync::LazyLock;
 
@@ -68,6 +68,33 @@ impl EventLog for PostgresEventLog {
     async fn device_history(&self, id: DeviceId) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         device_events_between(&mut conn, id, 0, u64::MAX).await
+    }
+
+    async fn device_events_after(
+        &self,
+        id: DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The primary key (aggregate type, aggregate id, sequence) serves it: a page costs
+        // its size, wherever it starts.
+        static SELECT_DEVICE_EVENTS_PAGE: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {COLUMNS} FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+                  ORDER BY sequence
+                  LIMIT $4"
+            )
+        });
+        let rows = sqlx::query(&SELECT_DEVICE_EVENTS_PAGE)
+            .bind(Device::TYPE)
+            .bind(id.to_string())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(recorded_event_row::decode).collect()
     }
 }
 

@@ -17,6 +17,9 @@ pub struct Claims {
     pub scope: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// Not before, seconds since the Unix epoch: optional; when present, refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Why a token was refused. The messages go to the client: they say what is wrong with the
@@ -29,11 +32,16 @@ pub enum AuthError {
     NotBearer,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
     #[error("the token is invalid")]
     Invalid,
     #[error("the token's tenant claim is not a valid tenant id")]
     BadTenant,
 }
+
+/// Tolerated clock skew between the token's issuer and us, for `exp` and `nbf`.
+pub const LEEWAY_SECONDS: u64 = 30;
 
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -45,7 +53,10 @@ impl JwtKeys {
     pub fn from_secret(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        // `nbf` is optional, but honoured when present; clock skew gets the same leeway
+        // either side (`exp` and `nbf`).
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -64,6 +75,7 @@ impl JwtKeys {
             tenant: tenant.to_owned(),
             scope: scope.to_owned(),
             exp,
+            nbf: None,
         })
     }
 
@@ -76,6 +88,7 @@ impl JwtKeys {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid,
             })?;
         let tenant = TenantId::parse(&data.claims.tenant).map_err(|_| AuthError::BadTenant)?;
@@ -129,6 +142,7 @@ mod tests {
             tenant: "acme".into(),
             scope: "admin".into(),
             exp: 1_000,
+            nbf: None,
         });
         assert!(matches!(keys.verify(&expired), Err(AuthError::Expired)));
         let bad_tenant = keys.issue("x", "a.b", "admin", Duration::from_secs(60));
@@ -141,5 +155,29 @@ mod tests {
             Err(AuthError::NotBearer)
         ));
         assert!(matches!(keys.verify_header(None), Err(AuthError::Missing)));
+    }
+
+    #[test]
+    fn honours_nbf_with_the_same_leeway_as_exp() {
+        let keys = JwtKeys::from_secret(SECRET);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let with_nbf = |nbf| {
+            keys.issue_claims(&Claims {
+                sub: "x".into(),
+                tenant: "acme".into(),
+                scope: "devices:read".into(),
+                exp: now + 3600,
+                nbf: Some(nbf),
+            })
+        };
+        assert!(matches!(
+            keys.verify(&with_nbf(now + LEEWAY_SECONDS + 60)),
+            Err(AuthError::NotYetValid)
+        ));
+        assert!(keys.verify(&with_nbf(now + LEEWAY_SECONDS / 2)).is_ok());
+        assert!(keys.verify(&with_nbf(now - 60)).is_ok());
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Internal causes are logged here, once, and never echoed to the client.
 
-use app::{CommandError, StoreError};
+use app::{CommandError, DeviceReadError, LongPollLimitReached, StoreError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::DeviceError;
@@ -44,6 +44,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("too many requests for this tenant; retry after the time in Retry-After")]
     RateLimited(std::time::Duration),
+    #[error("{0}, the most allowed; retry after the time in Retry-After, or read without waiting")]
+    TooManyLongPolls(LongPollLimitReached),
     #[error("{0}")]
     DeadLetterState(String),
     #[error("a rebuild of {0} is already running")]
@@ -145,6 +147,11 @@ impl ApiError {
                 "Idempotency-Key reused",
             ),
             Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Self::TooManyLongPolls(_) => (
+                S::TOO_MANY_REQUESTS,
+                "too-many-long-polls",
+                "Too many waiting long-polls",
+            ),
             Self::DeadLetterState(_) => (
                 S::CONFLICT,
                 "dead-letter-state",
@@ -207,6 +214,15 @@ impl From<app::RebuildRequestError> for ApiError {
     }
 }
 
+impl From<DeviceReadError> for ApiError {
+    fn from(err: DeviceReadError) -> Self {
+        match err {
+            DeviceReadError::Store(e) => e.into(),
+            DeviceReadError::TooManyWaiting(limit) => Self::TooManyLongPolls(limit),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -249,7 +265,8 @@ impl IntoResponse for ApiError {
             Self::Unauthenticated(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable | Self::ConcurrencyConflict => {
+            // A waiting long-poll ends within its wait (≤ 30 s), most much sooner.
+            Self::Unavailable | Self::ConcurrencyConflict | Self::TooManyLongPolls(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::RateLimited(wait) => {

@@ -1,6 +1,7 @@
 //! `Authorized<S>`: an extractor that only succeeds for a valid bearer token granting the
 //! scope `S`. Putting the scope in the type makes a handler's requirement visible in its
-//! signature, and auth runs before any body is parsed (401/403 before 400).
+//! signature, and auth runs before any body is parsed (401/403 before 400). The tenant's rate
+//! limit is charged only once the scope is granted: 401s and 403s cost no quota.
 
 use std::marker::PhantomData;
 
@@ -50,13 +51,15 @@ impl<S: RequiredScope + Send> FromRequestParts<AppState> for Authorized<S> {
             .map(|v| v.to_str().unwrap_or_default());
         let principal = state.auth.verify_header(header)?;
         super::record_tenant(principal.tenant.as_str());
+        // Scope first: a request refused for its scope does no work, so it must not spend
+        // the tenant's quota (a read-only token could otherwise starve the tenant's writers).
+        if !principal.has(S::SCOPE) {
+            return Err(ApiError::MissingScope(S::SCOPE));
+        }
         state
             .rate_limit
             .check(&principal.tenant)
             .map_err(ApiError::RateLimited)?;
-        if !principal.has(S::SCOPE) {
-            return Err(ApiError::MissingScope(S::SCOPE));
-        }
         Ok(Self {
             principal,
             _scope: PhantomData,

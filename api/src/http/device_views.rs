@@ -1,5 +1,5 @@
 //! Device queries: one device (ETag, long-poll until a version), the tenant's list (filters,
-//! keyset pagination) and a device's history.
+//! keyset pagination) and a device's history (keyset pagination by sequence).
 //!
 //! Each handler: authorise (`devices:read`), parse path and query (400 naming the
 //! parameter), call one query-service method, map the result. Another tenant's device is a
@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use app::{DeviceFilter, DeviceView, EventEnvelope, ListCursor};
+use app::{DeviceFilter, DeviceView, EventEnvelope, HistoryCursor, ListCursor};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +28,10 @@ use super::{ApiError, AppState};
 
 /// The longest a client may ask to wait for a version.
 pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// A history page's size: by default, and at most.
+const HISTORY_PAGE_DEFAULT: u64 = 100;
+const HISTORY_PAGE_MAX: u64 = 1000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -111,15 +115,19 @@ struct DevicePageBody {
     next_cursor: Option<String>,
 }
 
-/// Every event of one device, oldest first.
+/// A page of one device's events, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = DeviceHistory)]
 struct HistoryBody {
     events: Vec<EventEnvelope>,
+    /// Pass as `cursor` for the next page; absent (null) on the last page.
+    next_cursor: Option<String>,
 }
 
 /// One device, as the read model sees it. With `min_version` and `wait`, waits (long-poll)
 /// until the device reaches that version or the wait ends, then answers with what it has.
+/// A long-poll that would wait while its tenant, or the process, has as many waiting as
+/// allowed is refused at once with 429 and `Retry-After` (it never waits in a queue).
 #[utoipa::path(get, path = "/v1/devices/{id}", tag = "devices",
     security(("bearer" = ["devices:read"])),
     params(
@@ -136,6 +144,8 @@ struct HistoryBody {
             ("ETag" = String, description = "`\"v<version>\"`"))),
         (status = 400, description = "`invalid-field`: a bad or unknown query parameter, or an id that is not a UUID"),
         (status = 404, description = "`not-found`: no such device in this tenant"),
+        (status = 429, description = "`rate-limited`: the tenant's request rate is over its limit; or `too-many-long-polls`: the request would wait, and the tenant (`LONG_POLL_MAX_PER_TENANT`) or this process (`LONG_POLL_MAX`) already has as many long-polls waiting as allowed", headers(
+            ("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ))]
 async fn get_device(
     State(state): State<AppState>,
@@ -258,12 +268,17 @@ async fn list_devices(
     }))
 }
 
-/// Every event of one device, oldest first, in the public envelope (docs/events.md).
+/// One device's events, oldest first, in the public envelope (docs/events.md), in pages:
+/// follow `next_cursor` until it is null to read them all, in order, each once.
 #[utoipa::path(get, path = "/v1/devices/{id}/history", tag = "devices",
     security(("bearer" = ["devices:read"])),
-    params(("id" = Uuid, Path, description = "The device id")),
+    params(
+        ("id" = Uuid, Path, description = "The device id"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page of this device's history"),
+    ),
     responses(
-        (status = 200, description = "The device's events", body = HistoryBody),
+        (status = 200, description = "A page of the device's events", body = HistoryBody),
         (status = 400, description = "`invalid-field`: an id that is not a UUID, or a query parameter"),
         (status = 404, description = "`not-found`: no such device in this tenant"),
     ))]
@@ -273,11 +288,28 @@ async fn device_history(
     DeviceIdPath(id): DeviceIdPath,
     params: QueryParams,
 ) -> Result<Json<HistoryBody>, ApiError> {
-    params.allow_only(&[])?;
-    let events = state
+    params.allow_only(&["limit", "cursor"])?;
+    let limit = params
+        .number("limit", 1..=HISTORY_PAGE_MAX)?
+        .unwrap_or(HISTORY_PAGE_DEFAULT) as usize;
+    let cursor = params
+        .one("cursor")?
+        .map(|c| {
+            HistoryCursor::from_cursor(c, id).map_err(|_| {
+                invalid(
+                    "cursor",
+                    "not a cursor returned by this endpoint for this device",
+                )
+            })
+        })
+        .transpose()?;
+    let page = state
         .queries
-        .history(&auth.principal.tenant, id)
+        .history(&auth.principal.tenant, id, cursor, limit)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(HistoryBody { events }))
+    Ok(Json(HistoryBody {
+        events: page.events,
+        next_cursor: page.next.map(HistoryCursor::to_cursor),
+    }))
 }

@@ -48,7 +48,8 @@ impl Modify for BearerAuth {
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some(
             "HS256 JWT with `sub`, `tenant`, `scope` (space-separated: devices:write, \
-             devices:read, events:read, admin) and `exp`. `api token` makes one."
+             devices:read, events:read, admin), `exp` and optionally `nbf` (both checked \
+             with 30 s leeway). `api token` makes one."
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
@@ -102,7 +103,7 @@ pub(super) fn complete(mut doc: OpenApi) -> OpenApi {
 const SHARED_PROBLEMS: [(u16, &str); 6] = [
     (
         401,
-        "`unauthenticated`: no bearer token, or one that is invalid or expired",
+        "`unauthenticated`: no bearer token, or one that is invalid, expired or not valid yet",
     ),
     (403, "`forbidden`: the token lacks the route's scope"),
     (

@@ -1,7 +1,7 @@
 //! Per-tenant rate limiting (GCRA via `governor`): each tenant gets `per_second` requests a
 //! second with bursts up to `burst`; past that, 429 with `Retry-After`. Checked right after
-//! authentication, so it costs nothing to unauthenticated traffic and one tenant cannot use up
-//! another's share. Health and metrics endpoints are not limited.
+//! authentication and the scope check, so it costs nothing to unauthenticated or
+//! insufficiently privileged traffic, and one tenant cannot use up another's share. Health and metrics endpoints are not limited.
 //!
 //! The key space is the set of tenants in valid tokens (signed by us), so it stays small.
 

@@ -17,6 +17,7 @@ async fn requests_without_a_valid_bearer_token_are_401() {
         tenant: TENANT.into(),
         scope: "devices:write".into(),
         exp: 1_700_000_000,
+        nbf: None,
     });
 
     for authorization in [
@@ -86,4 +87,47 @@ async fn auth_is_checked_before_the_body() {
         .await
         .unwrap();
     assert_problem(response, 401, "unauthenticated").await;
+}
+
+/// An HS256 token with these claims, signed with the server's secret.
+fn signed(claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_not_valid_yet_is_401_beyond_the_leeway() {
+    let app = spawn_app().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token_with_nbf = |nbf: u64| {
+        signed(&serde_json::json!({
+            "sub": "x", "tenant": TENANT, "scope": "devices:read",
+            "exp": now + 7200, "nbf": nbf,
+        }))
+    };
+    let list = |token: String| {
+        let request = app.client.get(app.url("/v1/devices")).bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+
+    let not_yet = list(token_with_nbf(now + 3600)).await;
+    let problem = assert_problem(not_yet, 401, "unauthenticated").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid yet"),
+        "{problem}"
+    );
+
+    // Already valid, or valid within the clock-skew leeway that exp gets too.
+    assert_eq!(list(token_with_nbf(now - 60)).await.status(), 200);
+    assert_eq!(list(token_with_nbf(now + 5)).await.status(), 200);
 }

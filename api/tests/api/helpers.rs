@@ -56,6 +56,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
     spawn_with_state(url, pool, state, limits()).await
 }
 
+/// The app with another command retry policy, as `COMMAND_MAX_ATTEMPTS` sets it.
+pub async fn spawn_app_with_retry(retry: RetryPolicy) -> TestApp {
+    let (url, pool) = migrated_database().await;
+    let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), retry);
+    spawn_with_state(url, pool, state, limits()).await
+}
+
 /// The app with other HTTP limits (e.g. a short request timeout).
 pub async fn spawn_app_with_limits(limits: HttpLimits) -> TestApp {
     let (url, pool) = migrated_database().await;
@@ -341,4 +348,20 @@ impl Drop for ApiProcess {
         self.stop();
         let _ = std::fs::remove_file(&self.log_path);
     }
+}
+
+/// Brings the device's read-model row up to date, as the worker's projector would.
+pub async fn project_device(pool: &PgPool, id: Uuid) {
+    use app::EventLog as _;
+    let events: Vec<_> = store::PostgresEventLog::new(pool.clone())
+        .device_history(DeviceId::from_uuid(id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(app::RecordedEvent::into_envelope)
+        .collect();
+    projections::DeviceProjector::new(pool.clone())
+        .apply(&events)
+        .await
+        .unwrap();
 }

@@ -214,3 +214,55 @@ async fn a_retried_renewal_is_replayed_not_requested_again() {
     assert_eq!(retry.json::<Value>().await.unwrap(), first);
     assert_eq!(app.count_events("CertificateRenewalRequested").await, 1);
 }
+
+#[tokio::test]
+async fn a_retried_renewal_is_replayed_even_with_a_single_attempt() {
+    // COMMAND_MAX_ATTEMPTS=1: a replay must not depend on the retry budget.
+    let app = spawn_app_with_retry(app::RetryPolicy {
+        max_attempts: 1,
+        ..app::RetryPolicy::default()
+    })
+    .await;
+    let id = app.registered_device().await;
+    app.provision(id).await;
+    let first = app.renew_with_fixed_csr(id, "renew-once").await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+
+    for _ in 0..3 {
+        let retry = app.renew_with_fixed_csr(id, "renew-once").await;
+        if retry.status() != 202 {
+            panic!("{}: {}", retry.status(), retry.text().await.unwrap());
+        }
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        assert_eq!(retry.json::<Value>().await.unwrap(), first);
+    }
+    assert_eq!(app.count_events("CertificateRenewalRequested").await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_with_a_single_attempt_are_all_answered_with_the_original() {
+    let app = spawn_app_with_retry(app::RetryPolicy {
+        max_attempts: 1,
+        ..app::RetryPolicy::default()
+    })
+    .await;
+    let id = app.registered_device().await;
+    app.provision(id).await;
+
+    let responses =
+        futures::future::join_all((0..10).map(|_| app.renew_with_fixed_csr(id, "renew-race")))
+            .await;
+
+    let mut bodies = Vec::new();
+    for response in responses {
+        assert_eq!(
+            response.status(),
+            202,
+            "a loser is a replay, not contention"
+        );
+        bodies.push(response.json::<Value>().await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(app.count_events("CertificateRenewalRequested").await, 1);
+}

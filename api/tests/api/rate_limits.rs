@@ -33,3 +33,30 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_are_unaffec
     let live = app.client.get(app.url("/livez")).send().await.unwrap();
     assert_eq!(live.status(), 200);
 }
+
+#[tokio::test]
+async fn refused_requests_for_a_missing_scope_do_not_spend_the_tenants_quota() {
+    let app = spawn_app_with(|state| state.rate_limit = Arc::new(TenantRateLimit::new(1, 2))).await;
+    let reader = app.token(TENANT, "devices:read");
+
+    // A read-only token trying to write, more often than the tenant's burst allows.
+    for _ in 0..5 {
+        let response = app
+            .post(
+                "/v1/devices",
+                &reader,
+                Some(&new_key()),
+                &registration(&unique_serial()),
+            )
+            .await;
+        assert_problem(response, 403, "forbidden").await;
+    }
+
+    // The tenant's writers still have their whole burst.
+    for _ in 0..2 {
+        let response = app
+            .register(&new_key(), &registration(&unique_serial()))
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+}
