@@ -2,7 +2,8 @@
 //! added later, to show that a new projection fills itself from history.
 //!
 //! [`DeviceStatsProjector::backfill`] folds the whole event store (commit order, gap-safe)
-//! when the projection has never run (no checkpoint); from then on the worker's durable
+//! until it has reached its end once (its progress in `projection_backfills`, so an
+//! interrupted backfill resumes); from then on the worker's durable
 //! consumer applies each event from the stream. Both go through [`DeviceStatsProjector::apply`]:
 //! every device's place in the counts is kept with its version in `device_stats_members`, so
 //! an event at or below that version changes nothing (redeliveries, and the stream replaying
@@ -42,11 +43,15 @@ type CountKey = (String, String, &'static str);
 #[derive(Clone)]
 pub struct DeviceStatsProjector {
     pool: PgPool,
+    backfill_batch: usize,
 }
 
 impl DeviceStatsProjector {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            backfill_batch: BACKFILL_BATCH,
+        }
     }
 
     /// Applies the events `notifications` name, read from the event store, in one
@@ -78,25 +83,34 @@ impl DeviceStatsProjector {
         Ok(report)
     }
 
-    /// Fills the projection from the event store if it has never run; the number of events
-    /// folded (`None` when it had already run).
+    /// Events folded per backfill transaction (default 5,000).
+    pub fn with_backfill_batch(mut self, events: usize) -> Self {
+        self.backfill_batch = events.max(1);
+        self
+    }
+
+    /// Fills the projection from the whole event store, unless that was done before; returns
+    /// the number of events folded (`None` when it was already done).
+    ///
+    /// Resumable: each batch commits with the backfill's own position
+    /// (`projection_backfills`), and the backfill counts as done only once it reached the
+    /// end of the event store. An interrupted backfill (an error, a stopped worker) goes on
+    /// from its position the next time.
     pub async fn backfill(&self) -> Result<Option<u64>, ProjectionError> {
-        let started: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM projection_checkpoints WHERE projection = $1)",
-        )
-        .bind(DEVICE_STATS)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        if started {
-            return Ok(None);
-        }
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        let mut checkpoint = CommitPosition::START;
+        let Some(mut checkpoint) = backfill_position(&mut conn).await? else {
+            return Ok(None);
+        };
+        if checkpoint != CommitPosition::START {
+            tracing::info!(
+                projection = DEVICE_STATS,
+                "resuming an interrupted backfill"
+            );
+        }
         let mut folded = 0u64;
         loop {
             let batch =
-                store::committed_events_after(&mut conn, checkpoint, BACKFILL_BATCH).await?;
+                store::committed_events_after(&mut conn, checkpoint, self.backfill_batch).await?;
             let Some(last) = batch.events.last().map(|e| e.position) else {
                 if batch.held_back {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -120,16 +134,18 @@ impl DeviceStatsProjector {
                 report.applied + report.gap_filled,
             )
             .await?;
+            record_backfill(&mut tx, last, envelopes.len(), false).await?;
             tx.commit().await.map_err(unavailable)?;
             folded += envelopes.len() as u64;
             checkpoint = last;
         }
-        if folded == 0 {
-            // An empty store: record that the projection has started all the same.
-            let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            advance_checkpoint(&mut tx, DEVICE_STATS, CommitPosition::START, 0).await?;
-            tx.commit().await.map_err(unavailable)?;
-        }
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        // Also when the store was empty: the projection has started all the same.
+        advance_checkpoint(&mut tx, DEVICE_STATS, checkpoint, 0).await?;
+        record_backfill(&mut tx, checkpoint, 0, true).await?;
+        tx.commit().await.map_err(unavailable)?;
         tracing::info!(
             projection = DEVICE_STATS,
             events = folded,
@@ -137,6 +153,62 @@ impl DeviceStatsProjector {
         );
         Ok(Some(folded))
     }
+}
+
+/// Where the backfill stands: `None` when it is done, else the position to go on from.
+async fn backfill_position(
+    conn: &mut PgConnection,
+) -> Result<Option<CommitPosition>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT transaction_id::text AS transaction_id, position, completed_at IS NOT NULL AS done
+           FROM projection_backfills WHERE projection = $1",
+    )
+    .bind(DEVICE_STATS)
+    .fetch_optional(conn)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else {
+        return Ok(Some(CommitPosition::START));
+    };
+    if row.try_get::<bool, _>("done").map_err(unavailable)? {
+        return Ok(None);
+    }
+    let transaction_id: String = row.try_get("transaction_id").map_err(unavailable)?;
+    Ok(Some(CommitPosition {
+        transaction_id: transaction_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt("projection_backfills.transaction_id".into()))?,
+        position: row.try_get("position").map_err(unavailable)?,
+    }))
+}
+
+/// Records the backfill's progress (and, at the end, that it is done) in the caller's
+/// transaction, with the batch it covers.
+async fn record_backfill(
+    conn: &mut PgConnection,
+    position: CommitPosition,
+    events: usize,
+    done: bool,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_backfills AS b (projection, transaction_id, position, events_folded, completed_at)
+         VALUES ($1, $2::text::xid8, $3, $4, CASE WHEN $5 THEN now() END)
+         ON CONFLICT (projection) DO UPDATE
+            SET transaction_id = excluded.transaction_id,
+                position = excluded.position,
+                events_folded = b.events_folded + excluded.events_folded,
+                completed_at = excluded.completed_at,
+                updated_at = now()",
+    )
+    .bind(DEVICE_STATS)
+    .bind(position.transaction_id.to_string())
+    .bind(position.position)
+    .bind(events as i64)
+    .bind(done)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 /// The tables a batch is applied to: the live ones, or a rebuild's shadows.

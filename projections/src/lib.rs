@@ -7,8 +7,9 @@
 //! - The fold from events to a row ([`fold`]) is pure and shared by every path that writes
 //!   the table.
 //!
-//! This crate owns the SQL of the read-model tables (`device_view`,
-//! `projection_checkpoints`) and nothing else; it reads events only through `store`.
+//! This crate owns the SQL of the read-model tables (`device_view`, `device_stats`,
+//! `projection_checkpoints`, `projection_backfills`, `projection_rebuilds`) and nothing else;
+//! it reads events only through `store`.
 
 mod device_projector;
 mod device_stats;

@@ -80,12 +80,13 @@ async fn device_counts_follow_events_and_a_fresh_start_fills_them_from_history()
         .unwrap();
     assert_eq!(other, json!({"total": 0, "counts": []}));
 
-    // As if the projection had just been added: no counts, no checkpoint, no consumer, and a
-    // stream that no longer holds the events (they exist only in Postgres).
+    // As if the projection had just been added: no counts, no checkpoint, no backfill, no
+    // consumer, and a stream that no longer holds the events (they exist only in Postgres).
     stack.kill_worker(first_worker);
     sqlx::raw_sql(
         "DELETE FROM device_stats; DELETE FROM device_stats_members;
-         DELETE FROM projection_checkpoints WHERE projection = 'device_stats';",
+         DELETE FROM projection_checkpoints WHERE projection = 'device_stats';
+         DELETE FROM projection_backfills WHERE projection = 'device_stats';",
     )
     .execute(&stack.pool)
     .await
