@@ -4,6 +4,12 @@
 //!
 //! Every operator action is written to `operator_actions` in the same transaction as the
 //! state change, logged, and counted (`operator_actions_total`).
+//!
+//! States: `dead` → (operator) `retry_requested` → (a worker's claim, a lease) `retrying` →
+//! `retried`, or `dead` again with the new error; `dead` → (operator) `discarded`. A claim
+//! that expires (its worker died) is taken up again. The message failing again on the stream
+//! only counts its deliveries and keeps the error: it reopens a `retried` letter (`dead`), and
+//! never changes `discarded`, `retry_requested` or a retry in progress.
 
 use app::{
     DeadLetterActionError, DeadLetterFilter, DeadLetterOperations, DeadLetterState, DeadLetterView,
@@ -12,6 +18,8 @@ use app::{
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use crate::recorded_event_row::unavailable;
@@ -50,14 +58,16 @@ ON CONFLICT (consumer, event_id) DO UPDATE
    SET deliveries = dead_letters.deliveries + excluded.deliveries,
        error = excluded.error,
        stream_sequence = excluded.stream_sequence,
-       state = 'dead',
+       state = CASE WHEN dead_letters.state = 'retried' THEN 'dead' ELSE dead_letters.state END,
        updated_at = now()";
 
 /// A retry a worker has claimed: process `payload` as `consumer` would, then call
-/// [`PostgresDeadLetters::finish_retry`].
+/// [`PostgresDeadLetters::finish_retry`] before the claim expires.
 #[derive(Debug, Clone)]
 pub struct ClaimedRetry {
     pub id: Uuid,
+    /// This claim (a later claim of the same letter, after this one expired, has another).
+    pub claim: Uuid,
     pub consumer: String,
     pub subject: String,
     pub payload: String,
@@ -87,21 +97,31 @@ impl PostgresDeadLetters {
 }
 
 impl PostgresDeadLetters {
-    /// Claims up to `limit` requested retries for `consumers` (each by exactly one worker).
+    /// Claims up to `limit` retries for `consumers`: requested ones, and ones whose earlier
+    /// claim expired (its worker died or could not record the outcome). Each is held by one
+    /// worker at a time, for `lease`.
     pub async fn claim_retries(
         &self,
         consumers: &[&str],
         limit: usize,
+        lease: Duration,
     ) -> Result<Vec<ClaimedRetry>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE dead_letters SET state = 'retrying', retries = retries + 1, updated_at = now()
+            "UPDATE dead_letters
+                SET state = 'retrying', retries = retries + 1, updated_at = now(),
+                    claim_id = gen_random_uuid(),
+                    claim_expires_at = now() + make_interval(secs => $3)
               WHERE id IN (SELECT id FROM dead_letters
-                            WHERE state = 'retry_requested' AND consumer = ANY($1)
+                            WHERE consumer = ANY($1)
+                              AND (state = 'retry_requested'
+                                   OR (state = 'retrying'
+                                       AND (claim_expires_at IS NULL OR claim_expires_at < now())))
                             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING id, consumer, subject, payload",
+             RETURNING id, claim_id, consumer, subject, payload",
         )
         .bind(consumers)
         .bind(limit as i64)
+        .bind(lease.as_secs_f64())
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -109,6 +129,7 @@ impl PostgresDeadLetters {
             .map(|row| {
                 Ok(ClaimedRetry {
                     id: row.try_get("id").map_err(unavailable)?,
+                    claim: row.try_get("claim_id").map_err(unavailable)?,
                     consumer: row.try_get("consumer").map_err(unavailable)?,
                     subject: row.try_get("subject").map_err(unavailable)?,
                     payload: row.try_get("payload").map_err(unavailable)?,
@@ -117,29 +138,33 @@ impl PostgresDeadLetters {
             .collect()
     }
 
-    /// Records how a claimed retry went: `retried`, or `dead` again with the new error.
+    /// Records how a claimed retry went: `retried`, or `dead` again with the new error. Only
+    /// the claim's holder can, and only while the letter is still `retrying` under it; false
+    /// when the claim was no longer held (it expired and another worker took it up).
     pub async fn finish_retry(
         &self,
-        id: Uuid,
+        claim: &ClaimedRetry,
         outcome: Result<(), String>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (state, error) = match outcome {
             Ok(()) => ("retried", None),
             Err(e) => ("dead", Some(e)),
         };
-        sqlx::query(
+        let finished = sqlx::query(
             "UPDATE dead_letters
                 SET state = $2, error = coalesce($3, error), updated_at = now(),
+                    claim_id = NULL, claim_expires_at = NULL,
                     resolved_at = CASE WHEN $2 = 'retried' THEN now() ELSE resolved_at END
-              WHERE id = $1 AND state = 'retrying'",
+              WHERE id = $1 AND state = 'retrying' AND claim_id = $4",
         )
-        .bind(id)
+        .bind(claim.id)
         .bind(state)
         .bind(error)
+        .bind(claim.claim)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(())
+        Ok(finished.rows_affected() == 1)
     }
 
     async fn act(

@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     pub projector_batch: usize,
     /// After SIGTERM, in-flight work gets this long to finish before the process exits.
     pub shutdown_grace: Duration,
+    /// How long a worker holds its claim on a dead letter's retry before another may take it.
+    pub dead_letter_retry_lease: Duration,
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub health_addr: std::net::SocketAddr,
     pub log_format: LogFormat,
@@ -105,6 +107,8 @@ impl WorkerConfig {
         let projector_batch = env.number_or("PROJECTOR_BATCH_SIZE", 256, 1..=5_000) as usize;
         let shutdown_grace =
             Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
+        let dead_letter_retry_lease =
+            Duration::from_secs(env.number_or("DEAD_LETTER_RETRY_LEASE_SECONDS", 300, 1..=86_400));
         let health_addr = env.parse_or(
             "WORKER_HEALTH_ADDR",
             std::net::SocketAddr::from(([0, 0, 0, 0], 9090)),
@@ -126,6 +130,7 @@ impl WorkerConfig {
             provisioner_concurrency,
             projector_batch,
             shutdown_grace,
+            dead_letter_retry_lease,
             health_addr,
             log_format,
         })

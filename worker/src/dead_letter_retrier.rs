@@ -1,13 +1,17 @@
 //! Carries out the dead-letter retries operators request (`POST /admin/dead-letters/{id}/retry`,
 //! `api dead-letters retry`): claims them (each by exactly one worker), processes the stored
 //! message as its consumer would, and records the result: `retried`, or `dead` again with the
-//! new error. A discarded letter is never claimed.
+//! new error. A discarded letter is never claimed. A claim is a lease
+//! (`DEAD_LETTER_RETRY_LEASE_SECONDS`): if this worker dies or cannot record the outcome, the
+//! retry is taken up again once the lease has expired.
 //!
 //! Processing is the consumers' own, and as idempotent: a retried registration that was
 //! settled meanwhile issues nothing, and the projector only moves rows forward.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 
 use app::{EventEnvelope, ProvisioningService};
 use projections::{DeviceProjector, DeviceStatsProjector};
@@ -29,6 +33,8 @@ pub struct DeadLetterRetrier {
     provisioning: Arc<ProvisioningService>,
     projector: DeviceProjector,
     stats: DeviceStatsProjector,
+    /// How long a claim is held: past it, another worker takes the retry up again.
+    lease: Duration,
 }
 
 impl DeadLetterRetrier {
@@ -37,12 +43,14 @@ impl DeadLetterRetrier {
         provisioning: Arc<ProvisioningService>,
         projector: DeviceProjector,
         stats: DeviceStatsProjector,
+        lease: Duration,
     ) -> Self {
         Self {
             dead_letters,
             provisioning,
             projector,
             stats,
+            lease,
         }
     }
 
@@ -58,7 +66,11 @@ impl DeadLetterRetrier {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(POLL) => {}
             }
-            let claims = match self.dead_letters.claim_retries(&consumers, CLAIM).await {
+            let claims = match self
+                .dead_letters
+                .claim_retries(&consumers, CLAIM, self.lease)
+                .await
+            {
                 Ok(claims) => claims,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not look for dead-letter retries");
@@ -85,9 +97,23 @@ impl DeadLetterRetrier {
                 let label = if outcome.is_ok() { "retried" } else { "failed" };
                 metrics::counter!("dead_letter_retries_total", "consumer" => claim.consumer.clone(), "outcome" => label)
                     .increment(1);
-                if let Err(e) = self.dead_letters.finish_retry(claim.id, outcome).await {
-                    // Left `retrying`: visible to operators, who can see it did not finish.
-                    tracing::error!(dead_letter = %claim.id, error = %e, "could not record a retry's outcome");
+                let recorded = (|| self.dead_letters.finish_retry(&claim, outcome.clone()))
+                    .retry(
+                        ExponentialBuilder::default()
+                            .with_min_delay(Duration::from_millis(100))
+                            .with_max_times(5),
+                    )
+                    .await;
+                match recorded {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        dead_letter = %claim.id,
+                        "the retry's claim expired before its outcome was recorded; another worker takes it up"
+                    ),
+                    // Still `retrying`: the claim expires and the retry is taken up again.
+                    Err(e) => {
+                        tracing::error!(dead_letter = %claim.id, error = %e, "could not record a retry's outcome; it will be retried when its claim expires")
+                    }
                 }
             }
         }

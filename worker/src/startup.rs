@@ -196,6 +196,7 @@ pub async fn run(
             provisioning.clone(),
             DeviceProjector::new(pool.clone()),
             DeviceStatsProjector::new(pool.clone()),
+            config.dead_letter_retry_lease,
         );
         let cancel = cancel.clone();
         tasks.spawn(async move { retrier.run(&cancel).await });

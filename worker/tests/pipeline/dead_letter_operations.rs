@@ -173,3 +173,56 @@ async fn a_dead_letter_retried_after_the_fault_is_gone_provisions_the_device_onc
     stack.assert_read_model_matches_events().await;
     stack.delete_stream().await;
 }
+
+/// A worker claimed a requested retry and died before recording its outcome: the letter is
+/// not stuck in `retrying`; once the claim's lease expires a worker takes it up again.
+#[tokio::test]
+async fn a_retry_whose_worker_died_is_taken_up_again() {
+    let mut stack = Stack::start().await;
+    // A lease far shorter than the default, so that the test does not wait minutes.
+    stack.spawn_worker_with_env(&[("DEAD_LETTER_RETRY_LEASE_SECONDS", "1".to_owned())]);
+    let device = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(device, "provisioned", PATIENCE).await;
+    let feed: Value = stack
+        .get("/v1/events?limit=10", &stack.reader())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let registered = feed["events"][0].clone();
+
+    // Its retry was claimed an hour ago by a worker that is gone.
+    let letter = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO dead_letters (id, consumer, event_id, subject, stream_sequence, tenant,
+                                   deliveries, error, payload, state, retries, updated_at)
+         VALUES ($1, 'projector-device_view', $2, 'events.acme.device.DeviceRegistered', 1,
+                 'acme', 3, 'an old failure', $3, 'retrying', 1, now() - interval '1 hour')",
+    )
+    .bind(letter)
+    .bind(Uuid::parse_str(registered["id"].as_str().unwrap()).unwrap())
+    .bind(registered.to_string())
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (state, retries): (String, i32) =
+            sqlx::query_as("SELECT state, retries FROM dead_letters WHERE id = $1")
+                .bind(letter)
+                .fetch_one(&stack.pool)
+                .await
+                .unwrap();
+        if state == "retried" {
+            assert_eq!(retries, 2, "claimed once more");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {state} after its claim expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.delete_stream().await;
+}
