@@ -90,6 +90,10 @@ pub(crate) const DEFAULT_BATCH: usize = 5_000;
 /// reader queue behind it (holding its pool connection), and under load that starves the pool.
 /// Instead it tries again after a pause, catching up with new events every few tries.
 const SWAP_ATTEMPTS: usize = 200;
+
+/// The statement timeout of a rebuild's long steps (counting the events, building the
+/// shadow's indexes, ANALYZE): bounded, but far above the pool's per-statement timeout.
+const LONG_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 const SWAP_PAUSE: Duration = Duration::from_millis(25);
 const CATCH_UP_EVERY: usize = 20;
 
@@ -338,6 +342,17 @@ impl ProjectionRebuild {
                 return Ok(checkpoint);
             }
         }
+        // Counted before the DDL's transaction, which holds a transaction id: an id held while
+        // the whole event store is counted would hold back the commit-order horizon (the
+        // relay and the feed publish nothing past it).
+        lengthen_statement_timeout(conn).await?;
+        let events_total: Result<i64, StoreError> =
+            sqlx::query_scalar("SELECT count(*) FROM events")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(unavailable);
+        restore_statement_timeout(conn).await?;
+        let events_total = events_total?;
         let mut tx = conn.begin().await.map_err(unavailable)?;
         for live in self.target.tables() {
             let shadow = shadow_of(live);
@@ -358,7 +373,7 @@ impl ProjectionRebuild {
         }
         sqlx::query(
             "INSERT INTO projection_rebuilds (projection, state, events_total, requested_by)
-             VALUES ($1, 'running', (SELECT count(*) FROM events), $2)
+             VALUES ($1, 'running', $3, $2)
              ON CONFLICT (projection) DO UPDATE
                 SET state = 'running', transaction_id = '0', position = 0, events_done = 0,
                     events_total = excluded.events_total, requested_by = excluded.requested_by,
@@ -366,6 +381,7 @@ impl ProjectionRebuild {
         )
         .bind(self.name())
         .bind(requested_by)
+        .bind(events_total)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -536,6 +552,14 @@ async fn primary_key(conn: &mut PgConnection, live: &str) -> Result<(String, Str
 
 /// Gives the shadow of `live` the live table's secondary indexes (from the catalog, so they
 /// cannot drift from the migrations) and fresh planner statistics.
+///
+/// The indexes are built `CONCURRENTLY`: a plain `CREATE INDEX` holds a transaction id for the
+/// whole build, and while it does the commit-order horizon cannot pass it, so the relay and
+/// the feed would publish nothing until the build ends. A concurrent build holds none (and
+/// nobody else writes the shadow anyway). An interrupted concurrent build leaves an invalid
+/// index behind: it is dropped and built again. Each step has the long-step timeout, not the
+/// pool's statement timeout, so that a large table does not fail at the same step on every
+/// resume.
 async fn prepare_shadow_for_swap(conn: &mut PgConnection, live: &str) -> Result<(), RebuildError> {
     let definitions: Vec<(String, String)> = sqlx::query_as(
         "SELECT i.indexname::text, i.indexdef FROM pg_indexes i
@@ -553,15 +577,46 @@ async fn prepare_shadow_for_swap(conn: &mut PgConnection, live: &str) -> Result<
             || StoreError::Corrupt(format!("unexpected index definition: {definition}").into());
         let on = definition.find(" ON ").ok_or_else(unexpected)?;
         let using = on + definition[on..].find(" USING ").ok_or_else(unexpected)?;
+        let shadow_index = shadow_of(&name);
+        let invalid: Option<bool> = sqlx::query_scalar(
+            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+        )
+        .bind(&shadow_index)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        if invalid == Some(true) {
+            execute(conn, &format!("DROP INDEX {shadow_index}")).await?;
+        }
         let head = definition[..on].replacen(
             &format!("INDEX {name}"),
-            &format!("INDEX IF NOT EXISTS {}", shadow_of(&name)),
+            &format!("INDEX CONCURRENTLY IF NOT EXISTS {shadow_index}"),
             1,
         );
-        execute(conn, &format!("{head} ON {shadow}{}", &definition[using..])).await?;
+        execute_long(conn, &format!("{head} ON {shadow}{}", &definition[using..])).await?;
     }
-    execute(conn, &format!("ANALYZE {shadow}")).await?;
+    execute_long(conn, &format!("ANALYZE {shadow}")).await?;
     Ok(())
+}
+
+/// Runs `statement` on `conn` under [`LONG_STEP_TIMEOUT`] instead of the session's statement
+/// timeout, which is restored afterwards (also when the statement fails).
+async fn execute_long(conn: &mut PgConnection, statement: &str) -> Result<(), StoreError> {
+    lengthen_statement_timeout(conn).await?;
+    let result = execute(conn, statement).await;
+    restore_statement_timeout(conn).await?;
+    result
+}
+
+async fn lengthen_statement_timeout(conn: &mut PgConnection) -> Result<(), StoreError> {
+    let timeout = LONG_STEP_TIMEOUT.as_millis();
+    execute(conn, &format!("SET statement_timeout = {timeout}")).await
+}
+
+/// Back to the value the connection was opened with (the pool's statement timeout, a startup
+/// parameter, which is what `RESET` returns to).
+async fn restore_statement_timeout(conn: &mut PgConnection) -> Result<(), StoreError> {
+    execute(conn, "RESET statement_timeout").await
 }
 
 /// The shadow's secondary indexes (its primary key's index is renamed with the constraint).

@@ -149,3 +149,40 @@ async fn only_one_rebuild_runs_at_a_time() {
         RebuildOutcome::Completed { events: 2 }
     );
 }
+
+/// The pool's statement timeout bounds requests, not a rebuild's long steps: counting the
+/// store, building the shadow's indexes and ANALYZE run under a timeout of their own, so a
+/// large table does not fail the rebuild at the same step on every resume.
+#[tokio::test]
+async fn a_rebuild_is_not_cut_off_by_the_pools_statement_timeout() {
+    let (url, pool) = testkit::migrated_database().await;
+    // An index that takes a while to build (0.1 s a row).
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_key(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+         BEGIN PERFORM pg_sleep(0.1); RETURN $1; END $$;
+         CREATE INDEX device_view_slow ON device_view (slow_key(serial_number));",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let expected = {
+        live_devices(&pool, 6).await;
+        live_rows(&pool).await
+    };
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let requests_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.options([("statement_timeout", "300")]))
+        .await
+        .unwrap();
+
+    let outcome = ProjectionRebuild::device_view(requests_pool)
+        .run("test-operator", |_| {})
+        .await;
+
+    assert_eq!(outcome.unwrap(), RebuildOutcome::Completed { events: 12 });
+    assert_eq!(live_rows(&pool).await, expected);
+    assert!(index_names(&pool, "device_view")
+        .await
+        .contains(&"device_view_slow".to_owned()));
+}

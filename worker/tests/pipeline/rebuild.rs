@@ -122,3 +122,71 @@ async fn a_rebuild_under_load_fails_no_read_goes_back_in_no_time_and_verifies_cl
     let report = verify_device_view(&stack.pool).await.unwrap();
     assert_eq!(report.devices as usize, registered.len());
 }
+
+/// While a rebuild builds the shadow's indexes (slow here: an index whose expression takes
+/// 0.1 s a row), events keep flowing: a device registered meanwhile is published, provisioned
+/// and projected before the index build ends. A build that held a transaction id would hold
+/// back the commit-order horizon, and the relay would publish nothing until it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_keep_flowing_while_a_rebuild_builds_its_indexes() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_key(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+         BEGIN PERFORM pg_sleep(0.1); RETURN $1; END $$;
+         CREATE INDEX device_view_slow ON device_view (slow_key(serial_number));",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let mut seeded = Vec::new();
+    for _ in 0..50 {
+        seeded.push(stack.register(&registration(&unique_serial())).await);
+    }
+    for id in &seeded {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+
+    let rebuild = tokio::spawn({
+        let pool = stack.pool.clone();
+        async move {
+            ProjectionRebuild::device_view(pool)
+                .run("test-operator", |_| {})
+                .await
+        }
+    });
+    let building = || async {
+        let building: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND state = 'active'
+                AND query ILIKE 'CREATE INDEX%device_view_slow_rebuild%'",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+        building > 0
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !building().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index build never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let during = stack.register(&registration(&unique_serial())).await;
+    stack.wait_for_status(during, "provisioned", PATIENCE).await;
+    assert!(
+        building().await,
+        "the device was provisioned only after the index build ended"
+    );
+
+    let outcome = rebuild.await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, RebuildOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+    stack.assert_read_model_matches_events().await;
+    stack.delete_stream().await;
+}
