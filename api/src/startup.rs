@@ -154,6 +154,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         config.rate_limit_burst,
     ));
     let projection_metrics = tokio::spawn(report_projection_status(state.projections.clone()));
+    let projection_operations = state.projections.clone();
     let purge = tokio::spawn(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,
@@ -171,6 +172,10 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     purge.abort();
     projection_metrics.abort();
+    // A rebuild started here stops after its batch (resumable), within the grace period.
+    projection_operations
+        .stop_rebuilds(config.shutdown_grace)
+        .await;
     store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("api stopped");
     Ok(served?)

@@ -125,4 +125,9 @@ pub trait ProjectionOperations: Send + Sync + 'static {
         name: &str,
         requested_by: &str,
     ) -> Result<RebuildStatus, RebuildRequestError>;
+
+    /// At shutdown: stops the rebuilds this process runs (each after its current batch,
+    /// resumable from its checkpoint), waiting at most `within`; past it they are abandoned
+    /// (shown as interrupted, and resumable all the same).
+    async fn stop_rebuilds(&self, within: std::time::Duration);
 }

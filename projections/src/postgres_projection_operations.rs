@@ -21,6 +21,8 @@ const STALLED_AFTER: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct PostgresProjectionOperations {
     pool: PgPool,
+    /// The rebuilds this process runs, so that shutdown can stop them.
+    running: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, tokio::task::JoinHandle<()>)>>>,
 }
 
 /// Every projection, in the order status lists them.
@@ -28,7 +30,10 @@ const PROJECTIONS: [&str; 2] = [DEVICE_VIEW, DEVICE_STATS];
 
 impl PostgresProjectionOperations {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            running: std::sync::Arc::default(),
+        }
     }
 
     fn known(name: &str) -> Result<&'static str, RebuildRequestError> {
@@ -135,10 +140,15 @@ impl ProjectionOperations for PostgresProjectionOperations {
             Err(RebuildError::Store(e)) => return Err(e.into()),
             Err(other) => return Err(StoreError::Unavailable(other.into()).into()),
         };
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             // Errors are recorded on the rebuild's row and logged by the runner.
             let _ = started.run(|_| {}).await;
         });
+        {
+            let mut running = self.running.lock().expect("not poisoned");
+            running.retain(|(_, task)| !task.is_finished());
+            running.push((name, task));
+        }
         let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         read_status(&mut conn, name)
             .await?
@@ -156,6 +166,38 @@ impl ProjectionOperations for PostgresProjectionOperations {
             Some(status) if status.state == RebuildState::Cancelling => Ok(status),
             _ => Err(RebuildRequestError::NotRunning(name.to_owned())),
         }
+    }
+
+    async fn stop_rebuilds(&self, within: std::time::Duration) {
+        let running: Vec<(&'static str, tokio::task::JoinHandle<()>)> =
+            std::mem::take(&mut *self.running.lock().expect("not poisoned"))
+                .into_iter()
+                .filter(|(_, task)| !task.is_finished())
+                .collect();
+        if running.is_empty() {
+            return;
+        }
+        for (name, _) in &running {
+            tracing::info!(
+                projection = name,
+                "stopping the rebuild: the process is shutting down"
+            );
+            if let Err(e) = request_cancel(&self.pool, name).await {
+                tracing::warn!(projection = name, error = %e, "could not ask the rebuild to stop");
+            }
+        }
+        let tasks = running.into_iter().map(|(name, task)| async move {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(within, task).await.is_err() {
+                // Dropping the runner closes its connection, which releases the lock.
+                abort.abort();
+                tracing::warn!(
+                    projection = name,
+                    "the rebuild did not stop in time; it shows as interrupted and resumes when started again"
+                );
+            }
+        });
+        futures::future::join_all(tasks).await;
     }
 }
 

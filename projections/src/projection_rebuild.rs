@@ -173,6 +173,10 @@ impl ProjectionRebuild {
             // The shadow's rows and checkpoint commit together: losing the last commits in a
             // crash loses both, and the rebuild resumes from the older checkpoint.
             execute(&mut conn, "SET synchronous_commit = off").await?;
+            // If the process running the rebuild dies, its statement (an index build can take
+            // minutes) stops within a second instead of running on, holding the rebuild lock
+            // (Postgres 14 and later; older servers just run on).
+            let _ = execute(&mut conn, "SET client_connection_check_interval = 1000").await;
             self.start_or_resume(&mut conn, requested_by).await
         }
         .await;
@@ -277,16 +281,16 @@ impl ProjectionRebuild {
         Err(RebuildError::SwapLockUnavailable)
     }
 
-    /// Takes the rebuild lock on a connection of its own.
+    /// Takes the rebuild lock on a connection of its own (session-level: held exactly as long
+    /// as the runner's connection lives, so a dead runner holds nothing).
     async fn lock(&self) -> Result<PgConnection, RebuildError> {
         let mut conn = self.pool.acquire().await.map_err(unavailable)?.detach();
-        let locked: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtextextended('device-provisioning rebuild ' || $1, 0))",
-        )
-        .bind(self.name())
-        .fetch_one(&mut conn)
-        .await
-        .map_err(unavailable)?;
+        let locked: bool =
+            sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({REBUILD_LOCK_KEY})"))
+                .bind(self.name())
+                .fetch_one(&mut conn)
+                .await
+                .map_err(unavailable)?;
         if !locked {
             let _ = conn.close().await;
             return Err(RebuildError::AlreadyRunning);
@@ -636,7 +640,33 @@ async fn shadow_secondary_indexes(
     Ok(names)
 }
 
-/// The current or last rebuild of `projection`.
+/// The rebuild lock's key for the projection bound as `$1` (the one definition: taking it, and
+/// asking whether anyone holds it).
+const REBUILD_LOCK_KEY: &str = "hashtextextended('device-provisioning rebuild ' || $1, 0)";
+
+/// Shown for a rebuild whose row says it runs while nobody holds its lock.
+const INTERRUPTED: &str =
+    "interrupted: the process running the rebuild stopped; start it again to resume from its checkpoint";
+
+/// Whether some session holds the rebuild lock of `projection` (a runner is alive).
+async fn rebuild_lock_held(conn: &mut PgConnection, projection: &str) -> Result<bool, StoreError> {
+    sqlx::query_scalar(&format!(
+        "SELECT EXISTS (
+           SELECT 1 FROM pg_locks, (SELECT {REBUILD_LOCK_KEY} AS k) AS key
+            WHERE locktype = 'advisory' AND granted AND objsubid = 1
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid = ((key.k >> 32) & 4294967295)::oid
+              AND objid = (key.k & 4294967295)::oid)"
+    ))
+    .bind(projection)
+    .fetch_one(conn)
+    .await
+    .map_err(unavailable)
+}
+
+/// The current or last rebuild of `projection`. A rebuild recorded as running (or cancelling)
+/// whose runner is gone (nobody holds its lock: the process was killed or stopped) is shown as
+/// failed, interrupted, rather than as running for ever.
 pub async fn read_status(
     conn: &mut PgConnection,
     projection: &str,
@@ -647,15 +677,22 @@ pub async fn read_status(
            FROM projection_rebuilds WHERE projection = $1",
     )
     .bind(projection)
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(unavailable)?;
     let Some(row) = row else {
         return Ok(None);
     };
     let state: String = row.try_get("state").map_err(unavailable)?;
-    let state = RebuildState::parse(&state)
+    let mut state = RebuildState::parse(&state)
         .ok_or_else(|| StoreError::Corrupt("projection_rebuilds.state".into()))?;
+    let mut last_error: Option<String> = row.try_get("last_error").map_err(unavailable)?;
+    if matches!(state, RebuildState::Running | RebuildState::Cancelling)
+        && !rebuild_lock_held(conn, projection).await?
+    {
+        state = RebuildState::Failed;
+        last_error = Some(INTERRUPTED.to_owned());
+    }
     let events_done = row.try_get::<i64, _>("events_done").map_err(unavailable)? as u64;
     let events_total = row.try_get::<i64, _>("events_total").map_err(unavailable)? as u64;
     let started_at: chrono::DateTime<chrono::Utc> =
@@ -685,7 +722,7 @@ pub async fn read_status(
         started_at,
         updated_at,
         finished_at,
-        last_error: row.try_get("last_error").map_err(unavailable)?,
+        last_error,
     }))
 }
 

@@ -123,3 +123,121 @@ async fn what_cannot_be_done_is_a_clear_problem() {
         .await;
     assert_problem(nothing_to_cancel, 409, "rebuild-not-running").await;
 }
+
+/// A rebuild runs in the api process that was asked for it. When that process dies (SIGKILL)
+/// or stops (SIGTERM) mid-rebuild, the rebuild does not show as running for ever: it shows as
+/// failed, interrupted, and starting it again resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_whose_api_stopped_shows_as_interrupted_and_resumes() {
+    use app::{ProjectionOperations, ProjectionState, RebuildState};
+
+    for stop in ["SIGKILL", "SIGTERM"] {
+        let (url, pool) = migrated_database().await;
+        // An index that takes a while to build (0.1 s a row), so the rebuild is still running
+        // when its process goes away.
+        sqlx::raw_sql(
+            "CREATE FUNCTION slow_key(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+             BEGIN PERFORM pg_sleep(0.1); RETURN $1; END $$;
+             CREATE INDEX device_view_slow ON device_view (slow_key(serial_number));",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let mut api = ApiProcess::start(
+            &url,
+            &[
+                ("NATS_URL", testkit::nats_url()),
+                ("SHUTDOWN_GRACE_SECONDS", "1".to_owned()),
+            ],
+        )
+        .await;
+        let keys = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes());
+        let writer = keys.issue("client", TENANT, "devices:write", Duration::from_secs(600));
+        let admin = keys.issue("ops-1", "ops", "admin", Duration::from_secs(600));
+        let client = reqwest::Client::new();
+        for _ in 0..30 {
+            let response = client
+                .post(format!("{}/v1/devices", api.base))
+                .bearer_auth(&writer)
+                .header("Idempotency-Key", new_key())
+                .json(&registration(&unique_serial()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202);
+        }
+        let started = client
+            .post(format!(
+                "{}/admin/projections/device_view/rebuild",
+                api.base
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let building: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND state = 'active'
+                    AND query ILIKE 'CREATE INDEX%device_view_slow_rebuild%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if building > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the rebuild never reached its index build"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        if stop == "SIGKILL" {
+            api.kill();
+        } else {
+            api.stop();
+        }
+
+        // Its last statement may run on in Postgres for up to a second.
+        let operations = projections::PostgresProjectionOperations::new(pool.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let device_view = loop {
+            let status = operations.status().await.unwrap();
+            let device_view = status
+                .into_iter()
+                .find(|s| s.name == "device_view")
+                .unwrap();
+            if device_view.state != ProjectionState::Rebuilding {
+                break device_view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stop}: still shown as rebuilding"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let rebuild = device_view.rebuild.as_ref().unwrap();
+        assert_eq!(rebuild.state, RebuildState::Failed, "{stop}");
+        assert!(
+            rebuild
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("interrupted"),
+            "{stop}: {rebuild:?}"
+        );
+        let resumed = projections::ProjectionRebuild::device_view(pool.clone())
+            .run("ops-1", |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            resumed,
+            projections::RebuildOutcome::Completed { events: 30 },
+            "{stop}"
+        );
+    }
+}

@@ -338,6 +338,12 @@ impl ApiProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGKILL: the process dies at once, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
