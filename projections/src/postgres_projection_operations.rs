@@ -7,6 +7,8 @@ use app::{
     CommitPosition, ProjectionOperations, ProjectionState, ProjectionStatus, RebuildRequestError,
     RebuildState, RebuildStatus, StoreError,
 };
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
@@ -18,11 +20,14 @@ use crate::{DEVICE_STATS, DEVICE_VIEW};
 /// A projection whose checkpoint has not moved for this long while events wait is stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(60);
 
+/// A rebuild this process started: its projection and its task.
+type RunningRebuild = (&'static str, tokio::task::JoinHandle<()>);
+
 #[derive(Clone)]
 pub struct PostgresProjectionOperations {
     pool: PgPool,
     /// The rebuilds this process runs, so that shutdown can stop them.
-    running: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, tokio::task::JoinHandle<()>)>>>,
+    running: Arc<Mutex<Vec<RunningRebuild>>>,
 }
 
 /// Every projection, in the order status lists them.
@@ -32,7 +37,7 @@ impl PostgresProjectionOperations {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            running: std::sync::Arc::default(),
+            running: Arc::default(),
         }
     }
 
@@ -169,7 +174,7 @@ impl ProjectionOperations for PostgresProjectionOperations {
     }
 
     async fn stop_rebuilds(&self, within: std::time::Duration) {
-        let running: Vec<(&'static str, tokio::task::JoinHandle<()>)> =
+        let running: Vec<RunningRebuild> =
             std::mem::take(&mut *self.running.lock().expect("not poisoned"))
                 .into_iter()
                 .filter(|(_, task)| !task.is_finished())
