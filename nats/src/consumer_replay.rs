@@ -7,7 +7,7 @@
 //! Workers consuming it notice the deletion and bind to the new consumer by themselves.
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::stream::Stream;
+use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
 use chrono::{DateTime, Utc};
 
 use crate::consumer_settings::pull_config;
@@ -59,28 +59,63 @@ pub async fn replay_consumer(
     Ok(first)
 }
 
-/// The first stream sequence whose event committed after `after` (the relay publishes in
-/// commit order, so the stream is sorted by position: a binary search over direct gets).
+/// The first message still in the stream whose event committed after `after`, or the
+/// sequence the next message will get if there is none.
+///
+/// The relay keeps the stream sorted by position (each message is stored only right after the
+/// one before it, `Nats-Expected-Last-Sequence`), so this is a binary search. A sequence may
+/// hold no message, though: one deleted from the middle, or one without a readable
+/// `Dp-Position` (not the relay's). Such a sequence is never taken for old or new: each probe
+/// asks the server for the first message at or after it (`next_by_subj`) and skips forward
+/// over any without a position, so the search decides only on the relay's messages and a
+/// gap costs one request, not a scan.
 async fn first_sequence_after(
     stream: &mut Stream,
     after: CommitPosition,
 ) -> Result<u64, async_nats::Error> {
     let state = stream.info().await?.state.clone();
+    // The answer is in [low, high] or is `found`: every positioned message at or after `high`
+    // committed after `after`, and none before `low` did.
     let (mut low, mut high) = (state.first_sequence, state.last_sequence + 1);
+    let mut found = high;
     while low < high {
         let middle = low + (high - low) / 2;
-        let position = match stream.get_raw_message(middle).await {
-            Ok(message) => message
-                .headers
-                .get(headers::POSITION)
-                .and_then(|v| CommitPosition::from_cursor(v.as_str()).ok()),
-            // A message removed from the middle: treat it as old.
-            Err(_) => None,
-        };
-        match position {
-            Some(position) if position > after => high = middle,
-            _ => low = middle + 1,
+        match first_positioned_at_or_after(stream, middle, high).await? {
+            Some((sequence, position)) if position > after => {
+                // Everything in [middle, sequence) is missing or not the relay's.
+                found = sequence;
+                high = middle;
+            }
+            Some((sequence, _)) => low = sequence + 1,
+            None => high = middle,
         }
     }
-    Ok(low)
+    Ok(found)
+}
+
+/// The first message in `[from, below)` that carries a commit-order position, with it.
+async fn first_positioned_at_or_after(
+    stream: &Stream,
+    mut from: u64,
+    below: u64,
+) -> Result<Option<(u64, CommitPosition)>, async_nats::Error> {
+    while from < below {
+        let message = match stream.get_first_raw_message_by_subject(">", from).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if message.sequence >= below {
+            return Ok(None);
+        }
+        let position = message
+            .headers
+            .get(headers::POSITION)
+            .and_then(|v| CommitPosition::from_cursor(v.as_str()).ok());
+        match position {
+            Some(position) => return Ok(Some((message.sequence, position))),
+            None => from = message.sequence + 1,
+        }
+    }
+    Ok(None)
 }

@@ -7,9 +7,20 @@
 //!   when the active relay dies another takes over within about that time.
 //! - **Gap-safe**: it reads only events whose transaction is below the snapshot's xmin, so
 //!   an event that commits late is never skipped (it is published when it becomes safe).
-//! - **At least once, deduplicated**: a batch is published (pipelined), its acks awaited,
-//!   then the checkpoint saved. A crash in between republishes the batch with the same
-//!   `Nats-Msg-Id`s, which JetStream drops within its duplicate window.
+//! - **Stored in commit order, even when a publish fails**: a batch is published pipelined,
+//!   and each message carries `Nats-Expected-Last-Sequence`, the stream sequence its
+//!   predecessor gets, so JetStream stores a message only right after the one before it. If
+//!   message k is lost (a leader change, a broken connection), k+1 and later are refused
+//!   rather than stored ahead of it. The relay stops at the first failed acknowledgement,
+//!   asks the stream where it ends, and resends from the first message not stored; messages
+//!   the stream already holds are recognised (its last message's `Nats-Msg-Id`, or JetStream's
+//!   deduplication) and not stored twice. So the stream's messages are always a commit-order
+//!   run: nothing is stored after a later event. This relies on the relay being the only
+//!   publisher (NATS authorization); a foreign message only makes it resynchronise.
+//! - **At least once, deduplicated**: a batch's acks are awaited, then the checkpoint saved.
+//!   A crash in between republishes the batch with the same `Nats-Msg-Id`s, which JetStream
+//!   drops within its duplicate window (and beyond it, the stream's last message shows where
+//!   the crashed relay stopped).
 //! - **Woken** by append notifications, with a fallback poll; when events are held back by
 //!   an open older transaction it asks again soon, backing off.
 //! - **Retries with backoff** (backon) while NATS or Postgres is down, and catches up after.
@@ -19,11 +30,14 @@ use std::pin::pin;
 use std::time::Duration;
 
 use app::{RecordedEvent, StoreError};
-use async_nats::jetstream;
+use async_nats::jetstream::{
+    self,
+    stream::{RawMessageErrorKind, Stream},
+};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use store::{AppendListener, RelayLease, RelayLeases};
 
-use crate::stream_contract::{ensure_stream, message_for, StreamSettings};
+use crate::stream_contract::{ensure_stream, headers, message_for, StreamSettings};
 
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -33,7 +47,7 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// How often a standby tries to take the lease over.
     pub takeover_interval: Duration,
-    /// How long to wait for JetStream to acknowledge a batch.
+    /// How long to wait for JetStream to acknowledge a batch (one run of pipelined publishes).
     pub publish_timeout: Duration,
 }
 
@@ -118,7 +132,10 @@ impl Relay {
     async fn publish_loop(&self, lease: &mut RelayLease) -> Result<(), StoreError> {
         let mut listener: Option<AppendListener> = None;
         let mut checkpoint = lease.checkpoint().await?;
-        let mut stream_ready = false;
+        let mut stream: Option<Stream> = None;
+        // The sequence of the stream's last message, as the relay's own acks tell it; `None`
+        // until asked (at the start, and after a failure).
+        let mut tail: Option<u64> = None;
         let mut held_back_rounds = 0u32;
         loop {
             if listener.is_none() {
@@ -129,17 +146,19 @@ impl Relay {
                 .committed_after(checkpoint, self.settings.batch_size)
                 .await?;
             if let Some(last) = batch.events.last() {
-                if !stream_ready {
-                    self.retry_until_ok(|| async {
-                        ensure_stream(&self.js, &self.stream)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    })
+                let stream = match &stream {
+                    Some(stream) => stream,
+                    None => stream.insert(
+                        self.retry_until_ok(|| async {
+                            ensure_stream(&self.js, &self.stream)
+                                .await
+                                .map_err(|e| e.to_string())
+                        })
+                        .await,
+                    ),
+                };
+                self.publish_in_order(stream, &mut tail, &batch.events)
                     .await;
-                    stream_ready = true;
-                }
-                self.retry_until_ok(|| self.publish(&batch.events)).await;
                 checkpoint = last.position;
                 lease.save_checkpoint(checkpoint).await?;
                 metrics::counter!("relay_published_total").increment(batch.events.len() as u64);
@@ -166,43 +185,133 @@ impl Relay {
         }
     }
 
-    /// Publishes the batch pipelined (JetStream keeps one connection's publishes in order),
-    /// then waits for every acknowledgement.
-    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), String> {
-        let mut acks = Vec::with_capacity(events.len());
-        for event in events {
-            let (subject, message) = message_for(&self.stream, event)
-                .map_err(|e| format!("cannot serialise event {}: {e}", event.event_id()))?
-                .into_publish();
-            let ack = self
-                .js
-                .send_publish(subject, message)
-                .await
-                .map_err(|e| format!("publish: {e}"))?;
-            acks.push(ack);
-        }
-        let all = async {
-            for ack in acks {
-                ack.await.map_err(|e| format!("publish ack: {e}"))?;
+    /// Publishes `events` (in commit order) until the stream holds every one of them, in that
+    /// order, each once. Runs of pipelined publishes, each stopped by its first failure; the
+    /// next run starts from the first event not stored, after asking the stream where it ends.
+    async fn publish_in_order(
+        &self,
+        stream: &Stream,
+        tail: &mut Option<u64>,
+        events: &[RecordedEvent],
+    ) {
+        let mut next = 0;
+        let mut failures = backoff();
+        while next < events.len() {
+            let synced = tail.is_none();
+            let last_sequence = match *tail {
+                Some(last_sequence) => last_sequence,
+                None => {
+                    let end = self.retry_until_ok(|| stream_end(stream)).await;
+                    // The stream's last message is one of these events (a run whose acks were
+                    // lost, or a relay that crashed before its checkpoint): it and everything
+                    // before it are stored already. Only the relay's own message counts: the
+                    // same id and the same envelope, which no one can forge ahead of time.
+                    if let Some(last) = &end.last_message {
+                        if let Some(stored) =
+                            events[next..].iter().position(|e| last.is(&self.stream, e))
+                        {
+                            next += stored + 1;
+                        }
+                    }
+                    end.last_sequence
+                }
+            };
+            if next == events.len() {
+                *tail = Some(last_sequence);
+                break;
             }
-            Ok::<(), String>(())
+            let run = self.publish_run(&events[next..], last_sequence).await;
+            next += run.stored;
+            *tail = run.last_sequence;
+            if let Some(error) = run.error {
+                metrics::counter!("relay_publish_failures_total").increment(1);
+                if run.stored == 0 && synced {
+                    let delay = failures.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(%error, ?delay, "relay cannot publish; retrying");
+                    tokio::time::sleep(delay).await;
+                } else {
+                    // Progress, or a stale idea of the stream's end: resend at once.
+                    tracing::info!(
+                        %error,
+                        stored = run.stored,
+                        "relay publish run stopped; resending the rest"
+                    );
+                }
+            }
+        }
+    }
+
+    /// One run: publishes `events` pipelined, the first expecting the stream to end at
+    /// `last_sequence` and each next one right after the one before, then awaits the acks in
+    /// order (within `publish_timeout`), stopping at the first failure: the events stored are
+    /// a prefix of `events`, and only those acknowledged count.
+    async fn publish_run(&self, events: &[RecordedEvent], last_sequence: u64) -> PublishRun {
+        let mut run = PublishRun {
+            stored: 0,
+            last_sequence: None,
+            error: None,
         };
-        tokio::time::timeout(self.settings.publish_timeout, all)
-            .await
-            .map_err(|_| "timed out waiting for publish acks".to_owned())?
+        let mut acks = Vec::with_capacity(events.len());
+        for (offset, event) in (0u64..).zip(events) {
+            let message = match message_for(&self.stream, event) {
+                Ok(message) => message,
+                Err(e) => {
+                    run.error = Some(format!("cannot serialise event {}: {e}", event.event_id()));
+                    break;
+                }
+            };
+            let (subject, message) = message.into_publish();
+            // Nats-Expected-Last-Sequence: 0 is not checked; only the first message on an empty
+            // stream has it, and it has no predecessor to overtake.
+            let message = message.expected_last_sequence(last_sequence + offset);
+            match self.js.send_publish(subject, message).await {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    run.error = Some(format!("publish: {e}"));
+                    break;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.publish_timeout;
+        for ack in acks {
+            match tokio::time::timeout_at(deadline, ack).await {
+                Ok(Ok(ack)) => {
+                    run.stored += 1;
+                    // Stored now, so the stream ends there. A duplicate was stored before
+                    // (within the duplicate window) and does not move the end; the message
+                    // after it, expecting it did, is refused, and the run stops there.
+                    if !ack.duplicate {
+                        run.last_sequence = Some(ack.sequence);
+                    }
+                }
+                Ok(Err(e)) => {
+                    run.error = Some(format!("publish ack: {e}"));
+                    break;
+                }
+                Err(_) => {
+                    run.error = Some("timed out waiting for publish acks".to_owned());
+                    break;
+                }
+            }
+        }
+        if run.error.is_some() {
+            // Messages after the failure may still be stored: ask the stream.
+            run.last_sequence = None;
+        }
+        run
     }
 
     /// NATS being down is not a reason to give up the lease: keep it and keep trying, so the
     /// relay catches up as soon as NATS is back.
-    async fn retry_until_ok<F, Fut>(&self, mut attempt: F)
+    async fn retry_until_ok<T, F, Fut>(&self, mut attempt: F) -> T
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), String>>,
+        Fut: Future<Output = Result<T, String>>,
     {
         let mut delays = backoff();
         loop {
             match attempt().await {
-                Ok(()) => return,
+                Ok(value) => return value,
                 Err(e) => {
                     metrics::counter!("relay_publish_failures_total").increment(1);
                     let delay = delays.next().unwrap_or(Duration::from_secs(5));
@@ -212,6 +321,60 @@ impl Relay {
             }
         }
     }
+}
+
+/// How one run of pipelined publishes ended.
+struct PublishRun {
+    /// Events acknowledged as stored (new or duplicate), from the first.
+    stored: usize,
+    /// The stream's last sequence after the run, when the acks tell it for certain (a run that
+    /// stopped early leaves it unknown).
+    last_sequence: Option<u64>,
+    /// Why the run stopped before its end.
+    error: Option<String>,
+}
+
+/// Where the stream ends: its last sequence, and the message there (if it is still there).
+struct StreamEnd {
+    last_sequence: u64,
+    last_message: Option<StoredMessage>,
+}
+
+struct StoredMessage {
+    id: Option<String>,
+    body: Vec<u8>,
+}
+
+impl StoredMessage {
+    /// Whether this is the relay's message for `event`.
+    fn is(&self, settings: &StreamSettings, event: &RecordedEvent) -> bool {
+        self.id.as_deref() == Some(event.event_id().to_string().as_str())
+            && message_for(settings, event).is_ok_and(|message| message.body == self.body)
+    }
+}
+
+async fn stream_end(stream: &Stream) -> Result<StreamEnd, String> {
+    let state = stream.get_info().await.map_err(|e| e.to_string())?.state;
+    let last_message = if state.messages == 0 {
+        None
+    } else {
+        match stream.get_raw_message(state.last_sequence).await {
+            Ok(message) => Some(StoredMessage {
+                id: message
+                    .headers
+                    .get(headers::MSG_ID)
+                    .map(|id| id.as_str().to_owned()),
+                body: message.payload.to_vec(),
+            }),
+            // Deleted since: nothing to recognise; deduplication still drops what is stored.
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => None,
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    Ok(StreamEnd {
+        last_sequence: state.last_sequence,
+        last_message,
+    })
 }
 
 /// Unbounded, jittered exponential backoff from 50 ms up to 5 s.

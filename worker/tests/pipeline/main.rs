@@ -9,6 +9,7 @@ mod nats_authorization;
 mod provisioning;
 mod read_side;
 mod rebuild;
+mod relay_order;
 mod replay;
 mod resilience;
 mod shutdown;
