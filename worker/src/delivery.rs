@@ -23,6 +23,9 @@ use nats::{headers, ConsumerSettings};
 use store::{DatabaseProbe, DeadLetter, PostgresDeadLetters};
 use tokio_util::sync::CancellationToken;
 
+use crate::intake::{self, InHand, Received};
+use async_nats::jetstream::consumer::{pull, Consumer};
+
 /// How a failure should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -43,6 +46,8 @@ pub struct Deliveries {
     /// The dependency whose outage must not count against messages: Postgres.
     database: DatabaseProbe,
     cancel: CancellationToken,
+    /// The messages received and not settled yet (kept with in-progress acks).
+    in_hand: InHand,
 }
 
 impl Deliveries {
@@ -53,25 +58,31 @@ impl Deliveries {
         database: DatabaseProbe,
         cancel: CancellationToken,
     ) -> Self {
+        let in_hand = InHand::keep(settings.ack_wait() / 3);
         Self {
             consumer: consumer.into(),
             settings,
             dead_letters,
             database,
             cancel,
+            in_hand,
         }
+    }
+
+    /// Receives from `consumer`, at most `room` messages in hand at a time (see `intake`).
+    pub fn receive(
+        &self,
+        consumer: Consumer<pull::Config>,
+        room: usize,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Result<Received, async_nats::Error>> {
+        intake::receive(consumer, room, self.in_hand.clone(), self.cancel.clone())
     }
 
     pub fn consumer(&self) -> &str {
         &self.consumer
     }
 
-    /// How often in-progress acks are sent for messages in hand (a third of the ack wait).
-    pub fn progress_interval(&self) -> Duration {
-        self.settings.ack_wait() / 3
-    }
-
-    /// Runs `attempt` for `messages` (keeping them with in-progress acks) and returns its
+    /// Runs `attempt` for `messages` (in hand: kept with in-progress acks) and returns its
     /// result, except that a transient failure (`is_transient`) while Postgres does not
     /// answer is not returned: the messages are held until it answers again, then `attempt`
     /// runs once more. Returns the last failure if the worker is stopping meanwhile.
@@ -86,8 +97,7 @@ impl Deliveries {
         Fut: Future<Output = Result<T, E>>,
     {
         loop {
-            let result = with_progress(messages, self.progress_interval(), attempt()).await;
-            match result {
+            match attempt().await {
                 Err(e) if is_transient(&e) && !self.database_answers().await => {
                     if !self.hold_until_database_answers(messages).await {
                         return Err(e);
@@ -119,13 +129,10 @@ impl Deliveries {
             .build();
         let back = loop {
             let pause = delays.next().unwrap_or(Duration::from_secs(2));
-            let waited = with_progress(messages, self.progress_interval(), async {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => true,
-                    () = self.cancel.cancelled() => false,
-                }
-            })
-            .await;
+            let waited = tokio::select! {
+                () = tokio::time::sleep(pause) => true,
+                () = self.cancel.cancelled() => false,
+            };
             if !waited {
                 break false;
             }
@@ -141,6 +148,7 @@ impl Deliveries {
     }
 
     pub async fn succeeded(&self, message: &Message) {
+        self.in_hand.release(message);
         if let Err(e) = message.ack().await {
             // The message will be redelivered; handling it again is harmless (idempotent).
             tracing::warn!(consumer = %self.consumer, error = %e, "ack failed");
@@ -161,6 +169,7 @@ impl Deliveries {
         );
         if !last {
             let delay = self.settings.redelivery_delay(delivered);
+            self.in_hand.release(message);
             let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             metrics::counter!("consumer_redeliveries_total", "consumer" => self.consumer.clone())
                 .increment(1);
@@ -189,6 +198,7 @@ impl Deliveries {
             Ok(()) => {
                 metrics::counter!("dead_letters_total", "consumer" => self.consumer.clone())
                     .increment(1);
+                self.in_hand.release(message);
                 let _ = message.ack_with(AckKind::Term).await;
             }
             Err(e) => {
@@ -196,6 +206,7 @@ impl Deliveries {
                 // own and delivers it again, and we try to record it again then.
                 tracing::error!(consumer = %self.consumer, error = %e, "could not record a dead letter; the message will be delivered again");
                 let delay = self.settings.redelivery_delay(delivered);
+                self.in_hand.release(message);
                 let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             }
         }
@@ -251,26 +262,4 @@ pub fn consumer_span(
     );
     bootstrap::continue_trace(&span, traceparent);
     span
-}
-
-/// Runs `work` while telling the server, every `interval`, that the messages are still being
-/// worked on, so that slow work is not redelivered to another worker meanwhile (an
-/// in-progress ack resets the ack wait and does not count as a delivery).
-pub async fn with_progress<T>(
-    messages: &[&Message],
-    interval: Duration,
-    work: impl Future<Output = T>,
-) -> T {
-    let mut work = std::pin::pin!(work);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = ticker.tick() => {
-                for message in messages {
-                    let _ = message.ack_with(AckKind::Progress).await;
-                }
-            }
-        }
-    }
 }

@@ -10,6 +10,7 @@ pub mod certificate_authority;
 pub mod config;
 mod dead_letter_retrier;
 mod delivery;
+mod intake;
 mod projector;
 mod provisioner;
 pub mod startup;

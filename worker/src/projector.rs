@@ -9,18 +9,16 @@
 //! alone is redelivered and, in the end, dead-lettered.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use app::EventEnvelope;
 use async_nats::jetstream::consumer::{pull, Consumer};
 use async_nats::jetstream::message::Message;
-use futures::StreamExt;
 use projections::{BatchProjector, ProjectionError};
-use tokio_util::sync::CancellationToken;
 
 use nats::headers;
 
 use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
+use crate::intake::Received;
 
 pub struct Projector {
     projector: Arc<dyn BatchProjector>,
@@ -37,46 +35,45 @@ impl Projector {
         }
     }
 
-    pub async fn run(
-        &self,
-        consumer: &Consumer<pull::Config>,
-        cancel: &CancellationToken,
-    ) -> Result<(), async_nats::Error> {
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.batch)
-            .messages()
-            .await?;
-        let mut batches = std::pin::pin!(messages
-            .take_until(cancel.cancelled())
-            .ready_chunks(self.batch));
-        while let Some(batch) = batches.next().await {
+    /// Consumes until cancelled (the intake stops then, see `Deliveries::receive`), batch by
+    /// batch: whatever is in hand, up to the batch size.
+    pub async fn run(&self, consumer: &Consumer<pull::Config>) -> Result<(), async_nats::Error> {
+        let mut intake = self.deliveries.receive(consumer.clone(), self.batch);
+        while let Some(first) = intake.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < self.batch {
+                match intake.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
             let mut parsed = Vec::with_capacity(batch.len());
-            for message in batch {
-                match message {
-                    Ok(message) => {
-                        match serde_json::from_slice::<EventEnvelope>(&message.payload) {
-                            Ok(envelope) => parsed.push((message, envelope)),
+            let mut ended = None;
+            for received in batch {
+                match received {
+                    Ok(received) => {
+                        match serde_json::from_slice::<EventEnvelope>(&received.message.payload) {
+                            Ok(envelope) => parsed.push((received, envelope)),
                             Err(e) => {
                                 let error = format!("not an event envelope: {e}");
                                 self.deliveries
-                                    .failed(&message, Failure::Permanent, &error)
+                                    .failed(&received.message, Failure::Permanent, &error)
                                     .await;
                             }
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(consumer = self.deliveries.consumer(), error = %e, "pull failed");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    Err(e) => ended = Some(e),
                 }
             }
             self.apply(parsed).await;
+            if let Some(e) = ended {
+                return Err(e);
+            }
         }
         Ok(())
     }
 
-    async fn apply(&self, batch: Vec<(Message, EventEnvelope)>) {
+    async fn apply(&self, batch: Vec<(Received, EventEnvelope)>) {
         if batch.is_empty() {
             return;
         }
@@ -84,7 +81,8 @@ impl Projector {
         // One span per event, each in its own trace, all covering the batch that applies it.
         let _spans: Vec<tracing::Span> = batch
             .iter()
-            .map(|(message, envelope)| {
+            .map(|(received, envelope)| {
+                let message = &received.message;
                 let incoming = header(message, headers::TRACEPARENT);
                 consumer_span(
                     span_name(self.projector.name()),
@@ -95,7 +93,7 @@ impl Projector {
             })
             .collect();
         let started = std::time::Instant::now();
-        let messages: Vec<&Message> = batch.iter().map(|(message, _)| message).collect();
+        let messages: Vec<&Message> = batch.iter().map(|(r, _)| &r.message).collect();
         let applied = self
             .deliveries
             .through_outages(
@@ -121,22 +119,22 @@ impl Projector {
                     gap_filled = report.gap_filled,
                     "projected a batch"
                 );
-                for (message, _) in &batch {
-                    self.deliveries.succeeded(message).await;
+                for (received, _) in &batch {
+                    self.deliveries.succeeded(&received.message).await;
                 }
             }
             Err(ProjectionError::Store(e)) => {
                 let error = describe(&e);
-                for (message, _) in &batch {
+                for (received, _) in &batch {
                     self.deliveries
-                        .failed(message, Failure::Transient, &error)
+                        .failed(&received.message, Failure::Transient, &error)
                         .await;
                 }
             }
             Err(e) if batch.len() == 1 => {
-                let (message, _) = &batch[0];
+                let (received, _) = &batch[0];
                 self.deliveries
-                    .failed(message, Failure::Transient, &describe(&e))
+                    .failed(&received.message, Failure::Transient, &describe(&e))
                     .await;
             }
             Err(_) => {

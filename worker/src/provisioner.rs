@@ -12,20 +12,19 @@
 //! the device's events hold (see `app::ProvisioningService::provision`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use app::{
     EventEnvelope, ProvisioningCause, ProvisioningOutcome, ProvisioningService, PublicEvent,
 };
 use async_nats::jetstream::consumer::{pull, Consumer};
-use async_nats::jetstream::message::Message;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use nats::headers;
-use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument;
 
 use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
+use crate::intake::Received;
 
 pub struct Provisioner {
     service: Arc<ProvisioningService>,
@@ -47,52 +46,46 @@ impl Provisioner {
     }
 
     /// Consumes until cancelled, then lets the requests in hand finish.
-    pub async fn run(
-        &self,
-        consumer: &Consumer<pull::Config>,
-        cancel: &CancellationToken,
-    ) -> Result<(), async_nats::Error> {
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.concurrency * 2)
-            .messages()
-            .await?;
-        messages
-            .take_until(cancel.cancelled())
-            .for_each_concurrent(self.concurrency, |message| async move {
-                match message {
-                    Ok(message) => self.handle(message).await,
-                    Err(e) => {
-                        tracing::warn!(consumer = self.deliveries.consumer(), error = %e, "pull failed");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            })
-            .await;
-        Ok(())
+    /// (The intake stops at cancellation, see `Deliveries::receive`.)
+    pub async fn run(&self, consumer: &Consumer<pull::Config>) -> Result<(), async_nats::Error> {
+        let mut intake = self.deliveries.receive(consumer.clone(), self.concurrency);
+        let mut running = FuturesUnordered::new();
+        let ended = loop {
+            tokio::select! {
+                received = intake.recv() => match received {
+                    Some(Ok(received)) => running.push(self.handle(received)),
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(()),
+                },
+                Some(()) = running.next(), if !running.is_empty() => {}
+            }
+        };
+        while running.next().await.is_some() {}
+        ended
     }
 
-    async fn handle(&self, message: Message) {
+    async fn handle(&self, received: Received) {
+        let message = &received.message;
         let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
             Ok(envelope) => envelope,
             Err(e) => {
                 let error = format!("not an event envelope: {e}");
                 return self
                     .deliveries
-                    .failed(&message, Failure::Permanent, &error)
+                    .failed(message, Failure::Permanent, &error)
                     .await;
             }
         };
-        let incoming = header(&message, headers::TRACEPARENT);
+        let incoming = header(message, headers::TRACEPARENT);
         let span = consumer_span(
             "provision certificate",
-            &message,
+            message,
             &envelope,
             incoming.as_deref(),
         );
         if !is_certificate_request(&envelope) {
             // Not a certificate request: nothing to do (the subject filter normally spares us).
-            return self.deliveries.succeeded(&message).await;
+            return self.deliveries.succeeded(message).await;
         }
         let delivered = message.info().map_or(1, |i| i.delivered);
         // The outcome's events continue the trace from this span when traces are exported.
@@ -103,7 +96,7 @@ impl Provisioner {
         let outcome = self
             .deliveries
             .through_outages(
-                &[&message],
+                &[message],
                 |_| true,
                 || self.service.provision(envelope.subject, cause.clone()),
             )
@@ -128,11 +121,11 @@ impl Provisioner {
                     ProvisioningOutcome::AlreadySettled => "already_settled",
                 };
                 metrics::counter!("provisioning_outcomes_total", "outcome" => label).increment(1);
-                self.deliveries.succeeded(&message).await;
+                self.deliveries.succeeded(message).await;
             }
             Err(e) => {
                 self.deliveries
-                    .failed(&message, Failure::Transient, &describe(&e))
+                    .failed(message, Failure::Transient, &describe(&e))
                     .await
             }
         }

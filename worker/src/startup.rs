@@ -184,7 +184,7 @@ pub async fn run(
                 let Some(consumer) = unless_cancelled(&cancel, consumer).await else {
                     return Ok(());
                 };
-                provisioner.run(&consumer?, &cancel).await
+                provisioner.run(&consumer?).await
             })
             .await
         });
@@ -229,7 +229,7 @@ pub async fn run(
                 let Some(consumer) = unless_cancelled(&cancel, consumer).await else {
                     return Ok(());
                 };
-                projector.run(&consumer?, &cancel).await
+                projector.run(&consumer?).await
             })
             .await
         });

@@ -373,16 +373,31 @@ impl PrivateNats {
                 "-sd",
             ])
             .arg(&self.store)
+            .arg("-l")
+            .arg(self.log_path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server must be installed (scripts/services installs it)");
         self.process = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
+            let exited = self
+                .process
+                .as_mut()
+                .and_then(|p| p.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "nats-server did not start ({exited:?}): {}",
+                std::fs::read_to_string(self.log_path()).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The server's log, beside its store.
+    fn log_path(&self) -> PathBuf {
+        self.store.with_extension("log")
     }
 
     pub fn stop(&mut self) {
@@ -397,5 +412,6 @@ impl Drop for PrivateNats {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.store);
+        let _ = std::fs::remove_file(self.log_path());
     }
 }

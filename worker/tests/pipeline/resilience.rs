@@ -352,3 +352,40 @@ async fn a_postgres_outage_longer_than_the_redelivery_schedule_loses_no_message(
     relay.abort();
     stack.delete_stream().await;
 }
+
+/// A projector batch that takes longer than the ack wait (here a slow row write: 1.2 s, twice
+/// for an upsert that updates, against a 1 s ack wait) keeps its messages, and those waiting
+/// behind it, with in-progress acks: none is delivered again.
+#[tokio::test]
+async fn a_slow_projector_batch_is_not_delivered_again() {
+    let mut stack = Stack::start().await;
+    let serial = unique_serial();
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.serial_number = '{serial}' THEN PERFORM pg_sleep(1.2); END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER slow_row BEFORE INSERT OR UPDATE ON device_view
+             FOR EACH ROW EXECUTE FUNCTION slow_row();"
+    ))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    stack.spawn_worker_with_env(&[("CONSUMER_BACKOFF_MS", "1000".to_owned())]);
+    let id = stack.register(&registration(&serial)).await;
+    stack.wait_for_status(id, "provisioned", PATIENCE).await;
+
+    let js = async_nats::jetstream::new(stack.nats_client().await);
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("projector-device_view", &stack.stream)
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        info.delivered.consumer_sequence, info.delivered.stream_sequence,
+        "every message delivered once: {:?}",
+        info.delivered
+    );
+    stack.delete_stream().await;
+}
