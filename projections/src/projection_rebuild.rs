@@ -8,10 +8,11 @@
 //! it gets the live table's secondary indexes and fresh statistics, and then one short
 //! transaction swaps it in:
 //!
-//! 1. `LOCK <live tables> IN ACCESS EXCLUSIVE MODE NOWAIT`, tried again after a short pause
-//!    while a reader or the live projector is on them (a waiting lock request would make every
-//!    reader queue behind it). Readers wait only while the swap holds the lock: milliseconds;
-//!    none fails.
+//! 1. `LOCK <live tables> IN ACCESS EXCLUSIVE MODE`: first `NOWAIT`, tried again after a
+//!    short pause while a reader or the live projector is on them (a waiting lock request
+//!    would make every reader queue behind it); if the tables are never free (a steady read
+//!    load), waiting for the lock with a short `lock_timeout`, so readers queue for at most
+//!    that long. Readers wait only milliseconds; none fails; the swap always happens.
 //! 2. Every event committed since the checkpoint is folded into the shadow. Events still
 //!    uncommitted reach the new table later through the live projector, whose statements
 //!    resolve the table by name once the lock is released.
@@ -86,16 +87,22 @@ pub fn rebuild_of(pool: PgPool, name: &str) -> Option<ProjectionRebuild> {
 /// that a batch commits in tens of milliseconds.
 pub(crate) const DEFAULT_BATCH: usize = 5_000;
 
-/// The swap asks for the live tables' lock with NOWAIT: a lock request that waits makes every
-/// reader queue behind it (holding its pool connection), and under load that starves the pool.
-/// Instead it tries again after a pause, catching up with new events every few tries.
-const SWAP_ATTEMPTS: usize = 200;
+/// The swap first asks for the live tables' lock with NOWAIT: a lock request that waits makes
+/// every reader queue behind it (holding its pool connection). Under a steady read load there
+/// is never a moment without a reader, though, so after `SWAP_NOWAIT_ATTEMPTS` tries it waits
+/// for the lock, at most `SWAP_LOCK_WAIT` a try (growing to `SWAP_LOCK_WAIT_MAX`): readers that
+/// arrive meanwhile queue for no longer than that, and the lock is granted as soon as the
+/// readers before it finish. Between tries it pauses, and catches up with new events every
+/// few tries; it never gives up (an operator can cancel).
+const SWAP_NOWAIT_ATTEMPTS: usize = 20;
+const SWAP_PAUSE: Duration = Duration::from_millis(25);
+const SWAP_LOCK_WAIT: Duration = Duration::from_millis(50);
+const SWAP_LOCK_WAIT_MAX: Duration = Duration::from_millis(500);
+const CATCH_UP_EVERY: usize = 20;
 
 /// The statement timeout of a rebuild's long steps (counting the events, building the
 /// shadow's indexes, ANALYZE): bounded, but far above the pool's per-statement timeout.
 const LONG_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
-const SWAP_PAUSE: Duration = Duration::from_millis(25);
-const CATCH_UP_EVERY: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -105,8 +112,6 @@ pub enum RebuildError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
-    #[error("could not take the live table's lock for the swap after {SWAP_ATTEMPTS} attempts")]
-    SwapLockUnavailable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,8 +258,12 @@ impl ProjectionRebuild {
         if let Some(outcome) = self.catch_up(conn, &mut checkpoint, progress).await? {
             return Ok(outcome);
         }
-        for attempt in 1..=SWAP_ATTEMPTS {
-            if let Some(events) = self.swap(conn, checkpoint).await? {
+        for attempt in 1usize.. {
+            let wait = attempt
+                .checked_sub(SWAP_NOWAIT_ATTEMPTS)
+                .filter(|n| *n > 0)
+                .map(|n| (SWAP_LOCK_WAIT * n as u32).min(SWAP_LOCK_WAIT_MAX));
+            if let Some(events) = self.swap(conn, checkpoint, wait).await? {
                 if let Some(status) = read_status(conn, self.name()).await? {
                     report_metrics(self.name(), &status);
                     progress(&status);
@@ -262,6 +271,7 @@ impl ProjectionRebuild {
                 tracing::info!(
                     projection = self.name(),
                     events,
+                    attempts = attempt,
                     "rebuild completed and swapped in"
                 );
                 return Ok(RebuildOutcome::Completed { events });
@@ -278,7 +288,7 @@ impl ProjectionRebuild {
                 }
             }
         }
-        Err(RebuildError::SwapLockUnavailable)
+        unreachable!("the attempts never run out")
     }
 
     /// Takes the rebuild lock on a connection of its own (session-level: held exactly as long
@@ -469,22 +479,33 @@ impl ProjectionRebuild {
         })
     }
 
-    /// The swap transaction (module docs). `None` when the lock was not granted in time.
+    /// The swap transaction (module docs): asks for the lock without waiting, or waiting at
+    /// most `wait`. `None` when the lock was not granted.
     async fn swap(
         &self,
         conn: &mut PgConnection,
         mut checkpoint: CommitPosition,
+        wait: Option<Duration>,
     ) -> Result<Option<u64>, RebuildError> {
         let mut tx = conn.begin().await.map_err(unavailable)?;
+        if let Some(wait) = wait {
+            execute(
+                &mut tx,
+                &format!("SET LOCAL lock_timeout = {}", wait.as_millis()),
+            )
+            .await?;
+        }
         let locked = sqlx::query(&format!(
-            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
-            self.target.tables().join(", ")
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE{}",
+            self.target.tables().join(", "),
+            if wait.is_some() { "" } else { " NOWAIT" }
         ))
         .execute(&mut *tx)
         .await;
         match locked {
             Ok(_) => {}
-            // lock_not_available: a reader or the live projector is on the table right now.
+            // lock_not_available: a reader or the live projector is on the table right now
+            // (NOWAIT), or stayed on it for all of `wait` (lock_timeout).
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
                 return Ok(None)
             }
