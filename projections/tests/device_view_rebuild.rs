@@ -192,7 +192,9 @@ async fn a_rebuild_is_not_cut_off_by_the_pools_statement_timeout() {
 /// finish all the same, and no read may fail meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_finishes_under_a_steady_read_load() {
-    const READERS: usize = 64;
+    // 40 fit beside the other tests within the shared server's max_connections (100);
+    // BENCHMARKS.md's figures are from 64.
+    const READERS: usize = 40;
     let (url, pool) = testkit::migrated_database().await;
     live_devices(&pool, 40).await;
     let readers_pool = sqlx::postgres::PgPoolOptions::new()
