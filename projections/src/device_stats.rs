@@ -71,14 +71,7 @@ impl DeviceStatsProjector {
                 ..BatchReport::default()
             });
         };
-        let report = apply_on(&mut tx, LIVE, &events).await?;
-        advance_checkpoint(
-            &mut tx,
-            DEVICE_STATS,
-            furthest,
-            report.applied + report.gap_filled,
-        )
-        .await?;
+        let report = apply_live(&mut tx, &events, furthest).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(report)
     }
@@ -126,14 +119,7 @@ impl DeviceStatsProjector {
             let mut tx = sqlx::Connection::begin(&mut *conn)
                 .await
                 .map_err(unavailable)?;
-            let report = apply_on(&mut tx, LIVE, &envelopes).await?;
-            advance_checkpoint(
-                &mut tx,
-                DEVICE_STATS,
-                last,
-                report.applied + report.gap_filled,
-            )
-            .await?;
+            apply_live(&mut tx, &envelopes, last).await?;
             record_backfill(&mut tx, last, envelopes.len(), false).await?;
             tx.commit().await.map_err(unavailable)?;
             folded += envelopes.len() as u64;
@@ -153,6 +139,24 @@ impl DeviceStatsProjector {
         );
         Ok(Some(folded))
     }
+}
+
+/// Applies `events` to the live tables and moves the checkpoint to `furthest`, in the caller's
+/// transaction.
+async fn apply_live(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    furthest: CommitPosition,
+) -> Result<BatchReport, ProjectionError> {
+    let report = apply_on(conn, LIVE, events).await?;
+    advance_checkpoint(
+        conn,
+        DEVICE_STATS,
+        furthest,
+        report.applied + report.gap_filled,
+    )
+    .await?;
+    Ok(report)
 }
 
 /// Where the backfill stands: `None` when it is done, else the position to go on from.

@@ -157,14 +157,7 @@ async fn only_one_rebuild_runs_at_a_time() {
 async fn a_rebuild_is_not_cut_off_by_the_pools_statement_timeout() {
     let (url, pool) = testkit::migrated_database().await;
     // An index that takes a while to build (0.1 s a row).
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_key(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
-         BEGIN PERFORM pg_sleep(0.1); RETURN $1; END $$;
-         CREATE INDEX device_view_slow ON device_view (slow_key(serial_number));",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    testkit::slow_device_view_index(&pool, 0.1).await;
     let expected = {
         live_devices(&pool, 6).await;
         live_rows(&pool).await

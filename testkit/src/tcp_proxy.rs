@@ -18,6 +18,22 @@ impl Drop for TcpProxy {
     }
 }
 
+/// A proxy in front of the Postgres server of `database_url`, and the same URL through it.
+pub async fn postgres_behind_proxy(database_url: &str) -> (TcpProxy, String) {
+    let (credentials, rest) = database_url
+        .split_once('@')
+        .expect("postgres://user@host/db");
+    let (server, database) = rest.split_once('/').expect("postgres://user@host/db");
+    let target = tokio::net::lookup_host(server)
+        .await
+        .expect("resolve the Postgres server")
+        .next()
+        .expect("an address for the Postgres server");
+    let proxy = TcpProxy::start(target).await;
+    let via_proxy = format!("{credentials}@{}/{database}", proxy.addr);
+    (proxy, via_proxy)
+}
+
 impl TcpProxy {
     /// A proxy on a free local port to `target`.
     pub async fn start(target: SocketAddr) -> Self {

@@ -11,14 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 
 use app::{EventEnvelope, ProvisioningService};
 use projections::{DeviceProjector, DeviceStatsProjector};
 use store::{ClaimedRetry, PostgresDeadLetters};
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::describe;
+use crate::delivery::{describe, recording_retries};
 use crate::provisioner::{is_certificate_request, provisioning_cause};
 use crate::startup::{
     DEVICE_STATS_CONSUMER, DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER,
@@ -98,11 +98,7 @@ impl DeadLetterRetrier {
                 metrics::counter!("dead_letter_retries_total", "consumer" => claim.consumer.clone(), "outcome" => label)
                     .increment(1);
                 let recorded = (|| self.dead_letters.finish_retry(&claim, outcome.clone()))
-                    .retry(
-                        ExponentialBuilder::default()
-                            .with_min_delay(Duration::from_millis(100))
-                            .with_max_times(5),
-                    )
+                    .retry(recording_retries())
                     .await;
                 match recorded {
                     Ok(true) => {}

@@ -188,11 +188,7 @@ impl Deliveries {
             payload: String::from_utf8_lossy(&message.payload).into_owned(),
         };
         let recorded = (|| self.dead_letters.record(&letter))
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_times(5),
-            )
+            .retry(recording_retries())
             .await;
         match recorded {
             Ok(()) => {
@@ -211,6 +207,14 @@ impl Deliveries {
             }
         }
     }
+}
+
+/// How hard the worker tries, in place, to record a message's fate in Postgres (a dead
+/// letter, a retry's outcome) before leaving it to be done again later.
+pub(crate) fn recording_retries() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_times(5)
 }
 
 /// An error with its causes (`outer: inner: root`), for logs and dead letters: the outermost

@@ -135,14 +135,7 @@ async fn a_rebuild_whose_api_stopped_shows_as_interrupted_and_resumes() {
         let (url, pool) = migrated_database().await;
         // An index that takes a while to build (0.1 s a row), so the rebuild is still running
         // when its process goes away.
-        sqlx::raw_sql(
-            "CREATE FUNCTION slow_key(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
-             BEGIN PERFORM pg_sleep(0.1); RETURN $1; END $$;
-             CREATE INDEX device_view_slow ON device_view (slow_key(serial_number));",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        testkit::slow_device_view_index(&pool, 0.1).await;
         let mut api = ApiProcess::start(
             &url,
             &[
@@ -178,15 +171,7 @@ async fn a_rebuild_whose_api_stopped_shows_as_interrupted_and_resumes() {
         assert_eq!(started.status(), 202);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let building: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = current_database() AND state = 'active'
-                    AND query ILIKE 'CREATE INDEX%device_view_slow_rebuild%'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            if building > 0 {
+            if testkit::slow_index_build_running(&pool).await {
                 break;
             }
             assert!(

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::TcpProxy;
 
 use crate::helpers::*;
 
@@ -16,15 +15,7 @@ const ACQUIRE_TIMEOUT_MS: u64 = 1_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_postgres_dies_the_api_says_so_promptly_and_recovers_by_itself() {
     let (url, _) = migrated_database().await;
-    let (credentials, rest) = url.split_once('@').unwrap();
-    let (server, database) = rest.split_once('/').unwrap();
-    let target = tokio::net::lookup_host(server)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let mut postgres = TcpProxy::start(target).await;
-    let via_proxy = format!("{credentials}@{}/{database}", postgres.addr);
+    let (mut postgres, via_proxy) = testkit::postgres_behind_proxy(&url).await;
     let api = ApiProcess::start(
         &via_proxy,
         &[

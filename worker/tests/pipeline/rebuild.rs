@@ -131,14 +131,7 @@ async fn a_rebuild_under_load_fails_no_read_goes_back_in_no_time_and_verifies_cl
 async fn events_keep_flowing_while_a_rebuild_builds_its_indexes() {
     let mut stack = Stack::start().await;
     stack.spawn_worker();
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_key(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
-         BEGIN PERFORM pg_sleep(0.1); RETURN $1; END $$;
-         CREATE INDEX device_view_slow ON device_view (slow_key(serial_number));",
-    )
-    .execute(&stack.pool)
-    .await
-    .unwrap();
+    testkit::slow_device_view_index(&stack.pool, 0.1).await;
     let mut seeded = Vec::new();
     for _ in 0..50 {
         seeded.push(stack.register(&registration(&unique_serial())).await);
@@ -155,17 +148,7 @@ async fn events_keep_flowing_while_a_rebuild_builds_its_indexes() {
                 .await
         }
     });
-    let building = || async {
-        let building: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-              WHERE datname = current_database() AND state = 'active'
-                AND query ILIKE 'CREATE INDEX%device_view_slow_rebuild%'",
-        )
-        .fetch_one(&stack.pool)
-        .await
-        .unwrap();
-        building > 0
-    };
+    let building = || testkit::slow_index_build_running(&stack.pool);
     let deadline = std::time::Instant::now() + PATIENCE;
     while !building().await {
         assert!(

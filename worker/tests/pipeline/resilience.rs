@@ -294,15 +294,7 @@ async fn the_worker_recovers_by_itself_when_its_database_connections_are_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_longer_than_the_redelivery_schedule_loses_no_message() {
     let mut stack = Stack::start().await;
-    let (credentials, rest) = stack.database_url.split_once('@').unwrap();
-    let (server, database) = rest.split_once('/').unwrap();
-    let target = tokio::net::lookup_host(server)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let mut postgres = testkit::TcpProxy::start(target).await;
-    let via_proxy = format!("{credentials}@{}/{database}", postgres.addr);
+    let (mut postgres, via_proxy) = testkit::postgres_behind_proxy(&stack.database_url).await;
 
     let js = async_nats::jetstream::new(stack.nats_client().await);
     let relay = nats::Relay::new(
