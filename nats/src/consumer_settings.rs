@@ -69,7 +69,6 @@ pub async fn durable_pull_consumer(
         };
         // The server's create is an update for a durable that exists (editable fields only).
         consumer = stream.create_consumer(updated).await?;
-        let _ = consumer.info().await?;
     }
     Ok(consumer)
 }

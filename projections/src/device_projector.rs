@@ -23,7 +23,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::device_view_fold::{fold, FoldError};
 use crate::device_view_table::{self, unavailable, DeviceViewTable};
-use crate::notified_events::{furthest_position, notified_events};
+use crate::notified_events::notified_events;
 
 /// This projection's name (its checkpoint row).
 pub const DEVICE_VIEW: &str = "device_view";
@@ -104,8 +104,8 @@ impl DeviceProjector {
             return Ok(BatchReport::default());
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let events = notified_events(&mut tx, notifications).await?;
-        let Some(furthest) = furthest_position(&events) else {
+        let (events, furthest) = notified_events(&mut tx, notifications).await?;
+        let Some(furthest) = furthest else {
             return Ok(BatchReport {
                 skipped: notifications.len(),
                 ..BatchReport::default()

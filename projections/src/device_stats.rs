@@ -21,7 +21,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use crate::device_projector::{advance_checkpoint, fold_events, BatchReport, ProjectionError};
 use crate::device_view_fold::status_after;
 use crate::device_view_table::{parse_status, unavailable};
-use crate::notified_events::{furthest_position, notified_events};
+use crate::notified_events::notified_events;
 
 /// This projection's name (its checkpoint row).
 pub const DEVICE_STATS: &str = "device_stats";
@@ -64,8 +64,8 @@ impl DeviceStatsProjector {
             return Ok(BatchReport::default());
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let events = notified_events(&mut tx, notifications).await?;
-        let Some(furthest) = furthest_position(&events) else {
+        let (events, furthest) = notified_events(&mut tx, notifications).await?;
+        let Some(furthest) = furthest else {
             return Ok(BatchReport {
                 skipped: notifications.len(),
                 ..BatchReport::default()

@@ -15,12 +15,13 @@ use sqlx::PgConnection;
 use crate::ProjectionError;
 
 /// The stored events the notifications name, in commit order (so each device's in sequence
-/// order). A notification naming an event the store does not hold is dropped with a warning:
+/// order), and the furthest commit position among them (`None`: none is stored). A
+/// notification naming an event the store does not hold is dropped with a warning:
 /// the relay publishes only committed events, so such a message was not published by it.
 pub(crate) async fn notified_events(
     conn: &mut PgConnection,
     notifications: &[EventEnvelope],
-) -> Result<Vec<EventEnvelope>, ProjectionError> {
+) -> Result<(Vec<EventEnvelope>, Option<CommitPosition>), ProjectionError> {
     let mut ranges: HashMap<DeviceId, (u64, u64)> = HashMap::new();
     for notification in notifications {
         let range = ranges
@@ -45,16 +46,11 @@ pub(crate) async fn notified_events(
             "messages name events the event store does not hold; ignored"
         );
     }
-    Ok(stored
+    // Commit order: the last one is the furthest.
+    let furthest = stored.last().map(|e| e.position);
+    let events = stored
         .into_iter()
         .map(RecordedEvent::into_envelope)
-        .collect())
-}
-
-/// The furthest commit position among `events` (read from the store, so well formed).
-pub(crate) fn furthest_position(events: &[EventEnvelope]) -> Option<CommitPosition> {
-    events
-        .iter()
-        .filter_map(|e| CommitPosition::from_cursor(&e.position).ok())
-        .max()
+        .collect();
+    Ok((events, furthest))
 }

@@ -105,22 +105,11 @@ pub async fn device_events_between(
     after: u64,
     up_to: u64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    static SELECT_DEVICE_EVENTS: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "SELECT {COLUMNS} FROM events
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence <= $4
-              ORDER BY sequence"
-        )
-    });
-    let rows = sqlx::query(&SELECT_DEVICE_EVENTS)
-        .bind(Device::TYPE)
-        .bind(id.to_string())
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
-        .fetch_all(conn)
-        .await
-        .map_err(unavailable)?;
-    rows.iter().map(recorded_event_row::decode).collect()
+    if after >= up_to {
+        return Ok(Vec::new());
+    }
+    // One device's events in commit order are its events in sequence order.
+    device_events_in_ranges(conn, &[(id, after + 1, up_to)]).await
 }
 
 /// Every event of the given devices, grouped by device, each device's oldest first.

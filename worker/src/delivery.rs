@@ -82,13 +82,13 @@ impl Deliveries {
         &self.consumer
     }
 
-    /// Runs `attempt` for `messages` (in hand: kept with in-progress acks) and returns its
-    /// result, except that a transient failure (`is_transient`) while Postgres does not
+    /// Runs `attempt` for `messages` messages (in hand: kept with in-progress acks) and
+    /// returns its result, except that a transient failure (`is_transient`) while Postgres does not
     /// answer is not returned: the messages are held until it answers again, then `attempt`
     /// runs once more. Returns the last failure if the worker is stopping meanwhile.
     pub async fn through_outages<T, E, F, Fut>(
         &self,
-        messages: &[&Message],
+        messages: usize,
         is_transient: impl Fn(&E) -> bool,
         mut attempt: F,
     ) -> Result<T, E>
@@ -112,16 +112,16 @@ impl Deliveries {
         self.database.answers(DEPENDENCY_CHECK_TIMEOUT).await
     }
 
-    /// Holds `messages` (in-progress acks) until Postgres answers; false if the worker
-    /// stops first.
-    async fn hold_until_database_answers(&self, messages: &[&Message]) -> bool {
+    /// Holds `messages` messages (in hand, so kept with in-progress acks) until Postgres
+    /// answers; false if the worker stops first.
+    async fn hold_until_database_answers(&self, messages: usize) -> bool {
         tracing::warn!(
             consumer = %self.consumer,
-            messages = messages.len(),
+            messages,
             "Postgres does not answer; holding the messages until it does (an outage is not their failure)"
         );
         let held = metrics::gauge!("consumer_messages_held", "consumer" => self.consumer.clone());
-        held.increment(messages.len() as f64);
+        held.increment(messages as f64);
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(2))
@@ -140,7 +140,7 @@ impl Deliveries {
                 break true;
             }
         };
-        held.decrement(messages.len() as f64);
+        held.decrement(messages as f64);
         if back {
             tracing::info!(consumer = %self.consumer, "Postgres answers again; trying the held messages");
         }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use app::EventEnvelope;
 use async_nats::jetstream::consumer::{pull, Consumer};
-use async_nats::jetstream::message::Message;
 use projections::{BatchProjector, ProjectionError};
 
 use nats::headers;
@@ -93,11 +92,10 @@ impl Projector {
             })
             .collect();
         let started = std::time::Instant::now();
-        let messages: Vec<&Message> = batch.iter().map(|(r, _)| &r.message).collect();
         let applied = self
             .deliveries
             .through_outages(
-                &messages,
+                batch.len(),
                 |e| matches!(e, ProjectionError::Store(_)),
                 || self.projector.apply(&envelopes),
             )

@@ -96,7 +96,7 @@ impl Provisioner {
         let outcome = self
             .deliveries
             .through_outages(
-                &[message],
+                1,
                 |_| true,
                 || self.service.provision(envelope.subject, cause.clone()),
             )
