@@ -373,10 +373,11 @@ impl PrivateNats {
                 "-sd",
             ])
             .arg(&self.store)
-            .arg("-l")
-            .arg(self.log_path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // The server logs to stderr: into a file, which a failure to start is shown from.
+            .stderr(Stdio::from(
+                std::fs::File::create(self.log_path()).expect("create the nats-server log"),
+            ))
             .spawn()
             .expect("nats-server must be installed (scripts/services installs it)");
         self.process = Some(child);

@@ -17,10 +17,13 @@ const PREFIX: &str = "events";
 
 async fn secured_nats() -> (PrivateNats, [(&'static str, String); 3]) {
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../nats/nats-server.conf");
+    // Passwords start with a letter: nats-server reads an environment variable as a config
+    // value, and one like "8e3f…" is taken for a malformed number (see nats-server.conf).
+    let password = || format!("p{}", uuid::Uuid::new_v4().simple());
     let users = [
-        ("worker", uuid::Uuid::new_v4().simple().to_string()),
-        ("api", uuid::Uuid::new_v4().simple().to_string()),
-        ("analyst", uuid::Uuid::new_v4().simple().to_string()),
+        ("worker", password()),
+        ("api", password()),
+        ("analyst", password()),
     ];
     let env = users
         .iter()
