@@ -213,17 +213,14 @@ async fn operator_action(
     action: &'static str,
     projection: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO operator_actions (id, actor, action, target) VALUES ($1, $2, $3, $4)")
-        .bind(uuid::Uuid::now_v7())
-        .bind(actor)
-        .bind(action)
-        .bind(format!("projection:{projection}"))
-        .execute(pool)
-        .await
-        .map_err(unavailable)?;
-    tracing::info!(actor, action, projection, "operator action");
-    metrics::counter!("operator_actions_total", "action" => action).increment(1);
-    Ok(())
+    let target = format!("projection:{projection}");
+    store::OperatorAction {
+        actor,
+        action,
+        target: &target,
+    }
+    .record(pool)
+    .await
 }
 
 /// The status as gauges, so that dashboards and alerts see what `GET /admin/projections`

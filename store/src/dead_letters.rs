@@ -2,8 +2,8 @@
 //! error so that operators can see, retry or discard them (`app::DeadLetterOperations`), and
 //! the claims by which a worker carries a requested retry out.
 //!
-//! Every operator action is written to `operator_actions` in the same transaction as the
-//! state change, logged, and counted (`operator_actions_total`).
+//! Every operator action is recorded (`OperatorAction`) in the same transaction as the state
+//! change.
 //!
 //! States: `dead` → (operator) `retry_requested` → (a worker's claim, a lease) `retrying` →
 //! `retried`, or `dead` again with the new error; `dead` → (operator) `discarded`. A claim
@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::operator_actions::OperatorAction;
 use crate::recorded_event_row::unavailable;
 
 /// Notified when an operator requests a retry, so that workers act at once.
@@ -201,16 +202,14 @@ impl PostgresDeadLetters {
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO operator_actions (id, actor, action, target) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(actor)
-        .bind(action)
-        .bind(format!("dead_letter:{id}"))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let target = format!("dead_letter:{id}");
+        OperatorAction {
+            actor,
+            action,
+            target: &target,
+        }
+        .record(&mut *tx)
+        .await?;
         if new_state == DeadLetterState::RetryRequested {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(DEAD_LETTER_RETRY_CHANNEL)
@@ -220,8 +219,6 @@ impl PostgresDeadLetters {
                 .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)?;
-        tracing::info!(actor, action, target = %id, "operator action");
-        metrics::counter!("operator_actions_total", "action" => action).increment(1);
         Ok(decode_view(&row)?)
     }
 }

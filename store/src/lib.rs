@@ -12,8 +12,8 @@
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
 //!
-//! This crate owns SQL for `events`, `snapshots`, `idempotency_keys`, `relay_checkpoints`
-//! and `dead_letters`, and nothing else: read models belong to the
+//! This crate owns SQL for `events`, `snapshots`, `idempotency_keys`, `relay_checkpoints`,
+//! `dead_letters` and `operator_actions`, and nothing else: read models belong to the
 //! `projections` crate. It must not know about HTTP.
 
 mod append_notifier;
@@ -21,6 +21,7 @@ mod committed_events;
 mod database;
 mod database_ping;
 mod dead_letters;
+mod operator_actions;
 mod postgres_device_store;
 mod postgres_event_log;
 mod postgres_idempotency_store;
@@ -34,6 +35,7 @@ pub use committed_events::{committed_events_after, visible_events_after, Committ
 pub use database::{close, connect, DatabaseSettings};
 pub use database_ping::{ping, DatabaseProbe};
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
+pub use operator_actions::OperatorAction;
 pub use postgres_device_store::PostgresDeviceStore;
 pub use postgres_event_log::{
     device_events_between, device_events_in_ranges, devices_changed_since, events_of_devices,
