@@ -19,11 +19,10 @@ impl OperatorSession {
         env.finish()?;
         let pool = store::connect(&settings)?;
         store::schema::ensure_current(&pool).await?;
-        let actor = format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        );
-        Ok(Self { pool, actor })
+        Ok(Self {
+            pool,
+            actor: bootstrap::cli_operator(),
+        })
     }
 
     pub async fn close(self) {

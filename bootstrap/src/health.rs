@@ -189,17 +189,22 @@ async fn prometheus_metrics(State(health): State<Health>) -> Response {
     }
 }
 
+/// The process-wide metrics recorder could not be installed (a second one, or bad buckets).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the metrics recorder")]
+pub struct MetricsRecorderError(#[source] metrics_exporter_prometheus::BuildError);
+
 /// Installs the process-wide Prometheus recorder behind the `metrics` facade, with latency
 /// buckets for the histograms that measure seconds. Call once per process.
-pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
+pub fn install_metrics_recorder() -> Result<PrometheusHandle, MetricsRecorderError> {
     let buckets = [
         0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
-        .map_err(|e| e.to_string())?
+        .map_err(MetricsRecorderError)?
         .install_recorder()
-        .map_err(|e| e.to_string())
+        .map_err(MetricsRecorderError)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
 //! - [`exit_code`]: reports a fatal error and its causes on stderr.
 //! - [`Health`]: `/livez`, `/readyz` (dependency checks given by the binary) and `/metrics`.
+//! - [`cli_operator`]: the audit trail's name for whoever runs an operator's command line.
 //!
 //! Nothing here knows about devices, resource routes or SQL tables.
 
@@ -16,6 +17,7 @@ mod exit;
 mod feature_flags;
 mod health;
 mod logging;
+mod operator_identity;
 mod shutdown;
 mod telemetry;
 
@@ -23,9 +25,11 @@ pub use env::{database_settings, nats_url, ConfigError, Env};
 pub use exit::exit_code;
 pub use feature_flags::{FeatureFlag, FeatureFlags};
 pub use health::{
-    install_metrics_recorder, Health, HealthApi, Liveness, Readiness, ReadinessStatus,
+    install_metrics_recorder, Health, HealthApi, Liveness, MetricsRecorderError, Readiness,
+    ReadinessStatus,
 };
 pub use logging::LogFormat;
 pub use metrics_exporter_prometheus::PrometheusHandle;
+pub use operator_identity::cli_operator;
 pub use shutdown::shutdown_signal;
 pub use telemetry::{continue_trace, init_telemetry, traceparent_of, traces_enabled, Telemetry};

@@ -21,6 +21,7 @@ mod notified_events;
 mod postgres_device_read_model;
 mod postgres_projection_operations;
 mod projection_rebuild;
+mod projector_registry;
 mod read_model_changes;
 
 pub use device_projector::{
@@ -38,4 +39,5 @@ pub use projection_rebuild::{
     read_status as read_rebuild_status, rebuild_of, request_cancel as request_rebuild_cancel,
     ProjectionRebuild, RebuildError, RebuildOutcome, RebuildTarget,
 };
+pub use projector_registry::{projectors, Projector};
 pub use read_model_changes::PgReadModelChanges;

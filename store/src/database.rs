@@ -19,9 +19,15 @@ pub struct DatabaseSettings {
     pub application_name: String,
 }
 
+/// `DATABASE_URL` cannot be used (the message names no part of it: it may hold a password).
+#[derive(Debug, thiserror::Error)]
+#[error("DATABASE_URL is not a usable Postgres URL")]
+pub struct DatabaseUrlError(#[source] sqlx::Error);
+
 impl DatabaseSettings {
-    pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
-        Ok(PgConnectOptions::from_str(&self.url)?
+    pub fn connect_options(&self) -> Result<PgConnectOptions, DatabaseUrlError> {
+        Ok(PgConnectOptions::from_str(&self.url)
+            .map_err(DatabaseUrlError)?
             .application_name(&self.application_name)
             .options([(
                 "statement_timeout",
@@ -32,7 +38,7 @@ impl DatabaseSettings {
 
 /// A lazily connecting pool: the process starts even if Postgres is down, and each call
 /// fails after `acquire_timeout` until it is back.
-pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, DatabaseUrlError> {
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)

@@ -32,7 +32,7 @@ mod single_statement_event_repository;
 
 pub use append_notifier::AppendNotifier;
 pub use committed_events::{committed_events_after, visible_events_after, CommittedBatch};
-pub use database::{close, connect, DatabaseSettings};
+pub use database::{close, connect, DatabaseSettings, DatabaseUrlError};
 pub use database_ping::{ping, DatabaseProbe};
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
 pub use operator_actions::OperatorAction;

@@ -40,7 +40,7 @@ use x509_parser::public_key::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaLoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -178,10 +178,30 @@ fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, ProvisioningFailur
     if common_names != [request.serial_number.as_str()] {
         return Err(failure(
             FailureCode::SubjectMismatch,
-            "the CSR's subject must have exactly one CN, equal to the device's serial number",
+            &format!(
+                "the CSR's subject must have exactly one CN, equal to the device's serial number {:?}; it has {}",
+                request.serial_number.as_str(),
+                describe_common_names(&common_names)
+            ),
         ));
     }
     Ok(info.subject_pki.raw.to_vec())
+}
+
+/// The CNs a CSR's subject holds, for a refusal's detail: quoted, each cut to 64 characters
+/// (a CN's limit in RFC 5280), at most three named.
+fn describe_common_names(names: &[&str]) -> String {
+    let quoted: Vec<String> = names
+        .iter()
+        .take(3)
+        .map(|cn| format!("{:?}", cn.chars().take(64).collect::<String>()))
+        .collect();
+    match names.len() {
+        0 => "none".to_owned(),
+        1 => format!("CN {}", quoted[0]),
+        n if n <= 3 => format!("{n} CNs: {}", quoted.join(", ")),
+        n => format!("{n} CNs: {}, …", quoted.join(", ")),
+    }
 }
 
 fn check_key_policy(
@@ -417,6 +437,15 @@ mod tests {
         assert_eq!(
             refusal(&ca, &request("SN-1", &other)),
             FailureCode::SubjectMismatch
+        );
+        // The detail says what was expected and what the CSR holds.
+        let detail = ca
+            .issue(&request("SN-1", &other), Utc::now())
+            .unwrap_err()
+            .detail;
+        assert!(
+            detail.contains("\"SN-1\"") && detail.contains("it has CN \"SN-2\""),
+            "{detail}"
         );
     }
 

@@ -55,30 +55,12 @@ impl WorkerConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = Env::new(lookup);
-        let database = database_settings(&mut env, "provisioning-worker");
-        let nats = NatsSettings {
-            url: nats_url(&mut env),
-            connect_timeout: env.millis_or("NATS_CONNECT_TIMEOUT_MS", 5_000, 100..=120_000),
-        };
-        let stream = StreamSettings {
-            name: env.parse_or("NATS_STREAM", "DEVICE_EVENTS".to_owned()),
-            subject_prefix: env.parse_or("NATS_SUBJECT_PREFIX", "events".to_owned()),
-            duplicate_window: Duration::from_secs(env.number_or(
-                "NATS_DUPLICATE_WINDOW_SECONDS",
-                300,
-                120..=86_400,
-            )),
-            max_age: Duration::from_secs(
-                86_400 * env.number_or("NATS_STREAM_MAX_AGE_DAYS", 30, 1..=3650),
-            ),
-        };
-        check_token(&mut env, "NATS_STREAM", &stream.name);
-        check_token(&mut env, "NATS_SUBJECT_PREFIX", &stream.subject_prefix);
-        let consumers = ConsumerSettings {
-            max_ack_pending: env.number_or("CONSUMER_MAX_ACK_PENDING", 1_000, 1..=100_000) as i64,
-            max_deliver: env.number_or("CONSUMER_MAX_DELIVER", 5, 2..=100) as i64,
-            backoff: millis_list(&mut env, "CONSUMER_BACKOFF_MS", "5000,15000,60000,300000"),
-        };
+        let StreamAccess {
+            database,
+            nats,
+            stream,
+            consumers,
+        } = StreamAccess::read(&mut env);
         let relay = RelaySettings {
             batch_size: env.number_or("RELAY_BATCH_SIZE", 500, 1..=10_000) as usize,
             poll_interval: env.millis_or("RELAY_POLL_MS", 500, 10..=60_000),
@@ -134,6 +116,58 @@ impl WorkerConfig {
             health_addr,
             log_format,
         })
+    }
+}
+
+/// What `worker replay` needs (and `run` too): the database, NATS, the stream and the
+/// consumers' settings; no CA.
+#[derive(Debug, Clone)]
+pub struct StreamAccess {
+    pub database: DatabaseSettings,
+    pub nats: NatsSettings,
+    pub stream: StreamSettings,
+    pub consumers: ConsumerSettings,
+}
+
+impl StreamAccess {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut env = Env::new(|name| std::env::var(name).ok());
+        let access = Self::read(&mut env);
+        env.finish()?;
+        Ok(access)
+    }
+
+    fn read<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Self {
+        let database = database_settings(env, "provisioning-worker");
+        let nats = NatsSettings {
+            url: nats_url(env),
+            connect_timeout: env.millis_or("NATS_CONNECT_TIMEOUT_MS", 5_000, 100..=120_000),
+        };
+        let stream = StreamSettings {
+            name: env.parse_or("NATS_STREAM", "DEVICE_EVENTS".to_owned()),
+            subject_prefix: env.parse_or("NATS_SUBJECT_PREFIX", "events".to_owned()),
+            duplicate_window: Duration::from_secs(env.number_or(
+                "NATS_DUPLICATE_WINDOW_SECONDS",
+                300,
+                120..=86_400,
+            )),
+            max_age: Duration::from_secs(
+                86_400 * env.number_or("NATS_STREAM_MAX_AGE_DAYS", 30, 1..=3650),
+            ),
+        };
+        check_token(env, "NATS_STREAM", &stream.name);
+        check_token(env, "NATS_SUBJECT_PREFIX", &stream.subject_prefix);
+        let consumers = ConsumerSettings {
+            max_ack_pending: env.number_or("CONSUMER_MAX_ACK_PENDING", 1_000, 1..=100_000) as i64,
+            max_deliver: env.number_or("CONSUMER_MAX_DELIVER", 5, 2..=100) as i64,
+            backoff: millis_list(env, "CONSUMER_BACKOFF_MS", "5000,15000,60000,300000"),
+        };
+        Self {
+            database,
+            nats,
+            stream,
+            consumers,
+        }
     }
 }
 
@@ -212,6 +246,17 @@ mod tests {
         })
         .unwrap_err();
         assert!(typo.to_string().contains("unknown feature flag"), "{typo}");
+    }
+
+    #[test]
+    fn a_replay_needs_no_ca() {
+        let mut env = Env::new(|name| match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+            _ => None,
+        });
+        let access = StreamAccess::read(&mut env);
+        env.finish().unwrap();
+        assert_eq!(access.stream.name, "DEVICE_EVENTS");
     }
 
     #[test]

@@ -5,24 +5,20 @@
 //! (`DEAD_LETTER_RETRY_LEASE_SECONDS`): if this worker dies or cannot record the outcome, the
 //! retry is taken up again once the lease has expired.
 //!
-//! Processing is the consumers' own, and as idempotent: a retried registration that was
-//! settled meanwhile issues nothing, and the projector only moves rows forward.
+//! Processing is the consumers' own (`ConsumerRegistry::handle_again`), and as idempotent: a
+//! retried registration that was settled meanwhile issues nothing, and the projector only
+//! moves rows forward.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
 
-use app::{EventEnvelope, ProvisioningService};
-use projections::{DeviceProjector, DeviceStatsProjector};
-use store::{ClaimedRetry, PostgresDeadLetters};
+use store::PostgresDeadLetters;
 use tokio_util::sync::CancellationToken;
 
+use crate::consumer_registry::ConsumerRegistry;
 use crate::delivery::{describe, recording_retries};
-use crate::provisioner::{is_certificate_request, provisioning_cause};
-use crate::startup::{
-    DEVICE_STATS_CONSUMER, DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER,
-};
 
 /// How often requested retries are looked for.
 const POLL: Duration = Duration::from_secs(1);
@@ -30,9 +26,7 @@ const CLAIM: usize = 16;
 
 pub struct DeadLetterRetrier {
     dead_letters: PostgresDeadLetters,
-    provisioning: Arc<ProvisioningService>,
-    projector: DeviceProjector,
-    stats: DeviceStatsProjector,
+    consumers: Arc<ConsumerRegistry>,
     /// How long a claim is held: past it, another worker takes the retry up again.
     lease: Duration,
 }
@@ -40,27 +34,19 @@ pub struct DeadLetterRetrier {
 impl DeadLetterRetrier {
     pub fn new(
         dead_letters: PostgresDeadLetters,
-        provisioning: Arc<ProvisioningService>,
-        projector: DeviceProjector,
-        stats: DeviceStatsProjector,
+        consumers: Arc<ConsumerRegistry>,
         lease: Duration,
     ) -> Self {
         Self {
             dead_letters,
-            provisioning,
-            projector,
-            stats,
+            consumers,
             lease,
         }
     }
 
     pub async fn run(&self, cancel: &CancellationToken) {
-        let consumers = [
-            REGISTRATIONS_CONSUMER,
-            RENEWALS_CONSUMER,
-            DEVICE_VIEW_CONSUMER,
-            DEVICE_STATS_CONSUMER,
-        ];
+        let names = self.consumers.names();
+        let consumers: Vec<&str> = names.iter().map(String::as_str).collect();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -78,7 +64,11 @@ impl DeadLetterRetrier {
                 }
             };
             for claim in claims {
-                let outcome = self.process(&claim).await;
+                let outcome = self
+                    .consumers
+                    .handle_again(&claim.consumer, &claim.payload)
+                    .await
+                    .map_err(|e| describe(&e));
                 match &outcome {
                     Ok(()) => tracing::info!(
                         dead_letter = %claim.id,
@@ -112,36 +102,6 @@ impl DeadLetterRetrier {
                     }
                 }
             }
-        }
-    }
-
-    async fn process(&self, claim: &ClaimedRetry) -> Result<(), String> {
-        let envelope: EventEnvelope = serde_json::from_str(&claim.payload)
-            .map_err(|e| format!("not an event envelope: {e}"))?;
-        match claim.consumer.as_str() {
-            REGISTRATIONS_CONSUMER | RENEWALS_CONSUMER => {
-                if !is_certificate_request(&envelope) {
-                    return Ok(());
-                }
-                self.provisioning
-                    .provision(envelope.subject, provisioning_cause(&envelope, None))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| describe(&e))
-            }
-            DEVICE_VIEW_CONSUMER => self
-                .projector
-                .apply(&[envelope])
-                .await
-                .map(|_| ())
-                .map_err(|e| describe(&e)),
-            DEVICE_STATS_CONSUMER => self
-                .stats
-                .apply(&[envelope])
-                .await
-                .map(|_| ())
-                .map_err(|e| describe(&e)),
-            other => Err(format!("no worker handles consumer {other}")),
         }
     }
 }

@@ -245,7 +245,7 @@ pub fn header(message: &Message, name: &str) -> Option<String> {
 /// `traceparent` header); `Span::none()` when traces are not exported, so that the hot path
 /// creates nothing.
 pub fn consumer_span(
-    name: &'static str,
+    name: &str,
     message: &Message,
     envelope: &EventEnvelope,
     traceparent: Option<&str>,

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use worker::certificate_authority::generate_dev_ca;
-use worker::config::WorkerConfig;
+use worker::config::{StreamAccess, WorkerConfig};
+use worker::consumer_registry::Guarantee;
 
 /// mimalloc instead of glibc malloc: allocation was the largest single cost in the profiles of
 /// the command path and the feed (BENCHMARKS.md).
@@ -36,8 +37,8 @@ enum Command {
     /// Configuration as for `run`.
     Replay {
         consumer: String,
-        #[arg(long)]
-        from: String,
+        #[arg(long, value_parser = parse_replay_start)]
+        from: nats::ReplayStart,
     },
 }
 
@@ -47,34 +48,46 @@ async fn main() -> ExitCode {
     bootstrap::exit_code(match cli.command.unwrap_or(Command::Run) {
         Command::Run => run().await,
         Command::DevCa { out } => dev_ca(&out),
-        Command::Replay { consumer, from } => replay(&consumer, &from).await,
+        Command::Replay { consumer, from } => replay(&consumer, from).await,
     })
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = WorkerConfig::from_env()?;
     let telemetry = bootstrap::init_telemetry(config.log_format, "worker");
-    let result = worker::startup::run(config, bootstrap::shutdown_signal()).await;
+    let result = worker::startup::run(config, bootstrap::shutdown_signal())
+        .await
+        .map_err(Into::into);
     // Blocking (it waits for the last export): off the async workers.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
 }
 
-async fn replay(consumer: &str, from: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let start = match chrono::DateTime::parse_from_rfc3339(from) {
-        Ok(time) => nats::ReplayStart::Time(time.with_timezone(&chrono::Utc)),
-        Err(_) => {
-            nats::ReplayStart::After(app::CommitPosition::from_cursor(from).map_err(|_| {
-                "--from: expected an RFC 3339 time or a position cursor from the feed"
-            })?)
+fn parse_replay_start(raw: &str) -> Result<nats::ReplayStart, String> {
+    match chrono::DateTime::parse_from_rfc3339(raw) {
+        Ok(time) => Ok(nats::ReplayStart::Time(time.with_timezone(&chrono::Utc))),
+        Err(_) => app::CommitPosition::from_cursor(raw)
+            .map(nats::ReplayStart::After)
+            .map_err(|_| "expected an RFC 3339 time or a position cursor from the feed".into()),
+    }
+}
+
+async fn replay(consumer: &str, from: nats::ReplayStart) -> Result<(), Box<dyn std::error::Error>> {
+    let access = StreamAccess::from_env()?;
+    let actor = bootstrap::cli_operator();
+    let report = worker::replay_command::replay_consumer(&access, consumer, from, &actor).await?;
+    let start = match (report.first_sequence, from) {
+        (Some(sequence), _) => format!("stream sequence {sequence}"),
+        (None, nats::ReplayStart::Time(time)) => format!("messages published since {time}"),
+        (None, nats::ReplayStart::After(position)) => format!("after {}", position.to_cursor()),
+    };
+    let note = match report.guarantee {
+        Guarantee::Replayable => "its read model is repaired as the workers catch up",
+        Guarantee::SideEffecting => {
+            "it acts outside the read models: only requests still open are signed"
         }
     };
-    let config = WorkerConfig::from_env()?;
-    let first = worker::startup::replay_consumer(&config, consumer, start).await?;
-    match first {
-        Some(sequence) => println!("{consumer}: replaying from stream sequence {sequence}"),
-        None => println!("{consumer}: replaying from {from}"),
-    }
+    println!("{consumer}: replaying from {start}, recorded as {actor}; {note}");
     Ok(())
 }
 

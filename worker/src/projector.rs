@@ -1,6 +1,7 @@
-//! A projector consumer: feeds a read model (`projections::BatchProjector`: `device_view`,
-//! `device_stats`) from JetStream in batches
-//! (whatever is ready, up to a limit), one transaction per batch, acking after commit.
+//! A projector consumer: feeds a registered read model (`projections::Projector`) from
+//! JetStream in batches (whatever is ready, up to a limit), one transaction per batch, acking
+//! after commit. Before consuming, the read model fills itself from the event store if it
+//! never did (a read model added later: the stream may no longer hold the oldest events).
 //!
 //! While a batch is applied its messages are kept with in-progress acks; while Postgres is
 //! down the batch is held until it is back (see `Deliveries::through_outages`). A batch that
@@ -8,26 +9,32 @@
 //! retried one message at a time, so that one bad message does not hold the others back; it
 //! alone is redelivered and, in the end, dead-lettered.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use app::EventEnvelope;
 use async_nats::jetstream::consumer::{pull, Consumer};
-use projections::{BatchProjector, ProjectionError};
+use async_trait::async_trait;
+use projections::Projector;
+use tokio_util::sync::CancellationToken;
 
 use nats::headers;
 
 use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
 use crate::intake::Received;
+use crate::message_handler::{HandlingError, MessageHandler};
 
-pub struct Projector {
-    projector: Arc<dyn BatchProjector>,
+pub struct ProjectorConsumer {
+    projector: Projector,
     deliveries: Deliveries,
     batch: usize,
+    /// The span of applying one event (`project <read model>`).
+    span_name: String,
 }
 
-impl Projector {
-    pub fn new(projector: Arc<dyn BatchProjector>, deliveries: Deliveries, batch: usize) -> Self {
+impl ProjectorConsumer {
+    pub fn new(projector: Projector, deliveries: Deliveries, batch: usize) -> Self {
         Self {
+            span_name: format!("project {}", projector.name()),
             projector,
             deliveries,
             batch,
@@ -36,8 +43,8 @@ impl Projector {
 
     /// Consumes until cancelled (the intake stops then, see `Deliveries::receive`), batch by
     /// batch: whatever is in hand, up to the batch size.
-    pub async fn run(&self, consumer: &Consumer<pull::Config>) -> Result<(), async_nats::Error> {
-        let mut intake = self.deliveries.receive(consumer.clone(), self.batch);
+    async fn run(&self, consumer: Consumer<pull::Config>) -> Result<(), async_nats::Error> {
+        let mut intake = self.deliveries.receive(consumer, self.batch);
         while let Some(first) = intake.recv().await {
             let mut batch = vec![first];
             while batch.len() < self.batch {
@@ -83,12 +90,7 @@ impl Projector {
             .map(|(received, envelope)| {
                 let message = &received.message;
                 let incoming = header(message, headers::TRACEPARENT);
-                consumer_span(
-                    span_name(self.projector.name()),
-                    message,
-                    envelope,
-                    incoming.as_deref(),
-                )
+                consumer_span(&self.span_name, message, envelope, incoming.as_deref())
             })
             .collect();
         let started = std::time::Instant::now();
@@ -96,7 +98,7 @@ impl Projector {
             .deliveries
             .through_outages(
                 batch.len(),
-                |e| matches!(e, ProjectionError::Store(_)),
+                |e: &projections::ProjectionError| e.is_transient(),
                 || self.projector.apply(&envelopes),
             )
             .await;
@@ -121,7 +123,7 @@ impl Projector {
                     self.deliveries.succeeded(&received.message).await;
                 }
             }
-            Err(ProjectionError::Store(e)) => {
+            Err(e) if e.is_transient() => {
                 let error = describe(&e);
                 for (received, _) in &batch {
                     self.deliveries
@@ -144,11 +146,33 @@ impl Projector {
     }
 }
 
-/// The span of applying one event to a read model, named after it.
-fn span_name(projection: &str) -> &'static str {
-    match projection {
-        projections::DEVICE_VIEW => "project device_view",
-        projections::DEVICE_STATS => "project device_stats",
-        _ => "project read model",
+#[async_trait]
+impl MessageHandler for ProjectorConsumer {
+    /// Fills the read model from the event store until that succeeds once (or the worker
+    /// stops).
+    async fn prepare(&self, cancel: &CancellationToken) {
+        loop {
+            match self.projector.fill_from_history().await {
+                Ok(_) => return,
+                Err(e) => tracing::warn!(
+                    projection = self.projector.name(),
+                    error = %e,
+                    "filling from the event store failed; retrying"
+                ),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn consume(&self, consumer: Consumer<pull::Config>) -> Result<(), async_nats::Error> {
+        self.run(consumer).await
+    }
+
+    async fn handle_again(&self, envelope: &EventEnvelope) -> Result<(), HandlingError> {
+        self.projector.apply(std::slice::from_ref(envelope)).await?;
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use app::{
     EventEnvelope, ProvisioningCause, ProvisioningOutcome, ProvisioningService, PublicEvent,
 };
 use async_nats::jetstream::consumer::{pull, Consumer};
+use async_trait::async_trait;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use nats::headers;
@@ -25,6 +26,7 @@ use tracing::Instrument;
 
 use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
 use crate::intake::Received;
+use crate::message_handler::{HandlingError, MessageHandler};
 
 pub struct Provisioner {
     service: Arc<ProvisioningService>,
@@ -47,8 +49,8 @@ impl Provisioner {
 
     /// Consumes until cancelled, then lets the requests in hand finish.
     /// (The intake stops at cancellation, see `Deliveries::receive`.)
-    pub async fn run(&self, consumer: &Consumer<pull::Config>) -> Result<(), async_nats::Error> {
-        let mut intake = self.deliveries.receive(consumer.clone(), self.concurrency);
+    async fn run(&self, consumer: Consumer<pull::Config>) -> Result<(), async_nats::Error> {
+        let mut intake = self.deliveries.receive(consumer, self.concurrency);
         let mut running = FuturesUnordered::new();
         let ended = loop {
             tokio::select! {
@@ -132,9 +134,26 @@ impl Provisioner {
     }
 }
 
+#[async_trait]
+impl MessageHandler for Provisioner {
+    async fn consume(&self, consumer: Consumer<pull::Config>) -> Result<(), async_nats::Error> {
+        self.run(consumer).await
+    }
+
+    async fn handle_again(&self, envelope: &EventEnvelope) -> Result<(), HandlingError> {
+        if !is_certificate_request(envelope) {
+            return Ok(());
+        }
+        self.service
+            .provision(envelope.subject, provisioning_cause(envelope, None))
+            .await?;
+        Ok(())
+    }
+}
+
 /// Whether the message announces a certificate request (a registration or a renewal). Only
 /// its device id is used: the request itself is read from the event store.
-pub(crate) fn is_certificate_request(envelope: &EventEnvelope) -> bool {
+fn is_certificate_request(envelope: &EventEnvelope) -> bool {
     matches!(
         envelope.event,
         PublicEvent::DeviceRegistered { .. } | PublicEvent::CertificateRenewalRequested { .. }
@@ -142,10 +161,7 @@ pub(crate) fn is_certificate_request(envelope: &EventEnvelope) -> bool {
 }
 
 /// Where the outcome command comes from: the provisioner, caused by this message.
-pub(crate) fn provisioning_cause(
-    envelope: &EventEnvelope,
-    traceparent: Option<String>,
-) -> ProvisioningCause {
+fn provisioning_cause(envelope: &EventEnvelope, traceparent: Option<String>) -> ProvisioningCause {
     ProvisioningCause {
         actor: "worker:provisioner",
         correlation_id: envelope.id.to_string(),

@@ -1,91 +1,49 @@
-//! Wiring the worker: adapters into services, services into consumers, and the relay; then
-//! running until shutdown and draining within the grace period.
+//! Wiring the worker: adapters into services, services into the consumer registry, and the
+//! relay, the dead-letter retrier and the health endpoint; then waiting for shutdown and
+//! draining within the grace period. The registry (`consumer_registry`) runs the consumers.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::{DeviceCommandService, ProvisioningService, PublicEvent, RetryPolicy};
+use app::{DeviceCommandService, ProvisioningService, RetryPolicy};
 use async_nats::jetstream;
-use backon::{BackoffBuilder, ExponentialBuilder};
-use nats::{durable_pull_consumer, ensure_stream, Relay};
-use projections::{BatchProjector, DeviceProjector, DeviceStatsProjector};
+use nats::Relay;
 use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::certificate_authority::{BlockingCa, LocalCa};
+use crate::certificate_authority::{BlockingCa, CaLoadError, LocalCa};
 use crate::config::WorkerConfig;
+use crate::consumer_registry::{worker_consumers, ConsumerRegistry, Services};
 use crate::dead_letter_retrier::DeadLetterRetrier;
 use crate::delivery::Deliveries;
-use crate::projector::Projector;
-use crate::provisioner::Provisioner;
 
-/// Durable consumer names: shared by every worker process on the same stream.
-pub const REGISTRATIONS_CONSUMER: &str = "provisioner-registrations";
-pub const RENEWALS_CONSUMER: &str = "provisioner-renewals";
-pub const DEVICE_VIEW_CONSUMER: &str = "projector-device_view";
-pub const DEVICE_STATS_CONSUMER: &str = "projector-device_stats";
-
-/// The subjects each consumer takes: the one definition, used by `run` and `worker replay`.
-fn consumer_filter(name: &str, stream: &nats::StreamSettings) -> Option<String> {
-    match name {
-        REGISTRATIONS_CONSUMER => {
-            Some(stream.subject_filter_for_type(PublicEvent::DEVICE_REGISTERED))
-        }
-        RENEWALS_CONSUMER => {
-            Some(stream.subject_filter_for_type(PublicEvent::CERTIFICATE_RENEWAL_REQUESTED))
-        }
-        DEVICE_VIEW_CONSUMER | DEVICE_STATS_CONSUMER => Some(stream.all_subjects()),
-        _ => None,
-    }
-}
-
-/// `worker replay`: recreates one consumer to deliver again from `start`.
-pub async fn replay_consumer(
-    config: &WorkerConfig,
-    name: &str,
-    start: nats::ReplayStart,
-) -> Result<Option<u64>, Box<dyn std::error::Error>> {
-    let filter = consumer_filter(name, &config.stream).ok_or_else(|| {
-        format!(
-            "no consumer {name:?}; the worker's are {REGISTRATIONS_CONSUMER}, {RENEWALS_CONSUMER}, {DEVICE_VIEW_CONSUMER}, {DEVICE_STATS_CONSUMER}"
-        )
-    })?;
-    let client = nats::connect(&config.nats).await?;
-    let js = jetstream::new(client.clone());
-    let mut stream = js
-        .get_stream(&config.stream.name)
-        .await
-        .map_err(|e| format!("stream {}: {e}", config.stream.name))?;
-    let first = nats::replay_consumer(&mut stream, name, filter, &config.consumers, start)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(consumer = name, ?start, "operator action: consumer replay");
-    let _ = client.drain().await;
-    Ok(first)
-}
-
-/// Runs the stats backfill until it succeeds (or the worker stops).
-async fn fill_from_history(stats: &DeviceStatsProjector, cancel: &CancellationToken) {
-    loop {
-        match stats.backfill().await {
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(projection = projections::DEVICE_STATS, error = %e, "backfill failed; retrying")
-            }
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot load the CA")]
+    Ca(#[from] CaLoadError),
+    #[error(transparent)]
+    Database(#[from] store::DatabaseUrlError),
+    #[error(transparent)]
+    Schema(#[from] store::schema::SchemaError),
+    #[error(transparent)]
+    Nats(#[from] nats::NatsError),
+    #[error(transparent)]
+    Metrics(#[from] bootstrap::MetricsRecorderError),
+    #[error("cannot serve health and metrics on {addr}")]
+    HealthEndpoint {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), StartupError> {
     let ca = LocalCa::from_pem_files(
         &config.ca_cert_path,
         &config.ca_key_path,
@@ -103,11 +61,15 @@ pub async fn run(
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),
         RetryPolicy::default(),
     ));
-    let provisioning = Arc::new(ProvisioningService::new(
-        event_store,
-        commands,
-        Arc::new(BlockingCa::new(ca, config.provisioner_concurrency)),
-    ));
+    let services = Services {
+        provisioning: Arc::new(ProvisioningService::new(
+            event_store,
+            commands,
+            Arc::new(BlockingCa::new(ca, config.provisioner_concurrency)),
+        )),
+        provisioner_concurrency: config.provisioner_concurrency,
+        projector_batch: config.projector_batch,
+    };
     let dead_letters = PostgresDeadLetters::new(pool.clone());
 
     let cancel = CancellationToken::new();
@@ -130,8 +92,15 @@ pub async fn run(
         })
         .with_metrics(bootstrap::install_metrics_recorder()?);
     config.features.report();
-    let listener = tokio::net::TcpListener::bind(config.health_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "health and metrics endpoints listening");
+    let listener = tokio::net::TcpListener::bind(config.health_addr)
+        .await
+        .map_err(|source| StartupError::HealthEndpoint {
+            addr: config.health_addr,
+            source,
+        })?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(addr = %addr, "health and metrics endpoints listening");
+    }
     {
         let (router, cancel) = (health.router::<()>(), cancel.clone());
         tasks.spawn(async move {
@@ -158,96 +127,34 @@ pub async fn run(
         tasks.spawn(async move { relay.run(cancel.cancelled_owned()).await });
     }
 
-    let deliveries = |name: &str| {
-        Deliveries::new(
-            name,
-            config.consumers.clone(),
-            dead_letters.clone(),
-            store::DatabaseProbe::new(pool.clone()),
-            cancel.clone(),
-        )
-    };
-    for name in [REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER] {
-        let provisioner = Provisioner::new(
-            provisioning.clone(),
-            deliveries(name),
-            config.provisioner_concurrency,
-        );
-        let filter = consumer_filter(name, &config.stream).expect("a worker consumer");
-        let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
-        tasks.spawn(async move {
-            keep_consuming(name, &cancel, || async {
-                let consumer = async {
-                    let stream = ensure_stream(&js, &config.stream).await?;
-                    durable_pull_consumer(&stream, name, filter.clone(), &config.consumers).await
-                };
-                let Some(consumer) = unless_cancelled(&cancel, consumer).await else {
-                    return Ok(());
-                };
-                provisioner.run(&consumer?).await
-            })
-            .await
-        });
-    }
-
+    let consumers = Arc::new(ConsumerRegistry::build(
+        worker_consumers(projections::projectors(&pool)),
+        &services,
+        |name| {
+            Deliveries::new(
+                name,
+                config.consumers.clone(),
+                dead_letters.clone(),
+                store::DatabaseProbe::new(pool.clone()),
+                cancel.clone(),
+            )
+        },
+    ));
+    consumers.run(&mut tasks, &js, &config.stream, &config.consumers, &cancel);
     {
         let retrier = DeadLetterRetrier::new(
             dead_letters.clone(),
-            provisioning.clone(),
-            DeviceProjector::new(pool.clone()),
-            DeviceStatsProjector::new(pool.clone()),
+            consumers.clone(),
             config.dead_letter_retry_lease,
         );
         let cancel = cancel.clone();
         tasks.spawn(async move { retrier.run(&cancel).await });
     }
 
-    let stats = DeviceStatsProjector::new(pool.clone());
-    let read_models: [(&'static str, Arc<dyn BatchProjector>); 2] = [
-        (
-            DEVICE_VIEW_CONSUMER,
-            Arc::new(DeviceProjector::new(pool.clone())),
-        ),
-        (DEVICE_STATS_CONSUMER, Arc::new(stats.clone())),
-    ];
-    for (name, read_model) in read_models {
-        let projector = Projector::new(read_model, deliveries(name), config.projector_batch);
-        let (js, config, cancel, stats) =
-            (js.clone(), config.clone(), cancel.clone(), stats.clone());
-        tasks.spawn(async move {
-            if name == DEVICE_STATS_CONSUMER {
-                // A projection added later fills itself from the event store first: the
-                // stream may no longer hold the oldest events.
-                fill_from_history(&stats, &cancel).await;
-            }
-            keep_consuming(name, &cancel, || async {
-                let consumer = async {
-                    let stream = ensure_stream(&js, &config.stream).await?;
-                    let filter = consumer_filter(name, &config.stream).expect("a worker consumer");
-                    durable_pull_consumer(&stream, name, filter, &config.consumers).await
-                };
-                let Some(consumer) = unless_cancelled(&cancel, consumer).await else {
-                    return Ok(());
-                };
-                projector.run(&consumer?).await
-            })
-            .await
-        });
-    }
-
-    {
-        let (js, stream, cancel) = (js.clone(), config.stream.name.clone(), cancel.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                () = report_consumer_lag(js, stream) => {}
-                () = cancel.cancelled() => {}
-            }
-        });
-    }
-
     tracing::info!(
         stream = %config.stream.name,
         relay = config.relay_enabled,
+        consumers = %consumers.names().join(","),
         provisioner_concurrency = config.provisioner_concurrency,
         "worker ready"
     );
@@ -272,84 +179,4 @@ pub async fn run(
     store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Every few seconds, how far behind each durable consumer is, as gauges: messages not yet
-/// delivered (`consumer_pending`) and delivered but not acknowledged (`consumer_ack_pending`).
-/// For the projector, their sum is the projection's lag in events.
-async fn report_consumer_lag(js: jetstream::Context, stream: String) {
-    let mut every = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        every.tick().await;
-        for name in [
-            REGISTRATIONS_CONSUMER,
-            RENEWALS_CONSUMER,
-            DEVICE_VIEW_CONSUMER,
-            DEVICE_STATS_CONSUMER,
-        ] {
-            let info = async {
-                let mut consumer: jetstream::consumer::PullConsumer =
-                    js.get_consumer_from_stream(name, &stream).await?;
-                Ok::<_, async_nats::Error>(consumer.info().await?.clone())
-            };
-            match tokio::time::timeout(Duration::from_secs(2), info).await {
-                Ok(Ok(info)) => {
-                    metrics::gauge!("consumer_pending", "consumer" => name)
-                        .set(info.num_pending as f64);
-                    metrics::gauge!("consumer_ack_pending", "consumer" => name)
-                        .set(info.num_ack_pending as f64);
-                }
-                Ok(Err(e)) => tracing::debug!(consumer = name, error = %e, "consumer info"),
-                Err(_) => tracing::debug!(consumer = name, "consumer info timed out"),
-            }
-        }
-    }
-}
-
-/// `work`'s result, or `None` if the worker is cancelled first (for steps that hold no
-/// message, such as binding to a consumer while NATS is down).
-async fn unless_cancelled<T>(
-    cancel: &CancellationToken,
-    work: impl Future<Output = T>,
-) -> Option<T> {
-    tokio::select! {
-        result = work => Some(result),
-        () = cancel.cancelled() => None,
-    }
-}
-
-/// Runs `consume` again whenever it ends with an error (NATS down, consumer deleted), with
-/// backoff, until cancelled. `consume` must return soon after `cancel` fires, once the
-/// messages it holds are settled.
-async fn keep_consuming<F, Fut>(name: &str, cancel: &CancellationToken, mut consume: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), async_nats::Error>>,
-{
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build();
-    while !cancel.is_cancelled() {
-        // Not raced against `cancel`: a consumer stops pulling when cancelled and finishes
-        // (and acks) the messages in hand; dropping it would cancel them wherever they wait.
-        // The shutdown grace period bounds how long that may take.
-        let result = consume().await;
-        if cancel.is_cancelled() {
-            return;
-        }
-        let delay = delays.next().unwrap_or(Duration::from_secs(5));
-        match result {
-            Ok(()) => tracing::info!(consumer = name, "message stream ended; resubscribing"),
-            Err(e) => {
-                tracing::warn!(consumer = name, error = %e, ?delay, "consumer failed; retrying")
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => return,
-        }
-    }
 }

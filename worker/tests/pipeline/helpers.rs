@@ -146,6 +146,20 @@ impl Stack {
             .expect("run worker")
     }
 
+    /// Runs an operator's `worker` command as an operator's shell would: with the stream side
+    /// of the configuration only (no CA) and no other variable (no `$USER` either).
+    pub fn worker_operator_command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &self.database_url)
+            .env("NATS_URL", &self.nats_url)
+            .env("NATS_STREAM", &self.stream)
+            .env("NATS_SUBJECT_PREFIX", &self.prefix)
+            .output()
+            .expect("run worker")
+    }
+
     /// Sends SIGTERM to worker `index` and waits (up to `timeout`) for it to exit.
     pub async fn stop_worker(&mut self, index: usize, timeout: Duration) {
         let worker = &mut self.workers[index];

@@ -74,6 +74,36 @@ async fn a_consumer_replays_from_a_position_or_a_time_and_the_others_do_not() {
     assert!(output.status.success(), "{output:?}");
     wait_for_rows(&stack, &ids).await;
 
+    // An operator's shell has no CA variables and may have no $USER: the replay needs
+    // neither, says what it did, and is on record with the operator's name.
+    let output = stack.worker_operator_command(&[
+        "replay",
+        "projector-device_stats",
+        "--from",
+        "2000-01-01T00:00:00Z",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.starts_with("projector-device_stats: replaying from"),
+        "{said}"
+    );
+    let recorded: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT actor, action, target FROM operator_actions ORDER BY at")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    let (actor, action, target) = &recorded[2];
+    assert_eq!(
+        (action.as_str(), target.as_str()),
+        ("replay", "consumer:projector-device_stats")
+    );
+    assert!(
+        actor.starts_with("cli:") && actor != "cli:unknown",
+        "{actor}"
+    );
+
     // The provisioner consumers were not replayed: nothing was signed again.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(stack.count_events("CertificateIssued").await, issued_before);
