@@ -16,7 +16,7 @@
 //! This crate owns SQL for `events`, `snapshots` (kept by the migrations for postgres-es's
 //! layout; nothing reads or writes it), `idempotency_keys`, `relay_checkpoints`,
 //! `dead_letters` and `operator_actions`, and nothing else: read models belong to the
-//! `projections` crate. It must not know about HTTP, and it decides nothing about devices.
+//! `projections` crate. It must not know about HTTP, nor run the aggregate's decisions.
 
 mod append_notifier;
 mod committed_events;

@@ -1,7 +1,7 @@
 //! `app::DeviceEventStore` on Postgres: loads a device's events and appends new ones, in the
 //! postgres-es table layout (one `events` table, optimistic concurrency on its primary key
-//! (aggregate type, aggregate id, sequence)). It decides nothing: the application lets the
-//! aggregate decide and hands over the events.
+//! (aggregate type, aggregate id, sequence)). No domain decision is made here: the
+//! application runs the aggregate and hands over the events it produced.
 //!
 //! Two statements, both ours. Why not cqrs-es's `PersistedEventStore` over a postgres-es
 //! repository, as before: its append takes the command's metadata as a string map and nothing

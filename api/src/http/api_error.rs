@@ -82,8 +82,7 @@ pub(super) struct Problem<'a> {
     /// For `invalid-field` and the Idempotency-Key problems: the field, parameter or header.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
-    /// For `device-already-registered`: the id of the device registered with that serial
-    /// number.
+    /// For `device-already-registered`: the id of the device registered with that serial number.
     #[serde(skip_serializing_if = "Option::is_none")]
     device_id: Option<Uuid>,
 }
