@@ -1,14 +1,19 @@
 //! Why a command was not accepted, as the application layer sees it.
 
-use domain::DeviceError;
+use domain::{DeviceError, DeviceId};
 
 /// Domain rejections (`Rejected`) and infrastructure failures (`Unavailable`) are different
 /// variants on purpose: the first is the client's to fix (4xx), the second is ours (503),
 /// and a 409 must never be mistaken for an outage or the other way round.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error(transparent)]
-    Rejected(#[from] DeviceError),
+    /// The device refused the command; `device_id` names it (for a registration, the device
+    /// already registered under that serial number).
+    #[error("device {device_id}: {rejection}")]
+    Rejected {
+        device_id: DeviceId,
+        rejection: DeviceError,
+    },
     #[error("the idempotency key was already used with a different request")]
     IdempotencyKeyReused,
     /// Every attempt lost an optimistic-concurrency race on the same device.

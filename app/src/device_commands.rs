@@ -1,11 +1,15 @@
 //! The command use cases: register, renew, decommission (public, idempotent by key) and the
 //! provisioner's outcomes (internal, idempotent by request id).
 //!
-//! Every public command runs the same loop: let the aggregate decide and append; on an
-//! optimistic-concurrency conflict, look the idempotency key up, and if it was not used,
-//! start over after a short jittered backoff, a bounded number of times.
-//! A registration's first attempt does not even read the device: it bets the device is new
-//! and lets the append's uniqueness check prove it (`History::AssumeNone`).
+//! The store only loads and appends; this module decides: it loads the device, lets the
+//! aggregate decide (`Device::decide`), folds the new events into its copy (`apply`) for the
+//! answer, and appends them at the loaded version, with the public command's idempotency
+//! claim. Every public command runs the same loop: decide and append; on an
+//! optimistic-concurrency conflict (the version or the key was taken), look the idempotency
+//! key up, and if it was not used, start over after a short jittered backoff, a bounded
+//! number of times. A registration's first attempt does not even read the device: it bets
+//! the device is new (`LoadedDevice::without_events`) and lets the append's uniqueness check
+//! (sequence 1 of the derived id) prove it.
 //!
 //! Why the key is not looked up before appending: the idempotency record, written by the
 //! store in the append's own transaction under a unique key, is what guarantees at most one
@@ -17,11 +21,16 @@
 //! conflict that no earlier request with this key explains is contention. So new commands,
 //! the common case, save a round trip, and duplicates, including concurrent ones that lost
 //! the race, are answered with the winner's response.
+//!
+//! Internal commands may start from a device their caller has just loaded (the provisioner
+//! reads it to find the open request): the first attempt decides on it, only a conflict
+//! reads again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use cqrs_es::Aggregate;
 use domain::{
     CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
     DecommissionReason, DeviceCommand, DeviceError, DeviceId, DeviceModel, DeviceStatus,
@@ -31,8 +40,8 @@ use domain::{
 use uuid::Uuid;
 
 use crate::{
-    Applied, CommandError, CommandMetadata, DeviceEventStore, History, IdempotencyClaim,
-    IdempotencyStore, StoreError,
+    AppendOutcome, CommandError, CommandMetadata, DeviceAppend, DeviceEventStore, IdempotencyClaim,
+    IdempotencyStore, LoadedDevice, OutcomeCountMismatch, StoreError,
 };
 
 /// How hard to try when other writers keep winning the race for the same device.
@@ -54,6 +63,16 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What an accepted command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The device's version after the command (= the sequence of its last event).
+    pub version: u64,
+    pub status: DeviceStatus,
+    /// 0 when the command was accepted but had nothing left to do.
+    pub events_appended: usize,
+}
+
 /// The answer to an accepted public command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
@@ -71,6 +90,15 @@ pub struct DeviceCommandService {
     retry: RetryPolicy,
 }
 
+/// What one decision and its append came to (store failures aside).
+enum Decided {
+    Applied(Applied),
+    Rejected(DeviceError),
+    /// The append lost a race: another writer took the version, or another request with the
+    /// same key committed. Nothing was written.
+    Conflict,
+}
+
 /// Why one attempt ended: only `Conflict` is worth another attempt.
 enum AttemptError {
     Conflict,
@@ -80,7 +108,6 @@ enum AttemptError {
 impl From<StoreError> for AttemptError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict => Self::Conflict,
             StoreError::Unavailable(e) => Self::Final(CommandError::Unavailable(e)),
             StoreError::Corrupt(e) => Self::Final(CommandError::Corrupt(e)),
         }
@@ -155,37 +182,42 @@ impl DeviceCommandService {
 
     /// Internal (provisioner): records the certificate issued for `request_id`. Applying the
     /// same outcome again, or an outcome for a superseded request, appends nothing.
+    ///
+    /// `loaded`: the device `id` as the caller has just loaded it, if it has; the first
+    /// attempt then decides on it instead of reading it again.
     pub async fn complete_provisioning(
         &self,
         metadata: CommandMetadata,
         id: DeviceId,
         request_id: CertificateRequestId,
         certificate: IssuedCertificate,
+        loaded: Option<LoadedDevice>,
     ) -> Result<Applied, CommandError> {
         let command = DeviceCommand::CompleteProvisioning(CompleteProvisioning {
             tenant: metadata.tenant.clone(),
             request_id,
             certificate,
         });
-        self.execute_internal("complete_provisioning", metadata, id, command)
+        self.execute_internal("complete_provisioning", metadata, id, command, loaded)
             .await
     }
 
     /// Internal (provisioner): records why `request_id` was refused. Idempotent like
-    /// [`Self::complete_provisioning`].
+    /// [`Self::complete_provisioning`], and `loaded` is the same.
     pub async fn fail_provisioning(
         &self,
         metadata: CommandMetadata,
         id: DeviceId,
         request_id: CertificateRequestId,
         failure: ProvisioningFailure,
+        loaded: Option<LoadedDevice>,
     ) -> Result<Applied, CommandError> {
         let command = DeviceCommand::FailProvisioning(FailProvisioning {
             tenant: metadata.tenant.clone(),
             request_id,
             failure,
         });
-        self.execute_internal("fail_provisioning", metadata, id, command)
+        self.execute_internal("fail_provisioning", metadata, id, command, loaded)
             .await
     }
 
@@ -193,12 +225,11 @@ impl DeviceCommandService {
     async fn execute_public(
         &self,
         name: &'static str,
-        mut metadata: CommandMetadata,
+        metadata: CommandMetadata,
         claim: IdempotencyClaim,
         id: DeviceId,
         command: DeviceCommand,
     ) -> Result<Accepted, CommandError> {
-        metadata.idempotency = Some(claim.clone());
         let (metadata, claim, command) = (&metadata, &claim, &command);
         let mut attempts = 0;
         let result = self
@@ -218,19 +249,37 @@ impl DeviceCommandService {
         metadata: CommandMetadata,
         id: DeviceId,
         command: DeviceCommand,
+        loaded: Option<LoadedDevice>,
     ) -> Result<Applied, CommandError> {
-        let metadata = &metadata;
-        let command = &command;
+        let (metadata, command) = (&metadata, &command);
+        let mut loaded = loaded;
         let result = self
-            .with_retries(|| async {
-                let applied = self
-                    .store
-                    .execute(id, command.clone(), metadata, History::Load)
-                    .await?;
-                let applied = applied.map_err(|r| AttemptError::Final(r.into()))?;
-                metrics::counter!("events_appended_total")
-                    .increment(applied.events_appended as u64);
-                Ok(applied)
+            .with_retries(|| {
+                // Only the first attempt may use the caller's copy: after a conflict it is stale.
+                let loaded = loaded.take();
+                async move {
+                    let loaded = match loaded {
+                        Some(loaded) => loaded,
+                        None => self.store.load(id).await?,
+                    };
+                    match self
+                        .decide_and_append(id, loaded, command, metadata, None)
+                        .await?
+                    {
+                        Decided::Applied(applied) => {
+                            metrics::counter!("events_appended_total")
+                                .increment(applied.events_appended as u64);
+                            Ok(applied)
+                        }
+                        Decided::Rejected(rejection) => {
+                            Err(AttemptError::Final(CommandError::Rejected {
+                                device_id: id,
+                                rejection,
+                            }))
+                        }
+                        Decided::Conflict => Err(AttemptError::Conflict),
+                    }
+                }
             })
             .await;
         record_outcome(name, &result.as_ref().map(|_| false));
@@ -271,36 +320,96 @@ impl DeviceCommandService {
             // Bet that the device is new (it nearly always is): decide without reading it.
             // A lost bet (the device exists, or this key was used) is not contention, so it
             // is settled now, on the full path below, rather than after a backoff.
+            let assumed = LoadedDevice::without_events();
             match self
-                .store
-                .execute(id, command.clone(), metadata, History::AssumeNone)
-                .await
+                .decide_and_append(id, assumed, command, metadata, Some(claim))
+                .await?
             {
-                Err(StoreError::Conflict) => {
+                Decided::Conflict => {
                     if let Some(accepted) = self.replay(claim).await? {
                         return Ok(accepted);
                     }
                 }
-                outcome => return self.answer(id, outcome, claim).await,
+                decided => return self.answer(id, decided, claim).await,
             }
         }
-        let outcome = self
-            .store
-            .execute(id, command.clone(), metadata, History::Load)
-            .await;
-        self.answer(id, outcome, claim).await
+        let loaded = self.store.load(id).await?;
+        let decided = self
+            .decide_and_append(id, loaded, command, metadata, Some(claim))
+            .await?;
+        self.answer(id, decided, claim).await
     }
 
-    /// Turns the store's outcome into the answer: accepted, or refused (or contention) unless
-    /// an earlier request with this key explains the refusal or the conflict.
+    /// Lets the device decide on `command` in the `loaded` state and appends the events at
+    /// the loaded version (with `claim`, atomically). Nothing is appended for a refusal, nor
+    /// for an accepted command that has nothing left to do.
+    async fn decide_and_append(
+        &self,
+        id: DeviceId,
+        loaded: LoadedDevice,
+        command: &DeviceCommand,
+        metadata: &CommandMetadata,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Decided, StoreError> {
+        let LoadedDevice {
+            mut device,
+            version,
+        } = loaded;
+        let events = match device.decide(command.clone()) {
+            Ok(events) => events,
+            Err(rejection) => return Ok(Decided::Rejected(rejection)),
+        };
+        // Fold the new events into our copy: the status we answer with is the state right
+        // after them.
+        for event in &events {
+            device.apply(event.clone());
+        }
+        let status = device
+            .status()
+            .expect("a device that accepted a command is registered");
+        if events.is_empty() {
+            return Ok(Decided::Applied(Applied {
+                version,
+                status,
+                events_appended: 0,
+            }));
+        }
+        let append = DeviceAppend {
+            device_id: id,
+            expected_version: version,
+            events: &events,
+            metadata,
+            claim,
+        };
+        let outcomes = self.store.append(std::slice::from_ref(&append)).await?;
+        let [outcome] = outcomes[..] else {
+            return Err(StoreError::Corrupt(Box::new(OutcomeCountMismatch {
+                appended: 1,
+                answered: outcomes.len(),
+            })));
+        };
+        Ok(match outcome {
+            AppendOutcome::Appended { version } => Decided::Applied(Applied {
+                version,
+                status,
+                events_appended: events.len(),
+            }),
+            // Either way nothing was written, and the key's record (if that is what we
+            // collided with) tells the caller whether this is a replay.
+            AppendOutcome::VersionConflict | AppendOutcome::KeyAlreadyClaimed => Decided::Conflict,
+        })
+    }
+
+    /// Turns what an attempt decided into the answer: accepted, or refused (or contention)
+    /// unless an earlier request with this key explains the refusal or the conflict.
     async fn answer(
         &self,
         id: DeviceId,
-        outcome: Result<Result<Applied, DeviceError>, StoreError>,
+        decided: Decided,
         claim: &IdempotencyClaim,
     ) -> Result<Accepted, AttemptError> {
-        let refusal = match outcome {
-            Ok(Ok(applied)) => {
+        let refusal = match decided {
+            Decided::Applied(applied) => {
                 metrics::counter!("events_appended_total")
                     .increment(applied.events_appended as u64);
                 return Ok(Accepted {
@@ -311,11 +420,13 @@ impl DeviceCommandService {
                 });
             }
             // E.g. an earlier request with this key is why the device "already exists".
-            Ok(Err(rejection)) => AttemptError::Final(rejection.into()),
+            Decided::Rejected(rejection) => AttemptError::Final(CommandError::Rejected {
+                device_id: id,
+                rejection,
+            }),
             // E.g. an earlier request with this key holds the key's record, which the append
             // collided with: that is a replay, not contention, on any attempt.
-            Err(StoreError::Conflict) => AttemptError::Conflict,
-            Err(failure) => return Err(failure.into()),
+            Decided::Conflict => AttemptError::Conflict,
         };
         // The earlier request's record committed with its events, so it is visible now.
         match self.replay(claim).await? {
@@ -332,18 +443,12 @@ impl DeviceCommandService {
         if record.fingerprint != claim.fingerprint {
             return Err(AttemptError::Final(CommandError::IdempotencyKeyReused));
         }
-        let device = self
-            .store
-            .device_at(record.device_id, record.version)
-            .await?;
-        let status = device.status().ok_or_else(|| {
-            AttemptError::Final(CommandError::Corrupt(
-                format!(
-                    "idempotency record points at device {} version {} which has no events",
-                    record.device_id, record.version
-                )
-                .into(),
-            ))
+        let loaded = self.store.load_at(record.device_id, record.version).await?;
+        let status = loaded.device.status().ok_or_else(|| {
+            AttemptError::Final(CommandError::Corrupt(Box::new(DanglingIdempotencyRecord {
+                device_id: record.device_id,
+                version: record.version,
+            })))
         })?;
         Ok(Some(Accepted {
             device_id: record.device_id,
@@ -354,6 +459,15 @@ impl DeviceCommandService {
     }
 }
 
+/// An idempotency record whose device has no events: the store lost events it committed
+/// together with the record, or was edited by hand.
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency record points at device {device_id} version {version}, which has no events")]
+struct DanglingIdempotencyRecord {
+    device_id: DeviceId,
+    version: u64,
+}
+
 fn new_request_id() -> CertificateRequestId {
     CertificateRequestId::from_uuid(Uuid::now_v7())
 }
@@ -362,7 +476,7 @@ fn record_outcome(command: &'static str, result: &Result<bool, &CommandError>) {
     let outcome = match result {
         Ok(false) => "accepted",
         Ok(true) => "replayed",
-        Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::Rejected { .. }) => "rejected",
         Err(CommandError::IdempotencyKeyReused) => "idempotency_key_reused",
         Err(CommandError::ConcurrencyConflict) => "concurrency_conflict",
         Err(CommandError::Unavailable(_)) => "unavailable",

@@ -1,59 +1,103 @@
-//! Port: the event store as the command service needs it.
+//! Port: the event store as the command path needs it, storage only. It loads a device's
+//! events and appends new ones; it never decides anything (the application services call
+//! `Device::decide` and `apply`).
+//!
+//! An append is optimistic: it names the version its events were decided on, and fails
+//! with nothing written if the device has moved since. It may carry an idempotency claim,
+//! recorded atomically with its events, so that a command and its key commit together or
+//! not at all.
+//!
+//! Appends come in batches, each with its own outcome, so that an adapter may one day commit
+//! several commands' appends together (one statement, one transaction) without another
+//! redesign: a conflict or a taken key fails only its own append. Today's callers append
+//! one at a time.
 
 use async_trait::async_trait;
-use domain::{Device, DeviceCommand, DeviceError, DeviceId, DeviceStatus};
+use domain::{Device, DeviceEvent, DeviceId};
 
-use crate::CommandMetadata;
+use crate::{CommandMetadata, IdempotencyClaim};
 
-/// What an accepted command did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applied {
-    /// The device's version after the command (= the sequence of its last event).
+/// A device as the store holds it: the state after its first `version` events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedDevice {
+    pub device: Device,
+    /// The sequence of the last event folded into `device`; 0 for a device without events.
+    /// An append decided on this state expects this version.
     pub version: u64,
-    pub status: DeviceStatus,
-    /// 0 when the command was accepted but had nothing left to do.
-    pub events_appended: usize,
 }
 
-/// What the store should assume about the device's history before deciding.
+impl LoadedDevice {
+    /// A device with no events, as a command that creates one may assume without reading:
+    /// if the device does exist, the append at version 0 conflicts.
+    pub fn without_events() -> Self {
+        Self {
+            device: Device::default(),
+            version: 0,
+        }
+    }
+}
+
+/// One command's events, to be appended after `expected_version`.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceAppend<'a> {
+    pub device_id: DeviceId,
+    /// The version the events were decided on: the first event becomes `expected_version + 1`.
+    pub expected_version: u64,
+    /// Not empty in practice: a decision that produced no events has nothing to append. (An
+    /// append without events writes nothing, its claim included, and is answered `Appended`
+    /// at `expected_version`.)
+    pub events: &'a [DeviceEvent],
+    /// Stored with every event (who asked, under which request, the trace to continue).
+    pub metadata: &'a CommandMetadata,
+    /// The public command's idempotency key and request fingerprint, recorded in the same
+    /// transaction as the events, with the version they bring the device to.
+    pub claim: Option<&'a IdempotencyClaim>,
+}
+
+/// What became of one append. Every outcome but `Appended` wrote nothing of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum History {
-    /// Read the device's events, then decide.
-    Load,
-    /// Decide on a device with no events, without reading: saves a round trip for commands
-    /// that create a device. If the device does exist, the append at sequence 1 fails with
-    /// [`StoreError::Conflict`] and the caller must retry with `Load`.
-    AssumeNone,
+pub enum AppendOutcome {
+    /// The events committed; the device is now at `version`.
+    Appended { version: u64 },
+    /// Another writer appended to the device after `expected_version`.
+    VersionConflict,
+    /// Another command already recorded the claim's key (tenant, route, key).
+    KeyAlreadyClaimed,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Another writer appended to the device (or used the idempotency key) between our read
-    /// and our append; nothing was written. Safe to retry from the read.
-    #[error("optimistic concurrency conflict")]
-    Conflict,
     #[error("the store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store holds (or answered) something this code cannot interpret.
     #[error("the store holds data that cannot be read")]
     Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// An adapter answered a batch with another number of outcomes than it was given appends:
+/// a bug in the adapter, reported as [`StoreError::Corrupt`].
+#[derive(Debug, thiserror::Error)]
+#[error("the event store answered {answered} outcomes for {appended} appends")]
+pub struct OutcomeCountMismatch {
+    pub appended: usize,
+    pub answered: usize,
+}
+
 #[async_trait]
 pub trait DeviceEventStore: Send + Sync + 'static {
-    /// Loads the device, lets it decide on `command`, and appends the resulting events with
-    /// `metadata`, atomically and with optimistic concurrency on (device id, sequence).
-    ///
-    /// `Ok(Err(_))` is a domain rejection (nothing was written); `Err(_)` is a store failure.
-    async fn execute(
-        &self,
-        id: DeviceId,
-        command: DeviceCommand,
-        metadata: &CommandMetadata,
-        history: History,
-    ) -> Result<Result<Applied, DeviceError>, StoreError>;
+    /// The device as it is now (no events: `LoadedDevice::without_events`).
+    async fn load(&self, id: DeviceId) -> Result<LoadedDevice, StoreError>;
 
-    /// The device as it was right after `version` (`u64::MAX`: as it is now). Used to answer
-    /// a replayed request with exactly what the original request was answered, and by the
-    /// provisioner to see whether a certificate request is still open.
-    async fn device_at(&self, id: DeviceId, version: u64) -> Result<Device, StoreError>;
+    /// The device as it was right after `version` (or now, if it has not got that far).
+    /// Used to answer a replayed request with exactly what the original request was answered.
+    async fn load_at(&self, id: DeviceId, version: u64) -> Result<LoadedDevice, StoreError>;
+
+    /// Appends each of `appends` atomically with its claim, with optimistic concurrency on
+    /// (device, version); returns one outcome per append, in order. One append's conflict
+    /// does not fail the others.
+    ///
+    /// `Err(_)`: the store failed; an append may or may not have committed (as with any
+    /// answer lost on the way), which the idempotency records and the internal commands'
+    /// idempotence make safe to retry.
+    async fn append(&self, appends: &[DeviceAppend<'_>]) -> Result<Vec<AppendOutcome>, StoreError>;
 }

@@ -1,5 +1,5 @@
-//! The value types of idempotent requests: the client's key, the scope it is valid in and
-//! the fingerprint of the request it was first used with.
+//! The value types of idempotent requests: the client's key, the scope it is valid in, the
+//! fingerprint of the request it was first used with, and the claim a command makes on it.
 
 use domain::TenantId;
 use sha2::{Digest, Sha256};
@@ -36,6 +36,14 @@ pub struct IdempotencyScope {
     pub tenant: TenantId,
     pub route: String,
     pub key: IdempotencyKey,
+}
+
+/// The idempotency key a public command was sent with and the fingerprint of its body: the
+/// event store records it with the command's events, in the same transaction.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub scope: IdempotencyScope,
+    pub fingerprint: RequestFingerprint,
 }
 
 /// SHA-256 of the canonical request body.

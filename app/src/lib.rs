@@ -23,12 +23,14 @@ mod projection_operations;
 mod provisioning;
 
 pub use command_error::CommandError;
-pub use command_metadata::{CommandMetadata, IdempotencyClaim};
+pub use command_metadata::CommandMetadata;
 pub use dead_letter_operations::{
     DeadLetterActionError, DeadLetterFilter, DeadLetterOperations, DeadLetterState, DeadLetterView,
 };
-pub use device_commands::{Accepted, DeviceCommandService, RetryPolicy};
-pub use device_event_store::{Applied, DeviceEventStore, History, StoreError};
+pub use device_commands::{Accepted, Applied, DeviceCommandService, RetryPolicy};
+pub use device_event_store::{
+    AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, OutcomeCountMismatch, StoreError,
+};
 pub use device_queries::{
     DeviceFilter, DevicePage, DeviceQueryService, DeviceReadError, DeviceReadModel, DeviceView,
     EventPage, HistoryCursor, HistoryPage, ListCursor, ReadModelChanges,
@@ -38,7 +40,7 @@ pub use event_contract::{
     event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
 };
 pub use event_log::EventLog;
-pub use idempotency::{IdempotencyKey, IdempotencyScope, RequestFingerprint};
+pub use idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
 pub use long_poll_slots::{LongPollLimitReached, LongPollLimits, LongPollSlots};
 pub use projection_operations::{

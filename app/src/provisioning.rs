@@ -5,6 +5,11 @@
 //! which device to look at, and signs the CSR that device's events recorded for its open
 //! request (never one carried by a message).
 //!
+//! The device is read once per message: the open request is taken from that read, and the
+//! outcome is decided on the same state and appended at its version
+//! (`DeviceCommandService::complete_provisioning` with the loaded device); only a conflict
+//! (another writer appended meanwhile) reads it again, within the command retry budget.
+//!
 //! At most one certificate per request reaches the device's history, however often the
 //! request's message is delivered: the request is signed only while it is still the device's
 //! open request, and recording an outcome for a request that is no longer open appends
@@ -110,7 +115,10 @@ impl ProvisioningService {
         device_id: DeviceId,
         cause: ProvisioningCause,
     ) -> Result<ProvisioningOutcome, ProvisioningError> {
-        let device = self.store.device_at(device_id, u64::MAX).await?;
+        // The only read of the device for this message: the outcome is decided on this
+        // state and appended at its version; only a conflict reads it again.
+        let loaded = self.store.load(device_id).await?;
+        let device = &loaded.device;
         let (Some(serial_number), Some(tenant), Some(open)) = (
             device.serial_number(),
             device.tenant(),
@@ -125,7 +133,6 @@ impl ProvisioningService {
             actor: cause.actor.to_owned(),
             request_id: cause.correlation_id,
             traceparent: cause.traceparent,
-            idempotency: None,
         };
         let request = CertificateRequest {
             device_id,
@@ -140,7 +147,13 @@ impl ProvisioningService {
             Ok(certificate) => {
                 let applied = self
                     .commands
-                    .complete_provisioning(metadata, device_id, request_id, certificate)
+                    .complete_provisioning(
+                        metadata,
+                        device_id,
+                        request_id,
+                        certificate,
+                        Some(loaded),
+                    )
                     .await?;
                 Ok(if applied.events_appended > 0 {
                     ProvisioningOutcome::Issued
@@ -152,7 +165,7 @@ impl ProvisioningService {
                 tracing::info!(code = ?failure.code, "certificate request refused");
                 let applied = self
                     .commands
-                    .fail_provisioning(metadata, device_id, request_id, failure)
+                    .fail_provisioning(metadata, device_id, request_id, failure, Some(loaded))
                     .await?;
                 Ok(if applied.events_appended > 0 {
                     ProvisioningOutcome::Failed

@@ -3,9 +3,9 @@
 //!
 //! This crate must stay free of I/O: no database, no network, no clock, no randomness.
 //! Anything that needs them (the current time, a fresh request id) is passed in through a
-//! command by the application layer. The aggregate implements `cqrs_es::Aggregate`, so the
-//! event store adapter can load and persist it, and its tests use cqrs-es's given/when/then
-//! framework.
+//! command by the application layer. The aggregate implements `cqrs_es::Aggregate`: the
+//! application decides with it and folds events with its `apply`, and its tests use cqrs-es's
+//! given/when/then framework.
 //!
 //! Value types are parsed once, at the edge (`SerialNumber::parse`, `CertificateSigningRequest::from_pem`,
 //! ...); once a value of such a type exists it is valid and nobody re-checks it.

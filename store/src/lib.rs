@@ -1,8 +1,9 @@
 //! Postgres adapters behind the application's ports, and the schema they need.
 //!
-//! - [`PostgresDeviceStore`]: the event store (cqrs-es's `PersistedEventStore` over
-//!   postgres-es's table and reads, appending in one statement), implementing
-//!   `app::DeviceEventStore`.
+//! - [`PostgresDeviceStore`]: the event store, storage only (loads a device's events, appends
+//!   a command's events with its idempotency record in one statement, in postgres-es's table
+//!   layout), implementing `app::DeviceEventStore`; `event_metadata` is how a command's
+//!   metadata is stored with its events.
 //! - [`PostgresIdempotencyStore`]: reads the idempotency records that the append writes in the
 //!   same statement as a command's events; purges them after the retention period.
 //! - [`PostgresEventLog`]: the events read back (tenant feed in commit order, a device's
@@ -12,15 +13,17 @@
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
 //!
-//! This crate owns SQL for `events`, `snapshots`, `idempotency_keys`, `relay_checkpoints`,
+//! This crate owns SQL for `events`, `snapshots` (kept by the migrations for postgres-es's
+//! layout; nothing reads or writes it), `idempotency_keys`, `relay_checkpoints`,
 //! `dead_letters` and `operator_actions`, and nothing else: read models belong to the
-//! `projections` crate. It must not know about HTTP.
+//! `projections` crate. It must not know about HTTP, nor run the aggregate's decisions.
 
 mod append_notifier;
 mod committed_events;
 mod database;
 mod database_ping;
 mod dead_letters;
+mod event_metadata;
 mod operator_actions;
 mod postgres_device_store;
 mod postgres_event_log;
@@ -28,7 +31,6 @@ mod postgres_idempotency_store;
 mod recorded_event_row;
 mod relay_lease;
 pub mod schema;
-mod single_statement_event_repository;
 
 pub use append_notifier::AppendNotifier;
 pub use committed_events::{committed_events_after, visible_events_after, CommittedBatch};

@@ -6,8 +6,9 @@
 use app::{CommandError, DeviceReadError, LongPollLimitReached, StoreError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::DeviceError;
+use domain::{DeviceError, DeviceId};
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::current_request_id;
 use crate::auth::{AuthError, Scope};
@@ -30,6 +31,10 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
+    /// RegisterDevice for a serial number the tenant already registered, under another key:
+    /// names the device, so that the client can read it instead.
+    #[error("a device with this serial number is already registered: {0}")]
+    DeviceAlreadyRegistered(DeviceId),
     #[error("{0}")]
     Conflict(DeviceError),
     #[error(
@@ -77,6 +82,9 @@ pub(super) struct Problem<'a> {
     /// For `invalid-field` and the Idempotency-Key problems: the field, parameter or header.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// For `device-already-registered`: the id of the device registered with that serial number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<Uuid>,
 }
 
 impl ApiError {
@@ -109,7 +117,9 @@ impl ApiError {
                 "method-not-allowed",
                 "Method not allowed",
             ),
-            Self::Conflict(DeviceError::AlreadyRegistered) => (
+            // `Conflict(AlreadyRegistered)` is not produced: `From<CommandError>` names the
+            // device.
+            Self::DeviceAlreadyRegistered(_) | Self::Conflict(DeviceError::AlreadyRegistered) => (
                 S::CONFLICT,
                 "device-already-registered",
                 "Device already registered",
@@ -175,8 +185,15 @@ impl ApiError {
 impl From<CommandError> for ApiError {
     fn from(err: CommandError) -> Self {
         match err {
-            CommandError::Rejected(DeviceError::NotFound) => Self::NotFound,
-            CommandError::Rejected(rejection) => Self::Conflict(rejection),
+            CommandError::Rejected {
+                rejection: DeviceError::NotFound,
+                ..
+            } => Self::NotFound,
+            CommandError::Rejected {
+                rejection: DeviceError::AlreadyRegistered,
+                device_id,
+            } => Self::DeviceAlreadyRegistered(device_id),
+            CommandError::Rejected { rejection, .. } => Self::Conflict(rejection),
             CommandError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             CommandError::ConcurrencyConflict => Self::ConcurrencyConflict,
             CommandError::Unavailable(cause) => {
@@ -226,7 +243,7 @@ impl From<DeviceReadError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict | StoreError::Unavailable(_) => {
+            StoreError::Unavailable(_) => {
                 tracing::warn!(error = %err, error.sources = ?err, "dependency unavailable");
                 Self::Unavailable
             }
@@ -246,6 +263,10 @@ impl IntoResponse for ApiError {
             Self::MissingIdempotencyKey | Self::InvalidIdempotencyKey(_) => Some("Idempotency-Key"),
             _ => None,
         };
+        let device_id = match &self {
+            Self::DeviceAlreadyRegistered(id) => Some(id.as_uuid()),
+            _ => None,
+        };
         let problem = Problem {
             type_: format!("/problems/{slug}"),
             title,
@@ -253,6 +274,7 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
             request_id: current_request_id().unwrap_or_default(),
             field,
+            device_id,
         };
         let body = serde_json::to_vec(&problem).expect("a problem always serialises");
         let mut response = (status, body).into_response();

@@ -111,7 +111,7 @@ struct CommandHeaders {
             ("Location" = String, description = "The device's URL"),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored outcome of an earlier request with the same key"))),
         (status = 400, description = "`invalid-field`, `malformed-body`, `idempotency-key-missing` or `idempotency-key-invalid`"),
-        (status = 409, description = "`device-already-registered`, or `concurrent-modification` (retry with the same key)"),
+        (status = 409, description = "`device-already-registered` (its `device_id` names the registered device), or `concurrent-modification` (retry with the same key)"),
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
         (status = 422, description = "`idempotency-key-reused` with another body"),
@@ -221,7 +221,6 @@ fn metadata(principal: &Principal) -> CommandMetadata {
         actor: principal.subject.clone(),
         request_id: current_request_id().unwrap_or_default(),
         traceparent: current_traceparent(),
-        idempotency: None,
     }
 }
 

@@ -5,9 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use app::{Applied, CommandMetadata, DeviceEventStore, History, StoreError};
+use app::{AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, StoreError};
 use async_trait::async_trait;
-use domain::{Device, DeviceCommand, DeviceError, DeviceId};
+use domain::DeviceId;
 use serde_json::Value;
 use store::PostgresDeviceStore;
 
@@ -19,19 +19,17 @@ struct CommitsThenHangs(PostgresDeviceStore);
 
 #[async_trait]
 impl DeviceEventStore for CommitsThenHangs {
-    async fn execute(
-        &self,
-        id: DeviceId,
-        command: DeviceCommand,
-        metadata: &CommandMetadata,
-        history: History,
-    ) -> Result<Result<Applied, DeviceError>, StoreError> {
-        let _committed = self.0.execute(id, command, metadata, history).await;
-        std::future::pending().await
+    async fn load(&self, id: DeviceId) -> Result<LoadedDevice, StoreError> {
+        self.0.load(id).await
     }
 
-    async fn device_at(&self, id: DeviceId, version: u64) -> Result<Device, StoreError> {
-        self.0.device_at(id, version).await
+    async fn load_at(&self, id: DeviceId, version: u64) -> Result<LoadedDevice, StoreError> {
+        self.0.load_at(id, version).await
+    }
+
+    async fn append(&self, appends: &[DeviceAppend<'_>]) -> Result<Vec<AppendOutcome>, StoreError> {
+        let _committed = self.0.append(appends).await;
+        std::future::pending().await
     }
 }
 

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use api::http::HttpLimits;
-use app::{Applied, CommandMetadata, DeviceEventStore, History, StoreError};
+use app::{AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, StoreError};
 use async_trait::async_trait;
-use domain::{Device, DeviceCommand, DeviceError, DeviceId};
+use domain::DeviceId;
 use sqlx::postgres::PgPoolOptions;
 use store::PostgresDeviceStore;
 
@@ -40,20 +40,19 @@ struct Stalled;
 
 #[async_trait]
 impl DeviceEventStore for Stalled {
-    async fn execute(
-        &self,
-        _: DeviceId,
-        _: DeviceCommand,
-        _: &CommandMetadata,
-        _: History,
-    ) -> Result<Result<Applied, DeviceError>, StoreError> {
+    async fn load(&self, _: DeviceId) -> Result<LoadedDevice, StoreError> {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        Err(StoreError::Conflict)
+        Ok(LoadedDevice::without_events())
     }
 
-    async fn device_at(&self, _: DeviceId, _: u64) -> Result<Device, StoreError> {
+    async fn load_at(&self, _: DeviceId, _: u64) -> Result<LoadedDevice, StoreError> {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        Ok(Device::default())
+        Ok(LoadedDevice::without_events())
+    }
+
+    async fn append(&self, appends: &[DeviceAppend<'_>]) -> Result<Vec<AppendOutcome>, StoreError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(vec![AppendOutcome::VersionConflict; appends.len()])
     }
 }
 

@@ -243,7 +243,6 @@ impl TestApp {
                     actor: "test-provisioner".into(),
                     request_id: "test".into(),
                     traceparent: None,
-                    idempotency: None,
                 },
                 DeviceId::from_uuid(id),
                 CertificateRequestId::from_uuid(request_id),
@@ -254,6 +253,7 @@ impl TestApp {
                     not_before: now,
                     not_after: now,
                 },
+                None,
             )
             .await
             .expect("complete provisioning");

@@ -67,6 +67,28 @@ async fn the_same_serial_under_another_key_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn an_already_registered_serial_names_the_registered_device() {
+    let app = spawn_app().await;
+    let serial = unique_serial();
+    let registered: Value = app
+        .register(&new_key(), &registration(&serial))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = registered["id"].as_str().unwrap();
+
+    let response = app.register(&new_key(), &registration(&serial)).await;
+
+    let problem = assert_problem(response, 409, "device-already-registered").await;
+    assert_eq!(problem["device_id"], id, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains(id),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
 async fn the_same_serial_in_another_tenant_is_another_device() {
     let app = spawn_app().await;
     let serial = unique_serial();

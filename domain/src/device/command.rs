@@ -19,8 +19,8 @@ pub enum DeviceCommand {
 }
 
 impl DeviceCommand {
-    /// Whether the command can only succeed on a device without history. The store may then
-    /// decide on an empty device without reading first and let the append's uniqueness check
+    /// Whether the command can only succeed on a device without history. The application may
+    /// then decide on an empty device without reading first and let the append's uniqueness check
     /// (sequence 1 of this id) prove the guess; a wrong guess is an ordinary conflict.
     pub fn creates_device(&self) -> bool {
         matches!(self, Self::Register(_))

@@ -18,7 +18,6 @@ pub fn metadata() -> CommandMetadata {
         actor: "test".into(),
         request_id: "test".into(),
         traceparent: None,
-        idempotency: None,
     }
 }
 
@@ -69,6 +68,7 @@ pub async fn provisioned_device(pool: &PgPool) -> Vec<EventEnvelope> {
                 not_before: now,
                 not_after: now,
             },
+            None,
         )
         .await
         .unwrap();

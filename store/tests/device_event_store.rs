@@ -1,0 +1,259 @@
+//! The storage-only event store port on Postgres: loads at a version, appends with optimistic
+//! concurrency and an idempotency claim, one outcome per append of a batch, nothing written
+//! for an append that conflicts.
+
+use app::{
+    AppendOutcome, CommandMetadata, DeviceAppend, DeviceEventStore, IdempotencyClaim,
+    IdempotencyKey, IdempotencyScope, IdempotencyStore, RequestFingerprint,
+};
+use domain::{
+    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceEvent, DeviceId,
+    DeviceModel, DeviceStatus, Labels, SerialNumber, TenantId,
+};
+use sqlx::PgPool;
+use store::{PostgresDeviceStore, PostgresIdempotencyStore};
+
+fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+fn metadata() -> CommandMetadata {
+    CommandMetadata {
+        tenant: tenant(),
+        actor: "test".into(),
+        request_id: "req-1".into(),
+        traceparent: None,
+    }
+}
+
+fn claim(key: &str, route: &str) -> IdempotencyClaim {
+    IdempotencyClaim {
+        scope: IdempotencyScope {
+            tenant: tenant(),
+            route: route.into(),
+            key: IdempotencyKey::parse(key).unwrap(),
+        },
+        fingerprint: RequestFingerprint::of(key.as_bytes()),
+    }
+}
+
+/// A new device's id and its registration event.
+fn registration() -> (DeviceId, DeviceEvent) {
+    let serial = testkit::unique_serial();
+    let serial_number = SerialNumber::parse(&serial).unwrap();
+    let id = DeviceId::derive(&tenant(), &serial_number);
+    let event = DeviceEvent::DeviceRegistered {
+        tenant: tenant(),
+        serial_number,
+        model: DeviceModel::parse("X1").unwrap(),
+        labels: Labels::default(),
+        csr: CertificateSigningRequest::from_pem(&testkit::csr_for(&serial)).unwrap(),
+        request_id: CertificateRequestId::from_uuid(uuid::Uuid::now_v7()),
+    };
+    (id, event)
+}
+
+fn decommissioned() -> DeviceEvent {
+    DeviceEvent::DeviceDecommissioned {
+        reason: DecommissionReason::parse("test").unwrap(),
+    }
+}
+
+async fn event_count(pool: &PgPool, id: DeviceId) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_append_brings_the_device_to_its_version_and_records_the_claim_there() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::new(pool.clone());
+    let (id, registered) = registration();
+    let claim = claim("k1", "POST /v1/devices");
+    let metadata = metadata();
+
+    let outcomes = store
+        .append(&[DeviceAppend {
+            device_id: id,
+            expected_version: 0,
+            events: &[registered, decommissioned()],
+            metadata: &metadata,
+            claim: Some(&claim),
+        }])
+        .await
+        .unwrap();
+
+    assert_eq!(outcomes, [AppendOutcome::Appended { version: 2 }]);
+    let now = store.load(id).await.unwrap();
+    assert_eq!(now.version, 2);
+    assert_eq!(now.device.status(), Some(DeviceStatus::Decommissioned));
+    let then = store.load_at(id, 1).await.unwrap();
+    assert_eq!(then.version, 1);
+    assert_eq!(then.device.status(), Some(DeviceStatus::Pending));
+    let record = PostgresIdempotencyStore::new(pool.clone())
+        .find(&claim.scope)
+        .await
+        .unwrap()
+        .expect("the claim is recorded with the events");
+    assert_eq!((record.device_id, record.version), (id, 2));
+    assert_eq!(record.fingerprint, claim.fingerprint);
+}
+
+#[tokio::test]
+async fn a_device_without_events_loads_at_version_zero() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::new(pool);
+    let (id, _) = registration();
+
+    let loaded = store.load(id).await.unwrap();
+
+    assert_eq!(loaded.version, 0);
+    assert_eq!(loaded.device.status(), None);
+}
+
+#[tokio::test]
+async fn a_taken_version_and_a_taken_key_are_different_outcomes_and_write_nothing() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::new(pool.clone());
+    let metadata = metadata();
+    let (id, registered) = registration();
+    let first = claim("k1", "POST /v1/devices");
+    let appended = store
+        .append(&[DeviceAppend {
+            device_id: id,
+            expected_version: 0,
+            events: std::slice::from_ref(&registered),
+            metadata: &metadata,
+            claim: Some(&first),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(appended, [AppendOutcome::Appended { version: 1 }]);
+
+    // Another request raced for the same version under its own key.
+    let other = claim("k2", "POST /v1/devices");
+    let version_taken = store
+        .append(&[DeviceAppend {
+            device_id: id,
+            expected_version: 0,
+            events: std::slice::from_ref(&registered),
+            metadata: &metadata,
+            claim: Some(&other),
+        }])
+        .await
+        .unwrap();
+    // The right version, but a key another command already holds.
+    let key_taken = store
+        .append(&[DeviceAppend {
+            device_id: id,
+            expected_version: 1,
+            events: &[decommissioned()],
+            metadata: &metadata,
+            claim: Some(&first),
+        }])
+        .await
+        .unwrap();
+
+    assert_eq!(version_taken, [AppendOutcome::VersionConflict]);
+    assert_eq!(key_taken, [AppendOutcome::KeyAlreadyClaimed]);
+    assert_eq!(
+        event_count(&pool, id).await,
+        1,
+        "nothing of either was written"
+    );
+    let idempotency = PostgresIdempotencyStore::new(pool.clone());
+    assert!(idempotency.find(&other.scope).await.unwrap().is_none());
+    assert_eq!(store.load(id).await.unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn each_append_of_a_batch_has_its_own_outcome() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::new(pool.clone());
+    let metadata = metadata();
+    let (taken, registered) = registration();
+    store
+        .append(&[DeviceAppend {
+            device_id: taken,
+            expected_version: 0,
+            events: std::slice::from_ref(&registered),
+            metadata: &metadata,
+            claim: None,
+        }])
+        .await
+        .unwrap();
+    let (fresh, fresh_registered) = registration();
+
+    let outcomes = store
+        .append(&[
+            DeviceAppend {
+                device_id: taken,
+                expected_version: 0,
+                events: std::slice::from_ref(&registered),
+                metadata: &metadata,
+                claim: None,
+            },
+            DeviceAppend {
+                device_id: fresh,
+                expected_version: 0,
+                events: std::slice::from_ref(&fresh_registered),
+                metadata: &metadata,
+                claim: None,
+            },
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        outcomes,
+        [
+            AppendOutcome::VersionConflict,
+            AppendOutcome::Appended { version: 1 }
+        ]
+    );
+    assert_eq!(event_count(&pool, taken).await, 1);
+    assert_eq!(event_count(&pool, fresh).await, 1);
+}
+
+#[tokio::test]
+async fn the_events_carry_the_metadata_but_not_the_claims_record_values() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::new(pool.clone());
+    let (id, registered) = registration();
+    let claim = claim("k-meta", "POST /v1/devices");
+    let metadata = CommandMetadata {
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        ..metadata()
+    };
+    store
+        .append(&[DeviceAppend {
+            device_id: id,
+            expected_version: 0,
+            events: &[registered],
+            metadata: &metadata,
+            claim: Some(&claim),
+        }])
+        .await
+        .unwrap();
+
+    let stored: serde_json::Value =
+        sqlx::query_scalar("SELECT metadata FROM events WHERE aggregate_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    assert_eq!(
+        stored,
+        serde_json::json!({
+            "tenant": "acme",
+            "actor": "test",
+            "request_id": "req-1",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "idempotency_key": "k-meta",
+        })
+    );
+}
