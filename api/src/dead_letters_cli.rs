@@ -56,7 +56,12 @@ pub async fn run(command: DeadLettersCommand) -> Result<(), Box<dyn std::error::
                     state,
                     limit,
                 };
-                for letter in dead_letters.list(&filter).await? {
+                let letters = dead_letters.list(&filter).await?;
+                if letters.is_empty() {
+                    // On stderr: stdout stays JSON lines (none) for scripts.
+                    eprintln!("no dead letters match");
+                }
+                for letter in letters {
                     println!("{}", serde_json::to_string(&letter)?);
                 }
             }

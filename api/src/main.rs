@@ -92,9 +92,16 @@ async fn migrate() -> Result<(), Box<dyn std::error::Error>> {
     env.finish()?;
     let _telemetry = bootstrap::init_telemetry(log_format, "api-migrate");
     let pool = store::connect(&settings)?;
-    store::schema::migrate(&pool).await?;
+    let report = store::schema::migrate(&pool).await?;
     store::schema::ensure_current(&pool).await?;
-    tracing::info!("database schema is up to date");
+    for (version, description) in &report.applied {
+        tracing::info!(version, description = %description, "migration applied");
+    }
+    tracing::info!(
+        applied = report.applied.len(),
+        schema_version = report.schema_version.unwrap_or_default(),
+        "database schema is up to date"
+    );
     pool.close().await;
     Ok(())
 }

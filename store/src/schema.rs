@@ -23,32 +23,57 @@ pub enum SchemaError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
-/// Applies every pending migration (under sqlx's advisory lock, so concurrent runs are safe).
-pub async fn migrate(pool: &PgPool) -> Result<(), SchemaError> {
-    MIGRATOR.run(pool).await.map_err(SchemaError::Migrate)
+/// What `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The migrations applied now (version and description), oldest first.
+    pub applied: Vec<(i64, String)>,
+    /// The newest migration of this build: the schema's version afterwards.
+    pub schema_version: Option<i64>,
 }
 
-/// Fails unless every migration of this build has been applied, unchanged. A schema that is
-/// *ahead* (a newer release migrated first) is accepted: migrations are additive.
-pub async fn ensure_current(pool: &PgPool) -> Result<(), SchemaError> {
+/// Applies every pending migration (under sqlx's advisory lock, so concurrent runs are safe)
+/// and says which.
+pub async fn migrate(pool: &PgPool) -> Result<MigrationReport, SchemaError> {
+    let before = applied_versions(pool).await?;
+    MIGRATOR.run(pool).await.map_err(SchemaError::Migrate)?;
+    let applied = MIGRATOR
+        .iter()
+        .filter(|m| !before.contains_key(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect();
+    Ok(MigrationReport {
+        applied,
+        schema_version: MIGRATOR.iter().map(|m| m.version).max(),
+    })
+}
+
+/// The applied migrations by version: whether each succeeded, and its checksum (none when the
+/// database was never migrated).
+async fn applied_versions(pool: &PgPool) -> Result<HashMap<i64, (bool, Vec<u8>)>, SchemaError> {
     let table_exists: bool =
         sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
             .fetch_one(pool)
             .await
             .map_err(SchemaError::Unavailable)?;
-    let applied: HashMap<i64, (bool, Vec<u8>)> = if table_exists {
-        sqlx::query_as::<_, (i64, bool, Vec<u8>)>(
-            "SELECT version, success, checksum FROM _sqlx_migrations",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(SchemaError::Unavailable)?
-        .into_iter()
-        .map(|(version, success, checksum)| (version, (success, checksum)))
-        .collect()
-    } else {
-        HashMap::new()
-    };
+    if !table_exists {
+        return Ok(HashMap::new());
+    }
+    Ok(sqlx::query_as::<_, (i64, bool, Vec<u8>)>(
+        "SELECT version, success, checksum FROM _sqlx_migrations",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(SchemaError::Unavailable)?
+    .into_iter()
+    .map(|(version, success, checksum)| (version, (success, checksum)))
+    .collect())
+}
+
+/// Fails unless every migration of this build has been applied, unchanged. A schema that is
+/// *ahead* (a newer release migrated first) is accepted: migrations are additive.
+pub async fn ensure_current(pool: &PgPool) -> Result<(), SchemaError> {
+    let applied = applied_versions(pool).await?;
     let mut missing = Vec::new();
     for migration in MIGRATOR.iter() {
         match applied.get(&migration.version) {

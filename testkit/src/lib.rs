@@ -26,10 +26,11 @@ pub fn nats_url() -> String {
     std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
-/// Creates an empty database named `dp_test_<uuid>` (scripts/test drops them) and returns
-/// (name, URL).
+/// Creates an empty database named `dp_test_<run>_<uuid>` and returns (name, URL). `<run>`
+/// is `TEST_RUN_ID` (scripts/test sets it, and drops its run's databases when it ends, never
+/// another run's), or `adhoc` for a plain `cargo test`.
 pub async fn create_database() -> (String, String) {
-    let name = format!("dp_test_{}", Uuid::new_v4().simple());
+    let name = format!("dp_test_{}_{}", test_run_id(), Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
         .await
         .expect("Postgres must be running for integration tests (see README)");
@@ -38,6 +39,24 @@ pub async fn create_database() -> (String, String) {
         .await
         .expect("create test database");
     (name.clone(), format!("{}/{name}", server_url()))
+}
+
+/// The run this process's test databases belong to: `TEST_RUN_ID`, kept to lower-case
+/// letters, digits and `_` so that it is a plain identifier.
+fn test_run_id() -> String {
+    let raw = std::env::var("TEST_RUN_ID").unwrap_or_default();
+    let id: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .map(|c| c.to_ascii_lowercase())
+        // Postgres names are at most 63 bytes: prefix, run, `_` and 32 hex digits fit.
+        .take(16)
+        .collect();
+    if id.is_empty() {
+        "adhoc".to_owned()
+    } else {
+        id
+    }
 }
 
 /// A fresh, migrated database and a small pool on it: (URL, pool).
