@@ -5,17 +5,14 @@ mod provisioned_devices;
 
 use app::{DeviceStatsReadModel, EventEnvelope};
 use domain::TenantId;
-use projections::{DeviceProjector, DeviceStatsProjector, PostgresDeviceStats};
-use provisioned_devices::provisioned_device;
+use projections::{PostgresDeviceStats, DEVICE_STATS, DEVICE_VIEW};
+use provisioned_devices::{projector, provisioned_device};
 use sqlx::PgPool;
 
 /// The counts a full fold gives: `device_view` (another read model, applied in one batch)
 /// grouped the way `device_stats` counts.
 async fn full_fold_counts(pool: &PgPool, events: &[EventEnvelope]) -> Vec<(String, String, i64)> {
-    DeviceProjector::new(pool.clone())
-        .apply(events)
-        .await
-        .unwrap();
+    projector(pool, DEVICE_VIEW).apply(events).await.unwrap();
     sqlx::query_as(
         "SELECT model, status, count(*) FROM device_view GROUP BY model, status ORDER BY 1, 2",
     )
@@ -59,8 +56,8 @@ async fn an_interrupted_backfill_resumes_and_counts_every_device() {
     .execute(&pool)
     .await
     .unwrap();
-    let stats = DeviceStatsProjector::new(pool.clone()).with_backfill_batch(6);
-    let interrupted = stats.backfill().await;
+    let stats = projector(&pool, DEVICE_STATS).with_backfill_batch(6);
+    let interrupted = stats.fill_from_history().await;
     assert!(
         interrupted.is_err(),
         "the second batch fails: {interrupted:?}"
@@ -79,7 +76,7 @@ async fn an_interrupted_backfill_resumes_and_counts_every_device() {
         .execute(&pool)
         .await
         .unwrap();
-    let folded = stats.backfill().await.unwrap();
+    let folded = stats.fill_from_history().await.unwrap();
 
     assert!(
         folded.is_some_and(|n| n > 0 && n < 24),
@@ -94,7 +91,7 @@ async fn an_interrupted_backfill_resumes_and_counts_every_device() {
         [("Gateway X1".to_owned(), "provisioned".to_owned(), 12)]
     );
     assert_eq!(
-        stats.backfill().await.unwrap(),
+        stats.fill_from_history().await.unwrap(),
         None,
         "done once, never again"
     );
