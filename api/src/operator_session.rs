@@ -7,13 +7,24 @@ use std::time::Duration;
 use bootstrap::{database_settings, Env};
 use sqlx::PgPool;
 
+/// Why an operator's command could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorSessionError {
+    #[error(transparent)]
+    Config(#[from] bootstrap::ConfigError),
+    #[error("cannot set up the database pool: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Schema(#[from] store::schema::SchemaError),
+}
+
 pub struct OperatorSession {
     pub pool: PgPool,
     pub actor: String,
 }
 
 impl OperatorSession {
-    pub async fn open() -> Result<Self, Box<dyn std::error::Error>> {
+    pub async fn open() -> Result<Self, OperatorSessionError> {
         let mut env = Env::from_process();
         let settings = database_settings(&mut env, "provisioning-admin");
         env.finish()?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use backon::Retryable;
 
 use app::{EventEnvelope, ProvisioningService};
-use projections::{DeviceProjector, DeviceStatsProjector};
+use projections::Projector;
 use store::{ClaimedRetry, PostgresDeadLetters};
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +31,8 @@ const CLAIM: usize = 16;
 pub struct DeadLetterRetrier {
     dead_letters: PostgresDeadLetters,
     provisioning: Arc<ProvisioningService>,
-    projector: DeviceProjector,
-    stats: DeviceStatsProjector,
+    /// Every read model's live side; a projector consumer's letters go to its read model.
+    projectors: Vec<Projector>,
     /// How long a claim is held: past it, another worker takes the retry up again.
     lease: Duration,
 }
@@ -41,15 +41,13 @@ impl DeadLetterRetrier {
     pub fn new(
         dead_letters: PostgresDeadLetters,
         provisioning: Arc<ProvisioningService>,
-        projector: DeviceProjector,
-        stats: DeviceStatsProjector,
+        projectors: Vec<Projector>,
         lease: Duration,
     ) -> Self {
         Self {
             dead_letters,
             provisioning,
-            projector,
-            stats,
+            projectors,
             lease,
         }
     }
@@ -129,19 +127,18 @@ impl DeadLetterRetrier {
                     .map(|_| ())
                     .map_err(|e| describe(&e))
             }
-            DEVICE_VIEW_CONSUMER => self
-                .projector
-                .apply(&[envelope])
-                .await
-                .map(|_| ())
-                .map_err(|e| describe(&e)),
-            DEVICE_STATS_CONSUMER => self
-                .stats
-                .apply(&[envelope])
-                .await
-                .map(|_| ())
-                .map_err(|e| describe(&e)),
-            other => Err(format!("no worker handles consumer {other}")),
+            consumer => match self
+                .projectors
+                .iter()
+                .find(|p| consumer.strip_prefix("projector-") == Some(p.name()))
+            {
+                Some(projector) => projector
+                    .apply(&[envelope])
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| describe(&e)),
+                None => Err(format!("no worker handles consumer {consumer}")),
+            },
         }
     }
 }

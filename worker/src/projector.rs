@@ -1,4 +1,4 @@
-//! A projector consumer: feeds a read model (`projections::BatchProjector`: `device_view`,
+//! A projector consumer: feeds a read model (`projections::Projector`: `device_view`,
 //! `device_stats`) from JetStream in batches
 //! (whatever is ready, up to a limit), one transaction per batch, acking after commit.
 //!
@@ -8,11 +8,9 @@
 //! retried one message at a time, so that one bad message does not hold the others back; it
 //! alone is redelivered and, in the end, dead-lettered.
 
-use std::sync::Arc;
-
 use app::EventEnvelope;
 use async_nats::jetstream::consumer::{pull, Consumer};
-use projections::{BatchProjector, ProjectionError};
+use projections::ProjectionError;
 
 use nats::headers;
 
@@ -20,13 +18,13 @@ use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
 use crate::intake::Received;
 
 pub struct Projector {
-    projector: Arc<dyn BatchProjector>,
+    projector: projections::Projector,
     deliveries: Deliveries,
     batch: usize,
 }
 
 impl Projector {
-    pub fn new(projector: Arc<dyn BatchProjector>, deliveries: Deliveries, batch: usize) -> Self {
+    pub fn new(projector: projections::Projector, deliveries: Deliveries, batch: usize) -> Self {
         Self {
             projector,
             deliveries,

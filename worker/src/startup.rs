@@ -9,7 +9,6 @@ use app::{DeviceCommandService, ProvisioningService, PublicEvent, RetryPolicy};
 use async_nats::jetstream;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use nats::{durable_pull_consumer, ensure_stream, Relay};
-use projections::{BatchProjector, DeviceProjector, DeviceStatsProjector};
 use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -66,13 +65,19 @@ pub async fn replay_consumer(
     Ok(first)
 }
 
-/// Runs the stats backfill until it succeeds (or the worker stops).
-async fn fill_from_history(stats: &DeviceStatsProjector, cancel: &CancellationToken) {
+/// The durable consumer that feeds `projector`'s read model.
+fn projector_consumer(projector: &projections::Projector) -> String {
+    format!("projector-{}", projector.name())
+}
+
+/// Fills the read model from the event store's history until that succeeds (or the worker
+/// stops); does nothing when it was done before.
+async fn fill_from_history(projector: &projections::Projector, cancel: &CancellationToken) {
     loop {
-        match stats.backfill().await {
+        match projector.fill_from_history().await {
             Ok(_) => return,
             Err(e) => {
-                tracing::warn!(projection = projections::DEVICE_STATS, error = %e, "backfill failed; retrying")
+                tracing::warn!(projection = projector.name(), error = %e, "backfill failed; retrying")
             }
         }
         tokio::select! {
@@ -194,32 +199,26 @@ pub async fn run(
         let retrier = DeadLetterRetrier::new(
             dead_letters.clone(),
             provisioning.clone(),
-            DeviceProjector::new(pool.clone()),
-            DeviceStatsProjector::new(pool.clone()),
+            projections::projectors(&pool),
             config.dead_letter_retry_lease,
         );
         let cancel = cancel.clone();
         tasks.spawn(async move { retrier.run(&cancel).await });
     }
 
-    let stats = DeviceStatsProjector::new(pool.clone());
-    let read_models: [(&'static str, Arc<dyn BatchProjector>); 2] = [
-        (
-            DEVICE_VIEW_CONSUMER,
-            Arc::new(DeviceProjector::new(pool.clone())),
-        ),
-        (DEVICE_STATS_CONSUMER, Arc::new(stats.clone())),
-    ];
-    for (name, read_model) in read_models {
-        let projector = Projector::new(read_model, deliveries(name), config.projector_batch);
-        let (js, config, cancel, stats) =
-            (js.clone(), config.clone(), cancel.clone(), stats.clone());
+    for read_model in projections::projectors(&pool) {
+        let name = projector_consumer(&read_model);
+        let projector = Projector::new(
+            read_model.clone(),
+            deliveries(&name),
+            config.projector_batch,
+        );
+        let (js, config, cancel) = (js.clone(), config.clone(), cancel.clone());
         tasks.spawn(async move {
-            if name == DEVICE_STATS_CONSUMER {
-                // A projection added later fills itself from the event store first: the
-                // stream may no longer hold the oldest events.
-                fill_from_history(&stats, &cancel).await;
-            }
+            // A read model fills itself from the event store first (once): the stream may no
+            // longer hold the oldest events.
+            fill_from_history(&read_model, &cancel).await;
+            let name = name.as_str();
             keep_consuming(name, &cancel, || async {
                 let consumer = async {
                     let stream = ensure_stream(&js, &config.stream).await?;
