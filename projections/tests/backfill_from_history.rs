@@ -1,4 +1,4 @@
-//! `device_stats` fills itself from the event store once, and an interrupted fill resumes
+//! A read model fills itself from the event store once, and an interrupted fill resumes
 //! where it stopped: the counts end up those of a full fold.
 
 mod provisioned_devices;
@@ -94,5 +94,54 @@ async fn an_interrupted_backfill_resumes_and_counts_every_device() {
         stats.fill_from_history().await.unwrap(),
         None,
         "done once, never again"
+    );
+}
+
+/// Every read model fills itself from history, `device_view` too; a deployment whose
+/// `device_view` was live before that (it has a checkpoint) is marked filled by the
+/// migration and does not fold the event store again.
+#[tokio::test]
+async fn device_view_fills_from_history_unless_it_was_live_before() {
+    const MIGRATION: &str =
+        include_str!("../../migrations/20261202000001_device_view_backfill.sql");
+    let (_, pool) = testkit::migrated_database().await;
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.extend(provisioned_device(&pool).await);
+    }
+    let device_view = projector(&pool, DEVICE_VIEW);
+    assert_eq!(device_view.fill_from_history().await.unwrap(), Some(6));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM device_view")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+    assert_eq!(device_view.fill_from_history().await.unwrap(), None);
+
+    // Before this release: a live device_view (checkpointed), no backfill row.
+    let (_, pool) = testkit::migrated_database().await;
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        events.extend(provisioned_device(&pool).await);
+    }
+    let device_view = projector(&pool, DEVICE_VIEW);
+    device_view.apply(&events).await.unwrap();
+    sqlx::query("DELETE FROM projection_backfills")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(MIGRATION).execute(&pool).await.unwrap();
+    assert_eq!(
+        device_view.fill_from_history().await.unwrap(),
+        None,
+        "marked filled at its checkpoint"
+    );
+    // device_stats had no checkpoint: it fills as before.
+    assert_eq!(
+        projector(&pool, DEVICE_STATS)
+            .fill_from_history()
+            .await
+            .unwrap(),
+        Some(4)
     );
 }
