@@ -14,7 +14,8 @@ use std::time::Duration;
 use app::{CommitPosition, EventEnvelope};
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::checkpoint::{advance_checkpoint, decode_position, furthest_position};
+use crate::bookkeeping_rows::{bind_position, decode_position, projection_row};
+use crate::checkpoint::{advance_checkpoint, furthest_position};
 use crate::error::unavailable;
 use crate::runner::RunnableProjection;
 use crate::ProjectionError;
@@ -80,14 +81,13 @@ async fn backfill_position(
     conn: &mut PgConnection,
     projection: &str,
 ) -> Result<Option<CommitPosition>, ProjectionError> {
-    let row = sqlx::query(
+    let row = projection_row(
+        conn,
         "SELECT transaction_id::text AS xid, position, completed_at IS NOT NULL AS done
            FROM projection_backfills WHERE projection = $1",
+        projection,
     )
-    .bind(projection)
-    .fetch_optional(conn)
-    .await
-    .map_err(unavailable)?;
+    .await?;
     let Some(row) = row else {
         return Ok(Some(CommitPosition::START));
     };
@@ -106,7 +106,7 @@ async fn record_backfill(
     events: usize,
     done: bool,
 ) -> Result<(), ProjectionError> {
-    sqlx::query(
+    let record = sqlx::query(
         "INSERT INTO projection_backfills AS b (projection, transaction_id, position, events_folded, completed_at)
          VALUES ($1, $2::text::xid8, $3, $4, CASE WHEN $5 THEN now() END)
          ON CONFLICT (projection) DO UPDATE
@@ -116,13 +116,12 @@ async fn record_backfill(
                 completed_at = excluded.completed_at,
                 updated_at = now()",
     )
-    .bind(projection)
-    .bind(position.transaction_id.to_string())
-    .bind(position.position)
-    .bind(events as i64)
-    .bind(done)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
+    .bind(projection);
+    bind_position(record, position)
+        .bind(events as i64)
+        .bind(done)
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }

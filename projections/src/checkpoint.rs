@@ -5,9 +5,9 @@
 
 use app::{CommitPosition, RecordedEvent, StoreError};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
+use crate::bookkeeping_rows::{bind_position, decode_position, projection_row};
 use crate::error::unavailable;
 use crate::ProjectionError;
 
@@ -30,10 +30,7 @@ pub(crate) async fn advance_checkpoint(
     position: CommitPosition,
     applied: usize,
 ) -> Result<(), ProjectionError> {
-    sqlx::query(ADVANCE_CHECKPOINT)
-        .bind(projection)
-        .bind(position.transaction_id.to_string())
-        .bind(position.position)
+    bind_position(sqlx::query(ADVANCE_CHECKPOINT).bind(projection), position)
         .bind(applied as i64)
         .execute(conn)
         .await
@@ -59,14 +56,13 @@ pub(crate) async fn read_checkpoint(
     pool: &PgPool,
     projection: &str,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    let row = sqlx::query(
+    let row = projection_row(
+        pool,
         "SELECT transaction_id::text AS xid, position, events_applied, updated_at
            FROM projection_checkpoints WHERE projection = $1",
+        projection,
     )
-    .bind(projection)
-    .fetch_optional(pool)
-    .await
-    .map_err(unavailable)?;
+    .await?;
     row.map(|row| {
         Ok(Checkpoint {
             position: decode_position(&row, "projection_checkpoints")?,
@@ -77,15 +73,4 @@ pub(crate) async fn read_checkpoint(
         })
     })
     .transpose()
-}
-
-/// A commit position stored as `transaction_id::text AS xid, position` in a row of `table`.
-pub(crate) fn decode_position(row: &PgRow, table: &str) -> Result<CommitPosition, StoreError> {
-    let xid: String = row.try_get("xid").map_err(unavailable)?;
-    Ok(CommitPosition {
-        transaction_id: xid
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("{table}.transaction_id").into()))?,
-        position: row.try_get("position").map_err(unavailable)?,
-    })
 }

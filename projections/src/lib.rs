@@ -23,6 +23,7 @@
 
 mod backfill;
 mod batch_report;
+mod bookkeeping_rows;
 mod checkpoint;
 mod device_stats;
 mod device_view;

@@ -99,8 +99,9 @@ pub(crate) async fn write(
     overwrite: Overwrite,
     rows: &[&DeviceView],
 ) -> Result<(), ProjectionError> {
-    let json =
-        |v: serde_json::Result<serde_json::Value>| v.map_err(|e| StoreError::Corrupt(e.into()));
+    let json = |v: serde_json::Result<serde_json::Value>| {
+        v.map_err(|e| ProjectionError::from(StoreError::Corrupt(e.into())))
+    };
     let mut labels = Vec::with_capacity(rows.len());
     let mut certificates = Vec::with_capacity(rows.len());
     let mut failures = Vec::with_capacity(rows.len());
@@ -109,16 +110,14 @@ pub(crate) async fn write(
         certificates.push(
             row.certificate
                 .as_ref()
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(e.into()))?,
+                .map(|c| json(serde_json::to_value(c)))
+                .transpose()?,
         );
         failures.push(
             row.failure
                 .as_ref()
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(e.into()))?,
+                .map(|f| json(serde_json::to_value(f)))
+                .transpose()?,
         );
     }
     sqlx::query(upsert_rows(tables, overwrite))

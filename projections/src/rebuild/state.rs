@@ -3,15 +3,38 @@
 //! table, and reading a row back as `app::RebuildStatus`.
 
 use app::{CommitPosition, RebuildState, RebuildStatus, StoreError};
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::lock::rebuild_lock_held;
-use crate::checkpoint::decode_position;
+use crate::bookkeeping_rows::{bind_position, decode_position, projection_row};
 use crate::error::unavailable;
 
 /// Shown for a rebuild whose row says it runs while nobody holds its lock.
 const INTERRUPTED: &str =
     "interrupted: the process running the rebuild stopped; start it again to resume from its checkpoint";
+
+/// `projection`'s row, with its recorded state.
+async fn stored_row(
+    conn: &mut PgConnection,
+    projection: &str,
+) -> Result<Option<(RebuildState, PgRow)>, StoreError> {
+    let row = projection_row(
+        conn,
+        "SELECT state, transaction_id::text AS xid, position, events_done, events_total,
+                requested_by, started_at, updated_at, finished_at, last_error
+           FROM projection_rebuilds WHERE projection = $1",
+        projection,
+    )
+    .await?;
+    row.map(|row| {
+        let state: String = row.try_get("state").map_err(unavailable)?;
+        let state = RebuildState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt("projection_rebuilds.state".into()))?;
+        Ok((state, row))
+    })
+    .transpose()
+}
 
 /// The checkpoint of `projection`'s last rebuild, if that rebuild is unfinished (it can be
 /// resumed when its shadows are still there).
@@ -19,22 +42,12 @@ pub(super) async fn unfinished_checkpoint(
     conn: &mut PgConnection,
     projection: &str,
 ) -> Result<Option<CommitPosition>, StoreError> {
-    let row = sqlx::query(
-        "SELECT state, transaction_id::text AS xid, position FROM projection_rebuilds
-          WHERE projection = $1",
-    )
-    .bind(projection)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let state: String = row.try_get("state").map_err(unavailable)?;
-    if state == RebuildState::Completed.as_str() {
-        return Ok(None);
+    match stored_row(conn, projection).await? {
+        Some((state, row)) if state != RebuildState::Completed => {
+            decode_position(&row, "projection_rebuilds").map(Some)
+        }
+        _ => Ok(None),
     }
-    decode_position(&row, "projection_rebuilds").map(Some)
 }
 
 /// Marks the unfinished rebuild running again, for `requested_by`.
@@ -89,19 +102,18 @@ pub(super) async fn record_progress(
     position: CommitPosition,
     events: usize,
 ) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
+    let update = sqlx::query(
         "UPDATE projection_rebuilds
             SET transaction_id = $2::text::xid8, position = $3,
                 events_done = events_done + $4, updated_at = now()
           WHERE projection = $1 AND state = 'running'",
     )
-    .bind(projection)
-    .bind(position.transaction_id.to_string())
-    .bind(position.position)
-    .bind(events as i64)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
+    .bind(projection);
+    let updated = bind_position(update, position)
+        .bind(events as i64)
+        .execute(conn)
+        .await
+        .map_err(unavailable)?;
     Ok(updated.rows_affected() == 1)
 }
 
@@ -129,20 +141,19 @@ pub(super) async fn mark_completed(
     position: CommitPosition,
     events: u64,
 ) -> Result<u64, StoreError> {
-    let total: i64 = sqlx::query_scalar(
+    let complete = sqlx::query(
         "UPDATE projection_rebuilds
             SET state = 'completed', transaction_id = $2::text::xid8, position = $3,
                 events_done = events_done + $4, updated_at = now(), finished_at = now()
           WHERE projection = $1 RETURNING events_done",
     )
-    .bind(projection)
-    .bind(position.transaction_id.to_string())
-    .bind(position.position)
-    .bind(events as i64)
-    .fetch_one(conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(total as u64)
+    .bind(projection);
+    let row = bind_position(complete, position)
+        .bind(events as i64)
+        .fetch_one(conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(row.try_get::<i64, _>("events_done").map_err(unavailable)? as u64)
 }
 
 /// Records why the running rebuild failed.
@@ -170,21 +181,9 @@ pub async fn read_status(
     conn: &mut PgConnection,
     projection: &str,
 ) -> Result<Option<RebuildStatus>, StoreError> {
-    let row = sqlx::query(
-        "SELECT state, events_done, events_total, requested_by, started_at, updated_at,
-                finished_at, last_error
-           FROM projection_rebuilds WHERE projection = $1",
-    )
-    .bind(projection)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(unavailable)?;
-    let Some(row) = row else {
+    let Some((mut state, row)) = stored_row(conn, projection).await? else {
         return Ok(None);
     };
-    let state: String = row.try_get("state").map_err(unavailable)?;
-    let mut state = RebuildState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt("projection_rebuilds.state".into()))?;
     let mut last_error: Option<String> = row.try_get("last_error").map_err(unavailable)?;
     if matches!(state, RebuildState::Running | RebuildState::Cancelling)
         && !rebuild_lock_held(conn, projection).await?
