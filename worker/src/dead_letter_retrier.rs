@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::{describe, recording_retries};
 use crate::provisioner::{is_certificate_request, provisioning_cause};
 use crate::startup::{
-    DEVICE_STATS_CONSUMER, DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER, RENEWALS_CONSUMER,
+    projector_consumer, DEVICE_STATS_CONSUMER, DEVICE_VIEW_CONSUMER, REGISTRATIONS_CONSUMER,
+    RENEWALS_CONSUMER,
 };
 
 /// How often requested retries are looked for.
@@ -130,7 +131,7 @@ impl DeadLetterRetrier {
             consumer => match self
                 .projectors
                 .iter()
-                .find(|p| consumer.strip_prefix("projector-") == Some(p.name()))
+                .find(|p| projector_consumer(p) == consumer)
             {
                 Some(projector) => projector
                     .apply(&[envelope])

@@ -66,7 +66,7 @@ pub async fn replay_consumer(
 }
 
 /// The durable consumer that feeds `projector`'s read model.
-fn projector_consumer(projector: &projections::Projector) -> String {
+pub(crate) fn projector_consumer(projector: &projections::Projector) -> String {
     format!("projector-{}", projector.name())
 }
 
