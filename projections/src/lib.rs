@@ -1,6 +1,6 @@
 //! Read models and what maintains them.
 //!
-//! - **A projection** (`projection.rs`, the [`Projection`](projection::Projection) trait) names
+//! - **A projection** (`projection.rs`, the `Projection` trait) names
 //!   its tables and folds a device's events into its state there. Each read model is a
 //!   folder: `device_view/` (one row per device, what `GET /v1/devices…` serves, with the
 //!   change listener that wakes long-polls) and `device_stats/` (counts per tenant, model
@@ -15,7 +15,8 @@
 //!   backfill from history, `backfill.rs`), and the operations by name
 //!   ([`registered_named`]): rebuild into shadow tables with an atomic swap (`rebuild/`),
 //!   verify against a scratch fold (`verify.rs`), replay from a point (`replay.rs`), and
-//!   their status ([`PostgresProjectionOperations`], `app::ProjectionOperations`).
+//!   their status ([`PostgresProjectionOperations`], `app::ProjectionOperations`). Adding a
+//!   read model is its folder and one line in the registry.
 //!
 //! This crate owns the SQL of the read-model tables, `projection_checkpoints`,
 //! `projection_backfills` and `projection_rebuilds`, and nothing else; it reads events only
