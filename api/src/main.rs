@@ -66,7 +66,9 @@ async fn main() -> ExitCode {
             subject,
             ttl,
         } => token(&tenant, &scope, &subject, ttl),
-        Command::Projections { command } => api::projections_cli::run(command).await,
+        Command::Projections { command } => {
+            api::projections_cli::run(command).await.map_err(Into::into)
+        }
         Command::DeadLetters { command } => api::dead_letters_cli::run(command).await,
         Command::Openapi => api::http::openapi()
             .to_pretty_json()

@@ -1,11 +1,22 @@
 //! What the operators' commands (`api projections …`, `api dead-letters …`) share: a pool on
 //! `DATABASE_URL` whose schema is current, and the operator's name for the audit trail
-//! (`cli:$USER`).
+//! (`bootstrap::cli_operator`: `cli:<user>`).
 
 use std::time::Duration;
 
 use bootstrap::{database_settings, Env};
 use sqlx::PgPool;
+
+/// Why an operator's command could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorSessionError {
+    #[error(transparent)]
+    Config(#[from] bootstrap::ConfigError),
+    #[error(transparent)]
+    Database(#[from] store::DatabaseUrlError),
+    #[error(transparent)]
+    Schema(#[from] store::schema::SchemaError),
+}
 
 pub struct OperatorSession {
     pub pool: PgPool,
@@ -13,7 +24,7 @@ pub struct OperatorSession {
 }
 
 impl OperatorSession {
-    pub async fn open() -> Result<Self, Box<dyn std::error::Error>> {
+    pub async fn open() -> Result<Self, OperatorSessionError> {
         let mut env = Env::from_process();
         let settings = database_settings(&mut env, "provisioning-admin");
         env.finish()?;

@@ -16,7 +16,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use domain::{
     CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceEvent, DeviceId,
-    DeviceModel, IssuedCertificate, Labels, ProvisioningFailure, SerialNumber, TenantId,
+    DeviceModel, IssuedCertificate, Labels, LifecycleStep, ProvisioningFailure, SerialNumber,
+    TenantId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -208,6 +209,18 @@ impl PublicEvent {
             Self::CertificateIssued { .. } => Self::CERTIFICATE_ISSUED,
             Self::ProvisioningFailed { .. } => Self::PROVISIONING_FAILED,
             Self::DeviceDecommissioned { .. } => Self::DEVICE_DECOMMISSIONED,
+        }
+    }
+
+    /// What the event means for the device's status (`domain::DeviceStatus::after`): the
+    /// read models follow the status with the aggregate's own rule.
+    pub fn lifecycle_step(&self) -> LifecycleStep {
+        match self {
+            Self::DeviceRegistered { .. } => LifecycleStep::Registered,
+            Self::CertificateRenewalRequested { .. } => LifecycleStep::RenewalRequested,
+            Self::CertificateIssued { .. } => LifecycleStep::CertificateIssued,
+            Self::ProvisioningFailed { .. } => LifecycleStep::ProvisioningFailed,
+            Self::DeviceDecommissioned { .. } => LifecycleStep::Decommissioned,
         }
     }
 

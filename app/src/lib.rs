@@ -45,7 +45,7 @@ pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
 pub use long_poll_slots::{LongPollLimitReached, LongPollLimits, LongPollSlots};
 pub use projection_operations::{
     ProjectionOperations, ProjectionState, ProjectionStatus, RebuildRequestError, RebuildState,
-    RebuildStatus,
+    RebuildStatus, UnknownProjection,
 };
 pub use provisioning::{
     CaUnavailable, CertificateAuthority, CertificateRequest, ProvisioningCause, ProvisioningError,

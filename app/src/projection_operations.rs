@@ -96,10 +96,18 @@ impl RebuildState {
     }
 }
 
+/// A name that is not a registered projection's; says which names are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no projection named {name:?}; known: {}", known.join(", "))]
+pub struct UnknownProjection {
+    pub name: String,
+    pub known: Vec<&'static str>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildRequestError {
-    #[error("no projection named {0:?}")]
-    UnknownProjection(String),
+    #[error(transparent)]
+    UnknownProjection(#[from] UnknownProjection),
     #[error("a rebuild of {0} is already running")]
     AlreadyRunning(String),
     #[error("no rebuild of {0} is running")]

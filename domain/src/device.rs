@@ -16,7 +16,7 @@ pub use command::{
 };
 pub use error::DeviceError;
 pub use event::DeviceEvent;
-pub use status::DeviceStatus;
+pub use status::{DeviceStatus, LifecycleStep};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -164,7 +164,7 @@ impl Aggregate for Device {
                 self.registered = Some(RegisteredDevice {
                     tenant,
                     serial_number,
-                    status: DeviceStatus::Pending,
+                    status: DeviceStatus::REGISTERED,
                     has_certificate: false,
                     open_request: Some(OpenRequest {
                         id: request_id,
@@ -191,6 +191,9 @@ impl RegisteredDevice {
     }
 
     fn apply(&mut self, event: DeviceEvent) {
+        self.status = self
+            .status
+            .after(self.has_certificate, LifecycleStep::from(&event));
         match event {
             DeviceEvent::DeviceRegistered { .. } => {}
             DeviceEvent::CertificateRenewalRequested { request_id, csr } => {
@@ -198,24 +201,13 @@ impl RegisteredDevice {
                     id: request_id,
                     csr,
                 });
-                if self.status == DeviceStatus::Failed {
-                    self.status = DeviceStatus::Pending;
-                }
             }
             DeviceEvent::CertificateIssued { .. } => {
                 self.open_request = None;
                 self.has_certificate = true;
-                self.status = DeviceStatus::Provisioned;
             }
-            DeviceEvent::ProvisioningFailed { .. } => {
+            DeviceEvent::ProvisioningFailed { .. } | DeviceEvent::DeviceDecommissioned { .. } => {
                 self.open_request = None;
-                if !self.has_certificate {
-                    self.status = DeviceStatus::Failed;
-                }
-            }
-            DeviceEvent::DeviceDecommissioned { .. } => {
-                self.open_request = None;
-                self.status = DeviceStatus::Decommissioned;
             }
         }
     }

@@ -26,7 +26,7 @@ pub use csr::{CertificateSigningRequest, CsrError};
 pub use decommission_reason::DecommissionReason;
 pub use device::{
     CompleteProvisioning, DecommissionDevice, Device, DeviceCommand, DeviceError, DeviceEvent,
-    DeviceStatus, FailProvisioning, OpenRequest, RegisterDevice, RenewCertificate,
+    DeviceStatus, FailProvisioning, LifecycleStep, OpenRequest, RegisterDevice, RenewCertificate,
 };
 pub use device_id::DeviceId;
 pub use labels::{LabelError, Labels};

@@ -2,9 +2,9 @@
 //!
 //! A message is a notification: it names a device and the sequence of an event. The events
 //! folded are read from the event store (the named ones, and any before them the read model
-//! lacks, see `fold_events`); a message's payload is never folded. So a forged or stale
-//! message costs at most a read: it cannot put anything into a read model that the event
-//! store does not hold.
+//! lacks, see the runner's gap filling); a message's payload is never folded. So a forged or
+//! stale message costs at most a read: it cannot put anything into a read model that the
+//! event store does not hold.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,6 +12,7 @@ use app::{CommitPosition, EventEnvelope, RecordedEvent};
 use domain::DeviceId;
 use sqlx::PgConnection;
 
+use crate::checkpoint::furthest_position;
 use crate::ProjectionError;
 
 /// The stored events the notifications name, in commit order (so each device's in sequence
@@ -46,8 +47,7 @@ pub(crate) async fn notified_events(
             "messages name events the event store does not hold; ignored"
         );
     }
-    // Commit order: the last one is the furthest.
-    let furthest = stored.last().map(|e| e.position);
+    let furthest = furthest_position(&stored);
     let events = stored
         .into_iter()
         .map(RecordedEvent::into_envelope)

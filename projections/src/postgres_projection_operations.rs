@@ -1,21 +1,22 @@
 //! `app::ProjectionOperations` on Postgres: the read models' state, and rebuilds run as
 //! background tasks of the calling process (the api, for `POST /admin/projections/…`).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use app::{
     CommitPosition, ProjectionOperations, ProjectionState, ProjectionStatus, RebuildRequestError,
     RebuildState, RebuildStatus, StoreError,
 };
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 
-use crate::device_view_table::unavailable;
-use crate::projection_rebuild::{read_status, rebuild_of, request_cancel, RebuildError};
-use crate::{DEVICE_STATS, DEVICE_VIEW};
+use crate::checkpoint::read_checkpoint;
+use crate::error::unavailable;
+use crate::rebuild::{read_status, request_cancel, RebuildError};
+use crate::record_operator_action;
+use crate::registry::{registered, registered_named};
 
 /// A projection whose checkpoint has not moved for this long while events wait is stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(60);
@@ -30,9 +31,6 @@ pub struct PostgresProjectionOperations {
     running: Arc<Mutex<Vec<RunningRebuild>>>,
 }
 
-/// Every projection, in the order status lists them.
-const PROJECTIONS: [&str; 2] = [DEVICE_VIEW, DEVICE_STATS];
-
 impl PostgresProjectionOperations {
     pub fn new(pool: PgPool) -> Self {
         Self {
@@ -41,35 +39,10 @@ impl PostgresProjectionOperations {
         }
     }
 
-    fn known(name: &str) -> Result<&'static str, RebuildRequestError> {
-        PROJECTIONS
-            .into_iter()
-            .find(|known| *known == name)
-            .ok_or_else(|| RebuildRequestError::UnknownProjection(name.to_owned()))
-    }
-
     async fn projection_status(&self, name: &'static str) -> Result<ProjectionStatus, StoreError> {
-        let checkpoint = sqlx::query(
-            "SELECT transaction_id::text AS xid, position, events_applied, updated_at
-               FROM projection_checkpoints WHERE projection = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let checkpoint = read_checkpoint(&self.pool, name).await?;
         let (position, events_applied, checkpoint_updated_at) = match &checkpoint {
-            Some(row) => {
-                let xid: String = row.try_get("xid").map_err(unavailable)?;
-                let position = CommitPosition {
-                    transaction_id: xid
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt("projection checkpoint xid".into()))?,
-                    position: row.try_get("position").map_err(unavailable)?,
-                };
-                let applied: i64 = row.try_get("events_applied").map_err(unavailable)?;
-                let updated: DateTime<Utc> = row.try_get("updated_at").map_err(unavailable)?;
-                (position, applied as u64, Some(updated))
-            }
+            Some(c) => (c.position, c.events_applied, Some(c.updated_at)),
             None => (CommitPosition::START, 0, None),
         };
         let lag = sqlx::query(
@@ -119,9 +92,9 @@ impl PostgresProjectionOperations {
 #[async_trait]
 impl ProjectionOperations for PostgresProjectionOperations {
     async fn status(&self) -> Result<Vec<ProjectionStatus>, StoreError> {
-        let mut statuses = Vec::with_capacity(PROJECTIONS.len());
-        for name in PROJECTIONS {
-            statuses.push(self.projection_status(name).await?);
+        let mut statuses = Vec::new();
+        for projection in registered() {
+            statuses.push(self.projection_status(projection.name()).await?);
         }
         for status in &statuses {
             report_metrics(status);
@@ -134,9 +107,10 @@ impl ProjectionOperations for PostgresProjectionOperations {
         name: &str,
         requested_by: &str,
     ) -> Result<RebuildStatus, RebuildRequestError> {
-        let name = Self::known(name)?;
-        let rebuild = rebuild_of(self.pool.clone(), name).expect("every projection rebuilds");
-        operator_action(&self.pool, requested_by, "rebuild", name).await?;
+        let projection = registered_named(name)?;
+        let name = projection.name();
+        let rebuild = projection.rebuild(self.pool.clone());
+        record_operator_action(&self.pool, requested_by, "rebuild", name).await?;
         let started = match rebuild.start(requested_by).await {
             Ok(started) => started,
             Err(RebuildError::AlreadyRunning) => {
@@ -165,8 +139,8 @@ impl ProjectionOperations for PostgresProjectionOperations {
         name: &str,
         requested_by: &str,
     ) -> Result<RebuildStatus, RebuildRequestError> {
-        let name = Self::known(name)?;
-        operator_action(&self.pool, requested_by, "cancel_rebuild", name).await?;
+        let name = registered_named(name)?.name();
+        record_operator_action(&self.pool, requested_by, "cancel_rebuild", name).await?;
         match request_cancel(&self.pool, name).await? {
             Some(status) if status.state == RebuildState::Cancelling => Ok(status),
             _ => Err(RebuildRequestError::NotRunning(name.to_owned())),
@@ -204,23 +178,6 @@ impl ProjectionOperations for PostgresProjectionOperations {
         });
         futures::future::join_all(tasks).await;
     }
-}
-
-/// Every operator action is recorded (who, what, on what, when), logged and counted.
-async fn operator_action(
-    pool: &PgPool,
-    actor: &str,
-    action: &'static str,
-    projection: &str,
-) -> Result<(), StoreError> {
-    let target = format!("projection:{projection}");
-    store::OperatorAction {
-        actor,
-        action,
-        target: &target,
-    }
-    .record(pool)
-    .await
 }
 
 /// The status as gauges, so that dashboards and alerts see what `GET /admin/projections`

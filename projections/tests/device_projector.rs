@@ -4,8 +4,8 @@ mod provisioned_devices;
 
 use app::EventEnvelope;
 use domain::DeviceId;
-use projections::DeviceProjector;
-use provisioned_devices::provisioned_device;
+use projections::DEVICE_VIEW;
+use provisioned_devices::{projector, provisioned_device};
 use sqlx::PgPool;
 
 async fn row(pool: &PgPool, id: DeviceId) -> Option<(String, i64)> {
@@ -21,7 +21,7 @@ async fn a_gap_is_filled_from_the_event_store_and_old_events_change_nothing() {
     let (_, pool) = testkit::migrated_database().await;
     let events = provisioned_device(&pool).await;
     let id = events[0].subject;
-    let projector = DeviceProjector::new(pool.clone());
+    let projector = projector(&pool, DEVICE_VIEW);
 
     // Event 2 arrives first: event 1 is read from the store, then both are applied.
     let report = projector.apply(&events[1..]).await.unwrap();
@@ -58,10 +58,7 @@ async fn concurrent_projectors_converge_on_the_latest_version() {
     }
     let all: Vec<EventEnvelope> = devices.iter().flatten().cloned().collect();
     // Two projector processes get the stream interleaved and out of order.
-    let (first, second) = (
-        DeviceProjector::new(pool.clone()),
-        DeviceProjector::new(pool.clone()),
-    );
+    let (first, second) = (projector(&pool, DEVICE_VIEW), projector(&pool, DEVICE_VIEW));
     let reversed: Vec<EventEnvelope> = all.iter().rev().cloned().collect();
     let (a, b) = tokio::join!(first.apply(&all), second.apply(&reversed));
     a.unwrap();

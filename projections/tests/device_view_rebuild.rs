@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use app::{EventEnvelope, RebuildState};
 use projections::{
-    read_rebuild_status, request_rebuild_cancel, verify_device_view, DeviceProjector,
-    DifferenceKind, ProjectionRebuild, RebuildError, RebuildOutcome,
+    read_rebuild_status, request_rebuild_cancel, DifferenceKind, ProjectionRebuild, RebuildError,
+    RebuildOutcome, VerifyReport, DEVICE_VIEW,
 };
-use provisioned_devices::provisioned_device;
+use provisioned_devices::{projector, provisioned_device, read_model};
 use sqlx::PgPool;
 
 /// `count` provisioned devices, projected live; returns their events.
@@ -19,10 +19,7 @@ async fn live_devices(pool: &PgPool, count: usize) -> Vec<EventEnvelope> {
     for _ in 0..count {
         events.extend(provisioned_device(pool).await);
     }
-    DeviceProjector::new(pool.clone())
-        .apply(&events)
-        .await
-        .unwrap();
+    projector(pool, DEVICE_VIEW).apply(&events).await.unwrap();
     events
 }
 
@@ -32,6 +29,14 @@ async fn live_rows(pool: &PgPool) -> Vec<String> {
         .fetch_all(pool)
         .await
         .unwrap()
+}
+
+fn rebuild_of_device_view(pool: &PgPool) -> ProjectionRebuild {
+    read_model(DEVICE_VIEW).rebuild(pool.clone())
+}
+
+async fn verify_device_view(pool: &PgPool) -> Result<VerifyReport, projections::ProjectionError> {
+    read_model(DEVICE_VIEW).verify(pool).await
 }
 
 async fn index_names(pool: &PgPool, table: &str) -> Vec<String> {
@@ -65,7 +70,7 @@ async fn a_rebuild_repairs_the_live_table_and_verify_sees_the_damage_before() {
     assert_eq!(report.differences[0].kind, DifferenceKind::ContentDiffers);
 
     let mut seen = Vec::new();
-    let outcome = ProjectionRebuild::device_view(pool.clone())
+    let outcome = rebuild_of_device_view(&pool)
         .with_batch(5)
         .run("test-operator", |status| seen.push(status.events_done))
         .await
@@ -98,7 +103,7 @@ async fn a_cancelled_rebuild_resumes_from_its_checkpoint() {
     let (_, pool) = testkit::migrated_database().await;
     live_devices(&pool, 10).await;
     let expected = live_rows(&pool).await;
-    let rebuild = ProjectionRebuild::device_view(pool.clone()).with_batch(2);
+    let rebuild = rebuild_of_device_view(&pool).with_batch(2);
 
     let running = tokio::spawn({
         let rebuild = rebuild.clone();
@@ -138,7 +143,7 @@ async fn a_cancelled_rebuild_resumes_from_its_checkpoint() {
 async fn only_one_rebuild_runs_at_a_time() {
     let (_, pool) = testkit::migrated_database().await;
     live_devices(&pool, 1).await;
-    let rebuild = ProjectionRebuild::device_view(pool.clone());
+    let rebuild = rebuild_of_device_view(&pool);
     let first = rebuild.start("op-1").await.unwrap();
     assert!(matches!(
         rebuild.start("op-2").await,
@@ -169,7 +174,8 @@ async fn a_rebuild_is_not_cut_off_by_the_pools_statement_timeout() {
         .await
         .unwrap();
 
-    let outcome = ProjectionRebuild::device_view(requests_pool)
+    let outcome = read_model(DEVICE_VIEW)
+        .rebuild(requests_pool)
         .run("test-operator", |_| {})
         .await;
 
@@ -216,7 +222,7 @@ async fn a_rebuild_finishes_under_a_steady_read_load() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let started = std::time::Instant::now();
-    let outcome = ProjectionRebuild::device_view(pool.clone())
+    let outcome = rebuild_of_device_view(&pool)
         .run("test-operator", |_| {})
         .await;
     let took = started.elapsed();

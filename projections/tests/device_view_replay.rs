@@ -3,8 +3,8 @@
 mod provisioned_devices;
 
 use app::CommitPosition;
-use projections::{replay_device_view, verify_device_view, DeviceProjector, ReplayFrom};
-use provisioned_devices::provisioned_device;
+use projections::{ReplayFrom, DEVICE_VIEW};
+use provisioned_devices::{projector, provisioned_device, read_model};
 use sqlx::PgPool;
 
 async fn models(pool: &PgPool) -> Vec<String> {
@@ -21,26 +21,28 @@ async fn a_replay_from_a_position_repairs_only_what_changed_after_it() {
     events.extend(provisioned_device(&pool).await);
     let before_third = CommitPosition::from_cursor(&events.last().unwrap().position).unwrap();
     events.extend(provisioned_device(&pool).await);
-    DeviceProjector::new(pool.clone())
-        .apply(&events)
-        .await
-        .unwrap();
+    projector(&pool, DEVICE_VIEW).apply(&events).await.unwrap();
     sqlx::query("UPDATE device_view SET model = 'damaged'")
         .execute(&pool)
         .await
         .unwrap();
 
-    let report = replay_device_view(&pool, ReplayFrom::Position(before_third))
+    let report = read_model(DEVICE_VIEW)
+        .replay(&pool, ReplayFrom::Position(before_third))
         .await
         .unwrap();
     assert_eq!((report.devices, report.events), (1, 2));
     assert_eq!(models(&pool).await, ["damaged", "damaged", "Gateway X1"]);
 
     let since_the_start: ReplayFrom = "2000-01-01T00:00:00Z".parse().unwrap();
-    let report = replay_device_view(&pool, since_the_start).await.unwrap();
+    let report = read_model(DEVICE_VIEW)
+        .replay(&pool, since_the_start)
+        .await
+        .unwrap();
     assert_eq!((report.devices, report.events), (3, 6));
     assert_eq!(models(&pool).await, ["Gateway X1"; 3]);
-    assert!(verify_device_view(&pool)
+    assert!(read_model(DEVICE_VIEW)
+        .verify(&pool)
         .await
         .unwrap()
         .differences

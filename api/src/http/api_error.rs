@@ -29,6 +29,8 @@ pub enum ApiError {
     MissingScope(Scope),
     #[error("no such resource")]
     NotFound,
+    #[error(transparent)]
+    UnknownProjection(app::UnknownProjection),
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
     /// RegisterDevice for a serial number the tenant already registered, under another key:
@@ -111,7 +113,7 @@ impl ApiError {
                 "Authentication required",
             ),
             Self::MissingScope(_) => (S::FORBIDDEN, "forbidden", "Insufficient scope"),
-            Self::NotFound => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::NotFound | Self::UnknownProjection(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
@@ -223,7 +225,7 @@ impl From<app::RebuildRequestError> for ApiError {
     fn from(err: app::RebuildRequestError) -> Self {
         use app::RebuildRequestError as E;
         match err {
-            E::UnknownProjection(_) => Self::NotFound,
+            E::UnknownProjection(unknown) => Self::UnknownProjection(unknown),
             E::AlreadyRunning(name) => Self::RebuildRunning(name),
             E::NotRunning(name) => Self::RebuildNotRunning(name),
             E::Store(e) => e.into(),

@@ -112,7 +112,11 @@ async fn what_cannot_be_done_is_a_clear_problem() {
             &json!({}),
         )
         .await;
-    assert_problem(unknown, 404, "not-found").await;
+    let unknown = assert_problem(unknown, 404, "not-found").await;
+    assert_eq!(
+        unknown["detail"],
+        "no projection named \"no_such_view\"; known: device_view, device_stats"
+    );
     let nothing_to_cancel = app
         .post(
             "/admin/projections/device_view/rebuild:cancel",
@@ -215,7 +219,9 @@ async fn a_rebuild_whose_api_stopped_shows_as_interrupted_and_resumes() {
                 .contains("interrupted"),
             "{stop}: {rebuild:?}"
         );
-        let resumed = projections::ProjectionRebuild::device_view(pool.clone())
+        let resumed = projections::registered_named(projections::DEVICE_VIEW)
+            .unwrap()
+            .rebuild(pool.clone())
             .run("ops-1", |_| {})
             .await
             .unwrap();

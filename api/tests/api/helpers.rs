@@ -366,7 +366,9 @@ pub async fn project_device(pool: &PgPool, id: Uuid) {
         .into_iter()
         .map(app::RecordedEvent::into_envelope)
         .collect();
-    projections::DeviceProjector::new(pool.clone())
+    projections::registered_named(projections::DEVICE_VIEW)
+        .unwrap()
+        .projector(pool.clone())
         .apply(&events)
         .await
         .unwrap();

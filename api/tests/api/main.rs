@@ -15,6 +15,7 @@ mod logs;
 mod long_polls;
 mod malformed_requests;
 mod postgres_outage;
+mod projections_cli;
 mod rate_limits;
 mod register_device;
 mod renew_certificate;

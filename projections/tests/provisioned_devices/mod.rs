@@ -9,8 +9,19 @@ use app::{
 use domain::{
     CertificateSigningRequest, DeviceModel, IssuedCertificate, Labels, SerialNumber, TenantId,
 };
+use projections::{registered_named, Projector, RegisteredProjection};
 use sqlx::PgPool;
 use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
+
+/// The registered read model called `name`.
+pub fn read_model(name: &str) -> RegisteredProjection {
+    registered_named(name).unwrap()
+}
+
+/// The live side of the read model called `name`.
+pub fn projector(pool: &PgPool, name: &str) -> Projector {
+    read_model(name).projector(pool.clone())
+}
 
 pub fn metadata() -> CommandMetadata {
     CommandMetadata {

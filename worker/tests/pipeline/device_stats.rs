@@ -124,10 +124,31 @@ async fn device_counts_follow_events_and_a_fresh_start_fills_them_from_history()
     wait_for_stats(&stack, &now).await;
     let next: Uuid = stack.register(&registration(&unique_serial())).await;
     stack.wait_for_status(next, "provisioned", PATIENCE).await;
+    let now = [("decommissioned", 1), ("failed", 1), ("provisioned", 4)];
+    wait_for_stats(&stack, &now).await;
+
+    // A device counted in the wrong place (its member row and the counts it moved) is
+    // repaired by a replay from a point before its events, like any read model's.
+    sqlx::raw_sql(&format!(
+        "UPDATE device_stats_members SET status = 'failed' WHERE id = '{next}';
+         UPDATE device_stats SET devices = devices - 1 WHERE status = 'provisioned';
+         UPDATE device_stats SET devices = devices + 1 WHERE status = 'failed';"
+    ))
+    .execute(&stack.pool)
+    .await
+    .unwrap();
     wait_for_stats(
         &stack,
-        &[("decommissioned", 1), ("failed", 1), ("provisioned", 4)],
+        &[("decommissioned", 1), ("failed", 2), ("provisioned", 3)],
     )
     .await;
+    let replayed = projections::registered_named(projections::DEVICE_STATS)
+        .unwrap()
+        .replay(&stack.pool, "2000-01-01T00:00:00Z".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(replayed.repaired, 1, "{replayed:?}");
+    wait_for_stats(&stack, &now).await;
+    stack.assert_read_model_matches_events().await;
     stack.delete_stream().await;
 }

@@ -7,13 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use projections::{verify_device_view, ProjectionRebuild, RebuildOutcome};
+use projections::{registered_named, ProjectionRebuild, RebuildOutcome, DEVICE_VIEW};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{registration, unique_serial, Stack};
 
 const PATIENCE: Duration = Duration::from_secs(60);
+
+fn device_view_rebuild(pool: &sqlx::PgPool) -> ProjectionRebuild {
+    registered_named(DEVICE_VIEW).unwrap().rebuild(pool.clone())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_under_load_fails_no_read_goes_back_in_no_time_and_verifies_clean() {
@@ -95,7 +99,7 @@ async fn a_rebuild_under_load_fails_no_read_goes_back_in_no_time_and_verifies_cl
     }
 
     let reads_before = reads.load(Ordering::Relaxed);
-    let outcome = ProjectionRebuild::device_view(stack.pool.clone())
+    let outcome = device_view_rebuild(&stack.pool)
         .with_batch(40)
         .run("test-operator", |_| {})
         .await
@@ -119,7 +123,11 @@ async fn a_rebuild_under_load_fails_no_read_goes_back_in_no_time_and_verifies_cl
         stack.wait_for_status(*id, "provisioned", PATIENCE).await;
     }
     stack.assert_read_model_matches_events().await;
-    let report = verify_device_view(&stack.pool).await.unwrap();
+    let report = registered_named(DEVICE_VIEW)
+        .unwrap()
+        .verify(&stack.pool)
+        .await
+        .unwrap();
     assert_eq!(report.devices as usize, registered.len());
 }
 
@@ -143,7 +151,7 @@ async fn events_keep_flowing_while_a_rebuild_builds_its_indexes() {
     let rebuild = tokio::spawn({
         let pool = stack.pool.clone();
         async move {
-            ProjectionRebuild::device_view(pool)
+            device_view_rebuild(&pool)
                 .run("test-operator", |_| {})
                 .await
         }

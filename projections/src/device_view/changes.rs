@@ -12,7 +12,9 @@ use domain::DeviceId;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use tokio::sync::watch;
 
-use crate::device_projector::READ_MODEL_CHANGED_CHANNEL;
+/// Notified after every live batch that changed `device_view`, with the changed devices'
+/// ids (comma-separated).
+pub const READ_MODEL_CHANGED_CHANNEL: &str = "dp_read_model_changed";
 
 /// Waiters by device. An entry lives while someone waits; entries nobody holds any more are
 /// swept when the map has doubled since the last sweep.

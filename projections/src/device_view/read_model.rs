@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use domain::{DeviceId, TenantId};
 use sqlx::PgPool;
 
-use crate::device_view_table::{self, unavailable, COLUMNS};
+use super::table::{self, COLUMNS};
+use crate::error::unavailable;
 
 pub struct PostgresDeviceReadModel {
     pool: PgPool,
@@ -29,7 +30,7 @@ impl DeviceReadModel for PostgresDeviceReadModel {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(device_view_table::decode).transpose()
+        row.as_ref().map(table::decode).transpose()
     }
 
     async fn devices(
@@ -78,6 +79,6 @@ impl DeviceReadModel for PostgresDeviceReadModel {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(device_view_table::decode).collect()
+        rows.iter().map(table::decode).collect()
     }
 }

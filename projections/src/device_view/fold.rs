@@ -1,5 +1,6 @@
-//! How the device read model follows events: a pure fold, so that the live projector, a gap
-//! fill and (later) a rebuild all produce the same row from the same events.
+//! How the device read model follows events: a pure fold, so that every path that writes
+//! the table (live, gap fill, backfill, rebuild, verify, replay) produces the same row from
+//! the same events. The status follows the domain's rule (`DeviceStatus::after`).
 //!
 //! The row at version N is a function of events 1..=N only; that is what lets concurrent
 //! projectors write it with a plain "newer version wins" check.
@@ -7,22 +8,13 @@
 use app::{DeviceView, EventEnvelope, PublicEvent};
 use domain::DeviceStatus;
 
-/// Why an event cannot follow the row it is applied to: the event store or the stream handed
-/// us something out of order, which the projector treats as a gap to fill, never as data.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FoldError {
-    #[error("event {sequence} of device {device} does not follow version {version}")]
-    OutOfOrder {
-        device: String,
-        sequence: u64,
-        version: u64,
-    },
-    #[error("device {device}: the first event is {event_type}, not DeviceRegistered")]
-    NotRegistered { device: String, event_type: String },
-}
+use crate::FoldError;
 
 /// The row after `event`, given the row at the version just before it.
-pub fn fold(current: Option<DeviceView>, event: &EventEnvelope) -> Result<DeviceView, FoldError> {
+pub(crate) fn fold(
+    current: Option<DeviceView>,
+    event: &EventEnvelope,
+) -> Result<DeviceView, FoldError> {
     let version = current.as_ref().map_or(0, |d| d.version);
     if event.sequence != version + 1 {
         return Err(FoldError::OutOfOrder {
@@ -46,7 +38,7 @@ pub fn fold(current: Option<DeviceView>, event: &EventEnvelope) -> Result<Device
             serial_number: serial_number.clone(),
             model: model.clone(),
             labels: labels.clone(),
-            status: DeviceStatus::Pending,
+            status: DeviceStatus::REGISTERED,
             certificate: None,
             failure: None,
             version: 0,
@@ -67,7 +59,9 @@ pub fn fold(current: Option<DeviceView>, event: &EventEnvelope) -> Result<Device
 }
 
 fn apply(mut device: DeviceView, event: &PublicEvent) -> DeviceView {
-    device.status = status_after(device.status, device.certificate.is_some(), event);
+    device.status = device
+        .status
+        .after(device.certificate.is_some(), event.lifecycle_step());
     match event {
         // A second registration event cannot exist (the store's key forbids it).
         PublicEvent::DeviceRegistered { .. } | PublicEvent::DeviceDecommissioned { .. } => {}
@@ -80,25 +74,4 @@ fn apply(mut device: DeviceView, event: &PublicEvent) -> DeviceView {
         PublicEvent::ProvisioningFailed { failure, .. } => device.failure = Some(failure.clone()),
     }
     device
-}
-
-/// A registered device's status after `event`, given its status and whether it holds a
-/// certificate: the one definition every read model shares.
-pub(crate) fn status_after(
-    status: DeviceStatus,
-    has_certificate: bool,
-    event: &PublicEvent,
-) -> DeviceStatus {
-    match event {
-        PublicEvent::DeviceRegistered { .. } => status,
-        PublicEvent::CertificateRenewalRequested { .. } if status == DeviceStatus::Failed => {
-            DeviceStatus::Pending
-        }
-        PublicEvent::CertificateRenewalRequested { .. } => status,
-        PublicEvent::CertificateIssued { .. } => DeviceStatus::Provisioned,
-        // A device with a certificate stays usable when a renewal fails.
-        PublicEvent::ProvisioningFailed { .. } if !has_certificate => DeviceStatus::Failed,
-        PublicEvent::ProvisioningFailed { .. } => status,
-        PublicEvent::DeviceDecommissioned { .. } => DeviceStatus::Decommissioned,
-    }
 }
