@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bootstrap::{database_settings, Env};
-use sqlx::PgPool;
+use store::PgPool;
 
 /// Why an operator's command could not start.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use projections::{
     record_operator_action, registered_named, PostgresProjectionOperations, ProjectionRebuild,
     RebuildOutcome, ReplayFrom,
 };
-use sqlx::PgPool;
+use store::PgPool;
 
 use crate::operator_session::{OperatorSession, OperatorSessionError};
 

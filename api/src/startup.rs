@@ -10,7 +10,7 @@ use std::time::Duration;
 use app::{DeviceCommandService, DeviceQueryService, LongPollLimits, RetryPolicy};
 use axum::Router;
 use projections::{PgReadModelChanges, PostgresDeviceReadModel, PostgresProjectionOperations};
-use sqlx::PgPool;
+use store::PgPool;
 use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
 use tokio::net::TcpListener;
 

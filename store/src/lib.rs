@@ -45,3 +45,5 @@ pub use postgres_event_log::{
 };
 pub use postgres_idempotency_store::PostgresIdempotencyStore;
 pub use relay_lease::{AppendListener, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL};
+/// The connection pool every Postgres adapter takes (its users need not know sqlx).
+pub use sqlx::PgPool;
