@@ -152,7 +152,7 @@ impl Relay {
                         self.retry_until_ok(|| async {
                             ensure_stream(&self.js, &self.stream)
                                 .await
-                                .map_err(|e| e.to_string())
+                                .map_err(PublishError::Stream)
                         })
                         .await,
                     ),
@@ -256,7 +256,10 @@ impl Relay {
             let message = match message_for(&self.stream, event) {
                 Ok(message) => message,
                 Err(e) => {
-                    run.error = Some(format!("cannot serialise event {}: {e}", event.event_id()));
+                    run.error = Some(PublishError::Serialise {
+                        event: event.event_id().to_string(),
+                        error: e,
+                    });
                     break;
                 }
             };
@@ -267,7 +270,7 @@ impl Relay {
             match self.js.send_publish(subject, message).await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
-                    run.error = Some(format!("publish: {e}"));
+                    run.error = Some(PublishError::Publish(e.into()));
                     break;
                 }
             }
@@ -285,11 +288,11 @@ impl Relay {
                     }
                 }
                 Ok(Err(e)) => {
-                    run.error = Some(format!("publish ack: {e}"));
+                    run.error = Some(PublishError::Ack(e.into()));
                     break;
                 }
                 Err(_) => {
-                    run.error = Some("timed out waiting for publish acks".to_owned());
+                    run.error = Some(PublishError::AckTimeout(self.settings.publish_timeout));
                     break;
                 }
             }
@@ -306,7 +309,7 @@ impl Relay {
     async fn retry_until_ok<T, F, Fut>(&self, mut attempt: F) -> T
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, String>>,
+        Fut: Future<Output = Result<T, PublishError>>,
     {
         let mut delays = backoff();
         loop {
@@ -331,7 +334,28 @@ struct PublishRun {
     /// stopped early leaves it unknown).
     last_sequence: Option<u64>,
     /// Why the run stopped before its end.
-    error: Option<String>,
+    error: Option<PublishError>,
+}
+
+/// Why the relay could not publish (it keeps its lease and tries again). Only logged, so each
+/// message carries its cause.
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("cannot reach the stream: {0}")]
+    Stream(async_nats::Error),
+    #[error("cannot serialise event {event}: {error}")]
+    Serialise {
+        event: String,
+        error: serde_json::Error,
+    },
+    #[error("publish failed: {0}")]
+    Publish(async_nats::Error),
+    #[error("publish refused: {0}")]
+    Ack(async_nats::Error),
+    #[error("no publish ack within {0:?}")]
+    AckTimeout(Duration),
+    #[error("cannot read where the stream ends: {0}")]
+    StreamEnd(async_nats::Error),
 }
 
 /// Where the stream ends: its last sequence, and the message there (if it is still there).
@@ -353,8 +377,12 @@ impl StoredMessage {
     }
 }
 
-async fn stream_end(stream: &Stream) -> Result<StreamEnd, String> {
-    let state = stream.get_info().await.map_err(|e| e.to_string())?.state;
+async fn stream_end(stream: &Stream) -> Result<StreamEnd, PublishError> {
+    let state = stream
+        .get_info()
+        .await
+        .map_err(|e| PublishError::StreamEnd(e.into()))?
+        .state;
     let last_message = if state.messages == 0 {
         None
     } else {
@@ -368,7 +396,7 @@ async fn stream_end(stream: &Stream) -> Result<StreamEnd, String> {
             }),
             // Deleted since: nothing to recognise; deduplication still drops what is stored.
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => None,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(PublishError::StreamEnd(e.into())),
         }
     };
     Ok(StreamEnd {
