@@ -103,7 +103,7 @@ async fn an_interrupted_backfill_resumes_and_counts_every_device() {
 #[tokio::test]
 async fn device_view_fills_from_history_unless_it_was_live_before() {
     const MIGRATION: &str =
-        include_str!("../../migrations/20261202000001_device_view_backfill.sql");
+        include_str!("../../migrations/20261201000003_device_view_backfill.sql");
     let (_, pool) = testkit::migrated_database().await;
     let mut events = Vec::new();
     for _ in 0..3 {
