@@ -216,8 +216,8 @@ impl ConsumerRegistry {
         Ok(consumer.handler.handle_again(&envelope).await?)
     }
 
-    /// Spawns every consumer's live loop (prepare, then consume its durable consumer, bound
-    /// again whenever it fails, until `cancel`) and the lag gauges.
+    /// Spawns every consumer's live loop (bind its durable consumer, prepare once, consume;
+    /// bound again whenever it fails, until `cancel`) and the lag gauges.
     pub fn run(
         &self,
         tasks: &mut JoinSet<()>,
@@ -232,7 +232,10 @@ impl ConsumerRegistry {
             let (js, stream, settings, cancel) =
                 (js.clone(), stream.clone(), settings.clone(), cancel.clone());
             tasks.spawn(async move {
-                handler.prepare(&cancel).await;
+                // The durable consumer is bound before the handler prepares (a read model
+                // filling itself from history may take a while): it exists from the start, and
+                // the stream keeps what arrives meanwhile for it.
+                let prepared = std::sync::atomic::AtomicBool::new(false);
                 keep_consuming(&name, &cancel, || async {
                     let bound = async {
                         let stream = ensure_stream(&js, &stream).await?;
@@ -241,7 +244,12 @@ impl ConsumerRegistry {
                     let Some(bound) = unless_cancelled(&cancel, bound).await else {
                         return Ok(());
                     };
-                    handler.consume(bound?).await
+                    let bound = bound?;
+                    if !prepared.load(std::sync::atomic::Ordering::Relaxed) {
+                        handler.prepare(&cancel).await;
+                        prepared.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    handler.consume(bound).await
                 })
                 .await
             });
