@@ -30,12 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::{
     CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
     DecommissionReason, DeviceCommand, DeviceError, DeviceId, DeviceModel, DeviceStatus,
     FailProvisioning, IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice,
-    RenewCertificate, SerialNumber,
+    RenewCertificate, RevocationReason, RevokeCertificate, SerialNumber,
 };
 use uuid::Uuid;
 
@@ -175,8 +176,26 @@ impl DeviceCommandService {
         let command = DeviceCommand::Decommission(DecommissionDevice {
             tenant: metadata.tenant.clone(),
             reason,
+            at: Utc::now(),
         });
         self.execute_public("decommission", metadata, claim, id, command)
+            .await
+    }
+
+    /// Revokes the device's live certificate, from now on.
+    pub async fn revoke_certificate(
+        &self,
+        metadata: CommandMetadata,
+        claim: IdempotencyClaim,
+        id: DeviceId,
+        reason: RevocationReason,
+    ) -> Result<Accepted, CommandError> {
+        let command = DeviceCommand::RevokeCertificate(RevokeCertificate {
+            tenant: metadata.tenant.clone(),
+            reason,
+            at: Utc::now(),
+        });
+        self.execute_public("revoke_certificate", metadata, claim, id, command)
             .await
     }
 
@@ -197,6 +216,7 @@ impl DeviceCommandService {
             tenant: metadata.tenant.clone(),
             request_id,
             certificate,
+            at: Utc::now(),
         });
         self.execute_internal("complete_provisioning", metadata, id, command, loaded)
             .await

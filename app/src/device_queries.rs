@@ -14,8 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    DeviceId, DeviceModel, DeviceStatus, IssuedCertificate, Labels, ProvisioningFailure,
-    SerialNumber, TenantId,
+    DeviceId, DeviceModel, DeviceStatus, Labels, ProvisioningFailure, SerialNumber, TenantId,
 };
 use tokio::sync::watch;
 
@@ -23,8 +22,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 use crate::{
-    CommitPosition, EventEnvelope, EventLog, InvalidCursor, LongPollLimitReached, LongPollLimits,
-    LongPollSlots, RecordedEvent, StoreError,
+    CertificateView, CommitPosition, EventEnvelope, EventLog, InvalidCursor, LongPollLimitReached,
+    LongPollLimits, LongPollSlots, RecordedEvent, StoreError,
 };
 
 /// A device as the read model holds it.
@@ -36,7 +35,7 @@ pub struct DeviceView {
     pub model: DeviceModel,
     pub labels: Labels,
     pub status: DeviceStatus,
-    pub certificate: Option<IssuedCertificate>,
+    pub certificate: Option<CertificateView>,
     pub failure: Option<ProvisioningFailure>,
     pub version: u64,
     pub created_at: DateTime<Utc>,

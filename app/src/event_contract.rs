@@ -16,8 +16,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use domain::{
     CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceEvent, DeviceId,
-    DeviceModel, IssuedCertificate, Labels, LifecycleStep, ProvisioningFailure, SerialNumber,
-    TenantId,
+    DeviceModel, IssuedCertificate, Labels, LifecycleStep, ProvisioningFailure, Revocation,
+    RevocationReason, SerialNumber, TenantId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -184,6 +184,16 @@ pub enum PublicEvent {
     DeviceDecommissioned {
         reason: DecommissionReason,
     },
+    /// The certificate with this serial is revoked (explicitly, by a decommission, or
+    /// superseded by a renewal's certificate).
+    CertificateRevoked {
+        /// The revoked certificate's serial number, lowercase hex.
+        serial: String,
+        /// RFC 5280's name for the reason (`keyCompromise`, `superseded`, …).
+        reason: RevocationReason,
+        /// From when the certificate is not to be trusted.
+        revoked_at: DateTime<Utc>,
+    },
 }
 
 impl PublicEvent {
@@ -192,14 +202,16 @@ impl PublicEvent {
     pub const CERTIFICATE_ISSUED: &'static str = "CertificateIssued";
     pub const PROVISIONING_FAILED: &'static str = "ProvisioningFailed";
     pub const DEVICE_DECOMMISSIONED: &'static str = "DeviceDecommissioned";
+    pub const CERTIFICATE_REVOKED: &'static str = "CertificateRevoked";
 
     /// Every event type, as it appears in `type` and in NATS subjects.
-    pub const TYPES: [&'static str; 5] = [
+    pub const TYPES: [&'static str; 6] = [
         Self::DEVICE_REGISTERED,
         Self::CERTIFICATE_RENEWAL_REQUESTED,
         Self::CERTIFICATE_ISSUED,
         Self::PROVISIONING_FAILED,
         Self::DEVICE_DECOMMISSIONED,
+        Self::CERTIFICATE_REVOKED,
     ];
 
     pub fn event_type(&self) -> &'static str {
@@ -209,6 +221,7 @@ impl PublicEvent {
             Self::CertificateIssued { .. } => Self::CERTIFICATE_ISSUED,
             Self::ProvisioningFailed { .. } => Self::PROVISIONING_FAILED,
             Self::DeviceDecommissioned { .. } => Self::DEVICE_DECOMMISSIONED,
+            Self::CertificateRevoked { .. } => Self::CERTIFICATE_REVOKED,
         }
     }
 
@@ -221,6 +234,7 @@ impl PublicEvent {
             Self::CertificateIssued { .. } => LifecycleStep::CertificateIssued,
             Self::ProvisioningFailed { .. } => LifecycleStep::ProvisioningFailed,
             Self::DeviceDecommissioned { .. } => LifecycleStep::Decommissioned,
+            Self::CertificateRevoked { .. } => LifecycleStep::CertificateRevoked,
         }
     }
 
@@ -258,6 +272,18 @@ impl PublicEvent {
                 failure,
             },
             DeviceEvent::DeviceDecommissioned { reason } => Self::DeviceDecommissioned { reason },
+            DeviceEvent::CertificateRevoked {
+                revocation:
+                    Revocation {
+                        serial,
+                        reason,
+                        revoked_at,
+                    },
+            } => Self::CertificateRevoked {
+                serial,
+                reason,
+                revoked_at,
+            },
         }
     }
 }

@@ -7,6 +7,7 @@
 //! crate decides that) nor how bytes reach a database or a socket (adapters and `api` do).
 //! It must not depend on sqlx, axum or async-nats.
 
+mod certificate_view;
 mod command_error;
 mod command_metadata;
 mod dead_letter_operations;
@@ -22,6 +23,7 @@ mod long_poll_slots;
 mod projection_operations;
 mod provisioning;
 
+pub use certificate_view::{CertificateStatus, CertificateView};
 pub use command_error::CommandError;
 pub use command_metadata::CommandMetadata;
 pub use dead_letter_operations::{

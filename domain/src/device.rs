@@ -12,7 +12,7 @@ mod status;
 
 pub use command::{
     CompleteProvisioning, DecommissionDevice, DeviceCommand, FailProvisioning, RegisterDevice,
-    RenewCertificate,
+    RenewCertificate, RevokeCertificate,
 };
 pub use error::DeviceError;
 pub use event::DeviceEvent;
@@ -22,7 +22,12 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use crate::{CertificateRequestId, CertificateSigningRequest, SerialNumber, TenantId};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    CertificateRequestId, CertificateSigningRequest, Revocation, RevocationReason, SerialNumber,
+    TenantId,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Device {
@@ -36,9 +41,13 @@ struct RegisteredDevice {
     /// The provisioner checks a renewal's CSR against it (subject CN = serial number).
     serial_number: SerialNumber,
     status: DeviceStatus,
-    /// Whether a certificate was ever issued: a failed renewal leaves a provisioned device
-    /// provisioned (its current certificate stays valid), a failed first request does not.
-    has_certificate: bool,
+    /// The serial of the certificate the device holds and that is not revoked: the one a
+    /// revocation (explicit, a decommission's, a renewal's `superseded`) applies to. A failed
+    /// renewal leaves a device with a live certificate provisioned, one without it failed.
+    live_certificate: Option<String>,
+    /// Whether a certificate was ever issued (a revocation request without one is refused
+    /// differently from one whose certificate is revoked already).
+    ever_certified: bool,
     /// The request still waiting for the provisioner's outcome. Only an outcome for this
     /// request is applied; outcomes for resolved or superseded requests change nothing,
     /// which is what makes the internal commands idempotent under redelivery.
@@ -109,15 +118,31 @@ impl Device {
             },
             DeviceCommand::Decommission(cmd) => match device.status {
                 DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
-                _ => Ok(vec![DeviceEvent::DeviceDecommissioned {
-                    reason: cmd.reason,
-                }]),
+                _ => Ok(device
+                    .revoke_live(RevocationReason::CessationOfOperation, cmd.at)
+                    .into_iter()
+                    .chain([DeviceEvent::DeviceDecommissioned { reason: cmd.reason }])
+                    .collect()),
+            },
+            DeviceCommand::RevokeCertificate(cmd) => match device.status {
+                DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
+                _ => match device.revoke_live(cmd.reason, cmd.at) {
+                    Some(revoked) => Ok(vec![revoked]),
+                    None if device.ever_certified => Err(DeviceError::CertificateAlreadyRevoked),
+                    None => Err(DeviceError::NoCertificate),
+                },
             },
             DeviceCommand::CompleteProvisioning(cmd) => Ok(if device.is_open(cmd.request_id) {
-                vec![DeviceEvent::CertificateIssued {
+                // The new certificate first: the one it replaces is revoked only once it is
+                // issued, so the device is never left without a live certificate.
+                let superseded = device.revoke_live(RevocationReason::Superseded, cmd.at);
+                [DeviceEvent::CertificateIssued {
                     request_id: cmd.request_id,
                     certificate: cmd.certificate,
                 }]
+                .into_iter()
+                .chain(superseded)
+                .collect()
             } else {
                 vec![]
             }),
@@ -165,7 +190,8 @@ impl Aggregate for Device {
                     tenant,
                     serial_number,
                     status: DeviceStatus::REGISTERED,
-                    has_certificate: false,
+                    live_certificate: None,
+                    ever_certified: false,
                     open_request: Some(OpenRequest {
                         id: request_id,
                         csr,
@@ -190,10 +216,23 @@ impl RegisteredDevice {
         self.open_request.as_ref().map(|r| r.id) == Some(request_id)
     }
 
+    /// The event revoking the live certificate, if there is one.
+    fn revoke_live(&self, reason: RevocationReason, at: DateTime<Utc>) -> Option<DeviceEvent> {
+        self.live_certificate
+            .as_ref()
+            .map(|serial| DeviceEvent::CertificateRevoked {
+                revocation: Revocation {
+                    serial: serial.clone(),
+                    reason,
+                    revoked_at: at,
+                },
+            })
+    }
+
     fn apply(&mut self, event: DeviceEvent) {
         self.status = self
             .status
-            .after(self.has_certificate, LifecycleStep::from(&event));
+            .after(self.live_certificate.is_some(), LifecycleStep::from(&event));
         match event {
             DeviceEvent::DeviceRegistered { .. } => {}
             DeviceEvent::CertificateRenewalRequested { request_id, csr } => {
@@ -202,12 +241,18 @@ impl RegisteredDevice {
                     csr,
                 });
             }
-            DeviceEvent::CertificateIssued { .. } => {
+            DeviceEvent::CertificateIssued { certificate, .. } => {
                 self.open_request = None;
-                self.has_certificate = true;
+                self.live_certificate = Some(certificate.serial);
+                self.ever_certified = true;
             }
             DeviceEvent::ProvisioningFailed { .. } | DeviceEvent::DeviceDecommissioned { .. } => {
                 self.open_request = None;
+            }
+            DeviceEvent::CertificateRevoked { revocation } => {
+                if self.live_certificate.as_deref() == Some(revocation.serial.as_str()) {
+                    self.live_certificate = None;
+                }
             }
         }
     }

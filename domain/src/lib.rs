@@ -18,6 +18,7 @@ mod device_id;
 mod labels;
 mod model;
 mod request_id;
+mod revocation;
 mod serial_number;
 mod tenant;
 
@@ -27,11 +28,13 @@ pub use decommission_reason::DecommissionReason;
 pub use device::{
     CompleteProvisioning, DecommissionDevice, Device, DeviceCommand, DeviceError, DeviceEvent,
     DeviceStatus, FailProvisioning, LifecycleStep, OpenRequest, RegisterDevice, RenewCertificate,
+    RevokeCertificate,
 };
 pub use device_id::DeviceId;
 pub use labels::{LabelError, Labels};
 pub use model::DeviceModel;
 pub use request_id::CertificateRequestId;
+pub use revocation::{Revocation, RevocationReason};
 pub use serial_number::SerialNumber;
 pub use tenant::TenantId;
 

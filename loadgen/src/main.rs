@@ -288,9 +288,13 @@ async fn lag(client: Client, rate: u32, seconds: u32) -> Value {
         let (client, ids) = (client.clone(), ids.clone());
         async move {
             let path = format!("/v1/devices/{}/decommission", ids[i]);
-            client.post(&path, &json!({"reason": "bench"})).await?;
+            let accepted = client.post(&path, &json!({"reason": "bench"})).await?;
             let at_202 = Instant::now();
-            client.wait_for(&ids[i], 3, "decommissioned").await?;
+            // The version the 202 names (the decommission also revokes the certificate).
+            let version = accepted["version"]
+                .as_u64()
+                .ok_or("a 202 without a version")?;
+            client.wait_for(&ids[i], version, "decommissioned").await?;
             Ok(at_202.elapsed())
         }
     })

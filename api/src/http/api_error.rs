@@ -136,6 +136,14 @@ impl ApiError {
                 "provisioning-in-progress",
                 "Provisioning in progress",
             ),
+            Self::Conflict(DeviceError::NoCertificate) => {
+                (S::CONFLICT, "no-certificate", "No certificate to revoke")
+            }
+            Self::Conflict(DeviceError::CertificateAlreadyRevoked) => (
+                S::CONFLICT,
+                "certificate-already-revoked",
+                "Certificate already revoked",
+            ),
             // Not produced: `From<CommandError>` maps NotFound to `Self::NotFound`.
             Self::Conflict(DeviceError::NotFound) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::ConcurrencyConflict => (

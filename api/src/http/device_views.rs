@@ -7,13 +7,16 @@
 
 use std::time::Duration;
 
-use app::{DeviceFilter, DeviceView, EventEnvelope, HistoryCursor, ListCursor};
+use app::{
+    CertificateStatus, CertificateView, DeviceFilter, DeviceView, EventEnvelope, HistoryCursor,
+    ListCursor,
+};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use domain::{DeviceModel, DeviceStatus, IssuedCertificate, ProvisioningFailure};
+use domain::{DeviceModel, DeviceStatus, ProvisioningFailure, RevocationReason};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -72,6 +75,19 @@ struct CertificateBody {
     fingerprint_sha256: String,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
+    /// `live`, `revoked` (see `revocation`), or `expired` (past `not_after`), as of this
+    /// response.
+    status: CertificateStatus,
+    /// When and why it was revoked, once it is.
+    revocation: Option<RevocationBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CertificateRevocation)]
+struct RevocationBody {
+    /// RFC 5280's name for the reason.
+    reason: RevocationReason,
+    revoked_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,20 +97,26 @@ struct FailureBody {
     detail: String,
 }
 
-impl From<DeviceView> for DeviceBody {
-    fn from(d: DeviceView) -> Self {
+impl DeviceBody {
+    /// The body of `d`, its certificate's status as of `now`.
+    fn at(d: DeviceView, now: DateTime<Utc>) -> Self {
         Self {
             id: d.id.as_uuid(),
             serial_number: d.serial_number.as_str().to_owned(),
             model: d.model.as_str().to_owned(),
             labels: d.labels.as_map().clone(),
             status: d.status,
-            certificate: d.certificate.map(|c: IssuedCertificate| CertificateBody {
-                pem: c.pem,
-                serial: c.serial,
-                fingerprint_sha256: c.fingerprint_sha256,
-                not_before: c.not_before,
-                not_after: c.not_after,
+            certificate: d.certificate.map(|c: CertificateView| CertificateBody {
+                status: c.status_at(now),
+                revocation: c.revocation.map(|r| RevocationBody {
+                    reason: r.reason,
+                    revoked_at: r.revoked_at,
+                }),
+                pem: c.issued.pem,
+                serial: c.issued.serial,
+                fingerprint_sha256: c.issued.fingerprint_sha256,
+                not_before: c.issued.not_before,
+                not_after: c.issued.not_after,
             }),
             failure: d.failure.map(|f: ProvisioningFailure| FailureBody {
                 code: f.code,
@@ -183,7 +205,7 @@ async fn get_device(
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        Json(DeviceBody::from(device)).into_response()
+        Json(DeviceBody::at(device, Utc::now())).into_response()
     };
     let h = response.headers_mut();
     h.insert(header::ETAG, etag_value);
@@ -263,7 +285,13 @@ async fn list_devices(
         .devices(&auth.principal.tenant, &filter, cursor, limit)
         .await?;
     Ok(Json(DevicePageBody {
-        devices: page.devices.into_iter().map(DeviceBody::from).collect(),
+        devices: {
+            let now = Utc::now();
+            page.devices
+                .into_iter()
+                .map(|d| DeviceBody::at(d, now))
+                .collect()
+        },
         next_cursor: page.next.map(ListCursor::to_cursor),
     }))
 }

@@ -1,4 +1,4 @@
-//! Device commands: register, renew a certificate, decommission.
+//! Device commands: register, renew a certificate, revoke it, decommission.
 //!
 //! Each handler: authorise, parse the request into domain values (400 naming the field),
 //! fingerprint the canonical body, call one command-service method, answer 202.
@@ -10,7 +10,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use domain::{CertificateSigningRequest, DecommissionReason, DeviceModel, Labels, SerialNumber};
+use domain::{
+    CertificateSigningRequest, DecommissionReason, DeviceModel, Labels, RevocationReason,
+    SerialNumber,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register_device))
         .routes(routes!(decommission_device))
         .routes(routes!(renew_certificate))
+        .routes(routes!(revoke_certificate))
 }
 
 // Request DTOs are the public contract; they are deliberately not domain types.
@@ -62,6 +66,15 @@ struct RenewCertificateRequest {
     /// A new PKCS#10 request (PEM) whose subject CN is the device's serial number.
     #[schema(value_type = CertificateSigningRequest)]
     csr: String,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RevokeCertificateRequest {
+    /// RFC 5280's name for the reason: `unspecified`, `keyCompromise`, `affiliationChanged`,
+    /// `superseded`, `cessationOfOperation` or `privilegeWithdrawn`.
+    #[schema(value_type = RevocationReason)]
+    reason: String,
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -175,7 +188,41 @@ async fn renew_certificate(
     Ok(accepted_response(accepted))
 }
 
-/// Decommission a device for good.
+/// Revoke the device's live certificate: relying parties are no longer to trust it. The
+/// device stays as it is and may renew with a new CSR.
+#[utoipa::path(post, path = "/v1/devices/{id}/certificate:revoke", tag = "devices",
+    security(("bearer" = ["devices:write"])),
+    params(("id" = Uuid, Path, description = "The device id"), CommandHeaders),
+    request_body(content = RevokeCertificateRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted; the device view shows the revocation once its version is reached", body = CommandAccepted, headers(
+            ("Location" = String, description = "The device's URL"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored outcome of an earlier request with the same key"))),
+        (status = 400, description = "`invalid-field` (e.g. an unknown `reason`), `malformed-body`, `idempotency-key-missing` or `idempotency-key-invalid`"),
+        (status = 404, description = "`not-found`: no such device in this tenant"),
+        (status = 409, description = "`no-certificate`, `certificate-already-revoked`, `device-decommissioned`, or `concurrent-modification` (retry with the same key)"),
+        (status = 413, description = "`payload-too-large`"),
+        (status = 415, description = "`unsupported-media-type`"),
+        (status = 422, description = "`idempotency-key-reused` with another body"),
+    ))]
+async fn revoke_certificate(
+    State(state): State<AppState>,
+    auth: Authorized<DevicesWrite>,
+    DeviceIdPath(id): DeviceIdPath,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    JsonBody(body): JsonBody<RevokeCertificateRequest>,
+) -> Result<Response, ApiError> {
+    let reason = RevocationReason::parse(&body.reason).map_err(field("reason"))?;
+    let route = format!("POST /v1/devices/{id}/certificate:revoke");
+    let claim = claim(&auth.principal, route, key, &body);
+    let accepted = state
+        .commands
+        .revoke_certificate(metadata(&auth.principal), claim, id, reason)
+        .await?;
+    Ok(accepted_response(accepted))
+}
+
+/// Decommission a device for good; its live certificate is revoked (`cessationOfOperation`).
 #[utoipa::path(post, path = "/v1/devices/{id}/decommission", tag = "devices",
     security(("bearer" = ["devices:write"])),
     params(("id" = Uuid, Path, description = "The device id"), CommandHeaders),

@@ -20,5 +20,6 @@ mod rate_limits;
 mod register_device;
 mod renew_certificate;
 mod request_deadline;
+mod revoke_certificate;
 mod schema_version;
 mod traces;

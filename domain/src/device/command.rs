@@ -1,9 +1,11 @@
 //! What can be asked of a device. Public commands come from fleet clients over HTTP;
 //! internal ones come from the provisioner in the worker.
 
+use chrono::{DateTime, Utc};
+
 use crate::{
     CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceModel,
-    IssuedCertificate, Labels, ProvisioningFailure, SerialNumber, TenantId,
+    IssuedCertificate, Labels, ProvisioningFailure, RevocationReason, SerialNumber, TenantId,
 };
 
 /// Every command names the tenant acting, so that the aggregate itself enforces tenant
@@ -14,6 +16,7 @@ pub enum DeviceCommand {
     Register(RegisterDevice),
     RenewCertificate(RenewCertificate),
     Decommission(DecommissionDevice),
+    RevokeCertificate(RevokeCertificate),
     CompleteProvisioning(CompleteProvisioning),
     FailProvisioning(FailProvisioning),
 }
@@ -31,6 +34,7 @@ impl DeviceCommand {
             Self::Register(c) => &c.tenant,
             Self::RenewCertificate(c) => &c.tenant,
             Self::Decommission(c) => &c.tenant,
+            Self::RevokeCertificate(c) => &c.tenant,
             Self::CompleteProvisioning(c) => &c.tenant,
             Self::FailProvisioning(c) => &c.tenant,
         }
@@ -54,18 +58,30 @@ pub struct RenewCertificate {
     pub request_id: CertificateRequestId,
 }
 
+/// Also revokes the device's live certificate (`cessationOfOperation`, from `at`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecommissionDevice {
     pub tenant: TenantId,
     pub reason: DecommissionReason,
+    pub at: DateTime<Utc>,
 }
 
-/// Internal: the provisioner issued `certificate` for `request_id`.
+/// Revokes the device's live certificate from `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevokeCertificate {
+    pub tenant: TenantId,
+    pub reason: RevocationReason,
+    pub at: DateTime<Utc>,
+}
+
+/// Internal: the provisioner issued `certificate` for `request_id` (at `at`); a certificate
+/// it replaces is revoked as `superseded` from then on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompleteProvisioning {
     pub tenant: TenantId,
     pub request_id: CertificateRequestId,
     pub certificate: IssuedCertificate,
+    pub at: DateTime<Utc>,
 }
 
 /// Internal: the provisioner refused `request_id` for a domain reason.

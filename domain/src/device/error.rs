@@ -13,4 +13,8 @@ pub enum DeviceError {
     ProvisioningInProgress,
     #[error("the device is decommissioned")]
     Decommissioned,
+    #[error("the device has no certificate to revoke")]
+    NoCertificate,
+    #[error("the device's certificate is already revoked")]
+    CertificateAlreadyRevoked,
 }

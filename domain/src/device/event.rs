@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceModel,
-    IssuedCertificate, Labels, ProvisioningFailure, SerialNumber, TenantId,
+    IssuedCertificate, Labels, ProvisioningFailure, Revocation, SerialNumber, TenantId,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,11 @@ pub enum DeviceEvent {
     DeviceDecommissioned {
         reason: DecommissionReason,
     },
+    /// The device's certificate with this serial is no longer to be trusted: revoked on
+    /// request, superseded by a renewal's certificate, or revoked by a decommission.
+    CertificateRevoked {
+        revocation: Revocation,
+    },
 }
 
 impl DomainEvent for DeviceEvent {
@@ -44,6 +49,7 @@ impl DomainEvent for DeviceEvent {
             Self::CertificateIssued { .. } => "CertificateIssued",
             Self::ProvisioningFailed { .. } => "ProvisioningFailed",
             Self::DeviceDecommissioned { .. } => "DeviceDecommissioned",
+            Self::CertificateRevoked { .. } => "CertificateRevoked",
         }
         .to_owned()
     }

@@ -30,6 +30,8 @@ pub enum LifecycleStep {
     CertificateIssued,
     ProvisioningFailed,
     Decommissioned,
+    /// A certificate was revoked: the device's status stays (a revoked device may renew).
+    CertificateRevoked,
 }
 
 impl DeviceStatus {
@@ -62,9 +64,9 @@ impl DeviceStatus {
             })
     }
 
-    /// A registered device's status after `step`, given its status before and whether a
-    /// certificate was ever issued to it (before this step).
-    pub fn after(self, had_certificate: bool, step: LifecycleStep) -> Self {
+    /// A registered device's status after `step`, given its status before and whether it held
+    /// a live certificate (issued and not revoked) before this step.
+    pub fn after(self, had_live_certificate: bool, step: LifecycleStep) -> Self {
         match step {
             // A second registration cannot exist (the event store's key forbids it).
             LifecycleStep::Registered => self,
@@ -73,10 +75,12 @@ impl DeviceStatus {
             LifecycleStep::RenewalRequested if self == Self::Failed => Self::Pending,
             LifecycleStep::RenewalRequested => self,
             LifecycleStep::CertificateIssued => Self::Provisioned,
-            // A device with a certificate stays usable when a renewal fails.
-            LifecycleStep::ProvisioningFailed if !had_certificate => Self::Failed,
+            // A device with a live certificate stays usable when a renewal fails; one whose
+            // certificate was revoked has nothing to fall back on.
+            LifecycleStep::ProvisioningFailed if !had_live_certificate => Self::Failed,
             LifecycleStep::ProvisioningFailed => self,
             LifecycleStep::Decommissioned => Self::Decommissioned,
+            LifecycleStep::CertificateRevoked => self,
         }
     }
 }
@@ -103,6 +107,7 @@ impl From<&DeviceEvent> for LifecycleStep {
             DeviceEvent::CertificateIssued { .. } => Self::CertificateIssued,
             DeviceEvent::ProvisioningFailed { .. } => Self::ProvisioningFailed,
             DeviceEvent::DeviceDecommissioned { .. } => Self::Decommissioned,
+            DeviceEvent::CertificateRevoked { .. } => Self::CertificateRevoked,
         }
     }
 }
@@ -143,6 +148,10 @@ mod tests {
                 DeviceStatus::Decommissioned
             );
             assert_eq!(status.after(true, Registered), status);
+            assert_eq!(
+                status.after(true, LifecycleStep::CertificateRevoked),
+                status
+            );
         }
     }
 }

@@ -8,7 +8,7 @@ use super::*;
 use crate::csr::tests::csr_for;
 use crate::{
     CertificateSigningRequest, DecommissionReason, DeviceModel, FailureCode, IssuedCertificate,
-    Labels, ProvisioningFailure, SerialNumber,
+    Labels, ProvisioningFailure, Revocation, RevocationReason, SerialNumber,
 };
 
 type DeviceTest = TestFramework<Device>;
@@ -100,6 +100,29 @@ fn decommissioned() -> DeviceEvent {
     DeviceEvent::DeviceDecommissioned { reason: reason() }
 }
 
+/// When commands happen in these tests (the application passes the clock's time).
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+}
+
+fn revoked(serial: &str, reason: RevocationReason) -> DeviceEvent {
+    DeviceEvent::CertificateRevoked {
+        revocation: Revocation {
+            serial: serial.into(),
+            reason,
+            revoked_at: now(),
+        },
+    }
+}
+
+fn revoke(reason: RevocationReason) -> DeviceCommand {
+    DeviceCommand::RevokeCertificate(RevokeCertificate {
+        tenant: tenant(),
+        reason,
+        at: now(),
+    })
+}
+
 fn renew(req: u128) -> DeviceCommand {
     DeviceCommand::RenewCertificate(RenewCertificate {
         tenant: tenant(),
@@ -112,6 +135,7 @@ fn decommission() -> DeviceCommand {
     DeviceCommand::Decommission(DecommissionDevice {
         tenant: tenant(),
         reason: reason(),
+        at: now(),
     })
 }
 
@@ -120,6 +144,7 @@ fn complete(req: u128, serial: &str) -> DeviceCommand {
         tenant: tenant(),
         request_id: request(req),
         certificate: certificate(serial),
+        at: now(),
     })
 }
 
@@ -143,7 +168,13 @@ fn registering_a_new_device_records_it() {
 
 #[test]
 fn commands_for_an_unknown_device_are_not_found() {
-    for command in [renew(2), decommission(), complete(1, "01"), fail(1)] {
+    for command in [
+        renew(2),
+        decommission(),
+        complete(1, "01"),
+        fail(1),
+        revoke(RevocationReason::KeyCompromise),
+    ] {
         DeviceTest::with(())
             .given_no_previous_events()
             .when(command)
@@ -254,7 +285,10 @@ fn completing_a_renewal_issues_the_new_certificate() {
     DeviceTest::with(())
         .given(vec![registered(), issued(1, "01"), renewal_requested(2)])
         .when(complete(2, "02"))
-        .then_expect_events(vec![issued(2, "02")]);
+        .then_expect_events(vec![
+            issued(2, "02"),
+            revoked("01", RevocationReason::Superseded),
+        ]);
 }
 
 #[test]
@@ -272,9 +306,127 @@ fn a_failed_renewal_keeps_the_device_provisioned() {
 }
 
 #[test]
-fn a_provisioned_device_can_be_decommissioned() {
+fn a_provisioned_device_can_be_decommissioned_which_revokes_its_certificate() {
     DeviceTest::with(())
         .given(vec![registered(), issued(1, "01")])
+        .when(decommission())
+        .then_expect_events(vec![
+            revoked("01", RevocationReason::CessationOfOperation),
+            decommissioned(),
+        ]);
+}
+
+// --- revocation ----------------------------------------------------------------------
+
+#[test]
+fn a_provisioned_device_s_certificate_can_be_revoked_for_any_reason() {
+    for reason in [
+        RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise,
+        RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::PrivilegeWithdrawn,
+    ] {
+        DeviceTest::with(())
+            .given(vec![registered(), issued(1, "01")])
+            .when(revoke(reason))
+            .then_expect_events(vec![revoked("01", reason)]);
+    }
+}
+
+#[test]
+fn a_device_without_a_certificate_has_nothing_to_revoke() {
+    for history in [vec![registered()], vec![registered(), failed(1)]] {
+        DeviceTest::with(())
+            .given(history)
+            .when(revoke(RevocationReason::KeyCompromise))
+            .then_expect_error(DeviceError::NoCertificate);
+    }
+}
+
+#[test]
+fn a_revoked_certificate_cannot_be_revoked_again() {
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            issued(1, "01"),
+            revoked("01", RevocationReason::KeyCompromise),
+        ])
+        .when(revoke(RevocationReason::Unspecified))
+        .then_expect_error(DeviceError::CertificateAlreadyRevoked);
+}
+
+#[test]
+fn a_revoked_device_stays_provisioned_and_can_renew() {
+    let history = vec![
+        registered(),
+        issued(1, "01"),
+        revoked("01", RevocationReason::KeyCompromise),
+    ];
+    let mut device = Device::default();
+    for event in history.clone() {
+        device.apply(event);
+    }
+    assert_eq!(device.status(), Some(DeviceStatus::Provisioned));
+    DeviceTest::with(())
+        .given(history)
+        .when(renew(2))
+        .then_expect_events(vec![renewal_requested(2)]);
+}
+
+#[test]
+fn a_renewal_after_a_revocation_supersedes_nothing() {
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            issued(1, "01"),
+            revoked("01", RevocationReason::KeyCompromise),
+            renewal_requested(2),
+        ])
+        .when(complete(2, "02"))
+        .then_expect_events(vec![issued(2, "02")]);
+}
+
+#[test]
+fn a_revoked_device_whose_renewal_fails_is_failed() {
+    // Its certificate is revoked: nothing is left to keep it provisioned.
+    let mut device = Device::default();
+    for event in [
+        registered(),
+        issued(1, "01"),
+        revoked("01", RevocationReason::KeyCompromise),
+        renewal_requested(2),
+        failed(2),
+    ] {
+        device.apply(event);
+    }
+    assert_eq!(device.status(), Some(DeviceStatus::Failed));
+}
+
+#[test]
+fn revoking_during_a_renewal_leaves_the_renewal_open() {
+    let history = vec![registered(), issued(1, "01"), renewal_requested(2)];
+    DeviceTest::with(())
+        .given(history.clone())
+        .when(revoke(RevocationReason::KeyCompromise))
+        .then_expect_events(vec![revoked("01", RevocationReason::KeyCompromise)]);
+    let mut device = Device::default();
+    for event in history {
+        device.apply(event);
+    }
+    device.apply(revoked("01", RevocationReason::KeyCompromise));
+    assert_eq!(device.open_request().map(|r| r.id), Some(request(2)));
+}
+
+#[test]
+fn decommissioning_a_device_whose_certificate_is_revoked_revokes_nothing_more() {
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            issued(1, "01"),
+            revoked("01", RevocationReason::KeyCompromise),
+        ])
         .when(decommission())
         .then_expect_events(vec![decommissioned()]);
 }
@@ -315,8 +467,12 @@ fn outcomes_for_a_failed_request_change_nothing() {
 // --- decommissioned ------------------------------------------------------------------
 
 #[test]
-fn a_decommissioned_device_refuses_renewal_and_decommission() {
-    for command in [renew(2), decommission()] {
+fn a_decommissioned_device_refuses_renewal_decommission_and_revocation() {
+    for command in [
+        renew(2),
+        decommission(),
+        revoke(RevocationReason::KeyCompromise),
+    ] {
         DeviceTest::with(())
             .given(vec![registered(), decommissioned()])
             .when(command)
@@ -356,9 +512,19 @@ fn another_tenant_sees_no_device() {
             c.tenant = other_tenant();
             DeviceCommand::FailProvisioning(c)
         }
+        DeviceCommand::RevokeCertificate(mut c) => {
+            c.tenant = other_tenant();
+            DeviceCommand::RevokeCertificate(c)
+        }
         DeviceCommand::Register(c) => DeviceCommand::Register(c),
     };
-    for command in [renew(2), decommission(), complete(1, "01"), fail(1)] {
+    for command in [
+        renew(2),
+        decommission(),
+        complete(1, "01"),
+        fail(1),
+        revoke(RevocationReason::KeyCompromise),
+    ] {
         DeviceTest::with(())
             .given(vec![registered(), issued(1, "01")])
             .when(foreign(command))
@@ -386,6 +552,7 @@ fn events_round_trip_through_json() {
         issued(1, "01"),
         failed(1),
         decommissioned(),
+        revoked("01", RevocationReason::KeyCompromise),
     ] {
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(serde_json::from_value::<DeviceEvent>(json).unwrap(), event);

@@ -12,7 +12,11 @@ pub(crate) struct Member {
     pub tenant: String,
     pub model: String,
     pub status: DeviceStatus,
+    /// Whether it holds a live certificate (issued, not revoked): the status rule needs it.
     pub has_certificate: bool,
+    /// That certificate's serial: a revocation of another (a renewal's `superseded`) leaves
+    /// it live.
+    pub live_certificate: Option<String>,
     pub version: u64,
 }
 
@@ -37,6 +41,7 @@ pub(crate) fn follow(current: Option<Member>, event: &EventEnvelope) -> Result<M
             model: model.as_str().to_owned(),
             status: DeviceStatus::REGISTERED,
             has_certificate: false,
+            live_certificate: None,
             version: 0,
         },
         (None, other) => {
@@ -49,7 +54,21 @@ pub(crate) fn follow(current: Option<Member>, event: &EventEnvelope) -> Result<M
             member.status = member
                 .status
                 .after(member.has_certificate, event.lifecycle_step());
-            member.has_certificate |= matches!(event, PublicEvent::CertificateIssued { .. });
+            match event {
+                PublicEvent::CertificateIssued { certificate, .. } => {
+                    member.has_certificate = true;
+                    member.live_certificate = Some(certificate.serial.clone());
+                }
+                // Only the live certificate's revocation leaves the device without one (a
+                // renewal's `superseded` names the certificate before it).
+                PublicEvent::CertificateRevoked { serial, .. }
+                    if member.live_certificate.as_deref() == Some(serial.as_str()) =>
+                {
+                    member.has_certificate = false;
+                    member.live_certificate = None;
+                }
+                _ => {}
+            }
             member
         }
     };

@@ -28,7 +28,7 @@ pub(crate) async fn load(
 ) -> Result<HashMap<DeviceId, Member>, ProjectionError> {
     let ids: Vec<uuid::Uuid> = devices.iter().map(|id| id.as_uuid()).collect();
     let rows = sqlx::query(&format!(
-        "SELECT id, tenant, model, status, has_certificate, version
+        "SELECT id, tenant, model, status, has_certificate, live_certificate, version
            FROM {} WHERE id = ANY($1)",
         tables.name_of(MEMBERS)
     ))
@@ -47,6 +47,7 @@ pub(crate) async fn load(
                 status: DeviceStatus::parse(&status)
                     .map_err(|_| StoreError::Corrupt("device_stats_members.status".into()))?,
                 has_certificate: row.try_get("has_certificate").map_err(unavailable)?,
+                live_certificate: row.try_get("live_certificate").map_err(unavailable)?,
                 version: row.try_get::<i64, _>("version").map_err(unavailable)? as u64,
             },
         );
@@ -69,11 +70,12 @@ pub(crate) async fn write(
     }
     let members: Vec<&Member> = changes.iter().map(|c| &c.after).collect();
     sqlx::query(&format!(
-        "INSERT INTO {} (id, tenant, model, status, has_certificate, version)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[])
+        "INSERT INTO {} (id, tenant, model, status, has_certificate, version, live_certificate)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[], $7::text[])
          ON CONFLICT (id) DO UPDATE
             SET tenant = excluded.tenant, model = excluded.model, status = excluded.status,
-                has_certificate = excluded.has_certificate, version = excluded.version",
+                has_certificate = excluded.has_certificate, version = excluded.version,
+                live_certificate = excluded.live_certificate",
         tables.name_of(MEMBERS)
     ))
     .bind(changes.iter().map(|c| c.device.as_uuid()).collect::<Vec<_>>())
@@ -82,6 +84,12 @@ pub(crate) async fn write(
     .bind(members.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
     .bind(members.iter().map(|m| m.has_certificate).collect::<Vec<_>>())
     .bind(members.iter().map(|m| m.version as i64).collect::<Vec<_>>())
+    .bind(
+        members
+            .iter()
+            .map(|m| m.live_certificate.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await
     .map_err(unavailable)?;

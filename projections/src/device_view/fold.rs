@@ -5,8 +5,8 @@
 //! The row at version N is a function of events 1..=N only; that is what lets concurrent
 //! projectors write it with a plain "newer version wins" check.
 
-use app::{DeviceView, EventEnvelope, PublicEvent};
-use domain::DeviceStatus;
+use app::{CertificateView, DeviceView, EventEnvelope, PublicEvent};
+use domain::{DeviceStatus, Revocation};
 
 use crate::FoldError;
 
@@ -59,19 +59,39 @@ pub(crate) fn fold(
 }
 
 fn apply(mut device: DeviceView, event: &PublicEvent) -> DeviceView {
+    let has_live_certificate = device.certificate.as_ref().is_some_and(|c| c.is_live());
     device.status = device
         .status
-        .after(device.certificate.is_some(), event.lifecycle_step());
+        .after(has_live_certificate, event.lifecycle_step());
     match event {
         // A second registration event cannot exist (the store's key forbids it).
         PublicEvent::DeviceRegistered { .. } | PublicEvent::DeviceDecommissioned { .. } => {}
         // The current certificate stays valid (and shown) while a renewal is pending.
         PublicEvent::CertificateRenewalRequested { .. } => device.failure = None,
         PublicEvent::CertificateIssued { certificate, .. } => {
-            device.certificate = Some(certificate.clone());
+            device.certificate = Some(CertificateView::issued(certificate.clone()));
             device.failure = None;
         }
         PublicEvent::ProvisioningFailed { failure, .. } => device.failure = Some(failure.clone()),
+        // Only the shown certificate's revocation shows (a renewal's `superseded` names the
+        // one before it, which is no longer shown).
+        PublicEvent::CertificateRevoked {
+            serial,
+            reason,
+            revoked_at,
+        } => {
+            if let Some(shown) = device
+                .certificate
+                .as_mut()
+                .filter(|c| c.issued.serial == *serial)
+            {
+                shown.revocation = Some(Revocation {
+                    serial: serial.clone(),
+                    reason: *reason,
+                    revoked_at: *revoked_at,
+                });
+            }
+        }
     }
     device
 }

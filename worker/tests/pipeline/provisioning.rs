@@ -124,8 +124,100 @@ async fn a_decommissioned_device_is_visible_as_decommissioned() {
     assert_eq!(response.status(), 202);
 
     let device = stack.wait_for_status(id, "decommissioned", PATIENCE).await;
-    assert_eq!(device["version"], 3);
-    // The last certificate stays on record.
+    // The decommission revoked the certificate (version 3) and decommissioned (version 4).
+    assert_eq!(device["version"], 4);
+    // The last certificate stays on record, revoked.
     assert!(device["certificate"]["pem"].is_string());
+    assert_eq!(device["certificate"]["status"], "revoked");
+    assert_eq!(
+        device["certificate"]["revocation"]["reason"],
+        "cessationOfOperation"
+    );
+    stack.delete_stream().await;
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_shows_as_revoked_and_a_renewal_supersedes_the_one_before() {
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    let id = stack.register(&registration(&unique_serial())).await;
+    let first = stack.wait_for_status(id, "provisioned", PATIENCE).await;
+    assert_eq!(first["certificate"]["status"], "live");
+    assert_eq!(first["certificate"]["revocation"], Value::Null);
+
+    let revoke_path = format!("/v1/devices/{id}/certificate:revoke");
+    let response = stack
+        .post(&revoke_path, &json!({ "reason": "keyCompromise" }))
+        .await;
+    assert_eq!(response.status(), 202);
+    let device = stack.wait_for_version(id, 3, PATIENCE).await;
+    assert_eq!(device["status"], "provisioned");
+    assert_eq!(device["certificate"]["status"], "revoked");
+    assert_eq!(
+        device["certificate"]["revocation"]["reason"],
+        "keyCompromise"
+    );
+    assert_eq!(
+        device["certificate"]["serial"],
+        first["certificate"]["serial"]
+    );
+    // Revoking again is refused; the device may renew.
+    let again = stack
+        .post(&revoke_path, &json!({ "reason": "unspecified" }))
+        .await;
+    assert_eq!(again.status(), 409);
+    let problem: Value = again.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/certificate-already-revoked");
+
+    let serial = device["serial_number"].as_str().unwrap().to_owned();
+    let renewed = stack
+        .post(
+            &format!("/v1/devices/{id}/certificate:renew"),
+            &json!({ "csr": testkit::csr_for(&serial) }),
+        )
+        .await;
+    assert_eq!(renewed.status(), 202);
+    let device = stack.wait_for_version(id, 5, PATIENCE).await;
+    assert_eq!(device["certificate"]["status"], "live");
+    assert_ne!(
+        device["certificate"]["serial"],
+        first["certificate"]["serial"]
+    );
+    // Renewing a live certificate revokes the one before it as superseded, once the new
+    // one is issued.
+    let renewed = stack
+        .post(
+            &format!("/v1/devices/{id}/certificate:renew"),
+            &json!({ "csr": testkit::csr_for(&serial) }),
+        )
+        .await;
+    assert_eq!(renewed.status(), 202);
+    let newest = stack.wait_for_version(id, 8, PATIENCE).await;
+    assert_eq!(newest["certificate"]["status"], "live");
+    let history: Value = stack
+        .get(&format!("/v1/devices/{id}/history"), &stack.reader())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = history["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "DeviceRegistered",
+            "CertificateIssued",
+            "CertificateRevoked",
+            "CertificateRenewalRequested",
+            "CertificateIssued",
+            "CertificateRenewalRequested",
+            "CertificateIssued",
+            "CertificateRevoked",
+        ]
+    );
+    assert_eq!(events[2]["data"]["reason"], "keyCompromise");
+    assert_eq!(events[7]["data"]["reason"], "superseded");
+    assert_eq!(events[7]["data"]["serial"], device["certificate"]["serial"]);
+    stack.assert_read_model_matches_events().await;
     stack.delete_stream().await;
 }

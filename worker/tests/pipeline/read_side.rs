@@ -50,7 +50,8 @@ async fn etag_long_poll_history_and_tenant_isolation_of_one_device() {
     assert!(started.elapsed() >= Duration::from_millis(900));
 
     // A version that comes while waiting: answered as soon as it is there.
-    let poll_path = format!("/v1/devices/{id}?min_version=3&wait=20");
+    // (The decommission revokes the certificate, version 3, and decommissions, version 4.)
+    let poll_path = format!("/v1/devices/{id}?min_version=4&wait=20");
     let poll = stack.get(&poll_path, &reader);
     let decommission = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -64,7 +65,7 @@ async fn etag_long_poll_history_and_tenant_isolation_of_one_device() {
     let (polled, decommissioned) = tokio::join!(poll, decommission);
     assert_eq!(decommissioned.status(), 202);
     let device = json_of(polled).await;
-    assert_eq!(device["version"], 3);
+    assert_eq!(device["version"], 4);
     assert_eq!(device["status"], "decommissioned");
 
     let history = json_of(
@@ -80,6 +81,7 @@ async fn etag_long_poll_history_and_tenant_isolation_of_one_device() {
         [
             "DeviceRegistered",
             "CertificateIssued",
+            "CertificateRevoked",
             "DeviceDecommissioned"
         ]
     );
