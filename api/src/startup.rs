@@ -154,6 +154,9 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         config.rate_limit_burst,
     ));
     let projection_metrics = tokio::spawn(report_projection_status(state.projections.clone()));
+    let expiry_metrics = tokio::spawn(report_certificate_expiry(Arc::new(
+        PostgresDeviceReadModel::new(pool.clone()),
+    )));
     let projection_operations = state.projections.clone();
     let purge = tokio::spawn(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
@@ -172,6 +175,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     purge.abort();
     projection_metrics.abort();
+    expiry_metrics.abort();
     // A rebuild started here stops after its batch (resumable), within the grace period.
     projection_operations
         .stop_rebuilds(config.shutdown_grace)
@@ -189,6 +193,30 @@ async fn report_projection_status(projections: Arc<dyn app::ProjectionOperations
         every.tick().await;
         if let Err(e) = projections.status().await {
             tracing::debug!(error = %e, "projection status unavailable");
+        }
+    }
+}
+
+/// Keeps `certificates_expiring{within}` current for `/metrics`: the certificates (all
+/// tenants, not revoked) that end within 7 and within 30 days, expired ones included, so that
+/// operators see the renewals coming.
+async fn report_certificate_expiry(read_model: Arc<dyn app::DeviceReadModel>) {
+    const WITHIN: [(&str, i64); 2] = [("7d", 7), ("30d", 30)];
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let now = chrono::Utc::now();
+        let horizons: Vec<_> = WITHIN
+            .iter()
+            .map(|(_, days)| now + chrono::Duration::days(*days))
+            .collect();
+        match read_model.certificates_expiring(&horizons).await {
+            Ok(counts) => {
+                for ((within, _), count) in WITHIN.iter().zip(counts) {
+                    metrics::gauge!("certificates_expiring", "within" => *within).set(count as f64);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "certificate expiry counts unavailable"),
         }
     }
 }

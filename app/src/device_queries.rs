@@ -49,6 +49,9 @@ pub struct DeviceFilter {
     pub model: Option<DeviceModel>,
     /// Every (key, value) pair must be among the device's labels.
     pub labels: Vec<(String, String)>,
+    /// Only devices whose certificate is not revoked and ends (`not_after`) before this time,
+    /// expired ones included: the renewals coming up.
+    pub expiring_before: Option<DateTime<Utc>>,
 }
 
 /// Where a device list continues: after the device created at `created_at` with `id`.
@@ -153,6 +156,14 @@ pub trait DeviceReadModel: Send + Sync + 'static {
         after: Option<ListCursor>,
         limit: usize,
     ) -> Result<Vec<DeviceView>, StoreError>;
+
+    /// Over all tenants: how many certificates that are not revoked end before each of
+    /// `horizons` (expired ones included), in the same order. Not per tenant on purpose: the
+    /// counts are metrics, whose labels must stay few.
+    async fn certificates_expiring(
+        &self,
+        horizons: &[DateTime<Utc>],
+    ) -> Result<Vec<u64>, StoreError>;
 }
 
 /// Port: a signal that one device's row in the read model may have changed. The value is a

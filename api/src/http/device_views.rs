@@ -224,6 +224,7 @@ async fn get_device(
         ("status" = Option<DeviceStatus>, Query, description = "Only devices in this status"),
         ("model" = Option<String>, Query, min_length = 1, max_length = 64, description = "Only devices of this model"),
         ("label" = Option<Vec<String>>, Query, style = Form, explode, description = "`key:value`; repeat to require several labels"),
+        ("expiring_before" = Option<DateTime<Utc>>, Query, description = "RFC 3339: only devices whose certificate is not revoked and ends before this time (expired ones included)"),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
@@ -236,24 +237,24 @@ async fn list_devices(
     auth: Authorized<DevicesRead>,
     params: QueryParams,
 ) -> Result<Json<DevicePageBody>, ApiError> {
-    params.allow_only(&["status", "model", "label", "limit", "cursor"])?;
+    params.allow_only(&[
+        "status",
+        "model",
+        "label",
+        "expiring_before",
+        "limit",
+        "cursor",
+    ])?;
     let status = params
         .one("status")?
-        .map(|s| {
-            [
-                DeviceStatus::Pending,
-                DeviceStatus::Provisioned,
-                DeviceStatus::Failed,
-                DeviceStatus::Decommissioned,
-            ]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                invalid(
-                    "status",
-                    "must be one of pending, provisioned, failed, decommissioned",
-                )
-            })
+        .map(|s| DeviceStatus::parse(s).map_err(|e| invalid("status", &e.to_string())))
+        .transpose()?;
+    let expiring_before = params
+        .one("expiring_before")?
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| invalid("expiring_before", "must be an RFC 3339 time"))
         })
         .transpose()?;
     let model = params
@@ -279,6 +280,7 @@ async fn list_devices(
         status,
         model,
         labels,
+        expiring_before,
     };
     let page = state
         .queries

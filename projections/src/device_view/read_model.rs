@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 
 use app::{DeviceFilter, DeviceReadModel, DeviceView, ListCursor, StoreError};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{DeviceId, TenantId};
 use sqlx::PgPool;
 
@@ -63,6 +64,12 @@ impl DeviceReadModel for PostgresDeviceReadModel {
                 .push(" AND labels @> ")
                 .push_bind(serde_json::Value::Object(labels));
         }
+        if let Some(before) = filter.expiring_before {
+            query
+                .push(" AND certificate IS NOT NULL AND NOT certificate ? 'revocation'")
+                .push(" AND (certificate ->> 'not_after')::timestamptz < ")
+                .push_bind(before);
+        }
         if let Some(after) = after {
             query
                 .push(" AND (created_at, id) > (")
@@ -80,5 +87,23 @@ impl DeviceReadModel for PostgresDeviceReadModel {
             .await
             .map_err(unavailable)?;
         rows.iter().map(table::decode).collect()
+    }
+
+    async fn certificates_expiring(
+        &self,
+        horizons: &[DateTime<Utc>],
+    ) -> Result<Vec<u64>, StoreError> {
+        let counts: Vec<i64> = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM device_view
+                      WHERE certificate IS NOT NULL AND NOT certificate ? 'revocation'
+                        AND (certificate ->> 'not_after')::timestamptz < horizon)
+               FROM unnest($1::timestamptz[]) WITH ORDINALITY AS h (horizon, n)
+              ORDER BY n",
+        )
+        .bind(horizons)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(counts.into_iter().map(|c| c as u64).collect())
     }
 }

@@ -253,3 +253,73 @@ async fn the_feed_pages_every_event_once_in_commit_order_and_filters_by_type() {
     assert_eq!(issued["events"].as_array().unwrap().len(), 3);
     stack.delete_stream().await;
 }
+
+#[tokio::test]
+async fn lists_and_metrics_show_the_certificates_ending_before_a_time() {
+    use app::DeviceReadModel;
+
+    let mut stack = Stack::start().await;
+    stack.spawn_worker();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(stack.register(&registration(&unique_serial())).await);
+    }
+    for id in &ids {
+        stack.wait_for_status(*id, "provisioned", PATIENCE).await;
+    }
+    // A revoked certificate is not a renewal coming up.
+    let revoked = stack
+        .post(
+            &format!("/v1/devices/{}/certificate:revoke", ids[0]),
+            &json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(revoked.status(), 202);
+    stack.wait_for_version(ids[0], 3, PATIENCE).await;
+    let reader = stack.reader();
+    let listed = |before: chrono::DateTime<chrono::Utc>| {
+        let path = format!(
+            "/v1/devices?expiring_before={}",
+            before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let (stack, reader) = (&stack, &reader);
+        async move {
+            let page = json_of(stack.get(&path, reader).await).await;
+            let mut found: Vec<Uuid> = page["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().parse().unwrap())
+                .collect();
+            found.sort_unstable();
+            found
+        }
+    };
+    let now = chrono::Utc::now();
+    // The certificates are valid for CERT_VALIDITY_DAYS (365 by default).
+    let mut live = vec![ids[1], ids[2]];
+    live.sort_unstable();
+    assert_eq!(listed(now + chrono::Duration::days(400)).await, live);
+    assert_eq!(
+        listed(now + chrono::Duration::days(30)).await,
+        Vec::<Uuid>::new()
+    );
+
+    let response = stack
+        .get("/v1/devices?expiring_before=next-week", &reader)
+        .await;
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["field"], "expiring_before");
+
+    let read_model = projections::PostgresDeviceReadModel::new(stack.pool.clone());
+    let counts = read_model
+        .certificates_expiring(&[
+            now + chrono::Duration::days(30),
+            now + chrono::Duration::days(400),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(counts, [0, 2]);
+    stack.delete_stream().await;
+}
