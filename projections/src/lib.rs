@@ -25,10 +25,12 @@
 mod backfill;
 mod batch_report;
 mod bookkeeping_rows;
+mod certificate_status;
 mod checkpoint;
 mod device_stats;
 mod device_view;
 mod error;
+mod live_write_lock;
 mod notified_events;
 mod operator_action;
 mod postgres_projection_operations;
@@ -42,6 +44,7 @@ mod table_copies;
 mod verify;
 
 pub use batch_report::BatchReport;
+pub use certificate_status::CERTIFICATE_STATUS;
 pub use device_stats::{PostgresDeviceStats, DEVICE_STATS};
 pub use device_view::{
     PgReadModelChanges, PostgresDeviceReadModel, DEVICE_VIEW, READ_MODEL_CHANGED_CHANNEL,

@@ -15,6 +15,7 @@ use crate::{ProjectionError, Projector};
 static READ_MODELS: &[&dyn RunnableProjection] = &[
     &crate::device_view::DeviceViewProjection,
     &crate::device_stats::DeviceStatsProjection,
+    &crate::certificate_status::CertificateStatusProjection,
 ];
 
 /// A registered read model: what operators and the worker can do with it.

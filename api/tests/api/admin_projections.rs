@@ -113,9 +113,15 @@ async fn what_cannot_be_done_is_a_clear_problem() {
         )
         .await;
     let unknown = assert_problem(unknown, 404, "not-found").await;
+    // Every registered read model is named, in registration order.
+    let known: Vec<&str> = projections::registered().map(|p| p.name()).collect();
+    assert_eq!(&known[..2], ["device_view", "device_stats"]);
     assert_eq!(
         unknown["detail"],
-        "no projection named \"no_such_view\"; known: device_view, device_stats"
+        format!(
+            "no projection named \"no_such_view\"; known: {}",
+            known.join(", ")
+        )
     );
     let nothing_to_cancel = app
         .post(

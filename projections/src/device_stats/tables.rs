@@ -132,10 +132,5 @@ pub(crate) async fn write(
 /// counts are deltas, and two batches computing deltas from the same members would count
 /// twice.
 pub(crate) async fn lock_live(conn: &mut PgConnection) -> Result<(), ProjectionError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("device-provisioning projection {DEVICE_STATS}"))
-        .execute(conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(())
+    crate::live_write_lock::lock_live_writes(conn, DEVICE_STATS).await
 }

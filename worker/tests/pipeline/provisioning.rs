@@ -218,6 +218,52 @@ async fn a_revoked_certificate_shows_as_revoked_and_a_renewal_supersedes_the_one
     assert_eq!(events[2]["data"]["reason"], "keyCompromise");
     assert_eq!(events[7]["data"]["reason"], "superseded");
     assert_eq!(events[7]["data"]["serial"], device["certificate"]["serial"]);
+
+    // The certificate_status read model: every certificate issued, each revocation final,
+    // and a rebuild from the event store gives back exactly the same.
+    let certificates = || async {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT serial, reason FROM certificate_status WHERE device_id = $1 ORDER BY not_before, serial",
+        )
+        .bind(id)
+        .fetch_all(&stack.pool)
+        .await
+        .unwrap();
+        rows
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut rows = certificates().await;
+    while rows.iter().filter(|(_, r)| r.is_some()).count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rows = certificates().await;
+    }
+    let reason_of = |serial: &Value| {
+        rows.iter()
+            .find(|(s, _)| s == serial.as_str().unwrap())
+            .map(|(_, reason)| reason.clone())
+    };
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        reason_of(&first["certificate"]["serial"]),
+        Some(Some("keyCompromise".to_owned()))
+    );
+    assert_eq!(
+        reason_of(&events[7]["data"]["serial"]),
+        Some(Some("superseded".to_owned()))
+    );
+    assert_eq!(reason_of(&newest["certificate"]["serial"]), Some(None));
+    let rebuilt = projections::registered_named("certificate_status")
+        .unwrap()
+        .rebuild(stack.pool.clone())
+        .run("test", |_| {})
+        .await
+        .unwrap();
+    assert!(matches!(
+        rebuilt,
+        projections::RebuildOutcome::Completed { .. }
+    ));
+    assert_eq!(certificates().await, rows, "a rebuild un-revokes nothing");
     stack.assert_read_model_matches_events().await;
     stack.delete_stream().await;
 }

@@ -1,0 +1,74 @@
+//! A device's certificates as this read model keeps them, and how an event moves them.
+
+use app::{EventEnvelope, PublicEvent};
+use chrono::{DateTime, Utc};
+use domain::RevocationReason;
+
+use crate::FoldError;
+
+/// A device's certificates, at its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeviceCertificates {
+    pub tenant: String,
+    pub version: u64,
+    /// In the order they were issued.
+    pub certificates: Vec<CertificateRecord>,
+}
+
+/// One certificate the CA issued, and its revocation once there is one (final).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CertificateRecord {
+    pub serial: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub revocation: Option<(DateTime<Utc>, RevocationReason)>,
+}
+
+/// The device's certificates after `event`, given them before.
+pub(crate) fn follow(
+    current: Option<DeviceCertificates>,
+    event: &EventEnvelope,
+) -> Result<DeviceCertificates, FoldError> {
+    let mut device = match (current, &event.event) {
+        (None, PublicEvent::DeviceRegistered { .. }) => DeviceCertificates {
+            tenant: event.tenant.as_str().to_owned(),
+            version: 0,
+            certificates: Vec::new(),
+        },
+        (None, other) => {
+            return Err(FoldError::NotRegistered {
+                device: event.subject.to_string(),
+                event_type: other.event_type().to_owned(),
+            })
+        }
+        (Some(device), _) => device,
+    };
+    match &event.event {
+        PublicEvent::CertificateIssued { certificate, .. } => {
+            device.certificates.push(CertificateRecord {
+                serial: certificate.serial.clone(),
+                not_before: certificate.not_before,
+                not_after: certificate.not_after,
+                revocation: None,
+            })
+        }
+        PublicEvent::CertificateRevoked {
+            serial,
+            reason,
+            revoked_at,
+        } => {
+            // A revocation is final: a second one (there is none: the aggregate refuses it)
+            // would not move its time or reason.
+            if let Some(record) = device
+                .certificates
+                .iter_mut()
+                .find(|c| c.serial == *serial && c.revocation.is_none())
+            {
+                record.revocation = Some((*revoked_at, *reason));
+            }
+        }
+        _ => {}
+    }
+    device.version = event.sequence;
+    Ok(device)
+}
