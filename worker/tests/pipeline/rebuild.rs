@@ -138,7 +138,10 @@ async fn a_rebuild_under_load_fails_no_read_goes_back_in_no_time_and_verifies_cl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_keep_flowing_while_a_rebuild_builds_its_indexes() {
     let mut stack = Stack::start().await;
-    stack.spawn_worker();
+    // Small projector batches: every row written costs the slow index's 0.1 s (twice for an
+    // update), and a batch of many rows would outlast the statement timeout (5 s) on a busy
+    // machine and be redelivered whole, again and again.
+    stack.spawn_worker_with_env(&[("PROJECTOR_BATCH_SIZE", "8".to_owned())]);
     testkit::slow_device_view_index(&stack.pool, 0.1).await;
     let mut seeded = Vec::new();
     for _ in 0..50 {
