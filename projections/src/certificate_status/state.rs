@@ -1,7 +1,7 @@
 //! A device's certificates as this read model keeps them, and how an event moves them.
 
 use app::{EventEnvelope, PublicEvent};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use domain::RevocationReason;
 
 use crate::FoldError;
@@ -11,7 +11,8 @@ use crate::FoldError;
 pub(crate) struct DeviceCertificates {
     pub tenant: String,
     pub version: u64,
-    /// In the order they were issued.
+    /// By serial: the order the tables give them back in, so that a state read back equals
+    /// the same state folded (a replay repairs only what differs).
     pub certificates: Vec<CertificateRecord>,
 }
 
@@ -45,12 +46,16 @@ pub(crate) fn follow(
     };
     match &event.event {
         PublicEvent::CertificateIssued { certificate, .. } => {
-            device.certificates.push(CertificateRecord {
+            let record = CertificateRecord {
                 serial: certificate.serial.clone(),
-                not_before: certificate.not_before,
-                not_after: certificate.not_after,
+                not_before: as_stored(certificate.not_before),
+                not_after: as_stored(certificate.not_after),
                 revocation: None,
-            })
+            };
+            let at = device
+                .certificates
+                .partition_point(|c| c.serial < record.serial);
+            device.certificates.insert(at, record);
         }
         PublicEvent::CertificateRevoked {
             serial,
@@ -64,11 +69,17 @@ pub(crate) fn follow(
                 .iter_mut()
                 .find(|c| c.serial == *serial && c.revocation.is_none())
             {
-                record.revocation = Some((*revoked_at, *reason));
+                record.revocation = Some((as_stored(*revoked_at), *reason));
             }
         }
         _ => {}
     }
     device.version = event.sequence;
     Ok(device)
+}
+
+/// A time as a `timestamptz` column keeps it (microseconds): the state folded from events
+/// then equals the state read back, and a replay repairs only what really differs.
+fn as_stored(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.trunc_subsecs(6)
 }

@@ -47,7 +47,7 @@ pub(crate) async fn load(
     }
     let certificates = sqlx::query(&format!(
         "SELECT serial, device_id, not_before, not_after, revoked_at, reason
-           FROM {} WHERE device_id = ANY($1) ORDER BY not_before, serial",
+           FROM {} WHERE device_id = ANY($1) ORDER BY serial",
         tables.name_of(CERTIFICATES)
     ))
     .bind(&ids)

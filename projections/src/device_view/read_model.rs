@@ -11,6 +11,12 @@ use sqlx::PgPool;
 use super::table::{self, COLUMNS};
 use crate::error::unavailable;
 
+/// When a row's certificate ends, NULL when it has none or it is revoked: what the expiry
+/// filter and counts compare (revoked certificates are no renewals coming up).
+const UNREVOKED_CERTIFICATE_ENDS: &str =
+    "(CASE WHEN certificate IS NOT NULL AND NOT certificate ? 'revocation' \
+     THEN (certificate ->> 'not_after')::timestamptz END)";
+
 pub struct PostgresDeviceReadModel {
     pool: PgPool,
 }
@@ -66,8 +72,9 @@ impl DeviceReadModel for PostgresDeviceReadModel {
         }
         if let Some(before) = filter.expiring_before {
             query
-                .push(" AND certificate IS NOT NULL AND NOT certificate ? 'revocation'")
-                .push(" AND (certificate ->> 'not_after')::timestamptz < ")
+                .push(" AND ")
+                .push(UNREVOKED_CERTIFICATE_ENDS)
+                .push(" < ")
                 .push_bind(before);
         }
         if let Some(after) = after {
@@ -93,17 +100,20 @@ impl DeviceReadModel for PostgresDeviceReadModel {
         &self,
         horizons: &[DateTime<Utc>],
     ) -> Result<Vec<u64>, StoreError> {
-        let counts: Vec<i64> = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM device_view
-                      WHERE certificate IS NOT NULL AND NOT certificate ? 'revocation'
-                        AND (certificate ->> 'not_after')::timestamptz < horizon)
-               FROM unnest($1::timestamptz[]) WITH ORDINALITY AS h (horizon, n)
-              ORDER BY n",
-        )
-        .bind(horizons)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        // One pass over the rows for all the horizons.
+        static COUNT_EXPIRING: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT count(d.ends) FROM unnest($1::timestamptz[]) WITH ORDINALITY AS h (horizon, n)
+                   LEFT JOIN (SELECT {UNREVOKED_CERTIFICATE_ENDS} AS ends FROM device_view
+                               WHERE certificate IS NOT NULL) d ON d.ends < h.horizon
+                  GROUP BY h.n ORDER BY h.n"
+            )
+        });
+        let counts: Vec<i64> = sqlx::query_scalar(&COUNT_EXPIRING)
+            .bind(horizons)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(counts.into_iter().map(|c| c as u64).collect())
     }
 }

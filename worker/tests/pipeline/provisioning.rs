@@ -264,6 +264,18 @@ async fn a_revoked_certificate_shows_as_revoked_and_a_renewal_supersedes_the_one
         projections::RebuildOutcome::Completed { .. }
     ));
     assert_eq!(certificates().await, rows, "a rebuild un-revokes nothing");
+    // A replay from the start finds every device as its events say: nothing to repair.
+    let replayed = projections::registered_named("certificate_status")
+        .unwrap()
+        .replay(
+            &stack.pool,
+            "2000-01-01T00:00:00Z"
+                .parse::<projections::ReplayFrom>()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replayed.repaired, 0, "{replayed:?}");
     stack.assert_read_model_matches_events().await;
     stack.delete_stream().await;
 }
