@@ -20,6 +20,7 @@ mod event_log;
 mod idempotency;
 mod idempotency_store;
 mod long_poll_slots;
+pub mod pki;
 mod projection_operations;
 mod provisioning;
 

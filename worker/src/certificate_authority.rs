@@ -9,7 +9,9 @@
 //!   (`subject_mismatch`).
 //!
 //! The certificate carries only what the CA decides: subject CN = serial number, clientAuth,
-//! digitalSignature, not a CA; requested extensions are ignored. Its serial number is derived
+//! digitalSignature, not a CA, and where its status is published (a CRL distribution point
+//! and an Authority Information Access OCSP URL under `PUBLIC_BASE_URL`, naming this CA:
+//! `app::pki`); requested extensions are ignored. Its serial number is derived
 //! from the certificate request id, so signing one request twice (two racing deliveries)
 //! yields the same serial.
 //!
@@ -19,14 +21,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use app::pki::{IssuingCaId, PublicBaseUrl};
 use app::{CaUnavailable, CertificateAuthority, CertificateRequest};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{FailureCode, IssuedCertificate, ProvisioningFailure};
 use rcgen::string::Ia5String;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SubjectPublicKeyInfo,
+    CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    SubjectPublicKeyInfo,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -68,8 +72,43 @@ pub enum CertificateProfile {
 /// The CA's certificate and key, the validity and profile of what it issues.
 pub struct LocalCa {
     issuer: Issuer<'static, KeyPair>,
+    id: IssuingCaId,
     validity: chrono::Duration,
     profile: CertificateProfile,
+    status_locations: Option<StatusLocations>,
+}
+
+/// The CRL distribution point and the AIA extension (OCSP) written into every certificate.
+struct StatusLocations {
+    crl_url: String,
+    authority_info_access: CustomExtension,
+}
+
+/// id-pe-authorityInfoAccess (RFC 5280 §4.2.2.1).
+const OID_AUTHORITY_INFO_ACCESS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+/// id-ad-ocsp (RFC 5280 §4.2.2.1).
+const OID_ACCESS_OCSP: der::oid::ObjectIdentifier =
+    der::oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+
+impl StatusLocations {
+    fn new(base: &PublicBaseUrl, ca: &IssuingCaId) -> Self {
+        use der::Encode;
+        use x509_cert::ext::pkix::name::GeneralName;
+        use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+        let ocsp = der::asn1::Ia5String::new(&base.ocsp_url(ca)).expect("a PublicBaseUrl is ASCII");
+        let syntax = AuthorityInfoAccessSyntax(vec![AccessDescription {
+            access_method: OID_ACCESS_OCSP,
+            access_location: GeneralName::UniformResourceIdentifier(ocsp),
+        }]);
+        let content = syntax.to_der().expect("an AIA of one URI encodes");
+        Self {
+            crl_url: base.crl_url(ca),
+            authority_info_access: CustomExtension::from_oid_content(
+                OID_AUTHORITY_INFO_ACCESS,
+                content,
+            ),
+        }
+    }
 }
 
 impl LocalCa {
@@ -96,19 +135,35 @@ impl LocalCa {
             what: "CA_KEY_PATH",
             expected: "private key (PKCS#8)",
         })?;
+        let id = IssuingCaId::of_public_key(&key.subject_public_key_info());
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|_| CaLoadError::Invalid {
             what: "CA_CERT_PATH",
             expected: "CA certificate",
         })?;
         Ok(Self {
             issuer,
+            id,
             validity,
             profile: CertificateProfile::Standard,
+            status_locations: None,
         })
     }
 
     pub fn with_profile(self, profile: CertificateProfile) -> Self {
         Self { profile, ..self }
+    }
+
+    /// Certificates issued from now on name this CA's CRL and OCSP URLs under `base`.
+    pub fn with_status_urls(self, base: &PublicBaseUrl) -> Self {
+        Self {
+            status_locations: Some(StatusLocations::new(base, &self.id)),
+            ..self
+        }
+    }
+
+    /// This CA's identifier in the PKI URLs.
+    pub fn id(&self) -> &IssuingCaId {
+        &self.id
     }
 
     /// Checks the request and signs it, or says why not. Pure CPU; call it off the runtime.
@@ -131,6 +186,12 @@ impl LocalCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
+        if let Some(locations) = &self.status_locations {
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![locations.crl_url.clone()],
+            }];
+            params.custom_extensions = vec![locations.authority_info_access.clone()];
+        }
         if self.profile == CertificateProfile::DeviceUri {
             let uri = Ia5String::try_from(format!("urn:uuid:{}", request.device_id))
                 .expect("a UUID URN is ASCII");
@@ -347,6 +408,55 @@ mod tests {
 
     fn refusal(ca: &LocalCa, request: &CertificateRequest) -> FailureCode {
         ca.issue(request, Utc::now()).unwrap_err().code
+    }
+
+    #[test]
+    fn certificates_name_the_crl_and_ocsp_urls_of_their_ca() {
+        use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+        let (ca, _) = ca();
+        let base = PublicBaseUrl::parse("https://pki.example.com").unwrap();
+        let ca = ca.with_status_urls(&base);
+        let issued = ca
+            .issue(
+                &request("SN-1", &csr("SN-1", &rcgen::PKCS_ECDSA_P256_SHA256)),
+                Utc::now(),
+            )
+            .unwrap();
+        let der = ::pem::parse(&issued.pem).unwrap().into_contents();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let (mut crl_urls, mut ocsp_urls) = (Vec::new(), Vec::new());
+        for extension in cert.extensions() {
+            match extension.parsed_extension() {
+                ParsedExtension::CRLDistributionPoints(points) => {
+                    for point in points.iter() {
+                        if let Some(DistributionPointName::FullName(names)) =
+                            &point.distribution_point
+                        {
+                            for name in names {
+                                if let GeneralName::URI(uri) = name {
+                                    crl_urls.push(uri.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+                ParsedExtension::AuthorityInfoAccess(access) => {
+                    for description in access.iter() {
+                        assert_eq!(
+                            description.access_method.to_id_string(),
+                            "1.3.6.1.5.5.7.48.1"
+                        );
+                        if let GeneralName::URI(uri) = &description.access_location {
+                            ocsp_urls.push(uri.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(crl_urls, [base.crl_url(ca.id())]);
+        assert_eq!(ocsp_urls, [base.ocsp_url(ca.id())]);
+        assert!(crl_urls[0].starts_with("https://pki.example.com/pki/"));
     }
 
     #[test]

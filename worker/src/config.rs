@@ -11,6 +11,8 @@ use nats::{ConsumerSettings, NatsSettings, RelaySettings, StreamSettings};
 use store::DatabaseSettings;
 
 use crate::certificate_authority::CertificateProfile;
+use crate::crl_publisher::CrlSchedule;
+use app::pki::PublicBaseUrl;
 
 /// Adds a subjectAltName URI `urn:uuid:<device id>` to issued certificates.
 pub const CERT_PROFILE_DEVICE_URI: &str = "cert-profile-device-uri";
@@ -32,7 +34,12 @@ pub struct WorkerConfig {
     pub relay: RelaySettings,
     pub ca_cert_path: PathBuf,
     pub ca_key_path: PathBuf,
+    /// Where relying parties reach the api's CRL and OCSP routes (`PUBLIC_BASE_URL`); written
+    /// into every certificate.
+    pub public_base_url: PublicBaseUrl,
     pub certificate_validity: chrono::Duration,
+    /// How the CRL is re-issued.
+    pub crl: CrlSchedule,
     pub certificate_profile: CertificateProfile,
     pub features: FeatureFlags,
     /// Certificate requests checked and signed at once (threads of the blocking pool).
@@ -75,6 +82,18 @@ impl WorkerConfig {
             .required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)")
             .unwrap_or_default()
             .into();
+        let public_base_url = env.parse_or(
+            "PUBLIC_BASE_URL",
+            PublicBaseUrl::parse("http://127.0.0.1:8080").expect("a valid default"),
+        );
+        let crl = CrlSchedule {
+            validity: Duration::from_secs(env.number_or(
+                "CRL_VALIDITY_SECONDS",
+                86_400,
+                120..=30 * 86_400,
+            )),
+            min_interval: env.millis_or("CRL_MIN_INTERVAL_MS", 1_000, 100..=3_600_000),
+        };
         let certificate_validity =
             chrono::Duration::days(env.number_or("CERT_VALIDITY_DAYS", 365, 1..=3650) as i64);
         let features = env.feature_flags(FEATURE_FLAGS);
@@ -106,7 +125,9 @@ impl WorkerConfig {
             relay,
             ca_cert_path,
             ca_key_path,
+            public_base_url,
             certificate_validity,
+            crl,
             certificate_profile,
             features,
             provisioner_concurrency,

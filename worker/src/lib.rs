@@ -12,6 +12,7 @@ pub mod config;
 mod consumer_lag;
 mod consumer_loop;
 pub mod consumer_registry;
+pub mod crl_publisher;
 mod dead_letter_retrier;
 mod delivery;
 mod intake;

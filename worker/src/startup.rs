@@ -49,7 +49,8 @@ pub async fn run(
         &config.ca_key_path,
         config.certificate_validity,
     )?
-    .with_profile(config.certificate_profile);
+    .with_profile(config.certificate_profile)
+    .with_status_urls(&config.public_base_url);
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
     let client = nats::connect(&config.nats).await?;

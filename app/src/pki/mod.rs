@@ -1,0 +1,15 @@
+//! Where relying parties look for a certificate's status: the issuing CA's identifier and
+//! the URL layout of its CRL and OCSP responder, one definition for the certificates the
+//! worker signs and the routes the api serves. A CA is named in the URL so that per-tenant
+//! issuing CAs can be added without changing any URL already written into a certificate.
+
+mod issuing_ca_id;
+mod public_base_url;
+
+pub use issuing_ca_id::IssuingCaId;
+pub use public_base_url::{InvalidBaseUrl, PublicBaseUrl};
+
+/// The api's route of a CA's CRL (`{ca}` is its [`IssuingCaId`]).
+pub const CRL_ROUTE: &str = "/pki/{ca}/crl";
+/// The api's route of a CA's OCSP responder (`POST`); `GET` appends `/{request}`.
+pub const OCSP_ROUTE: &str = "/pki/{ca}/ocsp";
