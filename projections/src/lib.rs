@@ -44,7 +44,7 @@ mod table_copies;
 mod verify;
 
 pub use batch_report::BatchReport;
-pub use certificate_status::CERTIFICATE_STATUS;
+pub use certificate_status::{PostgresRevocations, CERTIFICATE_STATUS};
 pub use device_stats::{PostgresDeviceStats, DEVICE_STATS};
 pub use device_view::{
     PgReadModelChanges, PostgresDeviceReadModel, DEVICE_VIEW, READ_MODEL_CHANGED_CHANNEL,

@@ -3,11 +3,20 @@
 //! worker signs and the routes the api serves. A CA is named in the URL so that per-tenant
 //! issuing CAs can be added without changing any URL already written into a certificate.
 
+mod crl_distribution;
+mod crl_publication;
 mod issuing_ca_id;
 mod public_base_url;
+mod revocation_list;
 
+pub use crl_distribution::CrlDistribution;
+pub use crl_publication::{CrlPublication, CrlPublicationError, CrlPublished};
 pub use issuing_ca_id::IssuingCaId;
 pub use public_base_url::{InvalidBaseUrl, PublicBaseUrl};
+pub use revocation_list::{
+    CrlHeader, CrlRepository, CrlSigner, CrlSigningError, PublishedCrl, RevocationListContent,
+    Revocations, RevokedCertificate,
+};
 
 /// The api's route of a CA's CRL (`{ca}` is its [`IssuingCaId`]).
 pub const CRL_ROUTE: &str = "/pki/{ca}/crl";

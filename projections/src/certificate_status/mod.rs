@@ -8,6 +8,7 @@
 //! worker processes (a device's version row and its certificate rows must move together); a
 //! rebuild or verify is alone on its copies.
 
+mod revocations;
 mod state;
 mod tables;
 
@@ -22,6 +23,7 @@ use crate::live_write_lock::lock_live_writes;
 use crate::projection::{Change, Overwrite, Projection, Rows, Table};
 use crate::table_copies::TableSet;
 use crate::ProjectionError;
+pub use revocations::PostgresRevocations;
 use state::DeviceCertificates;
 
 /// This read model's name.
