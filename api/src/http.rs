@@ -13,6 +13,7 @@ mod devices;
 mod events;
 mod idempotency_key_header;
 mod json_body;
+mod ocsp;
 mod openapi_document;
 mod query_params;
 mod request_context;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub dead_letters: Arc<dyn app::DeadLetterOperations>,
     /// Device counts (`/v1/stats`).
     pub stats: Arc<dyn app::DeviceStatsReadModel>,
+    /// The OCSP responder (`/pki/{ca}/ocsp`).
+    pub ocsp: Arc<crate::ocsp::OcspResponder>,
 }
 
 /// The routes of the public API together with their OpenAPI description.
@@ -98,6 +101,8 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     Router::new()
         .merge(documented_routes().0)
+        // Public and binary (RFC 6960): outside the OpenAPI document and the bearer tokens.
+        .merge(ocsp::router())
         .merge(state.health.router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -126,7 +126,7 @@ fn dev_ca(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn ocsp_signer(out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::error::Error>> {
-    let mut env = bootstrap::Env::new(|name| std::env::var(name).ok());
+    let mut env = bootstrap::Env::from_process();
     let cert_path = env.required("CA_CERT_PATH", "the CA certificate, PEM");
     let key_path = env.required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)");
     env.finish()?;
