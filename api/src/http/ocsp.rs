@@ -29,6 +29,8 @@ const OCSP_RESPONSE: &str = "application/ocsp-response";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(OCSP_ROUTE, post(ocsp_post).get(ocsp_get_without_request))
+        .route(&format!("{OCSP_ROUTE}/"), get(ocsp_get_without_request))
+        // A wildcard: unencoded base64 may hold `/`.
         .route(&format!("{OCSP_ROUTE}/{{*request}}"), get(ocsp_get))
 }
 
@@ -61,7 +63,7 @@ async fn ocsp_get(
     ocsp_response(answer, Cacheable::UntilNextUpdate)
 }
 
-/// `GET /pki/{ca}/ocsp` without a request.
+/// `GET /pki/{ca}/ocsp` (or `…/ocsp/`) without a request.
 async fn ocsp_get_without_request(State(state): State<AppState>) -> Response {
     ocsp_response(state.ocsp.malformed(), Cacheable::No)
 }

@@ -442,10 +442,12 @@ async fn garbage_is_an_ocsp_malformed_request_and_an_unknown_ca_unauthorized() {
             "{segment}"
         );
     }
-    let response = stack.client.get(&url).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let bytes = response.bytes().await.unwrap();
-    assert_eq!(response_status(&stack, &bytes).await, "malformedrequest");
+    for without_request in [url.clone(), format!("{url}/")] {
+        let response = stack.client.get(&without_request).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{without_request}");
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(response_status(&stack, &bytes).await, "malformedrequest");
+    }
 }
 
 #[tokio::test]
