@@ -5,6 +5,7 @@ mod admin_dead_letters;
 mod admin_projections;
 mod api_error;
 mod authorized;
+mod crl;
 mod deadline;
 mod device_id_path;
 mod device_stats;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub dead_letters: Arc<dyn app::DeadLetterOperations>,
     /// Device counts (`/v1/stats`).
     pub stats: Arc<dyn app::DeviceStatsReadModel>,
+    /// The CAs' current CRLs (`/pki/{ca}/crl`).
+    pub crls: Arc<app::pki::CrlDistribution>,
     /// The OCSP responder (`/pki/{ca}/ocsp`).
     pub ocsp: Arc<crate::ocsp::OcspResponder>,
 }
@@ -73,6 +76,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(device_stats::router())
         .merge(admin_projections::router())
         .merge(admin_dead_letters::router())
+        .merge(crl::router())
         .routes(utoipa_axum::routes!(openapi_json))
         .split_for_parts();
     (routes, openapi_document::complete(doc))

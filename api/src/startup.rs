@@ -61,10 +61,17 @@ pub fn postgres_state_with_long_poll_limits(
         rate_limit: Arc::new(TenantRateLimit::off()),
         projections: Arc::new(PostgresProjectionOperations::new(pool.clone())),
         dead_letters: Arc::new(store::PostgresDeadLetters::new(pool.clone())),
-        stats: Arc::new(projections::PostgresDeviceStats::new(pool)),
+        stats: Arc::new(projections::PostgresDeviceStats::new(pool.clone())),
+        crls: Arc::new(app::pki::CrlDistribution::new(
+            Arc::new(store::PostgresCrls::new(pool)),
+            CRL_REFRESH,
+        )),
         ocsp: Arc::new(OcspResponder::off()),
     }
 }
+
+/// How stale a served CRL may be: the worker publishes at most about once a second.
+const CRL_REFRESH: Duration = Duration::from_secs(1);
 
 /// Each readiness check gets this long (they run concurrently): well under a second, so that
 /// an orchestrator's probe never times out before we answer.

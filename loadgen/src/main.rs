@@ -7,6 +7,9 @@
 //!   for each, the time from the 202 until `decommissioned` is visible (projection lag).
 //! - `ca`: certificates checked and signed per second on one thread (one core), by the
 //!   worker's CA code itself, no I/O.
+//! - `revocation-ocsp`: revokes provisioned devices' certificates at a fixed rate; for each,
+//!   the time from the revoke's 202 until the OCSP responder answers `revoked` for it
+//!   (polling every 10 ms with a request prepared by `openssl ocsp -reqout`).
 //!
 //! Open loop: requests are sent on schedule whether or not earlier ones finished, so a slow
 //! system shows up as latency rather than as a lower offered rate.
@@ -59,6 +62,22 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
+    /// RevokeCertificate at a fixed rate; per certificate, 202 until OCSP answers revoked.
+    RevocationOcsp {
+        #[command(flatten)]
+        api: Api,
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// A directory of OCSP requests, one per device, named `<device id>.der`; one
+        /// device is revoked per file, at most `rate × seconds`.
+        #[arg(long)]
+        requests: std::path::PathBuf,
+        /// The responder's path (`/pki/<ca>/ocsp`).
+        #[arg(long)]
+        ocsp_path: String,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// Reads the analysts' feed from the start to the end, one client, pages of `limit`.
     Feed {
         #[command(flatten)]
@@ -85,6 +104,22 @@ async fn main() {
             lag(Client::new(api.url, api.token), rate, seconds).await
         }
         Command::Ca { seconds } => ca(seconds),
+        Command::RevocationOcsp {
+            api,
+            rate,
+            requests,
+            ocsp_path,
+            seconds,
+        } => {
+            revocation_ocsp(
+                Client::new(api.url, api.token),
+                rate,
+                seconds,
+                &requests,
+                ocsp_path,
+            )
+            .await
+        }
         Command::Feed { api, limit } => feed(&Client::new(api.url, api.token), limit).await,
         Command::DeleteStream { nats_url, stream } => {
             let deleted = match async_nats::connect(&nats_url).await {
@@ -300,6 +335,75 @@ async fn lag(client: Client, rate: u32, seconds: u32) -> Value {
     })
     .await;
     summary("lag", rate, &outcomes, json!({}))
+}
+
+async fn revocation_ocsp(
+    client: Client,
+    rate: u32,
+    seconds: u32,
+    requests: &std::path::Path,
+    ocsp_path: String,
+) -> Value {
+    let mut devices: Vec<(String, Vec<u8>)> = std::fs::read_dir(requests)
+        .expect("the OCSP requests directory")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".der")?.to_owned();
+            Some((id, std::fs::read(entry.path()).ok()?))
+        })
+        .collect();
+    devices.truncate((rate * seconds) as usize);
+    let n = devices.len();
+    let (client, devices, ocsp_path) = (Arc::new(client), Arc::new(devices), Arc::new(ocsp_path));
+    let outcomes = at_fixed_rate(rate, n, |i| {
+        let (client, devices, ocsp_path) = (client.clone(), devices.clone(), ocsp_path.clone());
+        async move {
+            let (id, request) = &devices[i];
+            let path = format!("/v1/devices/{id}/certificate:revoke");
+            client
+                .post(&path, &json!({"reason": "keyCompromise"}))
+                .await?;
+            let at_202 = Instant::now();
+            while at_202.elapsed() < Duration::from_secs(10) {
+                let response = client
+                    .http
+                    .post(format!("{}{ocsp_path}", client.url))
+                    .header("Content-Type", "application/ocsp-request")
+                    .body(request.clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let body = response.bytes().await.map_err(|e| e.to_string())?;
+                if ocsp_says_revoked(&body)? {
+                    return Ok(at_202.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(format!("device {id}: OCSP never said revoked"))
+        }
+    })
+    .await;
+    summary("revocation_ocsp", rate, &outcomes, json!({}))
+}
+
+/// Whether a successful OCSP response's first answer is `revoked`.
+fn ocsp_says_revoked(der: &[u8]) -> Result<bool, String> {
+    use der::Decode;
+    use x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse, OcspResponseStatus};
+    let response = OcspResponse::from_der(der).map_err(|e| format!("OCSP response: {e}"))?;
+    if response.response_status != OcspResponseStatus::Successful {
+        return Err(format!("OCSP status {:?}", response.response_status));
+    }
+    let bytes = response.response_bytes.ok_or("no response bytes")?;
+    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes())
+        .map_err(|e| format!("basic response: {e}"))?;
+    let first = basic
+        .tbs_response_data
+        .responses
+        .first()
+        .ok_or("no single response")?;
+    Ok(matches!(first.cert_status, CertStatus::Revoked(_)))
 }
 
 #[derive(serde::Deserialize)]

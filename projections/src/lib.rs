@@ -45,7 +45,9 @@ mod table_copies;
 mod verify;
 
 pub use batch_report::BatchReport;
-pub use certificate_status::{PostgresCertificateStatusLookup, CERTIFICATE_STATUS};
+pub use certificate_status::{
+    PostgresCertificateStatusLookup, PostgresRevocations, CERTIFICATE_STATUS,
+};
 pub use device_stats::{PostgresDeviceStats, DEVICE_STATS};
 pub use device_view::{
     PgReadModelChanges, PostgresDeviceReadModel, DEVICE_VIEW, READ_MODEL_CHANGED_CHANNEL,

@@ -9,13 +9,13 @@
 //! - [`PostgresEventLog`]: the events read back (tenant feed in commit order, a device's
 //!   history); [`RelayLeases`]: the relay's lock, checkpoint and commit-order reads;
 //!   [`AppendNotifier`]: wakes the relay after appends; [`PostgresDeadLetters`]: messages
-//!   consumers gave up on.
+//!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA.
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
 //!
 //! This crate owns SQL for `events`, `snapshots` (kept by the migrations for postgres-es's
 //! layout; nothing reads or writes it), `idempotency_keys`, `relay_checkpoints`,
-//! `dead_letters` and `operator_actions`, and nothing else: read models belong to the
+//! `dead_letters`, `operator_actions` and `certificate_revocation_lists`, and nothing else: read models belong to the
 //! `projections` crate. It must not know about HTTP, nor run the aggregate's decisions.
 
 mod append_notifier;
@@ -28,6 +28,7 @@ mod operator_actions;
 mod postgres_device_store;
 mod postgres_event_log;
 mod postgres_idempotency_store;
+mod published_crls;
 mod recorded_event_row;
 mod relay_lease;
 pub mod schema;
@@ -44,6 +45,7 @@ pub use postgres_event_log::{
     PostgresEventLog,
 };
 pub use postgres_idempotency_store::PostgresIdempotencyStore;
+pub use published_crls::PostgresCrls;
 pub use relay_lease::{AppendListener, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL};
 /// The connection pool every Postgres adapter takes (its users need not know sqlx).
 pub use sqlx::PgPool;

@@ -90,7 +90,7 @@ impl WorkerConfig {
             validity: Duration::from_secs(env.number_or(
                 "CRL_VALIDITY_SECONDS",
                 86_400,
-                120..=30 * 86_400,
+                10..=30 * 86_400,
             )),
             min_interval: env.millis_or("CRL_MIN_INTERVAL_MS", 1_000, 100..=3_600_000),
         };

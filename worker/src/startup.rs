@@ -1,11 +1,12 @@
 //! Wiring the worker: adapters into services, services into the consumer registry, and the
-//! relay, the dead-letter retrier and the health endpoint; then waiting for shutdown and
+//! relay, the CRL publisher, the dead-letter retrier and the health endpoint; then waiting for shutdown and
 //! draining within the grace period. The registry (`consumer_registry`) runs the consumers.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::pki::CrlPublication;
 use app::{DeviceCommandService, ProvisioningService, RetryPolicy};
 use async_nats::jetstream;
 use nats::Relay;
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::certificate_authority::{BlockingCa, CaLoadError, LocalCa};
 use crate::config::WorkerConfig;
 use crate::consumer_registry::{worker_consumers, ConsumerRegistry, Services};
+use crate::crl_publisher::CrlPublisher;
 use crate::dead_letter_retrier::DeadLetterRetrier;
 use crate::delivery::Deliveries;
 
@@ -44,13 +46,16 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
-    let ca = LocalCa::from_pem_files(
-        &config.ca_cert_path,
-        &config.ca_key_path,
-        config.certificate_validity,
-    )?
-    .with_profile(config.certificate_profile)
-    .with_status_urls(&config.public_base_url);
+    let ca = Arc::new(
+        LocalCa::from_pem_files(
+            &config.ca_cert_path,
+            &config.ca_key_path,
+            config.certificate_validity,
+        )?
+        .with_profile(config.certificate_profile)
+        .with_status_urls(&config.public_base_url),
+    );
+    ca.check_can_sign_crls()?;
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
     let client = nats::connect(&config.nats).await?;
@@ -66,7 +71,7 @@ pub async fn run(
         provisioning: Arc::new(ProvisioningService::new(
             event_store,
             commands,
-            Arc::new(BlockingCa::new(ca, config.provisioner_concurrency)),
+            Arc::new(BlockingCa::new(ca.clone(), config.provisioner_concurrency)),
         )),
         provisioner_concurrency: config.provisioner_concurrency,
         projector_batch: config.projector_batch,
@@ -126,6 +131,20 @@ pub async fn run(
         );
         let cancel = cancel.clone();
         tasks.spawn(async move { relay.run(cancel.cancelled_owned()).await });
+    }
+
+    {
+        let publisher = CrlPublisher::new(
+            CrlPublication::new(
+                Arc::new(projections::PostgresRevocations::new(pool.clone())),
+                ca.clone(),
+                Arc::new(store::PostgresCrls::new(pool.clone())),
+                config.crl.validity,
+            ),
+            config.crl,
+        );
+        let cancel = cancel.clone();
+        tasks.spawn(async move { publisher.run(cancel).await });
     }
 
     let consumers = Arc::new(ConsumerRegistry::build(

@@ -6,13 +6,22 @@
 
 mod certificate_serial_hex;
 mod certificate_status_lookup;
+mod crl_distribution;
+mod crl_publication;
 mod issuing_ca_id;
 mod public_base_url;
+mod revocation_list;
 
 pub use certificate_serial_hex::CertificateSerialHex;
 pub use certificate_status_lookup::{CertificateStatusLookup, CertificateStatusRecord};
+pub use crl_distribution::CrlDistribution;
+pub use crl_publication::{CrlPublication, CrlPublicationError, CrlPublished};
 pub use issuing_ca_id::IssuingCaId;
 pub use public_base_url::{InvalidBaseUrl, PublicBaseUrl};
+pub use revocation_list::{
+    CrlHeader, CrlRepository, CrlSigner, CrlSigningError, PublishedCrl, RevocationListContent,
+    Revocations, RevokedCertificate,
+};
 
 /// The api's route of a CA's CRL (`{ca}` is its [`IssuingCaId`]).
 pub const CRL_ROUTE: &str = "/pki/{ca}/crl";

@@ -11,6 +11,7 @@
 //! `lookup.rs` reads the live table for the OCSP responder (`app::pki::CertificateStatusLookup`).
 
 mod lookup;
+mod revocations;
 mod state;
 mod tables;
 
@@ -25,6 +26,7 @@ use crate::live_write_lock::lock_live_writes;
 use crate::projection::{Change, Overwrite, Projection, Rows, Table};
 use crate::table_copies::TableSet;
 use crate::ProjectionError;
+pub use revocations::PostgresRevocations;
 use state::DeviceCertificates;
 
 pub use lookup::PostgresCertificateStatusLookup;
