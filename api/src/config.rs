@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use app::{LongPollLimits, RetryPolicy};
@@ -51,7 +52,25 @@ pub struct ApiConfig {
     pub rate_limit_burst: u32,
     /// Long-polls that may wait at once, per tenant and in this process.
     pub long_polls: LongPollLimits,
+    pub ocsp: OcspSettings,
     pub log_format: LogFormat,
+}
+
+/// The OCSP responder's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspSettings {
+    /// The delegated signer's files (`OCSP_SIGNER_CERT_PATH`, `OCSP_SIGNER_KEY_PATH`, as
+    /// `worker ocsp-signer` writes them); without them the responder is off.
+    pub signer: Option<OcspSignerFiles>,
+    /// nextUpdate − thisUpdate of every answer (`OCSP_NEXT_UPDATE_SECONDS`): how long a
+    /// relying party or a cache may rely on it.
+    pub next_update: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspSignerFiles {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
 }
 
 impl ApiConfig {
@@ -103,6 +122,7 @@ impl ApiConfig {
                 long_polls.per_tenant, long_polls.total
             ));
         }
+        let ocsp = ocsp_settings(&mut env);
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {
@@ -118,8 +138,36 @@ impl ApiConfig {
             rate_limit_per_second,
             rate_limit_burst,
             long_polls,
+            ocsp,
             log_format,
         })
+    }
+}
+
+fn ocsp_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> OcspSettings {
+    let signer = match (
+        env.optional("OCSP_SIGNER_CERT_PATH"),
+        env.optional("OCSP_SIGNER_KEY_PATH"),
+    ) {
+        (Some(cert), Some(key)) => Some(OcspSignerFiles {
+            cert_path: cert.into(),
+            key_path: key.into(),
+        }),
+        (None, None) => None,
+        _ => {
+            env.problem(
+                "OCSP_SIGNER_CERT_PATH and OCSP_SIGNER_KEY_PATH go together: set both (the OCSP \
+                 responder's signer) or neither (no OCSP)"
+                    .into(),
+            );
+            None
+        }
+    };
+    let next_update =
+        Duration::from_secs(env.number_or("OCSP_NEXT_UPDATE_SECONDS", 60, 1..=7 * 86_400));
+    OcspSettings {
+        signer,
+        next_update,
     }
 }
 
@@ -147,6 +195,42 @@ mod tests {
             }
         );
         assert!(!format!("{config:?}").contains(&"s".repeat(32)));
+        assert_eq!(
+            config.ocsp,
+            OcspSettings {
+                signer: None,
+                next_update: Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn the_ocsp_signer_takes_both_files_or_neither() {
+        let lookup = |cert: Option<&str>, key: Option<&str>| {
+            let (cert, key) = (cert.map(str::to_owned), key.map(str::to_owned));
+            ApiConfig::from_lookup(move |name| match name {
+                "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+                "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+                "OCSP_SIGNER_CERT_PATH" => cert.clone(),
+                "OCSP_SIGNER_KEY_PATH" => key.clone(),
+                "OCSP_NEXT_UPDATE_SECONDS" => Some("300".into()),
+                _ => None,
+            })
+        };
+        let config = lookup(Some("/s/ocsp-signer.pem"), Some("/s/ocsp-signer.key")).unwrap();
+        assert_eq!(
+            config.ocsp,
+            OcspSettings {
+                signer: Some(OcspSignerFiles {
+                    cert_path: "/s/ocsp-signer.pem".into(),
+                    key_path: "/s/ocsp-signer.key".into(),
+                }),
+                next_update: Duration::from_secs(300),
+            }
+        );
+        let err = lookup(Some("/s/ocsp-signer.pem"), None).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+        assert!(lookup(None, Some("/s/ocsp-signer.key")).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod devices;
 mod events;
 mod idempotency_key_header;
 mod json_body;
+mod ocsp;
 mod openapi_document;
 mod query_params;
 mod request_context;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub stats: Arc<dyn app::DeviceStatsReadModel>,
     /// The CAs' current CRLs (`/pki/{ca}/crl`).
     pub crls: Arc<app::pki::CrlDistribution>,
+    /// The OCSP responder (`/pki/{ca}/ocsp`).
+    pub ocsp: Arc<crate::ocsp::OcspResponder>,
 }
 
 /// The routes of the public API together with their OpenAPI description.
@@ -102,6 +105,8 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     Router::new()
         .merge(documented_routes().0)
+        // Public and binary (RFC 6960): outside the OpenAPI document and the bearer tokens.
+        .merge(ocsp::router())
         .merge(state.health.router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -5,6 +5,7 @@
 //!   map its outcome to a response; they hold no business rules.
 //! - [`auth`]: JWT bearer tokens (HS256) and the scopes they grant.
 //! - [`config`]: the `api serve` configuration, from the environment.
+//! - [`ocsp`]: the OCSP responder (RFC 6960), signing with a delegated key, never the CA's.
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
 //! - [`startup`]: wiring the adapters into the services and serving until shutdown.
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod dead_letters_cli;
 pub mod http;
+pub mod ocsp;
 mod operator_session;
 pub mod projections_cli;
 pub mod startup;

@@ -9,14 +9,18 @@ use std::time::Duration;
 
 use app::{DeviceCommandService, DeviceQueryService, LongPollLimits, RetryPolicy};
 use axum::Router;
-use projections::{PgReadModelChanges, PostgresDeviceReadModel, PostgresProjectionOperations};
+use projections::{
+    PgReadModelChanges, PostgresCertificateStatusLookup, PostgresDeviceReadModel,
+    PostgresProjectionOperations,
+};
 use store::PgPool;
 use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
 use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, OcspSettings};
 use crate::http::{router, AppState, HttpLimits, TenantRateLimit};
+use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
 /// The services on Postgres adapters, with the default long-poll limits. Starts background
 /// tasks (append notifications, the read-model listener): call it within a Tokio runtime.
@@ -62,6 +66,7 @@ pub fn postgres_state_with_long_poll_limits(
             Arc::new(store::PostgresCrls::new(pool)),
             CRL_REFRESH,
         )),
+        ocsp: Arc::new(OcspResponder::off()),
     }
 }
 
@@ -155,6 +160,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
             }
         })
         .with_metrics(metrics);
+    state.ocsp = Arc::new(ocsp_responder(&config.ocsp, pool.clone())?);
     let health = state.health.clone();
     state.rate_limit = Arc::new(TenantRateLimit::new(
         config.rate_limit_per_second,
@@ -190,6 +196,40 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("api stopped");
     Ok(served?)
+}
+
+/// The OCSP responder `settings` ask for, answering from the `certificate_status` read
+/// model: off without a signer (and said so), else with the signer checked (see
+/// [`DelegatedSigner`]: an invalid or expired one stops the api). Warns when the signer
+/// expires within 7 days; `ocsp_signer_not_after_seconds` on `/metrics` says when it does.
+pub fn ocsp_responder(
+    settings: &OcspSettings,
+    pool: PgPool,
+) -> Result<OcspResponder, SignerLoadError> {
+    let Some(files) = &settings.signer else {
+        tracing::info!(
+            "OCSP is off (OCSP_SIGNER_CERT_PATH and OCSP_SIGNER_KEY_PATH are not set): \
+             every OCSP request is answered `unauthorized`"
+        );
+        return Ok(OcspResponder::off());
+    };
+    let now = chrono::Utc::now();
+    let signer = DelegatedSigner::from_files(&files.cert_path, &files.key_path, now)?;
+    let not_after = signer.not_after();
+    metrics::gauge!("ocsp_signer_not_after_seconds").set(not_after.timestamp() as f64);
+    if not_after - now < chrono::Duration::days(7) {
+        tracing::warn!(
+            %not_after,
+            "the OCSP signer certificate expires within 7 days: issue a new one with \
+             `worker ocsp-signer` and restart the api"
+        );
+    }
+    tracing::info!(ca = %signer.ca(), %not_after, "OCSP responder on");
+    Ok(OcspResponder::new(
+        signer,
+        Arc::new(PostgresCertificateStatusLookup::new(pool)),
+        settings.next_update,
+    ))
 }
 
 /// Keeps the read models' status gauges (lag, stalled, rebuild progress) current for

@@ -41,6 +41,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
 
+    /// A variable that may be absent (an empty one is): `None` then, and no problem.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
     /// A variable without default. `None` (and a recorded problem) when absent.
     pub fn required(&mut self, name: &str, what: &str) -> Option<String> {
         let value = self.get(name);

@@ -3,8 +3,9 @@
 //! - **A projection** (`projection.rs`, the `Projection` trait) names
 //!   its tables and folds a device's events into its state there. Each read model is a
 //!   folder: `device_view/` (one row per device, what `GET /v1/devices…` serves, with the
-//!   change listener that wakes long-polls) and `device_stats/` (counts per tenant, model
-//!   and status).
+//!   change listener that wakes long-polls), `device_stats/` (counts per tenant, model
+//!   and status) and `certificate_status/` (every issued certificate and its revocation, by
+//!   serial, with the OCSP responder's lookup).
 //! - **The runner** (`runner.rs`) folds batches for every projection alike into a set of
 //!   tables (live, a rebuild's shadows, verify's scratch copies, `table_copies.rs`):
 //!   idempotent by version, gap-filling from the event store, and for live batches the
@@ -44,7 +45,9 @@ mod table_copies;
 mod verify;
 
 pub use batch_report::BatchReport;
-pub use certificate_status::{PostgresRevocations, CERTIFICATE_STATUS};
+pub use certificate_status::{
+    PostgresCertificateStatusLookup, PostgresRevocations, CERTIFICATE_STATUS,
+};
 pub use device_stats::{PostgresDeviceStats, DEVICE_STATS};
 pub use device_view::{
     PgReadModelChanges, PostgresDeviceReadModel, DEVICE_VIEW, READ_MODEL_CHANGED_CHANNEL,

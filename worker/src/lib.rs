@@ -2,7 +2,8 @@
 //! its registry (`consumer_registry`): the provisioners (check CSRs and issue certificates
 //! with the CA, off the async runtime) and a projector per registered read model, each a
 //! durable JetStream consumer shared by every worker process; and carries out the
-//! dead-letter retries operators request.
+//! dead-letter retries operators request. `worker ocsp-signer` certifies the api's delegated
+//! OCSP signing key (`ocsp_signer`).
 //!
 //! It serves only its health and metrics over HTTP, and decides nothing the domain decides: outcomes go back to the
 //! aggregate as internal commands through `app`.
@@ -17,6 +18,7 @@ mod dead_letter_retrier;
 mod delivery;
 mod intake;
 mod message_handler;
+pub mod ocsp_signer;
 mod projector;
 mod provisioner;
 pub mod replay_command;

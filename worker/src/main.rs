@@ -1,14 +1,16 @@
 //! `worker`: runs the relay, the provisioner and the projectors until SIGTERM/Ctrl-C
-//! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`), or
-//! replays the stream for one consumer (`worker replay CONSUMER --from …`).
+//! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`), issues
+//! the api's delegated OCSP signer (`worker ocsp-signer --out DIR`), or replays the stream
+//! for one consumer (`worker replay CONSUMER --from …`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use worker::certificate_authority::generate_dev_ca;
+use worker::certificate_authority::{generate_dev_ca, CaLoadError};
 use worker::config::{StreamAccess, WorkerConfig};
 use worker::consumer_registry::Guarantee;
+use worker::ocsp_signer::OcspSigner;
 
 /// mimalloc instead of glibc malloc: allocation was the largest single cost in the profiles of
 /// the command path and the feed (BENCHMARKS.md).
@@ -32,6 +34,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Issue the api's OCSP responder certificate: a new P-256 key certified by the CA
+    /// (CA_CERT_PATH, CA_KEY_PATH) for OCSP signing only; writes ocsp-signer.pem (the signer
+    /// followed by the CA) and ocsp-signer.key (PKCS#8, mode 0600) into a directory. Re-run
+    /// it and restart the api to rotate.
+    OcspSigner {
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the signer is valid.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+        days: u32,
+    },
     /// Replay the stream for one consumer (e.g. projector-device_view) from a time (RFC 3339)
     /// or after a commit-order position (a feed cursor), without touching the others.
     /// Configuration as for `run`.
@@ -48,6 +61,7 @@ async fn main() -> ExitCode {
     bootstrap::exit_code(match cli.command.unwrap_or(Command::Run) {
         Command::Run => run().await,
         Command::DevCa { out } => dev_ca(&out),
+        Command::OcspSigner { out, days } => ocsp_signer(&out, days),
         Command::Replay { consumer, from } => replay(&consumer, from).await,
     })
 }
@@ -107,6 +121,33 @@ fn dev_ca(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "wrote {0}/ca.pem and {0}/ca.key (development only)",
         out.display()
+    );
+    Ok(())
+}
+
+fn ocsp_signer(out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let mut env = bootstrap::Env::from_process();
+    let cert_path = env.required("CA_CERT_PATH", "the CA certificate, PEM");
+    let key_path = env.required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)");
+    env.finish()?;
+    let read = |path: String| {
+        std::fs::read_to_string(&path).map_err(|source| CaLoadError::Read { path, source })
+    };
+    let cert = read(cert_path.unwrap_or_default())?;
+    let key = read(key_path.unwrap_or_default())?;
+    let signer = OcspSigner::issue(
+        &cert,
+        &key,
+        chrono::Duration::days(days.into()),
+        chrono::Utc::now(),
+    )?;
+    let (chain, key) = signer.write_to(out)?;
+    println!(
+        "wrote {} and {} (valid until {}); give them to the api as OCSP_SIGNER_CERT_PATH and \
+         OCSP_SIGNER_KEY_PATH and restart it",
+        chain.display(),
+        key.display(),
+        signer.not_after.to_rfc3339()
     );
     Ok(())
 }

@@ -1,14 +1,19 @@
 //! Where relying parties look for a certificate's status: the issuing CA's identifier and
 //! the URL layout of its CRL and OCSP responder, one definition for the certificates the
 //! worker signs and the routes the api serves. A CA is named in the URL so that per-tenant
-//! issuing CAs can be added without changing any URL already written into a certificate.
+//! issuing CAs can be added without changing any URL already written into a certificate;
+//! and the port the OCSP responder reads certificates' status through.
 
+mod certificate_serial_hex;
+mod certificate_status_lookup;
 mod crl_distribution;
 mod crl_publication;
 mod issuing_ca_id;
 mod public_base_url;
 mod revocation_list;
 
+pub use certificate_serial_hex::CertificateSerialHex;
+pub use certificate_status_lookup::{CertificateStatusLookup, CertificateStatusRecord};
 pub use crl_distribution::CrlDistribution;
 pub use crl_publication::{CrlPublication, CrlPublicationError, CrlPublished};
 pub use issuing_ca_id::IssuingCaId;

@@ -7,7 +7,10 @@
 //! check makes an event at or below it change nothing. Live writes are serialised across
 //! worker processes (a device's version row and its certificate rows must move together); a
 //! rebuild or verify is alone on its copies.
+//!
+//! `lookup.rs` reads the live table for the OCSP responder (`app::pki::CertificateStatusLookup`).
 
+mod lookup;
 mod revocations;
 mod state;
 mod tables;
@@ -25,6 +28,8 @@ use crate::table_copies::TableSet;
 use crate::ProjectionError;
 pub use revocations::PostgresRevocations;
 use state::DeviceCertificates;
+
+pub use lookup::PostgresCertificateStatusLookup;
 
 /// This read model's name.
 pub const CERTIFICATE_STATUS: &str = "certificate_status";

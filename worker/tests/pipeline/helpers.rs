@@ -1,15 +1,20 @@
 //! Spawns the whole pipeline for one test: a fresh migrated database, the real api in-process
 //! on a random port, and real `worker` processes (so a test can SIGKILL one), on a JetStream
-//! stream and subject prefix of its own, with a CA made for the test. Real Postgres, real
-//! NATS: the shared server on 127.0.0.1:4222, or a private `nats-server` a test can stop.
+//! stream and subject prefix of its own, with a CA made for the test and an OCSP signer it
+//! issued (as `worker ocsp-signer` does; the api answers OCSP with it, and the workers'
+//! `PUBLIC_BASE_URL` is the api's address, so certificates name the test's responder). Real
+//! Postgres, real NATS: the shared server on 127.0.0.1:4222, or a private `nats-server` a
+//! test can stop.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::auth::JwtKeys;
+use api::config::{OcspSettings, OcspSignerFiles};
 use api::http::HttpLimits;
-use api::startup::{postgres_state, Application};
+use api::startup::{ocsp_responder, postgres_state, Application};
 use app::RetryPolicy;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -60,8 +65,24 @@ impl Stack {
         let (cert, key) = worker::certificate_authority::generate_dev_ca("test CA").unwrap();
         std::fs::write(dir.join("ca.pem"), &cert).unwrap();
         std::fs::write(dir.join("ca.key"), &key).unwrap();
+        let signer = worker::ocsp_signer::OcspSigner::issue(
+            &cert,
+            &key,
+            chrono::Duration::days(30),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let (cert_path, key_path) = signer.write_to(&dir).unwrap();
 
-        let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
+        let mut state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
+        let ocsp = OcspSettings {
+            signer: Some(OcspSignerFiles {
+                cert_path,
+                key_path,
+            }),
+            next_update: Duration::from_secs(60),
+        };
+        state.ocsp = Arc::new(ocsp_responder(&ocsp, pool.clone()).unwrap());
         let limits = HttpLimits {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(40),
@@ -113,6 +134,7 @@ impl Stack {
             .env("NATS_STREAM_MAX_AGE_DAYS", "1")
             .env("CA_CERT_PATH", self.dir.join("ca.pem"))
             .env("CA_KEY_PATH", self.dir.join("ca.key"))
+            .env("PUBLIC_BASE_URL", &self.address)
             .env("CONSUMER_BACKOFF_MS", "1000,1000")
             .env("CONSUMER_MAX_DELIVER", "3")
             .env("RELAY_POLL_MS", "200")
@@ -192,6 +214,19 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The test CA's id in the PKI URLs (`/pki/{ca}/…`).
+    pub fn ocsp_ca_id(&self) -> String {
+        let key = std::fs::read_to_string(self.dir.join("ca.key")).unwrap();
+        worker::certificate_authority::LocalCa::from_pem(
+            &self.ca_cert_pem,
+            &key,
+            chrono::Duration::days(1),
+        )
+        .unwrap()
+        .id()
+        .to_string()
     }
 
     pub fn token(&self, tenant: &str, scope: &str) -> String {

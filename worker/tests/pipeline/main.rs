@@ -7,6 +7,7 @@ mod device_stats;
 mod forged_messages;
 mod helpers;
 mod nats_authorization;
+mod ocsp;
 mod provisioning;
 mod read_side;
 mod rebuild;

@@ -1,0 +1,282 @@
+//! The OCSP responder's delegated signing certificate (`worker ocsp-signer`): a new ECDSA
+//! P-256 key, certified by the CA for `id-kp-OCSPSigning` only (RFC 6960 §4.2.2.2), so that
+//! the api can sign OCSP responses without ever holding the CA key. The certificate is short
+//! lived and carries `id-pkix-ocsp-nocheck` (RFC 6960 §4.2.2.2.1): relying parties do not ask
+//! for its own status, it expires instead; rotation is running this again and restarting the
+//! api.
+//!
+//! Pure computation on PEM text; writing the files (the key with mode 0600) is
+//! [`OcspSigner::write_to`]. Nothing here logs or reports key material.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rcgen::{
+    CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::certificate_authority::CaLoadError;
+
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
+const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
+
+/// The files `worker ocsp-signer` writes into its `--out` directory.
+pub const CHAIN_FILE: &str = "ocsp-signer.pem";
+pub const KEY_FILE: &str = "ocsp-signer.key";
+
+/// A delegated OCSP signer: its certificate chain and its private key.
+pub struct OcspSigner {
+    /// The signer's certificate followed by the CA's, PEM.
+    pub chain_pem: String,
+    /// The signer's private key, PKCS#8 PEM.
+    key_pem: String,
+    pub not_after: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OcspSignerError {
+    #[error(transparent)]
+    Ca(#[from] CaLoadError),
+    #[error("cannot issue the OCSP signer certificate: {0}")]
+    Issue(#[from] rcgen::Error),
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl OcspSigner {
+    /// Issues a signer valid from `now` (less five minutes of clock skew) for `validity`,
+    /// signed by the CA in `ca_cert_pem` / `ca_key_pem`.
+    pub fn issue(
+        ca_cert_pem: &str,
+        ca_key_pem: &str,
+        validity: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Self, OcspSignerError> {
+        let invalid_cert = || CaLoadError::Invalid {
+            what: "CA_CERT_PATH",
+            expected: "CA certificate",
+        };
+        let ca_der = ::pem::parse(ca_cert_pem)
+            .map_err(|_| invalid_cert())?
+            .into_contents();
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).map_err(|_| invalid_cert())?;
+        let ca_name = ca_cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or("CA")
+            .to_owned();
+        let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|_| CaLoadError::Invalid {
+            what: "CA_KEY_PATH",
+            expected: "private key (PKCS#8)",
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|_| invalid_cert())?;
+
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        let mut subject = DistinguishedName::new();
+        subject.push(DnType::CommonName, format!("{ca_name} OCSP responder"));
+        params.distinguished_name = subject;
+        params.serial_number = Some(random_serial().into());
+        let not_before = now - chrono::Duration::minutes(5);
+        let not_after = now + validity;
+        params.not_before = to_time(not_before)?;
+        params.not_after = to_time(not_after)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+        params.use_authority_key_identifier_extension = true;
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            OID_OCSP_NOCHECK,
+            der::Encode::to_der(&der::asn1::Null).expect("NULL encodes"),
+        )];
+        let certificate = params.signed_by(&key, &issuer)?;
+        Ok(Self {
+            chain_pem: format!("{}{}", certificate.pem(), normalised_pem(ca_cert_pem)),
+            key_pem: key.serialize_pem(),
+            not_after: DateTime::from_timestamp(not_after.timestamp(), 0).expect("in range"),
+        })
+    }
+
+    /// Writes [`CHAIN_FILE`] and [`KEY_FILE`] (mode 0600) into `dir`, creating it if needed;
+    /// returns their paths.
+    pub fn write_to(&self, dir: &Path) -> Result<(PathBuf, PathBuf), OcspSignerError> {
+        let failed = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| OcspSignerError::Write { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(failed(dir))?;
+        let chain = dir.join(CHAIN_FILE);
+        std::fs::write(&chain, &self.chain_pem).map_err(failed(&chain))?;
+        let key = dir.join(KEY_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key)
+            .map_err(failed(&key))?;
+        // `mode` applies only to a new file: an older key file may have been looser.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(failed(&key))?;
+        file.write_all(self.key_pem.as_bytes())
+            .map_err(failed(&key))?;
+        Ok((chain, key))
+    }
+}
+
+/// The CA certificate as one PEM block ending in a newline (the file may hold more, or
+/// Windows line ends).
+fn normalised_pem(ca_cert_pem: &str) -> String {
+    match ::pem::parse(ca_cert_pem) {
+        Ok(block) => ::pem::encode_config(
+            &block,
+            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+        ),
+        Err(_) => ca_cert_pem.to_owned(),
+    }
+}
+
+/// 16 random bytes, high bit clear (a positive DER INTEGER) and the first byte non-zero.
+fn random_serial() -> Vec<u8> {
+    let mut serial = uuid::Uuid::new_v4().into_bytes().to_vec();
+    serial[0] &= 0x7f;
+    if serial[0] == 0 {
+        serial[0] = 1;
+    }
+    serial
+}
+
+fn to_time(at: DateTime<Utc>) -> Result<time::OffsetDateTime, rcgen::Error> {
+    time::OffsetDateTime::from_unix_timestamp(at.timestamp()).map_err(|_| rcgen::Error::Time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certificate_authority::generate_dev_ca;
+    use x509_parser::extensions::ParsedExtension;
+
+    fn blocks(pem_text: &str) -> Vec<Vec<u8>> {
+        ::pem::parse_many(pem_text)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.into_contents())
+            .collect()
+    }
+
+    #[test]
+    fn the_signer_is_certified_by_the_ca_for_ocsp_signing_only() {
+        let (ca_pem, ca_key) = generate_dev_ca("unit-test CA").unwrap();
+        let now = Utc::now();
+        let signer = OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(30), now).unwrap();
+
+        let chain = blocks(&signer.chain_pem);
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[1], blocks(&ca_pem)[0], "the CA follows the signer");
+        let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
+        let (_, ca) = X509Certificate::from_der(&chain[1]).unwrap();
+        cert.verify_signature(Some(ca.public_key())).unwrap();
+        assert_eq!(cert.issuer(), ca.subject());
+        let cn: Vec<&str> = cert
+            .subject()
+            .iter_common_name()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(cn, ["unit-test CA OCSP responder"]);
+        assert!(!cert.is_ca());
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.ocsp_signing);
+        assert!(!eku.client_auth && !eku.server_auth && !eku.any);
+        let ku = cert.key_usage().unwrap().unwrap().value;
+        assert!(ku.digital_signature() && !ku.key_cert_sign() && !ku.crl_sign());
+        let nocheck = cert
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.48.1.5")
+            .expect("id-pkix-ocsp-nocheck");
+        assert_eq!(nocheck.value, [0x05, 0x00], "NULL content");
+        assert!(!nocheck.critical);
+        assert!(cert.extensions().iter().any(|e| matches!(
+            e.parsed_extension(),
+            ParsedExtension::AuthorityKeyIdentifier(_)
+        )));
+        assert_eq!(
+            cert.validity().not_after.timestamp(),
+            (now + chrono::Duration::days(30)).timestamp()
+        );
+        assert_eq!(
+            signer.not_after.timestamp(),
+            cert.validity().not_after.timestamp()
+        );
+        assert!(cert.validity().not_before.timestamp() < now.timestamp());
+        // A P-256 key, as the api signs with.
+        assert_eq!(
+            cert.public_key()
+                .algorithm
+                .parameters
+                .as_ref()
+                .unwrap()
+                .as_oid()
+                .unwrap()
+                .to_id_string(),
+            "1.2.840.10045.3.1.7"
+        );
+    }
+
+    #[test]
+    fn two_signers_have_different_keys_and_serials() {
+        let (ca_pem, ca_key) = generate_dev_ca("unit-test CA").unwrap();
+        let a = OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
+        let b = OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
+        let (a_der, b_der) = (blocks(&a.chain_pem), blocks(&b.chain_pem));
+        let (_, a_cert) = X509Certificate::from_der(&a_der[0]).unwrap();
+        let (_, b_cert) = X509Certificate::from_der(&b_der[0]).unwrap();
+        assert_ne!(a_cert.raw_serial(), b_cert.raw_serial());
+        assert_ne!(a_cert.public_key().raw, b_cert.public_key().raw);
+        assert_ne!(a.key_pem, b.key_pem);
+    }
+
+    #[test]
+    fn the_files_are_written_with_the_key_private() {
+        let (ca_pem, ca_key) = generate_dev_ca("unit-test CA").unwrap();
+        let signer =
+            OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
+        let dir = std::env::temp_dir().join(format!("ocsp-signer-{}", uuid::Uuid::new_v4()));
+        let (chain, key) = signer.write_to(&dir.join("nested")).unwrap();
+        assert_eq!(std::fs::read_to_string(&chain).unwrap(), signer.chain_pem);
+        let key_text = std::fs::read_to_string(&key).unwrap();
+        assert!(
+            key_text.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "PKCS#8"
+        );
+        KeyPair::from_pem(&key_text).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_ca_key_is_refused_without_echoing_it() {
+        let (ca_pem, _) = generate_dev_ca("x").unwrap();
+        let err = OcspSigner::issue(
+            &ca_pem,
+            "secret-looking text",
+            chrono::Duration::days(1),
+            Utc::now(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("CA_KEY_PATH"), "{err}");
+        assert!(!err.contains("secret-looking"));
+    }
+}
