@@ -18,7 +18,7 @@ use crate::helpers::{registration, unique_serial, Stack};
 use crate::provisioning::PATIENCE;
 
 /// The path part of the certificate's CRL distribution point (`/pki/<ca>/crl`).
-fn crl_path_named_by(cert_pem: &str) -> String {
+pub(crate) fn crl_path_named_by(cert_pem: &str) -> String {
     let der = pem::parse(cert_pem).unwrap().into_contents();
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     for extension in cert.extensions() {
@@ -36,11 +36,11 @@ fn crl_path_named_by(cert_pem: &str) -> String {
     panic!("the certificate names no CRL distribution point");
 }
 
-struct FetchedCrl {
+pub(crate) struct FetchedCrl {
     der: Vec<u8>,
     etag: String,
-    number: u64,
-    serials: Vec<String>,
+    pub number: u64,
+    pub serials: Vec<String>,
 }
 
 async fn fetch_crl(stack: &Stack, path: &str) -> Option<FetchedCrl> {
@@ -72,7 +72,7 @@ async fn fetch_crl(stack: &Stack, path: &str) -> Option<FetchedCrl> {
     })
 }
 
-async fn wait_for_crl(
+pub(crate) async fn wait_for_crl(
     stack: &Stack,
     path: &str,
     timeout: Duration,

@@ -510,3 +510,82 @@ async fn after_a_renewal_the_old_certificate_is_superseded_and_the_new_one_good_
     assert!(answer.contains("Reason: cessationOfOperation"), "{answer}");
     stack.delete_stream().await;
 }
+
+/// A revocation is final for relying parties too: a worker SIGKILLed and replaced, then a
+/// rebuild of the certificate_status read model (what OCSP answers from and CRLs are made
+/// of), un-revoke nothing; OCSP and the CRL keep answering throughout, and the next
+/// revocation reaches both as before.
+#[tokio::test]
+async fn revocations_survive_a_worker_kill_and_a_rebuild_of_certificate_status() {
+    use crate::crl::{crl_path_named_by, wait_for_crl};
+    let mut stack = Stack::start().await;
+    let quick = [("CRL_MIN_INTERVAL_MS", "200".to_owned())];
+    let worker = stack.spawn_worker_with_env(&quick);
+    let (revoked_id, revoked, revoked_cert) = provisioned(&stack, "revoked").await;
+    let (live_id, live, live_cert) = provisioned(&stack, "live").await;
+    let url = ocsp_uri(&revoked_cert).await;
+    let crl_path = crl_path_named_by(revoked["certificate"]["pem"].as_str().unwrap());
+    let serial = |device: &Value| device["certificate"]["serial"].as_str().unwrap().to_owned();
+    let revoke = stack
+        .post(
+            &format!("/v1/devices/{revoked_id}/certificate:revoke"),
+            &json!({ "reason": "affiliationChanged" }),
+        )
+        .await;
+    assert_eq!(revoke.status(), 202);
+    let (answer, _) = ask_until_revoked(&stack, &revoked_cert, &url).await;
+    assert!(answer.contains("Reason: affiliationChanged"), "{answer}");
+
+    stack.kill_worker(worker);
+    stack.spawn_worker_with_env(&quick);
+    let outcome = projections::registered_named(projections::CERTIFICATE_STATUS)
+        .unwrap()
+        .rebuild(stack.pool.clone())
+        .run("test-operator", |_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, projections::RebuildOutcome::Completed { .. }),
+        "{outcome:?}"
+    );
+
+    let ca = stack.dir.join("ca.pem");
+    let answer = ask(&stack, &ca, &revoked_cert, &url, &[]).await;
+    assert!(
+        answer.contains(": revoked") && answer.contains("Reason: affiliationChanged"),
+        "{answer}"
+    );
+    let answer = ask(&stack, &ca, &live_cert, &url, &[]).await;
+    assert!(
+        answer.contains(&format!("{}: good", path(&live_cert))),
+        "{answer}"
+    );
+    let crl = wait_for_crl(&stack, &crl_path, PATIENCE, |crl| {
+        crl.serials.contains(&serial(&revoked))
+    })
+    .await;
+    assert!(!crl.serials.contains(&serial(&live)));
+
+    // The replacement worker and the rebuilt table carry the next revocation as before.
+    let revoke = stack
+        .post(
+            &format!("/v1/devices/{live_id}/certificate:revoke"),
+            &json!({ "reason": "keyCompromise" }),
+        )
+        .await;
+    assert_eq!(revoke.status(), 202);
+    let (answer, latency) = ask_until_revoked(&stack, &live_cert, &url).await;
+    assert!(answer.contains("Reason: keyCompromise"), "{answer}");
+    assert!(
+        latency < Duration::from_secs(1),
+        "revoked over OCSP {latency:?} after the 202"
+    );
+    let both = wait_for_crl(&stack, &crl_path, PATIENCE, |crl| {
+        crl.serials.contains(&serial(&live))
+    })
+    .await;
+    assert!(both.serials.contains(&serial(&revoked)));
+    assert!(both.number > crl.number);
+    stack.assert_read_model_matches_events().await;
+    stack.delete_stream().await;
+}
