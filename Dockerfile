@@ -9,7 +9,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 provisioning \
- && mkdir /ca && chown provisioning /ca
+ && mkdir /ca /ocsp && chown provisioning /ca /ocsp
 COPY --from=build /src/target/release/api /src/target/release/worker /usr/local/bin/
 USER provisioning
 EXPOSE 8080
