@@ -61,7 +61,10 @@ impl CrlRepository for PostgresCrls {
         Ok(Some(PublishedCrl {
             ca: ca.clone(),
             header: header(&row).map_err(unavailable)?,
-            der: row.try_get("der").map_err(unavailable)?,
+            der: row
+                .try_get::<Vec<u8>, _>("der")
+                .map_err(unavailable)?
+                .into(),
         }))
     }
 
@@ -88,7 +91,7 @@ impl CrlRepository for PostgresCrls {
         .bind(h.next_update)
         .bind(h.revocations_seen as i64)
         .bind(h.entries as i64)
-        .bind(&crl.der)
+        .bind(&crl.der[..])
         // No current CRL: the insert either inserts or meets a racing publisher's row, whose
         // number is never -1.
         .bind(replacing.map_or(-1, |n| n as i64))

@@ -43,7 +43,8 @@ async fn crl(
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let mut response = (cache, crl.der.clone()).into_response();
+    let body = axum::body::Bytes::from_owner(crl.der.clone());
+    let mut response = (cache, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/pkix-crl"),

@@ -90,7 +90,11 @@ impl CrlPublication {
         let der = tokio::task::spawn_blocking(move || signer.sign_crl(&content))
             .await
             .map_err(CrlPublicationError::SigningTask)??;
-        let crl = PublishedCrl { ca, header, der };
+        let crl = PublishedCrl {
+            ca,
+            header,
+            der: der.into(),
+        };
         if self
             .repository
             .publish(&crl, current.map(|c| c.number))

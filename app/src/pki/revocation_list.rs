@@ -34,7 +34,9 @@ pub struct RevocationListContent {
 pub struct PublishedCrl {
     pub ca: IssuingCaId,
     pub header: CrlHeader,
-    pub der: Vec<u8>,
+    /// Shared, not copied: a CRL of a million entries is about 50 MB, and the api answers
+    /// every fetch with the same bytes.
+    pub der: std::sync::Arc<[u8]>,
 }
 
 /// What is known of a published CRL without its body.
