@@ -10,6 +10,9 @@
 //! - `revocation-ocsp`: revokes provisioned devices' certificates at a fixed rate; for each,
 //!   the time from the revoke's 202 until the OCSP responder answers `revoked` for it
 //!   (polling every 10 ms with a request prepared by `openssl ocsp -reqout`).
+//! - `crl-production`: the worker's CRL publication itself (read the revocations from
+//!   `certificate_status`, sign, store), timed, against the database in `DATABASE_URL`, with
+//!   nothing else running.
 //!
 //! Open loop: requests are sent on schedule whether or not earlier ones finished, so a slow
 //! system shows up as latency rather than as a lower offered rate.
@@ -78,6 +81,16 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// Produces and publishes one CRL as the worker does, with the CA in CA_CERT_PATH /
+    /// CA_KEY_PATH, from the database in DATABASE_URL; how long it took.
+    CrlProduction {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, env = "CA_CERT_PATH")]
+        ca_cert: std::path::PathBuf,
+        #[arg(long, env = "CA_KEY_PATH")]
+        ca_key: std::path::PathBuf,
+    },
     /// Reads the analysts' feed from the start to the end, one client, pages of `limit`.
     Feed {
         #[command(flatten)]
@@ -120,6 +133,11 @@ async fn main() {
             )
             .await
         }
+        Command::CrlProduction {
+            database_url,
+            ca_cert,
+            ca_key,
+        } => crl_production(&database_url, &ca_cert, &ca_key).await,
         Command::Feed { api, limit } => feed(&Client::new(api.url, api.token), limit).await,
         Command::DeleteStream { nats_url, stream } => {
             let deleted = match async_nats::connect(&nats_url).await {
@@ -404,6 +422,54 @@ fn ocsp_says_revoked(der: &[u8]) -> Result<bool, String> {
         .first()
         .ok_or("no single response")?;
     Ok(matches!(first.cert_status, CertStatus::Revoked(_)))
+}
+
+async fn crl_production(
+    database_url: &str,
+    ca_cert: &std::path::Path,
+    ca_key: &std::path::Path,
+) -> Value {
+    use app::pki::{CrlPublication, CrlPublished, CrlSigner};
+    let ca = worker::certificate_authority::LocalCa::from_pem_files(
+        ca_cert,
+        ca_key,
+        chrono::Duration::days(365),
+    )
+    .expect("the CA");
+    let ca: Arc<dyn CrlSigner> = Arc::new(ca);
+    let pool = store::connect(&store::DatabaseSettings {
+        url: database_url.to_owned(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_secs(120),
+        application_name: "loadgen-crl".into(),
+    })
+    .expect("DATABASE_URL");
+    let repository = Arc::new(store::PostgresCrls::new(pool.clone()));
+    // Half a validity of one second: due whatever the current CRL is.
+    let publication = CrlPublication::new(
+        Arc::new(projections::PostgresRevocations::new(pool.clone())),
+        ca.clone(),
+        repository.clone(),
+        Duration::from_secs(1),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let outcome = publication.publish_if_due(chrono::Utc::now()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(CrlPublished::Published(header)) => {
+            use app::pki::CrlRepository;
+            let size = repository
+                .current(ca.ca())
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |crl| crl.der.len());
+            json!({"scenario": "crl_production", "entries": header.entries, "seconds": (seconds * 1000.0).round() / 1000.0, "crl_bytes": size})
+        }
+        other => json!({"scenario": "crl_production", "error": format!("{other:?}")}),
+    }
 }
 
 #[derive(serde::Deserialize)]
