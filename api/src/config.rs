@@ -65,6 +65,9 @@ pub struct OcspSettings {
     /// nextUpdate − thisUpdate of every answer (`OCSP_NEXT_UPDATE_SECONDS`): how long a
     /// relying party or a cache may rely on it.
     pub next_update: Duration,
+    /// How long an answer read from `certificate_status` is reused (`OCSP_STATUS_CACHE_MS`;
+    /// zero: every answer is read).
+    pub status_cache: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,9 +168,12 @@ fn ocsp_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> OcspSetting
     };
     let next_update =
         Duration::from_secs(env.number_or("OCSP_NEXT_UPDATE_SECONDS", 60, 1..=7 * 86_400));
+    // At most 900 ms: a revocation must show over OCSP within a second.
+    let status_cache = env.millis_or("OCSP_STATUS_CACHE_MS", 250, 0..=900);
     OcspSettings {
         signer,
         next_update,
+        status_cache,
     }
 }
 
@@ -199,7 +205,8 @@ mod tests {
             config.ocsp,
             OcspSettings {
                 signer: None,
-                next_update: Duration::from_secs(60)
+                next_update: Duration::from_secs(60),
+                status_cache: Duration::from_millis(250),
             }
         );
     }
@@ -226,6 +233,7 @@ mod tests {
                     key_path: "/s/ocsp-signer.key".into(),
                 }),
                 next_update: Duration::from_secs(300),
+                status_cache: Duration::from_millis(250),
             }
         );
         let err = lookup(Some("/s/ocsp-signer.pem"), None).unwrap_err();

@@ -5,13 +5,14 @@
 //! response: a request that cannot be answered gets an OCSP error status, never an HTTP
 //! error.
 //!
-//! A response is signed per request, so the client's nonce is honoured and a revocation is
-//! answered as soon as the read model has it. Per request: at most one indexed read (none
-//! when no CertID names our CA) and one ECDSA P-256 signature (~25 µs with ring), made on
-//! the async thread: a hop to the blocking pool would cost about as much as the signature.
+//! A response is signed per request, so the client's nonce is honoured. Per request: at
+//! most one indexed read (none when no CertID names our CA, none when the statuses were read
+//! within `OCSP_STATUS_CACHE_MS`: `app::pki::CachedStatusLookup`, which keeps a revocation's
+//! delay well under a second) and one ECDSA P-256 signature (~25 µs with ring), made on the
+//! async thread: a hop to the blocking pool would cost about as much as the signature.
 //!
-//! Must not: hold the CA key, cache statuses, or know HTTP (`http/ocsp.rs` maps answers to
-//! responses).
+//! Must not: hold the CA key, keep statuses longer than the lookup it is given allows, or
+//! know HTTP (`http/ocsp.rs` maps answers to responses).
 
 mod delegated_signer;
 mod request;

@@ -225,12 +225,22 @@ pub fn ocsp_responder(
         );
     }
     tracing::info!(ca = %signer.ca(), %not_after, "OCSP responder on");
-    Ok(OcspResponder::new(
-        signer,
-        Arc::new(PostgresCertificateStatusLookup::new(pool)),
-        settings.next_update,
-    ))
+    let read_model: Arc<dyn app::pki::CertificateStatusLookup> =
+        Arc::new(PostgresCertificateStatusLookup::new(pool));
+    let statuses: Arc<dyn app::pki::CertificateStatusLookup> = if settings.status_cache.is_zero() {
+        read_model
+    } else {
+        Arc::new(app::pki::CachedStatusLookup::new(
+            read_model,
+            settings.status_cache,
+            OCSP_STATUS_CACHE_ENTRIES,
+        ))
+    };
+    Ok(OcspResponder::new(signer, statuses, settings.next_update))
 }
+
+/// Certificates whose status the OCSP responder keeps at once (a few MiB).
+const OCSP_STATUS_CACHE_ENTRIES: usize = 20_000;
 
 /// Keeps the read models' status gauges (lag, stalled, rebuild progress) current for
 /// `/metrics`, whichever process runs a rebuild.

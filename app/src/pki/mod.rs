@@ -4,6 +4,7 @@
 //! issuing CAs can be added without changing any URL already written into a certificate;
 //! and the port the OCSP responder reads certificates' status through.
 
+mod cached_status_lookup;
 mod certificate_serial_hex;
 mod certificate_status_lookup;
 mod crl_distribution;
@@ -12,6 +13,7 @@ mod issuing_ca_id;
 mod public_base_url;
 mod revocation_list;
 
+pub use cached_status_lookup::CachedStatusLookup;
 pub use certificate_serial_hex::CertificateSerialHex;
 pub use certificate_status_lookup::{CertificateStatusLookup, CertificateStatusRecord};
 pub use crl_distribution::CrlDistribution;
