@@ -466,10 +466,27 @@ async fn crl_production(
                 .ok()
                 .flatten()
                 .map_or(0, |crl| crl.der.len());
-            json!({"scenario": "crl_production", "entries": header.entries, "seconds": (seconds * 1000.0).round() / 1000.0, "crl_bytes": size})
+            json!({"scenario": "crl_production", "entries": header.entries, "seconds": (seconds * 1000.0).round() / 1000.0, "crl_bytes": size, "peak_rss_mib": peak_rss_mib()})
         }
         other => json!({"scenario": "crl_production", "error": format!("{other:?}")}),
     }
+}
+
+/// This process's peak resident memory (Linux `VmHWM`), in MiB; 0 where unknown.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    (kib / 1024.0 * 10.0).round() / 10.0
 }
 
 #[derive(serde::Deserialize)]
