@@ -3,8 +3,6 @@
 //! it within seconds; it is re-issued before `nextUpdate` with nothing new; its number only
 //! grows, across worker restarts and kills.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -15,6 +13,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::helpers::{registration, unique_serial, Stack};
+use crate::openssl::{openssl, path};
 use crate::provisioning::PATIENCE;
 
 /// The path part of the certificate's CRL distribution point (`/pki/<ca>/crl`).
@@ -91,7 +90,7 @@ pub(crate) async fn wait_for_crl(
 }
 
 /// `openssl verify -crl_check` of `cert_pem` against the CA and `crl`: (ok, output).
-fn openssl_verify(stack: &Stack, cert_pem: &str, crl: &FetchedCrl) -> (bool, String) {
+async fn openssl_verify(stack: &Stack, cert_pem: &str, crl: &FetchedCrl) -> (bool, String) {
     let dir = stack
         .dir
         .join(format!("verify-{}", Uuid::new_v4().simple()));
@@ -103,43 +102,31 @@ fn openssl_verify(stack: &Stack, cert_pem: &str, crl: &FetchedCrl) -> (bool, Str
     );
     std::fs::write(&cert, cert_pem).unwrap();
     std::fs::write(&crl_der, &crl.der).unwrap();
-    openssl(&[
+    let (converted, out) = openssl(args(&[
         "crl",
         "-inform",
         "DER",
         "-in",
-        path(&crl_der),
+        &path(&crl_der),
         "-out",
-        path(&crl_pem),
-    ]);
-    let output = Command::new("openssl")
-        .args(["verify", "-crl_check", "-CAfile"])
-        .arg(stack.dir.join("ca.pem"))
-        .arg("-CRLfile")
-        .arg(&crl_pem)
-        .arg(&cert)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+        &path(&crl_pem),
+    ]))
+    .await;
+    assert!(converted, "{out}");
+    openssl(args(&[
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        &path(&stack.dir.join("ca.pem")),
+        "-CRLfile",
+        &path(&crl_pem),
+        &path(&cert),
+    ]))
+    .await
 }
 
-fn openssl(args: &[&str]) -> String {
-    let output = Command::new("openssl").args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
+fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
 }
 
 #[tokio::test]
@@ -154,7 +141,7 @@ async fn a_revoked_certificate_is_on_the_crl_and_openssl_refuses_it() {
 
     let before = wait_for_crl(&stack, &crl_path, PATIENCE, |_| true).await;
     assert!(!before.serials.contains(&serial));
-    let (trusted, output) = openssl_verify(&stack, &cert_pem, &before);
+    let (trusted, output) = openssl_verify(&stack, &cert_pem, &before).await;
     assert!(
         trusted,
         "a live certificate verifies with the CRL: {output}"
@@ -174,21 +161,23 @@ async fn a_revoked_certificate_is_on_the_crl_and_openssl_refuses_it() {
     .await;
     println!("revocation on the CRL after {:?}", revoked_at.elapsed());
     assert!(after.number > before.number, "CRL numbers only grow");
-    let (trusted, output) = openssl_verify(&stack, &cert_pem, &after);
+    let (trusted, output) = openssl_verify(&stack, &cert_pem, &after).await;
     assert!(!trusted, "a revoked certificate must not verify");
     assert!(output.contains("certificate revoked"), "{output}");
     let dir = stack.dir.join("crl-text");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("crl.der"), &after.der).unwrap();
-    let text = openssl(&[
+    let (printed, text) = openssl(args(&[
         "crl",
         "-inform",
         "DER",
         "-noout",
         "-text",
         "-in",
-        path(&dir.join("crl.der")),
-    ]);
+        &path(&dir.join("crl.der")),
+    ]))
+    .await;
+    assert!(printed, "{text}");
     assert!(text.contains("Key Compromise"), "{text}");
     assert!(text.contains("Next Update"), "{text}");
 

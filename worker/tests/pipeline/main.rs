@@ -8,6 +8,7 @@ mod forged_messages;
 mod helpers;
 mod nats_authorization;
 mod ocsp;
+mod openssl;
 mod provisioning;
 mod read_side;
 mod rebuild;

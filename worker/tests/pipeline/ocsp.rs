@@ -12,37 +12,13 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::helpers::{registration, unique_serial, Stack};
+use crate::openssl::{openssl, path};
 use crate::provisioning::PATIENCE;
-
-/// Runs `openssl args…` off the runtime (the api is served on this test's runtime);
-/// returns whether it succeeded and what it printed (stdout, then stderr).
-async fn openssl(args: Vec<String>) -> (bool, String) {
-    tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new("openssl")
-            .args(&args)
-            .output()
-            .expect("the openssl command line must be installed");
-        (
-            output.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    })
-    .await
-    .unwrap()
-}
 
 fn write(stack: &Stack, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     let path = stack.dir.join(name);
     std::fs::write(&path, contents).unwrap();
     path
-}
-
-fn path(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// The OCSP URL the certificate names (its AIA), as OpenSSL reads it.
