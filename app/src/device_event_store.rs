@@ -7,10 +7,10 @@
 //! recorded atomically with its events, so that a command and its key commit together or
 //! not at all.
 //!
-//! Appends come in batches, each with its own outcome, so that an adapter may one day commit
-//! several commands' appends together (one statement, one transaction) without another
-//! redesign: a conflict or a taken key fails only its own append. Today's callers append
-//! one at a time.
+//! Appends come in batches, each with its own outcome: a conflict or a taken key fails only
+//! its own append. The Postgres adapter goes further and commits together whatever appends
+//! arrive together from any callers (group commit), so a caller appending one at a time still
+//! shares its transaction under load.
 
 use async_trait::async_trait;
 use domain::{Device, DeviceEvent, DeviceId};

@@ -19,11 +19,13 @@
 //! `projections` crate. It must not know about HTTP, nor run the aggregate's decisions.
 
 mod append_notifier;
+mod append_statement;
 mod committed_events;
 mod database;
 mod database_ping;
 mod dead_letters;
 mod event_metadata;
+mod group_commit;
 mod operator_actions;
 mod postgres_device_store;
 mod postgres_event_log;
@@ -38,6 +40,7 @@ pub use committed_events::{committed_events_after, visible_events_after, Committ
 pub use database::{close, connect, DatabaseSettings, DatabaseUrlError};
 pub use database_ping::{ping, DatabaseProbe};
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
+pub use group_commit::GroupCommitSettings;
 pub use operator_actions::OperatorAction;
 pub use postgres_device_store::PostgresDeviceStore;
 pub use postgres_event_log::{

@@ -10,14 +10,14 @@
 //! `persist` costs three round trips (`BEGIN; INSERT …; COMMIT`). What we kept is what serves:
 //! `Device` is a cqrs-es `Aggregate`, and the table is postgres-es's.
 //!
-//! An append is one statement, atomic on its own: the events (multi-row `INSERT … SELECT
-//! FROM unnest(…)`), and, when the command came with an `Idempotency-Key`, its record in
-//! `idempotency_keys`, from the claim's values. A sequence another writer took, or a key
-//! another command recorded, violates a primary key, so the whole append fails and nothing
-//! of it is written; the violated constraint says which outcome it was.
+//! Appends go through group commit (`group_commit`): commands that arrive together share one
+//! statement (`append_statement`: their events and idempotency records) and one transaction,
+//! each with its own outcome. A sequence another writer took, or a key another command
+//! recorded, violates a primary key, so nothing of that append is written; the violated
+//! constraint says which outcome it was.
 
 use async_trait::async_trait;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::Aggregate;
 use domain::{Device, DeviceEvent, DeviceId};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -26,7 +26,8 @@ use sqlx::{PgPool, Row};
 use app::{AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, StoreError};
 
 use crate::append_notifier::AppendNotifier;
-use crate::event_metadata::EventMetadata;
+use crate::append_statement::EncodedAppend;
+use crate::group_commit::{GroupCommit, GroupCommitSettings};
 
 /// A device's events up to a version, oldest first.
 const SELECT_DEVICE_EVENTS_UP_TO: &str = "
@@ -34,36 +35,22 @@ SELECT sequence, payload FROM events
  WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3
  ORDER BY sequence";
 
-/// One command's events in postgres-es's column list (the other columns of `events` have
-/// defaults), all with the command's metadata, and its idempotency record when it has a
-/// claim (`$8`..`$11` are NULL otherwise), at the version the events bring the device to.
-/// A data-modifying `WITH` runs to completion whether or not the outer statement reads it.
-const INSERT_EVENTS: &str = "
-WITH appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, $3
-      FROM unnest($4::bigint[], $5::text[], $6::text[], $7::jsonb[])
-           AS e (sequence, event_type, event_version, payload)
-)
-INSERT INTO idempotency_keys (tenant, route, idempotency_key, request_fingerprint, aggregate_id, sequence)
-SELECT $8, $9, $10, $11, $2, $12
- WHERE $10::text IS NOT NULL";
-
-/// The primary key of `idempotency_keys`: a violation means another command holds the key.
-/// Any other unique violation of [`INSERT_EVENTS`] is the events' primary key (`position`
-/// and `transaction_id` are assigned by Postgres, never repeated).
-const IDEMPOTENCY_KEYS_PRIMARY_KEY: &str = "idempotency_keys_pkey";
-
 pub struct PostgresDeviceStore {
     pool: PgPool,
-    notifier: AppendNotifier,
+    commits: GroupCommit,
 }
 
 impl PostgresDeviceStore {
-    /// Must be called within a Tokio runtime: it starts the [`AppendNotifier`] task.
+    /// With the default group commit. Must be called within a Tokio runtime: it starts the
+    /// committers and the [`AppendNotifier`] task.
     pub fn new(pool: PgPool) -> Self {
+        Self::with_group_commit(pool, GroupCommitSettings::default())
+    }
+
+    pub fn with_group_commit(pool: PgPool, settings: GroupCommitSettings) -> Self {
+        let notifier = AppendNotifier::spawn(pool.clone());
         Self {
-            notifier: AppendNotifier::spawn(pool.clone()),
+            commits: GroupCommit::spawn(pool.clone(), notifier, settings),
             pool,
         }
     }
@@ -84,49 +71,6 @@ impl PostgresDeviceStore {
         }
         Ok(loaded)
     }
-
-    async fn append_one(&self, append: &DeviceAppend<'_>) -> Result<AppendOutcome, StoreError> {
-        let count = append.events.len();
-        if count == 0 {
-            return Ok(AppendOutcome::Appended {
-                version: append.expected_version,
-            });
-        }
-        let first = sequence_of(append.expected_version)? + 1;
-        let sequences: Vec<i64> = (first..).take(count).collect();
-        let last = first + (count as i64 - 1);
-        let event_types: Vec<String> = append.events.iter().map(|e| e.event_type()).collect();
-        let event_versions: Vec<String> = append.events.iter().map(|e| e.event_version()).collect();
-        let payloads: Vec<Json<&DeviceEvent>> = append.events.iter().map(Json).collect();
-        let claim = append.claim;
-        let result = sqlx::query(INSERT_EVENTS)
-            .bind(Device::TYPE)
-            .bind(append.device_id.to_string())
-            .bind(Json(EventMetadata::of(append.metadata, claim)))
-            .bind(sequences)
-            .bind(event_types)
-            .bind(event_versions)
-            .bind(payloads)
-            .bind(claim.map(|c| c.scope.tenant.as_str()))
-            .bind(claim.map(|c| c.scope.route.as_str()))
-            .bind(claim.map(|c| c.scope.key.as_str()))
-            .bind(claim.map(|c| c.fingerprint.to_hex()))
-            .bind(last)
-            .execute(&self.pool)
-            .await;
-        match result {
-            Ok(_) => Ok(AppendOutcome::Appended {
-                version: last as u64,
-            }),
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
-                Ok(match db.constraint() {
-                    Some(IDEMPOTENCY_KEYS_PRIMARY_KEY) => AppendOutcome::KeyAlreadyClaimed,
-                    _ => AppendOutcome::VersionConflict,
-                })
-            }
-            Err(e) => Err(unavailable(e)),
-        }
-    }
 }
 
 #[async_trait]
@@ -139,27 +83,14 @@ impl DeviceEventStore for PostgresDeviceStore {
         self.load_up_to(id, version).await
     }
 
-    /// One statement per append, for now; a group commit would put the batch in one.
+    /// Queued for the next group commit (see `group_commit`): one statement for whatever
+    /// arrived together.
     async fn append(&self, appends: &[DeviceAppend<'_>]) -> Result<Vec<AppendOutcome>, StoreError> {
-        let mut outcomes = Vec::with_capacity(appends.len());
-        let mut result = Ok(());
-        for append in appends {
-            match self.append_one(append).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        // Appends before a failure did commit: the relay must hear of them either way.
-        if outcomes
+        let encoded = appends
             .iter()
-            .any(|o| matches!(o, AppendOutcome::Appended { .. }))
-        {
-            self.notifier.appended();
-        }
-        result.map(|()| outcomes)
+            .map(EncodedAppend::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commits.append(encoded).await
     }
 }
 
@@ -185,11 +116,6 @@ fn decode(id: DeviceId, row: &PgRow) -> Result<(u64, DeviceEvent), StoreError> {
     Ok((sequence as u64, event))
 }
 
-/// A version as the `sequence` column holds it.
-fn sequence_of(version: u64) -> Result<i64, StoreError> {
-    i64::try_from(version).map_err(|_| StoreError::Corrupt(VersionOutOfRange(version).into()))
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("event {device_id}/{sequence} cannot be decoded")]
 struct UnreadableEvent {
@@ -197,10 +123,6 @@ struct UnreadableEvent {
     sequence: i64,
     source: sqlx::Error,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("version {0} is outside the range of the events' sequence column")]
-struct VersionOutOfRange(u64);
 
 fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.into())

@@ -11,7 +11,7 @@ use domain::{
     DeviceModel, DeviceStatus, Labels, SerialNumber, TenantId,
 };
 use sqlx::PgPool;
-use store::{PostgresDeviceStore, PostgresIdempotencyStore};
+use store::{GroupCommitSettings, PostgresDeviceStore, PostgresIdempotencyStore};
 
 fn tenant() -> TenantId {
     TenantId::parse("acme").unwrap()
@@ -255,5 +255,142 @@ async fn the_events_carry_the_metadata_but_not_the_claims_record_values() {
             "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             "idempotency_key": "k-meta",
         })
+    );
+}
+
+/// Group commit: a conflict or a taken key among appends committed together fails only its
+/// own append (with one committer, all of them queue behind the first).
+#[tokio::test]
+async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::with_group_commit(
+        pool.clone(),
+        GroupCommitSettings {
+            committers: 1,
+            max_appends: 1_000,
+        },
+    );
+    let metadata = metadata();
+    let (taken, taken_registration) = registration();
+    let used = claim("used-key", "POST /v1/devices");
+    store
+        .append(&[DeviceAppend {
+            device_id: taken,
+            expected_version: 0,
+            events: std::slice::from_ref(&taken_registration),
+            metadata: &metadata,
+            claim: Some(&used),
+        }])
+        .await
+        .unwrap();
+    let fresh: Vec<(DeviceId, DeviceEvent, IdempotencyClaim)> = (0..60)
+        .map(|n| {
+            let (id, event) = registration();
+            (id, event, claim(&format!("fresh-{n}"), "POST /v1/devices"))
+        })
+        .collect();
+    let (reused_key_device, reused_key_registration) = registration();
+
+    let fresh_appends = fresh.iter().map(|(id, event, claim)| {
+        let store = &store;
+        let metadata = &metadata;
+        async move {
+            store
+                .append(&[DeviceAppend {
+                    device_id: *id,
+                    expected_version: 0,
+                    events: std::slice::from_ref(event),
+                    metadata,
+                    claim: Some(claim),
+                }])
+                .await
+        }
+    });
+    let version_taken = async {
+        store
+            .append(&[DeviceAppend {
+                device_id: taken,
+                expected_version: 0,
+                events: std::slice::from_ref(&taken_registration),
+                metadata: &metadata,
+                claim: None,
+            }])
+            .await
+    };
+    let key_taken = async {
+        store
+            .append(&[DeviceAppend {
+                device_id: reused_key_device,
+                expected_version: 0,
+                events: std::slice::from_ref(&reused_key_registration),
+                metadata: &metadata,
+                claim: Some(&used),
+            }])
+            .await
+    };
+    let (fresh_outcomes, version_taken, key_taken) = tokio::join!(
+        futures::future::join_all(fresh_appends),
+        version_taken,
+        key_taken
+    );
+
+    for outcome in fresh_outcomes {
+        assert_eq!(outcome.unwrap(), [AppendOutcome::Appended { version: 1 }]);
+    }
+    assert_eq!(version_taken.unwrap(), [AppendOutcome::VersionConflict]);
+    assert_eq!(key_taken.unwrap(), [AppendOutcome::KeyAlreadyClaimed]);
+    assert_eq!(event_count(&pool, taken).await, 1);
+    assert_eq!(event_count(&pool, reused_key_device).await, 0);
+    let idempotency = PostgresIdempotencyStore::new(pool.clone());
+    for (id, _, claim) in &fresh {
+        let record = idempotency.find(&claim.scope).await.unwrap().unwrap();
+        assert_eq!((record.device_id, record.version), (*id, 1));
+    }
+}
+
+/// Group commit: appends made at the same time share a statement and a transaction.
+#[tokio::test]
+async fn appends_queued_together_commit_in_one_transaction() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::with_group_commit(
+        pool.clone(),
+        GroupCommitSettings {
+            committers: 1,
+            max_appends: 1_000,
+        },
+    );
+    let metadata = metadata();
+    let fresh: Vec<(DeviceId, DeviceEvent)> = (0..60).map(|_| registration()).collect();
+
+    let outcomes = futures::future::join_all(fresh.iter().map(|(id, event)| {
+        let (store, metadata) = (&store, &metadata);
+        async move {
+            store
+                .append(&[DeviceAppend {
+                    device_id: *id,
+                    expected_version: 0,
+                    events: std::slice::from_ref(event),
+                    metadata,
+                    claim: None,
+                }])
+                .await
+        }
+    }))
+    .await;
+
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap(), [AppendOutcome::Appended { version: 1 }]);
+    }
+    let ids: Vec<String> = fresh.iter().map(|(id, _)| id.to_string()).collect();
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT transaction_id) FROM events WHERE aggregate_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        transactions <= 5,
+        "60 appends queued together were committed in {transactions} transactions"
     );
 }

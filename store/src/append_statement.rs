@@ -1,0 +1,201 @@
+//! The one statement that appends events, for any number of commands at once: their events
+//! (one multi-row `INSERT … SELECT FROM unnest(…)`, in postgres-es's column list) and the
+//! idempotency records of those that came with a claim, in one statement, so one
+//! transaction: all of it commits or none of it does.
+//!
+//! An append is encoded (its rows serialised) by whoever asks for it, before it reaches the
+//! statement: the committer that runs a batch (`group_commit`) only concatenates columns.
+//!
+//! A sequence another writer took, or a key another command recorded, violates a primary key
+//! and fails the whole statement; the violated constraint says which outcome it was. Which
+//! append of a batch caused it is not knowable from the error: `group_commit` then runs each
+//! append on its own.
+//!
+//! Must not decide anything: the events were decided by the application before they came here.
+
+use app::{AppendOutcome, DeviceAppend, StoreError};
+use cqrs_es::{Aggregate, DomainEvent};
+use domain::Device;
+use sqlx::PgPool;
+
+use crate::event_metadata::EventMetadata;
+
+/// Every appended event with its command's metadata (the other columns of `events` have
+/// defaults), then the idempotency records, each at the version its command's events bring
+/// the device to. A data-modifying `WITH` runs to completion whether or not the outer
+/// statement reads it. `unnest` keeps the arrays' order, so a command's events get rising
+/// positions in the order it decided them.
+const INSERT_EVENTS: &str = "
+WITH appended AS (
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+    SELECT $1, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload::jsonb, e.metadata::jsonb
+      FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+           AS e (aggregate_id, sequence, event_type, event_version, payload, metadata)
+)
+INSERT INTO idempotency_keys (tenant, route, idempotency_key, request_fingerprint, aggregate_id, sequence)
+SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])";
+
+/// The primary key of `idempotency_keys`: a violation means another command holds the key.
+/// Any other unique violation of [`INSERT_EVENTS`] is the events' primary key (`position`
+/// and `transaction_id` are assigned by Postgres, never repeated).
+const IDEMPOTENCY_KEYS_PRIMARY_KEY: &str = "idempotency_keys_pkey";
+
+/// One command's append, serialised into the rows the statement writes.
+#[derive(Debug)]
+pub(crate) struct EncodedAppend {
+    device_id: String,
+    expected_version: u64,
+    event_types: Vec<String>,
+    event_versions: Vec<String>,
+    payloads: Vec<String>,
+    /// The command's metadata, stored with each of its events.
+    metadata: String,
+    claim: Option<EncodedClaim>,
+}
+
+#[derive(Debug)]
+struct EncodedClaim {
+    tenant: String,
+    route: String,
+    key: String,
+    fingerprint: String,
+}
+
+impl EncodedAppend {
+    pub(crate) fn encode(append: &DeviceAppend<'_>) -> Result<Self, StoreError> {
+        // The version the events bring the device to must fit the `sequence` column.
+        sequence_of(
+            append
+                .expected_version
+                .saturating_add(append.events.len() as u64),
+        )?;
+        let payloads = append
+            .events
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(e.into()))?;
+        let metadata = serde_json::to_string(&EventMetadata::of(append.metadata, append.claim))
+            .map_err(|e| StoreError::Corrupt(e.into()))?;
+        Ok(Self {
+            device_id: append.device_id.to_string(),
+            expected_version: append.expected_version,
+            event_types: append.events.iter().map(|e| e.event_type()).collect(),
+            event_versions: append.events.iter().map(|e| e.event_version()).collect(),
+            payloads,
+            metadata,
+            claim: append.claim.map(|c| EncodedClaim {
+                tenant: c.scope.tenant.as_str().to_owned(),
+                route: c.scope.route.as_str().to_owned(),
+                key: c.scope.key.as_str().to_owned(),
+                fingerprint: c.fingerprint.to_hex(),
+            }),
+        })
+    }
+
+    /// Nothing to write: such an append is answered `Appended` at its expected version,
+    /// without a statement (its claim is not recorded either; see `app::DeviceAppend`).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.payloads.is_empty()
+    }
+
+    pub(crate) fn expected_version(&self) -> u64 {
+        self.expected_version
+    }
+
+    /// The device's version once this append committed.
+    pub(crate) fn appended_version(&self) -> u64 {
+        self.expected_version + self.payloads.len() as u64
+    }
+}
+
+/// Why [`insert`] wrote nothing, when it was not an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Conflict(pub(crate) AppendOutcome);
+
+/// Appends all of `appends` in one statement, or none of them. `Ok(Err(_))`: one of them
+/// conflicted (which one, the error does not say).
+pub(crate) async fn insert(
+    pool: &PgPool,
+    appends: &[&EncodedAppend],
+) -> Result<Result<(), Conflict>, sqlx::Error> {
+    let rows: usize = appends.iter().map(|a| a.payloads.len()).sum();
+    let mut aggregate_ids = Vec::with_capacity(rows);
+    let mut sequences = Vec::with_capacity(rows);
+    let mut event_types = Vec::with_capacity(rows);
+    let mut event_versions = Vec::with_capacity(rows);
+    let mut payloads = Vec::with_capacity(rows);
+    let mut metadata = Vec::with_capacity(rows);
+    let mut claims = ClaimColumns::default();
+    for append in appends {
+        // `encode` checked that every sequence fits.
+        let first = append.expected_version as i64 + 1;
+        for (offset, payload) in append.payloads.iter().enumerate() {
+            aggregate_ids.push(append.device_id.as_str());
+            sequences.push(first + offset as i64);
+            payloads.push(payload.as_str());
+            metadata.push(append.metadata.as_str());
+        }
+        event_types.extend(append.event_types.iter().map(String::as_str));
+        event_versions.extend(append.event_versions.iter().map(String::as_str));
+        if let Some(claim) = &append.claim {
+            claims.push(claim, &append.device_id, append.appended_version() as i64);
+        }
+    }
+    let result = sqlx::query(INSERT_EVENTS)
+        .bind(Device::TYPE)
+        .bind(aggregate_ids)
+        .bind(sequences)
+        .bind(event_types)
+        .bind(event_versions)
+        .bind(payloads)
+        .bind(metadata)
+        .bind(claims.tenants)
+        .bind(claims.routes)
+        .bind(claims.keys)
+        .bind(claims.fingerprints)
+        .bind(claims.aggregate_ids)
+        .bind(claims.sequences)
+        .execute(pool)
+        .await;
+    match result {
+        Ok(_) => Ok(Ok(())),
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
+            Ok(Err(Conflict(match db.constraint() {
+                Some(IDEMPOTENCY_KEYS_PRIMARY_KEY) => AppendOutcome::KeyAlreadyClaimed,
+                _ => AppendOutcome::VersionConflict,
+            })))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Default)]
+struct ClaimColumns<'a> {
+    tenants: Vec<&'a str>,
+    routes: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    fingerprints: Vec<&'a str>,
+    aggregate_ids: Vec<&'a str>,
+    sequences: Vec<i64>,
+}
+
+impl<'a> ClaimColumns<'a> {
+    fn push(&mut self, claim: &'a EncodedClaim, device_id: &'a str, version: i64) {
+        self.tenants.push(&claim.tenant);
+        self.routes.push(&claim.route);
+        self.keys.push(&claim.key);
+        self.fingerprints.push(&claim.fingerprint);
+        self.aggregate_ids.push(device_id);
+        self.sequences.push(version);
+    }
+}
+
+/// A version as the `sequence` column holds it.
+fn sequence_of(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::Corrupt(VersionOutOfRange(version).into()))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("version {0} is outside the range of the events' sequence column")]
+struct VersionOutOfRange(u64);
