@@ -151,6 +151,7 @@ pub fn database_settings<F: Fn(&str) -> Option<String>>(
         acquire_timeout: env.millis_or("DB_ACQUIRE_TIMEOUT_MS", 2_000, 1..=60_000),
         statement_timeout: env.millis_or("DB_STATEMENT_TIMEOUT_MS", 5_000, 1..=600_000),
         application_name: application_name.to_owned(),
+        plan_per_execution: false,
     }
 }
 

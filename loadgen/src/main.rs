@@ -445,6 +445,7 @@ async fn crl_production(
         max_connections: 2,
         acquire_timeout: Duration::from_secs(10),
         statement_timeout: Duration::from_secs(120),
+        plan_per_execution: false,
         application_name: "loadgen-crl".into(),
     })
     .expect("DATABASE_URL");

@@ -17,12 +17,16 @@
 //!   deduplication) and not stored twice. So the stream's messages are always a commit-order
 //!   run: nothing is stored after a later event. This relies on the relay being the only
 //!   publisher (NATS authorization); a foreign message only makes it resynchronise.
-//! - **At least once, deduplicated**: a batch's acks are awaited, then the checkpoint saved.
-//!   A crash in between republishes the batch with the same `Nats-Msg-Id`s, which JetStream
-//!   drops within its duplicate window (and beyond it, the stream's last message shows where
-//!   the crashed relay stopped).
+//! - **At least once, deduplicated**: a batch's acks are awaited before the checkpoint moves
+//!   past it; the checkpoint is saved at most every `checkpoint_interval` while events keep
+//!   coming, and at once when the relay has caught up. A crash republishes what followed the
+//!   saved checkpoint with the same `Nats-Msg-Id`s, which JetStream drops within its
+//!   duplicate window (and beyond it, the stream's last message shows where the crashed
+//!   relay stopped).
 //! - **Woken** by append notifications, with a fallback poll; when events are held back by
-//!   an open older transaction it asks again soon, backing off.
+//!   an open older transaction it asks again soon, backing off while nothing moves. Rounds are
+//!   at least `round_interval` apart, so that under load each read and run of publishes
+//!   carries what committed meanwhile.
 //! - **Retries with backoff** (backon) while NATS or Postgres is down, and catches up after.
 
 use std::future::Future;
@@ -49,6 +53,14 @@ pub struct RelaySettings {
     pub takeover_interval: Duration,
     /// How long to wait for JetStream to acknowledge a batch (one run of pipelined publishes).
     pub publish_timeout: Duration,
+    /// While events keep coming, the checkpoint is saved at most this often (and as soon as
+    /// the relay has caught up): a crash republishes at most this much, which JetStream
+    /// deduplicates, and a busy relay does not pay a write per round.
+    pub checkpoint_interval: Duration,
+    /// The least time between two rounds' reads: a round takes whatever committed meanwhile,
+    /// so under load a read and a run of publishes carry many events instead of one each, for
+    /// at most this much latency.
+    pub round_interval: Duration,
 }
 
 impl Default for RelaySettings {
@@ -58,6 +70,8 @@ impl Default for RelaySettings {
             poll_interval: Duration::from_millis(500),
             takeover_interval: Duration::from_secs(1),
             publish_timeout: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_millis(100),
+            round_interval: Duration::from_millis(5),
         }
     }
 }
@@ -132,12 +146,18 @@ impl Relay {
     async fn publish_loop(&self, lease: &mut RelayLease) -> Result<(), StoreError> {
         let mut listener: Option<AppendListener> = None;
         let mut checkpoint = lease.checkpoint().await?;
+        let mut saved = (checkpoint, tokio::time::Instant::now());
         let mut stream: Option<Stream> = None;
         // The sequence of the stream's last message, as the relay's own acks tell it; `None`
         // until asked (at the start, and after a failure).
         let mut tail: Option<u64> = None;
         let mut held_back_rounds = 0u32;
+        let mut next_round = tokio::time::Instant::now();
         loop {
+            // Rounds are spaced: whatever committed meanwhile goes in one read, one run of
+            // publishes (only after a full batch, a backlog, does the next go at once).
+            tokio::time::sleep_until(next_round).await;
+            next_round = tokio::time::Instant::now() + self.settings.round_interval;
             if listener.is_none() {
                 // Without a listener the relay still works, on the fallback poll.
                 listener = self.leases.listen().await.ok();
@@ -146,6 +166,7 @@ impl Relay {
                 .committed_after(checkpoint, self.settings.batch_size)
                 .await?;
             if let Some(last) = batch.events.last() {
+                metrics::histogram!("relay_round_events").record(batch.events.len() as f64);
                 let stream = match &stream {
                     Some(stream) => stream,
                     None => stream.insert(
@@ -160,27 +181,48 @@ impl Relay {
                 self.publish_in_order(stream, &mut tail, &batch.events)
                     .await;
                 checkpoint = last.position;
-                lease.save_checkpoint(checkpoint).await?;
+                if saved.1.elapsed() >= self.settings.checkpoint_interval {
+                    lease.save_checkpoint(checkpoint).await?;
+                    saved = (checkpoint, tokio::time::Instant::now());
+                }
                 metrics::counter!("relay_published_total").increment(batch.events.len() as u64);
                 let lag = chrono::Utc::now() - last.recorded_at;
                 metrics::gauge!("relay_lag_seconds")
                     .set(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
                 if batch.events.len() == self.settings.batch_size {
+                    next_round = tokio::time::Instant::now();
                     continue;
                 }
             }
             if batch.held_back {
                 // An older transaction is still open; it will end soon (appends are one
-                // statement), and it may not notify (it may not be an append at all).
-                held_back_rounds += 1;
-                let delay = Duration::from_millis(2u64 << held_back_rounds.min(5));
+                // statement), and it may not notify (it may not be an append at all). Under
+                // load some transaction nearly always is: only rounds that find nothing to
+                // publish back off, so a busy relay keeps its pace.
+                held_back_rounds = match batch.events.is_empty() {
+                    true => held_back_rounds + 1,
+                    false => 1,
+                };
+                let delay = Duration::from_millis(1u64 << held_back_rounds.min(6));
                 tokio::time::sleep(delay).await;
                 continue;
             }
             held_back_rounds = 0;
+            let mut idle_wait = self.settings.poll_interval;
+            if saved.0 != checkpoint {
+                // Caught up, with the checkpoint behind: save it once no new events came for
+                // the rest of the interval, so that a crash has nothing left to republish.
+                let due = saved.1 + self.settings.checkpoint_interval;
+                if tokio::time::Instant::now() >= due {
+                    lease.save_checkpoint(checkpoint).await?;
+                    saved = (checkpoint, tokio::time::Instant::now());
+                } else {
+                    idle_wait = idle_wait.min(due - tokio::time::Instant::now());
+                }
+            }
             match listener.as_mut() {
-                Some(listener) => listener.wait(self.settings.poll_interval).await,
-                None => tokio::time::sleep(self.settings.poll_interval).await,
+                Some(listener) => listener.wait(idle_wait).await,
+                None => tokio::time::sleep(idle_wait).await,
             }
         }
     }

@@ -14,6 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::relay_lease::EVENTS_APPENDED_CHANNEL;
 
+/// The least time between two notifications.
+const NOTIFICATION_INTERVAL: Duration = Duration::from_millis(5);
+
 #[derive(Clone)]
 pub struct AppendNotifier {
     poke: mpsc::Sender<()>,
@@ -33,8 +36,10 @@ impl AppendNotifier {
                 {
                     tracing::debug!(error = %e, "could not notify the relay; it will poll");
                 }
-                // Let appends accumulate briefly, so that a burst costs a few notifications.
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                // Let appends accumulate, so that a busy store sends at most one notification
+                // per relay round (`nats::RelaySettings::round_interval`), each a transaction
+                // that takes Postgres's notification lock at commit.
+                tokio::time::sleep(NOTIFICATION_INTERVAL).await;
             }
         });
         Self { poke }

@@ -17,6 +17,14 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// Shown in `pg_stat_activity`.
     pub application_name: String,
+    /// Plan every execution of a prepared statement afresh (`plan_cache_mode =
+    /// force_custom_plan`) instead of letting Postgres settle on a generic plan after five.
+    /// For connections whose statements take arrays of varying size (batches of 1 to
+    /// hundreds) against tables that grow fast: a generic plan made while a table was nearly
+    /// empty (a sequential scan and a hash join) stays on a long-lived connection until the
+    /// table is next analyzed, and grows costlier with every row. Planning per execution costs
+    /// a fraction of a millisecond per statement, so only batch statements should pay it.
+    pub plan_per_execution: bool,
 }
 
 /// `DATABASE_URL` cannot be used (the message names no part of it: it may hold a password).
@@ -26,13 +34,17 @@ pub struct DatabaseUrlError(#[source] sqlx::Error);
 
 impl DatabaseSettings {
     pub fn connect_options(&self) -> Result<PgConnectOptions, DatabaseUrlError> {
-        Ok(PgConnectOptions::from_str(&self.url)
+        let options = PgConnectOptions::from_str(&self.url)
             .map_err(DatabaseUrlError)?
             .application_name(&self.application_name)
             .options([(
                 "statement_timeout",
                 self.statement_timeout.as_millis().to_string(),
-            )]))
+            )]);
+        Ok(match self.plan_per_execution {
+            true => options.options([("plan_cache_mode", "force_custom_plan")]),
+            false => options,
+        })
     }
 }
 

@@ -44,8 +44,10 @@ pub struct WorkerConfig {
     pub features: FeatureFlags,
     /// Certificate requests checked and signed at once (threads of the blocking pool).
     pub provisioner_concurrency: usize,
+    pub provisioner_in_flight: usize,
     /// Events the projector applies per transaction, at most.
     pub projector_batch: usize,
+    pub projector_linger: Duration,
     /// After SIGTERM, in-flight work gets this long to finish before the process exits.
     pub shutdown_grace: Duration,
     /// How long a worker holds its claim on a dead letter's retry before another may take it.
@@ -105,7 +107,10 @@ impl WorkerConfig {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let provisioner_concurrency =
             env.number_or("PROVISIONER_CONCURRENCY", cores, 1..=256) as usize;
+        let provisioner_in_flight = env.number_or("PROVISIONER_IN_FLIGHT", 64, 1..=1_000) as usize;
         let projector_batch = env.number_or("PROJECTOR_BATCH_SIZE", 256, 1..=5_000) as usize;
+        let projector_linger =
+            Duration::from_millis(env.number_or("PROJECTOR_BATCH_WAIT_MS", 10, 0..=1_000));
         let shutdown_grace =
             Duration::from_secs(env.number_or("SHUTDOWN_GRACE_SECONDS", 20, 0..=3600));
         let dead_letter_retry_lease =
@@ -131,7 +136,9 @@ impl WorkerConfig {
             certificate_profile,
             features,
             provisioner_concurrency,
+            provisioner_in_flight,
             projector_batch,
+            projector_linger,
             shutdown_grace,
             dead_letter_retry_lease,
             health_addr,
@@ -159,7 +166,11 @@ impl StreamAccess {
     }
 
     fn read<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Self {
-        let database = database_settings(env, "provisioning-worker");
+        let database = DatabaseSettings {
+            // The worker's statements are batches (projectors, the relay, group commit).
+            plan_per_execution: true,
+            ..database_settings(env, "provisioning-worker")
+        };
         let nats = NatsSettings {
             url: nats_url(env),
             connect_timeout: env.millis_or("NATS_CONNECT_TIMEOUT_MS", 5_000, 100..=120_000),

@@ -64,10 +64,14 @@ impl Subjects {
 /// What handlers are built from.
 pub struct Services {
     pub provisioning: Arc<ProvisioningService>,
-    /// Certificate requests a provisioner handles at once.
-    pub provisioner_concurrency: usize,
+    /// Certificate requests a provisioner holds and settles at once (their reads and appends
+    /// overlap, and appends made together share a transaction); the CA's own bound on
+    /// parallel signatures is separate (`BlockingCa`).
+    pub provisioner_in_flight: usize,
     /// Events a projector applies per transaction, at most.
     pub projector_batch: usize,
+    /// How long a projector's batch may wait for more events after its first.
+    pub projector_linger: std::time::Duration,
 }
 
 type BuildHandler = Box<dyn FnOnce(&Services, Deliveries) -> Arc<dyn MessageHandler> + Send>;
@@ -103,7 +107,7 @@ pub fn worker_consumers(projectors: Vec<projections::Projector>) -> Vec<Consumer
         Arc::new(Provisioner::new(
             s.provisioning.clone(),
             deliveries,
-            s.provisioner_concurrency,
+            s.provisioner_in_flight,
         ))
     };
     let mut consumers = vec![
@@ -130,6 +134,7 @@ pub fn worker_consumers(projectors: Vec<projections::Projector>) -> Vec<Consumer
                     projector,
                     deliveries,
                     s.projector_batch,
+                    s.projector_linger,
                 ))
             },
         )

@@ -86,6 +86,39 @@ async fn send_progress(messages: Weak<Mutex<HashMap<String, Message>>>, interval
     }
 }
 
+/// The next batch from an intake: waits for a first message, then gathers more until
+/// `max` are in hand or `linger` has passed since the first (at once when `linger` is zero:
+/// whatever is already there). `None` once the intake has ended. An error ends the batch (it
+/// is its last item) as it ends the intake.
+///
+/// Why linger: at moderate rates messages come one by one, and every batch costs its handler
+/// a transaction (projectors) or a round of reads and appends (the provisioner) however small
+/// it is. Waiting a few milliseconds for company divides that cost by the batch size, for a
+/// latency bounded by `linger`; under load batches fill before it passes.
+pub async fn next_batch(
+    intake: &mut mpsc::UnboundedReceiver<Result<Received, async_nats::Error>>,
+    max: usize,
+    linger: Duration,
+) -> Option<Vec<Result<Received, async_nats::Error>>> {
+    let first = intake.recv().await?;
+    let deadline = tokio::time::Instant::now() + linger;
+    let mut batch = vec![first];
+    while batch.len() < max && batch.last().is_some_and(Result::is_ok) {
+        let next = match intake.try_recv() {
+            Ok(next) => next,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match tokio::time::timeout_at(deadline, intake.recv()).await {
+                    Ok(Some(next)) => next,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        };
+        batch.push(next);
+    }
+    Some(batch)
+}
+
 /// Receives from `consumer` until `cancel`, at most `room` messages in hand at a time: each
 /// received message is registered in `in_hand` and handed over with its place. An error
 /// (NATS unreachable, the consumer deleted) is handed over too, and ends the intake.

@@ -20,39 +20,40 @@ use tokio_util::sync::CancellationToken;
 use nats::headers;
 
 use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
-use crate::intake::Received;
+use crate::intake::{self, Received};
 use crate::message_handler::{HandlingError, MessageHandler};
 
 pub struct ProjectorConsumer {
     projector: Projector,
     deliveries: Deliveries,
     batch: usize,
+    /// How long a batch may wait for more messages after its first (see `intake::next_batch`).
+    linger: Duration,
     /// The span of applying one event (`project <read model>`).
     span_name: String,
 }
 
 impl ProjectorConsumer {
-    pub fn new(projector: Projector, deliveries: Deliveries, batch: usize) -> Self {
+    pub fn new(
+        projector: Projector,
+        deliveries: Deliveries,
+        batch: usize,
+        linger: Duration,
+    ) -> Self {
         Self {
             span_name: format!("project {}", projector.name()),
             projector,
             deliveries,
             batch,
+            linger,
         }
     }
 
     /// Consumes until cancelled (the intake stops then, see `Deliveries::receive`), batch by
-    /// batch: whatever is in hand, up to the batch size.
+    /// batch: up to the batch size, gathered for at most the linger time.
     async fn run(&self, consumer: Consumer<pull::Config>) -> Result<(), async_nats::Error> {
         let mut intake = self.deliveries.receive(consumer, self.batch);
-        while let Some(first) = intake.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < self.batch {
-                match intake.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = intake::next_batch(&mut intake, self.batch, self.linger).await {
             let mut parsed = Vec::with_capacity(batch.len());
             let mut ended = None;
             for received in batch {

@@ -1,5 +1,8 @@
 //! The provisioner consumer: takes certificate requests (registrations and renewals) off
-//! JetStream and settles them through `app::ProvisioningService`, several at once.
+//! JetStream and settles them through `app::ProvisioningService`, many at once
+//! (`PROVISIONER_IN_FLIGHT`): their reads and appends overlap, and outcomes appended together
+//! share a transaction (the event store's group commit); signatures are bounded separately
+//! by the CA.
 //!
 //! Each message is acknowledged only after its outcome is recorded in the event store; while
 //! the CA works, in-progress acks keep the server from handing it to another worker. A
@@ -31,26 +34,27 @@ use crate::message_handler::{HandlingError, MessageHandler};
 pub struct Provisioner {
     service: Arc<ProvisioningService>,
     deliveries: Deliveries,
-    concurrency: usize,
+    /// Requests held and settled at once.
+    in_flight: usize,
 }
 
 impl Provisioner {
     pub fn new(
         service: Arc<ProvisioningService>,
         deliveries: Deliveries,
-        concurrency: usize,
+        in_flight: usize,
     ) -> Self {
         Self {
             service,
             deliveries,
-            concurrency,
+            in_flight,
         }
     }
 
     /// Consumes until cancelled, then lets the requests in hand finish.
     /// (The intake stops at cancellation, see `Deliveries::receive`.)
     async fn run(&self, consumer: Consumer<pull::Config>) -> Result<(), async_nats::Error> {
-        let mut intake = self.deliveries.receive(consumer, self.concurrency);
+        let mut intake = self.deliveries.receive(consumer, self.in_flight);
         let mut running = FuturesUnordered::new();
         let ended = loop {
             tokio::select! {

@@ -73,8 +73,9 @@ pub async fn run(
             commands,
             Arc::new(BlockingCa::new(ca.clone(), config.provisioner_concurrency)),
         )),
-        provisioner_concurrency: config.provisioner_concurrency,
+        provisioner_in_flight: config.provisioner_in_flight,
         projector_batch: config.projector_batch,
+        projector_linger: config.projector_linger,
     };
     let dead_letters = PostgresDeadLetters::new(pool.clone());
 
@@ -176,6 +177,7 @@ pub async fn run(
         relay = config.relay_enabled,
         consumers = %consumers.names().join(","),
         provisioner_concurrency = config.provisioner_concurrency,
+        provisioner_in_flight = config.provisioner_in_flight,
         "worker ready"
     );
     shutdown.await;
