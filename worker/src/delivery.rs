@@ -48,6 +48,8 @@ pub struct Deliveries {
     cancel: CancellationToken,
     /// The messages received and not settled yet (kept with in-progress acks).
     in_hand: InHand,
+    /// The connection pull requests go out on.
+    client: async_nats::Client,
 }
 
 impl Deliveries {
@@ -57,6 +59,7 @@ impl Deliveries {
         dead_letters: PostgresDeadLetters,
         database: DatabaseProbe,
         cancel: CancellationToken,
+        client: async_nats::Client,
     ) -> Self {
         let in_hand = InHand::keep(settings.ack_wait() / 3);
         Self {
@@ -66,6 +69,7 @@ impl Deliveries {
             database,
             cancel,
             in_hand,
+            client,
         }
     }
 
@@ -75,7 +79,13 @@ impl Deliveries {
         consumer: Consumer<pull::Config>,
         room: usize,
     ) -> tokio::sync::mpsc::UnboundedReceiver<Result<Received, async_nats::Error>> {
-        intake::receive(consumer, room, self.in_hand.clone(), self.cancel.clone())
+        intake::receive(
+            self.client.clone(),
+            consumer,
+            room,
+            self.in_hand.clone(),
+            self.cancel.clone(),
+        )
     }
 
     pub fn consumer(&self) -> &str {

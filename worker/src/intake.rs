@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, Consumer};
 use async_nats::jetstream::message::Message;
-use async_nats::jetstream::AckKind;
+use async_nats::jetstream::{self, AckKind};
+use async_nats::StatusCode;
 use futures::StreamExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// How long one pull request waits for a first message: also how soon the intake notices
-/// that the worker is stopping.
+/// How long one pull request waits for its messages: also how soon the intake notices that
+/// the worker is stopping.
 const PULL_WAIT: Duration = Duration::from_secs(1);
 
 /// A received message and its place among the consumer's messages in hand: the place is free
@@ -122,7 +123,14 @@ pub async fn next_batch(
 /// Receives from `consumer` until `cancel`, at most `room` messages in hand at a time: each
 /// received message is registered in `in_hand` and handed over with its place. An error
 /// (NATS unreachable, the consumer deleted) is handed over too, and ends the intake.
+///
+/// One subscription for the intake's life, and one pull request per round, for as many
+/// messages as there is room for, delivered as they come (see [`PullRequests`]). (Not
+/// async-nats's `batch()`/`fetch()`: each subscribes and unsubscribes a new inbox, two per
+/// round, which at a few hundred messages a second cost the worker and the server more than
+/// the messages did; nor its `stream()`, which keeps requesting ahead of what is in hand.)
 pub fn receive(
+    client: async_nats::Client,
     consumer: Consumer<pull::Config>,
     room: usize,
     in_hand: InHand,
@@ -131,6 +139,13 @@ pub fn receive(
     let (sender, receiver) = mpsc::unbounded_channel();
     let places = Arc::new(Semaphore::new(room.max(1)));
     tokio::spawn(async move {
+        let mut requests = match PullRequests::open(client, &consumer).await {
+            Ok(requests) => requests,
+            Err(e) => {
+                let _ = sender.send(Err(e));
+                return;
+            }
+        };
         while !cancel.is_cancelled() {
             // Wait for room (the consumer settles what it holds meanwhile).
             let first_place = tokio::select! {
@@ -138,79 +153,131 @@ pub fn receive(
                 () = cancel.cancelled() => return,
                 () = sender.closed() => return,
             };
-            let received = pull(&consumer, first_place, &places, &in_hand).await;
-            match received {
-                Ok(messages) => {
-                    for message in messages {
-                        if sender.send(Ok(message)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = sender.send(Err(e));
-                    return;
-                }
+            let mut reserved = vec![first_place];
+            reserved.extend(std::iter::from_fn(|| {
+                places.clone().try_acquire_owned().ok()
+            }));
+            if let Err(e) = requests
+                .round(reserved, &places, &in_hand, |received| {
+                    sender.send(Ok(received)).is_ok()
+                })
+                .await
+            {
+                let _ = sender.send(Err(e));
+                return;
             }
         }
     });
     receiver
 }
 
-/// One round: waits (up to [`PULL_WAIT`]) for a first message, then takes what else is there
-/// right now, as much as there is room for. Both requests run to their end, so no message is
-/// delivered to a request nobody reads.
-async fn pull(
-    consumer: &Consumer<pull::Config>,
-    first_place: OwnedSemaphorePermit,
-    places: &Arc<Semaphore>,
-    in_hand: &InHand,
-) -> Result<Vec<Received>, async_nats::Error> {
-    let mut first = consumer
-        .batch()
-        .max_messages(1)
-        .expires(PULL_WAIT)
-        .messages()
-        .await?;
-    let mut received = Vec::new();
-    let mut first_place = Some(first_place);
-    while let Some(message) = first.next().await {
-        let message = message?;
-        if let Some(place) = first_place.take() {
-            in_hand.hold(&message);
-            received.push(Received {
-                message,
-                _place: place,
-            });
-        }
+/// Pull requests on one inbox: a round asks for as many messages as places were reserved,
+/// waiting up to [`PULL_WAIT`] for them, and hands each over as it arrives. One request is
+/// outstanding at a time, so every status the server sends on the inbox (408: the request
+/// expired; 409: it was ended) is about that request. A round runs to the request's end (or
+/// until a grace period past its expiry, if the end never comes), so no message is left for a
+/// request nobody reads; one that arrives late still lands on the inbox and is taken in hand
+/// by the next round.
+struct PullRequests {
+    client: async_nats::Client,
+    context: jetstream::Context,
+    subject: String,
+    inbox: String,
+    subscription: async_nats::Subscriber,
+}
+
+/// How long past its expiry a round waits for the end of its request before giving it up
+/// (a request lost with a connection).
+const PULL_GRACE: Duration = Duration::from_secs(2);
+
+impl PullRequests {
+    async fn open(
+        client: async_nats::Client,
+        consumer: &Consumer<pull::Config>,
+    ) -> Result<Self, async_nats::Error> {
+        let info = consumer.cached_info();
+        // The JetStream API's default prefix, which `nats::connect` uses (no domains).
+        let subject = format!(
+            "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+            info.stream_name, info.name
+        );
+        let inbox = client.new_inbox();
+        let subscription = client.subscribe(inbox.clone()).await?;
+        Ok(Self {
+            context: jetstream::new(client.clone()),
+            client,
+            subject,
+            inbox,
+            subscription,
+        })
     }
-    if received.is_empty() {
-        return Ok(received);
-    }
-    let more_places: Vec<OwnedSemaphorePermit> =
-        std::iter::from_fn(|| places.clone().try_acquire_owned().ok()).collect();
-    if more_places.is_empty() {
-        return Ok(received);
-    }
-    let mut more = consumer
-        .fetch()
-        .max_messages(more_places.len())
-        .messages()
-        .await?;
-    let mut more_places = more_places.into_iter();
-    while let Some(message) = more.next().await {
-        // What was received so far is handed over whatever happens next: it is in hand.
-        let Ok(message) = message else {
-            break;
-        };
-        let Some(place) = more_places.next() else {
-            break;
-        };
-        in_hand.hold(&message);
-        received.push(Received {
-            message,
-            _place: place,
+
+    /// One request for `reserved.len()` messages; `hand_over` gets each with a place and
+    /// says whether anyone still takes them.
+    async fn round(
+        &mut self,
+        mut reserved: Vec<OwnedSemaphorePermit>,
+        places: &Arc<Semaphore>,
+        in_hand: &InHand,
+        mut hand_over: impl FnMut(Received) -> bool,
+    ) -> Result<(), async_nats::Error> {
+        let wanted = reserved.len();
+        let request = serde_json::json!({
+            "batch": wanted,
+            "expires": PULL_WAIT.as_nanos() as u64,
         });
+        self.client
+            .publish_with_reply(
+                self.subject.clone(),
+                self.inbox.clone(),
+                request.to_string().into(),
+            )
+            .await?;
+        let give_up = tokio::time::Instant::now() + PULL_WAIT + PULL_GRACE;
+        let mut delivered = 0;
+        while delivered < wanted {
+            let message = match tokio::time::timeout_at(give_up, self.subscription.next()).await {
+                Err(_) => return Ok(()),
+                Ok(None) => return Err("the intake's subscription ended".into()),
+                Ok(Some(message)) => message,
+            };
+            match message.status {
+                None | Some(StatusCode::OK) if message.reply.is_some() => {
+                    let message = jetstream::Message {
+                        message,
+                        context: self.context.clone(),
+                    };
+                    // In hand from now on, whether or not a place is free for it yet (a
+                    // message of an earlier, given-up request may come now).
+                    in_hand.hold(&message);
+                    let place = match reserved.pop() {
+                        Some(place) => place,
+                        None => places.clone().acquire_owned().await.expect("never closed"),
+                    };
+                    delivered += 1;
+                    if !hand_over(Received {
+                        message,
+                        _place: place,
+                    }) {
+                        return Ok(());
+                    }
+                }
+                Some(StatusCode::IDLE_HEARTBEAT) => {}
+                Some(StatusCode::REQUEST_TERMINATED) => {
+                    let reason = message.description.unwrap_or_default();
+                    // The consumer is gone or cannot be pulled: rebinding is the remedy.
+                    // Otherwise (a leadership change, too many waiting requests) ask again.
+                    if reason.contains("Deleted") || reason.contains("push based") {
+                        return Err(format!("pull request ended: {reason}").into());
+                    }
+                    return Ok(());
+                }
+                // 408 (expired with fewer messages than asked), 404, or anything else: this
+                // request is over.
+                Some(_) => return Ok(()),
+                None => {}
+            }
+        }
+        Ok(())
     }
-    Ok(received)
 }

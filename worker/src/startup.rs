@@ -158,6 +158,7 @@ pub async fn run(
                 dead_letters.clone(),
                 store::DatabaseProbe::new(pool.clone()),
                 cancel.clone(),
+                client.clone(),
             )
         },
     ));
