@@ -166,12 +166,17 @@ pub trait DeviceReadModel: Send + Sync + 'static {
     ) -> Result<Vec<u64>, StoreError>;
 }
 
-/// Port: a signal that one device's row in the read model may have changed. The value is a
-/// counter; a waiter re-reads when it moves. Only waiters for the devices that changed are
-/// woken. Missed signals only cost latency: waiters also re-read on a timer.
+/// Port: a signal that one device's row in the read model changed. Each value sent is the
+/// version the row reached ([`ANY_VERSION`] when that is not known); a waiter re-reads only
+/// once a value reaches the version it waits for. Only waiters for the devices that changed
+/// are woken. Missed signals only cost latency: waiters also re-read on a timer.
 pub trait ReadModelChanges: Send + Sync + 'static {
     fn watch(&self, id: DeviceId) -> watch::Receiver<u64>;
 }
+
+/// A change signal whose version is not known (e.g. after the signals were interrupted):
+/// every waiter re-reads.
+pub const ANY_VERSION: u64 = u64::MAX;
 
 /// A feed page.
 pub struct EventPage {
@@ -249,10 +254,21 @@ impl DeviceQueryService {
                 slot = Some(self.long_polls.try_take(tenant)?);
             }
             let recheck = tokio::time::Instant::now() + self.recheck;
-            tokio::select! {
-                // A closed channel would return at once, forever: fall back on the timer.
-                changed = changes.changed(), if !signal_lost => signal_lost = changed.is_err(),
-                () = tokio::time::sleep_until(recheck.min(deadline)) => {}
+            let timer = tokio::time::sleep_until(recheck.min(deadline));
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    // A closed channel would return at once, forever: fall back on the timer.
+                    changed = changes.changed(), if !signal_lost => {
+                        signal_lost = changed.is_err();
+                        // A change short of the wanted version (the registration, when the
+                        // certificate is awaited) is not worth a read.
+                        if signal_lost || *changes.borrow_and_update() >= min_version {
+                            break;
+                        }
+                    }
+                    () = &mut timer => break,
+                }
             }
         }
     }

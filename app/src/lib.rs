@@ -36,7 +36,7 @@ pub use device_event_store::{
 };
 pub use device_queries::{
     DeviceFilter, DevicePage, DeviceQueryService, DeviceReadError, DeviceReadModel, DeviceView,
-    EventPage, HistoryCursor, HistoryPage, ListCursor, ReadModelChanges,
+    EventPage, HistoryCursor, HistoryPage, ListCursor, ReadModelChanges, ANY_VERSION,
 };
 pub use device_stats::{DeviceCount, DeviceStatsReadModel};
 pub use event_contract::{

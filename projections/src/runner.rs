@@ -45,7 +45,7 @@ pub(crate) trait RunnableProjection: Send + Sync {
         conn: &mut PgConnection,
         tables: TableSet,
         events: &[EventEnvelope],
-    ) -> Result<(BatchReport, Vec<DeviceId>), ProjectionError>;
+    ) -> Result<(BatchReport, Vec<MovedDevice>), ProjectionError>;
 
     /// Folds `events` into the live tables, moves the checkpoint to `furthest` and notifies
     /// the changes, in the caller's transaction.
@@ -81,7 +81,7 @@ impl<P: Projection> RunnableProjection for P {
         conn: &mut PgConnection,
         tables: TableSet,
         events: &[EventEnvelope],
-    ) -> Result<(BatchReport, Vec<DeviceId>), ProjectionError> {
+    ) -> Result<(BatchReport, Vec<MovedDevice>), ProjectionError> {
         let mut ids: Vec<DeviceId> = events.iter().map(|e| e.subject).collect();
         ids.sort_unstable_by_key(|id| id.as_uuid());
         ids.dedup();
@@ -103,7 +103,14 @@ impl<P: Projection> RunnableProjection for P {
         if !changes.is_empty() {
             self.write(conn, tables, &changes, Overwrite::Older).await?;
         }
-        Ok((report, changes.into_iter().map(|c| c.device).collect()))
+        let moved = changes
+            .into_iter()
+            .map(|c| MovedDevice {
+                device: c.device,
+                version: P::version(&c.after),
+            })
+            .collect();
+        Ok((report, moved))
     }
 
     async fn apply_live(
@@ -198,12 +205,20 @@ async fn fold_events<P: Projection>(
     Ok((moved, report))
 }
 
-/// Which devices changed, so that only their waiters re-read; split to stay under NOTIFY's
-/// 8000-byte payload limit.
+/// A device whose state a batch moved, and the version it moved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MovedDevice {
+    pub(crate) device: DeviceId,
+    pub(crate) version: u64,
+}
+
+/// Which devices changed and to which version (`<id>:<version>`, comma-separated), so that
+/// only their waiters wake, and only those waiting for that version re-read; split to stay
+/// under NOTIFY's 8000-byte payload limit.
 async fn notify_changes(
     conn: &mut PgConnection,
     channel: &str,
-    devices: &[DeviceId],
+    devices: &[MovedDevice],
 ) -> Result<(), ProjectionError> {
     if devices.is_empty() {
         return Ok(());
@@ -213,7 +228,7 @@ async fn notify_changes(
         .map(|chunk| {
             chunk
                 .iter()
-                .map(ToString::to_string)
+                .map(|m| format!("{}:{}", m.device, m.version))
                 .collect::<Vec<_>>()
                 .join(",")
         })

@@ -1,7 +1,8 @@
 //! `app::ReadModelChanges` from Postgres notifications: one listening connection per
-//! process; each notification names the devices whose rows changed, and only the requests
-//! waiting for those devices are woken (a request that re-read on every change would turn a
-//! busy projector into a storm of reads).
+//! process; each notification names the devices whose rows changed and the version each
+//! reached, and only the requests waiting for those devices are woken (a request that
+//! re-read on every change would turn a busy projector into a storm of reads); a waiter
+//! re-reads only once its version is reached.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,8 @@ use domain::DeviceId;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use tokio::sync::watch;
 
-/// Notified after every live batch that changed `device_view`, with the changed devices'
-/// ids (comma-separated).
+/// Notified after every live batch that changed `device_view`, with the changed devices as
+/// `<id>:<version>` (comma-separated; a bare `<id>` means "changed, version unknown").
 pub const READ_MODEL_CHANGED_CHANNEL: &str = "dp_read_model_changed";
 
 /// Waiters by device. An entry lives while someone waits; entries nobody holds any more are
@@ -26,6 +27,8 @@ struct Waiters {
 
 impl Waiters {
     fn watch(&mut self, id: DeviceId) -> watch::Receiver<u64> {
+        // (The initial value is never seen: a receiver only looks at values sent after it
+        // subscribed.)
         if self.by_device.len() > 2 * self.swept_at_len.max(512) {
             self.by_device.retain(|_, tx| tx.receiver_count() > 0);
             self.swept_at_len = self.by_device.len();
@@ -36,13 +39,13 @@ impl Waiters {
             .subscribe()
     }
 
-    fn changed(&mut self, ids: impl Iterator<Item = DeviceId>) {
-        for id in ids {
+    fn changed(&mut self, changes: impl Iterator<Item = (DeviceId, u64)>) {
+        for (id, version) in changes {
             if let Some(tx) = self.by_device.get(&id) {
                 if tx.receiver_count() == 0 {
                     self.by_device.remove(&id);
                 } else {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                    tx.send_replace(version);
                 }
             }
         }
@@ -52,7 +55,7 @@ impl Waiters {
     fn all_changed(&mut self) {
         self.by_device.retain(|_, tx| tx.receiver_count() > 0);
         for tx in self.by_device.values() {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+            tx.send_replace(app::ANY_VERSION);
         }
     }
 }
@@ -83,12 +86,9 @@ impl PgReadModelChanges {
                         };
                         let mut waiters = waiters.lock().expect("waiters lock");
                         match notification {
-                            Some(n) => waiters.changed(
-                                n.payload()
-                                    .split(',')
-                                    .filter_map(|id| uuid::Uuid::parse_str(id).ok())
-                                    .map(DeviceId::from_uuid),
-                            ),
+                            Some(n) => {
+                                waiters.changed(n.payload().split(',').filter_map(parse_change))
+                            }
                             None => waiters.all_changed(),
                         }
                     }
@@ -109,6 +109,19 @@ impl PgReadModelChanges {
     }
 }
 
+/// `<id>:<version>`, or a bare `<id>` (any version); anything else is ignored (its waiters
+/// fall back on their periodic re-reads).
+fn parse_change(change: &str) -> Option<(DeviceId, u64)> {
+    let (id, version) = match change.split_once(':') {
+        Some((id, version)) => (id, version.parse().ok()?),
+        None => (change, app::ANY_VERSION),
+    };
+    Some((
+        DeviceId::from_uuid(uuid::Uuid::parse_str(id).ok()?),
+        version,
+    ))
+}
+
 impl ReadModelChanges for PgReadModelChanges {
     fn watch(&self, id: DeviceId) -> watch::Receiver<u64> {
         self.waiters.lock().expect("waiters lock").watch(id)
@@ -120,6 +133,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_change_names_its_version_or_any() {
+        let id = uuid::Uuid::from_u128(7);
+        assert_eq!(
+            parse_change(&format!("{id}:12")),
+            Some((DeviceId::from_uuid(id), 12))
+        );
+        assert_eq!(
+            parse_change(&id.to_string()),
+            Some((DeviceId::from_uuid(id), app::ANY_VERSION))
+        );
+        assert_eq!(parse_change(&format!("{id}:x")), None);
+        assert_eq!(parse_change("nonsense"), None);
+    }
+
+    #[test]
     fn only_waiters_of_a_changed_device_are_woken_and_abandoned_entries_go() {
         let mut waiters = Waiters::default();
         let (a, b) = (
@@ -128,18 +156,19 @@ mod tests {
         );
         let mut on_a = waiters.watch(a);
         let mut on_b = waiters.watch(b);
-        waiters.changed([a].into_iter());
+        waiters.changed([(a, 2)].into_iter());
         assert!(on_a.has_changed().unwrap());
+        assert_eq!(*on_a.borrow_and_update(), 2, "the version a reached");
         assert!(!on_b.has_changed().unwrap());
-        on_a.mark_unchanged();
         drop(on_b);
-        waiters.changed([b].into_iter());
+        waiters.changed([(b, 1)].into_iter());
         assert!(
             !waiters.by_device.contains_key(&b),
             "nobody waits for b any more"
         );
         waiters.all_changed();
         assert!(on_a.has_changed().unwrap());
+        assert_eq!(*on_a.borrow(), app::ANY_VERSION);
         on_b = waiters.watch(b);
         assert!(!on_b.has_changed().unwrap());
     }
