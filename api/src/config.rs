@@ -10,7 +10,7 @@ use app::{LongPollLimits, RetryPolicy};
 use bootstrap::{database_settings, nats_url, ConfigError, Env, LogFormat};
 use store::DatabaseSettings;
 
-use crate::http::HttpLimits;
+use crate::http::{HttpLimits, InFlightBound};
 
 /// HS256 needs a key at least as long as its output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -52,6 +52,11 @@ pub struct ApiConfig {
     pub rate_limit_burst: u32,
     /// Long-polls that may wait at once, per tenant and in this process.
     pub long_polls: LongPollLimits,
+    /// Commands this process works on at once; past it 503 `overloaded`.
+    pub command_max_in_flight: usize,
+    /// Requests (health and metrics aside) this process works on at once; past it 503
+    /// `overloaded`.
+    pub request_max_in_flight: usize,
     pub ocsp: OcspSettings,
     pub log_format: LogFormat,
 }
@@ -125,6 +130,30 @@ impl ApiConfig {
                 long_polls.per_tenant, long_polls.total
             ));
         }
+        let command_max_in_flight = env.number_or(
+            "COMMAND_MAX_IN_FLIGHT",
+            InFlightBound::Commands.default_max() as u64,
+            1..=100_000,
+        ) as usize;
+        let request_max_in_flight = env.number_or(
+            "REQUEST_MAX_IN_FLIGHT",
+            InFlightBound::Requests.default_max() as u64,
+            1..=1_000_000,
+        ) as usize;
+        if command_max_in_flight > request_max_in_flight {
+            env.problem(format!(
+                "COMMAND_MAX_IN_FLIGHT ({command_max_in_flight}) must not exceed \
+                 REQUEST_MAX_IN_FLIGHT ({request_max_in_flight})"
+            ));
+        }
+        // Waiting long-polls are requests in flight too: if they could take every slot,
+        // nothing else would be served.
+        if long_polls.total >= request_max_in_flight {
+            env.problem(format!(
+                "LONG_POLL_MAX ({}) must be below REQUEST_MAX_IN_FLIGHT ({request_max_in_flight})",
+                long_polls.total
+            ));
+        }
         let ocsp = ocsp_settings(&mut env);
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
@@ -141,6 +170,8 @@ impl ApiConfig {
             rate_limit_per_second,
             rate_limit_burst,
             long_polls,
+            command_max_in_flight,
+            request_max_in_flight,
             ocsp,
             log_format,
         })
@@ -200,6 +231,8 @@ mod tests {
                 total: 1000
             }
         );
+        assert_eq!(config.command_max_in_flight, 256);
+        assert_eq!(config.request_max_in_flight, 2048);
         assert!(!format!("{config:?}").contains(&"s".repeat(32)));
         assert_eq!(
             config.ocsp,
@@ -282,5 +315,43 @@ mod tests {
             err.to_string().contains("LONG_POLL_MAX_PER_TENANT"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn in_flight_bounds_nest_commands_and_long_polls_within_requests() {
+        let config = |vars: &'static [(&'static str, &'static str)]| {
+            ApiConfig::from_lookup(move |name| match name {
+                "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+                "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+                _ => vars
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned()),
+            })
+        };
+        let ok = config(&[
+            ("COMMAND_MAX_IN_FLIGHT", "8"),
+            ("REQUEST_MAX_IN_FLIGHT", "1001"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (ok.command_max_in_flight, ok.request_max_in_flight),
+            (8, 1001)
+        );
+        let err = config(&[
+            ("COMMAND_MAX_IN_FLIGHT", "300"),
+            ("REQUEST_MAX_IN_FLIGHT", "200"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("COMMAND_MAX_IN_FLIGHT (300) must not exceed REQUEST_MAX_IN_FLIGHT (200)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("LONG_POLL_MAX (1000) must be below REQUEST_MAX_IN_FLIGHT (200)"),
+            "{err}"
+        );
+        assert!(config(&[("COMMAND_MAX_IN_FLIGHT", "0")]).is_err());
     }
 }

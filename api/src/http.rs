@@ -13,6 +13,7 @@ mod device_views;
 mod devices;
 mod events;
 mod idempotency_key_header;
+mod in_flight;
 mod json_body;
 mod ocsp;
 mod openapi_document;
@@ -32,6 +33,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use api_error::ApiError;
+pub use in_flight::{InFlightBound, InFlightLimit};
 pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};
 pub use tenant_rate_limit::TenantRateLimit;
 
@@ -65,6 +67,10 @@ pub struct AppState {
     pub crls: Arc<app::pki::CrlDistribution>,
     /// The OCSP responder (`/pki/{ca}/ocsp`).
     pub ocsp: Arc<crate::ocsp::OcspResponder>,
+    /// Commands being worked on, at most `COMMAND_MAX_IN_FLIGHT` (`AdmittedCommand`).
+    pub in_flight_commands: Arc<InFlightLimit>,
+    /// Requests being worked on, health and metrics aside, at most `REQUEST_MAX_IN_FLIGHT`.
+    pub in_flight_requests: Arc<InFlightLimit>,
 }
 
 /// The routes of the public API together with their OpenAPI description.
@@ -107,6 +113,12 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .merge(documented_routes().0)
         // Public and binary (RFC 6960): outside the OpenAPI document and the bearer tokens.
         .merge(ocsp::router())
+        // Everything so far, not health and metrics: orchestrators and scrapers must be
+        // answered however loaded the process is.
+        .layer(axum::middleware::from_fn_with_state(
+            state.in_flight_requests.clone(),
+            in_flight::admit,
+        ))
         .merge(state.health.router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

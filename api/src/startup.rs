@@ -19,10 +19,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
 use crate::config::{ApiConfig, OcspSettings};
-use crate::http::{router, AppState, HttpLimits, TenantRateLimit};
+use crate::http::{router, AppState, HttpLimits, InFlightBound, InFlightLimit, TenantRateLimit};
 use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
-/// The services on Postgres adapters, with the default long-poll limits. Starts background
+/// The services on Postgres adapters, with the default long-poll and in-flight limits. Starts background
 /// tasks (append notifications, the read-model listener): call it within a Tokio runtime.
 pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> AppState {
     postgres_state_with_long_poll_limits(pool, jwt_secret, retry, LongPollLimits::default())
@@ -67,6 +67,8 @@ pub fn postgres_state_with_long_poll_limits(
             CRL_REFRESH,
         )),
         ocsp: Arc::new(OcspResponder::off()),
+        in_flight_commands: Arc::new(InFlightLimit::default_for(InFlightBound::Commands)),
+        in_flight_requests: Arc::new(InFlightLimit::default_for(InFlightBound::Requests)),
     }
 }
 
@@ -159,8 +161,20 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
                 async move { nats::ping(&nats).await }
             }
         })
-        .with_metrics(metrics);
+        .with_metrics(metrics.clone());
+    let (stop_draining, stopped) = tokio::sync::oneshot::channel::<()>();
+    let histograms = tokio::spawn(bootstrap::drain_histograms(metrics, async {
+        let _ = stopped.await;
+    }));
     state.ocsp = Arc::new(ocsp_responder(&config.ocsp, pool.clone())?);
+    state.in_flight_commands = Arc::new(InFlightLimit::new(
+        InFlightBound::Commands,
+        config.command_max_in_flight,
+    ));
+    state.in_flight_requests = Arc::new(InFlightLimit::new(
+        InFlightBound::Requests,
+        config.request_max_in_flight,
+    ));
     let health = state.health.clone();
     state.rate_limit = Arc::new(TenantRateLimit::new(
         config.rate_limit_per_second,
@@ -185,6 +199,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
             tokio::time::sleep(config.readiness_drain_delay).await;
         })
         .await;
+    let _ = stop_draining.send(());
+    let _ = histograms.await;
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     purge.abort();
     projection_metrics.abort();

@@ -195,7 +195,8 @@ async fn prometheus_metrics(State(health): State<Health>) -> Response {
 pub struct MetricsRecorderError(#[source] metrics_exporter_prometheus::BuildError);
 
 /// Installs the process-wide Prometheus recorder behind the `metrics` facade, with latency
-/// buckets for the histograms that measure seconds. Call once per process.
+/// buckets for the histograms that measure seconds. Call once per process, and run
+/// [`drain_histograms`] beside it.
 pub fn install_metrics_recorder() -> Result<PrometheusHandle, MetricsRecorderError> {
     let buckets = [
         0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -205,6 +206,26 @@ pub fn install_metrics_recorder() -> Result<PrometheusHandle, MetricsRecorderErr
         .map_err(MetricsRecorderError)?
         .install_recorder()
         .map_err(MetricsRecorderError)
+}
+
+/// How often histogram samples are folded into their buckets.
+const HISTOGRAM_DRAIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds the samples recorded into histograms into their buckets every few seconds, until
+/// `stop` resolves. The recorder keeps every sample (value and time, ~20 bytes) until it is
+/// drained, which otherwise happens only when `/metrics` is scraped: unscraped (a benchmark,
+/// a scraper down), a process grows by every request and message it handles (measured: 18 MiB
+/// more after 960,000 requests, hundreds of MiB over a benchmark run), and keeps that memory.
+pub async fn drain_histograms(metrics: PrometheusHandle, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(HISTOGRAM_DRAIN_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = every.tick() => metrics.run_upkeep(),
+        }
+    }
 }
 
 #[cfg(test)]

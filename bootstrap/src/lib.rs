@@ -25,8 +25,8 @@ pub use env::{database_settings, nats_url, ConfigError, Env};
 pub use exit::exit_code;
 pub use feature_flags::{FeatureFlag, FeatureFlags};
 pub use health::{
-    install_metrics_recorder, Health, HealthApi, Liveness, MetricsRecorderError, Readiness,
-    ReadinessStatus,
+    drain_histograms, install_metrics_recorder, Health, HealthApi, Liveness, MetricsRecorderError,
+    Readiness, ReadinessStatus,
 };
 pub use logging::LogFormat;
 pub use metrics_exporter_prometheus::PrometheusHandle;

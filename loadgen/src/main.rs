@@ -3,6 +3,11 @@
 //!
 //! - `provision`: RegisterDevice at a fixed rate; for each, the time from its 202 until the
 //!   device is visible as `provisioned` through the read API (long-poll on `min_version=2`).
+//! - `overload`: RegisterDevice at a fixed rate past capacity, spread over several tenants
+//!   (one token each), against an api with its real bounds; counts what was accepted and what
+//!   was shed (503 `overloaded`, 429), and for the accepted the time from the 202 until
+//!   `provisioned` is visible. A long-poll that is shed is retried after its `Retry-After`, as
+//!   a well-behaved client would, within the device's minute.
 //! - `lag`: registers and provisions devices first, then decommissions them at a fixed rate;
 //!   for each, the time from the 202 until `decommissioned` is visible (projection lag).
 //! - `ca`: certificates checked and signed per second on one thread (one core), by the
@@ -47,6 +52,19 @@ enum Command {
         #[command(flatten)]
         api: Api,
         #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 20)]
+        seconds: u32,
+    },
+    /// RegisterDevice past capacity over several tenants; accepted, shed, and 202 until
+    /// provisioned for the accepted.
+    Overload {
+        #[arg(long)]
+        url: String,
+        /// One bearer token per tenant, comma-separated; device i uses token i mod n.
+        #[arg(long, env = "TOKENS", value_delimiter = ',')]
+        tokens: Vec<String>,
+        #[arg(long, default_value_t = 900)]
         rate: u32,
         #[arg(long, default_value_t = 20)]
         seconds: u32,
@@ -113,6 +131,12 @@ async fn main() {
         Command::Provision { api, rate, seconds } => {
             provision(Client::new(api.url, api.token), rate, seconds).await
         }
+        Command::Overload {
+            url,
+            tokens,
+            rate,
+            seconds,
+        } => overload(url, tokens, rate, seconds).await,
         Command::Lag { api, rate, seconds } => {
             lag(Client::new(api.url, api.token), rate, seconds).await
         }
@@ -312,6 +336,199 @@ async fn provision(client: Client, rate: u32, seconds: u32) -> Value {
         &outcomes,
         json!({"wall_s": wall.elapsed().as_secs_f64()}),
     )
+}
+
+/// What became of one registration offered past capacity.
+enum Offered {
+    /// Accepted and visible as provisioned, this long after its 202; `long_polls_shed` of its
+    /// long-polls were shed and retried on the way.
+    Provisioned {
+        after_202: Duration,
+        long_polls_shed: u32,
+    },
+    /// Refused with `Retry-After`, this problem type (`overloaded`, `rate-limited`,
+    /// `service-unavailable`).
+    Shed(String),
+    /// Anything else: a transport error, another status, a device never provisioned; whether
+    /// the registration had been accepted.
+    Failed { accepted: bool, error: String },
+}
+
+async fn overload(url: String, tokens: Vec<String>, rate: u32, seconds: u32) -> Value {
+    assert!(
+        !tokens.is_empty(),
+        "at least one token (--tokens or TOKENS)"
+    );
+    let n = (rate * seconds) as usize;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let bodies: Arc<Vec<Value>> = Arc::new(
+        (0..n)
+            .map(|i| registration(&format!("O-{}-{i}", &run[..8])))
+            .collect(),
+    );
+    // One connection pool for all tenants, as a gateway in front of the fleet would have.
+    let http = Client::new(url.clone(), String::new()).http;
+    let clients: Arc<Vec<Client>> = Arc::new(
+        tokens
+            .iter()
+            .map(|token| Client {
+                http: http.clone(),
+                url: url.clone(),
+                token: token.clone(),
+            })
+            .collect(),
+    );
+    let wall = Instant::now();
+    let start = tokio::time::Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let (clients, bodies) = (clients.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = &clients[i % clients.len()];
+            offer_registration(client, &bodies[i]).await
+        }));
+    }
+    let offered: Vec<Offered> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|e| Offered::Failed {
+                accepted: false,
+                error: e.to_string(),
+            })
+        })
+        .collect();
+    let mut shed_by_type = serde_json::Map::new();
+    let mut accepted = 0u64;
+    let mut long_polls_shed = 0u64;
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for o in &offered {
+        match o {
+            Offered::Provisioned {
+                after_202,
+                long_polls_shed: shed,
+            } => {
+                accepted += 1;
+                long_polls_shed += u64::from(*shed);
+                outcomes.push(Ok(*after_202));
+            }
+            Offered::Shed(problem) => {
+                let count = shed_by_type.entry(problem.clone()).or_insert(json!(0));
+                *count = json!(count.as_u64().unwrap_or(0) + 1);
+            }
+            Offered::Failed {
+                accepted: was_accepted,
+                error,
+            } => {
+                accepted += u64::from(*was_accepted);
+                outcomes.push(Err(error.clone()));
+            }
+        }
+    }
+    let shed: u64 = shed_by_type.values().filter_map(Value::as_u64).sum();
+    summary(
+        "overload",
+        rate,
+        &outcomes,
+        json!({
+            "offered": n,
+            "tenants": clients.len(),
+            "accepted": accepted,
+            "shed": shed,
+            "shed_by_type": shed_by_type,
+            "long_polls_shed": long_polls_shed,
+            "wall_s": wall.elapsed().as_secs_f64(),
+        }),
+    )
+}
+
+async fn offer_registration(client: &Client, body: &Value) -> Offered {
+    let response = client
+        .http
+        .post(format!("{}/v1/devices", client.url))
+        .bearer_auth(&client.token)
+        .header("Idempotency-Key", format!("\"{}\"", uuid::Uuid::new_v4()))
+        .json(body)
+        .send()
+        .await;
+    let failed = |accepted: bool| move |error: String| Offered::Failed { accepted, error };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => return failed(false)(format!("POST: {e}")),
+    };
+    match response.status().as_u16() {
+        202 => {}
+        429 | 503 if response.headers().contains_key("retry-after") => {
+            return Offered::Shed(problem_type(response).await)
+        }
+        status => return failed(false)(format!("POST: {status}")),
+    }
+    let at_202 = Instant::now();
+    let accepted: Value = match response.json().await {
+        Ok(v) => v,
+        Err(e) => return failed(true)(e.to_string()),
+    };
+    let id = accepted["id"].as_str().unwrap_or_default().to_owned();
+    let deadline = at_202 + Duration::from_secs(60);
+    let mut long_polls_shed = 0;
+    while Instant::now() < deadline {
+        let response = client
+            .http
+            .get(format!(
+                "{}/v1/devices/{id}?min_version=2&wait=30",
+                client.url
+            ))
+            .bearer_auth(&client.token)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return failed(true)(e.to_string()),
+        };
+        match response.status().as_u16() {
+            200 => {
+                let device: Value = match response.json().await {
+                    Ok(v) => v,
+                    Err(e) => return failed(true)(e.to_string()),
+                };
+                if device["version"].as_u64().unwrap_or(0) >= 2 {
+                    return if device["status"] == "provisioned" {
+                        Offered::Provisioned {
+                            after_202: at_202.elapsed(),
+                            long_polls_shed,
+                        }
+                    } else {
+                        failed(true)(format!("device {id} is {}", device["status"]))
+                    };
+                }
+            }
+            404 => {}
+            429 | 503 if response.headers().contains_key("retry-after") => {
+                long_polls_shed += 1;
+                let wait = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+            }
+            status => return failed(true)(format!("GET device: {status}")),
+        }
+    }
+    failed(true)(format!("device {id} never provisioned"))
+}
+
+/// The slug of a problem+json response's `type` (`/problems/overloaded` → `overloaded`).
+async fn problem_type(response: reqwest::Response) -> String {
+    let problem: Value = response.json().await.unwrap_or_default();
+    problem["type"]
+        .as_str()
+        .unwrap_or("/problems/unknown")
+        .trim_start_matches("/problems/")
+        .to_owned()
 }
 
 async fn lag(client: Client, rate: u32, seconds: u32) -> Value {

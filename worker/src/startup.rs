@@ -82,6 +82,7 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
+    let metrics = bootstrap::install_metrics_recorder()?;
     let health = bootstrap::Health::new(Duration::from_millis(500))
         .with_check("postgres", {
             let pool = pool.clone();
@@ -97,7 +98,11 @@ pub async fn run(
                 async move { nats::ping(&client).await }
             }
         })
-        .with_metrics(bootstrap::install_metrics_recorder()?);
+        .with_metrics(metrics.clone());
+    tasks.spawn(bootstrap::drain_histograms(
+        metrics,
+        cancel.clone().cancelled_owned(),
+    ));
     config.features.report();
     let listener = tokio::net::TcpListener::bind(config.health_addr)
         .await

@@ -11,6 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::current_request_id;
+use super::in_flight::InFlightBound;
 use crate::auth::{AuthError, Scope};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,10 @@ pub enum ApiError {
     RebuildRunning(String),
     #[error("no rebuild of {0} is running")]
     RebuildNotRunning(String),
+    /// A bound on what this process works on at once is reached (`COMMAND_MAX_IN_FLIGHT`,
+    /// `REQUEST_MAX_IN_FLIGHT`): shed at once, before any work.
+    #[error("this api process already works on {max} {} at once, the most allowed; retry after the time in Retry-After", .bound.name())]
+    Overloaded { bound: InFlightBound, max: usize },
     #[error("a dependency is unavailable; retry later")]
     Unavailable,
     #[error("the request did not complete in time; retry it (with the same Idempotency-Key for commands)")]
@@ -181,6 +186,7 @@ impl ApiError {
             Self::RebuildNotRunning(_) => {
                 (S::CONFLICT, "rebuild-not-running", "No rebuild running")
             }
+            Self::Overloaded { .. } => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
             Self::Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 "service-unavailable",
@@ -297,8 +303,12 @@ impl IntoResponse for ApiError {
             Self::Unauthenticated(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            // A waiting long-poll ends within its wait (≤ 30 s), most much sooner.
-            Self::Unavailable | Self::ConcurrencyConflict | Self::TooManyLongPolls(_) => {
+            // A waiting long-poll ends within its wait (≤ 30 s), most much sooner; a request in
+            // flight within milliseconds, or at the latest at its deadline.
+            Self::Unavailable
+            | Self::ConcurrencyConflict
+            | Self::TooManyLongPolls(_)
+            | Self::Overloaded { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::RateLimited(wait) => {

@@ -1,6 +1,7 @@
 //! Device commands: register, renew a certificate, revoke it, decommission.
 //!
-//! Each handler: authorise, parse the request into domain values (400 naming the field),
+//! Each handler: take an in-flight command slot (`AdmittedCommand`, first: a shed command costs
+//! no token check and no body), authorise, parse the request into domain values (400 naming the field),
 //! fingerprint the canonical body, call one command-service method, answer 202.
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use super::authorized::{Authorized, DevicesWrite};
 use super::device_id_path::DeviceIdPath;
 use super::idempotency_key_header::IdempotencyKeyHeader;
+use super::in_flight::AdmittedCommand;
 use super::json_body::JsonBody;
 use super::{current_request_id, current_traceparent, ApiError, AppState};
 use crate::auth::Principal;
@@ -128,8 +130,11 @@ struct CommandHeaders {
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
         (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
+            ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]
 async fn register_device(
+    _admitted: AdmittedCommand,
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
@@ -170,8 +175,11 @@ async fn register_device(
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
         (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
+            ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]
 async fn renew_certificate(
+    _admitted: AdmittedCommand,
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
     DeviceIdPath(id): DeviceIdPath,
@@ -204,8 +212,11 @@ async fn renew_certificate(
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
         (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
+            ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]
 async fn revoke_certificate(
+    _admitted: AdmittedCommand,
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
     DeviceIdPath(id): DeviceIdPath,
@@ -237,8 +248,11 @@ async fn revoke_certificate(
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
         (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
+            ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]
 async fn decommission_device(
+    _admitted: AdmittedCommand,
     State(state): State<AppState>,
     auth: Authorized<DevicesWrite>,
     DeviceIdPath(id): DeviceIdPath,

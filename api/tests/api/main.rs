@@ -14,6 +14,7 @@ mod idempotency;
 mod logs;
 mod long_polls;
 mod malformed_requests;
+mod overload;
 mod postgres_outage;
 mod projections_cli;
 mod rate_limits;
