@@ -10,7 +10,7 @@ use app::{LongPollLimits, RetryPolicy};
 use bootstrap::{database_settings, nats_url, ConfigError, Env, LogFormat};
 use store::DatabaseSettings;
 
-use crate::http::{HttpLimits, InFlightBound};
+use crate::http::{ConnectionLimits, HttpLimits, InFlightBound, MAX_WAIT_SECONDS};
 
 /// HS256 needs a key at least as long as its output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -57,6 +57,8 @@ pub struct ApiConfig {
     /// Requests (health and metrics aside) this process works on at once; past it 503
     /// `overloaded`.
     pub request_max_in_flight: usize,
+    /// Client connections held at once, and how long an idle one is kept.
+    pub connections: ConnectionLimits,
     pub ocsp: OcspSettings,
     pub log_format: LogFormat,
 }
@@ -154,6 +156,27 @@ impl ApiConfig {
                 long_polls.total
             ));
         }
+        let connection_defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            max_connections: env.number_or(
+                "HTTP_MAX_CONNECTIONS",
+                connection_defaults.max_connections as u64,
+                1..=1_000_000,
+            ) as usize,
+            idle_timeout: Duration::from_secs(env.number_or(
+                "HTTP_IDLE_TIMEOUT_SECONDS",
+                connection_defaults.idle_timeout.as_secs(),
+                MAX_WAIT_SECONDS + 1..=86_400,
+            )),
+        };
+        // A waiting long-poll holds its connection (HTTP/1.1): if they could hold every
+        // connection, no other request would get in.
+        if long_polls.total >= connections.max_connections {
+            env.problem(format!(
+                "LONG_POLL_MAX ({}) must be below HTTP_MAX_CONNECTIONS ({})",
+                long_polls.total, connections.max_connections
+            ));
+        }
         let ocsp = ocsp_settings(&mut env);
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
@@ -172,6 +195,7 @@ impl ApiConfig {
             long_polls,
             command_max_in_flight,
             request_max_in_flight,
+            connections,
             ocsp,
             log_format,
         })
@@ -353,5 +377,46 @@ mod tests {
             "{err}"
         );
         assert!(config(&[("COMMAND_MAX_IN_FLIGHT", "0")]).is_err());
+    }
+
+    #[test]
+    fn connections_outnumber_long_polls_and_idle_outlasts_the_longest_wait() {
+        let config = |vars: &'static [(&'static str, &'static str)]| {
+            ApiConfig::from_lookup(move |name| match name {
+                "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+                "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+                _ => vars
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned()),
+            })
+        };
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.connections, ConnectionLimits::default());
+        let ok = config(&[
+            ("HTTP_MAX_CONNECTIONS", "64"),
+            ("LONG_POLL_MAX", "32"),
+            ("LONG_POLL_MAX_PER_TENANT", "8"),
+            ("HTTP_IDLE_TIMEOUT_SECONDS", "31"),
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.connections,
+            ConnectionLimits {
+                max_connections: 64,
+                idle_timeout: Duration::from_secs(31),
+            }
+        );
+        let err = config(&[("HTTP_MAX_CONNECTIONS", "500")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LONG_POLL_MAX (1000) must be below HTTP_MAX_CONNECTIONS (500)"),
+            "{err}"
+        );
+        let err = config(&[("HTTP_IDLE_TIMEOUT_SECONDS", "30")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP_IDLE_TIMEOUT_SECONDS"), "{err}");
     }
 }

@@ -5,6 +5,7 @@ mod admin_dead_letters;
 mod admin_projections;
 mod api_error;
 mod authorized;
+mod connection_limit;
 mod crl;
 mod deadline;
 mod device_id_path;
@@ -33,6 +34,8 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use api_error::ApiError;
+pub use connection_limit::{BoundedListener, ConnectionLimits};
+pub use device_views::MAX_WAIT_SECONDS;
 pub use in_flight::{InFlightBound, InFlightLimit};
 pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};
 pub use tenant_rate_limit::TenantRateLimit;

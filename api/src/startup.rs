@@ -19,7 +19,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
 use crate::config::{ApiConfig, OcspSettings};
-use crate::http::{router, AppState, HttpLimits, InFlightBound, InFlightLimit, TenantRateLimit};
+use crate::http::{
+    router, AppState, BoundedListener, ConnectionLimits, HttpLimits, InFlightBound, InFlightLimit,
+    TenantRateLimit,
+};
 use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
 /// The services on Postgres adapters, with the default long-poll and in-flight limits. Starts background
@@ -85,6 +88,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     shutdown_grace: Duration,
+    connections: ConnectionLimits,
 }
 
 impl Application {
@@ -98,7 +102,16 @@ impl Application {
             listener: TcpListener::bind(addr).await?,
             router: router(state, limits),
             shutdown_grace,
+            connections: ConnectionLimits::default(),
         })
+    }
+
+    /// Other bounds on connections than [`ConnectionLimits::default`].
+    pub fn with_connection_limits(self, connections: ConnectionLimits) -> Self {
+        Self {
+            connections,
+            ..self
+        }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -112,7 +125,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        let listener = BoundedListener::new(self.listener, self.connections);
+        let server = axum::serve(listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = signalled_tx.send(());
         });
@@ -189,7 +203,9 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,
     ));
-    let app = Application::bind(config.addr, state, config.limits, config.shutdown_grace).await?;
+    let app = Application::bind(config.addr, state, config.limits, config.shutdown_grace)
+        .await?
+        .with_connection_limits(config.connections);
     tracing::info!(addr = %app.local_addr()?, "api listening");
     let served = app
         .serve_until(async move {

@@ -4,6 +4,7 @@
 mod admin_projections;
 mod authentication;
 mod commands_on_one_device;
+mod connection_limits;
 mod crash_recovery;
 mod decommission_device;
 mod dependency_failures;

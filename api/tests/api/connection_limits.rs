@@ -1,0 +1,109 @@
+//! The api holds at most `HTTP_MAX_CONNECTIONS` client connections: past that, a new one
+//! waits (in the kernel's accept queue, costing the process nothing) until a held one closes,
+//! and is then served. A connection that moves no byte for `HTTP_IDLE_TIMEOUT_SECONDS` is
+//! closed, so connections that send nothing cannot hold the bound for ever.
+
+use std::time::Duration;
+
+use api::http::ConnectionLimits;
+use api::startup::{postgres_state, Application};
+use app::RetryPolicy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{limits, JWT_SECRET};
+
+async fn serve(connections: ConnectionLimits) -> std::net::SocketAddr {
+    let (_, pool) = testkit::migrated_database().await;
+    let state = postgres_state(pool, JWT_SECRET.as_bytes(), RetryPolicy::default());
+    let app = Application::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        state,
+        limits(),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap()
+    .with_connection_limits(connections);
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.serve_until(std::future::pending()));
+    addr
+}
+
+/// Sends `GET /livez` on `stream` and waits (up to `within`) for the status line.
+async fn livez(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(within, stream.read(&mut answer))
+        .await
+        .ok()?
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    answer.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn past_the_bound_a_connection_waits_until_another_closes() {
+    let addr = serve(ConnectionLimits {
+        max_connections: 2,
+        idle_timeout: Duration::from_secs(60),
+    })
+    .await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        livez(&mut first, Duration::from_secs(5)).await.as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+    assert_eq!(
+        livez(&mut second, Duration::from_secs(5)).await.as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+
+    // The kernel completes the handshake, but the api does not take the connection up.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        livez(&mut third, Duration::from_millis(500)).await,
+        None,
+        "a third connection was served while two were held"
+    );
+
+    drop(first);
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer))
+        .await
+        .expect("the waiting connection is served once one closes")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200 OK"));
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_gives_its_place_up() {
+    let addr = serve(ConnectionLimits {
+        max_connections: 1,
+        idle_timeout: Duration::from_secs(1),
+    })
+    .await;
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        livez(&mut idle, Duration::from_secs(5)).await.as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+
+    // Nothing more is sent: within one to two idle timeouts the api hangs up.
+    let mut rest = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut rest))
+        .await
+        .expect("an idle connection is closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "closed, not answered");
+
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        livez(&mut next, Duration::from_secs(5)).await.as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "the idle connection's place went to the next one"
+    );
+}
