@@ -341,18 +341,20 @@ mod tests {
         );
     }
 
+    /// The configuration from the required variables and `vars`.
+    fn config(vars: &'static [(&'static str, &'static str)]) -> Result<ApiConfig, ConfigError> {
+        ApiConfig::from_lookup(move |name| match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+            "AUTH_JWT_SECRET" => Some("s".repeat(32)),
+            _ => vars
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned()),
+        })
+    }
+
     #[test]
     fn in_flight_bounds_nest_commands_and_long_polls_within_requests() {
-        let config = |vars: &'static [(&'static str, &'static str)]| {
-            ApiConfig::from_lookup(move |name| match name {
-                "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
-                "AUTH_JWT_SECRET" => Some("s".repeat(32)),
-                _ => vars
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned()),
-            })
-        };
         let ok = config(&[
             ("COMMAND_MAX_IN_FLIGHT", "8"),
             ("REQUEST_MAX_IN_FLIGHT", "1001"),
@@ -381,16 +383,6 @@ mod tests {
 
     #[test]
     fn connections_outnumber_long_polls_and_idle_outlasts_the_longest_wait() {
-        let config = |vars: &'static [(&'static str, &'static str)]| {
-            ApiConfig::from_lookup(move |name| match name {
-                "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
-                "AUTH_JWT_SECRET" => Some("s".repeat(32)),
-                _ => vars
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned()),
-            })
-        };
         let defaults = config(&[]).unwrap();
         assert_eq!(defaults.connections, ConnectionLimits::default());
         let ok = config(&[

@@ -258,18 +258,24 @@ async fn the_events_carry_the_metadata_but_not_the_claims_record_values() {
     );
 }
 
-/// Group commit: a conflict or a taken key among appends committed together fails only its
-/// own append (with one committer, all of them queue behind the first).
-#[tokio::test]
-async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
-    let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::with_group_commit(
+/// A store whose appends all queue behind one committer: whatever is appended while it
+/// writes goes into its next statement.
+fn one_committer(pool: &PgPool) -> PostgresDeviceStore {
+    PostgresDeviceStore::with_group_commit(
         pool.clone(),
         GroupCommitSettings {
             committers: 1,
             max_appends: 1_000,
         },
-    );
+    )
+}
+
+/// Group commit: a conflict or a taken key among appends committed together fails only its
+/// own append (with one committer, all of them queue behind the first).
+#[tokio::test]
+async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = one_committer(&pool);
     let metadata = metadata();
     let (taken, taken_registration) = registration();
     let used = claim("used-key", "POST /v1/devices");
@@ -352,13 +358,7 @@ async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
 #[tokio::test]
 async fn appends_queued_together_commit_in_one_transaction() {
     let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::with_group_commit(
-        pool.clone(),
-        GroupCommitSettings {
-            committers: 1,
-            max_appends: 1_000,
-        },
-    );
+    let store = one_committer(&pool);
     let metadata = metadata();
     let fresh: Vec<(DeviceId, DeviceEvent)> = (0..60).map(|_| registration()).collect();
 

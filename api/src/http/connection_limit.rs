@@ -4,8 +4,10 @@
 //! Why: every open connection costs the process memory of its own (buffers, the connection's
 //! task and its request's state: tens of KiB each, measured), whether or not its request is
 //! admitted, so the in-flight bounds (`in_flight.rs`) alone leave memory growing with the
-//! number of clients. Past the bound the listener simply stops accepting: new connections
-//! wait in the kernel's accept queue, at no cost to the process, until a held one closes.
+//! number of clients. A connection past the bound is answered at once 503 `overloaded` with
+//! `Retry-After` and closed, without its request being read (a few bytes and a short task,
+//! at most `MAX_REFUSALS` at a time): clients hear that the service is full rather than
+//! waiting in the kernel's queue until their connect times out.
 //!
 //! The idle timeout is what keeps the bound from being filled by connections that send
 //! nothing: a connection with no bytes read or written for that long is closed (as if the
@@ -21,10 +23,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use axum::response::IntoResponse;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+
+use super::{ApiError, InFlightBound};
 
 /// `HTTP_MAX_CONNECTIONS` and `HTTP_IDLE_TIMEOUT_SECONDS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,12 +39,10 @@ pub struct ConnectionLimits {
 }
 
 impl Default for ConnectionLimits {
-    /// About 55 KiB a connection (measured under overload): 1,024 keep the process within
-    /// some 60 MiB of connection state, with room for `LONG_POLL_MAX`'s 1,000 waiting
-    /// long-polls. Idle for a minute: twice the longest long-poll.
+    /// Idle for a minute: twice the longest long-poll.
     fn default() -> Self {
         Self {
-            max_connections: 1024,
+            max_connections: InFlightBound::Connections.default_max(),
             idle_timeout: Duration::from_secs(60),
         }
     }
@@ -49,15 +52,27 @@ impl Default for ConnectionLimits {
 pub struct BoundedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    max: usize,
     idle_timeout: Duration,
+    /// Connections being answered 503 right now: past this many, an excess connection is
+    /// closed without an answer (a flood must not cost unbounded tasks either).
+    refusals: Arc<Semaphore>,
 }
+
+/// How many excess connections may be answered at once.
+const MAX_REFUSALS: usize = 64;
+
+/// How long answering an excess connection may take.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl BoundedListener {
     pub fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            max: limits.max_connections.max(1),
             idle_timeout: limits.idle_timeout,
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
         }
     }
 }
@@ -67,14 +82,24 @@ impl axum::serve::Listener for BoundedListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // Wait for a free slot before accepting: meanwhile clients queue in the kernel.
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let (stream, addr, slot) = loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => break (stream, addr, slot),
+                Err(_) => {
+                    metrics::counter!("requests_shed_total", "bound" => InFlightBound::Connections.name())
+                        .increment(1);
+                    if let Ok(refusal) = self.refusals.clone().try_acquire_owned() {
+                        let max = self.max;
+                        tokio::spawn(async move {
+                            let _ =
+                                tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream, max)).await;
+                            drop(refusal);
+                        });
+                    }
+                }
+            }
+        };
         metrics::gauge!("http_connections").increment(1.0);
         let connection = BoundedConnection {
             stream,
@@ -90,6 +115,43 @@ impl axum::serve::Listener for BoundedListener {
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
     }
+}
+
+/// Answers an excess connection 503 `overloaded` (the one problem mapping's body and
+/// headers, `Retry-After` included) and closes it, without reading its request: whatever it
+/// asked, nothing was done.
+async fn refuse(mut stream: TcpStream, max: usize) {
+    let response = ApiError::Overloaded {
+        bound: InFlightBound::Connections,
+        max,
+    }
+    .into_response();
+    let (parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return;
+    };
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if let Ok(value) = value.to_str() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    if stream.write_all(head.as_bytes()).await.is_err() || stream.write_all(&body).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    // Read what the client sent until it closes too: closing with unread data would reset
+    // the connection, and the client could lose the answer.
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
 }
 
 /// An accepted connection, holding its slot until it is dropped (closed).

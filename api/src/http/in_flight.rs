@@ -39,6 +39,9 @@ pub enum InFlightBound {
     Commands,
     /// `REQUEST_MAX_IN_FLIGHT`.
     Requests,
+    /// `HTTP_MAX_CONNECTIONS` (`connection_limit.rs`): a connection past it is answered 503
+    /// and closed.
+    Connections,
 }
 
 impl InFlightBound {
@@ -50,6 +53,9 @@ impl InFlightBound {
         match self {
             Self::Commands => 256,
             Self::Requests => 2_048,
+            // About 55 KiB a connection (measured under overload), and room for
+            // `LONG_POLL_MAX`'s 1,000 waiting long-polls.
+            Self::Connections => 1_024,
         }
     }
 
@@ -57,6 +63,7 @@ impl InFlightBound {
         match self {
             Self::Commands => "commands",
             Self::Requests => "requests",
+            Self::Connections => "connections",
         }
     }
 }
