@@ -59,11 +59,17 @@ pub struct BoundedListener {
     refusals: Arc<Semaphore>,
 }
 
-/// How many excess connections may be answered at once.
-const MAX_REFUSALS: usize = 64;
+/// How many excess connections may be answered at once (each takes at most
+/// `REFUSAL_TIMEOUT`, so about this many times four a second are answered; past that an
+/// excess connection is closed unanswered).
+const MAX_REFUSALS: usize = 256;
 
-/// How long answering an excess connection may take.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long answering an excess connection may take, all in all.
+const REFUSAL_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How long a refusal waits for the request to arrive (it usually follows the connection at
+/// once), and then for the client to close.
+const REFUSAL_READ_WAIT: Duration = Duration::from_millis(50);
 
 impl BoundedListener {
     pub fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
@@ -118,9 +124,13 @@ impl axum::serve::Listener for BoundedListener {
 }
 
 /// Answers an excess connection 503 `overloaded` (the one problem mapping's body and
-/// headers, `Retry-After` included) and closes it, without reading its request: whatever it
-/// asked, nothing was done.
+/// headers, `Retry-After` included) and closes it. Its request is read only to be discarded
+/// (whatever it asked, nothing was done): closing a socket with unread data resets the
+/// connection, and the client could lose the answer; for the same reason the refusal waits
+/// briefly for the client to close first.
 async fn refuse(mut stream: TcpStream, max: usize) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(REFUSAL_READ_WAIT, stream.read(&mut sink)).await;
     let response = ApiError::Overloaded {
         bound: InFlightBound::Connections,
         max,
@@ -148,10 +158,10 @@ async fn refuse(mut stream: TcpStream, max: usize) {
         return;
     }
     let _ = stream.shutdown().await;
-    // Read what the client sent until it closes too: closing with unread data would reset
-    // the connection, and the client could lose the answer.
-    let mut sink = [0u8; 4096];
-    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    let _ = tokio::time::timeout(REFUSAL_READ_WAIT, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// An accepted connection, holding its slot until it is dropped (closed).
