@@ -5,7 +5,7 @@
 //! task and its request's state: tens of KiB each, measured), whether or not its request is
 //! admitted, so the in-flight bounds (`in_flight.rs`) alone leave memory growing with the
 //! number of clients. A connection past the bound is answered at once 503 `overloaded` with
-//! `Retry-After` and closed, without its request being read (a few bytes and a short task,
+//! `Retry-After` and closed, its request discarded unhandled (a few bytes and a short task,
 //! at most `MAX_REFUSALS` at a time): clients hear that the service is full rather than
 //! waiting in the kernel's queue until their connect times out.
 //!
