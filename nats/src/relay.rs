@@ -18,8 +18,8 @@
 //!   run: nothing is stored after a later event. This relies on the relay being the only
 //!   publisher (NATS authorization); a foreign message only makes it resynchronise.
 //! - **At least once, deduplicated**: a batch's acks are awaited before the checkpoint moves
-//!   past it; the checkpoint is saved at most every `checkpoint_interval` while events keep
-//!   coming, and at once when the relay has caught up. A crash republishes what followed the
+//!   past it; the checkpoint is saved at most every `checkpoint_interval`, also once the relay
+//!   has caught up. A crash republishes what followed the
 //!   saved checkpoint with the same `Nats-Msg-Id`s, which JetStream drops within its
 //!   duplicate window (and beyond it, the stream's last message shows where the crashed
 //!   relay stopped).
@@ -33,7 +33,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
-use app::{RecordedEvent, StoreError};
+use app::{CommitPosition, RecordedEvent, StoreError};
 use async_nats::jetstream::{
     self,
     stream::{RawMessageErrorKind, Stream},
@@ -53,9 +53,9 @@ pub struct RelaySettings {
     pub takeover_interval: Duration,
     /// How long to wait for JetStream to acknowledge a batch (one run of pipelined publishes).
     pub publish_timeout: Duration,
-    /// While events keep coming, the checkpoint is saved at most this often (and as soon as
-    /// the relay has caught up): a crash republishes at most this much, which JetStream
-    /// deduplicates, and a busy relay does not pay a write per round.
+    /// The checkpoint is saved at most this often, also once the relay has caught up: a crash
+    /// republishes at most this much, which JetStream deduplicates, and a busy relay does not
+    /// pay a write per round.
     pub checkpoint_interval: Duration,
     /// The least time between two rounds' reads: a round takes whatever committed meanwhile,
     /// so under load a read and a run of publishes carry many events instead of one each, for
@@ -146,7 +146,7 @@ impl Relay {
     async fn publish_loop(&self, lease: &mut RelayLease) -> Result<(), StoreError> {
         let mut listener: Option<AppendListener> = None;
         let mut checkpoint = lease.checkpoint().await?;
-        let mut saved = (checkpoint, tokio::time::Instant::now());
+        let mut saved = SavedCheckpoint::at(checkpoint, self.settings.checkpoint_interval);
         let mut stream: Option<Stream> = None;
         // The sequence of the stream's last message, as the relay's own acks tell it; `None`
         // until asked (at the start, and after a failure).
@@ -181,10 +181,7 @@ impl Relay {
                 self.publish_in_order(stream, &mut tail, &batch.events)
                     .await;
                 checkpoint = last.position;
-                if saved.1.elapsed() >= self.settings.checkpoint_interval {
-                    lease.save_checkpoint(checkpoint).await?;
-                    saved = (checkpoint, tokio::time::Instant::now());
-                }
+                saved.save_if_due(lease, checkpoint).await?;
                 metrics::counter!("relay_published_total").increment(batch.events.len() as u64);
                 let lag = chrono::Utc::now() - last.recorded_at;
                 metrics::gauge!("relay_lag_seconds")
@@ -208,18 +205,12 @@ impl Relay {
                 continue;
             }
             held_back_rounds = 0;
-            let mut idle_wait = self.settings.poll_interval;
-            if saved.0 != checkpoint {
-                // Caught up, with the checkpoint behind: save it once no new events came for
-                // the rest of the interval, so that a crash has nothing left to republish.
-                let due = saved.1 + self.settings.checkpoint_interval;
-                if tokio::time::Instant::now() >= due {
-                    lease.save_checkpoint(checkpoint).await?;
-                    saved = (checkpoint, tokio::time::Instant::now());
-                } else {
-                    idle_wait = idle_wait.min(due - tokio::time::Instant::now());
-                }
-            }
+            // Caught up: if the checkpoint is behind, wake up when it is due even if no event
+            // comes, so that a crash has nothing left to republish.
+            let idle_wait = match saved.save_if_due(lease, checkpoint).await? {
+                Some(due_in) => due_in.min(self.settings.poll_interval),
+                None => self.settings.poll_interval,
+            };
             match listener.as_mut() {
                 Some(listener) => listener.wait(idle_wait).await,
                 None => tokio::time::sleep(idle_wait).await,
@@ -455,4 +446,41 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+/// The checkpoint as last saved, and when: saved again at most every `interval`.
+struct SavedCheckpoint {
+    position: CommitPosition,
+    at: tokio::time::Instant,
+    interval: Duration,
+}
+
+impl SavedCheckpoint {
+    fn at(position: CommitPosition, interval: Duration) -> Self {
+        Self {
+            position,
+            at: tokio::time::Instant::now(),
+            interval,
+        }
+    }
+
+    /// Saves `position` if it moved and the interval has passed since the last save; if it
+    /// moved and is not due yet, how long until it is.
+    async fn save_if_due(
+        &mut self,
+        lease: &mut RelayLease,
+        position: CommitPosition,
+    ) -> Result<Option<Duration>, StoreError> {
+        if position == self.position {
+            return Ok(None);
+        }
+        let due = self.at + self.interval;
+        let now = tokio::time::Instant::now();
+        if now < due {
+            return Ok(Some(due - now));
+        }
+        lease.save_checkpoint(position).await?;
+        *self = Self::at(position, self.interval);
+        Ok(None)
+    }
 }

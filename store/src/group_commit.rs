@@ -196,28 +196,14 @@ impl Committer {
             return Vec::new();
         }
         metrics::histogram!("append_batch_size").record(appends.len() as f64);
+        if let [append] = appends {
+            return vec![self.write_one(append).await];
+        }
         match append_statement::insert(&self.pool, appends).await {
-            Ok(Ok(())) => appends
-                .iter()
-                .map(|a| {
-                    Ok(AppendOutcome::Appended {
-                        version: a.appended_version(),
-                    })
-                })
-                .collect(),
-            Ok(Err(Conflict(outcome))) if appends.len() == 1 => vec![Ok(outcome)],
+            Ok(Ok(())) => appends.iter().map(|a| Ok(appended(a))).collect(),
             Ok(Err(Conflict(_))) => {
                 metrics::counter!("append_batch_retried_total").increment(1);
-                join_all(appends.iter().map(|append| async move {
-                    match append_statement::insert(&self.pool, std::slice::from_ref(append)).await {
-                        Ok(Ok(())) => Ok(AppendOutcome::Appended {
-                            version: append.appended_version(),
-                        }),
-                        Ok(Err(Conflict(outcome))) => Ok(outcome),
-                        Err(e) => Err(WriteError::Statement(Arc::new(e))),
-                    }
-                }))
-                .await
+                join_all(appends.iter().map(|append| self.write_one(append))).await
             }
             Err(e) => {
                 let e = Arc::new(e);
@@ -227,6 +213,21 @@ impl Committer {
                     .collect()
             }
         }
+    }
+
+    /// One append in a statement of its own: the conflict, if any, is its own.
+    async fn write_one(&self, append: &EncodedAppend) -> Result<AppendOutcome, WriteError> {
+        match append_statement::insert(&self.pool, std::slice::from_ref(&append)).await {
+            Ok(Ok(())) => Ok(appended(append)),
+            Ok(Err(Conflict(outcome))) => Ok(outcome),
+            Err(e) => Err(WriteError::Statement(Arc::new(e))),
+        }
+    }
+}
+
+fn appended(append: &EncodedAppend) -> AppendOutcome {
+    AppendOutcome::Appended {
+        version: append.appended_version(),
     }
 }
 

@@ -92,9 +92,8 @@ async fn send_progress(messages: Weak<Mutex<HashMap<String, Message>>>, interval
 /// whatever is already there). `None` once the intake has ended. An error ends the batch (it
 /// is its last item) as it ends the intake.
 ///
-/// Why linger: at moderate rates messages come one by one, and every batch costs its handler
-/// a transaction (projectors) or a round of reads and appends (the provisioner) however small
-/// it is. Waiting a few milliseconds for company divides that cost by the batch size, for a
+/// Why linger: at moderate rates messages come one by one, and every batch costs a projector
+/// a transaction however small it is. Waiting a few milliseconds for company divides that cost by the batch size, for a
 /// latency bounded by `linger`; under load batches fill before it passes.
 pub async fn next_batch(
     intake: &mut mpsc::UnboundedReceiver<Result<Received, async_nats::Error>>,

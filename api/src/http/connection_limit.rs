@@ -183,6 +183,14 @@ impl BoundedConnection {
         self.moves = self.moves.wrapping_add(1);
     }
 
+    /// Passes a write's result on, counting it as a move if it wrote anything.
+    fn wrote(&mut self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved();
+        }
+        result
+    }
+
     /// Whether the idle timer fired with nothing moved since it was armed; re-arms it if
     /// something did.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
@@ -238,10 +246,7 @@ impl AsyncWrite for BoundedConnection {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let result = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.moved();
-        }
-        result
+        this.wrote(result)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -259,10 +264,7 @@ impl AsyncWrite for BoundedConnection {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.moved();
-        }
-        result
+        this.wrote(result)
     }
 
     fn is_write_vectored(&self) -> bool {
