@@ -252,7 +252,7 @@ mod tests {
             config.long_polls,
             LongPollLimits {
                 per_tenant: 100,
-                total: 1000
+                total: 500
             }
         );
         assert_eq!(config.command_max_in_flight, 256);
@@ -375,7 +375,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("LONG_POLL_MAX (1000) must be below REQUEST_MAX_IN_FLIGHT (200)"),
+            err.contains("LONG_POLL_MAX (500) must be below REQUEST_MAX_IN_FLIGHT (200)"),
             "{err}"
         );
         assert!(config(&[("COMMAND_MAX_IN_FLIGHT", "0")]).is_err());
@@ -399,11 +399,11 @@ mod tests {
                 idle_timeout: Duration::from_secs(31),
             }
         );
-        let err = config(&[("HTTP_MAX_CONNECTIONS", "500")])
+        let err = config(&[("HTTP_MAX_CONNECTIONS", "400")])
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("LONG_POLL_MAX (1000) must be below HTTP_MAX_CONNECTIONS (500)"),
+            err.contains("LONG_POLL_MAX (500) must be below HTTP_MAX_CONNECTIONS (400)"),
             "{err}"
         );
         let err = config(&[("HTTP_IDLE_TIMEOUT_SECONDS", "30")])

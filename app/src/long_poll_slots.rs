@@ -24,7 +24,7 @@ impl Default for LongPollLimits {
     fn default() -> Self {
         Self {
             per_tenant: 100,
-            total: 1_000,
+            total: 500,
         }
     }
 }

@@ -186,6 +186,19 @@ struct Client {
 /// Why one operation did not complete.
 type Outcome = Result<Duration, String>;
 
+/// A request's failure with its causes (reqwest's own message names only the URL), without
+/// the URL: failures of the same kind read the same.
+fn cause(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        text.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    text
+}
+
 impl Client {
     fn new(url: String, token: String) -> Self {
         Self {
@@ -302,11 +315,29 @@ fn summary(scenario: &str, rate: u32, outcomes: &[Outcome], extra: Value) -> Val
         "max_ms": ms.last().map_or(0.0, |v| (v * 100.0).round() / 100.0),
         "errors": errors.len(),
         "first_error": errors.first().map(|e| e.as_str()),
+        "errors_by_kind": errors_by_kind(&errors),
     });
     if let (Value::Object(doc), Value::Object(extra)) = (&mut doc, extra) {
         doc.extend(extra);
     }
     doc
+}
+
+/// The five most frequent error messages and how often each occurred.
+fn errors_by_kind(errors: &[&String]) -> Value {
+    let mut counts: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for error in errors {
+        *counts.entry(error.as_str()).or_default() += 1;
+    }
+    let mut counts: Vec<(&str, u64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    Value::Object(
+        counts
+            .into_iter()
+            .take(5)
+            .map(|(error, count)| (error.to_owned(), json!(count)))
+            .collect(),
+    )
 }
 
 async fn provision(client: Client, rate: u32, seconds: u32) -> Value {
@@ -456,7 +487,7 @@ async fn offer_registration(client: &Client, body: &Value) -> Offered {
     let failed = |accepted: bool| move |error: String| Offered::Failed { accepted, error };
     let response = match response {
         Ok(r) => r,
-        Err(e) => return failed(false)(format!("POST: {e}")),
+        Err(e) => return failed(false)(format!("POST: {}", cause(e))),
     };
     match response.status().as_u16() {
         202 => {}
@@ -485,7 +516,7 @@ async fn offer_registration(client: &Client, body: &Value) -> Offered {
             .await;
         let response = match response {
             Ok(r) => r,
-            Err(e) => return failed(true)(e.to_string()),
+            Err(e) => return failed(true)(format!("GET device: {}", cause(e))),
         };
         match response.status().as_u16() {
             200 => {

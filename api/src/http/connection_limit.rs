@@ -1,20 +1,29 @@
 //! A bound on the client connections the process holds at once (`HTTP_MAX_CONNECTIONS`), and
 //! an idle timeout that closes connections nobody uses (`HTTP_IDLE_TIMEOUT_SECONDS`).
 //!
-//! Why: every open connection costs the process memory of its own (buffers, the connection's
-//! task and its request's state: tens of KiB each, measured), whether or not its request is
-//! admitted, so the in-flight bounds (`in_flight.rs`) alone leave memory growing with the
-//! number of clients. A connection past the bound is answered at once 503 `overloaded` with
-//! `Retry-After` and closed, its request discarded unhandled (a few bytes and a short task,
-//! at most `MAX_REFUSALS` at a time): clients hear that the service is full rather than
-//! waiting in the kernel's queue until their connect times out.
+//! Why: every open connection costs the process memory of its own (hyper's read and write
+//! buffers and the connection's task: about 30 KiB once it has served a request, measured with
+//! heaptrack), whether or not its request is admitted, so the in-flight bounds (`in_flight.rs`)
+//! alone leave memory growing with the number of clients. A connection past the bound is
+//! answered 503 `overloaded` with `Retry-After` and closed, its request discarded unhandled
+//! (a few bytes and a short task, at most `MAX_REFUSALS` at a time): clients hear that the
+//! service is full rather than waiting in the kernel's queue until their connect times out.
+//! Past that many refusals under way, an excess connection is closed unanswered.
+//!
+//! An HTTP/1.1 client takes an answer that arrives before its request is written, or a close
+//! while its request is still unread, for a broken connection (not for the 503), so a refusal
+//! waits for the end of the request's head before answering and, after answering, reads
+//! until the client closes, each within a bound; a connection on which nothing is asked
+//! within that bound (pooling clients open some ahead of need) is closed unanswered, as an
+//! idle connection may be.
 //!
 //! The idle timeout is what keeps the bound from being filled by connections that send
 //! nothing: a connection with no bytes read or written for that long is closed (as if the
 //! client had hung up). It must exceed the longest long-poll (a waiting request reads and
 //! writes nothing until it is answered); the configuration checks that.
 //!
-//! Must not: look at what is sent (it is HTTP's business), or close a connection that moves.
+//! Must not: look at what is sent beyond the end of a refused request's head (it is HTTP's
+//! business), or close a connection that moves.
 
 use std::future::Future;
 use std::io;
@@ -59,17 +68,18 @@ pub struct BoundedListener {
     refusals: Arc<Semaphore>,
 }
 
-/// How many excess connections may be answered at once (each takes at most
-/// `REFUSAL_TIMEOUT`, so about this many times four a second are answered; past that an
-/// excess connection is closed unanswered).
-const MAX_REFUSALS: usize = 256;
+/// How many excess connections may be answered at once (a refusal usually takes a round trip
+/// or two, at most twice `REFUSAL_READ_WAIT`, and about 2 KiB; past
+/// this many an excess connection is closed unanswered).
+const MAX_REFUSALS: usize = 1024;
 
-/// How long answering an excess connection may take, all in all.
-const REFUSAL_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a refusal waits for the request's head to arrive (it usually follows the
+/// connection at once, but a client on a saturated machine can take a while), and then for
+/// the client to close: a refusal takes at most twice this.
+const REFUSAL_READ_WAIT: Duration = Duration::from_secs(1);
 
-/// How long a refusal waits for the request to arrive (it usually follows the connection at
-/// once), and then for the client to close.
-const REFUSAL_READ_WAIT: Duration = Duration::from_millis(50);
+/// The most a refusal reads while waiting for the end of the request's head.
+const REFUSAL_MAX_HEAD: usize = 16 * 1024;
 
 impl BoundedListener {
     pub fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
@@ -90,21 +100,21 @@ impl axum::serve::Listener for BoundedListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (stream, addr, slot) = loop {
             let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            match self.slots.clone().try_acquire_owned() {
-                Ok(slot) => break (stream, addr, slot),
-                Err(_) => {
-                    metrics::counter!("requests_shed_total", "bound" => InFlightBound::Connections.name())
-                        .increment(1);
-                    if let Ok(refusal) = self.refusals.clone().try_acquire_owned() {
-                        let max = self.max;
-                        tokio::spawn(async move {
-                            let _ =
-                                tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream, max)).await;
-                            drop(refusal);
-                        });
-                    }
-                }
+            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                break (stream, addr, slot);
             }
+            // Past the bound: answered 503, unless `MAX_REFUSALS` answers are under way (a
+            // flood must not cost unbounded tasks either): then closed unanswered.
+            metrics::counter!("requests_shed_total", "bound" => InFlightBound::Connections.name())
+                .increment(1);
+            let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
+                continue;
+            };
+            let max = self.max;
+            tokio::spawn(async move {
+                refuse(stream, max).await;
+                drop(refusal);
+            });
         };
         metrics::gauge!("http_connections").increment(1.0);
         let connection = BoundedConnection {
@@ -125,12 +135,22 @@ impl axum::serve::Listener for BoundedListener {
 
 /// Answers an excess connection 503 `overloaded` (the one problem mapping's body and
 /// headers, `Retry-After` included) and closes it. Its request is read only to be discarded
-/// (whatever it asked, nothing was done): closing a socket with unread data resets the
-/// connection, and the client could lose the answer; for the same reason the refusal waits
-/// briefly for the client to close first.
+/// (whatever it asked, nothing was done), up to the end of its head before answering, and
+/// whatever follows until the client closes (the module's doc says why).
 async fn refuse(mut stream: TcpStream, max: usize) {
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(REFUSAL_READ_WAIT, stream.read(&mut sink)).await;
+    let mut sink = [0u8; 1024];
+    let mut received = 0;
+    let _ = tokio::time::timeout(
+        REFUSAL_READ_WAIT,
+        read_head(&mut stream, &mut sink, &mut received),
+    )
+    .await;
+    if received == 0 {
+        // Nothing asked (a pooling client may open a connection ahead of need and leave it
+        // idle): closed without an answer, as any idle connection may be, since an answer
+        // nobody asked for breaks the client's next request on it.
+        return;
+    }
     let response = ApiError::Overloaded {
         bound: InFlightBound::Connections,
         max,
@@ -162,6 +182,28 @@ async fn refuse(mut stream: TcpStream, max: usize) {
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
+}
+
+/// Reads until the end of an HTTP request's head (the blank line), the end of the stream or
+/// `REFUSAL_MAX_HEAD` bytes, whichever comes first, keeping nothing but the count in
+/// `received`.
+async fn read_head(stream: &mut TcpStream, sink: &mut [u8], received: &mut usize) {
+    const END: &[u8] = b"\r\n\r\n";
+    // What was read since the last check, after the previous read's last three bytes: the
+    // blank line may straddle two reads.
+    let mut window: Vec<u8> = Vec::new();
+    while *received < REFUSAL_MAX_HEAD {
+        let n = match stream.read(sink).await {
+            Ok(n) if n > 0 => n,
+            _ => return,
+        };
+        *received += n;
+        window.extend_from_slice(&sink[..n]);
+        if window.windows(END.len()).any(|w| w == END) {
+            return;
+        }
+        window.drain(..window.len().saturating_sub(END.len() - 1));
+    }
 }
 
 /// An accepted connection, holding its slot until it is dropped (closed).

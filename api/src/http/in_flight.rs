@@ -47,15 +47,16 @@ pub enum InFlightBound {
 impl InFlightBound {
     /// The bound unless configured otherwise. Commands: far more than the pool serves at once
     /// (16 connections; a command holds one ~2 ms), so only a real excess is shed. Requests:
-    /// room for `LONG_POLL_MAX`'s 1,000 waiting long-polls and as many others, while the
-    /// memory they hold stays within a few tens of MiB (BENCHMARKS.md, "Overload").
+    /// room for `LONG_POLL_MAX`'s 500 waiting long-polls and three times as many others,
+    /// while the memory they hold stays within a few tens of MiB (BENCHMARKS.md, "Overload").
     pub fn default_max(self) -> usize {
         match self {
             Self::Commands => 256,
             Self::Requests => 2_048,
-            // About 55 KiB a connection (measured under overload), and room for
-            // `LONG_POLL_MAX`'s 1,000 waiting long-polls.
-            Self::Connections => 1_024,
+            // About 30 KiB a connection once it has served a request, 40 with a waiting
+            // long-poll (heaptrack): with `LONG_POLL_MAX`'s 500 and `COMMAND_MAX_IN_FLIGHT`'s
+            // 256 in it, the api stays under 64 MiB at twice the load it can serve.
+            Self::Connections => 768,
         }
     }
 

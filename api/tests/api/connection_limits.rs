@@ -1,6 +1,7 @@
 //! The api holds at most `HTTP_MAX_CONNECTIONS` client connections: past that, a new one is
-//! answered at once 503 `overloaded` (problem+json, `Retry-After`) and closed, until a held
-//! one closes. A connection that moves no byte for `HTTP_IDLE_TIMEOUT_SECONDS` is closed, so
+//! answered 503 `overloaded` (problem+json, `Retry-After`) as soon as its request's head has
+//! arrived, and closed, until a held one closes; one on which nothing is asked is closed
+//! unanswered. A connection that moves no byte for `HTTP_IDLE_TIMEOUT_SECONDS` is closed, so
 //! connections that send nothing cannot hold the bound for ever.
 
 use std::time::Duration;
@@ -91,6 +92,66 @@ async fn past_the_bound_a_connection_is_answered_503_overloaded_until_another_cl
 
     drop(first);
     assert_served_soon(addr).await;
+}
+
+#[tokio::test]
+async fn past_the_bound_the_answer_waits_for_the_request_head_and_a_silent_connection_is_closed_unanswered(
+) {
+    let addr = serve(ConnectionLimits {
+        max_connections: 1,
+        idle_timeout: Duration::from_secs(60),
+    })
+    .await;
+    let mut held = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        livez(&mut held, Duration::from_secs(5)).await.as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+
+    // A request whose head arrives in two parts is answered only after the second: an answer
+    // before the request is written is, to an HTTP/1.1 client, a broken connection.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /v1/devices HTTP/1.1\r\nHost: test\r\n")
+        .await
+        .unwrap();
+    let mut early = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), slow.read(&mut early))
+            .await
+            .is_err(),
+        "nothing is answered before the request's head is complete"
+    );
+    slow.write_all(b"Content-Length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut refused = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut refused))
+        .await
+        .expect("answered once the head is complete, then closed")
+        .unwrap();
+    let refused = String::from_utf8_lossy(&refused).to_lowercase();
+    assert!(
+        refused.starts_with("http/1.1 503 service unavailable"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("\"type\":\"/problems/overloaded\""),
+        "{refused}"
+    );
+
+    // A connection that asks nothing (a pooling client's spare) gets no answer it did not ask
+    // for: it is closed.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut unasked = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut unasked))
+        .await
+        .expect("a silent connection past the bound is closed")
+        .unwrap();
+    assert!(
+        unasked.is_empty(),
+        "closed without an answer: {:?}",
+        String::from_utf8_lossy(&unasked)
+    );
 }
 
 #[tokio::test]
