@@ -11,6 +11,7 @@ use bootstrap::{database_settings, nats_url, ConfigError, Env, LogFormat};
 use store::DatabaseSettings;
 
 use crate::http::{ConnectionLimits, HttpLimits, InFlightBound, MAX_WAIT_SECONDS};
+use crate::tls::TlsSettings;
 
 /// HS256 needs a key at least as long as its output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -60,6 +61,8 @@ pub struct ApiConfig {
     /// Client connections held at once, and how long an idle one is kept.
     pub connections: ConnectionLimits,
     pub ocsp: OcspSettings,
+    /// TLS on the api's socket; `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
     pub log_format: LogFormat,
 }
 
@@ -178,6 +181,7 @@ impl ApiConfig {
             ));
         }
         let ocsp = ocsp_settings(&mut env);
+        let tls = tls_settings(&mut env);
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {
@@ -197,8 +201,38 @@ impl ApiConfig {
             request_max_in_flight,
             connections,
             ocsp,
+            tls,
             log_format,
         })
+    }
+}
+
+fn tls_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<TlsSettings> {
+    let client_ca_path = env.optional("TLS_CLIENT_CA_PATH").map(PathBuf::from);
+    let reload_interval = Duration::from_secs(env.number_or("TLS_RELOAD_SECONDS", 60, 1..=86_400));
+    match (env.optional("TLS_CERT_PATH"), env.optional("TLS_KEY_PATH")) {
+        (Some(cert), Some(key)) => Some(TlsSettings {
+            cert_path: cert.into(),
+            key_path: key.into(),
+            client_ca_path,
+            reload_interval,
+        }),
+        (None, None) => {
+            if client_ca_path.is_some() {
+                env.problem(
+                    "TLS_CLIENT_CA_PATH needs TLS: set TLS_CERT_PATH and TLS_KEY_PATH too".into(),
+                );
+            }
+            None
+        }
+        _ => {
+            env.problem(
+                "TLS_CERT_PATH and TLS_KEY_PATH go together: set both (TLS) or neither (plain \
+                 HTTP)"
+                    .into(),
+            );
+            None
+        }
     }
 }
 
@@ -351,6 +385,44 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned()),
         })
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key_together_and_a_client_ca_only_with_them() {
+        assert_eq!(config(&[]).unwrap().tls, None, "plain HTTP by default");
+        let tls = config(&[
+            ("TLS_CERT_PATH", "/etc/api/server.pem"),
+            ("TLS_KEY_PATH", "/etc/api/server.key"),
+            ("TLS_CLIENT_CA_PATH", "/etc/api/fleet-ca.pem"),
+        ])
+        .unwrap()
+        .tls;
+        assert_eq!(
+            tls,
+            Some(TlsSettings {
+                cert_path: "/etc/api/server.pem".into(),
+                key_path: "/etc/api/server.key".into(),
+                client_ca_path: Some("/etc/api/fleet-ca.pem".into()),
+                reload_interval: Duration::from_secs(60),
+            })
+        );
+        let err = config(&[("TLS_CERT_PATH", "/etc/api/server.pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TLS_CERT_PATH and TLS_KEY_PATH go together"),
+            "{err}"
+        );
+        let err = config(&[("TLS_CLIENT_CA_PATH", "/etc/api/fleet-ca.pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TLS_CLIENT_CA_PATH needs TLS"), "{err}");
+        assert!(config(&[
+            ("TLS_CERT_PATH", "/c"),
+            ("TLS_KEY_PATH", "/k"),
+            ("TLS_RELOAD_SECONDS", "0"),
+        ])
+        .is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod openapi_document;
 mod query_params;
 mod request_context;
 mod tenant_rate_limit;
+mod unread_body;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -34,7 +35,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use api_error::ApiError;
-pub use connection_limit::{BoundedListener, ConnectionLimits};
+pub use connection_limit::{BoundedConnection, BoundedListener, ConnectionLimits};
 pub use device_views::MAX_WAIT_SECONDS;
 pub use in_flight::{InFlightBound, InFlightLimit};
 pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};
@@ -138,6 +139,12 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal)
         }))
+        // After every answer, so that an early one (a shed command, a bad token) leaves the
+        // connection usable.
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_limit_bytes,
+            unread_body::drain,
+        ))
         // Outermost, so that every response (errors included) carries the request id.
         .layer(axum::middleware::from_fn(request_context::track))
 }

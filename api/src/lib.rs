@@ -9,6 +9,7 @@
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
 //! - [`startup`]: wiring the adapters into the services and serving until shutdown.
+//! - [`tls`]: optional TLS on the api's socket (rustls), client certificates included.
 
 pub mod auth;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod ocsp;
 mod operator_session;
 pub mod projections_cli;
 pub mod startup;
+pub mod tls;

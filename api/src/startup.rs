@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::{DeviceCommandService, DeviceQueryService, LongPollLimits, RetryPolicy};
+use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
+use axum::serve::IncomingStream;
 use axum::Router;
 use projections::{
     PgReadModelChanges, PostgresCertificateStatusLookup, PostgresDeviceReadModel,
@@ -24,6 +26,7 @@ use crate::http::{
     TenantRateLimit,
 };
 use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
+use crate::tls::{ClientCertificate, ServerTls, TlsListener};
 
 /// The services on Postgres adapters, with the default long-poll and in-flight limits. Starts background
 /// tasks (append notifications, the read-model listener): call it within a Tokio runtime.
@@ -89,6 +92,7 @@ pub struct Application {
     router: Router,
     shutdown_grace: Duration,
     connections: ConnectionLimits,
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Application {
@@ -103,6 +107,7 @@ impl Application {
             router: router(state, limits),
             shutdown_grace,
             connections: ConnectionLimits::default(),
+            tls: None,
         })
     }
 
@@ -110,6 +115,14 @@ impl Application {
     pub fn with_connection_limits(self, connections: ConnectionLimits) -> Self {
         Self {
             connections,
+            ..self
+        }
+    }
+
+    /// Serves TLS instead of plain HTTP (`tls` may be kept to reload it by hand).
+    pub fn with_tls(self, tls: Arc<ServerTls>) -> Self {
+        Self {
+            tls: Some(tls),
             ..self
         }
     }
@@ -124,32 +137,57 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let listener = BoundedListener::new(self.listener, self.connections);
-        // `into_make_service`: each connection gets a clone of the built router (one `Arc`).
+        // `into_make_service…`: each connection gets a clone of the built router (one `Arc`).
         // Served as a bare `Router`, axum rebuilds the router for every connection
         // (`with_state`: every route's service stack cloned, ~30 KiB a connection, measured
         // with heaptrack), which made memory grow with the number of clients.
-        let server = axum::serve(listener, self.router.into_make_service()).with_graceful_shutdown(
-            async move {
-                shutdown.await;
-                let _ = signalled_tx.send(());
-            },
-        );
-        let grace = self.shutdown_grace;
-        let drain_deadline = async move {
-            if signalled_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<ClientCertificate>();
+        match self.tls {
+            None => serve_draining(listener, app, shutdown, self.shutdown_grace).await,
+            Some(tls) => {
+                let listener = TlsListener::new(listener.closing_refusals(), tls.acceptor());
+                tokio::select! {
+                    result = serve_draining(listener, app, shutdown, self.shutdown_grace) => result,
+                    () = tls.reload_periodically() => Ok(()),
+                }
             }
-        };
-        tokio::select! {
-            result = server => result,
-            () = drain_deadline => {
-                tracing::warn!(?grace, "shutdown grace period over; abandoning in-flight requests");
-                Ok(())
-            }
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then gives in-flight requests up to
+/// `grace` to finish.
+async fn serve_draining<L>(
+    listener: L,
+    app: IntoMakeServiceWithConnectInfo<Router, ClientCertificate>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    ClientCertificate: for<'a> Connected<IncomingStream<'a, L>>,
+{
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    });
+    let drain_deadline = async move {
+        if signalled_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = drain_deadline => {
+            tracing::warn!(?grace, "shutdown grace period over; abandoning in-flight requests");
+            Ok(())
         }
     }
 }
@@ -209,10 +247,16 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,
     ));
-    let app = Application::bind(config.addr, state, config.limits, config.shutdown_grace)
+    // Read before binding: a TLS configuration that cannot serve stops the start.
+    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
+    let mut app = Application::bind(config.addr, state, config.limits, config.shutdown_grace)
         .await?
         .with_connection_limits(config.connections);
-    tracing::info!(addr = %app.local_addr()?, "api listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(tls) = tls {
+        app = app.with_tls(Arc::new(tls));
+    }
+    tracing::info!(addr = %app.local_addr()?, scheme, "api listening");
     let served = app
         .serve_until(async move {
             bootstrap::shutdown_signal().await;

@@ -66,6 +66,8 @@ pub struct BoundedListener {
     /// Connections being answered 503 right now: past this many, an excess connection is
     /// closed without an answer (a flood must not cost unbounded tasks either).
     refusals: Arc<Semaphore>,
+    /// Whether an excess connection is answered 503 (plain HTTP) or closed (TLS).
+    answer_refusals: bool,
 }
 
 /// How many excess connections may be answered at once (a refusal usually takes a round trip
@@ -89,6 +91,16 @@ impl BoundedListener {
             max: limits.max_connections.max(1),
             idle_timeout: limits.idle_timeout,
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            answer_refusals: true,
+        }
+    }
+
+    /// Connections past the bound are closed unanswered: for TLS, where a plain-text 503
+    /// means nothing to the client and an answer would first cost a handshake.
+    pub fn closing_refusals(self) -> Self {
+        Self {
+            answer_refusals: false,
+            ..self
         }
     }
 }
@@ -107,6 +119,9 @@ impl axum::serve::Listener for BoundedListener {
             // flood must not cost unbounded tasks either): then closed unanswered.
             metrics::counter!("requests_shed_total", "bound" => InFlightBound::Connections.name())
                 .increment(1);
+            if !self.answer_refusals {
+                continue;
+            }
             let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
                 continue;
             };

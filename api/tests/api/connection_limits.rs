@@ -155,6 +155,48 @@ async fn past_the_bound_the_answer_waits_for_the_request_head_and_a_silent_conne
 }
 
 #[tokio::test]
+async fn an_answer_given_before_the_body_is_read_leaves_the_connection_usable() {
+    let addr = serve(ConnectionLimits::default()).await;
+    let mut connection = TcpStream::connect(addr).await.unwrap();
+    // A bad token is refused before the body is looked at; the body comes a little later,
+    // as it may from a client on a busy machine.
+    let body = format!(
+        r#"{{"serial_number":"X","model":"m","csr":"{}"}}"#,
+        "a".repeat(2000)
+    );
+    connection
+        .write_all(
+            format!(
+                "POST /v1/devices HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer bad\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    connection.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), connection.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    // The same connection serves the next request (it used to be closed after the answer).
+    assert_eq!(
+        livez(&mut connection, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
+}
+
+#[tokio::test]
 async fn an_idle_connection_is_closed_and_gives_its_place_up() {
     let addr = serve(ConnectionLimits {
         max_connections: 1,

@@ -24,4 +24,5 @@ mod renew_certificate;
 mod request_deadline;
 mod revoke_certificate;
 mod schema_version;
+mod tls;
 mod traces;
