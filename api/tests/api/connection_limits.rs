@@ -7,28 +7,13 @@
 use std::time::Duration;
 
 use api::http::ConnectionLimits;
-use api::startup::{postgres_state, Application};
-use app::RetryPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{limits, JWT_SECRET};
+use crate::helpers::serve_application;
 
 async fn serve(connections: ConnectionLimits) -> std::net::SocketAddr {
-    let (_, pool) = testkit::migrated_database().await;
-    let state = postgres_state(pool, JWT_SECRET.as_bytes(), RetryPolicy::default());
-    let app = Application::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        limits(),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap()
-    .with_connection_limits(connections);
-    let addr = app.local_addr().unwrap();
-    tokio::spawn(app.serve_until(std::future::pending()));
-    addr
+    serve_application(|app| app.with_connection_limits(connections)).await
 }
 
 /// Sends `GET /livez` on `stream` and waits (up to `within`) for the status line.

@@ -56,6 +56,27 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
     spawn_with_state(url, pool, state, limits()).await
 }
 
+/// The app on a fresh database, bound and changed by `adjust` (other connection limits, TLS)
+/// before it serves: its address. For tests that talk to the socket themselves.
+pub async fn serve_application(
+    adjust: impl FnOnce(Application) -> Application,
+) -> std::net::SocketAddr {
+    let (_, pool) = migrated_database().await;
+    let state = postgres_state(pool, JWT_SECRET.as_bytes(), RetryPolicy::default());
+    let app = Application::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        state,
+        limits(),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("bind");
+    let app = adjust(app);
+    let addr = app.local_addr().unwrap();
+    tokio::spawn(app.serve_until(std::future::pending()));
+    addr
+}
+
 /// The app with another command retry policy, as `COMMAND_MAX_ATTEMPTS` sets it.
 pub async fn spawn_app_with_retry(retry: RetryPolicy) -> TestApp {
     let (url, pool) = migrated_database().await;

@@ -5,14 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 use std::time::Duration;
 
-use api::startup::{postgres_state, Application};
 use api::tls::{ServerTls, TlsLoadError, TlsSettings};
-use app::RetryPolicy;
 use testkit::{IssuedFiles, TestCa};
 
-use crate::helpers::{limits, JWT_SECRET};
+use crate::helpers::serve_application;
 
 /// A directory of the test's own for certificate files.
 fn scratch_dir() -> PathBuf {
@@ -29,22 +28,10 @@ fn settings(server: &IssuedFiles, client_ca: Option<&Path>) -> TlsSettings {
 }
 
 /// Serves the api over TLS; returns its port and the TLS configuration (to reload it).
-async fn serve_tls(settings: &TlsSettings) -> (u16, std::sync::Arc<ServerTls>) {
-    let (_, pool) = testkit::migrated_database().await;
-    let state = postgres_state(pool, JWT_SECRET.as_bytes(), RetryPolicy::default());
-    let tls = std::sync::Arc::new(ServerTls::load(settings).unwrap());
-    let app = Application::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        limits(),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap()
-    .with_tls(tls.clone());
-    let port = app.local_addr().unwrap().port();
-    tokio::spawn(app.serve_until(std::future::pending()));
-    (port, tls)
+async fn serve_tls(settings: &TlsSettings) -> (u16, Arc<ServerTls>) {
+    let tls = Arc::new(ServerTls::load(settings).unwrap());
+    let addr = serve_application(|app| app.with_tls(tls.clone())).await;
+    (addr.port(), tls)
 }
 
 /// `curl` with `args`, off the runtime (the server under test runs on it).
