@@ -3,7 +3,8 @@
 //! - [`http`]: routes, extractors and the one place where errors become problem+json.
 //!   Handlers parse input into domain types, call one `app::DeviceCommandService` method and
 //!   map its outcome to a response; they hold no business rules.
-//! - [`auth`]: JWT bearer tokens (HS256) and the scopes they grant.
+//! - [`auth`]: JWT bearer tokens (HS256), who they speak for (a tenant or a platform operator,
+//!   never both) and the scopes they grant.
 //! - [`config`]: the `api serve` configuration, from the environment.
 //! - [`ocsp`]: the OCSP responder (RFC 6960), signing with a delegated key, never the CA's.
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.

@@ -29,8 +29,16 @@ enum Command {
     Migrate,
     /// Print a JWT signed with AUTH_JWT_SECRET, e.g. for curl.
     Token {
+        /// The tenant the token acts for.
+        #[arg(
+            long,
+            required_unless_present = "operator",
+            conflicts_with = "operator"
+        )]
+        tenant: Option<String>,
+        /// A platform operator's token instead (no tenant; needed for the `admin` routes).
         #[arg(long)]
-        tenant: String,
+        operator: bool,
         /// Space-separated scopes: devices:write devices:read events:read admin.
         #[arg(long, default_value = "devices:write devices:read")]
         scope: String,
@@ -62,10 +70,11 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate().await,
         Command::Token {
             tenant,
+            operator: _,
             scope,
             subject,
             ttl,
-        } => token(&tenant, &scope, &subject, ttl),
+        } => token(tenant.as_deref(), &scope, &subject, ttl),
         Command::Projections { command } => {
             api::projections_cli::run(command).await.map_err(Into::into)
         }
@@ -108,20 +117,25 @@ async fn migrate() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A tenant's token, or with no tenant a platform operator's.
 fn token(
-    tenant: &str,
+    tenant: Option<&str>,
     scope: &str,
     subject: &str,
     ttl: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    domain::TenantId::parse(tenant).map_err(|e| format!("--tenant: {e}"))?;
+    if let Some(tenant) = tenant {
+        domain::TenantId::parse(tenant).map_err(|e| format!("--tenant: {e}"))?;
+    }
     let mut env = Env::from_process();
     let secret = env.secret("AUTH_JWT_SECRET", MIN_JWT_SECRET_BYTES);
     env.finish()?;
     let keys = JwtKeys::from_secret(secret.unwrap_or_default().as_bytes());
-    println!(
-        "{}",
-        keys.issue(subject, tenant, scope, Duration::from_secs(ttl))
-    );
+    let ttl = Duration::from_secs(ttl);
+    let token = match tenant {
+        Some(tenant) => keys.issue(subject, tenant, scope, ttl),
+        None => keys.issue_operator(subject, scope, ttl),
+    };
+    println!("{token}");
     Ok(())
 }

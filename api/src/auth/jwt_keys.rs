@@ -7,12 +7,20 @@ use domain::TenantId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::Principal;
+use super::{Identity, Operator, Principal};
+
+/// The `role` claim of a platform operator's token (which names no tenant).
+pub const OPERATOR_ROLE: &str = "platform-operator";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
-    pub tenant: String,
+    /// A tenant's token names its tenant; an operator's names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// [`OPERATOR_ROLE`] on a platform operator's token; absent on a tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// Space-separated scopes.
     pub scope: String,
     /// Expiry, seconds since the Unix epoch.
@@ -38,6 +46,11 @@ pub enum AuthError {
     Invalid,
     #[error("the token's tenant claim is not a valid tenant id")]
     BadTenant,
+    #[error(
+        "the token must name a tenant or carry the platform-operator role (and no tenant), not \
+         both and not neither"
+    )]
+    NoIdentity,
 }
 
 /// Tolerated clock skew between the token's issuer and us, for `exp` and `nbf`.
@@ -64,17 +77,26 @@ impl JwtKeys {
         }
     }
 
+    /// A tenant's token.
     pub fn issue(&self, subject: &str, tenant: &str, scope: &str, ttl: Duration) -> String {
-        let exp = SystemTime::now()
-            .checked_add(ttl)
-            .unwrap_or(SystemTime::now())
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         self.issue_claims(&Claims {
             sub: subject.to_owned(),
-            tenant: tenant.to_owned(),
+            tenant: Some(tenant.to_owned()),
+            role: None,
             scope: scope.to_owned(),
-            exp,
+            exp: expiry(ttl),
+            nbf: None,
+        })
+    }
+
+    /// A platform operator's token (no tenant; the `platform-operator` role).
+    pub fn issue_operator(&self, subject: &str, scope: &str, ttl: Duration) -> String {
+        self.issue_claims(&Claims {
+            sub: subject.to_owned(),
+            tenant: None,
+            role: Some(OPERATOR_ROLE.to_owned()),
+            scope: scope.to_owned(),
+            exp: expiry(ttl),
             nbf: None,
         })
     }
@@ -84,19 +106,32 @@ impl JwtKeys {
             .expect("HS256 signing with an in-memory key cannot fail")
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid,
             })?;
-        let tenant = TenantId::parse(&data.claims.tenant).map_err(|_| AuthError::BadTenant)?;
-        Ok(Principal::new(data.claims.sub, tenant, &data.claims.scope))
+        let claims = data.claims;
+        match (claims.tenant, claims.role.as_deref()) {
+            (Some(tenant), None) => {
+                let tenant = TenantId::parse(&tenant).map_err(|_| AuthError::BadTenant)?;
+                Ok(Identity::Tenant(Principal::new(
+                    claims.sub,
+                    tenant,
+                    &claims.scope,
+                )))
+            }
+            (None, Some(OPERATOR_ROLE)) => {
+                Ok(Identity::Operator(Operator::new(claims.sub, &claims.scope)))
+            }
+            _ => Err(AuthError::NoIdentity),
+        }
     }
 
     /// Verifies an `Authorization` header value.
-    pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Identity, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let (scheme, token) = header.split_once(' ').ok_or(AuthError::NotBearer)?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -104,6 +139,15 @@ impl JwtKeys {
         }
         self.verify(token.trim())
     }
+}
+
+/// Seconds since the Unix epoch, `ttl` from now.
+fn expiry(ttl: Duration) -> u64 {
+    SystemTime::now()
+        .checked_add(ttl)
+        .unwrap_or(SystemTime::now())
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -122,9 +166,12 @@ mod tests {
             "devices:write devices:read",
             Duration::from_secs(60),
         );
-        let principal = keys
+        let Identity::Tenant(principal) = keys
             .verify_header(Some(&format!("Bearer {token}")))
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("a tenant's token")
+        };
         assert_eq!(principal.subject, "installer-7");
         assert_eq!(principal.tenant.as_str(), "acme");
         assert!(principal.has(Scope::DevicesWrite) && principal.has(Scope::DevicesRead));
@@ -139,7 +186,8 @@ mod tests {
         assert!(matches!(keys.verify(&forged), Err(AuthError::Invalid)));
         let expired = keys.issue_claims(&Claims {
             sub: "x".into(),
-            tenant: "acme".into(),
+            tenant: Some("acme".into()),
+            role: None,
             scope: "admin".into(),
             exp: 1_000,
             nbf: None,
@@ -167,7 +215,8 @@ mod tests {
         let with_nbf = |nbf| {
             keys.issue_claims(&Claims {
                 sub: "x".into(),
-                tenant: "acme".into(),
+                tenant: Some("acme".into()),
+                role: None,
                 scope: "devices:read".into(),
                 exp: now + 3600,
                 nbf: Some(nbf),
@@ -179,5 +228,47 @@ mod tests {
         ));
         assert!(keys.verify(&with_nbf(now + LEEWAY_SECONDS / 2)).is_ok());
         assert!(keys.verify(&with_nbf(now - 60)).is_ok());
+    }
+
+    #[test]
+    fn an_operator_token_names_no_tenant_and_a_token_is_one_or_the_other() {
+        let keys = JwtKeys::from_secret(SECRET);
+        let operator = keys.issue_operator("alice", "admin", Duration::from_secs(60));
+        let Ok(Identity::Operator(alice)) = keys.verify(&operator) else {
+            panic!("an operator's token")
+        };
+        assert_eq!(alice.subject, "alice");
+        assert!(alice.has(Scope::Admin));
+        let exp = expiry(Duration::from_secs(60));
+        let both = keys.issue_claims(&Claims {
+            sub: "mallory".into(),
+            tenant: Some("acme".into()),
+            role: Some(OPERATOR_ROLE.into()),
+            scope: "admin".into(),
+            exp,
+            nbf: None,
+        });
+        assert!(matches!(keys.verify(&both), Err(AuthError::NoIdentity)));
+        let neither = keys.issue_claims(&Claims {
+            sub: "nobody".into(),
+            tenant: None,
+            role: None,
+            scope: "admin".into(),
+            exp,
+            nbf: None,
+        });
+        assert!(matches!(keys.verify(&neither), Err(AuthError::NoIdentity)));
+        let other_role = keys.issue_claims(&Claims {
+            sub: "x".into(),
+            tenant: None,
+            role: Some("operator".into()),
+            scope: "admin".into(),
+            exp,
+            nbf: None,
+        });
+        assert!(matches!(
+            keys.verify(&other_role),
+            Err(AuthError::NoIdentity)
+        ));
     }
 }

@@ -1,4 +1,7 @@
-//! The authenticated caller.
+//! The authenticated caller: a tenant's client ([`Principal`]) or a platform operator
+//! ([`Operator`]), never both. Tenants' tokens name their tenant; operators' tokens carry the
+//! `platform-operator` role and no tenant, so a tenant's token cannot reach what only
+//! operators may do (the `admin` routes: other tenants' dead letters, rebuilds for everyone).
 
 use domain::TenantId;
 
@@ -32,8 +35,21 @@ impl Scope {
         .into_iter()
         .find(|s| s.as_str() == raw)
     }
+
+    /// The known scopes of a `scope` claim.
+    fn all_in(claim: &str) -> Vec<Self> {
+        claim.split_whitespace().filter_map(Self::parse).collect()
+    }
 }
 
+/// Who a verified token speaks for.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    Tenant(Principal),
+    Operator(Operator),
+}
+
+/// A tenant's client.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The token's `sub`: recorded as the actor of the commands it sends.
@@ -47,10 +63,28 @@ impl Principal {
         Self {
             subject,
             tenant,
-            scopes: scope_claim
-                .split_whitespace()
-                .filter_map(Scope::parse)
-                .collect(),
+            scopes: Scope::all_in(scope_claim),
+        }
+    }
+
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// A platform operator: acts on the service, for no tenant.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// The token's `sub`: recorded as the actor of the operator actions it takes.
+    pub subject: String,
+    scopes: Vec<Scope>,
+}
+
+impl Operator {
+    pub fn new(subject: String, scope_claim: &str) -> Self {
+        Self {
+            subject,
+            scopes: Scope::all_in(scope_claim),
         }
     }
 

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::authorized::{Admin, Authorized};
+use super::authorized::AuthorizedOperator;
 use super::query_params::{invalid, QueryParams};
 use super::{ApiError, AppState};
 
@@ -45,7 +45,7 @@ struct DeadLettersBody {
     ))]
 async fn list_dead_letters(
     State(state): State<AppState>,
-    _auth: Authorized<Admin>,
+    _auth: AuthorizedOperator,
     params: QueryParams,
 ) -> Result<Json<DeadLettersBody>, ApiError> {
     params.allow_only(&["consumer", "tenant", "error", "state", "limit"])?;
@@ -84,13 +84,10 @@ async fn list_dead_letters(
     ))]
 async fn retry_dead_letter(
     State(state): State<AppState>,
-    auth: Authorized<Admin>,
+    auth: AuthorizedOperator,
     DeadLetterIdPath(id): DeadLetterIdPath,
 ) -> Result<(StatusCode, Json<DeadLetterView>), ApiError> {
-    let letter = state
-        .dead_letters
-        .retry(id, &auth.principal.subject)
-        .await?;
+    let letter = state.dead_letters.retry(id, &auth.operator.subject).await?;
     Ok((StatusCode::ACCEPTED, Json(letter)))
 }
 
@@ -106,12 +103,12 @@ async fn retry_dead_letter(
     ))]
 async fn discard_dead_letter(
     State(state): State<AppState>,
-    auth: Authorized<Admin>,
+    auth: AuthorizedOperator,
     DeadLetterIdPath(id): DeadLetterIdPath,
 ) -> Result<Json<DeadLetterView>, ApiError> {
     let letter = state
         .dead_letters
-        .discard(id, &auth.principal.subject)
+        .discard(id, &auth.operator.subject)
         .await?;
     Ok(Json(letter))
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::authorized::{Admin, Authorized};
+use super::authorized::AuthorizedOperator;
 use super::{ApiError, AppState};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,7 +33,7 @@ struct ProjectionsBody {
     responses((status = 200, description = "The read models", body = ProjectionsBody)))]
 async fn projections(
     State(state): State<AppState>,
-    _auth: Authorized<Admin>,
+    _auth: AuthorizedOperator,
 ) -> Result<Json<ProjectionsBody>, ApiError> {
     let projections = state.projections.status().await?;
     Ok(Json(ProjectionsBody { projections }))
@@ -51,12 +51,12 @@ async fn projections(
     ))]
 async fn start_rebuild(
     State(state): State<AppState>,
-    auth: Authorized<Admin>,
+    auth: AuthorizedOperator,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<RebuildStatus>), ApiError> {
     let status = state
         .projections
-        .start_rebuild(&name, &auth.principal.subject)
+        .start_rebuild(&name, &auth.operator.subject)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
 }
@@ -72,12 +72,12 @@ async fn start_rebuild(
     ))]
 async fn cancel_rebuild(
     State(state): State<AppState>,
-    auth: Authorized<Admin>,
+    auth: AuthorizedOperator,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<RebuildStatus>), ApiError> {
     let status = state
         .projections
-        .cancel_rebuild(&name, &auth.principal.subject)
+        .cancel_rebuild(&name, &auth.operator.subject)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(status)))
 }

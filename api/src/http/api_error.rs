@@ -28,6 +28,12 @@ pub enum ApiError {
     Unauthenticated(#[from] AuthError),
     #[error("the token lacks the '{}' scope", .0.as_str())]
     MissingScope(Scope),
+    /// A tenant's token on a route for platform operators.
+    #[error("this route is for platform operators: a tenant's token cannot use it")]
+    OperatorsOnly,
+    /// A platform operator's token on a tenant's route (it names no tenant to act for).
+    #[error("this route acts for a tenant: a platform operator's token names none")]
+    TenantsOnly,
     #[error("no such resource")]
     NotFound,
     #[error(transparent)]
@@ -118,6 +124,8 @@ impl ApiError {
                 "Authentication required",
             ),
             Self::MissingScope(_) => (S::FORBIDDEN, "forbidden", "Insufficient scope"),
+            Self::OperatorsOnly => (S::FORBIDDEN, "operators-only", "Platform operators only"),
+            Self::TenantsOnly => (S::FORBIDDEN, "tenants-only", "Tenants only"),
             Self::NotFound | Self::UnknownProjection(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,

@@ -47,9 +47,11 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some(
-            "HS256 JWT with `sub`, `tenant`, `scope` (space-separated: devices:write, \
+            "HS256 JWT with `sub`, `scope` (space-separated: devices:write, \
              devices:read, events:read, admin), `exp` and optionally `nbf` (both checked \
-             with 30 s leeway). `api token` makes one."
+             with 30 s leeway), and either `tenant` (a tenant's token) or `role` = \
+             `platform-operator` and no tenant (an operator's token: the only kind the \
+             `/admin` routes take, 403 `operators-only` otherwise). `api token` makes one."
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));

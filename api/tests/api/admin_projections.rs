@@ -21,7 +21,7 @@ async fn status(app: &TestApp, admin: &str) -> Value {
 }
 
 #[tokio::test]
-async fn admin_routes_need_the_admin_scope() {
+async fn admin_routes_are_for_platform_operators_only() {
     let app = spawn_app().await;
     let response = app
         .client
@@ -30,7 +30,7 @@ async fn admin_routes_need_the_admin_scope() {
         .send()
         .await
         .unwrap();
-    assert_problem(response, 403, "forbidden").await;
+    assert_problem(response, 403, "operators-only").await;
     let response = app
         .post(
             "/admin/projections/device_view/rebuild",
@@ -39,14 +39,14 @@ async fn admin_routes_need_the_admin_scope() {
             &json!({}),
         )
         .await;
-    assert_problem(response, 403, "forbidden").await;
+    assert_problem(response, 403, "operators-only").await;
 }
 
 #[tokio::test]
 async fn a_rebuild_fills_the_read_model_from_history_and_status_follows_it() {
     // No worker here: the live projector never ran, so only the rebuild can fill device_view.
     let app = spawn_app().await;
-    let admin = app.token("ops", "admin");
+    let admin = app.operator_token("admin");
     let reader = app.token(TENANT, "devices:read");
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -68,7 +68,7 @@ async fn a_rebuild_fills_the_read_model_from_history_and_status_follows_it() {
         .await;
     assert_eq!(started.status(), 202);
     let started: Value = started.json().await.unwrap();
-    assert_eq!(started["requested_by"], "test-client");
+    assert_eq!(started["requested_by"], "test-operator");
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let finished = loop {
@@ -103,7 +103,7 @@ async fn a_rebuild_fills_the_read_model_from_history_and_status_follows_it() {
 #[tokio::test]
 async fn what_cannot_be_done_is_a_clear_problem() {
     let app = spawn_app().await;
-    let admin = app.token("ops", "admin");
+    let admin = app.operator_token("admin");
     let unknown = app
         .post(
             "/admin/projections/no_such_view/rebuild",
@@ -156,7 +156,7 @@ async fn a_rebuild_whose_api_stopped_shows_as_interrupted_and_resumes() {
         .await;
         let keys = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes());
         let writer = keys.issue("client", TENANT, "devices:write", Duration::from_secs(600));
-        let admin = keys.issue("ops-1", "ops", "admin", Duration::from_secs(600));
+        let admin = keys.issue_operator("ops-1", "admin", Duration::from_secs(600));
         let client = reqwest::Client::new();
         for _ in 0..30 {
             let response = client

@@ -14,7 +14,8 @@ async fn requests_without_a_valid_bearer_token_are_401() {
     );
     let expired = JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue_claims(&Claims {
         sub: "x".into(),
-        tenant: TENANT.into(),
+        tenant: Some(TENANT.into()),
+        role: None,
         scope: "devices:write".into(),
         exp: 1_700_000_000,
         nbf: None,
@@ -73,6 +74,59 @@ async fn a_token_without_the_write_scope_is_403() {
         .as_str()
         .unwrap()
         .contains("devices:write"));
+}
+
+#[tokio::test]
+async fn only_a_platform_operator_reaches_the_admin_routes_and_acts_for_no_tenant() {
+    let app = spawn_app().await;
+    let get = |path: &'static str, token: String| {
+        let request = app.client.get(app.url(path)).bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    // A tenant's token, even one granted `admin`, is refused every admin route.
+    let tenant_admin = app.token(TENANT, "admin devices:read");
+    for path in ["/admin/dead-letters", "/admin/projections"] {
+        let problem =
+            assert_problem(get(path, tenant_admin.clone()).await, 403, "operators-only").await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("platform operators"),
+            "{problem}"
+        );
+    }
+    // An operator's token reaches them, and needs `admin` to.
+    assert_eq!(
+        get("/admin/projections", app.operator_token("admin"))
+            .await
+            .status(),
+        200
+    );
+    assert_problem(
+        get("/admin/projections", app.operator_token("devices:read")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // It names no tenant, so it reads no tenant's devices.
+    assert_problem(
+        get("/v1/devices", app.operator_token("admin devices:read")).await,
+        403,
+        "tenants-only",
+    )
+    .await;
+    // A token claiming both is neither.
+    let both = signed(&serde_json::json!({
+        "sub": "mallory", "tenant": TENANT, "role": "platform-operator", "scope": "admin",
+        "exp": 4_000_000_000u64,
+    }));
+    assert_problem(
+        get("/admin/projections", both).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -155,6 +155,12 @@ impl TestApp {
             .issue("test-client", tenant, scope, Duration::from_secs(600))
     }
 
+    /// A platform operator's token (the `admin` routes take no other).
+    pub fn operator_token(&self, scope: &str) -> String {
+        self.keys
+            .issue_operator("test-operator", scope, Duration::from_secs(600))
+    }
+
     pub fn writer(&self) -> String {
         self.token(TENANT, "devices:write devices:read")
     }

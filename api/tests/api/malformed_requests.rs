@@ -172,7 +172,7 @@ async fn a_declared_oversize_body_is_refused_without_waiting_for_it() {
 #[tokio::test]
 async fn nul_characters_in_query_parameters_are_a_400_not_a_failed_query() {
     let app = spawn_app().await;
-    let admin = app.token("ops", "admin");
+    let admin = app.operator_token("admin");
     let reader = app.token(TENANT, "devices:read");
     for (path, token) in [
         ("/admin/dead-letters?consumer=a%00b", &admin),

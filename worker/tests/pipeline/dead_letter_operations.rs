@@ -60,7 +60,7 @@ async fn admin_post(stack: &Stack, path: &str, admin: &str) -> reqwest::Response
 async fn a_dead_letter_retried_after_the_fault_is_gone_provisions_the_device_once() {
     let mut stack = Stack::start().await;
     stack.spawn_worker();
-    let admin = stack.token("ops", "admin");
+    let admin = stack.operator_token("admin");
     sqlx::raw_sql(INJECT_FAULT)
         .execute(&stack.pool)
         .await
@@ -143,7 +143,7 @@ async fn a_dead_letter_retried_after_the_fault_is_gone_provisions_the_device_onc
     loop {
         let state = dead_letters(&stack, &admin, "?state=retried").await;
         if state.iter().any(|l| l["id"] == to_retry.as_str()) {
-            assert_eq!(state[0]["resolved_by"], "test-client");
+            assert_eq!(state[0]["resolved_by"], "test-operator");
             break;
         }
         assert!(Instant::now() < deadline, "the retry never finished");
@@ -166,8 +166,8 @@ async fn a_dead_letter_retried_after_the_fault_is_gone_provisions_the_device_onc
     assert_eq!(
         audit,
         [
-            ("test-client".to_owned(), "discard_dead_letter".to_owned()),
-            ("test-client".to_owned(), "retry_dead_letter".to_owned()),
+            ("test-operator".to_owned(), "discard_dead_letter".to_owned()),
+            ("test-operator".to_owned(), "retry_dead_letter".to_owned()),
         ]
     );
     stack.assert_read_model_matches_events().await;

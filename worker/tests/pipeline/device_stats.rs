@@ -116,7 +116,7 @@ async fn device_counts_follow_events_and_a_fresh_start_fills_them_from_history()
     let rebuild = stack
         .client
         .post(stack.url("/admin/projections/device_stats/rebuild"))
-        .bearer_auth(stack.token("ops", "admin"))
+        .bearer_auth(stack.operator_token("admin"))
         .send()
         .await
         .unwrap();

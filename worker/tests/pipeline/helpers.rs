@@ -236,6 +236,12 @@ impl Stack {
             .issue("test-client", tenant, scope, Duration::from_secs(600))
     }
 
+    /// A platform operator's token (the `admin` routes take no other).
+    pub fn operator_token(&self, scope: &str) -> String {
+        self.keys
+            .issue_operator("test-operator", scope, Duration::from_secs(600))
+    }
+
     pub fn reader(&self) -> String {
         self.token(TENANT, "devices:read events:read")
     }
