@@ -12,21 +12,32 @@ use crate::helpers::{csr_for, registration, unique_serial, Stack, TENANT};
 use crate::provisioning::{assert_certifies, PATIENCE};
 
 /// The device's event at `sequence` as the analysts' feed shows it: the envelope the relay
-/// publishes.
+/// publishes. Waits for it: the feed is gap-safe, so a committed event shows only once no
+/// older transaction is still open anywhere on the server (other tests' included).
 async fn envelope_of(stack: &Stack, device: Uuid, sequence: u64) -> Value {
-    let feed: Value = stack
-        .get("/v1/events?limit=1000", &stack.reader())
-        .await
-        .json()
-        .await
-        .unwrap();
-    feed["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["subject"] == device.to_string() && e["sequence"] == sequence)
-        .cloned()
-        .unwrap_or_else(|| panic!("event {sequence} of {device} is not in the feed"))
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let feed: Value = stack
+            .get("/v1/events?limit=1000", &stack.reader())
+            .await
+            .json()
+            .await
+            .unwrap();
+        let found = feed["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["subject"] == device.to_string() && e["sequence"] == sequence)
+            .cloned();
+        if let Some(envelope) = found {
+            return envelope;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "event {sequence} of {device} is not in the feed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Publishes `envelope` on its event subject with the relay's headers, as a client other than
