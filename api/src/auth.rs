@@ -3,5 +3,5 @@
 mod jwt_keys;
 mod principal;
 
-pub use jwt_keys::{AuthError, Claims, JwtKeys, OPERATOR_ROLE};
+pub use jwt_keys::{AuthError, Claims, JwksError, JwtKeys, OPERATOR_ROLE};
 pub use principal::{Identity, Operator, Principal, Scope};

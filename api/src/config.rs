@@ -21,6 +21,10 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -38,7 +42,8 @@ pub struct ApiConfig {
     pub database: DatabaseSettings,
     /// Probed by `/readyz` only: the api never publishes (the relay runs in the worker).
     pub nats_url: String,
-    pub jwt_secret: Secret,
+    /// How bearer tokens are verified.
+    pub tokens: TokenSettings,
     pub limits: HttpLimits,
     pub retry: RetryPolicy,
     /// Idempotency records are kept at least this long (≥ 24 h).
@@ -80,6 +85,19 @@ pub struct OcspSettings {
     pub status_cache: Duration,
 }
 
+/// `AUTH_JWT_SECRET`, `AUTH_JWKS_PATH`, `AUTH_JWT_ISSUER`, `AUTH_JWT_AUDIENCE`.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// HS256 (local use); required unless a JWKS is given.
+    pub jwt_secret: Option<Secret>,
+    /// An identity provider's public keys (ES256, RS256), as a JWKS file.
+    pub jwks_path: Option<PathBuf>,
+    /// The `iss` tokens must carry, when set.
+    pub issuer: Option<String>,
+    /// The audience tokens must name in `aud`, when set.
+    pub audience: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcspSignerFiles {
     pub cert_path: PathBuf,
@@ -96,9 +114,7 @@ impl ApiConfig {
         let addr = env.parse_or("API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)));
         let database = database_settings(&mut env, "provisioning-api");
         let nats_url = nats_url(&mut env);
-        let jwt_secret = env
-            .secret("AUTH_JWT_SECRET", MIN_JWT_SECRET_BYTES)
-            .unwrap_or_default();
+        let tokens = token_settings(&mut env);
         let limits = HttpLimits {
             body_limit_bytes: env.number_or(
                 "REQUEST_BODY_LIMIT_BYTES",
@@ -188,7 +204,7 @@ impl ApiConfig {
             addr,
             database,
             nats_url,
-            jwt_secret: Secret(jwt_secret),
+            tokens,
             limits,
             retry,
             idempotency_retention,
@@ -204,6 +220,23 @@ impl ApiConfig {
             tls,
             log_format,
         })
+    }
+}
+
+fn token_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> TokenSettings {
+    let jwks_path = env.optional("AUTH_JWKS_PATH").map(PathBuf::from);
+    // Without a JWKS the shared secret is the only way to verify tokens: required then.
+    let jwt_secret = if jwks_path.is_none() || env.optional("AUTH_JWT_SECRET").is_some() {
+        env.secret("AUTH_JWT_SECRET", MIN_JWT_SECRET_BYTES)
+            .map(Secret)
+    } else {
+        None
+    };
+    TokenSettings {
+        jwt_secret,
+        jwks_path,
+        issuer: env.optional("AUTH_JWT_ISSUER"),
+        audience: env.optional("AUTH_JWT_AUDIENCE"),
     }
 }
 
@@ -385,6 +418,37 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned()),
         })
+    }
+
+    #[test]
+    fn a_jwks_makes_the_shared_secret_optional_and_issuer_and_audience_are_read() {
+        let with_jwks = |vars: &'static [(&'static str, &'static str)]| {
+            ApiConfig::from_lookup(move |name| match name {
+                "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/x".into()),
+                _ => vars
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned()),
+            })
+        };
+        let tokens = with_jwks(&[
+            ("AUTH_JWKS_PATH", "/etc/api/idp.jwks.json"),
+            ("AUTH_JWT_ISSUER", "https://idp.example/"),
+            ("AUTH_JWT_AUDIENCE", "device-provisioning"),
+        ])
+        .unwrap()
+        .tokens;
+        assert!(tokens.jwt_secret.is_none());
+        assert_eq!(tokens.jwks_path, Some("/etc/api/idp.jwks.json".into()));
+        assert_eq!(tokens.issuer.as_deref(), Some("https://idp.example/"));
+        assert_eq!(tokens.audience.as_deref(), Some("device-provisioning"));
+        let err = with_jwks(&[]).unwrap_err().to_string();
+        assert!(err.contains("AUTH_JWT_SECRET is required"), "{err}");
+        // Set beside a JWKS, the secret is still checked.
+        let err = with_jwks(&[("AUTH_JWKS_PATH", "/j"), ("AUTH_JWT_SECRET", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 32 bytes"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
 use tokio::net::TcpListener;
 
 use crate::auth::JwtKeys;
-use crate::config::{ApiConfig, OcspSettings};
+use crate::config::{ApiConfig, OcspSettings, TokenSettings};
 use crate::http::{
     router, AppState, BoundedListener, ConnectionLimits, HttpLimits, InFlightBound, InFlightLimit,
     TenantRateLimit,
@@ -28,16 +28,22 @@ use crate::http::{
 use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 use crate::tls::{ClientCertificate, ServerTls, TlsListener};
 
-/// The services on Postgres adapters, with the default long-poll and in-flight limits. Starts background
-/// tasks (append notifications, the read-model listener): call it within a Tokio runtime.
+/// The services on Postgres adapters, with the default long-poll and in-flight limits and
+/// HS256 tokens signed with `jwt_secret`. Starts background tasks (append notifications, the
+/// read-model listener): call it within a Tokio runtime.
 pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> AppState {
-    postgres_state_with_long_poll_limits(pool, jwt_secret, retry, LongPollLimits::default())
+    postgres_state_with_long_poll_limits(
+        pool,
+        JwtKeys::from_secret(jwt_secret),
+        retry,
+        LongPollLimits::default(),
+    )
 }
 
 /// The services on Postgres adapters, as `api serve` runs them (see [`postgres_state`]).
 pub fn postgres_state_with_long_poll_limits(
     pool: PgPool,
-    jwt_secret: &[u8],
+    tokens: JwtKeys,
     retry: RetryPolicy,
     long_polls: LongPollLimits,
 ) -> AppState {
@@ -62,7 +68,7 @@ pub fn postgres_state_with_long_poll_limits(
     AppState {
         commands: Arc::new(commands),
         queries: Arc::new(queries),
-        auth: Arc::new(JwtKeys::from_secret(jwt_secret)),
+        auth: Arc::new(tokens),
         health,
         rate_limit: Arc::new(TenantRateLimit::off()),
         projections: Arc::new(PostgresProjectionOperations::new(pool.clone())),
@@ -192,13 +198,46 @@ where
     }
 }
 
+/// The token verifier `api serve` uses: HS256 with the secret and/or the JWKS's keys, with
+/// `iss` and `aud` checked when configured.
+pub fn token_keys(settings: &TokenSettings) -> Result<JwtKeys, Box<dyn std::error::Error>> {
+    let jwks = settings
+        .jwks_path
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("AUTH_JWKS_PATH {}: {e}", path.display()))
+        })
+        .transpose()?;
+    let keys = match (&settings.jwt_secret, jwks) {
+        (Some(secret), None) => JwtKeys::from_secret(secret.expose().as_bytes()),
+        (Some(secret), Some(jwks)) => JwtKeys::from_secret(secret.expose().as_bytes())
+            .with_jwks(&jwks)
+            .map_err(|e| format!("AUTH_JWKS_PATH: {e}"))?,
+        (None, Some(jwks)) => {
+            JwtKeys::from_jwks(&jwks).map_err(|e| format!("AUTH_JWKS_PATH: {e}"))?
+        }
+        (None, None) => {
+            return Err("no way to verify tokens: set AUTH_JWT_SECRET or AUTH_JWKS_PATH".into())
+        }
+    };
+    let keys = match &settings.issuer {
+        Some(issuer) => keys.with_issuer(issuer.clone()),
+        None => keys,
+    };
+    Ok(match &settings.audience {
+        Some(audience) => keys.with_audience(audience.clone()),
+        None => keys,
+    })
+}
+
 /// `api serve`: refuse a schema that is behind, then serve until SIGTERM/Ctrl-C.
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
     let mut state = postgres_state_with_long_poll_limits(
         pool.clone(),
-        config.jwt_secret.expose().as_bytes(),
+        token_keys(&config.tokens)?,
         config.retry,
         config.long_polls,
     );

@@ -1,9 +1,13 @@
-//! HS256 JWTs signed with `AUTH_JWT_SECRET`: verified on every request, issued by
-//! `api token` for operators and tests.
+//! JWTs verified on every request: HS256 with `AUTH_JWT_SECRET` (local use; `api token` issues
+//! them), and ES256 or RS256 with the public keys of a JWKS (`AUTH_JWKS_PATH`: an identity
+//! provider's keys), `iss` and `aud` checked when configured. A token's `alg` must be the one
+//! its key is for (from the JWK's `alg`, else its key type): no algorithm confusion.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use domain::TenantId;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +44,10 @@ pub enum AuthError {
     NotBearer,
     #[error("the token has expired")]
     Expired,
+    #[error("the token's issuer (iss) is not the one this service trusts")]
+    WrongIssuer,
+    #[error("the token is not for this service (aud)")]
+    WrongAudience,
     #[error("the token is not valid yet (nbf)")]
     NotYetValid,
     #[error("the token is invalid")]
@@ -58,22 +66,115 @@ pub const LEEWAY_SECONDS: u64 = 30;
 
 pub struct JwtKeys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    /// HS256 (`AUTH_JWT_SECRET`); `None`: only the JWKS's keys are accepted.
+    shared_secret: Option<DecodingKey>,
+    /// The JWKS's keys by `kid`, each with the one algorithm it verifies.
+    public_keys: HashMap<String, (Algorithm, DecodingKey)>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Why a JWKS cannot be used. Names the key; a JWKS holds no secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("not a JWKS: {0}")]
+    NotAJwks(String),
+    #[error("key {0:?}: has no `kid` (tokens name their key by it)")]
+    NoKeyId(usize),
+    #[error("key {kid:?}: {reason}")]
+    Unusable { kid: String, reason: String },
+    #[error("the JWKS holds no ES256 or RS256 key")]
+    Empty,
 }
 
 impl JwtKeys {
+    /// HS256 with `secret`, which also signs what [`JwtKeys::issue`] makes.
     pub fn from_secret(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            shared_secret: Some(DecodingKey::from_secret(secret)),
+            public_keys: HashMap::new(),
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// Only the keys of `jwks` (no HS256).
+    pub fn from_jwks(jwks: &str) -> Result<Self, JwksError> {
+        Ok(Self {
+            // Never used to verify: `shared_secret` is `None`. `issue` is for HS256 set-ups.
+            encoding: EncodingKey::from_secret(&[]),
+            shared_secret: None,
+            public_keys: public_keys(jwks)?,
+            issuer: None,
+            audience: None,
+        })
+    }
+
+    /// The keys of `jwks` as well as HS256.
+    pub fn with_jwks(self, jwks: &str) -> Result<Self, JwksError> {
+        Ok(Self {
+            public_keys: public_keys(jwks)?,
+            ..self
+        })
+    }
+
+    /// Tokens must carry this `iss`.
+    pub fn with_issuer(self, issuer: String) -> Self {
+        Self {
+            issuer: Some(issuer),
+            ..self
+        }
+    }
+
+    /// Tokens must name this audience in `aud`.
+    pub fn with_audience(self, audience: String) -> Self {
+        Self {
+            audience: Some(audience),
+            ..self
+        }
+    }
+
+    /// How tokens signed with `algorithm` are checked.
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         // `nbf` is optional, but honoured when present; clock skew gets the same leeway
         // either side (`exp` and `nbf`).
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+        match &self.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        validation
+    }
+
+    /// The key a token names (by its header), if it is one of ours for that algorithm.
+    fn key_for(&self, header: &Header) -> Option<&DecodingKey> {
+        match header.alg {
+            Algorithm::HS256 => self.shared_secret.as_ref(),
+            Algorithm::ES256 | Algorithm::RS256 => {
+                let (algorithm, key) = match &header.kid {
+                    Some(kid) => self.public_keys.get(kid)?,
+                    // No `kid`: only unambiguous if one key is for that algorithm.
+                    None => {
+                        let mut candidates =
+                            self.public_keys.values().filter(|(a, _)| *a == header.alg);
+                        let only = candidates.next()?;
+                        if candidates.next().is_some() {
+                            return None;
+                        }
+                        only
+                    }
+                };
+                (*algorithm == header.alg).then_some(key)
+            }
+            _ => None,
         }
     }
 
@@ -107,10 +208,14 @@ impl JwtKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        let key = self.key_for(&header).ok_or(AuthError::Invalid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(header.alg))
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => AuthError::WrongAudience,
                 _ => AuthError::Invalid,
             })?;
         let claims = data.claims;
@@ -139,6 +244,42 @@ impl JwtKeys {
         }
         self.verify(token.trim())
     }
+}
+
+/// The ES256 and RS256 keys of a JWKS, by `kid`. Keys for other uses (`use` other than `sig`)
+/// or other algorithms are left out; a key that claims ES256 or RS256 but cannot serve is an
+/// error, not skipped.
+fn public_keys(jwks: &str) -> Result<HashMap<String, (Algorithm, DecodingKey)>, JwksError> {
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|e| JwksError::NotAJwks(e.to_string()))?;
+    let mut keys = HashMap::new();
+    for (index, jwk) in set.keys.iter().enumerate() {
+        if matches!(
+            jwk.common.public_key_use,
+            Some(ref key_use) if *key_use != jsonwebtoken::jwk::PublicKeyUse::Signature
+        ) {
+            continue;
+        }
+        let algorithm = match (jwk.common.key_algorithm, &jwk.algorithm) {
+            (Some(KeyAlgorithm::ES256), _) => Algorithm::ES256,
+            (Some(KeyAlgorithm::RS256), _) => Algorithm::RS256,
+            (Some(_), _) => continue,
+            (None, AlgorithmParameters::EllipticCurve(ec)) if ec.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+            (None, _) => continue,
+        };
+        let kid = jwk.common.key_id.clone().ok_or(JwksError::NoKeyId(index))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| JwksError::Unusable {
+            kid: kid.clone(),
+            reason: e.to_string(),
+        })?;
+        keys.insert(kid, (algorithm, key));
+    }
+    if keys.is_empty() {
+        return Err(JwksError::Empty);
+    }
+    Ok(keys)
 }
 
 /// Seconds since the Unix epoch, `ttl` from now.

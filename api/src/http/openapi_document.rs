@@ -47,7 +47,8 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some(
-            "HS256 JWT with `sub`, `scope` (space-separated: devices:write, \
+            "JWT (HS256 with the shared secret, or ES256/RS256 with a key of the configured \
+             JWKS) with `sub`, `scope` (space-separated: devices:write, \
              devices:read, events:read, admin), `exp` and optionally `nbf` (both checked \
              with 30 s leeway), and either `tenant` (a tenant's token) or `role` = \
              `platform-operator` and no tenant (an operator's token: the only kind the \

@@ -12,6 +12,7 @@ mod device_history;
 mod health;
 mod helpers;
 mod idempotency;
+mod jwks_tokens;
 mod logs;
 mod long_polls;
 mod malformed_requests;
