@@ -1,7 +1,9 @@
 //! Who is calling, and what they may do.
 
+mod jwks_url;
 mod jwt_keys;
 mod principal;
 
+pub use jwks_url::{JwksUrl, FETCH_TIMEOUT};
 pub use jwt_keys::{AuthError, Claims, JwksError, JwtKeys, OPERATOR_ROLE};
 pub use principal::{Identity, Operator, Principal, Scope};

@@ -90,8 +90,11 @@ pub struct OcspSettings {
 pub struct TokenSettings {
     /// HS256 (local use); required unless a JWKS is given.
     pub jwt_secret: Option<Secret>,
-    /// An identity provider's public keys (ES256, RS256), as a JWKS file.
+    /// An identity provider's public keys (ES256, RS256), as a JWKS file…
     pub jwks_path: Option<PathBuf>,
+    /// …or at a URL, fetched at start and every `jwks_refresh`.
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
     /// The `iss` tokens must carry, when set.
     pub issuer: Option<String>,
     /// The audience tokens must name in `aud`, when set.
@@ -225,8 +228,20 @@ impl ApiConfig {
 
 fn token_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> TokenSettings {
     let jwks_path = env.optional("AUTH_JWKS_PATH").map(PathBuf::from);
+    let jwks_url = env.optional("AUTH_JWKS_URL");
+    if jwks_path.is_some() && jwks_url.is_some() {
+        env.problem("AUTH_JWKS_PATH and AUTH_JWKS_URL: set one of them, not both".into());
+    }
+    if let Some(url) = &jwks_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            env.problem(format!("AUTH_JWKS_URL={url:?} must be an http(s) URL"));
+        }
+    }
+    let jwks_refresh =
+        Duration::from_secs(env.number_or("AUTH_JWKS_REFRESH_SECONDS", 300, 10..=86_400));
+    let has_jwks = jwks_path.is_some() || jwks_url.is_some();
     // Without a JWKS the shared secret is the only way to verify tokens: required then.
-    let jwt_secret = if jwks_path.is_none() || env.optional("AUTH_JWT_SECRET").is_some() {
+    let jwt_secret = if !has_jwks || env.optional("AUTH_JWT_SECRET").is_some() {
         env.secret("AUTH_JWT_SECRET", MIN_JWT_SECRET_BYTES)
             .map(Secret)
     } else {
@@ -235,6 +250,8 @@ fn token_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> TokenSetti
     TokenSettings {
         jwt_secret,
         jwks_path,
+        jwks_url,
+        jwks_refresh,
         issuer: env.optional("AUTH_JWT_ISSUER"),
         audience: env.optional("AUTH_JWT_AUDIENCE"),
     }

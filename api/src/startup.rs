@@ -19,7 +19,7 @@ use store::PgPool;
 use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
 use tokio::net::TcpListener;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwksUrl, JwtKeys};
 use crate::config::{ApiConfig, OcspSettings, TokenSettings};
 use crate::http::{
     router, AppState, BoundedListener, ConnectionLimits, HttpLimits, InFlightBound, InFlightLimit,
@@ -198,49 +198,56 @@ where
     }
 }
 
-/// The token verifier `api serve` uses: HS256 with the secret and/or the JWKS's keys, with
-/// `iss` and `aud` checked when configured.
-pub fn token_keys(settings: &TokenSettings) -> Result<JwtKeys, Box<dyn std::error::Error>> {
-    let jwks = settings
-        .jwks_path
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("AUTH_JWKS_PATH {}: {e}", path.display()))
-        })
-        .transpose()?;
+/// The token verifier `api serve` uses: HS256 with the secret and/or the JWKS's keys (read
+/// from its file, or fetched from its URL now: then also the fetcher that keeps them fresh),
+/// with `iss` and `aud` checked when configured.
+pub async fn token_keys(
+    settings: &TokenSettings,
+) -> Result<(JwtKeys, Option<JwksUrl>), Box<dyn std::error::Error>> {
+    let (jwks, fetcher) = match (&settings.jwks_path, &settings.jwks_url) {
+        (Some(path), _) => {
+            let jwks = std::fs::read_to_string(path)
+                .map_err(|e| format!("AUTH_JWKS_PATH {}: {e}", path.display()))?;
+            (Some(jwks), None)
+        }
+        (None, Some(url)) => {
+            let fetcher = JwksUrl::new(url.clone(), settings.jwks_refresh)?;
+            let jwks = fetcher
+                .fetch()
+                .await
+                .map_err(|e| format!("AUTH_JWKS_URL: {e}"))?;
+            (Some(jwks), Some(fetcher))
+        }
+        (None, None) => (None, None),
+    };
     let keys = match (&settings.jwt_secret, jwks) {
         (Some(secret), None) => JwtKeys::from_secret(secret.expose().as_bytes()),
         (Some(secret), Some(jwks)) => JwtKeys::from_secret(secret.expose().as_bytes())
             .with_jwks(&jwks)
-            .map_err(|e| format!("AUTH_JWKS_PATH: {e}"))?,
-        (None, Some(jwks)) => {
-            JwtKeys::from_jwks(&jwks).map_err(|e| format!("AUTH_JWKS_PATH: {e}"))?
-        }
+            .map_err(|e| format!("the JWKS: {e}"))?,
+        (None, Some(jwks)) => JwtKeys::from_jwks(&jwks).map_err(|e| format!("the JWKS: {e}"))?,
         (None, None) => {
-            return Err("no way to verify tokens: set AUTH_JWT_SECRET or AUTH_JWKS_PATH".into())
+            return Err("no way to verify tokens: set AUTH_JWT_SECRET or a JWKS".into());
         }
     };
     let keys = match &settings.issuer {
         Some(issuer) => keys.with_issuer(issuer.clone()),
         None => keys,
     };
-    Ok(match &settings.audience {
+    let keys = match &settings.audience {
         Some(audience) => keys.with_audience(audience.clone()),
         None => keys,
-    })
+    };
+    Ok((keys, fetcher))
 }
 
 /// `api serve`: refuse a schema that is behind, then serve until SIGTERM/Ctrl-C.
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
-    let mut state = postgres_state_with_long_poll_limits(
-        pool.clone(),
-        token_keys(&config.tokens)?,
-        config.retry,
-        config.long_polls,
-    );
+    let (tokens, jwks_fetcher) = token_keys(&config.tokens).await?;
+    let mut state =
+        postgres_state_with_long_poll_limits(pool.clone(), tokens, config.retry, config.long_polls);
     // The api never publishes (the relay is in the worker), but it is not ready without NATS:
     // what it accepts would not be processed. The client reconnects by itself.
     let nats = nats::connect(&nats::NatsSettings {
@@ -282,6 +289,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         PostgresDeviceReadModel::new(pool.clone()),
     )));
     let projection_operations = state.projections.clone();
+    let jwks_refresh =
+        jwks_fetcher.map(|fetcher| tokio::spawn(fetcher.refresh_periodically(state.auth.clone())));
     let purge = tokio::spawn(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
         config.idempotency_retention,
@@ -308,6 +317,9 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     let _ = histograms.await;
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     purge.abort();
+    if let Some(refresh) = jwks_refresh {
+        refresh.abort();
+    }
     projection_metrics.abort();
     expiry_metrics.abort();
     // A rebuild started here stops after its batch (resumable), within the grace period.

@@ -1,9 +1,11 @@
 //! JWTs verified on every request: HS256 with `AUTH_JWT_SECRET` (local use; `api token` issues
-//! them), and ES256 or RS256 with the public keys of a JWKS (`AUTH_JWKS_PATH`: an identity
-//! provider's keys), `iss` and `aud` checked when configured. A token's `alg` must be the one
+//! them), and ES256 or RS256 with the public keys of a JWKS (`AUTH_JWKS_PATH` or
+//! `AUTH_JWKS_URL`, `jwks_url.rs`: an identity provider's keys), `iss` and `aud` checked when
+//! configured. A token's `alg` must be the one
 //! its key is for (from the JWK's `alg`, else its key type): no algorithm confusion.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use domain::TenantId;
@@ -68,11 +70,16 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     /// HS256 (`AUTH_JWT_SECRET`); `None`: only the JWKS's keys are accepted.
     shared_secret: Option<DecodingKey>,
-    /// The JWKS's keys by `kid`, each with the one algorithm it verifies.
-    public_keys: HashMap<String, (Algorithm, DecodingKey)>,
+    /// The JWKS's keys by `kid`, each with the one algorithm it verifies; replaced whole when
+    /// a JWKS is fetched again ([`JwtKeys::replace_jwks`]).
+    public_keys: RwLock<Arc<PublicKeys>>,
+    /// Woken when a token names a `kid` we do not hold (the provider may have rotated keys).
+    unknown_key: Arc<tokio::sync::Notify>,
     issuer: Option<String>,
     audience: Option<String>,
 }
+
+type PublicKeys = HashMap<String, (Algorithm, DecodingKey)>;
 
 /// Why a JWKS cannot be used. Names the key; a JWKS holds no secrets.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +92,8 @@ pub enum JwksError {
     Unusable { kid: String, reason: String },
     #[error("the JWKS holds no ES256 or RS256 key")]
     Empty,
+    #[error("fetching the JWKS: {0}")]
+    Fetch(String),
 }
 
 impl JwtKeys {
@@ -93,7 +102,8 @@ impl JwtKeys {
         Self {
             encoding: EncodingKey::from_secret(secret),
             shared_secret: Some(DecodingKey::from_secret(secret)),
-            public_keys: HashMap::new(),
+            public_keys: RwLock::default(),
+            unknown_key: Arc::default(),
             issuer: None,
             audience: None,
         }
@@ -105,7 +115,8 @@ impl JwtKeys {
             // Never used to verify: `shared_secret` is `None`. `issue` is for HS256 set-ups.
             encoding: EncodingKey::from_secret(&[]),
             shared_secret: None,
-            public_keys: public_keys(jwks)?,
+            public_keys: RwLock::new(Arc::new(public_keys(jwks)?)),
+            unknown_key: Arc::default(),
             issuer: None,
             audience: None,
         })
@@ -114,9 +125,22 @@ impl JwtKeys {
     /// The keys of `jwks` as well as HS256.
     pub fn with_jwks(self, jwks: &str) -> Result<Self, JwksError> {
         Ok(Self {
-            public_keys: public_keys(jwks)?,
+            public_keys: RwLock::new(Arc::new(public_keys(jwks)?)),
             ..self
         })
+    }
+
+    /// Serves the keys of `jwks` from now on, in place of the previous ones; on an error the
+    /// previous ones stay.
+    pub fn replace_jwks(&self, jwks: &str) -> Result<(), JwksError> {
+        let keys = Arc::new(public_keys(jwks)?);
+        *self.public_keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        Ok(())
+    }
+
+    /// Resolves once a token has named a `kid` the JWKS does not hold.
+    pub async fn unknown_key_seen(&self) {
+        self.unknown_key.notified().await;
     }
 
     /// Tokens must carry this `iss`.
@@ -154,17 +178,28 @@ impl JwtKeys {
         validation
     }
 
-    /// The key a token names (by its header), if it is one of ours for that algorithm.
-    fn key_for(&self, header: &Header) -> Option<&DecodingKey> {
+    /// `verify` applied to the key a token names (by its header), if it is one of ours for
+    /// that algorithm.
+    fn with_key<R>(&self, header: &Header, verify: impl FnOnce(&DecodingKey) -> R) -> Option<R> {
         match header.alg {
-            Algorithm::HS256 => self.shared_secret.as_ref(),
+            Algorithm::HS256 => self.shared_secret.as_ref().map(verify),
             Algorithm::ES256 | Algorithm::RS256 => {
+                let keys = self
+                    .public_keys
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 let (algorithm, key) = match &header.kid {
-                    Some(kid) => self.public_keys.get(kid)?,
+                    Some(kid) => match keys.get(kid) {
+                        Some(found) => found,
+                        None => {
+                            self.unknown_key.notify_one();
+                            return None;
+                        }
+                    },
                     // No `kid`: only unambiguous if one key is for that algorithm.
                     None => {
-                        let mut candidates =
-                            self.public_keys.values().filter(|(a, _)| *a == header.alg);
+                        let mut candidates = keys.values().filter(|(a, _)| *a == header.alg);
                         let only = candidates.next()?;
                         if candidates.next().is_some() {
                             return None;
@@ -172,7 +207,7 @@ impl JwtKeys {
                         only
                     }
                 };
-                (*algorithm == header.alg).then_some(key)
+                (*algorithm == header.alg).then(|| verify(key))
             }
             _ => None,
         }
@@ -209,8 +244,12 @@ impl JwtKeys {
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
-        let key = self.key_for(&header).ok_or(AuthError::Invalid)?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation(header.alg))
+        let validation = self.validation(header.alg);
+        let data = self
+            .with_key(&header, |key| {
+                jsonwebtoken::decode::<Claims>(token, key, &validation)
+            })
+            .ok_or(AuthError::Invalid)?
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,

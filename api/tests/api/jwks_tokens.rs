@@ -4,6 +4,7 @@
 //! `tests/fixtures` exists for these tests only.)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use api::config::{Secret, TokenSettings};
 use api::startup::token_keys;
@@ -71,12 +72,15 @@ fn sign(algorithm: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> S
 async fn app_trusting(jwks: &Value, with_secret: bool) -> TestApp {
     let path = std::env::temp_dir().join(format!("jwks-{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, jwks.to_string()).unwrap();
-    let keys = token_keys(&TokenSettings {
+    let (keys, _) = token_keys(&TokenSettings {
         jwt_secret: with_secret.then(|| Secret::new(JWT_SECRET.to_owned())),
         jwks_path: Some(path.clone()),
+        jwks_url: None,
+        jwks_refresh: Duration::from_secs(300),
         issuer: Some(ISSUER.into()),
         audience: Some(AUDIENCE.into()),
     })
+    .await
     .unwrap();
     let _ = std::fs::remove_file(path);
     spawn_app_with(|state| state.auth = Arc::new(keys)).await
@@ -172,4 +176,112 @@ async fn hs256_stays_available_beside_a_jwks_when_the_secret_is_set() {
     )
     .unwrap();
     assert_eq!(list(&app, &hs256).await.status(), 200);
+}
+
+/// An identity provider's JWKS endpoint, serving whatever `jwks` holds.
+async fn jwks_endpoint(jwks: Arc<std::sync::Mutex<Value>>) -> String {
+    let router = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { axum::Json(jwks.lock().unwrap().clone()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+fn url_settings(url: String) -> TokenSettings {
+    TokenSettings {
+        jwt_secret: None,
+        jwks_path: None,
+        jwks_url: Some(url),
+        jwks_refresh: Duration::from_secs(3600),
+        issuer: Some(ISSUER.into()),
+        audience: Some(AUDIENCE.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_jwks_url_is_fetched_at_start_and_again_when_a_token_names_a_new_key() {
+    let (first, first_jwk) = p256_key("2026-a");
+    let served = Arc::new(std::sync::Mutex::new(json!({ "keys": [first_jwk] })));
+    let url = jwks_endpoint(served.clone()).await;
+    let (keys, fetcher) = token_keys(&url_settings(url)).await.unwrap();
+    let keys = Arc::new(keys);
+    let app = spawn_app_with({
+        let keys = keys.clone();
+        move |state| state.auth = keys
+    })
+    .await;
+    tokio::spawn(
+        fetcher
+            .expect("a fetcher for the URL")
+            .refresh_periodically(keys),
+    );
+
+    let by_first = sign(Algorithm::ES256, "2026-a", &first, &claims());
+    assert_eq!(list(&app, &by_first).await.status(), 200);
+
+    // The provider rotates: a new key replaces the first.
+    let (second, second_jwk) = p256_key("2026-b");
+    *served.lock().unwrap() = json!({ "keys": [second_jwk] });
+    let by_second = sign(Algorithm::ES256, "2026-b", &second, &claims());
+    // Refused while unknown; naming it makes the api fetch the JWKS again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = list(&app, &by_second).await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 401);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key was never fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The first key is gone with the JWKS that held it.
+    assert_eq!(list(&app, &by_first).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_jwks_url_that_cannot_be_fetched_stops_the_start_within_the_timeout() {
+    // Nobody listens.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let err = token_keys(&url_settings(format!("http://{closed}/jwks.json")))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("AUTH_JWKS_URL"), "{err}");
+
+    // Someone listens and never answers: bounded by the fetch timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (stream, _) = silent.accept().await.unwrap();
+            held.push(stream);
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = token_keys(&url_settings(format!("http://{addr}/jwks.json")))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("AUTH_JWKS_URL"), "{err}");
+    assert!(
+        started.elapsed() < api::auth::FETCH_TIMEOUT + Duration::from_secs(5),
+        "bounded by the fetch timeout"
+    );
+    held.abort();
 }
