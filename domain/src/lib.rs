@@ -15,6 +15,7 @@ mod csr;
 mod decommission_reason;
 mod device;
 mod device_id;
+mod enrollment_credential;
 mod labels;
 mod model;
 mod request_id;
@@ -31,6 +32,7 @@ pub use device::{
     RevokeCertificate,
 };
 pub use device_id::DeviceId;
+pub use enrollment_credential::GroupKey;
 pub use labels::{LabelError, Labels};
 pub use model::DeviceModel;
 pub use request_id::CertificateRequestId;
