@@ -33,6 +33,15 @@ impl RequiredScope for EventsRead {
     const SCOPE: Scope = Scope::EventsRead;
 }
 
+/// Who the request's bearer token speaks for.
+fn identity(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
+    Ok(state.auth.verify_header(header)?)
+}
+
 pub struct Authorized<S: RequiredScope> {
     pub principal: Principal,
     _scope: PhantomData<S>,
@@ -42,11 +51,7 @@ impl<S: RequiredScope + Send> FromRequestParts<AppState> for Authorized<S> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or_default());
-        let principal = match state.auth.verify_header(header)? {
+        let principal = match identity(parts, state)? {
             Identity::Tenant(principal) => principal,
             Identity::Operator(_) => return Err(ApiError::TenantsOnly),
         };
@@ -76,11 +81,7 @@ impl FromRequestParts<AppState> for AuthorizedOperator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or_default());
-        let operator = match state.auth.verify_header(header)? {
+        let operator = match identity(parts, state)? {
             Identity::Operator(operator) => operator,
             Identity::Tenant(_) => return Err(ApiError::OperatorsOnly),
         };
