@@ -70,12 +70,27 @@ async fn ask_until_revoked(stack: &Stack, cert: &Path, url: &str) -> (String, Du
     }
 }
 
-/// A provisioned device's id and its certificate, written to `<name>.pem`.
+/// A provisioned device's id and its certificate, written to `<name>.pem`, once the OCSP
+/// responder knows the certificate: it answers from `certificate_status`, a read model of its
+/// own projector, which may be a moment behind the device view that says `provisioned`.
 async fn provisioned(stack: &Stack, name: &str) -> (uuid::Uuid, Value, PathBuf) {
     let id = stack.register(&registration(&unique_serial())).await;
     let device = stack.wait_for_status(id, "provisioned", PATIENCE).await;
     let pem = device["certificate"]["pem"].as_str().unwrap().to_owned();
     let cert = write(stack, &format!("{name}.pem"), pem);
+    let url = ocsp_uri(&cert).await;
+    let ca = stack.dir.join("ca.pem");
+    let started = Instant::now();
+    while ask(stack, &ca, &cert, &url, &[])
+        .await
+        .contains(&format!("{}: unknown", path(&cert)))
+    {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the responder never knew {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     (id, device, cert)
 }
 
