@@ -6,13 +6,15 @@
 //!   configured, with the W3C trace-context helpers the binaries use across NATS.
 //! - [`FeatureFlags`]: risky behaviour switched on by configuration (`FEATURE_FLAGS`).
 //! - [`shutdown_signal`]: resolves on SIGTERM or Ctrl-C.
-//! - [`exit_code`]: reports a fatal error and its causes on stderr.
+//! - [`exit_code`]: reports a fatal error and its causes on stderr; [`describe`]: an error and
+//!   its causes on one line.
 //! - [`Health`]: `/livez`, `/readyz` (dependency checks given by the binary) and `/metrics`.
 //! - [`cli_operator`]: the audit trail's name for whoever runs an operator's command line.
 //!
 //! Nothing here knows about devices, resource routes or SQL tables.
 
 mod env;
+mod error_causes;
 mod exit;
 mod feature_flags;
 mod health;
@@ -22,6 +24,7 @@ mod shutdown;
 mod telemetry;
 
 pub use env::{database_settings, nats_url, ConfigError, Env};
+pub use error_causes::describe;
 pub use exit::exit_code;
 pub use feature_flags::{FeatureFlag, FeatureFlags};
 pub use health::{

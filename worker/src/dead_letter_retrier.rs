@@ -18,7 +18,8 @@ use store::PostgresDeadLetters;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer_registry::ConsumerRegistry;
-use crate::delivery::{describe, recording_retries};
+use crate::delivery::recording_retries;
+use bootstrap::describe;
 
 /// How often requested retries are looked for.
 const POLL: Duration = Duration::from_secs(1);

@@ -227,22 +227,6 @@ pub(crate) fn recording_retries() -> ExponentialBuilder {
         .with_max_times(5)
 }
 
-/// An error with its causes (`outer: inner: root`), for logs and dead letters: the outermost
-/// message alone ("a dependency is unavailable") does not tell an operator what to fix.
-pub fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 pub fn header(message: &Message, name: &str) -> Option<String> {
     message
         .headers

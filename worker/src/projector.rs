@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use nats::headers;
 
-use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
+use crate::delivery::{consumer_span, header, Deliveries, Failure};
 use crate::intake::{self, Received};
 use crate::message_handler::{HandlingError, MessageHandler};
+use bootstrap::describe;
 
 pub struct ProjectorConsumer {
     projector: Projector,

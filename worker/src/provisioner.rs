@@ -27,9 +27,10 @@ use nats::headers;
 
 use tracing::Instrument;
 
-use crate::delivery::{consumer_span, describe, header, Deliveries, Failure};
+use crate::delivery::{consumer_span, header, Deliveries, Failure};
 use crate::intake::Received;
 use crate::message_handler::{HandlingError, MessageHandler};
+use bootstrap::describe;
 
 pub struct Provisioner {
     service: Arc<ProvisioningService>,

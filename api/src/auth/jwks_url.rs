@@ -49,7 +49,7 @@ impl JwksUrl {
                 .header(reqwest::header::ACCEPT, "application/json")
                 .send()
                 .await
-                .map_err(|e| JwksError::Fetch(describe(&e)))?;
+                .map_err(|e| JwksError::Fetch(bootstrap::describe(&e)))?;
             if !response.status().is_success() {
                 return Err(JwksError::Fetch(format!(
                     "{} answered {}",
@@ -68,7 +68,7 @@ impl JwksUrl {
             let body = response
                 .bytes()
                 .await
-                .map_err(|e| JwksError::Fetch(describe(&e)))?;
+                .map_err(|e| JwksError::Fetch(bootstrap::describe(&e)))?;
             if body.len() > MAX_JWKS_BYTES {
                 return Err(JwksError::Fetch(format!(
                     "larger than {MAX_JWKS_BYTES} bytes"
@@ -104,15 +104,4 @@ impl JwksUrl {
             tokio::time::sleep(MIN_REFETCH.min(self.refresh)).await;
         }
     }
-}
-
-/// A request error with its causes.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        text.push_str(&format!(": {inner}"));
-        source = inner.source();
-    }
-    text
 }

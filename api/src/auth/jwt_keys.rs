@@ -67,9 +67,8 @@ pub enum AuthError {
 pub const LEEWAY_SECONDS: u64 = 30;
 
 pub struct JwtKeys {
-    encoding: EncodingKey,
     /// HS256 (`AUTH_JWT_SECRET`); `None`: only the JWKS's keys are accepted.
-    shared_secret: Option<DecodingKey>,
+    shared_secret: Option<SharedSecret>,
     /// The JWKS's keys by `kid`, each with the one algorithm it verifies; replaced whole when
     /// a JWKS is fetched again ([`JwtKeys::replace_jwks`]).
     public_keys: RwLock<Arc<PublicKeys>>,
@@ -80,6 +79,12 @@ pub struct JwtKeys {
 }
 
 type PublicKeys = HashMap<String, (Algorithm, DecodingKey)>;
+
+/// The HS256 secret, to sign (`api token`, tests) and to verify.
+struct SharedSecret {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
 
 /// Why a JWKS cannot be used. Names the key; a JWKS holds no secrets.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +105,10 @@ impl JwtKeys {
     /// HS256 with `secret`, which also signs what [`JwtKeys::issue`] makes.
     pub fn from_secret(secret: &[u8]) -> Self {
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            shared_secret: Some(DecodingKey::from_secret(secret)),
+            shared_secret: Some(SharedSecret {
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+            }),
             public_keys: RwLock::default(),
             unknown_key: Arc::default(),
             issuer: None,
@@ -112,8 +119,6 @@ impl JwtKeys {
     /// Only the keys of `jwks` (no HS256).
     pub fn from_jwks(jwks: &str) -> Result<Self, JwksError> {
         Ok(Self {
-            // Never used to verify: `shared_secret` is `None`. `issue` is for HS256 set-ups.
-            encoding: EncodingKey::from_secret(&[]),
             shared_secret: None,
             public_keys: RwLock::new(Arc::new(public_keys(jwks)?)),
             unknown_key: Arc::default(),
@@ -182,7 +187,7 @@ impl JwtKeys {
     /// that algorithm.
     fn with_key<R>(&self, header: &Header, verify: impl FnOnce(&DecodingKey) -> R) -> Option<R> {
         match header.alg {
-            Algorithm::HS256 => self.shared_secret.as_ref().map(verify),
+            Algorithm::HS256 => self.shared_secret.as_ref().map(|s| verify(&s.decoding)),
             Algorithm::ES256 | Algorithm::RS256 => {
                 let keys = self
                     .public_keys
@@ -237,8 +242,14 @@ impl JwtKeys {
         })
     }
 
+    /// An HS256 token. Only keys made with [`JwtKeys::from_secret`] issue tokens (the
+    /// identity provider issues the JWKS's).
     pub fn issue_claims(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+        let secret = self
+            .shared_secret
+            .as_ref()
+            .expect("tokens are issued with the HS256 secret (JwtKeys::from_secret)");
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &secret.encoding)
             .expect("HS256 signing with an in-memory key cannot fail")
     }
 

@@ -17,18 +17,11 @@ use crate::provisioning::{assert_certifies, PATIENCE};
 async fn envelope_of(stack: &Stack, device: Uuid, sequence: u64) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let feed: Value = stack
-            .get("/v1/events?limit=1000", &stack.reader())
+        let found = stack
+            .feed()
             .await
-            .json()
-            .await
-            .unwrap();
-        let found = feed["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["subject"] == device.to_string() && e["sequence"] == sequence)
-            .cloned();
+            .into_iter()
+            .find(|e| e["subject"] == device.to_string() && e["sequence"] == sequence);
         if let Some(envelope) = found {
             return envelope;
         }

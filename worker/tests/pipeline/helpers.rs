@@ -278,6 +278,17 @@ impl Stack {
             .unwrap()
     }
 
+    /// The tenant's first 1,000 events, as the analysts' feed (`GET /v1/events`) has them.
+    pub async fn feed(&self) -> Vec<Value> {
+        let page: Value = self
+            .get("/v1/events?limit=1000", &self.reader())
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["events"].as_array().unwrap().clone()
+    }
+
     /// `api projections verify`'s check: every read model equals a fold of the event store.
     /// End-to-end tests call it last.
     pub async fn assert_read_model_matches_events(&self) {

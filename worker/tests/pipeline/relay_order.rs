@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures::future::join_all;
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -213,15 +212,9 @@ async fn register_many(stack: &Stack, n: usize) {
 async fn committed(stack: &Stack, expected: usize) -> Vec<(String, String)> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let feed: Value = stack
-            .get("/v1/events?limit=1000", &stack.reader())
+        let events: Vec<(String, String)> = stack
+            .feed()
             .await
-            .json()
-            .await
-            .unwrap();
-        let events: Vec<(String, String)> = feed["events"]
-            .as_array()
-            .unwrap()
             .iter()
             .map(|e| {
                 let field = |name: &str| e[name].as_str().unwrap().to_owned();
