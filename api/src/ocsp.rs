@@ -302,10 +302,14 @@ mod tests {
             records: vec![
                 CertificateStatusRecord {
                     serial: CertificateSerialHex::from_bytes(&GOOD),
+                    device_id: domain::DeviceId::from_uuid(uuid::Uuid::nil()),
+                    tenant: domain::TenantId::parse("acme").unwrap(),
                     revocation: None,
                 },
                 CertificateStatusRecord {
                     serial: CertificateSerialHex::from_bytes(&REVOKED),
+                    device_id: domain::DeviceId::from_uuid(uuid::Uuid::nil()),
+                    tenant: domain::TenantId::parse("acme").unwrap(),
                     revocation: Some(Revocation {
                         serial: "0102".into(),
                         reason: RevocationReason::KeyCompromise,

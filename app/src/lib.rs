@@ -12,9 +12,11 @@ mod command_error;
 mod command_metadata;
 mod dead_letter_operations;
 mod device_commands;
+mod device_enrollment;
 mod device_event_store;
 mod device_queries;
 mod device_stats;
+mod enrollment_groups;
 mod event_contract;
 mod event_log;
 mod idempotency;
@@ -31,6 +33,10 @@ pub use dead_letter_operations::{
     DeadLetterActionError, DeadLetterFilter, DeadLetterOperations, DeadLetterState, DeadLetterView,
 };
 pub use device_commands::{Accepted, Applied, DeviceCommandService, RetryPolicy};
+pub use device_enrollment::{
+    Correlation, DeviceCredential, DeviceEnrollmentService, EnrollmentError, EnrollmentProgress,
+    EnrollmentRefusal, PresentedCertificate,
+};
 pub use device_event_store::{
     AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, OutcomeCountMismatch, StoreError,
 };
@@ -39,6 +45,10 @@ pub use device_queries::{
     EventPage, HistoryCursor, HistoryPage, ListCursor, ReadModelChanges, ANY_VERSION,
 };
 pub use device_stats::{DeviceCount, DeviceStatsReadModel};
+pub use enrollment_groups::{
+    random_group_key, CreatedGroup, EnrollmentGroup, EnrollmentGroupError, EnrollmentGroupService,
+    EnrollmentGroupStore, GroupKeySource, GroupNameTaken, NewEnrollmentGroup,
+};
 pub use event_contract::{
     event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
 };

@@ -17,6 +17,22 @@ pub struct IssuedCertificate {
     pub not_after: DateTime<Utc>,
 }
 
+impl IssuedCertificate {
+    /// The certificate's SubjectPublicKeyInfo, DER (`None` if `pem` is not a certificate:
+    /// never for what the CA issued): to tell which request it answers.
+    pub fn public_key_der(&self) -> Option<Vec<u8>> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(self.pem.as_bytes()).ok()?;
+        let certificate = pem.parse_x509().ok()?;
+        Some(certificate.public_key().raw.to_vec())
+    }
+
+    /// Whether this certificate was issued for `csr`'s key.
+    pub fn certifies_key_of(&self, csr: &crate::CertificateSigningRequest) -> bool {
+        self.public_key_der()
+            .is_some_and(|key| key == csr.public_key_der())
+    }
+}
+
 /// Why the provisioner refused a request. These are domain outcomes (the client must send a
 /// new CSR), not transient faults, which the worker retries instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

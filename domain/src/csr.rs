@@ -6,10 +6,14 @@
 //! text is one PEM block labelled `CERTIFICATE REQUEST` whose DER decodes as PKCS#10, so
 //! garbage is refused with a 400 at the edge and never reaches the event store.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer;
+
+use crate::SerialNumber;
 
 /// Why a CSR was refused. Messages never echo the submitted text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,8 +63,81 @@ impl CertificateSigningRequest {
         }
     }
 
+    /// A CSR as DER (what EST carries, base64-decoded): the same checks as
+    /// [`Self::from_pem`], kept as PEM like every other CSR.
+    pub fn from_der(der: &[u8]) -> Result<Self, CsrError> {
+        let body = STANDARD.encode(der);
+        let mut pem = String::with_capacity(body.len() + body.len() / 64 + 80);
+        pem.push_str("-----BEGIN CERTIFICATE REQUEST-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE REQUEST-----\n");
+        Self::from_pem(&pem)
+    }
+
     pub fn as_pem(&self) -> &str {
         &self.0
+    }
+
+    /// The request's SubjectPublicKeyInfo, DER: what a certificate issued for it carries.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        self.with_request(|csr| csr.certification_request_info.subject_pki.raw.to_vec())
+    }
+
+    /// The subject rule every certificate request must meet: exactly one CN, equal to the
+    /// device's serial number. (The provisioner checks it with the key policy and the
+    /// signature; the EST endpoints check it before registering a device.)
+    pub fn check_subject(&self, serial: &SerialNumber) -> Result<(), SubjectMismatch> {
+        let names: Vec<String> = self.with_request(|csr| {
+            csr.certification_request_info
+                .subject
+                .iter_common_name()
+                .map(|cn| cn.as_str().unwrap_or("").to_owned())
+                .collect()
+        });
+        if names.len() == 1 && names[0] == serial.as_str() {
+            return Ok(());
+        }
+        Err(SubjectMismatch {
+            serial: serial.as_str().to_owned(),
+            found: describe_common_names(&names),
+        })
+    }
+
+    /// The parsed request. The text was checked when this value was made (or comes from an
+    /// event that was), so it parses.
+    fn with_request<T>(&self, read: impl FnOnce(&X509CertificationRequest<'_>) -> T) -> T {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(self.0.as_bytes())
+            .expect("a CertificateSigningRequest holds one PEM block");
+        let (_, csr) = X509CertificationRequest::from_der(&pem.contents)
+            .expect("a CertificateSigningRequest holds a PKCS#10 request");
+        read(&csr)
+    }
+}
+
+/// A CSR whose subject is not exactly `CN = <serial number>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the CSR's subject must have exactly one CN, equal to the device's serial number {serial:?}; it has {found}")]
+pub struct SubjectMismatch {
+    serial: String,
+    found: String,
+}
+
+/// The CNs a CSR's subject holds, for a refusal's detail: quoted, each cut to 64 characters
+/// (a CN's limit in RFC 5280), at most three named.
+fn describe_common_names(names: &[String]) -> String {
+    let quoted: Vec<String> = names
+        .iter()
+        .take(3)
+        .map(|cn| format!("{:?}", cn.chars().take(64).collect::<String>()))
+        .collect();
+    match names.len() {
+        0 => "none".to_owned(),
+        1 => format!("CN {}", quoted[0]),
+        n if n <= 3 => format!("{n} CNs: {}", quoted.join(", ")),
+        n => format!("{n} CNs: {}, …", quoted.join(", ")),
     }
 }
 
@@ -82,6 +159,34 @@ pub(crate) mod tests {
             .distinguished_name
             .push(rcgen::DnType::CommonName, common_name);
         params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    #[test]
+    fn a_csr_in_der_is_the_same_request_as_in_pem() {
+        let pem = csr_for("SN-1");
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        let from_der = CertificateSigningRequest::from_der(&der).unwrap();
+        let from_pem = CertificateSigningRequest::from_pem(&pem).unwrap();
+        assert_eq!(from_der.public_key_der(), from_pem.public_key_der());
+        assert_eq!(
+            CertificateSigningRequest::from_der(b"not der"),
+            Err(CsrError::NotPkcs10)
+        );
+    }
+
+    #[test]
+    fn the_subject_must_be_exactly_the_serial_number() {
+        let serial = SerialNumber::parse("SN-1").unwrap();
+        let csr = |cn: &str| CertificateSigningRequest::from_pem(&csr_for(cn)).unwrap();
+        assert_eq!(csr("SN-1").check_subject(&serial), Ok(()));
+        let refused = csr("SN-2").check_subject(&serial).unwrap_err().to_string();
+        assert!(
+            refused.contains("\"SN-1\"") && refused.contains("CN \"SN-2\""),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -39,6 +39,11 @@ impl GroupKey {
         Ok(Self(bytes))
     }
 
+    /// The key's bytes: to seal it at rest.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        self.0
+    }
+
     /// The key as base64: to show once, when the group is created.
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0)

@@ -16,6 +16,7 @@ mod decommission_reason;
 mod device;
 mod device_id;
 mod enrollment_credential;
+mod enrollment_group_name;
 mod labels;
 mod model;
 mod request_id;
@@ -24,7 +25,7 @@ mod serial_number;
 mod tenant;
 
 pub use certificate::{FailureCode, IssuedCertificate, ProvisioningFailure};
-pub use csr::{CertificateSigningRequest, CsrError};
+pub use csr::{CertificateSigningRequest, CsrError, SubjectMismatch};
 pub use decommission_reason::DecommissionReason;
 pub use device::{
     CompleteProvisioning, DecommissionDevice, Device, DeviceCommand, DeviceError, DeviceEvent,
@@ -33,6 +34,7 @@ pub use device::{
 };
 pub use device_id::DeviceId;
 pub use enrollment_credential::GroupKey;
+pub use enrollment_group_name::EnrollmentGroupName;
 pub use labels::{LabelError, Labels};
 pub use model::DeviceModel;
 pub use request_id::CertificateRequestId;

@@ -9,13 +9,16 @@
 //! - [`PostgresEventLog`]: the events read back (tenant feed in commit order, a device's
 //!   history); [`RelayLeases`]: the relay's lock, checkpoint and commit-order reads;
 //!   [`AppendNotifier`]: wakes the relay after appends; [`PostgresDeadLetters`]: messages
-//!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA.
+//!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA;
+//!   [`PostgresEnrollmentGroups`]: enrollment groups, their keys sealed at rest
+//!   ([`GroupKeySealer`]).
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
 //!
 //! This crate owns SQL for `events`, `snapshots` (kept by the migrations for postgres-es's
 //! layout; nothing reads or writes it), `idempotency_keys`, `relay_checkpoints`,
-//! `dead_letters`, `operator_actions` and `certificate_revocation_lists`, and nothing else: read models belong to the
+//! `dead_letters`, `operator_actions`, `certificate_revocation_lists` and `enrollment_groups`,
+//! and nothing else: read models belong to the
 //! `projections` crate. It must not know about HTTP, nor run the aggregate's decisions.
 
 mod append_notifier;
@@ -24,6 +27,7 @@ mod committed_events;
 mod database;
 mod database_ping;
 mod dead_letters;
+mod enrollment_groups;
 mod event_metadata;
 mod group_commit;
 mod operator_actions;
@@ -34,12 +38,14 @@ mod published_crls;
 mod recorded_event_row;
 mod relay_lease;
 pub mod schema;
+mod sealed_group_key;
 
 pub use append_notifier::AppendNotifier;
 pub use committed_events::{committed_events_after, visible_events_after, CommittedBatch};
 pub use database::{close, connect, DatabaseSettings, DatabaseUrlError};
 pub use database_ping::{ping, DatabaseProbe};
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
+pub use enrollment_groups::PostgresEnrollmentGroups;
 pub use group_commit::GroupCommitSettings;
 pub use operator_actions::OperatorAction;
 pub use postgres_device_store::PostgresDeviceStore;
@@ -50,5 +56,6 @@ pub use postgres_event_log::{
 pub use postgres_idempotency_store::PostgresIdempotencyStore;
 pub use published_crls::PostgresCrls;
 pub use relay_lease::{AppendListener, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL};
+pub use sealed_group_key::{GroupKeySealer, UnsealError};
 /// The connection pool every Postgres adapter takes (its users need not know sqlx).
 pub use sqlx::PgPool;

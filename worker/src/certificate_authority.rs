@@ -297,38 +297,11 @@ fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, ProvisioningFailur
             "the CSR's signature does not verify with its own public key",
         )
     })?;
-    let common_names: Vec<&str> = info
-        .subject
-        .iter_common_name()
-        .map(|cn| cn.as_str().unwrap_or(""))
-        .collect();
-    if common_names != [request.serial_number.as_str()] {
-        return Err(failure(
-            FailureCode::SubjectMismatch,
-            &format!(
-                "the CSR's subject must have exactly one CN, equal to the device's serial number {:?}; it has {}",
-                request.serial_number.as_str(),
-                describe_common_names(&common_names)
-            ),
-        ));
-    }
+    request
+        .csr
+        .check_subject(&request.serial_number)
+        .map_err(|e| failure(FailureCode::SubjectMismatch, &e.to_string()))?;
     Ok(info.subject_pki.raw.to_vec())
-}
-
-/// The CNs a CSR's subject holds, for a refusal's detail: quoted, each cut to 64 characters
-/// (a CN's limit in RFC 5280), at most three named.
-fn describe_common_names(names: &[&str]) -> String {
-    let quoted: Vec<String> = names
-        .iter()
-        .take(3)
-        .map(|cn| format!("{:?}", cn.chars().take(64).collect::<String>()))
-        .collect();
-    match names.len() {
-        0 => "none".to_owned(),
-        1 => format!("CN {}", quoted[0]),
-        n if n <= 3 => format!("{n} CNs: {}", quoted.join(", ")),
-        n => format!("{n} CNs: {}, …", quoted.join(", ")),
-    }
 }
 
 fn check_key_policy(

@@ -97,6 +97,8 @@ mod tests {
                 .filter(|s| s.as_str() == "01")
                 .map(|serial| CertificateStatusRecord {
                     serial: serial.clone(),
+                    device_id: domain::DeviceId::from_uuid(uuid::Uuid::nil()),
+                    tenant: domain::TenantId::parse("acme").unwrap(),
                     revocation: revoked.then(|| domain::Revocation {
                         serial: serial.as_str().to_owned(),
                         reason: domain::RevocationReason::KeyCompromise,

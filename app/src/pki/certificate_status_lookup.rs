@@ -3,7 +3,7 @@
 //! ask about any certificate), so it is not scoped to a tenant.
 
 use async_trait::async_trait;
-use domain::Revocation;
+use domain::{DeviceId, Revocation, TenantId};
 
 use super::CertificateSerialHex;
 use crate::StoreError;
@@ -12,6 +12,9 @@ use crate::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateStatusRecord {
     pub serial: CertificateSerialHex,
+    /// The device it was issued to, and its tenant.
+    pub device_id: DeviceId,
+    pub tenant: TenantId,
     pub revocation: Option<Revocation>,
 }
 

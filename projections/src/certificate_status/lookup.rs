@@ -5,7 +5,7 @@ use app::pki::{CertificateSerialHex, CertificateStatusLookup, CertificateStatusR
 use app::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Revocation, RevocationReason};
+use domain::{DeviceId, Revocation, RevocationReason, TenantId};
 use sqlx::{PgPool, Row};
 
 use super::tables::CERTIFICATES;
@@ -13,7 +13,7 @@ use crate::error::unavailable;
 
 /// On the live table ([`CERTIFICATES`]).
 const STATUSES_OF: &str =
-    "SELECT serial, revoked_at, reason FROM certificate_status WHERE serial = ANY($1)";
+    "SELECT serial, device_id, tenant, revoked_at, reason FROM certificate_status WHERE serial = ANY($1)";
 
 #[derive(Clone)]
 pub struct PostgresCertificateStatusLookup {
@@ -45,6 +45,10 @@ impl CertificateStatusLookup for PostgresCertificateStatusLookup {
         rows.iter()
             .map(|row| {
                 let serial: String = row.try_get("serial").map_err(unavailable)?;
+                let device_id: uuid::Uuid = row.try_get("device_id").map_err(unavailable)?;
+                let tenant: String = row.try_get("tenant").map_err(unavailable)?;
+                let tenant = TenantId::parse(&tenant)
+                    .map_err(|_| StoreError::Corrupt(format!("{CERTIFICATES}.tenant").into()))?;
                 let revoked_at: Option<DateTime<Utc>> =
                     row.try_get("revoked_at").map_err(unavailable)?;
                 let reason: Option<String> = row.try_get("reason").map_err(unavailable)?;
@@ -67,6 +71,8 @@ impl CertificateStatusLookup for PostgresCertificateStatusLookup {
                     serial: CertificateSerialHex::parse(&serial).map_err(|_| {
                         StoreError::Corrupt(format!("{CERTIFICATES}.serial").into())
                     })?,
+                    device_id: DeviceId::from_uuid(device_id),
+                    tenant,
                     revocation,
                 })
             })

@@ -1,0 +1,342 @@
+//! Devices enrolling themselves (EST, RFC 7030): `enroll` registers a device through an
+//! enrollment group, authenticated by the credential the group's key derives for its serial;
+//! `reenroll` renews the certificate of the device whose current certificate authenticated
+//! the request. Both go through the same command path as the HTTP API's register and renew
+//! (`DeviceCommandService`), each with an idempotency key derived from the request, so a
+//! device that repeats a request (as EST devices do while the answer is pending) repeats the
+//! same command and never makes a second one. What the device gets back is read from the
+//! device read model: pending until the certificate for its CSR's key is there.
+//!
+//! Must not: say which of a serial, a key or a group was wrong to someone who holds none of
+//! them (every failed credential is the same `InvalidCredential`), or keep a presented key.
+
+use std::fmt;
+use std::sync::Arc;
+
+use domain::{
+    CertificateSigningRequest, DeviceError, DeviceId, DeviceStatus, EnrollmentGroupName,
+    IssuedCertificate, ProvisioningFailure, SerialNumber, SubjectMismatch,
+};
+use sha2::{Digest, Sha256};
+
+use crate::pki::{CertificateSerialHex, CertificateStatusLookup};
+use crate::{
+    CommandError, CommandMetadata, DeviceCommandService, DeviceReadModel, DeviceView,
+    EnrollmentGroupStore, IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint,
+    StoreError,
+};
+
+/// What a device presents to enroll: its serial number and the key its group derives for
+/// it (HTTP Basic's user and password).
+pub struct DeviceCredential {
+    pub serial: SerialNumber,
+    pub key: String,
+}
+
+impl fmt::Debug for DeviceCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceCredential")
+            .field("serial", &self.serial)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The request's correlation, carried into the command's events.
+#[derive(Debug, Clone, Default)]
+pub struct Correlation {
+    pub request_id: String,
+    pub traceparent: Option<String>,
+}
+
+/// Where an enrollment stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnrollmentProgress {
+    /// Accepted; the certificate is not issued yet: ask again later.
+    Pending { device_id: DeviceId },
+    /// The certificate issued for the request's key.
+    Issued {
+        device_id: DeviceId,
+        certificate: IssuedCertificate,
+    },
+}
+
+/// Why an enrollment was refused: the device's to fix. (Outages are [`EnrollmentError`]'s
+/// other variants.)
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnrollmentRefusal {
+    #[error("no enrollment group has that name")]
+    UnknownGroup,
+    #[error("the serial number and key are not a credential of an enrollment group")]
+    InvalidCredential,
+    #[error("the enrollment group is disabled")]
+    GroupDisabled,
+    #[error(transparent)]
+    Subject(#[from] SubjectMismatch),
+    #[error("the certificate request was refused: {}", .0.detail)]
+    Refused(ProvisioningFailure),
+    #[error("the device is already enrolled with another key: re-enroll (simplereenroll) with its certificate")]
+    AlreadyEnrolled,
+    #[error("the device is decommissioned")]
+    Decommissioned,
+    #[error("the client certificate is not one this service issued to a device")]
+    UnknownCertificate,
+    #[error("the client certificate is revoked")]
+    CertificateRevoked,
+    #[error("a certificate request of this device is being processed: try again when it is done")]
+    RequestInProgress,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollmentError {
+    #[error(transparent)]
+    Refused(#[from] EnrollmentRefusal),
+    #[error(transparent)]
+    Command(CommandError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CommandError> for EnrollmentError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected {
+                rejection: DeviceError::Decommissioned,
+                ..
+            } => EnrollmentRefusal::Decommissioned.into(),
+            CommandError::Rejected {
+                rejection: DeviceError::ProvisioningInProgress,
+                ..
+            } => EnrollmentRefusal::RequestInProgress.into(),
+            other => Self::Command(other),
+        }
+    }
+}
+
+/// The client certificate a re-enrollment was authenticated with (TLS verified its chain to
+/// the fleet CA and its dates).
+#[derive(Debug, Clone)]
+pub struct PresentedCertificate {
+    pub serial: CertificateSerialHex,
+}
+
+pub struct DeviceEnrollmentService {
+    commands: Arc<DeviceCommandService>,
+    devices: Arc<dyn DeviceReadModel>,
+    groups: Arc<dyn EnrollmentGroupStore>,
+    certificates: Arc<dyn CertificateStatusLookup>,
+}
+
+/// The routes' names in idempotency scopes: a device's EST requests never share keys with
+/// the HTTP API's.
+const ENROLL_ROUTE: &str = "EST simpleenroll";
+const ENROLL_AGAIN_ROUTE: &str = "EST simpleenroll after a failure";
+const REENROLL_ROUTE: &str = "EST simplereenroll";
+
+impl DeviceEnrollmentService {
+    pub fn new(
+        commands: Arc<DeviceCommandService>,
+        devices: Arc<dyn DeviceReadModel>,
+        groups: Arc<dyn EnrollmentGroupStore>,
+        certificates: Arc<dyn CertificateStatusLookup>,
+    ) -> Self {
+        Self {
+            commands,
+            devices,
+            groups,
+            certificates,
+        }
+    }
+
+    /// Registers the device through the group named `label` (or, without one, the group
+    /// whose key derives the presented credential), with the group's model and labels; or,
+    /// when this request was made before, answers where it stands. A device whose request
+    /// failed may enroll again with a new CSR (the renewal path).
+    #[tracing::instrument(skip_all, fields(serial = %credential.serial, group), err(level = "info"))]
+    pub async fn enroll(
+        &self,
+        label: Option<&EnrollmentGroupName>,
+        credential: &DeviceCredential,
+        csr: CertificateSigningRequest,
+        correlation: Correlation,
+    ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let groups = self.groups.with_keys(label).await?;
+        if label.is_some() && groups.is_empty() {
+            return Err(EnrollmentRefusal::UnknownGroup.into());
+        }
+        let group = groups
+            .into_iter()
+            .find(|(_, key)| key.verifies(&credential.serial, &credential.key))
+            .map(|(group, _)| group)
+            .ok_or(EnrollmentRefusal::InvalidCredential)?;
+        tracing::Span::current().record("group", group.name.as_str());
+        if !group.enabled {
+            return Err(EnrollmentRefusal::GroupDisabled.into());
+        }
+        csr.check_subject(&credential.serial)
+            .map_err(EnrollmentRefusal::from)?;
+        let metadata = CommandMetadata {
+            tenant: group.tenant.clone(),
+            actor: format!("est:{}", group.name),
+            request_id: correlation.request_id,
+            traceparent: correlation.traceparent,
+        };
+        let claim = est_claim(&metadata, ENROLL_ROUTE, &credential.serial, &csr);
+        let registered = self
+            .commands
+            .register(
+                metadata.clone(),
+                claim,
+                credential.serial.clone(),
+                group.model.clone(),
+                group.labels.clone(),
+                csr.clone(),
+            )
+            .await;
+        let accepted = match registered {
+            Ok(accepted) => accepted,
+            Err(CommandError::Rejected {
+                device_id,
+                rejection: DeviceError::AlreadyRegistered,
+            }) => {
+                let device = self.devices.device(device_id).await?;
+                match device {
+                    Some(device) if issued_for(&device, &csr) => {
+                        return Ok(issued(device));
+                    }
+                    Some(device) if device.status == DeviceStatus::Failed => {
+                        let claim =
+                            est_claim(&metadata, ENROLL_AGAIN_ROUTE, &credential.serial, &csr);
+                        self.commands
+                            .renew_certificate(metadata, claim, device_id, csr.clone())
+                            .await?
+                    }
+                    _ => return Err(EnrollmentRefusal::AlreadyEnrolled.into()),
+                }
+            }
+            Err(other) => return Err(other.into()),
+        };
+        self.progress(accepted.device_id, accepted.version, &csr)
+            .await
+    }
+
+    /// Renews the certificate of the device that `presented` was issued to, for `csr`
+    /// (whose subject must stay `CN = <serial>`); or, when this request was made before,
+    /// answers where it stands.
+    #[tracing::instrument(skip_all, fields(certificate = %presented.serial), err(level = "info"))]
+    pub async fn reenroll(
+        &self,
+        presented: &PresentedCertificate,
+        csr: CertificateSigningRequest,
+        correlation: Correlation,
+    ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let record = self
+            .certificates
+            .statuses_of(std::slice::from_ref(&presented.serial))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(EnrollmentRefusal::UnknownCertificate)?;
+        let device = self
+            .devices
+            .device(record.device_id)
+            .await?
+            .filter(|device| device.tenant == record.tenant)
+            .ok_or(EnrollmentRefusal::UnknownCertificate)?;
+        // The same request again, after its certificate was issued: the presented one is
+        // superseded by now, and the answer is the certificate the device waits for.
+        if issued_for(&device, &csr) {
+            return Ok(issued(device));
+        }
+        if record.revocation.is_some() {
+            return Err(EnrollmentRefusal::CertificateRevoked.into());
+        }
+        csr.check_subject(&device.serial_number)
+            .map_err(EnrollmentRefusal::from)?;
+        let metadata = CommandMetadata {
+            tenant: device.tenant.clone(),
+            actor: format!("est:device:{}", device.serial_number),
+            request_id: correlation.request_id,
+            traceparent: correlation.traceparent,
+        };
+        let claim = est_claim(&metadata, REENROLL_ROUTE, &device.serial_number, &csr);
+        let accepted = self
+            .commands
+            .renew_certificate(metadata, claim, device.id, csr.clone())
+            .await?;
+        self.progress(accepted.device_id, accepted.version, &csr)
+            .await
+    }
+
+    /// Where the request for `csr`, which left the device at `version`, stands on the read
+    /// side: the outcome is judged only once the read model has reached that version.
+    async fn progress(
+        &self,
+        device_id: DeviceId,
+        version: u64,
+        csr: &CertificateSigningRequest,
+    ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let Some(device) = self.devices.device(device_id).await? else {
+            return Ok(EnrollmentProgress::Pending { device_id });
+        };
+        if issued_for(&device, csr) {
+            return Ok(issued(device));
+        }
+        if device.version < version {
+            return Ok(EnrollmentProgress::Pending { device_id });
+        }
+        match device.status {
+            DeviceStatus::Failed => Err(EnrollmentRefusal::Refused(
+                device
+                    .failure
+                    .expect("a failed device's view has its failure"),
+            )
+            .into()),
+            DeviceStatus::Decommissioned => Err(EnrollmentRefusal::Decommissioned.into()),
+            _ => Ok(EnrollmentProgress::Pending { device_id }),
+        }
+    }
+}
+
+/// Whether the device's current certificate is the one issued for `csr`'s key.
+fn issued_for(device: &DeviceView, csr: &CertificateSigningRequest) -> bool {
+    device
+        .certificate
+        .as_ref()
+        .is_some_and(|certificate| certificate.issued.certifies_key_of(csr))
+}
+
+fn issued(device: DeviceView) -> EnrollmentProgress {
+    EnrollmentProgress::Issued {
+        device_id: device.id,
+        certificate: device
+            .certificate
+            .expect("issued_for saw the certificate")
+            .issued,
+    }
+}
+
+/// The idempotency claim of an EST request: its key and its fingerprint both derive from the
+/// serial number and the CSR, so the same request repeated is the same command, and another
+/// CSR is another command.
+fn est_claim(
+    metadata: &CommandMetadata,
+    route: &str,
+    serial: &SerialNumber,
+    csr: &CertificateSigningRequest,
+) -> IdempotencyClaim {
+    let mut digest = Sha256::new();
+    digest.update(serial.as_str().as_bytes());
+    digest.update([0]);
+    digest.update(csr.as_pem().as_bytes());
+    let canonical = digest.finalize();
+    IdempotencyClaim {
+        scope: IdempotencyScope {
+            tenant: metadata.tenant.clone(),
+            route: route.to_owned(),
+            key: IdempotencyKey::parse(&format!("est-{}", hex::encode(canonical)))
+                .expect("a hex digest is a valid idempotency key"),
+        },
+        fingerprint: RequestFingerprint::of(&canonical),
+    }
+}
