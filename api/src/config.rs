@@ -68,7 +68,22 @@ pub struct ApiConfig {
     pub ocsp: OcspSettings,
     /// TLS on the api's socket; `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// Enrollment groups and EST.
+    pub enrollment: EnrollmentSettings,
     pub log_format: LogFormat,
+}
+
+/// `ENROLLMENT_KEY_ENCRYPTION_KEY`, `CA_CERT_PATH`, `EST_RETRY_AFTER_SECONDS`.
+#[derive(Debug, Clone)]
+pub struct EnrollmentSettings {
+    /// Seals enrollment group keys at rest (base64 of 32 bytes, checked here); without it
+    /// there are no enrollment groups, and so no EST enrollment.
+    pub key_encryption_key: Option<Secret>,
+    /// The fleet CA's certificate (the worker's `CA_CERT_PATH`; the api reads only the
+    /// certificate, never the key): what EST's `cacerts` serves. EST is off without it.
+    pub ca_cert_path: Option<PathBuf>,
+    /// What a pending EST enrollment's 202 says in `Retry-After`.
+    pub retry_after: Duration,
 }
 
 /// The OCSP responder's configuration.
@@ -201,6 +216,7 @@ impl ApiConfig {
         }
         let ocsp = ocsp_settings(&mut env);
         let tls = tls_settings(&mut env);
+        let enrollment = enrollment_settings(&mut env);
         let log_format = env.parse_or("LOG_FORMAT", LogFormat::Json);
         env.finish()?;
         Ok(Self {
@@ -221,6 +237,7 @@ impl ApiConfig {
             connections,
             ocsp,
             tls,
+            enrollment,
             log_format,
         })
     }
@@ -254,6 +271,21 @@ fn token_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> TokenSetti
         jwks_refresh,
         issuer: env.optional("AUTH_JWT_ISSUER"),
         audience: env.optional("AUTH_JWT_AUDIENCE"),
+    }
+}
+
+fn enrollment_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> EnrollmentSettings {
+    let key_encryption_key = env.optional("ENROLLMENT_KEY_ENCRYPTION_KEY");
+    if let Some(raw) = &key_encryption_key {
+        // The problem names the variable and the rule, never the value.
+        if let Err(rule) = store::GroupKeySealer::from_base64(raw) {
+            env.problem(format!("ENROLLMENT_KEY_ENCRYPTION_KEY {}", rule.0));
+        }
+    }
+    EnrollmentSettings {
+        key_encryption_key: key_encryption_key.map(Secret),
+        ca_cert_path: env.optional("CA_CERT_PATH").map(PathBuf::from),
+        retry_after: Duration::from_secs(env.number_or("EST_RETRY_AFTER_SECONDS", 2, 1..=3600)),
     }
 }
 
@@ -504,6 +536,30 @@ mod tests {
             ("TLS_RELOAD_SECONDS", "0"),
         ])
         .is_err());
+    }
+
+    #[test]
+    fn the_key_encryption_key_is_checked_and_never_echoed() {
+        let off = config(&[]).unwrap().enrollment;
+        assert!(off.key_encryption_key.is_none() && off.ca_cert_path.is_none());
+        assert_eq!(off.retry_after, Duration::from_secs(2));
+        const KEK: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        const SHORT: &str = "c2hvcnQtYnV0LXNlY3JldA==";
+        let on = config(&[
+            ("ENROLLMENT_KEY_ENCRYPTION_KEY", KEK),
+            ("CA_CERT_PATH", "/etc/ca.pem"),
+        ])
+        .unwrap()
+        .enrollment;
+        assert_eq!(on.key_encryption_key.unwrap().expose(), KEK);
+        let err = config(&[("ENROLLMENT_KEY_ENCRYPTION_KEY", SHORT)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ENROLLMENT_KEY_ENCRYPTION_KEY must be 32 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains(SHORT), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! exports `router()`; this module only merges them and adds the layers every route shares.
 
 mod admin_dead_letters;
+mod admin_enrollment_groups;
 mod admin_projections;
 mod api_error;
 mod authorized;
@@ -12,6 +13,7 @@ mod device_id_path;
 mod device_stats;
 mod device_views;
 mod devices;
+mod est;
 mod events;
 mod idempotency_key_header;
 mod in_flight;
@@ -71,6 +73,11 @@ pub struct AppState {
     pub crls: Arc<app::pki::CrlDistribution>,
     /// The OCSP responder (`/pki/{ca}/ocsp`).
     pub ocsp: Arc<crate::ocsp::OcspResponder>,
+    /// Enrollment groups (`/admin/enrollment-groups`); `None` without
+    /// `ENROLLMENT_KEY_ENCRYPTION_KEY`.
+    pub enrollment_groups: Option<Arc<app::EnrollmentGroupService>>,
+    /// EST (`/.well-known/est/`); `None` without enrollment groups or `CA_CERT_PATH`.
+    pub est: Option<Arc<crate::est::EstServer>>,
     /// Commands being worked on, at most `COMMAND_MAX_IN_FLIGHT` (`AdmittedCommand`).
     pub in_flight_commands: Arc<InFlightLimit>,
     /// Requests being worked on, health and metrics aside, at most `REQUEST_MAX_IN_FLIGHT`.
@@ -86,6 +93,7 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(device_stats::router())
         .merge(admin_projections::router())
         .merge(admin_dead_letters::router())
+        .merge(admin_enrollment_groups::router())
         .merge(crl::router())
         .routes(utoipa_axum::routes!(openapi_json))
         .split_for_parts();
@@ -117,6 +125,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .merge(documented_routes().0)
         // Public and binary (RFC 6960): outside the OpenAPI document and the bearer tokens.
         .merge(ocsp::router())
+        // EST (RFC 7030): devices' own protocol, with its own credentials and errors.
+        .merge(est::router())
         // Everything so far, not health and metrics: orchestrators and scrapers must be
         // answered however loaded the process is.
         .layer(axum::middleware::from_fn_with_state(

@@ -6,6 +6,8 @@
 //! - [`auth`]: JWT bearer tokens (HS256), who they speak for (a tenant or a platform operator,
 //!   never both) and the scopes they grant.
 //! - [`config`]: the `api serve` configuration, from the environment.
+//! - [`est`]: EST (RFC 7030) for devices: the PKCS#7 and CSR-attribute bodies, the device's
+//!   HTTP Basic credential, EST's own error responses.
 //! - [`ocsp`]: the OCSP responder (RFC 6960), signing with a delegated key, never the CA's.
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
@@ -15,6 +17,7 @@
 pub mod auth;
 pub mod config;
 pub mod dead_letters_cli;
+pub mod est;
 pub mod http;
 pub mod ocsp;
 mod operator_session;

@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::{DeviceCommandService, DeviceQueryService, LongPollLimits, RetryPolicy};
+use app::{
+    DeviceCommandService, DeviceEnrollmentService, DeviceQueryService, EnrollmentGroupService,
+    LongPollLimits, RetryPolicy,
+};
 use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
 use axum::serve::IncomingStream;
 use axum::Router;
@@ -16,11 +19,15 @@ use projections::{
     PostgresProjectionOperations,
 };
 use store::PgPool;
-use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
+use store::{
+    GroupKeySealer, PostgresDeviceStore, PostgresEnrollmentGroups, PostgresEventLog,
+    PostgresIdempotencyStore,
+};
 use tokio::net::TcpListener;
 
 use crate::auth::{JwksUrl, JwtKeys};
 use crate::config::{ApiConfig, OcspSettings, TokenSettings};
+use crate::est::{EstServer, EstSetupError};
 use crate::http::{
     router, AppState, BoundedListener, ConnectionLimits, HttpLimits, InFlightBound, InFlightLimit,
     TenantRateLimit,
@@ -79,9 +86,47 @@ pub fn postgres_state_with_long_poll_limits(
             CRL_REFRESH,
         )),
         ocsp: Arc::new(OcspResponder::off()),
+        enrollment_groups: None,
+        est: None,
         in_flight_commands: Arc::new(InFlightLimit::default_for(InFlightBound::Commands)),
         in_flight_requests: Arc::new(InFlightLimit::default_for(InFlightBound::Requests)),
     }
+}
+
+/// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST, when the fleet CA's
+/// certificate is given. Both are put into `state`.
+pub fn enable_enrollment(
+    state: &mut AppState,
+    pool: PgPool,
+    sealer: GroupKeySealer,
+    ca_cert_path: Option<&std::path::Path>,
+    retry_after: Duration,
+) -> Result<(), EstSetupError> {
+    let groups: Arc<dyn app::EnrollmentGroupStore> = Arc::new(PostgresEnrollmentGroups::new(
+        pool.clone(),
+        Arc::new(sealer),
+    ));
+    state.enrollment_groups = Some(Arc::new(EnrollmentGroupService::new(
+        groups.clone(),
+        Arc::new(app::random_group_key),
+    )));
+    let Some(ca_cert_path) = ca_cert_path else {
+        tracing::info!("EST is off (CA_CERT_PATH is not set)");
+        return Ok(());
+    };
+    let enrollment = DeviceEnrollmentService::new(
+        state.commands.clone(),
+        Arc::new(PostgresDeviceReadModel::new(pool.clone())),
+        groups,
+        Arc::new(PostgresCertificateStatusLookup::new(pool)),
+    );
+    state.est = Some(Arc::new(EstServer::new(
+        enrollment,
+        ca_cert_path,
+        retry_after,
+    )?));
+    tracing::info!("EST on (/.well-known/est/)");
+    Ok(())
 }
 
 /// How stale a served CRL may be: the worker publishes at most about once a second.
@@ -271,6 +316,18 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         let _ = stopped.await;
     }));
     state.ocsp = Arc::new(ocsp_responder(&config.ocsp, pool.clone())?);
+    match &config.enrollment.key_encryption_key {
+        Some(key) => enable_enrollment(
+            &mut state,
+            pool.clone(),
+            GroupKeySealer::from_base64(key.expose())?,
+            config.enrollment.ca_cert_path.as_deref(),
+            config.enrollment.retry_after,
+        )?,
+        None => tracing::info!(
+            "enrollment groups and EST are off (ENROLLMENT_KEY_ENCRYPTION_KEY is not set)"
+        ),
+    }
     state.in_flight_commands = Arc::new(InFlightLimit::new(
         InFlightBound::Commands,
         config.command_max_in_flight,

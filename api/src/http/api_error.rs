@@ -70,6 +70,11 @@ pub enum ApiError {
     /// `REQUEST_MAX_IN_FLIGHT`): shed at once, before any work.
     #[error("this api process already works on {max} {} at once, the most allowed; retry after the time in Retry-After", .bound.name())]
     Overloaded { bound: InFlightBound, max: usize },
+    #[error(transparent)]
+    EnrollmentGroupExists(app::GroupNameTaken),
+    /// Enrollment groups need `ENROLLMENT_KEY_ENCRYPTION_KEY` to seal their keys.
+    #[error("enrollment groups are not configured on this server: set ENROLLMENT_KEY_ENCRYPTION_KEY (README, Enrollment groups and EST)")]
+    EnrollmentNotConfigured,
     #[error("a dependency is unavailable; retry later")]
     Unavailable,
     #[error("the request did not complete in time; retry it (with the same Idempotency-Key for commands)")]
@@ -191,6 +196,16 @@ impl ApiError {
                 "Dead letter not in that state",
             ),
             Self::RebuildRunning(_) => (S::CONFLICT, "rebuild-running", "Rebuild already running"),
+            Self::EnrollmentGroupExists(_) => (
+                S::CONFLICT,
+                "enrollment-group-exists",
+                "Enrollment group already exists",
+            ),
+            Self::EnrollmentNotConfigured => (
+                S::NOT_IMPLEMENTED,
+                "enrollment-not-configured",
+                "Enrollment groups not configured",
+            ),
             Self::RebuildNotRunning(_) => {
                 (S::CONFLICT, "rebuild-not-running", "No rebuild running")
             }
@@ -250,6 +265,17 @@ impl From<app::RebuildRequestError> for ApiError {
             E::UnknownProjection(unknown) => Self::UnknownProjection(unknown),
             E::AlreadyRunning(name) => Self::RebuildRunning(name),
             E::NotRunning(name) => Self::RebuildNotRunning(name),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<app::EnrollmentGroupError> for ApiError {
+    fn from(error: app::EnrollmentGroupError) -> Self {
+        use app::EnrollmentGroupError as E;
+        match error {
+            E::NameTaken(taken) => Self::EnrollmentGroupExists(taken),
+            E::NotFound => Self::NotFound,
             E::Store(e) => e.into(),
         }
     }

@@ -9,6 +9,7 @@ mod crash_recovery;
 mod decommission_device;
 mod dependency_failures;
 mod device_history;
+mod enrollment_groups;
 mod health;
 mod helpers;
 mod idempotency;
