@@ -24,6 +24,8 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const TENANT: &str = "acme";
 pub const OTHER_TENANT: &str = "globex";
+/// The api's `ENROLLMENT_KEY_ENCRYPTION_KEY` in EST stacks.
+pub const KEY_ENCRYPTION_KEY: &str = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
 
 pub use testkit::{csr_for, registration, unique_serial};
 
@@ -36,6 +38,9 @@ pub struct Stack {
     pub prefix: String,
     pub dir: PathBuf,
     pub ca_cert_pem: String,
+    /// With EST ([`Stack::start_with_est`]): the CA that signed the api's TLS certificate,
+    /// for clients to trust.
+    pub tls_ca: Option<PathBuf>,
     pub client: reqwest::Client,
     keys: JwtKeys,
     workers: Vec<Child>,
@@ -59,6 +64,16 @@ impl Stack {
     }
 
     pub async fn start_with_nats(nats_url: String) -> Self {
+        Self::start_configured(nats_url, false).await
+    }
+
+    /// The api over TLS with enrollment groups and EST on (the fleet CA is the test's CA,
+    /// which client certificates must chain to), and no worker yet, on the shared NATS.
+    pub async fn start_with_est() -> Self {
+        Self::start_configured(testkit::nats_url(), true).await
+    }
+
+    async fn start_configured(nats_url: String, est: bool) -> Self {
         let (database_url, pool) = testkit::migrated_database().await;
         let dir = std::env::temp_dir().join(format!("dp-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -89,7 +104,31 @@ impl Stack {
             body_limit_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(40),
         };
-        let app = Application::bind(
+        let mut tls = None;
+        if est {
+            let ca_path = dir.join("ca.pem");
+            api::startup::enable_enrollment(
+                &mut state,
+                pool.clone(),
+                store::GroupKeySealer::from_base64(KEY_ENCRYPTION_KEY).unwrap(),
+                Some(&ca_path),
+                Duration::from_secs(1),
+            )
+            .unwrap();
+            let server_ca = testkit::TestCa::new(&dir, "tls");
+            let server = server_ca.issue_server("server");
+            let settings = api::tls::TlsSettings {
+                cert_path: server.cert_path,
+                key_path: server.key_path,
+                client_ca_path: Some(ca_path),
+                reload_interval: Duration::from_secs(3600),
+            };
+            tls = Some((
+                Arc::new(api::tls::ServerTls::load(&settings).unwrap()),
+                server_ca.cert_path(),
+            ));
+        }
+        let mut app = Application::bind(
             "127.0.0.1:0".parse().unwrap(),
             state,
             limits,
@@ -97,7 +136,17 @@ impl Stack {
         )
         .await
         .unwrap();
-        let address = format!("http://{}", app.local_addr().unwrap());
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        let mut scheme = "http";
+        let mut tls_ca = None;
+        if let Some((server_tls, ca)) = tls {
+            app = app.with_tls(server_tls);
+            let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+            client = client.add_root_certificate(root);
+            scheme = "https";
+            tls_ca = Some(ca);
+        }
+        let address = format!("{scheme}://{}", app.local_addr().unwrap());
         let server = tokio::spawn(app.serve_until(std::future::pending()));
         let unique = Uuid::new_v4().simple().to_string();
         Self {
@@ -109,10 +158,8 @@ impl Stack {
             prefix: format!("t{unique}"),
             dir,
             ca_cert_pem: cert,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            tls_ca,
+            client: client.build().unwrap(),
             keys: JwtKeys::from_secret(JWT_SECRET.as_bytes()),
             workers: Vec::new(),
             server,

@@ -4,6 +4,7 @@
 mod crl;
 mod dead_letter_operations;
 mod device_stats;
+mod est;
 mod forged_messages;
 mod helpers;
 mod nats_authorization;

@@ -1,0 +1,458 @@
+//! Devices enroll themselves over EST (RFC 7030), with curl as the device and OpenSSL as its
+//! toolbox and relying party, against the api over TLS and real workers: an operator creates
+//! an enrollment group; a device derives its key from the group key, makes a key and a CSR,
+//! and `simpleenroll`s with HTTP Basic: 202 with `Retry-After`, then (repeated) 200 with a
+//! certs-only PKCS#7 holding a certificate for its key, CN = serial, chaining to `cacerts`;
+//! the device is registered once, with the group's model and labels, however often it asked.
+//! It then `simplereenroll`s over mutual TLS with that certificate for a new key; without a
+//! client certificate, or with another CA's, it is refused. Every wrong input is a clear EST
+//! error, never a 500, and no key appears in an event.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{unique_serial, Stack, TENANT};
+use crate::provisioning::PATIENCE;
+
+/// Runs `script` with `sh` in the stack's directory, off the runtime: whether it succeeded,
+/// and its stdout then stderr.
+async fn sh(stack: &Stack, script: String) -> (bool, String) {
+    let dir = stack.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(dir)
+            .output()
+            .expect("sh runs");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// What one curl exchange got: the HTTP status (0 if none), the headers, the body.
+struct Answer {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+}
+
+/// `curl --cacert <the api's TLS CA> <args…> https://…<path>`, the body saved as `<out>`.
+async fn curl(stack: &Stack, args: &str, path: &str, out: &str) -> Answer {
+    let tls_ca = stack.tls_ca.as_ref().unwrap().display().to_string();
+    let url = stack.url(path);
+    let (_, status) = sh(
+        stack,
+        format!(
+            "curl --silent --max-time 20 --cacert {tls_ca} {args} -D {out}.headers -o {out} \
+             --write-out '%{{http_code}}' '{url}'"
+        ),
+    )
+    .await;
+    let read = |name: String| std::fs::read_to_string(stack.dir.join(name)).unwrap_or_default();
+    Answer {
+        status: status.trim().parse().unwrap_or(0),
+        headers: read(format!("{out}.headers")),
+        body: read(out.to_owned()),
+    }
+}
+
+/// Creates an enrollment group of `TENANT` as an operator; its key.
+async fn create_group(stack: &Stack, name: &str) -> String {
+    let created: Value = stack
+        .client
+        .post(stack.url("/admin/enrollment-groups"))
+        .bearer_auth(stack.operator_token("admin"))
+        .json(&json!({"name": name, "tenant": TENANT, "model": "gateway-x", "labels": {"site": "lyon", "line": "7"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["group_key"].as_str().unwrap().to_owned()
+}
+
+/// The device's key, derived from the group key with OpenSSL as a factory would (README).
+async fn derive_device_key(stack: &Stack, group_key: &str, serial: &str) -> String {
+    let (ok, out) = sh(
+        stack,
+        format!(
+            "printf %s '{serial}' | openssl dgst -sha256 -mac HMAC \
+             -macopt hexkey:$(printf %s '{group_key}' | openssl base64 -d -A | od -An -tx1 | tr -d ' \\n') \
+             -binary | openssl base64 -A"
+        ),
+    )
+    .await;
+    assert!(ok, "{out}");
+    out.trim().to_owned()
+}
+
+/// A new P-256 key `<name>.key` and a CSR for it with `subject`, base64 DER in `<name>.b64`.
+async fn key_and_csr(stack: &Stack, name: &str, subject: &str) {
+    let (ok, out) = sh(
+        stack,
+        format!(
+            "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+             -keyout {name}.key -subj '{subject}' -outform DER -out {name}.der 2>&1 && \
+             openssl base64 -in {name}.der -out {name}.b64"
+        ),
+    )
+    .await;
+    assert!(ok, "{out}");
+}
+
+/// Repeats the request until it is no longer 202 (or `PATIENCE` passes): the answers.
+async fn until_issued(stack: &Stack, args: &str, path: &str, out: &str) -> Vec<Answer> {
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    loop {
+        let answer = curl(stack, args, path, out).await;
+        let pending = answer.status == 202;
+        answers.push(answer);
+        if !pending || started.elapsed() > PATIENCE {
+            return answers;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens a certs-only PKCS#7 body (base64) with OpenSSL into `<pem>`: what it printed.
+async fn open_pkcs7(stack: &Stack, body_file: &str, pem: &str) -> String {
+    let (ok, out) = sh(
+        stack,
+        format!(
+            "openssl base64 -d -in {body_file} | openssl pkcs7 -inform DER -print_certs -out {pem} \
+             && cat {pem}"
+        ),
+    )
+    .await;
+    assert!(ok, "{out}");
+    out
+}
+
+/// The public key of a certificate or a private key, as OpenSSL prints it.
+async fn public_key(stack: &Stack, command: &str) -> String {
+    let (ok, out) = sh(stack, command.to_owned()).await;
+    assert!(ok, "{out}");
+    out
+}
+
+fn enroll_args(serial: &str, key: &str, csr: &str) -> String {
+    format!("-u '{serial}:{key}' -H 'Content-Type: application/pkcs10' --data-binary @{csr}")
+}
+
+/// A device enrolled through `group` (with the label in the URL): its serial, and its key
+/// and certificate files.
+async fn enrolled(stack: &Stack, group: &str, group_key: &str) -> (String, PathBuf, PathBuf) {
+    let serial = unique_serial();
+    let key = derive_device_key(stack, group_key, &serial).await;
+    key_and_csr(stack, &serial, &format!("/CN={serial}")).await;
+    let answers = until_issued(
+        stack,
+        &enroll_args(&serial, &key, &format!("{serial}.b64")),
+        &format!("/.well-known/est/{group}/simpleenroll"),
+        &format!("{serial}.p7"),
+    )
+    .await;
+    let last = answers.last().unwrap();
+    assert_eq!(last.status, 200, "{}", last.body);
+    open_pkcs7(stack, &format!("{serial}.p7"), &format!("{serial}.pem")).await;
+    (
+        serial.clone(),
+        stack.dir.join(format!("{serial}.key")),
+        stack.dir.join(format!("{serial}.pem")),
+    )
+}
+
+/// Waits until `certificate_status` knows the certificate in `pem` (its own projector may
+/// be a moment behind the device view that answered 200).
+async fn until_status_known(stack: &Stack, pem: &std::path::Path) {
+    let (ok, out) = sh(
+        stack,
+        format!("openssl x509 -in {} -noout -serial", pem.display()),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let serial = out.trim().trim_start_matches("serial=").to_lowercase();
+    let started = Instant::now();
+    while started.elapsed() < PATIENCE {
+        let known: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM certificate_status WHERE serial = $1")
+                .bind(&serial)
+                .fetch_optional(&stack.pool)
+                .await
+                .unwrap();
+        if known.is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("certificate {serial} never reached certificate_status");
+}
+
+#[tokio::test]
+async fn a_device_enrolls_with_its_group_credential_once_however_often_it_asks() {
+    let mut stack = Stack::start_with_est().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    key_and_csr(&stack, "device", &format!("/CN={serial}")).await;
+    let args = enroll_args(&serial, &device_key, "device.b64");
+
+    // No label: the group is the one whose key derives the credential.
+    let first = curl(&stack, &args, "/.well-known/est/simpleenroll", "first").await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert_eq!(first.header("retry-after").as_deref(), Some("1"));
+
+    let answers = until_issued(&stack, &args, "/.well-known/est/simpleenroll", "device.p7").await;
+    let issued = answers.last().unwrap();
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    assert!(issued
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/pkcs7-mime; smime-type=certs-only"));
+    let printed = open_pkcs7(&stack, "device.p7", "device.pem").await;
+    assert!(
+        printed.contains(&format!("subject=CN = {serial}")),
+        "{printed}"
+    );
+    assert_eq!(
+        public_key(&stack, "openssl x509 -in device.pem -noout -pubkey").await,
+        public_key(&stack, "openssl pkey -in device.key -pubout").await,
+        "the certificate is for the CSR's key"
+    );
+
+    let cacerts = curl(&stack, "", "/.well-known/est/cacerts", "cacerts.p7").await;
+    assert_eq!(cacerts.status, 200);
+    open_pkcs7(&stack, "cacerts.p7", "cacerts.pem").await;
+    let (ok, out) = sh(
+        &stack,
+        "openssl verify -CAfile cacerts.pem device.pem".into(),
+    )
+    .await;
+    assert!(ok && out.contains("device.pem: OK"), "{out}");
+
+    // Repeated after issuance: the same certificate again, and still one device.
+    for round in 0..3 {
+        let again = curl(
+            &stack,
+            &args,
+            "/.well-known/est/simpleenroll",
+            &format!("again{round}"),
+        )
+        .await;
+        assert_eq!(again.status, 200);
+        assert_eq!(again.body, issued.body);
+    }
+    let devices: Value = stack
+        .get("/v1/devices?label=line:7&limit=100", &stack.reader())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mine: Vec<&Value> = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["serial_number"] == serial.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{devices}");
+    assert_eq!(mine[0]["model"], "gateway-x");
+    assert_eq!(mine[0]["labels"], json!({"line": "7", "site": "lyon"}));
+    assert_eq!(mine[0]["status"], "provisioned");
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE payload::text LIKE '%' || $1 || '%' \
+         OR payload::text LIKE '%' || $2 || '%' OR metadata::text LIKE '%' || $1 || '%' \
+         OR metadata::text LIKE '%' || $2 || '%'",
+    )
+    .bind(&group_key)
+    .bind(&device_key)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0, "no key in any event");
+    let log = stack.worker_log(0);
+    assert!(!log.contains(&group_key) && !log.contains(&device_key));
+}
+
+#[tokio::test]
+async fn a_device_reenrolls_over_mutual_tls_with_its_current_certificate() {
+    let mut stack = Stack::start_with_est().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let (serial, key, cert) = enrolled(&stack, "line-7", &group_key).await;
+    until_status_known(&stack, &cert).await;
+    key_and_csr(&stack, "renewed", &format!("/CN={serial}")).await;
+    let body = "-H 'Content-Type: application/pkcs10' --data-binary @renewed.b64";
+    let with_cert = format!("--cert {} --key {} {body}", cert.display(), key.display());
+
+    // Without a client certificate, and with another CA's, it is refused.
+    let anonymous = curl(&stack, body, "/.well-known/est/simplereenroll", "anon").await;
+    assert_eq!(anonymous.status, 403, "{}", anonymous.body);
+    assert!(
+        anonymous.body.contains("TLS client authentication"),
+        "{}",
+        anonymous.body
+    );
+    let stranger = testkit::TestCa::new(&stack.dir, "stranger").issue_client(&serial, "stranger");
+    let foreign = curl(
+        &stack,
+        &format!(
+            "--cert {} --key {} {body}",
+            stranger.cert_path.display(),
+            stranger.key_path.display()
+        ),
+        "/.well-known/est/simplereenroll",
+        "foreign",
+    )
+    .await;
+    assert_eq!(foreign.status, 0, "the handshake fails: {}", foreign.body);
+
+    // Another subject is refused: re-enrollment keeps it.
+    key_and_csr(&stack, "renamed", "/CN=someone-else").await;
+    let renamed = curl(
+        &stack,
+        &format!(
+            "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @renamed.b64",
+            cert.display(),
+            key.display()
+        ),
+        "/.well-known/est/simplereenroll",
+        "renamed",
+    )
+    .await;
+    assert_eq!(renamed.status, 400, "{}", renamed.body);
+
+    let first = curl(
+        &stack,
+        &with_cert,
+        "/.well-known/est/simplereenroll",
+        "first",
+    )
+    .await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert!(first.header("retry-after").is_some());
+    let answers = until_issued(
+        &stack,
+        &with_cert,
+        "/.well-known/est/simplereenroll",
+        "renewed.p7",
+    )
+    .await;
+    let issued = answers.last().unwrap();
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let printed = open_pkcs7(&stack, "renewed.p7", "renewed.pem").await;
+    assert!(
+        printed.contains(&format!("subject=CN = {serial}")),
+        "{printed}"
+    );
+    assert_eq!(
+        public_key(&stack, "openssl x509 -in renewed.pem -noout -pubkey").await,
+        public_key(&stack, "openssl pkey -in renewed.key -pubout").await,
+        "the new certificate is for the new key"
+    );
+    assert_ne!(
+        public_key(&stack, "openssl x509 -in renewed.pem -noout -serial").await,
+        public_key(
+            &stack,
+            &format!("openssl x509 -in {} -noout -serial", cert.display())
+        )
+        .await,
+    );
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+}
+
+#[tokio::test]
+async fn every_wrong_enrollment_is_a_clear_est_error() {
+    let mut stack = Stack::start_with_est().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    key_and_csr(&stack, "device", &format!("/CN={serial}")).await;
+    key_and_csr(&stack, "misnamed", "/CN=not-the-serial").await;
+    std::fs::write(stack.dir.join("garbage.b64"), "this is not base64 !!!").unwrap();
+    std::fs::write(stack.dir.join("notcsr.b64"), "aGVsbG8gd29ybGQ=").unwrap();
+    let path = "/.well-known/est/line-7/simpleenroll";
+
+    let cases = [
+        (enroll_args(&serial, "d3Jvbmcta2V5", "device.b64"), path, 401, "credential"),
+        (
+            "-H 'Content-Type: application/pkcs10' --data-binary @device.b64".to_owned(),
+            path,
+            401,
+            "HTTP Basic",
+        ),
+        (enroll_args(&serial, &device_key, "device.b64"), "/.well-known/est/no-such-group/simpleenroll", 404, "no enrollment group"),
+        (enroll_args(&serial, &device_key, "misnamed.b64"), path, 400, "CN"),
+        (enroll_args(&serial, &device_key, "garbage.b64"), path, 400, "base64"),
+        (enroll_args(&serial, &device_key, "notcsr.b64"), path, 400, "not a certificate request"),
+        (
+            format!("-u '{serial}:{device_key}' -H 'Content-Type: text/plain' --data-binary @device.b64"),
+            path,
+            415,
+            "application/pkcs10",
+        ),
+    ];
+    for (index, (args, path, status, says)) in cases.iter().enumerate() {
+        let answer = curl(&stack, args, path, &format!("case{index}")).await;
+        assert_eq!(answer.status, *status, "case {index}: {}", answer.body);
+        assert!(answer.body.contains(says), "case {index}: {}", answer.body);
+        assert!(answer
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain"));
+        if *status == 401 {
+            assert!(answer
+                .header("www-authenticate")
+                .unwrap()
+                .starts_with("Basic"));
+        }
+        assert!(!answer.body.contains(&device_key) && !answer.body.contains(&group_key));
+    }
+    // Nothing was registered by any of them.
+    assert_eq!(stack.count_events("DeviceRegistered").await, 0);
+
+    let disabled = stack
+        .client
+        .post(stack.url("/admin/enrollment-groups/line-7/disable"))
+        .bearer_auth(stack.operator_token("admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+    let refused = curl(
+        &stack,
+        &enroll_args(&serial, &device_key, "device.b64"),
+        path,
+        "disabled",
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("disabled"), "{}", refused.body);
+    assert_eq!(stack.count_events("DeviceRegistered").await, 0);
+}
