@@ -156,7 +156,7 @@ async fn create_enrollment_group(
 /// Enrollment groups, by name.
 #[utoipa::path(get, path = "/admin/enrollment-groups", tag = "operations",
     security(("bearer" = ["admin"])),
-    params(("tenant" = Option<String>, Query, description = "Only this tenant's groups")),
+    params(("tenant" = Option<TenantId>, Query, description = "Only this tenant's groups")),
     responses(
         (status = 200, description = "The groups", body = EnrollmentGroupsBody),
         (status = 400, description = "`invalid-field`: a bad or unknown query parameter"),
