@@ -212,10 +212,7 @@ async fn disable_enrollment_group(
     auth: AuthorizedOperator,
     GroupNamePath(name): GroupNamePath,
 ) -> Result<Json<EnrollmentGroupBody>, ApiError> {
-    let group = groups(&state)?
-        .set_enabled(&name, false, &auth.operator.subject)
-        .await?;
-    Ok(Json(group.into()))
+    set_enabled(&state, &auth, &name, false).await
 }
 
 /// Enable a disabled group again.
@@ -233,8 +230,17 @@ async fn enable_enrollment_group(
     auth: AuthorizedOperator,
     GroupNamePath(name): GroupNamePath,
 ) -> Result<Json<EnrollmentGroupBody>, ApiError> {
-    let group = groups(&state)?
-        .set_enabled(&name, true, &auth.operator.subject)
+    set_enabled(&state, &auth, &name, true).await
+}
+
+async fn set_enabled(
+    state: &AppState,
+    auth: &AuthorizedOperator,
+    name: &EnrollmentGroupName,
+    enabled: bool,
+) -> Result<Json<EnrollmentGroupBody>, ApiError> {
+    let group = groups(state)?
+        .set_enabled(name, enabled, &auth.operator.subject)
         .await?;
     Ok(Json(group.into()))
 }

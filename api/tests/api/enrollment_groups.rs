@@ -257,6 +257,78 @@ async fn names_are_unique_and_every_field_is_checked() {
 }
 
 #[tokio::test]
+async fn an_est_enrollment_leaves_no_key_in_the_api_log() {
+    let (url, _pool) = migrated_database().await;
+    let dir = std::env::temp_dir().join(format!("api-est-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = testkit::TestCa::new(&dir, "fleet");
+    let api = ApiProcess::start(
+        &url,
+        &[
+            ("ENROLLMENT_KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY.into()),
+            ("CA_CERT_PATH", ca.cert_path().display().to_string()),
+            ("RUST_LOG", "debug".into()),
+        ],
+    )
+    .await;
+    let operator = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue_operator(
+        "ops-alice",
+        "admin",
+        Duration::from_secs(600),
+    );
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/admin/enrollment-groups", api.base))
+        .bearer_auth(&operator)
+        .json(&group("line-7", TENANT))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let group_key = created["group_key"].as_str().unwrap().to_owned();
+    let serial = crate::helpers::unique_serial();
+    let device_key = domain::GroupKey::from_base64(&group_key)
+        .unwrap()
+        .device_key(&domain::SerialNumber::parse(&serial).unwrap());
+    let csr = crate::helpers::csr_for(&serial);
+    let der = pem_der(&csr);
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let enroll = |password: String| {
+        client
+            .post(format!("{}/.well-known/est/line-7/simpleenroll", api.base))
+            .basic_auth(&serial, Some(password))
+            .header("content-type", "application/pkcs10")
+            .body(body.clone())
+            .send()
+    };
+    // No worker runs: the enrollment stays pending.
+    let pending = enroll(device_key.clone()).await.unwrap();
+    assert_eq!(pending.status(), 202);
+    assert_eq!(pending.headers()["retry-after"], "2");
+    let wrong = enroll("d3Jvbmc=".into()).await.unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let log = api.log();
+    assert!(log.contains("simpleenroll"), "the log is read");
+    for secret in [group_key.as_str(), device_key.as_str(), KEY_ENCRYPTION_KEY] {
+        assert!(!log.contains(secret), "a key in the log");
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{serial}:{device_key}"));
+    assert!(!log.contains(&basic), "the Authorization header in the log");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The DER inside a PEM block.
+fn pem_der(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[tokio::test]
 async fn a_tenant_cannot_manage_enrollment_groups() {
     let (admin, _pool) = Admin::start().await;
     let tenant = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue(

@@ -16,27 +16,9 @@ use serde_json::{json, Value};
 use crate::helpers::{unique_serial, Stack, TENANT};
 use crate::provisioning::PATIENCE;
 
-/// Runs `script` with `sh` in the stack's directory, off the runtime: whether it succeeded,
-/// and its stdout then stderr.
+/// Runs `script` with `sh` in the stack's directory: whether it succeeded, and its output.
 async fn sh(stack: &Stack, script: String) -> (bool, String) {
-    let dir = stack.dir.clone();
-    tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .current_dir(dir)
-            .output()
-            .expect("sh runs");
-        (
-            output.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    })
-    .await
-    .unwrap()
+    crate::openssl::shell(&stack.dir, script).await
 }
 
 /// What one curl exchange got: the HTTP status (0 if none), the headers, the body.
@@ -246,6 +228,21 @@ async fn a_device_enrolls_with_its_group_credential_once_however_often_it_asks()
 
     let cacerts = curl(&stack, "", "/.well-known/est/cacerts", "cacerts.p7").await;
     assert_eq!(cacerts.status, 200);
+    let attributes = curl(&stack, "", "/.well-known/est/line-7/csrattrs", "csrattrs").await;
+    assert_eq!(attributes.status, 200);
+    assert_eq!(
+        attributes.header("content-type").as_deref(),
+        Some("application/csrattrs")
+    );
+    let (ok, parsed) = sh(
+        &stack,
+        "openssl base64 -d -in csrattrs | openssl asn1parse -inform DER".into(),
+    )
+    .await;
+    assert!(
+        ok && parsed.contains("ecdsa-with-SHA256") && parsed.contains("prime256v1"),
+        "{parsed}"
+    );
     open_pkcs7(&stack, "cacerts.p7", "cacerts.pem").await;
     let (ok, out) = sh(
         &stack,
