@@ -285,14 +285,11 @@ impl DeviceEnrollmentService {
         if device.version < version {
             return Ok(EnrollmentProgress::Pending { device_id });
         }
-        match device.status {
-            DeviceStatus::Failed => Err(EnrollmentRefusal::Refused(
-                device
-                    .failure
-                    .expect("a failed device's view has its failure"),
-            )
-            .into()),
-            DeviceStatus::Decommissioned => Err(EnrollmentRefusal::Decommissioned.into()),
+        match (device.status, device.failure) {
+            (DeviceStatus::Failed, Some(failure)) => {
+                Err(EnrollmentRefusal::Refused(failure).into())
+            }
+            (DeviceStatus::Decommissioned, _) => Err(EnrollmentRefusal::Decommissioned.into()),
             _ => Ok(EnrollmentProgress::Pending { device_id }),
         }
     }

@@ -384,6 +384,57 @@ async fn a_device_reenrolls_over_mutual_tls_with_its_current_certificate() {
 }
 
 #[tokio::test]
+async fn a_csr_the_ca_refuses_is_reported_and_a_new_one_enrolls() {
+    let mut stack = Stack::start_with_est().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    let (ok, out) = sh(
+        &stack,
+        format!(
+            "openssl req -new -newkey rsa:1024 -nodes -keyout weak.key -subj '/CN={serial}' \
+             -outform DER -out weak.der 2>&1 && openssl base64 -in weak.der -out weak.b64"
+        ),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let path = "/.well-known/est/line-7/simpleenroll";
+    let answers = until_issued(
+        &stack,
+        &enroll_args(&serial, &device_key, "weak.b64"),
+        path,
+        "weak",
+    )
+    .await;
+    assert_eq!(answers[0].status, 202);
+    let refused = answers.last().unwrap();
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("refused") && refused.body.contains("RSA"),
+        "a readable reason: {}",
+        refused.body
+    );
+
+    // A corrected CSR for the same device enrolls (through the renewal path).
+    key_and_csr(&stack, "fixed", &format!("/CN={serial}")).await;
+    let answers = until_issued(
+        &stack,
+        &enroll_args(&serial, &device_key, "fixed.b64"),
+        path,
+        "fixed.p7",
+    )
+    .await;
+    assert_eq!(answers.last().unwrap().status, 200);
+    open_pkcs7(&stack, "fixed.p7", "fixed.pem").await;
+    assert_eq!(
+        public_key(&stack, "openssl x509 -in fixed.pem -noout -pubkey").await,
+        public_key(&stack, "openssl pkey -in fixed.key -pubout").await,
+    );
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+}
+
+#[tokio::test]
 async fn every_wrong_enrollment_is_a_clear_est_error() {
     let mut stack = Stack::start_with_est().await;
     stack.spawn_worker();
