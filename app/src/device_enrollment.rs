@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use domain::{
     CertificateSigningRequest, DeviceError, DeviceId, DeviceStatus, EnrollmentGroupName,
-    IssuedCertificate, ProvisioningFailure, SerialNumber, SubjectMismatch,
+    IssuedCertificate, ProvisioningFailure, SerialNumber, SubjectMismatch, TenantId,
 };
 use sha2::{Digest, Sha256};
 
@@ -53,10 +53,14 @@ pub struct Correlation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EnrollmentProgress {
     /// Accepted; the certificate is not issued yet: ask again later.
-    Pending { device_id: DeviceId },
+    Pending {
+        device_id: DeviceId,
+        tenant: TenantId,
+    },
     /// The certificate issued for the request's key.
     Issued {
         device_id: DeviceId,
+        tenant: TenantId,
         certificate: IssuedCertificate,
     },
 }
@@ -216,7 +220,7 @@ impl DeviceEnrollmentService {
             }
             Err(other) => return Err(other.into()),
         };
-        self.progress(accepted.device_id, accepted.version, &csr)
+        self.progress(group.tenant, accepted.device_id, accepted.version, &csr)
             .await
     }
 
@@ -264,7 +268,7 @@ impl DeviceEnrollmentService {
             .commands
             .renew_certificate(metadata, claim, device.id, csr.clone())
             .await?;
-        self.progress(accepted.device_id, accepted.version, &csr)
+        self.progress(device.tenant, accepted.device_id, accepted.version, &csr)
             .await
     }
 
@@ -272,25 +276,27 @@ impl DeviceEnrollmentService {
     /// side: the outcome is judged only once the read model has reached that version.
     async fn progress(
         &self,
+        tenant: TenantId,
         device_id: DeviceId,
         version: u64,
         csr: &CertificateSigningRequest,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let pending = |tenant| Ok(EnrollmentProgress::Pending { device_id, tenant });
         let Some(device) = self.devices.device(device_id).await? else {
-            return Ok(EnrollmentProgress::Pending { device_id });
+            return pending(tenant);
         };
         if issued_for(&device, csr) {
             return Ok(issued(device));
         }
         if device.version < version {
-            return Ok(EnrollmentProgress::Pending { device_id });
+            return pending(tenant);
         }
         match (device.status, device.failure) {
             (DeviceStatus::Failed, Some(failure)) => {
                 Err(EnrollmentRefusal::Refused(failure).into())
             }
             (DeviceStatus::Decommissioned, _) => Err(EnrollmentRefusal::Decommissioned.into()),
-            _ => Ok(EnrollmentProgress::Pending { device_id }),
+            _ => pending(tenant),
         }
     }
 }
@@ -306,6 +312,7 @@ fn issued_for(device: &DeviceView, csr: &CertificateSigningRequest) -> bool {
 fn issued(device: DeviceView) -> EnrollmentProgress {
     EnrollmentProgress::Issued {
         device_id: device.id,
+        tenant: device.tenant,
         certificate: device
             .certificate
             .expect("issued_for saw the certificate")

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use domain::{CertificateSigningRequest, EnrollmentGroupName};
 
 use super::in_flight::AdmittedCommand;
-use super::{current_request_id, current_traceparent, record_device, AppState};
+use super::{current_request_id, current_traceparent, record_device, record_tenant, AppState};
 use crate::est::{basic_credential, wire_format, EstError, EstServer};
 use crate::tls::ClientCertificate;
 
@@ -186,8 +186,9 @@ fn correlation() -> Correlation {
 /// 202 with `Retry-After` while pending; 200 with the certificate once issued.
 fn answer(server: &EstServer, progress: EnrollmentProgress) -> Response {
     match progress {
-        EnrollmentProgress::Pending { device_id } => {
+        EnrollmentProgress::Pending { device_id, tenant } => {
             record_device(device_id);
+            record_tenant(tenant.as_str());
             let mut response = (
                 StatusCode::ACCEPTED,
                 "the certificate is being issued: repeat this request after Retry-After seconds\n",
@@ -206,9 +207,11 @@ fn answer(server: &EstServer, progress: EnrollmentProgress) -> Response {
         }
         EnrollmentProgress::Issued {
             device_id,
+            tenant,
             certificate,
         } => {
             record_device(device_id);
+            record_tenant(tenant.as_str());
             let der = ::pem::parse(&certificate.pem)
                 .ok()
                 .and_then(|block| wire_format::certs_only(&[block.contents()]).ok());
