@@ -82,6 +82,9 @@ pub struct AppState {
     pub in_flight_commands: Arc<InFlightLimit>,
     /// Requests being worked on, health and metrics aside, at most `REQUEST_MAX_IN_FLIGHT`.
     pub in_flight_requests: Arc<InFlightLimit>,
+    /// Cancelled when the server starts shutting down: live streams (the feed's
+    /// `text/event-stream`) end then, so that the graceful shutdown is not held up by them.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The routes of the public API together with their OpenAPI description.

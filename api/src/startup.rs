@@ -64,6 +64,9 @@ pub fn postgres_state_with_long_poll_limits(
         Arc::new(PgReadModelChanges::spawn((*pool.connect_options()).clone())),
         Arc::new(PostgresEventLog::new(pool.clone())),
     )
+    .with_append_signal(Arc::new(store::PgAppendedEvents::spawn(
+        (*pool.connect_options()).clone(),
+    )))
     .with_long_poll_limits(long_polls);
     let health = bootstrap::Health::new(READINESS_CHECK_TIMEOUT).with_check("postgres", {
         let pool = pool.clone();
@@ -90,6 +93,7 @@ pub fn postgres_state_with_long_poll_limits(
         est: None,
         in_flight_commands: Arc::new(InFlightLimit::default_for(InFlightBound::Commands)),
         in_flight_requests: Arc::new(InFlightLimit::default_for(InFlightBound::Requests)),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -144,6 +148,8 @@ pub struct Application {
     shutdown_grace: Duration,
     connections: ConnectionLimits,
     tls: Option<Arc<ServerTls>>,
+    /// The state's shutdown token, cancelled when `serve_until`'s shutdown resolves.
+    streams_shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Application {
@@ -155,6 +161,7 @@ impl Application {
     ) -> io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
+            streams_shutdown: state.shutdown.clone(),
             router: router(state, limits),
             shutdown_grace,
             connections: ConnectionLimits::default(),
@@ -196,6 +203,11 @@ impl Application {
         let app = self
             .router
             .into_make_service_with_connect_info::<ClientCertificate>();
+        let streams = self.streams_shutdown;
+        let shutdown = async move {
+            shutdown.await;
+            streams.cancel();
+        };
         match self.tls {
             None => serve_draining(listener, app, shutdown, self.shutdown_grace).await,
             Some(tls) => {

@@ -22,8 +22,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 use crate::{
-    CertificateView, CommitPosition, EventEnvelope, EventLog, InvalidCursor, LongPollLimitReached,
-    LongPollLimits, LongPollSlots, RecordedEvent, StoreError,
+    AppendedEvents, CertificateView, CommitPosition, EventEnvelope, EventLog, InvalidCursor,
+    LongPollLimitReached, LongPollLimits, LongPollSlot, LongPollSlots, NoAppendSignal,
+    RecordedEvent, StoreError,
 };
 
 /// A device as the read model holds it.
@@ -199,6 +200,7 @@ pub struct DeviceQueryService {
     read_model: Arc<dyn DeviceReadModel>,
     changes: Arc<dyn ReadModelChanges>,
     events: Arc<dyn EventLog>,
+    appended: Arc<dyn AppendedEvents>,
     recheck: Duration,
     long_polls: LongPollSlots,
 }
@@ -213,9 +215,17 @@ impl DeviceQueryService {
             read_model,
             changes,
             events,
+            appended: Arc::new(NoAppendSignal),
             recheck: Duration::from_secs(1),
             long_polls: LongPollSlots::new(LongPollLimits::default()),
         }
+    }
+
+    /// Wakes the feed's waiting readers when their tenant's events are appended (without it
+    /// they re-read every second).
+    pub fn with_append_signal(mut self, appended: Arc<dyn AppendedEvents>) -> Self {
+        self.appended = appended;
+        self
     }
 
     /// Other bounds on waiting long-polls than [`LongPollLimits::default`].
@@ -374,6 +384,63 @@ impl DeviceQueryService {
                 .collect(),
             next,
         })
+    }
+
+    /// [`Self::feed`], waiting up to `max_wait` for events when there are none yet: a
+    /// long-poll, which needs a slot (refused at once without one, like a device's).
+    pub async fn feed_waiting(
+        &self,
+        tenant: &TenantId,
+        after: CommitPosition,
+        limit: usize,
+        event_type: Option<&'static str>,
+        max_wait: Duration,
+    ) -> Result<EventPage, DeviceReadError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let page = self.feed(tenant, after, limit, event_type).await?;
+        if !page.events.is_empty() || max_wait.is_zero() {
+            return Ok(page);
+        }
+        let _slot = self.long_polls.try_take(tenant)?;
+        Ok(self
+            .next_events(tenant, after, limit, event_type, deadline)
+            .await?)
+    }
+
+    /// A slot for a live tail of the feed (`text/event-stream`), held for as long as the
+    /// tail lives: tails count as waiting long-polls.
+    pub fn open_tail(&self, tenant: &TenantId) -> Result<LongPollSlot, LongPollLimitReached> {
+        self.long_polls.try_take(tenant)
+    }
+
+    /// The tenant's next events after `after`, waiting until `deadline` for some: woken when
+    /// the tenant's events are appended, else re-reading every second. An empty page at the
+    /// deadline. The caller holds a long-poll slot.
+    pub async fn next_events(
+        &self,
+        tenant: &TenantId,
+        after: CommitPosition,
+        limit: usize,
+        event_type: Option<&'static str>,
+        deadline: tokio::time::Instant,
+    ) -> Result<EventPage, StoreError> {
+        // Subscribe before reading, so that an append between the read and the wait wakes us.
+        let mut appended = self.appended.watch(tenant);
+        let mut signal_lost = false;
+        loop {
+            let page = self.feed(tenant, after, limit, event_type).await?;
+            if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(page);
+            }
+            let recheck = tokio::time::Instant::now() + self.recheck;
+            tokio::select! {
+                // A closed channel would return at once, forever: fall back on the timer.
+                changed = appended.changed(), if !signal_lost => {
+                    signal_lost = changed.is_err();
+                }
+                () = tokio::time::sleep_until(recheck.min(deadline)) => {}
+            }
+        }
     }
 }
 

@@ -30,3 +30,20 @@ pub trait EventLog: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 }
+
+/// Port: a signal that a tenant's events were appended, for the feed's waiting readers. A
+/// value sent is only a hint to read the feed again (it may still show nothing new, while an
+/// older transaction holds the commit-order horizon back); missed signals only cost latency,
+/// as waiters also re-read on a timer.
+pub trait AppendedEvents: Send + Sync + 'static {
+    fn watch(&self, tenant: &TenantId) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// No signal at all: waiters re-read on their timer only.
+pub struct NoAppendSignal;
+
+impl AppendedEvents for NoAppendSignal {
+    fn watch(&self, _tenant: &TenantId) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
+}

@@ -25,6 +25,7 @@ mod long_poll_slots;
 pub mod pki;
 mod projection_operations;
 mod provisioning;
+mod wake_ups;
 
 pub use certificate_view::{CertificateStatus, CertificateView};
 pub use command_error::CommandError;
@@ -52,10 +53,10 @@ pub use enrollment_groups::{
 pub use event_contract::{
     event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
 };
-pub use event_log::EventLog;
+pub use event_log::{AppendedEvents, EventLog, NoAppendSignal};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
-pub use long_poll_slots::{LongPollLimitReached, LongPollLimits, LongPollSlots};
+pub use long_poll_slots::{LongPollLimitReached, LongPollLimits, LongPollSlot, LongPollSlots};
 pub use projection_operations::{
     ProjectionOperations, ProjectionState, ProjectionStatus, RebuildRequestError, RebuildState,
     RebuildStatus, UnknownProjection,
@@ -64,3 +65,4 @@ pub use provisioning::{
     CaUnavailable, CertificateAuthority, CertificateRequest, ProvisioningCause, ProvisioningError,
     ProvisioningOutcome, ProvisioningService,
 };
+pub use wake_ups::WakeUps;

@@ -44,6 +44,8 @@ const IDEMPOTENCY_KEYS_PRIMARY_KEY: &str = "idempotency_keys_pkey";
 #[derive(Debug)]
 pub(crate) struct EncodedAppend {
     device_id: String,
+    /// The command's tenant: named in the append notification.
+    tenant: String,
     expected_version: u64,
     event_types: Vec<String>,
     event_versions: Vec<String>,
@@ -79,6 +81,7 @@ impl EncodedAppend {
             .map_err(|e| StoreError::Corrupt(e.into()))?;
         Ok(Self {
             device_id: append.device_id.to_string(),
+            tenant: append.metadata.tenant.as_str().to_owned(),
             expected_version: append.expected_version,
             event_types: append.events.iter().map(|e| e.event_type()).collect(),
             event_versions: append.events.iter().map(|e| e.event_version()).collect(),
@@ -97,6 +100,10 @@ impl EncodedAppend {
     /// without a statement (its claim is not recorded either; see `app::DeviceAppend`).
     pub(crate) fn is_empty(&self) -> bool {
         self.payloads.is_empty()
+    }
+
+    pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     pub(crate) fn expected_version(&self) -> u64 {

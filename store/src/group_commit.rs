@@ -157,12 +157,12 @@ impl Committer {
             .filter(|a| !a.is_empty())
             .collect();
         let written = self.write(&writing).await;
-        if written
+        let appended_tenants = writing
             .iter()
-            .any(|w| matches!(w, Ok(AppendOutcome::Appended { .. })))
-        {
-            self.notifier.appended();
-        }
+            .zip(&written)
+            .filter(|(_, w)| matches!(w, Ok(AppendOutcome::Appended { .. })))
+            .map(|(append, _)| append.tenant());
+        self.notifier.appended(appended_tenants);
         drop(writing);
         let mut written = written.into_iter();
         for queued in batch {

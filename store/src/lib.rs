@@ -8,7 +8,8 @@
 //!   same statement as a command's events; purges them after the retention period.
 //! - [`PostgresEventLog`]: the events read back (tenant feed in commit order, a device's
 //!   history); [`RelayLeases`]: the relay's lock, checkpoint and commit-order reads;
-//!   [`AppendNotifier`]: wakes the relay after appends; [`PostgresDeadLetters`]: messages
+//!   [`AppendNotifier`]: wakes the relay and feed readers after appends, naming the tenants
+//!   ([`PgAppendedEvents`] wakes a tenant's feed readers from those notifications); [`PostgresDeadLetters`]: messages
 //!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA;
 //!   [`PostgresEnrollmentGroups`]: enrollment groups, their keys sealed at rest
 //!   ([`GroupKeySealer`]).
@@ -23,6 +24,7 @@
 
 mod append_notifier;
 mod append_statement;
+mod appended_events;
 mod committed_events;
 mod database;
 mod database_ping;
@@ -30,6 +32,7 @@ mod dead_letters;
 mod enrollment_groups;
 mod event_metadata;
 mod group_commit;
+mod notification_listener;
 mod operator_actions;
 mod postgres_device_store;
 mod postgres_event_log;
@@ -40,13 +43,15 @@ mod relay_lease;
 pub mod schema;
 mod sealed_group_key;
 
-pub use append_notifier::AppendNotifier;
+pub use append_notifier::{AppendNotifier, AppendedTenants};
+pub use appended_events::PgAppendedEvents;
 pub use committed_events::{committed_events_after, visible_events_after, CommittedBatch};
 pub use database::{close, connect, DatabaseSettings, DatabaseUrlError};
 pub use database_ping::{ping, DatabaseProbe};
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
 pub use enrollment_groups::PostgresEnrollmentGroups;
 pub use group_commit::GroupCommitSettings;
+pub use notification_listener::spawn_listener;
 pub use operator_actions::OperatorAction;
 pub use postgres_device_store::PostgresDeviceStore;
 pub use postgres_event_log::{
