@@ -238,3 +238,35 @@ async fn a_bad_last_event_id_is_a_400() {
     let problem = crate::helpers::assert_problem(response, 400, "invalid-field").await;
     assert_eq!(problem["field"], "Last-Event-ID");
 }
+
+#[tokio::test]
+async fn a_live_stream_ends_when_the_api_shuts_down() {
+    let (url, _pool) = crate::helpers::migrated_database().await;
+    let mut api = crate::helpers::ApiProcess::start(&url, &[]).await;
+    let token = api::auth::JwtKeys::from_secret(crate::helpers::JWT_SECRET.as_bytes()).issue(
+        "analyst",
+        TENANT,
+        "events:read",
+        Duration::from_secs(600),
+    );
+    let mut curl = Command::new("curl")
+        .args(["-sN", "-H", "Accept: text/event-stream", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("{}/v1/events", api.base))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(curl.try_wait().unwrap().is_none(), "the stream is open");
+    let started = Instant::now();
+    api.stop();
+    // Well within SHUTDOWN_GRACE_SECONDS (20 s): the stream does not hold the shutdown up.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let ended = curl.wait().unwrap();
+    assert!(ended.success(), "the stream ended cleanly: {ended:?}");
+    assert!(api.log().contains("api stopped"));
+}
