@@ -16,5 +16,6 @@ mod rebuild;
 mod relay_order;
 mod replay;
 mod resilience;
+mod scale_out;
 mod shutdown;
 mod traces;
