@@ -155,14 +155,20 @@ pub fn database_settings<F: Fn(&str) -> Option<String>>(
     }
 }
 
-/// `NATS_URL`, default `nats://127.0.0.1:4222`; shared with the worker.
+/// `NATS_URL`, default `nats://127.0.0.1:4222`; shared with the worker. A cluster's servers
+/// may be listed, comma-separated.
 pub fn nats_url<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> String {
     let url = env.parse_or("NATS_URL", "nats://127.0.0.1:4222".to_owned());
-    let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
-        .iter()
-        .any(|s| url.starts_with(s));
-    if !scheme_ok {
-        env.problem("NATS_URL must start with nats://, tls://, ws:// or wss://".into());
+    let scheme_ok = |server: &str| {
+        ["nats://", "tls://", "ws://", "wss://"]
+            .iter()
+            .any(|s| server.trim().starts_with(s))
+    };
+    if !url.split(',').all(scheme_ok) {
+        env.problem(
+            "NATS_URL must be one or more comma-separated URLs starting with nats://, tls://, ws:// or wss://"
+                .into(),
+        );
     }
     url
 }

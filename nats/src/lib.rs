@@ -40,6 +40,9 @@ pub enum NatsError {
 /// user only what its role needs.
 pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, NatsError> {
     let mut options = async_nats::ConnectOptions::new();
+    // `NATS_URL` may list a cluster's servers, comma-separated: the client connects to one and
+    // moves to another when it goes (and learns the rest of the cluster from the server).
+    let mut servers = Vec::new();
     for url in settings.url.split(',') {
         let address: async_nats::ServerAddr = url.trim().parse().map_err(|e| {
             NatsError::Connect(async_nats::ConnectError::with_source(
@@ -49,14 +52,14 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Nats
         })?;
         if let (Some(user), Some(password)) = (address.username(), address.password()) {
             options = options.user_and_password(user.to_owned(), password.to_owned());
-            break;
         }
+        servers.push(address);
     }
     options
         .connection_timeout(settings.connect_timeout)
         .retry_on_initial_connect()
         .name("device-provisioning")
-        .connect(settings.url.as_str())
+        .connect(servers)
         .await
         .map_err(NatsError::Connect)
 }

@@ -37,6 +37,9 @@ pub struct StreamSettings {
     pub duplicate_window: Duration,
     /// How long events stay in the stream (Postgres keeps them forever; replay reads it).
     pub max_age: Duration,
+    /// Copies of the stream on a cluster's servers (1 on a single server; 3 on a cluster of
+    /// three or more survives the loss of any one). The consumers inherit it.
+    pub replicas: usize,
 }
 
 impl StreamSettings {
@@ -61,6 +64,7 @@ impl StreamSettings {
             storage: stream::StorageType::File,
             duplicate_window: self.duplicate_window,
             max_age: self.max_age,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -129,6 +133,7 @@ mod tests {
             subject_prefix: "events".into(),
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::from_secs(86_400),
+            replicas: 1,
         }
     }
 

@@ -32,6 +32,7 @@ async fn a_replay_after_a_position_starts_at_the_next_message_when_middle_ones_w
         subject_prefix: format!("t{unique}"),
         duplicate_window: Duration::from_secs(120),
         max_age: Duration::from_secs(3600),
+        replicas: 1,
     };
     let mut stream = ensure_stream(&js, &settings).await.unwrap();
     for n in 1..=10 {

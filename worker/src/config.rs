@@ -186,6 +186,7 @@ impl StreamAccess {
             max_age: Duration::from_secs(
                 86_400 * env.number_or("NATS_STREAM_MAX_AGE_DAYS", 30, 1..=3650),
             ),
+            replicas: env.number_or("NATS_STREAM_REPLICAS", 1, 1..=5) as usize,
         };
         check_token(env, "NATS_STREAM", &stream.name);
         check_token(env, "NATS_SUBJECT_PREFIX", &stream.subject_prefix);

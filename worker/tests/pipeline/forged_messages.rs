@@ -43,6 +43,7 @@ async fn publish_forged(stack: &Stack, envelope: &Value) -> u64 {
         subject_prefix: stack.prefix.clone(),
         duplicate_window: Duration::from_secs(300),
         max_age: Duration::from_secs(86_400),
+        replicas: 1,
     };
     nats::ensure_stream(&js, &settings).await.unwrap();
     let event_type = envelope["type"].as_str().unwrap();

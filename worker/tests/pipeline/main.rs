@@ -8,6 +8,7 @@ mod est;
 mod forged_messages;
 mod helpers;
 mod nats_authorization;
+mod nats_cluster;
 mod ocsp;
 mod openssl;
 mod provisioning;

@@ -140,6 +140,7 @@ fn relay(
             subject_prefix: stack.prefix.clone(),
             duplicate_window,
             max_age: Duration::from_secs(86_400),
+            replicas: 1,
         },
         nats::RelaySettings {
             poll_interval: Duration::from_millis(100),

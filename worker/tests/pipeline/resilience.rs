@@ -310,6 +310,7 @@ async fn a_postgres_outage_longer_than_the_redelivery_schedule_loses_no_message(
             subject_prefix: stack.prefix.clone(),
             duplicate_window: Duration::from_secs(300),
             max_age: Duration::from_secs(86_400),
+            replicas: 1,
         },
         nats::RelaySettings {
             poll_interval: Duration::from_millis(100),
