@@ -40,6 +40,9 @@ impl fmt::Debug for Secret {
 pub struct ApiConfig {
     pub addr: SocketAddr,
     pub database: DatabaseSettings,
+    /// A read-only replica for the query side (`DATABASE_READ_URL`; the `DB_*` pool settings
+    /// apply to it too); `None`: queries read the primary.
+    pub read_database: Option<DatabaseSettings>,
     /// Probed by `/readyz` only: the api never publishes (the relay runs in the worker).
     pub nats_url: String,
     /// How bearer tokens are verified.
@@ -131,6 +134,18 @@ impl ApiConfig {
         let mut env = Env::new(lookup);
         let addr = env.parse_or("API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)));
         let database = database_settings(&mut env, "provisioning-api");
+        let read_database = env.optional("DATABASE_READ_URL").map(|url| {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                env.problem(
+                    "DATABASE_READ_URL must start with postgres:// or postgresql://".into(),
+                );
+            }
+            DatabaseSettings {
+                url,
+                application_name: "provisioning-api-reads".to_owned(),
+                ..database.clone()
+            }
+        });
         let nats_url = nats_url(&mut env);
         let tokens = token_settings(&mut env);
         let limits = HttpLimits {
@@ -222,6 +237,7 @@ impl ApiConfig {
         Ok(Self {
             addr,
             database,
+            read_database,
             nats_url,
             tokens,
             limits,
@@ -536,6 +552,29 @@ mod tests {
             ("TLS_RELOAD_SECONDS", "0"),
         ])
         .is_err());
+    }
+
+    #[test]
+    fn a_read_replica_is_optional_and_takes_the_pool_settings() {
+        assert!(config(&[]).unwrap().read_database.is_none());
+        let with = config(&[
+            (
+                "DATABASE_READ_URL",
+                "postgres://reader@replica:5432/provisioning",
+            ),
+            ("DB_MAX_CONNECTIONS", "7"),
+        ])
+        .unwrap();
+        let reads = with.read_database.unwrap();
+        assert_eq!(reads.url, "postgres://reader@replica:5432/provisioning");
+        assert_eq!(reads.max_connections, 7);
+        let err = config(&[("DATABASE_READ_URL", "mysql://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DATABASE_READ_URL must start with postgres://"),
+            "{err}"
+        );
     }
 
     #[test]

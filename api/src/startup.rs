@@ -59,15 +59,7 @@ pub fn postgres_state_with_long_poll_limits(
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),
         retry,
     );
-    let queries = DeviceQueryService::new(
-        Arc::new(PostgresDeviceReadModel::new(pool.clone())),
-        Arc::new(PgReadModelChanges::spawn((*pool.connect_options()).clone())),
-        Arc::new(PostgresEventLog::new(pool.clone())),
-    )
-    .with_append_signal(Arc::new(store::PgAppendedEvents::spawn(
-        (*pool.connect_options()).clone(),
-    )))
-    .with_long_poll_limits(long_polls);
+    let queries = query_service(&pool, &pool, long_polls);
     let health = bootstrap::Health::new(READINESS_CHECK_TIMEOUT).with_check("postgres", {
         let pool = pool.clone();
         move || {
@@ -95,6 +87,48 @@ pub fn postgres_state_with_long_poll_limits(
         in_flight_requests: Arc::new(InFlightLimit::default_for(InFlightBound::Requests)),
         shutdown: tokio_util::sync::CancellationToken::new(),
     }
+}
+
+/// The query side reading `reads` (the primary, or a read replica), woken by the primary's
+/// notifications: Postgres does not replicate them.
+fn query_service(
+    primary: &PgPool,
+    reads: &PgPool,
+    long_polls: LongPollLimits,
+) -> DeviceQueryService {
+    DeviceQueryService::new(
+        Arc::new(PostgresDeviceReadModel::new(reads.clone())),
+        Arc::new(PgReadModelChanges::spawn(
+            (*primary.connect_options()).clone(),
+        )),
+        Arc::new(PostgresEventLog::new(reads.clone())),
+    )
+    .with_append_signal(Arc::new(store::PgAppendedEvents::spawn(
+        (*primary.connect_options()).clone(),
+    )))
+    .with_long_poll_limits(long_polls)
+}
+
+/// Moves the query side of `state` to a read replica: device reads, lists, histories, the
+/// feed, stats and long-polls read `replica`; commands, their idempotency, EST, CRLs and
+/// OCSP stay on `primary` (they need what was just written). A waiter is woken by the
+/// primary's notification and re-reads the replica until it has caught up, so `min_version`
+/// stays a read-your-writes guarantee under replica lag. `/readyz` checks the replica too.
+pub fn read_from_replica(
+    state: &mut AppState,
+    primary: &PgPool,
+    replica: PgPool,
+    long_polls: LongPollLimits,
+) {
+    state.queries = Arc::new(query_service(primary, &replica, long_polls));
+    state.stats = Arc::new(projections::PostgresDeviceStats::new(replica.clone()));
+    state.health = state
+        .health
+        .clone()
+        .with_check("postgres-replica", move || {
+            let replica = replica.clone();
+            async move { store::ping(&replica).await }
+        });
 }
 
 /// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST, when the fleet CA's
@@ -305,6 +339,16 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     let (tokens, jwks_fetcher) = token_keys(&config.tokens).await?;
     let mut state =
         postgres_state_with_long_poll_limits(pool.clone(), tokens, config.retry, config.long_polls);
+    let replica = match &config.read_database {
+        Some(settings) => {
+            let replica = store::connect(settings)?;
+            store::schema::ensure_current(&replica).await?;
+            read_from_replica(&mut state, &pool, replica.clone(), config.long_polls);
+            tracing::info!("queries read the replica (DATABASE_READ_URL)");
+            Some(replica)
+        }
+        None => None,
+    };
     // The api never publishes (the relay is in the worker), but it is not ready without NATS:
     // what it accepts would not be processed. The client reconnects by itself.
     let nats = nats::connect(&nats::NatsSettings {
@@ -395,6 +439,9 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     projection_operations
         .stop_rebuilds(config.shutdown_grace)
         .await;
+    if let Some(replica) = &replica {
+        store::close(replica, Duration::from_secs(5)).await;
+    }
     store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("api stopped");
     Ok(served?)

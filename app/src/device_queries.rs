@@ -254,6 +254,7 @@ impl DeviceQueryService {
         let mut signal_lost = false;
         // Taken before the first wait, given back when this returns (or is cancelled).
         let mut slot = None;
+        let mut behind = RereadSoon::default();
         loop {
             let device = self.visible_device(tenant, id).await?;
             let reached = device.as_ref().is_some_and(|d| d.version >= min_version);
@@ -263,7 +264,7 @@ impl DeviceQueryService {
             if slot.is_none() {
                 slot = Some(self.long_polls.try_take(tenant)?);
             }
-            let recheck = tokio::time::Instant::now() + self.recheck;
+            let recheck = tokio::time::Instant::now() + behind.next_wait(self.recheck);
             let timer = tokio::time::sleep_until(recheck.min(deadline));
             tokio::pin!(timer);
             loop {
@@ -274,6 +275,7 @@ impl DeviceQueryService {
                         // A change short of the wanted version (the registration, when the
                         // certificate is awaited) is not worth a read.
                         if signal_lost || *changes.borrow_and_update() >= min_version {
+                            behind.signalled();
                             break;
                         }
                     }
@@ -427,16 +429,18 @@ impl DeviceQueryService {
         // Subscribe before reading, so that an append between the read and the wait wakes us.
         let mut appended = self.appended.watch(tenant);
         let mut signal_lost = false;
+        let mut behind = RereadSoon::default();
         loop {
             let page = self.feed(tenant, after, limit, event_type).await?;
             if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(page);
             }
-            let recheck = tokio::time::Instant::now() + self.recheck;
+            let recheck = tokio::time::Instant::now() + behind.next_wait(self.recheck);
             tokio::select! {
                 // A closed channel would return at once, forever: fall back on the timer.
                 changed = appended.changed(), if !signal_lost => {
                     signal_lost = changed.is_err();
+                    behind.signalled();
                 }
                 () = tokio::time::sleep_until(recheck.min(deadline)) => {}
             }
@@ -444,9 +448,51 @@ impl DeviceQueryService {
     }
 }
 
+/// After a signal said there is something new but the read did not show it yet (a read
+/// replica behind the primary, whose notifications are not replicated; or the commit-order
+/// horizon held back by an older transaction), re-read soon, then less and less often, then
+/// back to the waiter's usual recheck: the answer comes within milliseconds of the data
+/// reaching the replica, at a cost of a few reads per signal.
+#[derive(Default)]
+struct RereadSoon {
+    next: Option<Duration>,
+}
+
+impl RereadSoon {
+    const FIRST: Duration = Duration::from_millis(5);
+    const LAST: Duration = Duration::from_millis(320);
+
+    fn signalled(&mut self) {
+        self.next = Some(Self::FIRST);
+    }
+
+    /// How long to wait before the next read: the next step after a signal, else `recheck`.
+    fn next_wait(&mut self, recheck: Duration) -> Duration {
+        match self.next {
+            Some(wait) => {
+                self.next = Some(wait * 2).filter(|next| *next <= Self::LAST);
+                wait.min(recheck)
+            }
+            None => recheck,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_signal_reads_come_soon_then_back_to_the_recheck() {
+        let recheck = Duration::from_secs(1);
+        let mut behind = RereadSoon::default();
+        assert_eq!(behind.next_wait(recheck), recheck);
+        behind.signalled();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| behind.next_wait(recheck).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 1000]);
+    }
 
     #[test]
     fn list_cursors_round_trip_and_refuse_anything_else() {

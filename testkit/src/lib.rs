@@ -5,11 +5,13 @@
 
 mod otlp_collector;
 mod slow_index;
+mod streaming_replica;
 mod tcp_proxy;
 mod test_pki;
 
 pub use otlp_collector::{CollectedSpan, OtlpCollector};
 pub use slow_index::{slow_device_view_index, slow_index_build_running};
+pub use streaming_replica::StreamingReplica;
 pub use tcp_proxy::{postgres_behind_proxy, TcpProxy};
 pub use test_pki::{IssuedFiles, TestCa};
 

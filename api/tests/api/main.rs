@@ -22,6 +22,7 @@ mod overload;
 mod postgres_outage;
 mod projections_cli;
 mod rate_limits;
+mod read_replica;
 mod register_device;
 mod renew_certificate;
 mod request_deadline;
