@@ -187,6 +187,19 @@ mod tests {
     }
 
     #[test]
+    fn nats_url_may_list_a_clusters_servers() {
+        let mut one = env(&[("NATS_URL", "nats://a:4222,nats://b:4222, nats://c:4222")]);
+        assert_eq!(
+            nats_url(&mut one),
+            "nats://a:4222,nats://b:4222, nats://c:4222"
+        );
+        assert!(one.finish().is_ok());
+        let mut bad = env(&[("NATS_URL", "nats://a:4222,http://b")]);
+        nats_url(&mut bad);
+        assert!(bad.finish().is_err());
+    }
+
+    #[test]
     fn reports_every_problem_at_once_without_echoing_secrets() {
         let mut env = env(&[
             ("DB_MAX_CONNECTIONS", "zero"),

@@ -1,14 +1,15 @@
 //! On a NATS cluster: three `nats-server`s started by the test on loopback ports, the stream
 //! replicated three times (`NATS_STREAM_REPLICAS=3`), the workers given every server in
 //! `NATS_URL`. Killing the stream's leader in the middle of the load loses nothing and
-//! doubles nothing: every accepted registration is provisioned with one certificate, and the
-//! stream and the events table agree.
+//! doubles nothing: every accepted registration is provisioned with one certificate, the
+//! stream and the events table agree, and an analyst's durable consumer delivers every event.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::helpers::{registration, unique_serial, Stack};
@@ -180,6 +181,17 @@ async fn killing_the_stream_leader_mid_load_loses_and_doubles_nothing() {
     }
     let (leader, replicas) = stream_cluster(&stack).await;
     assert_eq!(replicas, 3);
+    // An analyst's durable consumer (replicated like the stream) reads through the loss too.
+    let analyst = jetstream_context(stack.nats_client().await)
+        .create_consumer_on_stream(
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("analytics".to_owned()),
+                ..Default::default()
+            },
+            stack.stream.as_str(),
+        )
+        .await
+        .unwrap();
 
     let bodies: Vec<_> = (0..DEVICES)
         .map(|_| registration(&unique_serial()))
@@ -235,4 +247,35 @@ async fn killing_the_stream_leader_mid_load_loses_and_doubles_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The analyst's consumer delivers every event, once it is read to the end.
+    let mut seen = std::collections::HashSet::new();
+    let started = Instant::now();
+    while seen.len() < events as usize {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the analyst read {} of {events} events",
+            seen.len()
+        );
+        let Ok(mut batch) = analyst
+            .fetch()
+            .max_messages(500)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+        else {
+            continue;
+        };
+        while let Some(Ok(message)) = batch.next().await {
+            let id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            seen.insert(id);
+            let _ = message.ack().await;
+        }
+    }
+    assert_eq!(seen.len(), events as usize);
 }
