@@ -388,6 +388,78 @@ impl Stack {
         }
     }
 
+    /// The outcome a disruption (a killed process, a lost NATS node) must leave: every one of
+    /// the `devices` registered is provisioned within `patience`, registered once, with
+    /// exactly one certificate; and the stream, in time, holds one message per event of the
+    /// events table. The number of events.
+    pub async fn assert_provisioned_once_and_streamed(
+        &self,
+        devices: usize,
+        patience: Duration,
+    ) -> u64 {
+        let started = Instant::now();
+        loop {
+            let provisioned: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM device_view WHERE status = 'provisioned'")
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+            if provisioned as usize == devices {
+                break;
+            }
+            assert!(
+                started.elapsed() < patience,
+                "{provisioned} of {devices} provisioned"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            self.count_events("DeviceRegistered").await as usize,
+            devices
+        );
+        let not_once: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT aggregate_id FROM events WHERE event_type = 'CertificateIssued' \
+             GROUP BY aggregate_id HAVING count(*) <> 1) AS d",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        assert_eq!(not_once, 0, "a device with no certificate or two");
+        assert_eq!(
+            self.count_events("CertificateIssued").await as usize,
+            devices
+        );
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        while self.stream_messages_if_known().await != Some(events as u64) {
+            assert!(
+                started.elapsed() < patience,
+                "the stream and the events table disagree"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        events as u64
+    }
+
+    /// The messages the stream holds; `None` while NATS cannot say (e.g. a cluster electing
+    /// the stream's leader).
+    pub async fn stream_messages_if_known(&self) -> Option<u64> {
+        let client = nats::connect(&nats::NatsSettings {
+            url: self.nats_url.clone(),
+            connect_timeout: Duration::from_secs(5),
+        })
+        .await
+        .ok()?;
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build(client);
+        let mut stream = js.get_stream(&self.stream).await.ok()?;
+        Some(stream.info().await.ok()?.state.messages)
+    }
+
     /// The number of messages the test's stream holds.
     pub async fn stream_messages(&self) -> u64 {
         let client = self.nats_client().await;

@@ -47,9 +47,19 @@ async fn client_as(
     user: &str,
     password: &str,
 ) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
+    client_with_inbox(nats, user, password, None).await
+}
+
+/// [`client_as`], with replies coming to `inbox_prefix` (a tenant's analyst's) when given.
+async fn client_with_inbox(
+    nats: &PrivateNats,
+    user: &str,
+    password: &str,
+    inbox_prefix: Option<String>,
+) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = errors.clone();
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .event_callback(move |event| {
             let seen = seen.clone();
             async move {
@@ -58,10 +68,11 @@ async fn client_as(
                 }
             }
         })
-        .user_and_password(user.to_owned(), password.to_owned())
-        .connect(nats.url.as_str())
-        .await
-        .unwrap();
+        .user_and_password(user.to_owned(), password.to_owned());
+    if let Some(prefix) = inbox_prefix {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    let client = options.connect(nats.url.as_str()).await.unwrap();
     (client, errors)
 }
 
@@ -260,22 +271,13 @@ async fn a_tenants_analyst_reads_that_tenants_events_and_no_others() {
     }
     let _ = own;
 
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let seen = errors.clone();
-    let client = async_nats::ConnectOptions::new()
-        .event_callback(move |event| {
-            let seen = seen.clone();
-            async move {
-                if let async_nats::Event::ServerError(e) = event {
-                    seen.lock().unwrap().push(e.to_string());
-                }
-            }
-        })
-        .user_and_password("analyst-demo".into(), demo_password.clone())
-        .custom_inbox_prefix(format!("_INBOX_{OWN}"))
-        .connect(nats.url.as_str())
-        .await
-        .unwrap();
+    let (client, errors) = client_with_inbox(
+        &nats,
+        "analyst-demo",
+        demo_password,
+        Some(format!("_INBOX_{OWN}")),
+    )
+    .await;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(2))
         .build(client.clone());

@@ -165,13 +165,6 @@ async fn stream_cluster(stack: &Stack) -> (String, usize) {
     }
 }
 
-/// The messages the stream holds; `None` while the cluster cannot say (a leader election).
-async fn stream_messages(stack: &Stack) -> Option<u64> {
-    let js = jetstream_context(stack.nats_client().await);
-    let mut stream = js.get_stream(&stack.stream).await.ok()?;
-    Some(stream.info().await.ok()?.state.messages)
-}
-
 #[tokio::test]
 async fn killing_the_stream_leader_mid_load_loses_and_doubles_nothing() {
     let mut cluster = NatsCluster::start().await;
@@ -206,47 +199,10 @@ async fn killing_the_stream_leader_mid_load_loses_and_doubles_nothing() {
     let (new_leader, _) = stream_cluster(&stack).await;
     assert_ne!(new_leader, leader, "another node leads the stream");
 
-    let started = Instant::now();
-    loop {
-        let provisioned: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM device_view WHERE status = 'provisioned'")
-                .fetch_one(&stack.pool)
-                .await
-                .unwrap();
-        if provisioned as usize == DEVICES {
-            break;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "{provisioned} of {DEVICES} provisioned"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     assert_eq!(ids.len(), DEVICES);
-    assert_eq!(
-        stack.count_events("DeviceRegistered").await as usize,
-        DEVICES
-    );
-    let doubled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT aggregate_id FROM events WHERE event_type = 'CertificateIssued' \
-         GROUP BY aggregate_id HAVING count(*) <> 1) AS d",
-    )
-    .fetch_one(&stack.pool)
-    .await
-    .unwrap();
-    assert_eq!(doubled, 0, "a device with no certificate or two");
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&stack.pool)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    while stream_messages(&stack).await != Some(events as u64) {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "the stream and the events table disagree"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let events = stack
+        .assert_provisioned_once_and_streamed(DEVICES, PATIENCE)
+        .await;
 
     // The analyst's consumer delivers every event, once it is read to the end.
     let mut seen = std::collections::HashSet::new();

@@ -165,57 +165,13 @@ async fn two_apis_and_three_workers_lose_and_double_nothing_when_one_of_each_is_
         "the kills came while work was in flight"
     );
 
-    // Every accepted registration is provisioned, once.
-    let started = Instant::now();
-    loop {
-        let provisioned: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM device_view WHERE status = 'provisioned'")
-                .fetch_one(&stack.pool)
-                .await
-                .unwrap();
-        if provisioned as usize == DEVICES {
-            break;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "{provisioned} of {DEVICES} provisioned"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), DEVICES, "every 202 was a device of its own");
-    assert_eq!(
-        stack.count_events("DeviceRegistered").await as usize,
-        DEVICES
-    );
-    let doubled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT aggregate_id FROM events WHERE event_type = 'CertificateIssued' \
-         GROUP BY aggregate_id HAVING count(*) <> 1) AS d",
-    )
-    .fetch_one(&stack.pool)
-    .await
-    .unwrap();
-    assert_eq!(doubled, 0, "a device with no certificate or two");
-    assert_eq!(
-        stack.count_events("CertificateIssued").await as usize,
-        DEVICES
-    );
-
-    // The stream holds every event once, in step with the events table.
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&stack.pool)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    while stack.stream_messages().await != events as u64 {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "the stream and the events table disagree"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    stack
+        .assert_provisioned_once_and_streamed(DEVICES, PATIENCE)
+        .await;
     drop(second);
     stack.delete_stream().await;
 }
