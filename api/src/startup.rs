@@ -41,6 +41,7 @@ use crate::tls::{ClientCertificate, ServerTls, TlsListener};
 pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> AppState {
     postgres_state_with_long_poll_limits(
         pool,
+        None,
         JwtKeys::from_secret(jwt_secret),
         retry,
         LongPollLimits::default(),
@@ -48,8 +49,15 @@ pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> Ap
 }
 
 /// The services on Postgres adapters, as `api serve` runs them (see [`postgres_state`]).
+///
+/// With a `replica`, the query side reads it: device reads, lists, histories, the feed,
+/// stats and long-polls; commands, their idempotency, EST, CRLs and OCSP stay on `pool`, the
+/// primary (they need what was just written). A waiter is woken by the primary's
+/// notification and re-reads the replica until it has caught up, so `min_version` stays a
+/// read-your-writes guarantee under replica lag. `/readyz` checks the replica too.
 pub fn postgres_state_with_long_poll_limits(
     pool: PgPool,
+    replica: Option<PgPool>,
     tokens: JwtKeys,
     retry: RetryPolicy,
     long_polls: LongPollLimits,
@@ -59,14 +67,21 @@ pub fn postgres_state_with_long_poll_limits(
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),
         retry,
     );
-    let queries = query_service(&pool, &pool, long_polls);
-    let health = bootstrap::Health::new(READINESS_CHECK_TIMEOUT).with_check("postgres", {
+    let reads = replica.clone().unwrap_or_else(|| pool.clone());
+    let queries = query_service(&pool, &reads, long_polls);
+    let mut health = bootstrap::Health::new(READINESS_CHECK_TIMEOUT).with_check("postgres", {
         let pool = pool.clone();
         move || {
             let pool = pool.clone();
             async move { store::ping(&pool).await }
         }
     });
+    if let Some(replica) = replica {
+        health = health.with_check("postgres-replica", move || {
+            let replica = replica.clone();
+            async move { store::ping(&replica).await }
+        });
+    }
     AppState {
         commands: Arc::new(commands),
         queries: Arc::new(queries),
@@ -75,7 +90,7 @@ pub fn postgres_state_with_long_poll_limits(
         rate_limit: Arc::new(TenantRateLimit::off()),
         projections: Arc::new(PostgresProjectionOperations::new(pool.clone())),
         dead_letters: Arc::new(store::PostgresDeadLetters::new(pool.clone())),
-        stats: Arc::new(projections::PostgresDeviceStats::new(pool.clone())),
+        stats: Arc::new(projections::PostgresDeviceStats::new(reads)),
         crls: Arc::new(app::pki::CrlDistribution::new(
             Arc::new(store::PostgresCrls::new(pool)),
             CRL_REFRESH,
@@ -107,28 +122,6 @@ fn query_service(
         (*primary.connect_options()).clone(),
     )))
     .with_long_poll_limits(long_polls)
-}
-
-/// Moves the query side of `state` to a read replica: device reads, lists, histories, the
-/// feed, stats and long-polls read `replica`; commands, their idempotency, EST, CRLs and
-/// OCSP stay on `primary` (they need what was just written). A waiter is woken by the
-/// primary's notification and re-reads the replica until it has caught up, so `min_version`
-/// stays a read-your-writes guarantee under replica lag. `/readyz` checks the replica too.
-pub fn read_from_replica(
-    state: &mut AppState,
-    primary: &PgPool,
-    replica: PgPool,
-    long_polls: LongPollLimits,
-) {
-    state.queries = Arc::new(query_service(primary, &replica, long_polls));
-    state.stats = Arc::new(projections::PostgresDeviceStats::new(replica.clone()));
-    state.health = state
-        .health
-        .clone()
-        .with_check("postgres-replica", move || {
-            let replica = replica.clone();
-            async move { store::ping(&replica).await }
-        });
 }
 
 /// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST, when the fleet CA's
@@ -337,18 +330,22 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
     let (tokens, jwks_fetcher) = token_keys(&config.tokens).await?;
-    let mut state =
-        postgres_state_with_long_poll_limits(pool.clone(), tokens, config.retry, config.long_polls);
     let replica = match &config.read_database {
         Some(settings) => {
             let replica = store::connect(settings)?;
             store::schema::ensure_current(&replica).await?;
-            read_from_replica(&mut state, &pool, replica.clone(), config.long_polls);
             tracing::info!("queries read the replica (DATABASE_READ_URL)");
             Some(replica)
         }
         None => None,
     };
+    let mut state = postgres_state_with_long_poll_limits(
+        pool.clone(),
+        replica.clone(),
+        tokens,
+        config.retry,
+        config.long_polls,
+    );
     // The api never publishes (the relay is in the worker), but it is not ready without NATS:
     // what it accepts would not be processed. The client reconnects by itself.
     let nats = nats::connect(&nats::NatsSettings {

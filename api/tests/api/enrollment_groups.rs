@@ -24,15 +24,21 @@ struct Admin {
 
 impl Admin {
     async fn start() -> (Self, sqlx::PgPool) {
+        Self::start_with(&[]).await
+    }
+
+    /// The api with enrollment groups on, logging at debug, and `extra` environment.
+    async fn start_with(extra: &[(&str, String)]) -> (Self, sqlx::PgPool) {
         let (url, pool) = migrated_database().await;
-        let api = ApiProcess::start(
-            &url,
-            &[
-                ("ENROLLMENT_KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY.into()),
-                ("RUST_LOG", "debug".into()),
-            ],
-        )
-        .await;
+        let mut env = vec![
+            (
+                "ENROLLMENT_KEY_ENCRYPTION_KEY",
+                KEY_ENCRYPTION_KEY.to_owned(),
+            ),
+            ("RUST_LOG", "debug".to_owned()),
+        ];
+        env.extend(extra.iter().cloned());
+        let api = ApiProcess::start(&url, &env).await;
         let operator = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue_operator(
             "ops-alice",
             "admin",
@@ -258,32 +264,15 @@ async fn names_are_unique_and_every_field_is_checked() {
 
 #[tokio::test]
 async fn an_est_enrollment_leaves_no_key_in_the_api_log() {
-    let (url, _pool) = migrated_database().await;
     let dir = std::env::temp_dir().join(format!("api-est-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = testkit::TestCa::new(&dir, "fleet");
-    let api = ApiProcess::start(
-        &url,
-        &[
-            ("ENROLLMENT_KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY.into()),
-            ("CA_CERT_PATH", ca.cert_path().display().to_string()),
-            ("RUST_LOG", "debug".into()),
-        ],
-    )
-    .await;
-    let operator = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue_operator(
-        "ops-alice",
-        "admin",
-        Duration::from_secs(600),
-    );
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/admin/enrollment-groups", api.base))
-        .bearer_auth(&operator)
-        .json(&group("line-7", TENANT))
-        .send()
+    let (admin, _pool) =
+        Admin::start_with(&[("CA_CERT_PATH", ca.cert_path().display().to_string())]).await;
+    let (api, client) = (&admin.api, &admin.client);
+    let created: Value = admin
+        .post("/admin/enrollment-groups", Some(group("line-7", TENANT)))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

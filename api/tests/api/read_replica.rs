@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use api::http::AppState;
-use api::startup::{postgres_state, read_from_replica, Application};
+use api::startup::{postgres_state_with_long_poll_limits, Application};
 use app::{LongPollLimits, RetryPolicy};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -47,15 +47,11 @@ async fn reads_come_from_the_replica_and_long_polls_wake_when_it_has_caught_up()
     store::schema::migrate(&primary).await.unwrap();
     let replica = pool(&postgres.replica_url).await;
     postgres.caught_up(&primary, &replica).await;
-    let mut state = postgres_state(
+    let state = postgres_state_with_long_poll_limits(
         primary.clone(),
-        JWT_SECRET.as_bytes(),
+        Some(replica.clone()),
+        api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes()),
         RetryPolicy::default(),
-    );
-    read_from_replica(
-        &mut state,
-        &primary,
-        replica.clone(),
         LongPollLimits::default(),
     );
     let keys = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes());
@@ -76,19 +72,24 @@ async fn reads_come_from_the_replica_and_long_polls_wake_when_it_has_caught_up()
         }
     };
 
+    let register = || {
+        let request = client
+            .post(format!("{base}/v1/devices"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", new_key())
+            .json(&registration(&unique_serial()));
+        async move {
+            let accepted: Value = request.send().await.unwrap().json().await.unwrap();
+            accepted["id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap()
+        }
+    };
+
     // Registered on the primary, projected there, read from the replica once it has it.
-    let accepted: Value = client
-        .post(format!("{base}/v1/devices"))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", new_key())
-        .json(&registration(&unique_serial()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id: uuid::Uuid = accepted["id"].as_str().unwrap().parse().unwrap();
+    let id = register().await;
     project_device(&primary, id).await;
     let device = get(format!("/v1/devices/{id}?min_version=1&wait=10")).await;
     assert_eq!(device["version"], 1);
@@ -159,18 +160,7 @@ async fn reads_come_from_the_replica_and_long_polls_wake_when_it_has_caught_up()
     assert!(answered > projected);
 
     // Replicating as usual: a long-poll answers within a second of the projection's commit.
-    let other: Value = client
-        .post(format!("{base}/v1/devices"))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", new_key())
-        .json(&registration(&unique_serial()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let other: uuid::Uuid = other["id"].as_str().unwrap().parse().unwrap();
+    let other = register().await;
     let waiting = {
         let request = client
             .get(format!("{base}/v1/devices/{other}?min_version=1&wait=20"))
