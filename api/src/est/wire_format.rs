@@ -6,8 +6,9 @@
 //!   and `/simplereenroll` to return certificates.
 //! * [`csr_attributes`]: the `CsrAttrs` body of `/csrattrs` (RFC 7030 §4.5.2),
 //!   telling clients to send an ECDSA P-256 or P-384 key signed with SHA-256.
-//! * [`base64_body`]: the base64 transfer encoding that RFC 7030 §4 asks
-//!   for on these `application/pkcs7-mime` and `application/csrattrs` bodies.
+//! * [`base64_body`]: the base64 encoding of these `application/pkcs7-mime`
+//!   and `application/csrattrs` bodies, as RFC 8951 §3.2 (updating RFC 7030
+//!   §4) says: RFC 4648 base64, one line.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -21,10 +22,6 @@ use der::{Any, Decode, Encode};
 use der::oid::db::{rfc5911, rfc5912};
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;
-
-/// Width of a base64 line in [`base64_body`]: the PEM width, well under the
-/// 76 characters that MIME and `openssl base64 -d` accept.
-const BASE64_LINE_LEN: usize = 64;
 
 /// Encodes `certificates_der` (each one X.509 certificate in DER) as a
 /// DER `ContentInfo` holding a certs-only `SignedData`.
@@ -114,21 +111,20 @@ pub fn csr_attributes() -> Result<Vec<u8>, der::Error> {
     attrs.to_der()
 }
 
-/// Encodes `der` as standard base64 (with `=` padding), broken into lines of
-/// 64 characters, each line ending with `"\n"`; an empty input gives `""`.
+/// Encodes `der` as RFC 4648 base64 (the standard alphabet, with `=`
+/// padding) on one line: no line break anywhere, none at the end; an empty
+/// input gives `""`.
 ///
-/// RFC 7030 §4 sends these bodies with `Content-Transfer-Encoding: base64`;
-/// line breaks are allowed there, and `openssl base64 -d` needs lines of at
-/// most 76 characters.
+/// RFC 8951 §3.2 (which updates RFC 7030 §4, as erratum 5904 asks) moved
+/// EST's bodies from MIME's base64, wrapped at 76 characters, to RFC 4648's,
+/// which has no line breaks. Clients that follow it decode one line only:
+/// strongSwan's `pki --est` cannot parse a wrapped body. Requests are still
+/// accepted with line breaks (older clients, `openssl base64`). With OpenSSL,
+/// decode these bodies with `openssl base64 -d -A`: without `-A` it reads
+/// lines of at most 76 characters and silently decodes nothing from a longer
+/// one.
 pub fn base64_body(der: &[u8]) -> String {
-    let encoded = STANDARD.encode(der);
-    let mut body = String::with_capacity(encoded.len() + encoded.len() / BASE64_LINE_LEN + 1);
-    // The base64 alphabet is ASCII, so chunking the bytes never splits a char.
-    for line in encoded.as_bytes().chunks(BASE64_LINE_LEN) {
-        body.extend(line.iter().map(|&b| char::from(b)));
-        body.push('\n');
-    }
-    body
+    STANDARD.encode(der)
 }
 
 #[cfg(test)]
@@ -278,7 +274,7 @@ mod tests {
         let body = base64_body(&p7);
         println!("base64 body:\n{body}");
 
-        let decoded = openssl(&["base64", "-d"], body.as_bytes());
+        let decoded = openssl(&["base64", "-d", "-A"], body.as_bytes());
         assert!(
             decoded.status.success(),
             "{}",
@@ -290,22 +286,29 @@ mod tests {
             &["pkcs7", "-inform", "DER", "-print_certs"],
             &decoded.stdout,
         ));
-        println!("openssl base64 -d | openssl pkcs7 -print_certs:\n{printed}");
+        println!("openssl base64 -d -A | openssl pkcs7 -print_certs:\n{printed}");
         assert_both_subjects(&printed);
+
+        // Why every recipe says -A: without it, OpenSSL reads nothing from a line this long,
+        // and says nothing either.
+        let silent = openssl(&["base64", "-d"], body.as_bytes());
+        assert!(silent.stdout.is_empty(), "{:?}", silent.stdout);
     }
 
     #[test]
-    fn base64_body_breaks_lines_at_64() {
+    fn base64_body_is_rfc_4648_base64_on_one_line() {
         assert_eq!(base64_body(b""), "");
-        assert_eq!(base64_body(b"est"), "ZXN0\n");
-        let body = base64_body(&[0xA5; 100]); // 136 base64 characters
-        let lines: Vec<&str> = body.split_terminator('\n').collect();
+        assert_eq!(base64_body(b"est"), "ZXN0");
         assert_eq!(
-            lines.iter().map(|l| l.len()).collect::<Vec<_>>(),
-            [64, 64, 8]
+            base64_body(&[0xFB, 0xFF]),
+            "+/8=",
+            "the standard alphabet, padded"
         );
-        assert!(body.ends_with("==\n"));
-        assert_eq!(STANDARD.decode(lines.concat()).unwrap(), [0xA5; 100]);
+        let body = base64_body(&[0xA5; 100]);
+        assert_eq!(body.len(), 136, "no line breaks: {body:?}");
+        assert!(!body.contains(['\n', '\r', ' ']), "{body:?}");
+        assert!(body.ends_with("=="));
+        assert_eq!(STANDARD.decode(&body).unwrap(), [0xA5; 100]);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! the device is registered once, with the group's model and labels, however often it asked.
 //! It then `simplereenroll`s over mutual TLS with that certificate for a new key; without a
 //! client certificate, or with another CA's, it is refused. Every wrong input is a clear EST
-//! error, never a 500, and no key appears in an event.
+//! error, never a 500, and no key appears in an event. An independent client, strongSwan's
+//! `pki --est` (its own TLS, HTTP and base64: RFC 8951's, one line), enrolls and re-enrolls a
+//! device the same way.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -90,7 +92,9 @@ async fn derive_device_key(stack: &Stack, group_key: &str, serial: &str) -> Stri
     out.trim().to_owned()
 }
 
-/// A new P-256 key `<name>.key` and a CSR for it with `subject`, base64 DER in `<name>.b64`.
+/// A new P-256 key `<name>.key` and a CSR for it with `subject`, base64 DER in `<name>.b64`,
+/// in lines of 64 characters as `openssl base64` writes them: the api accepts wrapped requests
+/// (strongSwan's test below sends them on one line, as RFC 8951 does).
 async fn key_and_csr(stack: &Stack, name: &str, subject: &str) {
     let (ok, out) = sh(
         stack,
@@ -119,13 +123,14 @@ async fn until_issued(stack: &Stack, args: &str, path: &str, out: &str) -> Vec<A
     }
 }
 
-/// Opens a certs-only PKCS#7 body (base64) with OpenSSL into `<pem>`: what it printed.
+/// Opens a certs-only PKCS#7 body (base64 on one line, RFC 8951: `-A`) with OpenSSL into
+/// `<pem>`: what it printed.
 async fn open_pkcs7(stack: &Stack, body_file: &str, pem: &str) -> String {
     let (ok, out) = sh(
         stack,
         format!(
-            "openssl base64 -d -in {body_file} | openssl pkcs7 -inform DER -print_certs -out {pem} \
-             && cat {pem}"
+            "openssl base64 -d -A -in {body_file} \
+             | openssl pkcs7 -inform DER -print_certs -out {pem} && cat {pem}"
         ),
     )
     .await;
@@ -236,7 +241,7 @@ async fn a_device_enrolls_with_its_group_credential_once_however_often_it_asks()
     );
     let (ok, parsed) = sh(
         &stack,
-        "openssl base64 -d -in csrattrs | openssl asn1parse -inform DER".into(),
+        "openssl base64 -d -A -in csrattrs | openssl asn1parse -inform DER".into(),
     )
     .await;
     assert!(
@@ -503,4 +508,126 @@ async fn every_wrong_enrollment_is_a_clear_est_error() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(refused.body.contains("disabled"), "{}", refused.body);
     assert_eq!(stack.count_events("DeviceRegistered").await, 0);
+}
+
+/// Runs strongSwan's `pki` (its own EST client, TLS stack and base64 codec, nothing shared
+/// with curl or OpenSSL) with `args` in the stack's directory: whether it succeeded, and what
+/// it printed (its log is on stderr; `> file` keeps what it writes on stdout).
+async fn pki(stack: &Stack, args: String) -> (bool, String) {
+    let (installed, _) = sh(stack, "command -v pki".into()).await;
+    assert!(
+        installed,
+        "strongSwan's pki is not installed: scripts/test-clients installs it (scripts/test runs it)"
+    );
+    sh(stack, format!("pki {args}")).await
+}
+
+/// A new P-256 key `<name>.key` and a DER CSR `<name>.csr` for it with CN = `serial`, both
+/// made by strongSwan's `pki`, as a device using it would.
+async fn strongswan_key_and_csr(stack: &Stack, name: &str, serial: &str) {
+    let (ok, out) = pki(
+        stack,
+        format!(
+            "--gen --type ecdsa --size 256 --outform pem > {name}.key && \
+             pki --req --type ecdsa --in {name}.key --dn 'CN={serial}' --outform der > {name}.csr"
+        ),
+    )
+    .await;
+    assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn strongswan_pki_enrolls_a_device_and_reenrolls_it_with_its_certificate() {
+    let mut stack = Stack::start_with_est().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    // strongSwan appends /.well-known/est/<operation> to the URL: the label-less paths. It
+    // trusts the api's TLS certificate through the CA that signed it, and checks the issued
+    // certificate against the fleet CA (ca.pem). It ignores Retry-After: poll every second.
+    let est = format!(
+        "--est --url {} --cacert {} --cacert ca.pem --interval 1 --maxpolltime {} --outform pem",
+        stack.address,
+        stack.tls_ca.as_ref().unwrap().display(),
+        PATIENCE.as_secs()
+    );
+
+    strongswan_key_and_csr(&stack, "device", &serial).await;
+    let (ok, out) = pki(
+        &stack,
+        format!("{est} --userpass '{serial}:{device_key}' --in device.csr > device.pem"),
+    )
+    .await;
+    println!("pki --est --userpass:\n{out}");
+    assert!(ok, "pki --est failed: {out}");
+    assert!(
+        out.contains("EST request pending, polling"),
+        "202 while the worker issues it: {out}"
+    );
+    assert!(
+        out.to_lowercase().contains("issued certificate is trusted"),
+        "{out}"
+    );
+    assert!(!out.contains(&device_key), "pki logs no credential");
+    let (ok, subject) = sh(&stack, "openssl x509 -in device.pem -noout -subject".into()).await;
+    assert!(
+        ok && subject.contains(&format!("CN = {serial}")),
+        "{subject}"
+    );
+    assert_eq!(
+        public_key(&stack, "openssl x509 -in device.pem -noout -pubkey").await,
+        public_key(&stack, "openssl pkey -in device.key -pubout").await,
+        "the certificate is for the CSR's key"
+    );
+    let (ok, out) = sh(&stack, "openssl verify -CAfile ca.pem device.pem".into()).await;
+    assert!(ok && out.contains("device.pem: OK"), "{out}");
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+
+    // Re-enrollment: `--cert`/`--key` make pki authenticate with the current certificate over
+    // mutual TLS and ask for simplereenroll.
+    until_status_known(&stack, &stack.dir.join("device.pem")).await;
+    strongswan_key_and_csr(&stack, "renewed", &serial).await;
+    let (ok, out) = pki(
+        &stack,
+        format!("{est} --cert device.pem --key device.key --in renewed.csr > renewed.pem"),
+    )
+    .await;
+    println!("pki --est --cert:\n{out}");
+    assert!(ok, "pki --est --cert failed: {out}");
+    assert!(
+        out.contains("sending TLS client certificate"),
+        "mutual TLS: {out}"
+    );
+    assert!(
+        out.contains("EST request pending, polling"),
+        "202 while the worker issues it: {out}"
+    );
+    assert!(
+        out.to_lowercase().contains("issued certificate is trusted"),
+        "{out}"
+    );
+    let (ok, subject) = sh(
+        &stack,
+        "openssl x509 -in renewed.pem -noout -subject".into(),
+    )
+    .await;
+    assert!(
+        ok && subject.contains(&format!("CN = {serial}")),
+        "{subject}"
+    );
+    assert_eq!(
+        public_key(&stack, "openssl x509 -in renewed.pem -noout -pubkey").await,
+        public_key(&stack, "openssl pkey -in renewed.key -pubout").await,
+        "the new certificate is for the new key"
+    );
+    assert_ne!(
+        public_key(&stack, "openssl x509 -in renewed.pem -noout -serial").await,
+        public_key(&stack, "openssl x509 -in device.pem -noout -serial").await,
+    );
+    let (ok, out) = sh(&stack, "openssl verify -CAfile ca.pem renewed.pem".into()).await;
+    assert!(ok && out.contains("renewed.pem: OK"), "{out}");
+    // A renewal of the one device, not a second registration.
+    assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
 }
