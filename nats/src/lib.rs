@@ -37,7 +37,9 @@ pub enum NatsError {
 /// Credentials in the URL (`nats://user:password@host:port`) are sent as the server's user and
 /// password (the client library itself ignores them), so that one variable says where and as
 /// whom to connect; the shipped server configuration (`nats/nats-server.conf`) grants each
-/// user only what its role needs.
+/// user only what its role needs. A named user's replies (pull requests' messages, JetStream
+/// API answers, publish acks) come to an inbox prefix of its own, [`inbox_prefix`], which the
+/// configuration lets no other user subscribe to.
 pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, NatsError> {
     let mut options = async_nats::ConnectOptions::new();
     // `NATS_URL` may list a cluster's servers, comma-separated: the client connects to one and
@@ -51,7 +53,9 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Nats
             ))
         })?;
         if let (Some(user), Some(password)) = (address.username(), address.password()) {
-            options = options.user_and_password(user.to_owned(), password.to_owned());
+            options = options
+                .user_and_password(user.to_owned(), password.to_owned())
+                .custom_inbox_prefix(inbox_prefix(user));
         }
         servers.push(address);
     }
@@ -62,6 +66,24 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Nats
         .connect(servers)
         .await
         .map_err(NatsError::Connect)
+}
+
+/// The inbox prefix of the NATS user `user`: `_INBOX_<user>` (`_INBOX_worker` for the worker).
+/// With the shared `_INBOX` another user allowed `_INBOX.>` could read the worker's pulled
+/// messages or push its own consumer's messages into the worker's inbox.
+/// A character that could not stand in one subject token (`.`, wildcards, spaces) becomes `_`.
+pub fn inbox_prefix(user: &str) -> String {
+    let token: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("_INBOX_{token}")
 }
 
 /// A readiness probe: a PING/PONG round trip to the server (bounded by the caller).

@@ -183,6 +183,10 @@ struct PullRequests {
     subject: String,
     inbox: String,
     subscription: async_nats::Subscriber,
+    /// The stream and consumer pulled from: a message whose ack subject names another is not
+    /// this intake's (see [`PullRequests::is_own`]).
+    stream: String,
+    consumer: String,
 }
 
 /// How long past its expiry a round waits for the end of its request before giving it up.
@@ -212,7 +216,22 @@ impl PullRequests {
             subject,
             inbox,
             subscription,
+            stream: info.stream_name.clone(),
+            consumer: info.name.clone(),
         })
+    }
+
+    /// Whether `message` was delivered by this intake's consumer, as its ack subject says.
+    ///
+    /// Why: anyone allowed to create a consumer can make the server push that consumer's
+    /// messages to any subject, this inbox included. Taking such a message as our own would
+    /// ack it for its consumer (or record it as our dead letter) and put its delivery count in
+    /// our decisions. The ack subject is the server's (a client cannot publish to our inbox),
+    /// so it names the consumer that delivered the message.
+    fn is_own(&self, message: &jetstream::Message) -> bool {
+        message
+            .info()
+            .is_ok_and(|info| info.stream == self.stream && info.consumer == self.consumer)
     }
 
     /// One request for `reserved.len()` messages; `hand_over` gets each with a place and
@@ -250,6 +269,16 @@ impl PullRequests {
                         message,
                         context: self.context.clone(),
                     };
+                    if !self.is_own(&message) {
+                        tracing::warn!(
+                            consumer = %self.consumer,
+                            ack_subject = message.reply.as_deref().unwrap_or_default(),
+                            "a message not of its consumer came to its inbox; ignored (not acked)"
+                        );
+                        metrics::counter!("consumer_foreign_messages_total", "consumer" => self.consumer.clone())
+                            .increment(1);
+                        continue;
+                    }
                     // In hand from now on, whether or not a place is free for it yet (a
                     // message of an earlier, given-up request may come now).
                     in_hand.hold(&message);

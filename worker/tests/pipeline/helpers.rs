@@ -502,6 +502,10 @@ impl Stack {
 pub struct PrivateNats {
     pub url: String,
     port: u16,
+    /// The HTTP monitoring port (`/connz`, `/jsz`), for tests that look at the server's view.
+    pub monitor_port: u16,
+    /// The `nats-server` binary: the one installed here unless a test names another.
+    binary: PathBuf,
     store: PathBuf,
     /// A configuration file (`-c`) and the environment it reads (passwords).
     config: Option<(PathBuf, Vec<(String, String)>)>,
@@ -510,12 +514,16 @@ pub struct PrivateNats {
 
 impl PrivateNats {
     pub async fn start() -> Self {
-        Self::start_configured(None).await
+        Self::start_configured(installed_nats_server(), None).await
     }
 
-    /// A private server with the configuration file `config`, given `env`.
-    pub async fn start_with_config(config: PathBuf, env: Vec<(String, String)>) -> Self {
-        Self::start_configured(Some((config, env))).await
+    /// A private server of `binary` with the configuration file `config`, given `env`.
+    pub async fn start_with_config(
+        binary: PathBuf,
+        config: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        Self::start_configured(binary, Some((config, env))).await
     }
 
     /// `nats://user:password@127.0.0.1:port`
@@ -523,16 +531,24 @@ impl PrivateNats {
         format!("nats://{user}:{password}@127.0.0.1:{}", self.port)
     }
 
-    async fn start_configured(config: Option<(PathBuf, Vec<(String, String)>)>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    async fn start_configured(
+        binary: PathBuf,
+        config: Option<(PathBuf, Vec<(String, String)>)>,
+    ) -> Self {
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, monitor_port) = (free_port(), free_port());
         let store = std::env::temp_dir().join(format!("dp-nats-{}", Uuid::new_v4().simple()));
         let mut nats = Self {
             url: format!("nats://127.0.0.1:{port}"),
             port,
+            monitor_port,
+            binary,
             store,
             config,
             process: None,
@@ -542,15 +558,7 @@ impl PrivateNats {
     }
 
     pub async fn resume(&mut self) {
-        let binary = [
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-            "nats-server",
-        ]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("nats-server");
-        let mut command = Command::new(binary);
+        let mut command = Command::new(&self.binary);
         if let Some((config, env)) = &self.config {
             command.arg("-c").arg(config).envs(env.iter().cloned());
         }
@@ -560,6 +568,8 @@ impl PrivateNats {
                 "127.0.0.1",
                 "-p",
                 &self.port.to_string(),
+                "-m",
+                &self.monitor_port.to_string(),
                 "-js",
                 "-sd",
             ])
@@ -598,6 +608,19 @@ impl PrivateNats {
             let _ = process.wait();
         }
     }
+}
+
+/// The `nats-server` installed on this machine (Debian's, by `scripts/services`).
+pub fn installed_nats_server() -> PathBuf {
+    [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "nats-server",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap_or("nats-server")
+    .into()
 }
 
 impl Drop for PrivateNats {
