@@ -7,7 +7,7 @@
 //! * [`csr_attributes`]: the `CsrAttrs` body of `/csrattrs` (RFC 7030 §4.5.2),
 //!   telling clients to send an ECDSA P-256 or P-384 key signed with SHA-256.
 //! * [`base64_body`]: the base64 encoding of these `application/pkcs7-mime`
-//!   and `application/csrattrs` bodies, as RFC 8951 §3.2 (updating RFC 7030
+//!   and `application/csrattrs` bodies, as RFC 8951 §3 (updating RFC 7030
 //!   §4) says: RFC 4648 base64, one line.
 
 use base64::engine::general_purpose::STANDARD;
@@ -115,14 +115,13 @@ pub fn csr_attributes() -> Result<Vec<u8>, der::Error> {
 /// padding) on one line: no line break anywhere, none at the end; an empty
 /// input gives `""`.
 ///
-/// RFC 8951 §3.2 (which updates RFC 7030 §4, as erratum 5904 asks) moved
+/// RFC 8951 §3 (which updates RFC 7030 §4, as erratum 5904 asks) moved
 /// EST's bodies from MIME's base64, wrapped at 76 characters, to RFC 4648's,
-/// which has no line breaks. Clients that follow it decode one line only:
-/// strongSwan's `pki --est` cannot parse a wrapped body. Requests are still
-/// accepted with line breaks (older clients, `openssl base64`). With OpenSSL,
-/// decode these bodies with `openssl base64 -d -A`: without `-A` it reads
-/// lines of at most 76 characters and silently decodes nothing from a longer
-/// one.
+/// which has no line breaks. Some clients decode one line only: strongSwan's
+/// `pki --est` cannot parse a wrapped body. Requests are still accepted with
+/// line breaks (RFC 8951 §3.1: older clients, `openssl base64`). With
+/// OpenSSL, decode these bodies with `openssl base64 -d -A`: without `-A` it
+/// expects MIME's short lines and silently decodes nothing from a long one.
 pub fn base64_body(der: &[u8]) -> String {
     STANDARD.encode(der)
 }
