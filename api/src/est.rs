@@ -14,7 +14,9 @@ pub mod wire_format;
 use std::path::Path;
 use std::time::Duration;
 
-use app::DeviceEnrollmentService;
+use app::pki::{CertificateSerialHex, IssuingCaId};
+use app::{DeviceEnrollmentService, EnrollmentError, EnrollmentRefusal, PresentedCertificate};
+use x509_parser::prelude::FromDer;
 
 pub use basic_credential::basic_credential;
 pub use est_error::EstError;
@@ -28,6 +30,10 @@ pub struct EstServer {
     pub csr_attributes: String,
     /// `Retry-After` of a pending enrollment.
     pub retry_after: Duration,
+    /// The issuing CA (`CA_CERT_PATH`'s first certificate), DER: the only CA whose
+    /// certificates re-enroll, and its id.
+    issuing_ca: Vec<u8>,
+    issuing_ca_id: IssuingCaId,
 }
 
 /// The CA certificate that `cacerts` would serve cannot be read.
@@ -57,6 +63,9 @@ impl EstServer {
         if certificates.is_empty() {
             return Err(refused("holds no PEM CERTIFICATE".into()));
         }
+        let (_, issuing_ca) = x509_parser::certificate::X509Certificate::from_der(certificates[0])
+            .map_err(|e| refused(format!("its first certificate does not parse: {e}")))?;
+        let issuing_ca_id = IssuingCaId::of_public_key(issuing_ca.public_key().raw);
         let cacerts = wire_format::certs_only(&certificates).map_err(|e| refused(e.to_string()))?;
         let csr_attributes =
             wire_format::csr_attributes().expect("the fixed CSR attributes encode");
@@ -65,6 +74,29 @@ impl EstServer {
             cacerts: wire_format::base64_body(&cacerts),
             csr_attributes: wire_format::base64_body(&csr_attributes),
             retry_after,
+            issuing_ca: certificates[0].to_vec(),
+            issuing_ca_id,
+        })
+    }
+
+    /// The client certificate TLS verified (`der`), as the device presents it: its serial
+    /// and issuer. Only a certificate the issuing CA signed names a device here (TLS may
+    /// trust more CAs than the one that issues devices' certificates).
+    pub fn presented(&self, der: &[u8]) -> Result<PresentedCertificate, EstError> {
+        let (_, certificate) = x509_parser::certificate::X509Certificate::from_der(der)
+            .map_err(|_| EstError::NoClientCertificate)?;
+        let (_, issuer) = x509_parser::certificate::X509Certificate::from_der(&self.issuing_ca)
+            .expect("parsed at start");
+        let signed_by_issuer = certificate.issuer() == issuer.subject()
+            && certificate
+                .verify_signature(Some(issuer.public_key()))
+                .is_ok();
+        if !signed_by_issuer {
+            return Err(EnrollmentError::from(EnrollmentRefusal::UnknownCertificate).into());
+        }
+        Ok(PresentedCertificate {
+            serial: CertificateSerialHex::from_bytes(certificate.raw_serial()),
+            issuer: self.issuing_ca_id.clone(),
         })
     }
 }

@@ -65,6 +65,7 @@ mod tests {
             fingerprint_sha256: "00".into(),
             not_before: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             not_after: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+            issuer: None,
         })
     }
 

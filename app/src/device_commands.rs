@@ -33,9 +33,9 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::{
-    CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
-    DecommissionReason, DeviceCommand, DeviceError, DeviceId, DeviceModel, DeviceStatus,
-    FailProvisioning, IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice,
+    CertificateCredential, CertificateRequestId, CertificateSigningRequest, CompleteProvisioning,
+    DecommissionDevice, DecommissionReason, DeviceCommand, DeviceError, DeviceId, DeviceModel,
+    DeviceStatus, FailProvisioning, IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice,
     RenewCertificate, RevocationReason, RevokeCertificate, SerialNumber,
 };
 use uuid::Uuid;
@@ -150,17 +150,22 @@ impl DeviceCommandService {
             .await
     }
 
+    /// A new certificate for `csr`. `authenticated_by`: the certificate the device presented
+    /// to ask, which the device accepts only while it is its current, unrevoked one (`None`
+    /// when the caller's own authority stands for the request).
     pub async fn renew_certificate(
         &self,
         metadata: CommandMetadata,
         claim: IdempotencyClaim,
         id: DeviceId,
         csr: CertificateSigningRequest,
+        authenticated_by: Option<CertificateCredential>,
     ) -> Result<Accepted, CommandError> {
         let command = DeviceCommand::RenewCertificate(RenewCertificate {
             tenant: metadata.tenant.clone(),
             csr,
             request_id: new_request_id(),
+            authenticated_by,
         });
         self.execute_public("renew_certificate", metadata, claim, id, command)
             .await

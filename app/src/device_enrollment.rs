@@ -5,7 +5,12 @@
 //! (`DeviceCommandService`), each with an idempotency key derived from the request, so a
 //! device that repeats a request (as EST devices do while the answer is pending) repeats the
 //! same command and never makes a second one. What the device gets back is read from the
-//! device read model: pending until the certificate for its CSR's key is there.
+//! device read model: pending until the certificate answering its request is there.
+//!
+//! Whether a presented certificate may renew is the device's decision, taken from its events
+//! (`RenewCertificate::authenticated_by`): the read models trail the events, and a certificate
+//! revoked a moment ago must renew nothing. The read model only says which device a
+//! certificate belongs to, and where a request stands.
 //!
 //! Must not: say which of a serial, a key or a group was wrong to someone who holds none of
 //! them (every failed credential is the same `InvalidCredential`), or keep a presented key.
@@ -14,14 +19,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use domain::{
-    CertificateSigningRequest, DeviceError, DeviceId, DeviceStatus, EnrollmentGroupName,
-    IssuedCertificate, ProvisioningFailure, SerialNumber, SubjectMismatch, TenantId,
+    CertificateCredential, CertificateSigningRequest, DeviceError, DeviceId, DeviceStatus,
+    EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure, SerialNumber,
+    SubjectMismatch, TenantId,
 };
 use sha2::{Digest, Sha256};
 
 use crate::pki::{CertificateSerialHex, CertificateStatusLookup};
 use crate::{
-    CommandError, CommandMetadata, DeviceCommandService, DeviceReadModel, DeviceView,
+    Accepted, CommandError, CommandMetadata, DeviceCommandService, DeviceReadModel, DeviceView,
     EnrollmentGroupStore, IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint,
     StoreError,
 };
@@ -85,7 +91,7 @@ pub enum EnrollmentRefusal {
     Decommissioned,
     #[error("the client certificate is not one this service issued to a device")]
     UnknownCertificate,
-    #[error("the client certificate is revoked")]
+    #[error("the client certificate is revoked or superseded: it is not the device's current certificate")]
     CertificateRevoked,
     #[error("a certificate request of this device is being processed: try again when it is done")]
     RequestInProgress,
@@ -112,16 +118,21 @@ impl From<CommandError> for EnrollmentError {
                 rejection: DeviceError::ProvisioningInProgress,
                 ..
             } => EnrollmentRefusal::RequestInProgress.into(),
+            CommandError::Rejected {
+                rejection: DeviceError::CertificateNotCurrent,
+                ..
+            } => EnrollmentRefusal::CertificateRevoked.into(),
             other => Self::Command(other),
         }
     }
 }
 
-/// The client certificate a re-enrollment was authenticated with (TLS verified its chain to
-/// the fleet CA and its dates).
+/// The client certificate a re-enrollment was authenticated with (TLS verified its chain and
+/// dates; the api checked that `issuer` signed it).
 #[derive(Debug, Clone)]
 pub struct PresentedCertificate {
     pub serial: CertificateSerialHex,
+    pub issuer: IssuingCaId,
 }
 
 pub struct DeviceEnrollmentService {
@@ -212,7 +223,7 @@ impl DeviceEnrollmentService {
                         let claim =
                             est_claim(&metadata, ENROLL_AGAIN_ROUTE, &credential.serial, &csr);
                         self.commands
-                            .renew_certificate(metadata, claim, device_id, csr.clone())
+                            .renew_certificate(metadata, claim, device_id, csr.clone(), None)
                             .await?
                     }
                     _ => return Err(EnrollmentRefusal::AlreadyEnrolled.into()),
@@ -220,13 +231,14 @@ impl DeviceEnrollmentService {
             }
             Err(other) => return Err(other.into()),
         };
-        self.progress(group.tenant, accepted.device_id, accepted.version, &csr)
-            .await
+        self.progress(group.tenant, accepted, &csr, None).await
     }
 
     /// Renews the certificate of the device that `presented` was issued to, for `csr`
-    /// (whose subject must stay `CN = <serial>`); or, when this request was made before,
-    /// answers where it stands.
+    /// (whose subject must stay `CN = <serial>`; its key may be the current one); or, when
+    /// this very request (this certificate, this CSR) was made before, answers where it
+    /// stands, even once its certificate has superseded the presented one. The device refuses
+    /// any other request with a certificate that is not its current, unrevoked one.
     #[tracing::instrument(skip_all, fields(certificate = %presented.serial), err(level = "info"))]
     pub async fn reenroll(
         &self,
@@ -234,6 +246,8 @@ impl DeviceEnrollmentService {
         csr: CertificateSigningRequest,
         correlation: Correlation,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
+        // Which device: the read model knows whom a certificate was issued to (a certificate
+        // it does not know yet is answered like a stranger's; the device retries).
         let record = self
             .certificates
             .statuses_of(std::slice::from_ref(&presented.serial))
@@ -247,14 +261,6 @@ impl DeviceEnrollmentService {
             .await?
             .filter(|device| device.tenant == record.tenant)
             .ok_or(EnrollmentRefusal::UnknownCertificate)?;
-        // The same request again, after its certificate was issued: the presented one is
-        // superseded by now, and the answer is the certificate the device waits for.
-        if issued_for(&device, &csr) {
-            return Ok(issued(device));
-        }
-        if record.revocation.is_some() {
-            return Err(EnrollmentRefusal::CertificateRevoked.into());
-        }
         csr.check_subject(&device.serial_number)
             .map_err(EnrollmentRefusal::from)?;
         let metadata = CommandMetadata {
@@ -263,33 +269,56 @@ impl DeviceEnrollmentService {
             request_id: correlation.request_id,
             traceparent: correlation.traceparent,
         };
-        let claim = est_claim(&metadata, REENROLL_ROUTE, &device.serial_number, &csr);
+        let claim = reenroll_claim(&metadata, presented, &csr);
+        // Whether it may: the device decides, from its events.
+        let authenticated_by = CertificateCredential {
+            serial: presented.serial.as_str().to_owned(),
+            issuer: presented.issuer.clone(),
+        };
         let accepted = self
             .commands
-            .renew_certificate(metadata, claim, device.id, csr.clone())
+            .renew_certificate(
+                metadata,
+                claim,
+                device.id,
+                csr.clone(),
+                Some(authenticated_by),
+            )
             .await?;
-        self.progress(device.tenant, accepted.device_id, accepted.version, &csr)
+        self.progress(device.tenant, accepted, &csr, Some(&presented.serial))
             .await
     }
 
-    /// Where the request for `csr`, which left the device at `version`, stands on the read
-    /// side: the outcome is judged only once the read model has reached that version.
+    /// Where the request for `csr`, accepted as `accepted`, stands on the read side: the
+    /// outcome is judged only once the read model has reached the request's version. The
+    /// answer is a certificate for `csr`'s key issued after the request, never the one the
+    /// request renews (`renewing`), which may be for the same key.
     async fn progress(
         &self,
         tenant: TenantId,
-        device_id: DeviceId,
-        version: u64,
+        accepted: Accepted,
         csr: &CertificateSigningRequest,
+        renewing: Option<&CertificateSerialHex>,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let Accepted {
+            device_id, version, ..
+        } = accepted;
         let pending = |tenant| Ok(EnrollmentProgress::Pending { device_id, tenant });
         let Some(device) = self.devices.device(device_id).await? else {
             return pending(tenant);
         };
-        if issued_for(&device, csr) {
-            return Ok(issued(device));
-        }
         if device.version < version {
             return pending(tenant);
+        }
+        let answers = |device: &DeviceView| {
+            device.version > version
+                && issued_for(device, csr)
+                && device.certificate.as_ref().is_some_and(|certificate| {
+                    renewing.is_none_or(|renewed| certificate.issued.serial != renewed.as_str())
+                })
+        };
+        if answers(&device) {
+            return Ok(issued(device));
         }
         match (device.status, device.failure) {
             (DeviceStatus::Failed, Some(failure)) => {
@@ -301,7 +330,7 @@ impl DeviceEnrollmentService {
     }
 }
 
-/// Whether the device's current certificate is the one issued for `csr`'s key.
+/// Whether the device's current certificate is for `csr`'s key.
 fn issued_for(device: &DeviceView, csr: &CertificateSigningRequest) -> bool {
     device
         .certificate
@@ -315,7 +344,7 @@ fn issued(device: DeviceView) -> EnrollmentProgress {
         tenant: device.tenant,
         certificate: device
             .certificate
-            .expect("issued_for saw the certificate")
+            .expect("the caller saw the certificate")
             .issued,
     }
 }
@@ -329,10 +358,36 @@ fn est_claim(
     serial: &SerialNumber,
     csr: &CertificateSigningRequest,
 ) -> IdempotencyClaim {
+    claim_of(metadata, route, &[serial.as_str(), csr.as_pem()])
+}
+
+/// A re-enrollment's claim: the presented certificate (issuer and serial) and the CSR, so
+/// that only the very request that renewed a certificate is answered as a repeat once that
+/// certificate is superseded.
+fn reenroll_claim(
+    metadata: &CommandMetadata,
+    presented: &PresentedCertificate,
+    csr: &CertificateSigningRequest,
+) -> IdempotencyClaim {
+    claim_of(
+        metadata,
+        REENROLL_ROUTE,
+        &[
+            presented.issuer.as_str(),
+            presented.serial.as_str(),
+            csr.as_pem(),
+        ],
+    )
+}
+
+/// A claim whose key and fingerprint derive from `parts` (each ended by a NUL, so that parts
+/// cannot run into each other).
+fn claim_of(metadata: &CommandMetadata, route: &str, parts: &[&str]) -> IdempotencyClaim {
     let mut digest = Sha256::new();
-    digest.update(serial.as_str().as_bytes());
-    digest.update([0]);
-    digest.update(csr.as_pem().as_bytes());
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
     let canonical = digest.finalize();
     IdempotencyClaim {
         scope: IdempotencyScope {

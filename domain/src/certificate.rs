@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::IssuingCaId;
+
 /// A certificate the CA issued for a device. Public material only: the CA's private key
 /// and the device's private key never appear here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +17,19 @@ pub struct IssuedCertificate {
     pub fingerprint_sha256: String,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
+    /// The CA that signed it. Absent from certificates recorded before issuers were (those
+    /// were all signed by the one CA the service had then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<IssuingCaId>,
+}
+
+/// The certificate a device authenticated a request with (TLS client authentication): its
+/// serial (lowercase hex) and the CA that signed it. A device accepts such a request only
+/// while this is its current, unrevoked certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateCredential {
+    pub serial: String,
+    pub issuer: IssuingCaId,
 }
 
 impl IssuedCertificate {

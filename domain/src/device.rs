@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    CertificateRequestId, CertificateSigningRequest, Revocation, RevocationReason, SerialNumber,
-    TenantId,
+    CertificateCredential, CertificateRequestId, CertificateSigningRequest, IssuingCaId,
+    Revocation, RevocationReason, SerialNumber, TenantId,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,10 +41,11 @@ struct RegisteredDevice {
     /// The provisioner checks a renewal's CSR against it (subject CN = serial number).
     serial_number: SerialNumber,
     status: DeviceStatus,
-    /// The serial of the certificate the device holds and that is not revoked: the one a
-    /// revocation (explicit, a decommission's, a renewal's `superseded`) applies to. A failed
-    /// renewal leaves a device with a live certificate provisioned, one without it failed.
-    live_certificate: Option<String>,
+    /// The certificate the device holds and that is not revoked: the one a revocation
+    /// (explicit, a decommission's, a renewal's `superseded`) applies to, and the only one
+    /// that may authenticate a renewal. A failed renewal leaves a device with a live
+    /// certificate provisioned, one without it failed.
+    live_certificate: Option<LiveCertificate>,
     /// Whether a certificate was ever issued (a revocation request without one is refused
     /// differently from one whose certificate is revoked already).
     ever_certified: bool,
@@ -52,6 +53,25 @@ struct RegisteredDevice {
     /// request is applied; outcomes for resolved or superseded requests change nothing,
     /// which is what makes the internal commands idempotent under redelivery.
     open_request: Option<OpenRequest>,
+}
+
+/// The device's live certificate: its serial and, when the event recorded it, its issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LiveCertificate {
+    serial: String,
+    issuer: Option<IssuingCaId>,
+}
+
+impl LiveCertificate {
+    /// Whether `credential` is this certificate. A certificate recorded without its issuer
+    /// was signed by the one CA the service had then: its serial identifies it.
+    fn is(&self, credential: &CertificateCredential) -> bool {
+        self.serial == credential.serial
+            && self
+                .issuer
+                .as_ref()
+                .is_none_or(|issuer| *issuer == credential.issuer)
+    }
 }
 
 /// A certificate request waiting for the provisioner: the one the device's events hold,
@@ -109,6 +129,18 @@ impl Device {
             DeviceCommand::RenewCertificate(cmd) => match device.status {
                 DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
                 DeviceStatus::Pending => Err(DeviceError::ProvisioningInProgress),
+                // The device's own certificate authenticates only while it is the live one:
+                // a revoked (say, stolen) or superseded certificate renews nothing.
+                DeviceStatus::Provisioned | DeviceStatus::Failed
+                    if cmd.authenticated_by.as_ref().is_some_and(|credential| {
+                        !device
+                            .live_certificate
+                            .as_ref()
+                            .is_some_and(|live| live.is(credential))
+                    }) =>
+                {
+                    Err(DeviceError::CertificateNotCurrent)
+                }
                 DeviceStatus::Provisioned | DeviceStatus::Failed => {
                     Ok(vec![DeviceEvent::CertificateRenewalRequested {
                         csr: cmd.csr,
@@ -220,9 +252,9 @@ impl RegisteredDevice {
     fn revoke_live(&self, reason: RevocationReason, at: DateTime<Utc>) -> Option<DeviceEvent> {
         self.live_certificate
             .as_ref()
-            .map(|serial| DeviceEvent::CertificateRevoked {
+            .map(|live| DeviceEvent::CertificateRevoked {
                 revocation: Revocation {
-                    serial: serial.clone(),
+                    serial: live.serial.clone(),
                     reason,
                     revoked_at: at,
                 },
@@ -243,14 +275,21 @@ impl RegisteredDevice {
             }
             DeviceEvent::CertificateIssued { certificate, .. } => {
                 self.open_request = None;
-                self.live_certificate = Some(certificate.serial);
+                self.live_certificate = Some(LiveCertificate {
+                    serial: certificate.serial,
+                    issuer: certificate.issuer,
+                });
                 self.ever_certified = true;
             }
             DeviceEvent::ProvisioningFailed { .. } | DeviceEvent::DeviceDecommissioned { .. } => {
                 self.open_request = None;
             }
             DeviceEvent::CertificateRevoked { revocation } => {
-                if self.live_certificate.as_deref() == Some(revocation.serial.as_str()) {
+                if self
+                    .live_certificate
+                    .as_ref()
+                    .is_some_and(|live| live.serial == revocation.serial)
+                {
                     self.live_certificate = None;
                 }
             }

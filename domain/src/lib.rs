@@ -17,6 +17,7 @@ mod device;
 mod device_id;
 mod enrollment_credential;
 mod enrollment_group_name;
+mod issuing_ca_id;
 mod labels;
 mod model;
 mod request_id;
@@ -24,7 +25,7 @@ mod revocation;
 mod serial_number;
 mod tenant;
 
-pub use certificate::{FailureCode, IssuedCertificate, ProvisioningFailure};
+pub use certificate::{CertificateCredential, FailureCode, IssuedCertificate, ProvisioningFailure};
 pub use csr::{CertificateSigningRequest, CsrError, SubjectMismatch};
 pub use decommission_reason::DecommissionReason;
 pub use device::{
@@ -35,6 +36,7 @@ pub use device::{
 pub use device_id::DeviceId;
 pub use enrollment_credential::GroupKey;
 pub use enrollment_group_name::EnrollmentGroupName;
+pub use issuing_ca_id::IssuingCaId;
 pub use labels::{LabelError, Labels};
 pub use model::DeviceModel;
 pub use request_id::CertificateRequestId;

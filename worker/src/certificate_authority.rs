@@ -231,6 +231,7 @@ impl LocalCa {
             // X.509 times have second precision: report what the certificate says.
             not_before: truncate_to_seconds(not_before),
             not_after: truncate_to_seconds(not_after),
+            issuer: Some(self.id.clone()),
         })
     }
 }

@@ -162,6 +162,13 @@ impl ApiError {
                 "certificate-already-revoked",
                 "Certificate already revoked",
             ),
+            // Not produced: the HTTP API's renewals are authorized by a token, never by a
+            // device's certificate (EST re-enrollment answers with EST's own errors).
+            Self::Conflict(DeviceError::CertificateNotCurrent) => (
+                S::CONFLICT,
+                "certificate-not-current",
+                "Certificate not current",
+            ),
             // Not produced: `From<CommandError>` maps NotFound to `Self::NotFound`.
             Self::Conflict(DeviceError::NotFound) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::ConcurrencyConflict => (

@@ -191,7 +191,7 @@ async fn renew_certificate(
     let claim = claim(&auth.principal, route, key, &body);
     let accepted = state
         .commands
-        .renew_certificate(metadata(&auth.principal), claim, id, csr)
+        .renew_certificate(metadata(&auth.principal), claim, id, csr, None)
         .await?;
     Ok(accepted_response(accepted))
 }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use app::{Correlation, EnrollmentProgress, PresentedCertificate};
+use app::{Correlation, EnrollmentProgress};
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::BytesRejection;
@@ -131,7 +131,7 @@ async fn simple_reenroll(
             .as_ref()
             .and_then(|info| info.0 .0.der().map(|der| der.to_vec()))
             .ok_or(EstError::NoClientCertificate)?;
-        let presented = presented_certificate(&presented)?;
+        let presented = server.presented(&presented)?;
         let csr = certificate_request(&headers, body)?;
         let progress = server
             .enrollment
@@ -164,16 +164,6 @@ fn certificate_request(
         .collect();
     let der = STANDARD.decode(compact).map_err(|_| EstError::NotBase64)?;
     CertificateSigningRequest::from_der(&der).map_err(EstError::NotPkcs10)
-}
-
-/// The serial of the certificate TLS verified (a certificate rustls accepted parses).
-fn presented_certificate(der: &[u8]) -> Result<PresentedCertificate, EstError> {
-    use x509_parser::prelude::FromDer;
-    let (_, certificate) = x509_parser::certificate::X509Certificate::from_der(der)
-        .map_err(|_| EstError::NoClientCertificate)?;
-    Ok(PresentedCertificate {
-        serial: app::pki::CertificateSerialHex::from_bytes(certificate.raw_serial()),
-    })
 }
 
 fn correlation() -> Correlation {

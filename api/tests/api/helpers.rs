@@ -279,6 +279,7 @@ impl TestApp {
                     fingerprint_sha256: "00".repeat(32),
                     not_before: now,
                     not_after: now,
+                    issuer: None,
                 },
                 None,
             )

@@ -9,7 +9,6 @@ mod certificate_serial_hex;
 mod certificate_status_lookup;
 mod crl_distribution;
 mod crl_publication;
-mod issuing_ca_id;
 mod public_base_url;
 mod revocation_list;
 
@@ -18,7 +17,7 @@ pub use certificate_serial_hex::CertificateSerialHex;
 pub use certificate_status_lookup::{CertificateStatusLookup, CertificateStatusRecord};
 pub use crl_distribution::CrlDistribution;
 pub use crl_publication::{CrlPublication, CrlPublicationError, CrlPublished};
-pub use issuing_ca_id::IssuingCaId;
+pub use domain::IssuingCaId;
 pub use public_base_url::{InvalidBaseUrl, PublicBaseUrl};
 pub use revocation_list::{
     CrlHeader, CrlRepository, CrlSigner, CrlSigningError, PublishedCrl, RevocationListContent,

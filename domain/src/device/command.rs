@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceModel,
-    IssuedCertificate, Labels, ProvisioningFailure, RevocationReason, SerialNumber, TenantId,
+    CertificateCredential, CertificateRequestId, CertificateSigningRequest, DecommissionReason,
+    DeviceModel, IssuedCertificate, Labels, ProvisioningFailure, RevocationReason, SerialNumber,
+    TenantId,
 };
 
 /// Every command names the tenant acting, so that the aggregate itself enforces tenant
@@ -51,11 +52,16 @@ pub struct RegisterDevice {
     pub request_id: CertificateRequestId,
 }
 
+/// A new certificate for `csr`. `authenticated_by`: the certificate the device itself
+/// presented to ask (EST re-enrollment); the device refuses the request unless that is its
+/// current, unrevoked certificate. `None` for a fleet client's request, whose token is its
+/// authority.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenewCertificate {
     pub tenant: TenantId,
     pub csr: CertificateSigningRequest,
     pub request_id: CertificateRequestId,
+    pub authenticated_by: Option<CertificateCredential>,
 }
 
 /// Also revokes the device's live certificate (`cessationOfOperation`, from `at`).

@@ -17,4 +17,8 @@ pub enum DeviceError {
     NoCertificate,
     #[error("the device's certificate is already revoked")]
     CertificateAlreadyRevoked,
+    /// A request authenticated by a certificate that is not the device's current, unrevoked
+    /// one: revoked, superseded by a renewal, or another CA's.
+    #[error("the certificate presented is not the device's current certificate: it is revoked or superseded")]
+    CertificateNotCurrent,
 }

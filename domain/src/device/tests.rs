@@ -7,8 +7,9 @@ use uuid::Uuid;
 use super::*;
 use crate::csr::tests::csr_for;
 use crate::{
-    CertificateSigningRequest, DecommissionReason, DeviceModel, FailureCode, IssuedCertificate,
-    Labels, ProvisioningFailure, Revocation, RevocationReason, SerialNumber,
+    CertificateCredential, CertificateSigningRequest, DecommissionReason, DeviceModel, FailureCode,
+    IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure, Revocation, RevocationReason,
+    SerialNumber,
 };
 
 type DeviceTest = TestFramework<Device>;
@@ -61,7 +62,13 @@ fn certificate(serial: &str) -> IssuedCertificate {
         fingerprint_sha256: "00".repeat(32),
         not_before: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         not_after: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+        issuer: Some(ca()),
     }
+}
+
+/// The CA that issues the tests' certificates.
+fn ca() -> IssuingCaId {
+    IssuingCaId::of_public_key(b"the tests' CA key")
 }
 
 fn issued(req: u128, serial: &str) -> DeviceEvent {
@@ -128,6 +135,20 @@ fn renew(req: u128) -> DeviceCommand {
         tenant: tenant(),
         csr: csr(),
         request_id: request(req),
+        authenticated_by: None,
+    })
+}
+
+/// A renewal the device asked for itself, authenticated by its certificate `serial` of `issuer`.
+fn renew_as(req: u128, serial: &str, issuer: IssuingCaId) -> DeviceCommand {
+    DeviceCommand::RenewCertificate(RenewCertificate {
+        tenant: tenant(),
+        csr: csr(),
+        request_id: request(req),
+        authenticated_by: Some(CertificateCredential {
+            serial: serial.into(),
+            issuer,
+        }),
     })
 }
 
@@ -489,6 +510,76 @@ fn outcomes_after_decommission_change_nothing() {
             .when(command)
             .then_expect_events(vec![]);
     }
+}
+
+// --- renewals a device asks for with its own certificate ------------------------------
+
+#[test]
+fn a_device_renews_with_its_live_certificate() {
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01")])
+        .when(renew_as(2, "01", ca()))
+        .then_expect_events(vec![renewal_requested(2)]);
+}
+
+#[test]
+fn a_revoked_certificate_renews_nothing() {
+    for reason in [
+        RevocationReason::KeyCompromise,
+        RevocationReason::Unspecified,
+        RevocationReason::CessationOfOperation,
+    ] {
+        DeviceTest::with(())
+            .given(vec![registered(), issued(1, "01"), revoked("01", reason)])
+            .when(renew_as(2, "01", ca()))
+            .then_expect_error(DeviceError::CertificateNotCurrent);
+    }
+}
+
+#[test]
+fn a_superseded_certificate_renews_nothing() {
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            issued(1, "01"),
+            renewal_requested(2),
+            issued(2, "02"),
+            revoked("01", RevocationReason::Superseded),
+        ])
+        .when(renew_as(3, "01", ca()))
+        .then_expect_error(DeviceError::CertificateNotCurrent);
+}
+
+#[test]
+fn another_cas_certificate_with_the_live_serial_renews_nothing() {
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01")])
+        .when(renew_as(2, "01", IssuingCaId::of_public_key(b"another CA")))
+        .then_expect_error(DeviceError::CertificateNotCurrent);
+}
+
+#[test]
+fn a_certificate_recorded_without_its_issuer_is_known_by_its_serial() {
+    let mut before_issuers = certificate("01");
+    before_issuers.issuer = None;
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            DeviceEvent::CertificateIssued {
+                request_id: request(1),
+                certificate: before_issuers,
+            },
+        ])
+        .when(renew_as(2, "01", ca()))
+        .then_expect_events(vec![renewal_requested(2)]);
+}
+
+#[test]
+fn a_device_without_a_live_certificate_renews_nothing_with_one() {
+    DeviceTest::with(())
+        .given(vec![registered(), failed(1)])
+        .when(renew_as(2, "01", ca()))
+        .then_expect_error(DeviceError::CertificateNotCurrent);
 }
 
 // --- tenant isolation ----------------------------------------------------------------

@@ -78,6 +78,7 @@ pub async fn provisioned_device(pool: &PgPool) -> Vec<EventEnvelope> {
                 fingerprint_sha256: "00".repeat(32),
                 not_before: now,
                 not_after: now,
+                issuer: None,
             },
             None,
         )

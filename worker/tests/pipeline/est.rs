@@ -631,3 +631,159 @@ async fn strongswan_pki_enrolls_a_device_and_reenrolls_it_with_its_certificate()
     assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
     assert_eq!(stack.count_events("DeviceRegistered").await, 1);
 }
+
+/// The device id of `serial` in `TENANT` (the id is derived, as the api derives it).
+fn device_id(serial: &str) -> domain::DeviceId {
+    domain::DeviceId::derive(
+        &domain::TenantId::parse(TENANT).unwrap(),
+        &domain::SerialNumber::parse(serial).unwrap(),
+    )
+}
+
+/// The serial of the certificate in `pem`, lowercase hex.
+async fn serial_of(stack: &Stack, pem: &str) -> String {
+    let out = public_key(stack, &format!("openssl x509 -in {pem} -noout -serial")).await;
+    out.trim().trim_start_matches("serial=").to_lowercase()
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_never_reenrolls_even_while_the_read_models_lag() {
+    let mut stack = Stack::start_with_est().await;
+    let worker = stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let (serial, key, cert) = enrolled(&stack, "line-7", &group_key).await;
+    until_status_known(&stack, &cert).await;
+
+    // The worker stops (so the read models stay where they are), and the certificate is
+    // revoked: its key was stolen.
+    stack.stop_worker(worker, Duration::from_secs(10)).await;
+    let revoked = stack
+        .post(
+            &format!("/v1/devices/{}/certificate:revoke", device_id(&serial)),
+            &json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(revoked.status(), 202, "{}", revoked.text().await.unwrap());
+
+    // The thief re-enrolls with the stolen certificate and key, for a key of its own.
+    key_and_csr(&stack, "thief", &format!("/CN={serial}")).await;
+    let stolen = format!(
+        "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @thief.b64",
+        cert.display(),
+        key.display()
+    );
+    let refused = curl(
+        &stack,
+        &stolen,
+        "/.well-known/est/simplereenroll",
+        "thief.p7",
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("revoked"), "{}", refused.body);
+    // And again once the read models have caught up: still refused, nothing was requested.
+    stack.spawn_worker();
+    until_status_revoked(
+        &stack,
+        &serial_of(&stack, &cert.display().to_string()).await,
+    )
+    .await;
+    let again = curl(
+        &stack,
+        &stolen,
+        "/.well-known/est/simplereenroll",
+        "thief.p7",
+    )
+    .await;
+    assert_eq!(again.status, 403, "{}", again.body);
+    assert_eq!(stack.count_events("CertificateRenewalRequested").await, 0);
+}
+
+/// Waits until `certificate_status` shows the certificate `serial` revoked.
+async fn until_status_revoked(stack: &Stack, serial: &str) {
+    let started = Instant::now();
+    while started.elapsed() < PATIENCE {
+        let revoked: Option<bool> = sqlx::query_scalar(
+            "SELECT revoked_at IS NOT NULL FROM certificate_status WHERE serial = $1",
+        )
+        .bind(serial)
+        .fetch_optional(&stack.pool)
+        .await
+        .unwrap();
+        if revoked == Some(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("certificate {serial} never showed revoked in certificate_status");
+}
+
+#[tokio::test]
+async fn a_device_renews_for_the_same_key_and_its_superseded_certificate_renews_nothing() {
+    let mut stack = Stack::start_with_est().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let (serial, key, cert) = enrolled(&stack, "line-7", &group_key).await;
+    until_status_known(&stack, &cert).await;
+    let old_serial = serial_of(&stack, &cert.display().to_string()).await;
+
+    // A new CSR for the key it already has (RFC 7030 allows it; SCEP clients renew so).
+    let (ok, out) = sh(
+        &stack,
+        format!(
+            "openssl req -new -key {} -subj '/CN={serial}' -outform DER -out same-key.der 2>&1 && \
+             openssl base64 -A -in same-key.der -out same-key.b64",
+            key.display()
+        ),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let renew = format!(
+        "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @same-key.b64",
+        cert.display(),
+        key.display()
+    );
+    let answers = until_issued(&stack, &renew, "/.well-known/est/simplereenroll", "same.p7").await;
+    let issued = answers.last().unwrap();
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    open_pkcs7(&stack, "same.p7", "same.pem").await;
+    let new_serial = serial_of(&stack, "same.pem").await;
+    assert_ne!(new_serial, old_serial, "a renewal issues a new certificate");
+    assert_eq!(
+        public_key(&stack, "openssl x509 -in same.pem -noout -pubkey").await,
+        public_key(
+            &stack,
+            &format!("openssl pkey -in {} -pubout", key.display())
+        )
+        .await,
+    );
+    assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
+
+    // The very request again (its certificate, now superseded, and its CSR): where it stands.
+    let repeated = curl(
+        &stack,
+        &renew,
+        "/.well-known/est/simplereenroll",
+        "again.p7",
+    )
+    .await;
+    assert_eq!(repeated.status, 200, "{}", repeated.body);
+    open_pkcs7(&stack, "again.p7", "again.pem").await;
+    assert_eq!(serial_of(&stack, "again.pem").await, new_serial);
+
+    // Any other request with the superseded certificate is refused.
+    key_and_csr(&stack, "later", &format!("/CN={serial}")).await;
+    let later = curl(
+        &stack,
+        &format!(
+            "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @later.b64",
+            cert.display(),
+            key.display()
+        ),
+        "/.well-known/est/simplereenroll",
+        "later.p7",
+    )
+    .await;
+    assert_eq!(later.status, 403, "{}", later.body);
+    assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
+}

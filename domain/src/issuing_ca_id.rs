@@ -1,12 +1,20 @@
-//! A CA's identifier in URLs: the first 8 bytes of SHA-256 of its public key
-//! (SubjectPublicKeyInfo, DER), in lowercase hex. Derived from the key, not the certificate,
-//! so re-issuing the CA certificate for the same key keeps every URL valid.
+//! A CA's identifier: the first 8 bytes of SHA-256 of its public key (SubjectPublicKeyInfo,
+//! DER), in lowercase hex. Derived from the key, not the certificate, so re-issuing the CA
+//! certificate for the same key keeps every URL valid. Relying parties see it in the CRL and
+//! OCSP URLs; a device's certificate records the id of the CA that signed it, which is how
+//! the device tells its own certificate from another CA's with the same serial.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use domain::InvalidValue;
+use crate::InvalidValue;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A CA's identifier: 16 lowercase hexadecimal digits, the first 8 bytes of SHA-256 of its
+/// public key; it names the CA in its CRL and OCSP URLs. (Read back from events as the string
+/// it was, never re-validated.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(transparent)]
 pub struct IssuingCaId(String);
 
 impl IssuingCaId {
@@ -14,7 +22,12 @@ impl IssuingCaId {
 
     pub fn of_public_key(subject_public_key_info_der: &[u8]) -> Self {
         let digest = Sha256::digest(subject_public_key_info_der);
-        Self(hex::encode(&digest[..Self::HEX_LEN / 2]))
+        Self(
+            digest[..Self::HEX_LEN / 2]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+        )
     }
 
     /// A path segment as [`IssuingCaId::as_str`] wrote it.
