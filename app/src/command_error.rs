@@ -19,6 +19,11 @@ pub enum CommandError {
     /// Every attempt lost an optimistic-concurrency race on the same device.
     #[error("the device was modified concurrently too many times; retry the request")]
     ConcurrencyConflict,
+    /// The event store refused a value the command carries (e.g. a character Postgres cannot
+    /// hold): the input's fault, although it passed validation; nothing was written, and
+    /// sending it again cannot succeed. Never an outage, and never its batch-mates' failure.
+    #[error("the event store cannot hold a value of this command")]
+    Unstorable,
     #[error("a dependency is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The store holds something this code cannot read: a bug or a corrupt store, never the

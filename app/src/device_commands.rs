@@ -98,6 +98,8 @@ enum Decided {
     /// The append lost a race: another writer took the version, or another request with the
     /// same key committed. Nothing was written.
     Conflict,
+    /// The store refused a value of the append (`AppendOutcome::Refused`). Nothing was written.
+    Unstorable,
 }
 
 /// Why one attempt ended: only `Conflict` is worth another attempt.
@@ -303,6 +305,7 @@ impl DeviceCommandService {
                             }))
                         }
                         Decided::Conflict => Err(AttemptError::Conflict),
+                        Decided::Unstorable => Err(AttemptError::Final(CommandError::Unstorable)),
                     }
                 }
             })
@@ -422,6 +425,7 @@ impl DeviceCommandService {
             // Either way nothing was written, and the key's record (if that is what we
             // collided with) tells the caller whether this is a replay.
             AppendOutcome::VersionConflict | AppendOutcome::KeyAlreadyClaimed => Decided::Conflict,
+            AppendOutcome::Refused => Decided::Unstorable,
         })
     }
 
@@ -452,6 +456,8 @@ impl DeviceCommandService {
             // E.g. an earlier request with this key holds the key's record, which the append
             // collided with: that is a replay, not contention, on any attempt.
             Decided::Conflict => AttemptError::Conflict,
+            // Nothing of it was written (its key's record included), so nothing to replay.
+            Decided::Unstorable => return Err(AttemptError::Final(CommandError::Unstorable)),
         };
         // The earlier request's record committed with its events, so it is visible now.
         match self.replay(claim).await? {
@@ -504,6 +510,7 @@ fn record_outcome(command: &'static str, result: &Result<bool, &CommandError>) {
         Err(CommandError::Rejected { .. }) => "rejected",
         Err(CommandError::IdempotencyKeyReused) => "idempotency_key_reused",
         Err(CommandError::ConcurrencyConflict) => "concurrency_conflict",
+        Err(CommandError::Unstorable) => "unstorable",
         Err(CommandError::Unavailable(_)) => "unavailable",
         Err(CommandError::Corrupt(_)) => "corrupt",
     };

@@ -7,8 +7,8 @@
 //! recorded atomically with its events, so that a command and its key commit together or
 //! not at all.
 //!
-//! Appends come in batches, each with its own outcome: a conflict or a taken key fails only
-//! its own append. The Postgres adapter goes further and commits together whatever appends
+//! Appends come in batches, each with its own outcome: a conflict, a taken key or a value
+//! the store cannot hold fails only its own append. The Postgres adapter goes further and commits together whatever appends
 //! arrive together from any callers (group commit), so a caller appending one at a time still
 //! shares its transaction under load.
 
@@ -63,6 +63,10 @@ pub enum AppendOutcome {
     VersionConflict,
     /// Another command already recorded the claim's key (tenant, route, key).
     KeyAlreadyClaimed,
+    /// The store cannot hold a value of this append (e.g. a character Postgres refuses): the
+    /// command's input, which its validation should have refused, not an outage. Trying
+    /// again cannot help.
+    Refused,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +98,7 @@ pub trait DeviceEventStore: Send + Sync + 'static {
 
     /// Appends each of `appends` atomically with its claim, with optimistic concurrency on
     /// (device, version); returns one outcome per append, in order. One append's conflict
-    /// does not fail the others.
+    /// or refused value does not fail the others.
     ///
     /// `Err(_)`: the store failed; an append may or may not have committed (as with any
     /// answer lost on the way), which the idempotency records and the internal commands'

@@ -22,6 +22,10 @@ pub enum CsrError {
     TooLarge { max: usize },
     #[error("must be a PEM block labelled 'CERTIFICATE REQUEST'")]
     NotPem,
+    /// The text is kept (and stored), and PEM parsers skip text around the block: a control
+    /// character there (a U+0000, which the event store cannot hold) must not ride along.
+    #[error("must not contain control characters other than line breaks and tabs")]
+    ControlCharacter,
     #[error("must contain exactly one PEM block")]
     TrailingData,
     #[error("the PEM block does not decode as a PKCS#10 certification request")]
@@ -48,6 +52,12 @@ impl CertificateSigningRequest {
             return Err(CsrError::TooLarge {
                 max: Self::MAX_PEM_BYTES,
             });
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(CsrError::ControlCharacter);
         }
         let (rest, pem) =
             x509_parser::pem::parse_x509_pem(raw.as_bytes()).map_err(|_| CsrError::NotPem)?;
@@ -228,5 +238,28 @@ pub(crate) mod tests {
             CertificateSigningRequest::from_pem(&"A".repeat(20_000)),
             Err(CsrError::TooLarge { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod stored_text {
+    use super::tests::csr_for;
+    use super::*;
+
+    /// What is kept is stored in the event's `jsonb` payload, which holds no U+0000: text
+    /// around the PEM block (which PEM parsers skip) must not smuggle one in.
+    #[test]
+    fn text_around_the_block_with_a_nul_is_refused() {
+        let pem = csr_for("SN-1");
+        for raw in [
+            format!("\u{0}\n{pem}"),
+            format!("note \u{0}\n{pem}"),
+            format!("{pem}\u{0}"),
+        ] {
+            assert_eq!(
+                CertificateSigningRequest::from_pem(&raw),
+                Err(CsrError::ControlCharacter)
+            );
+        }
     }
 }

@@ -7,9 +7,11 @@
 //! statement: the committer that runs a batch (`group_commit`) only concatenates columns.
 //!
 //! A sequence another writer took, or a key another command recorded, violates a primary key
-//! and fails the whole statement; the violated constraint says which outcome it was. Which
-//! append of a batch caused it is not knowable from the error: `group_commit` then runs each
-//! append on its own.
+//! and fails the whole statement; the violated constraint says which outcome it was. A value
+//! Postgres refuses (a data error: SQLSTATE class 22, such as a U+0000 that `jsonb` and `text`
+//! cannot hold; class 23 other than a unique violation; class 54, a limit exceeded) fails it
+//! too. Which append of a batch caused either is not knowable from the error: `group_commit`
+//! then runs each append on its own, so each gets its own outcome.
 //!
 //! Must not decide anything: the events were decided by the application before they came here.
 
@@ -116,16 +118,24 @@ impl EncodedAppend {
     }
 }
 
-/// Why [`insert`] wrote nothing, when it was not an outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Conflict(pub(crate) AppendOutcome);
+/// Why [`insert`] wrote nothing, when it was not an outage: something about one of the
+/// appends (which one, the error does not say).
+#[derive(Debug)]
+pub(crate) enum NotWritten {
+    /// A version another writer took, or a key another command recorded: the outcome.
+    Conflict(AppendOutcome),
+    /// Postgres refused a value (a data error); the error, for the log.
+    Refused(sqlx::Error),
+}
 
 /// Appends all of `appends` in one statement, or none of them. `Ok(Err(_))`: one of them
-/// conflicted (which one, the error does not say).
+/// conflicted or carried a value Postgres refuses. `Err(_)`: the statement failed for
+/// another reason (Postgres unreachable, the pool exhausted, a timeout): an outage, as it
+/// would have been for each append alone.
 pub(crate) async fn insert(
     pool: &PgPool,
     appends: &[&EncodedAppend],
-) -> Result<Result<(), Conflict>, sqlx::Error> {
+) -> Result<Result<(), NotWritten>, sqlx::Error> {
     let rows: usize = appends.iter().map(|a| a.payloads.len()).sum();
     let mut aggregate_ids = Vec::with_capacity(rows);
     let mut sequences = Vec::with_capacity(rows);
@@ -168,12 +178,37 @@ pub(crate) async fn insert(
     match result {
         Ok(_) => Ok(Ok(())),
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
-            Ok(Err(Conflict(match db.constraint() {
+            Ok(Err(NotWritten::Conflict(match db.constraint() {
                 Some(IDEMPOTENCY_KEYS_PRIMARY_KEY) => AppendOutcome::KeyAlreadyClaimed,
                 _ => AppendOutcome::VersionConflict,
             })))
         }
+        Err(e) if is_data_error(&e) => Ok(Err(NotWritten::Refused(e))),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether Postgres refused the statement for a value it carries, not for being unable to
+/// run it: SQLSTATE class 22 (data exception, e.g. 22P05: a U+0000 in `jsonb`; 22021: a NUL
+/// byte in `text`), class 23 (integrity constraint violation; a unique violation, 23505, is
+/// a conflict and handled before) and class 54 (program limit exceeded, e.g. an index row
+/// too large). Connection, pool, timeout and server errors are not: they are outages.
+pub(crate) fn is_data_error(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    db.code().is_some_and(|code| {
+        ["22", "23", "54"]
+            .iter()
+            .any(|class| code.starts_with(class))
+    })
+}
+
+/// The SQLSTATE of a database error, for logs (never the value it refused).
+pub(crate) fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
     }
 }
 

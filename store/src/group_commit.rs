@@ -10,12 +10,14 @@
 //! meanwhile. Batches grow with the load, latency does not.
 //!
 //! **Each append keeps its own outcome.** A conflict (a sequence another writer took, a key
-//! another command recorded) fails the whole statement without saying whose it was, so a
-//! batch that conflicts is retried at once, each append in a statement of its own, run
-//! concurrently: its batch-mates are delayed by one retry, never failed. A statement that
-//! fails otherwise (Postgres unreachable) fails every append of the batch, as it would have
-//! failed each of them alone; the port's contract (an error may hide a commit) holds either
-//! way, because a batch commits all or nothing.
+//! another command recorded) or a value Postgres refuses (a data error: SQLSTATE class 22,
+//! 23 or 54, e.g. a U+0000 in the metadata's `jsonb`) fails the whole statement without
+//! saying whose it was, so such a batch is retried at once, each append in a statement of
+//! its own, run concurrently: its batch-mates are delayed by one retry, never failed, and
+//! the append whose value was refused is answered `Refused`, its own outcome. A statement
+//! that fails otherwise (Postgres unreachable, the pool exhausted, a timeout) fails every
+//! append of the batch, as it would have failed each of them alone; the port's contract (an
+//! error may hide a commit) holds either way, because a batch commits all or nothing.
 //!
 //! Must not decide anything nor reorder a caller's appends: it only groups and writes.
 
@@ -27,7 +29,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::append_notifier::AppendNotifier;
-use crate::append_statement::{self, Conflict, EncodedAppend};
+use crate::append_statement::{self, EncodedAppend, NotWritten};
 
 /// How many committers, and how much one statement may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +203,8 @@ impl Committer {
         }
         match append_statement::insert(&self.pool, appends).await {
             Ok(Ok(())) => appends.iter().map(|a| Ok(appended(a))).collect(),
-            Ok(Err(Conflict(_))) => {
+            // Whose conflict or value it was, the error does not say: each on its own.
+            Ok(Err(_)) => {
                 metrics::counter!("append_batch_retried_total").increment(1);
                 join_all(appends.iter().map(|append| self.write_one(append))).await
             }
@@ -215,11 +218,22 @@ impl Committer {
         }
     }
 
-    /// One append in a statement of its own: the conflict, if any, is its own.
+    /// One append in a statement of its own: the conflict or refused value, if any, is its
+    /// own.
     async fn write_one(&self, append: &EncodedAppend) -> Result<AppendOutcome, WriteError> {
         match append_statement::insert(&self.pool, std::slice::from_ref(&append)).await {
             Ok(Ok(())) => Ok(appended(append)),
-            Ok(Err(Conflict(outcome))) => Ok(outcome),
+            Ok(Err(NotWritten::Conflict(outcome))) => Ok(outcome),
+            Ok(Err(NotWritten::Refused(e))) => {
+                metrics::counter!("append_refused_total").increment(1);
+                // The SQLSTATE and the tenant, never the value: it may be anything a client sent.
+                tracing::warn!(
+                    sqlstate = append_statement::sqlstate(&e).as_deref().unwrap_or(""),
+                    tenant = append.tenant(),
+                    "the event store refused a value of an append; only that append failed"
+                );
+                Ok(AppendOutcome::Refused)
+            }
             Err(e) => Err(WriteError::Statement(Arc::new(e))),
         }
     }

@@ -1,6 +1,6 @@
 //! The storage-only event store port on Postgres: loads at a version, appends with optimistic
 //! concurrency and an idempotency claim, one outcome per append of a batch, nothing written
-//! for an append that conflicts.
+//! for an append that conflicts or carries a value Postgres refuses.
 
 use app::{
     AppendOutcome, CommandMetadata, DeviceAppend, DeviceEventStore, IdempotencyClaim,
@@ -393,4 +393,147 @@ async fn appends_queued_together_commit_in_one_transaction() {
         transactions <= 5,
         "60 appends queued together were committed in {transactions} transactions"
     );
+}
+
+/// A new device of `tenant` and its registration event.
+fn registration_in(tenant: &TenantId) -> (DeviceId, DeviceEvent) {
+    let serial = testkit::unique_serial();
+    let serial_number = SerialNumber::parse(&serial).unwrap();
+    let id = DeviceId::derive(tenant, &serial_number);
+    let event = DeviceEvent::DeviceRegistered {
+        tenant: tenant.clone(),
+        serial_number,
+        model: DeviceModel::parse("X1").unwrap(),
+        labels: Labels::default(),
+        csr: CertificateSigningRequest::from_pem(&testkit::csr_for(&serial)).unwrap(),
+        request_id: CertificateRequestId::from_uuid(uuid::Uuid::now_v7()),
+    };
+    (id, event)
+}
+
+/// Metadata Postgres cannot store: a U+0000 in the actor (a token's `sub`), which `jsonb`
+/// refuses (SQLSTATE 22P05). The api refuses such a token; the store must not depend on it.
+fn unstorable_metadata(tenant: &TenantId) -> CommandMetadata {
+    CommandMetadata {
+        tenant: tenant.clone(),
+        actor: "evil\u{0}client".into(),
+        request_id: "req-nul".into(),
+        traceparent: None,
+    }
+}
+
+/// A data error (here 22P05) is one append's own failure: the statement carrying the batch
+/// fails without saying whose value it was, so the batch is written again one append at a
+/// time, and only the append Postgres refuses is refused.
+#[tokio::test]
+async fn a_value_postgres_refuses_fails_only_its_own_append_of_a_batch() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = PostgresDeviceStore::new(pool.clone());
+    let globex = TenantId::parse("globex").unwrap();
+    let (good, good_registration) = registration();
+    let (bad, bad_registration) = registration_in(&globex);
+    let (other, other_registration) = registration_in(&globex);
+    let metadata = metadata();
+    let bad_metadata = unstorable_metadata(&globex);
+    let other_metadata = CommandMetadata {
+        actor: "globex-client".into(),
+        ..unstorable_metadata(&globex)
+    };
+
+    let outcomes = store
+        .append(&[
+            DeviceAppend {
+                device_id: good,
+                expected_version: 0,
+                events: std::slice::from_ref(&good_registration),
+                metadata: &metadata,
+                claim: None,
+            },
+            DeviceAppend {
+                device_id: bad,
+                expected_version: 0,
+                events: std::slice::from_ref(&bad_registration),
+                metadata: &bad_metadata,
+                claim: None,
+            },
+            DeviceAppend {
+                device_id: other,
+                expected_version: 0,
+                events: std::slice::from_ref(&other_registration),
+                metadata: &other_metadata,
+                claim: None,
+            },
+        ])
+        .await
+        .expect("one append's bad value must not fail its batch");
+
+    assert_eq!(
+        outcomes,
+        [
+            AppendOutcome::Appended { version: 1 },
+            AppendOutcome::Refused,
+            AppendOutcome::Appended { version: 1 },
+        ]
+    );
+    assert_eq!(event_count(&pool, good).await, 1);
+    assert_eq!(event_count(&pool, bad).await, 0);
+    assert_eq!(event_count(&pool, other).await, 1);
+}
+
+/// Two tenants append at once through one committer (so their appends share statements);
+/// one command of one tenant carries a value Postgres refuses: every other command, of
+/// either tenant, is appended.
+#[tokio::test]
+async fn one_tenants_unstorable_append_never_fails_the_commands_committed_with_it() {
+    let (_, pool) = testkit::migrated_database().await;
+    let store = one_committer(&pool);
+    let globex = TenantId::parse("globex").unwrap();
+    let acme_metadata = metadata();
+    let globex_metadata = CommandMetadata {
+        actor: "globex-client".into(),
+        ..unstorable_metadata(&globex)
+    };
+    let bad_metadata = unstorable_metadata(&globex);
+    let acme: Vec<(DeviceId, DeviceEvent)> = (0..40).map(|_| registration()).collect();
+    let globex_devices: Vec<(DeviceId, DeviceEvent)> =
+        (0..40).map(|_| registration_in(&globex)).collect();
+    let (bad, bad_registration) = registration_in(&globex);
+
+    let append = |(id, event): &(DeviceId, DeviceEvent), metadata: &CommandMetadata| {
+        let (store, id, event, metadata) = (&store, *id, event.clone(), metadata.clone());
+        async move {
+            store
+                .append(&[DeviceAppend {
+                    device_id: id,
+                    expected_version: 0,
+                    events: std::slice::from_ref(&event),
+                    metadata: &metadata,
+                    claim: None,
+                }])
+                .await
+        }
+    };
+    let good_appends = acme
+        .iter()
+        .map(|d| append(d, &acme_metadata))
+        .chain(globex_devices.iter().map(|d| append(d, &globex_metadata)));
+    let (good_outcomes, bad_outcome) = tokio::join!(
+        futures::future::join_all(good_appends),
+        append(&(bad, bad_registration), &bad_metadata)
+    );
+
+    let failed: Vec<String> = good_outcomes
+        .iter()
+        .filter(|o| !matches!(o.as_deref(), Ok([AppendOutcome::Appended { version: 1 }])))
+        .map(|o| format!("{o:?}"))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 80 good appends failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let bad_outcome = bad_outcome.expect("a refused value is the append's outcome, not an outage");
+    assert_eq!(bad_outcome, [AppendOutcome::Refused]);
+    assert_eq!(event_count(&pool, bad).await, 0);
 }

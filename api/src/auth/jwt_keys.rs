@@ -57,10 +57,27 @@ pub enum AuthError {
     #[error("the token's tenant claim is not a valid tenant id")]
     BadTenant,
     #[error(
+        "the token's sub claim must be 1 to {max} characters without control characters",
+        max = MAX_SUBJECT_CHARS
+    )]
+    BadSubject,
+    #[error(
         "the token must name a tenant or carry the platform-operator role (and no tenant), not \
          both and not neither"
     )]
     NoIdentity,
+}
+
+/// The longest `sub` accepted, in characters (OpenID Connect's limit for a subject).
+pub const MAX_SUBJECT_CHARS: usize = 255;
+
+/// Whether `sub` can name the actor recorded with every event a token's commands append (and
+/// every operator action it takes): 1 to [`MAX_SUBJECT_CHARS`] characters, none a control
+/// character. A U+0000 in particular is a value the event store cannot hold.
+fn is_valid_subject(sub: &str) -> bool {
+    !sub.is_empty()
+        && sub.chars().count() <= MAX_SUBJECT_CHARS
+        && !sub.chars().any(char::is_control)
 }
 
 /// Tolerated clock skew between the token's issuer and us, for `exp` and `nbf`.
@@ -269,6 +286,9 @@ impl JwtKeys {
                 _ => AuthError::Invalid,
             })?;
         let claims = data.claims;
+        if !is_valid_subject(&claims.sub) {
+            return Err(AuthError::BadSubject);
+        }
         match (claims.tenant, claims.role.as_deref()) {
             (Some(tenant), None) => {
                 let tenant = TenantId::parse(&tenant).map_err(|_| AuthError::BadTenant)?;

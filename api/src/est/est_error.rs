@@ -33,6 +33,10 @@ pub enum EstError {
     /// A request of this device is still being processed; the same request may be repeated.
     #[error("{0}")]
     Busy(EnrollmentRefusal),
+    /// The event store refused a value of the request (which passed validation): nothing was
+    /// done, and repeating the request cannot help.
+    #[error("a value of this request cannot be stored; nothing was done")]
+    Unstorable,
     #[error("the service is unavailable; retry later")]
     Unavailable,
     #[error("internal error")]
@@ -47,6 +51,7 @@ impl From<EnrollmentError> for EstError {
             }
             EnrollmentError::Refused(refusal) => Self::Refused(refusal),
             EnrollmentError::Command(CommandError::ConcurrencyConflict) => Self::Unavailable,
+            EnrollmentError::Command(CommandError::Unstorable) => Self::Unstorable,
             EnrollmentError::Command(CommandError::Unavailable(cause)) => {
                 tracing::warn!(error = %cause, error.sources = ?cause, "dependency unavailable");
                 Self::Unavailable
@@ -74,10 +79,10 @@ impl EstError {
             Self::Unauthenticated => S::UNAUTHORIZED,
             Self::NoClientCertificate => S::FORBIDDEN,
             Self::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
-            Self::NotBase64 | Self::NotPkcs10(_) => S::BAD_REQUEST,
+            Self::NotBase64 | Self::NotPkcs10(_) | Self::Unstorable => S::BAD_REQUEST,
             Self::TooLarge => S::PAYLOAD_TOO_LARGE,
             Self::Refused(refusal) => match refusal {
-                R::UnknownGroup => S::NOT_FOUND,
+                R::GroupNotNamed => S::BAD_REQUEST,
                 R::InvalidCredential => S::UNAUTHORIZED,
                 R::GroupDisabled | R::UnknownCertificate | R::CertificateRevoked => S::FORBIDDEN,
                 R::Subject(_) | R::Refused(_) => S::BAD_REQUEST,

@@ -56,6 +56,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
+    /// The event store refused a value of the command that passed validation (a bug in the
+    /// validation, but the input's fault): nothing was written.
+    #[error("a value of this request cannot be stored (e.g. a character the event store cannot hold); nothing was done. Fix the request; if it looks valid, report it with the request_id")]
+    Unstorable,
     #[error("too many requests for this tenant; retry after the time in Retry-After")]
     RateLimited(std::time::Duration),
     #[error("{0}, the most allowed; retry after the time in Retry-After, or read without waiting")]
@@ -191,6 +195,11 @@ impl ApiError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused",
             ),
+            Self::Unstorable => (
+                S::UNPROCESSABLE_ENTITY,
+                "unstorable-value",
+                "Value cannot be stored",
+            ),
             Self::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::TooManyLongPolls(_) => (
                 S::TOO_MANY_REQUESTS,
@@ -242,6 +251,7 @@ impl From<CommandError> for ApiError {
             CommandError::Rejected { rejection, .. } => Self::Conflict(rejection),
             CommandError::IdempotencyKeyReused => Self::IdempotencyKeyReused,
             CommandError::ConcurrencyConflict => Self::ConcurrencyConflict,
+            CommandError::Unstorable => Self::Unstorable,
             CommandError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, error.sources = ?cause, "dependency unavailable");
                 Self::Unavailable

@@ -185,3 +185,93 @@ async fn a_token_not_valid_yet_is_401_beyond_the_leeway() {
     assert_eq!(list(token_with_nbf(now - 60)).await.status(), 200);
     assert_eq!(list(token_with_nbf(now + 5)).await.status(), 200);
 }
+
+/// A token's `sub` is stored as the actor of every event its commands append (and of the
+/// operator actions it takes): one the event store cannot hold (a U+0000, which Postgres's
+/// `jsonb` and `text` refuse), or that is not a sane name, is a bad token (401 naming the
+/// claim), never a failed append (503).
+#[tokio::test]
+async fn a_token_whose_sub_cannot_be_recorded_is_401_naming_the_claim() {
+    let app = spawn_app().await;
+    let keys = JwtKeys::from_secret(JWT_SECRET.as_bytes());
+    let too_long = "s".repeat(256);
+    for sub in [
+        "evil\u{0}client",
+        "bell\u{7}",
+        "line\nbreak",
+        "",
+        too_long.as_str(),
+    ] {
+        let tenants = keys.issue(
+            sub,
+            TENANT,
+            "devices:write",
+            std::time::Duration::from_secs(60),
+        );
+        let response = app
+            .post(
+                "/v1/devices",
+                &tenants,
+                Some(&new_key()),
+                &registration(&unique_serial()),
+            )
+            .await;
+        let problem = assert_problem(response, 401, "unauthenticated").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("sub"),
+            "{sub:?}: {problem}"
+        );
+        let operators = keys.issue_operator(sub, "admin", std::time::Duration::from_secs(60));
+        let response = app
+            .client
+            .get(app.url("/admin/projections"))
+            .bearer_auth(&operators)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 401, "unauthenticated").await;
+    }
+    assert_eq!(app.count_events("DeviceRegistered").await, 0);
+}
+
+/// One tenant's client sending a `sub` Postgres refuses, concurrently with another tenant's
+/// commands: the other tenant's commands all succeed (before, the bad value failed the
+/// group-commit batch it shared with them: 503s for everyone in it).
+#[tokio::test]
+async fn one_clients_bad_sub_never_fails_another_tenants_commands() {
+    let app = spawn_app().await;
+    let keys = JwtKeys::from_secret(JWT_SECRET.as_bytes());
+    let bad = keys.issue(
+        "evil\u{0}client",
+        OTHER_TENANT,
+        "devices:write",
+        std::time::Duration::from_secs(60),
+    );
+    let good = app.writer();
+    let send = |token: String| {
+        let app = &app;
+        async move {
+            app.post(
+                "/v1/devices",
+                &token,
+                Some(&new_key()),
+                &registration(&unique_serial()),
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    };
+    // 50 connections at once: below the per-address bound on connections still sending
+    // their request's head (`overloaded` past it).
+    let (goods, bads) = tokio::join!(
+        futures::future::join_all((0..25).map(|_| send(good.clone()))),
+        futures::future::join_all((0..25).map(|_| send(bad.clone()))),
+    );
+    assert!(
+        goods.iter().all(|s| *s == 202),
+        "the good tenant got {goods:?}"
+    );
+    assert!(bads.iter().all(|s| *s == 401), "the bad token got {bads:?}");
+    assert_eq!(app.count_events("DeviceRegistered").await, 25);
+}

@@ -190,3 +190,19 @@ async fn nul_characters_in_query_parameters_are_a_400_not_a_failed_query() {
         assert_problem(response, 400, "invalid-field").await;
     }
 }
+
+/// A CSR's PEM text is stored in the registration event: a U+0000 around the PEM block (which
+/// PEM parsers skip, and `jsonb` cannot hold) is a 400 naming `csr`, never a failed append.
+#[tokio::test]
+async fn a_nul_around_the_csr_block_is_a_400_naming_csr() {
+    let app = spawn_app().await;
+    let serial = unique_serial();
+    let pem = csr_for(&serial);
+    for csr in [format!("\u{0}\n{pem}"), format!("{pem}\u{0}")] {
+        let body = json!({"serial_number": serial, "model": "m", "csr": csr});
+        let response = app.register(&new_key(), &body).await;
+        let problem = assert_problem(response, 400, "invalid-field").await;
+        assert_eq!(problem["field"], "csr", "{problem}");
+    }
+    assert_eq!(app.count_events("DeviceRegistered").await, 0);
+}
