@@ -24,7 +24,7 @@ use base64::Engine as _;
 use crate::{
     AppendedEvents, CertificateView, CommitPosition, EventEnvelope, EventLog, InvalidCursor,
     LongPollLimitReached, LongPollLimits, LongPollSlot, LongPollSlots, NoAppendSignal,
-    RecordedEvent, StoreError,
+    RecordedEvent, StoreError, TenantEvents,
 };
 
 /// A device as the read model holds it.
@@ -182,7 +182,8 @@ pub const ANY_VERSION: u64 = u64::MAX;
 /// A feed page.
 pub struct EventPage {
     pub events: Vec<EventEnvelope>,
-    /// Where the next page starts; equal to the request's cursor when nothing new committed.
+    /// Where the next page starts: past the events the read considered (with a type filter,
+    /// those of other types too); equal to the request's cursor when nothing new committed.
     pub next: CommitPosition,
 }
 
@@ -366,7 +367,8 @@ impl DeviceQueryService {
         }))
     }
 
-    /// The tenant's events after `after` in commit order.
+    /// The tenant's events after `after` in commit order. With a type filter the page may be
+    /// empty while its cursor moves: past the events of other types it passed over.
     pub async fn feed(
         &self,
         tenant: &TenantId,
@@ -374,11 +376,10 @@ impl DeviceQueryService {
         limit: usize,
         event_type: Option<&'static str>,
     ) -> Result<EventPage, StoreError> {
-        let events = self
+        let TenantEvents { events, next } = self
             .events
             .tenant_events_after(tenant, after, limit, event_type)
             .await?;
-        let next = events.last().map_or(after, |e| e.position);
         Ok(EventPage {
             events: events
                 .into_iter()
@@ -404,8 +405,9 @@ impl DeviceQueryService {
             return Ok(page);
         }
         let _slot = self.long_polls.try_take(tenant)?;
+        // From where the first read got to: what it passed over is not read again.
         Ok(self
-            .next_events(tenant, after, limit, event_type, deadline)
+            .next_events(tenant, page.next, limit, event_type, deadline)
             .await?)
     }
 
@@ -417,7 +419,9 @@ impl DeviceQueryService {
 
     /// The tenant's next events after `after`, waiting until `deadline` for some: woken when
     /// the tenant's events are appended, else re-reading every second. An empty page at the
-    /// deadline. The caller holds a long-poll slot.
+    /// deadline (its cursor past whatever the reads passed over). Each read starts where the
+    /// previous one got to, so a filtered waiter woken by appends of other types reads each
+    /// of them once, not the tenant's history again. The caller holds a long-poll slot.
     pub async fn next_events(
         &self,
         tenant: &TenantId,
@@ -430,11 +434,13 @@ impl DeviceQueryService {
         let mut appended = self.appended.watch(tenant);
         let mut signal_lost = false;
         let mut behind = RereadSoon::default();
+        let mut after = after;
         loop {
             let page = self.feed(tenant, after, limit, event_type).await?;
             if !page.events.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(page);
             }
+            after = page.next;
             let recheck = tokio::time::Instant::now() + behind.next_wait(self.recheck);
             tokio::select! {
                 // A closed channel would return at once, forever: fall back on the timer.

@@ -6,17 +6,29 @@ use domain::{DeviceId, TenantId};
 
 use crate::{CommitPosition, RecordedEvent, StoreError};
 
+/// A read of a tenant's events in commit order, and where the next read starts.
+#[derive(Debug, Clone)]
+pub struct TenantEvents {
+    pub events: Vec<RecordedEvent>,
+    /// Past every event the read considered: the last one returned when the read returned
+    /// as many as it could, else the tenant's last committed event after the read's cursor,
+    /// of any type (with a type filter, the events of other types are passed over once, not
+    /// by every later read); the read's own cursor when the tenant has nothing after it.
+    pub next: CommitPosition,
+}
+
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// The tenant's committed events after `after`, in commit order, at most `limit`,
     /// optionally only those of one event type. Never skips an event that commits late.
+    /// Costs what it returns: the events of other types are not examined one by one.
     async fn tenant_events_after(
         &self,
         tenant: &TenantId,
         after: CommitPosition,
         limit: usize,
         event_type: Option<&'static str>,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
+    ) -> Result<TenantEvents, StoreError>;
 
     /// The device's events, oldest first (empty when the device does not exist).
     async fn device_history(&self, id: DeviceId) -> Result<Vec<RecordedEvent>, StoreError>;

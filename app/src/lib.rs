@@ -53,7 +53,7 @@ pub use enrollment_groups::{
 pub use event_contract::{
     event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
 };
-pub use event_log::{AppendedEvents, EventLog, NoAppendSignal};
+pub use event_log::{AppendedEvents, EventLog, NoAppendSignal, TenantEvents};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
 pub use long_poll_slots::{LongPollLimitReached, LongPollLimits, LongPollSlot, LongPollSlots};

@@ -3,11 +3,12 @@
 
 use std::sync::LazyLock;
 
-use app::{CommitPosition, EventLog, RecordedEvent, StoreError};
+use app::{CommitPosition, EventLog, RecordedEvent, StoreError, TenantEvents};
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
 use domain::{Device, DeviceId, TenantId};
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::recorded_event_row::{self, unavailable, COLUMNS};
 
@@ -23,18 +24,46 @@ impl PostgresEventLog {
 
 /// Only rows of transactions below the snapshot's xmin: every such transaction has ended, so
 /// no row can still appear before the last one returned (see the event store migration).
-fn tenant_feed_sql(with_type: bool) -> String {
+/// Served by `events_tenant_commit_order`: a page costs its size.
+static ALL_TYPES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM events
           WHERE tenant = $1
             AND (transaction_id, position) > ($2::text::xid8, $3)
             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            {}
           ORDER BY transaction_id, position
-          LIMIT $4",
-        if with_type { "AND event_type = $5" } else { "" }
+          LIMIT $4"
     )
-}
+});
+
+/// One type's page, and where the next read starts, in one statement (so one snapshot, one
+/// horizon): `considered` is the tenant's last event after the cursor below the horizon, of
+/// any type (one entry of `events_tenant_commit_order`, read backwards); `page` the events of
+/// the type (`events_tenant_type_commit_order`: only rows of the type are examined). Every
+/// event up to `considered` was either returned or is of another type, so, unless the page
+/// is full, the next read starts past it. No row when the tenant has nothing after the
+/// cursor; one row of NULL event columns when it has only other types.
+static ONE_TYPE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT considered.considered_transaction_id, considered.considered_position, page.*
+           FROM (SELECT transaction_id::text AS considered_transaction_id,
+                        position AS considered_position
+                   FROM events
+                  WHERE tenant = $1
+                    AND (transaction_id, position) > ($2::text::xid8, $3)
+                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                  ORDER BY transaction_id DESC, position DESC
+                  LIMIT 1) AS considered
+           LEFT JOIN (SELECT {COLUMNS}, transaction_id AS commit_order
+                        FROM events
+                       WHERE tenant = $1 AND event_type = $5
+                         AND (transaction_id, position) > ($2::text::xid8, $3)
+                         AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                       ORDER BY transaction_id, position
+                       LIMIT $4) AS page ON true
+          ORDER BY page.commit_order, page.position"
+    )
+});
 
 #[async_trait]
 impl EventLog for PostgresEventLog {
@@ -44,25 +73,57 @@ impl EventLog for PostgresEventLog {
         after: CommitPosition,
         limit: usize,
         event_type: Option<&'static str>,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        // Built once each: the SQL text is the same for every page.
-        static ALL_TYPES: LazyLock<String> = LazyLock::new(|| tenant_feed_sql(false));
-        static ONE_TYPE: LazyLock<String> = LazyLock::new(|| tenant_feed_sql(true));
-        let sql = if event_type.is_some() {
-            &ONE_TYPE
-        } else {
-            &ALL_TYPES
+    ) -> Result<TenantEvents, StoreError> {
+        let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
+        let Some(event_type) = event_type else {
+            let rows = sqlx::query(&ALL_TYPES)
+                .bind(tenant.as_str())
+                .bind(after.transaction_id.to_string())
+                .bind(after.position)
+                .bind(limit_param)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            let events = rows
+                .iter()
+                .map(recorded_event_row::decode)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = events.last().map_or(after, |e| e.position);
+            return Ok(TenantEvents { events, next });
         };
-        let mut query = sqlx::query(sql)
+        let rows = sqlx::query(&ONE_TYPE)
             .bind(tenant.as_str())
             .bind(after.transaction_id.to_string())
             .bind(after.position)
-            .bind(limit as i64);
-        if let Some(event_type) = event_type {
-            query = query.bind(event_type);
+            .bind(limit_param)
+            .bind(event_type)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(first) = rows.first() else {
+            return Ok(TenantEvents {
+                events: Vec::new(),
+                next: after,
+            });
+        };
+        let considered = considered_position(first)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The NULL row of a page with no event of the type.
+            let is_event = row
+                .try_get::<Option<i64>, _>("position")
+                .map_err(unavailable)?
+                .is_some();
+            if is_event {
+                events.push(recorded_event_row::decode(row)?);
+            }
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
-        rows.iter().map(recorded_event_row::decode).collect()
+        let next = match events.last() {
+            // A full page: events of the type may follow, so not past them.
+            Some(last) if events.len() >= limit => last.position,
+            _ => considered.max(after),
+        };
+        Ok(TenantEvents { events, next })
     }
 
     async fn device_history(&self, id: DeviceId) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -96,6 +157,20 @@ impl EventLog for PostgresEventLog {
             .map_err(unavailable)?;
         rows.iter().map(recorded_event_row::decode).collect()
     }
+}
+
+/// The tenant's last event a filtered read considered ([`ONE_TYPE`]'s first two columns).
+fn considered_position(row: &PgRow) -> Result<CommitPosition, StoreError> {
+    let transaction_id: String = row
+        .try_get("considered_transaction_id")
+        .map_err(unavailable)?;
+    let position: i64 = row.try_get("considered_position").map_err(unavailable)?;
+    Ok(CommitPosition {
+        transaction_id: transaction_id.parse().map_err(|_| {
+            StoreError::Corrupt(format!("transaction id {transaction_id:?}").into())
+        })?,
+        position,
+    })
 }
 
 /// The device's events with `after < sequence <= up_to`, oldest first.

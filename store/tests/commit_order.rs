@@ -46,7 +46,9 @@ async fn the_feed_pages_by_numeric_transaction_order() {
             .tenant_events_after(&tenant, after, 1, None)
             .await
             .unwrap();
-        let Some(event) = page.first() else { break };
+        let Some(event) = page.events.first() else {
+            break;
+        };
         seen.push(event.position.transaction_id);
         after = event.position;
     }

@@ -270,3 +270,90 @@ async fn a_live_stream_ends_when_the_api_shuts_down() {
     assert!(ended.success(), "the stream ended cleanly: {ended:?}");
     assert!(api.log().contains("api stopped"));
 }
+
+/// A read filtered by a type the tenant rarely has: its page may be empty, but its cursor
+/// moves past the events it considered (those of other types), so the next read, a waiting
+/// one or a live tail starts after them instead of considering the whole history again.
+#[tokio::test]
+async fn a_filtered_read_moves_its_cursor_past_the_events_of_other_types() {
+    let app = spawn_app().await;
+    let mut devices = Vec::new();
+    for _ in 0..30 {
+        devices.push(app.registered_device().await);
+    }
+    let last_registration = positions_after(&app, None, 30).await.pop().unwrap();
+
+    let none_yet = feed(&app, "?type=DeviceDecommissioned").await;
+    assert_eq!(none_yet["events"], serde_json::json!([]));
+    assert_eq!(
+        none_yet["next_cursor"],
+        last_registration.as_str(),
+        "the cursor moves past the 30 registrations considered"
+    );
+    // Nothing new at all: the wait ends empty, with the same cursor.
+    let waited = feed(
+        &app,
+        &format!("?type=DeviceDecommissioned&after={last_registration}&wait=1"),
+    )
+    .await;
+    assert_eq!(waited["events"], serde_json::json!([]));
+    assert_eq!(waited["next_cursor"], last_registration.as_str());
+
+    // An event of the type, from the moved cursor: exactly it.
+    let response = app
+        .decommission(devices[3], &app.writer(), &new_key())
+        .await;
+    assert_eq!(response.status(), 202);
+    let page = feed(
+        &app,
+        &format!("?type=DeviceDecommissioned&after={last_registration}"),
+    )
+    .await;
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{page}");
+    assert_eq!(events[0]["subject"], devices[3].to_string());
+    let decommissioned = events[0]["position"].as_str().unwrap().to_owned();
+    assert_eq!(page["next_cursor"], decommissioned.as_str());
+
+    // Events of other types after it move the cursor of the next empty read past them.
+    app.registered_device().await;
+    let newest = positions_after(&app, Some(&decommissioned), 1)
+        .await
+        .pop()
+        .unwrap();
+    let page = feed(
+        &app,
+        &format!("?type=DeviceDecommissioned&after={decommissioned}"),
+    )
+    .await;
+    assert_eq!(page["events"], serde_json::json!([]));
+    assert_eq!(page["next_cursor"], newest.as_str());
+}
+
+/// The positions of the next `count` events after `after` (of any type), waiting for them to
+/// reach the feed (it shows a commit once every older transaction of the cluster has ended).
+async fn positions_after(app: &TestApp, after: Option<&str>, count: usize) -> Vec<String> {
+    let mut positions = Vec::new();
+    let mut cursor = after.map(str::to_owned);
+    while positions.len() < count {
+        let query = match &cursor {
+            Some(cursor) => format!("?after={cursor}&wait=5&limit=1000"),
+            None => "?wait=5&limit=1000".to_owned(),
+        };
+        let page = feed(app, &query).await;
+        let events = page["events"].as_array().unwrap();
+        assert!(
+            !events.is_empty(),
+            "only {} of {count} events",
+            positions.len()
+        );
+        positions.extend(
+            events
+                .iter()
+                .map(|e| e["position"].as_str().unwrap().to_owned()),
+        );
+        cursor = Some(page["next_cursor"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(positions.len(), count);
+    positions
+}
