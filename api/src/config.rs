@@ -215,10 +215,20 @@ impl ApiConfig {
                 connection_defaults.max_connections as u64,
                 1..=1_000_000,
             ) as usize,
+            max_pending_per_address: env.number_or(
+                "HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS",
+                connection_defaults.max_pending_per_address as u64,
+                1..=1_000_000,
+            ) as usize,
             idle_timeout: Duration::from_secs(env.number_or(
                 "HTTP_IDLE_TIMEOUT_SECONDS",
                 connection_defaults.idle_timeout.as_secs(),
                 MAX_WAIT_SECONDS + 1..=86_400,
+            )),
+            header_read_timeout: Duration::from_secs(env.number_or(
+                "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                connection_defaults.header_read_timeout.as_secs(),
+                1..=3_600,
             )),
         };
         // A waiting long-poll holds its connection (HTTP/1.1): if they could hold every
@@ -638,15 +648,27 @@ mod tests {
             ("LONG_POLL_MAX", "32"),
             ("LONG_POLL_MAX_PER_TENANT", "8"),
             ("HTTP_IDLE_TIMEOUT_SECONDS", "31"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "5"),
+            ("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS", "8"),
         ])
         .unwrap();
         assert_eq!(
             ok.connections,
             ConnectionLimits {
                 max_connections: 64,
+                max_pending_per_address: 8,
                 idle_timeout: Duration::from_secs(31),
+                header_read_timeout: Duration::from_secs(5),
             }
         );
+        let err = config(&[("HTTP_HEADER_READ_TIMEOUT_SECONDS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP_HEADER_READ_TIMEOUT_SECONDS"), "{err}");
+        let err = config(&[("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS"), "{err}");
         let err = config(&[("HTTP_MAX_CONNECTIONS", "400")])
             .unwrap_err()
             .to_string();

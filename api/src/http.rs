@@ -7,6 +7,7 @@ mod admin_projections;
 mod api_error;
 mod authorized;
 mod connection_limit;
+mod connection_server;
 mod crl;
 mod deadline;
 mod device_id_path;
@@ -38,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use api_error::ApiError;
 pub use connection_limit::{BoundedConnection, BoundedListener, ConnectionLimits};
+pub use connection_server::{serve, HeadArrived, ServedConnection};
 pub use device_views::MAX_WAIT_SECONDS;
 pub use in_flight::{InFlightBound, InFlightLimit};
 pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};

@@ -11,8 +11,6 @@ use app::{
     DeviceCommandService, DeviceEnrollmentService, DeviceQueryService, EnrollmentGroupService,
     LongPollLimits, RetryPolicy,
 };
-use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
-use axum::serve::IncomingStream;
 use axum::Router;
 use projections::{
     PgReadModelChanges, PostgresCertificateStatusLookup, PostgresDeviceReadModel,
@@ -33,7 +31,7 @@ use crate::http::{
     TenantRateLimit,
 };
 use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
-use crate::tls::{ClientCertificate, ServerTls, TlsListener};
+use crate::tls::{ServerTls, TlsListener};
 
 /// The services on Postgres adapters, with the default long-poll and in-flight limits and
 /// HS256 tokens signed with `jwt_secret`. Starts background tasks (append notifications, the
@@ -223,61 +221,25 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let listener = BoundedListener::new(self.listener, self.connections);
-        // `into_make_service…`: each connection gets a clone of the built router (one `Arc`).
-        // Served as a bare `Router`, axum rebuilds the router for every connection
-        // (`with_state`: every route's service stack cloned, ~30 KiB a connection, measured
-        // with heaptrack), which made memory grow with the number of clients.
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<ClientCertificate>();
+        let header_read_timeout = self.connections.header_read_timeout;
         let streams = self.streams_shutdown;
         let shutdown = async move {
             shutdown.await;
             streams.cancel();
         };
+        let grace = self.shutdown_grace;
         match self.tls {
-            None => serve_draining(listener, app, shutdown, self.shutdown_grace).await,
+            None => {
+                crate::http::serve(listener, self.router, shutdown, grace, header_read_timeout)
+                    .await
+            }
             Some(tls) => {
                 let listener = TlsListener::new(listener.closing_refusals(), tls.acceptor());
                 tokio::select! {
-                    result = serve_draining(listener, app, shutdown, self.shutdown_grace) => result,
+                    result = crate::http::serve(listener, self.router, shutdown, grace, header_read_timeout) => result,
                     () = tls.reload_periodically() => Ok(()),
                 }
             }
-        }
-    }
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then gives in-flight requests up to
-/// `grace` to finish.
-async fn serve_draining<L>(
-    listener: L,
-    app: IntoMakeServiceWithConnectInfo<Router, ClientCertificate>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-    ClientCertificate: for<'a> Connected<IncomingStream<'a, L>>,
-{
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = signalled_tx.send(());
-    });
-    let drain_deadline = async move {
-        if signalled_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result,
-        () = drain_deadline => {
-            tracing::warn!(?grace, "shutdown grace period over; abandoning in-flight requests");
-            Ok(())
         }
     }
 }

@@ -1,5 +1,7 @@
-//! A bound on the client connections the process holds at once (`HTTP_MAX_CONNECTIONS`), and
-//! an idle timeout that closes connections nobody uses (`HTTP_IDLE_TIMEOUT_SECONDS`).
+//! A bound on the client connections the process holds at once (`HTTP_MAX_CONNECTIONS`), a
+//! bound on those of one client address that have not sent their first request's head yet
+//! (`HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS`), and an idle timeout that closes connections
+//! nobody uses (`HTTP_IDLE_TIMEOUT_SECONDS`).
 //!
 //! Why: every open connection costs the process memory of its own (hyper's read and write
 //! buffers and the connection's task: about 30 KiB once it has served a request, measured with
@@ -20,15 +22,25 @@
 //! The idle timeout is what keeps the bound from being filled by connections that send
 //! nothing: a connection with no bytes read or written for that long is closed (as if the
 //! client had hung up). It must exceed the longest long-poll (a waiting request reads and
-//! writes nothing until it is answered); the configuration checks that.
+//! writes nothing until it is answered); the configuration checks that. A connection that
+//! sends a byte now and then is not idle: the request head's deadline
+//! (`connection_server.rs`) closes it. Until that deadline, one address could still hold
+//! every slot with such connections, so an address may have only so many connections that
+//! have not sent a complete request head yet (TLS handshakes included); past that, a new one
+//! of that address is refused like one past the bound. Connections that have sent their
+//! head are not counted: a factory behind one NAT address may hold as many busy connections
+//! as it likes.
 //!
 //! Must not: look at what is sent beyond the end of a refused request's head (it is HTTP's
 //! business), or close a connection that moves.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,22 +50,90 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use super::connection_server::{HeadArrived, ServedConnection};
 use super::{ApiError, InFlightBound};
+use crate::tls::ClientCertificate;
 
-/// `HTTP_MAX_CONNECTIONS` and `HTTP_IDLE_TIMEOUT_SECONDS`.
+/// `HTTP_MAX_CONNECTIONS`, `HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS`,
+/// `HTTP_IDLE_TIMEOUT_SECONDS` and `HTTP_HEADER_READ_TIMEOUT_SECONDS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
+    pub max_pending_per_address: usize,
     pub idle_timeout: Duration,
+    /// How long a request's head may take to arrive (`connection_server.rs`).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
-    /// Idle for a minute: twice the longest long-poll.
+    /// Idle for a minute: twice the longest long-poll. A request's head within 20 s (hyper's
+    /// default is 30; a slow client's head takes a round trip or two).
     fn default() -> Self {
         Self {
             max_connections: InFlightBound::Connections.default_max(),
+            max_pending_per_address: 64,
             idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(20),
         }
+    }
+}
+
+/// The connections of each client address that have not sent their first request's head.
+#[derive(Default)]
+struct PendingHeads {
+    by_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PendingHeads {
+    /// Counts a new connection of `address`, unless it already has `max` pending.
+    fn enter(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<PendingHead> {
+        let mut by_address = self.lock();
+        let pending = by_address.entry(address).or_default();
+        if *pending >= max {
+            return None;
+        }
+        *pending += 1;
+        Some(PendingHead {
+            heads: self.clone(),
+            address,
+            arrived: AtomicBool::new(false),
+        })
+    }
+
+    fn leave(&self, address: IpAddr) {
+        let mut by_address = self.lock();
+        if let Some(pending) = by_address.get_mut(&address) {
+            *pending -= 1;
+            if *pending == 0 {
+                by_address.remove(&address);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.by_address.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One connection counted among its address's pending ones until its first request's head
+/// arrives or it closes.
+struct PendingHead {
+    heads: Arc<PendingHeads>,
+    address: IpAddr,
+    arrived: AtomicBool,
+}
+
+impl PendingHead {
+    fn arrived(&self) {
+        if !self.arrived.swap(true, Ordering::AcqRel) {
+            self.heads.leave(self.address);
+        }
+    }
+}
+
+impl Drop for PendingHead {
+    fn drop(&mut self) {
+        self.arrived();
     }
 }
 
@@ -63,6 +143,8 @@ pub struct BoundedListener {
     slots: Arc<Semaphore>,
     max: usize,
     idle_timeout: Duration,
+    pending_heads: Arc<PendingHeads>,
+    max_pending_per_address: usize,
     /// Connections being answered 503 right now: past this many, an excess connection is
     /// closed without an answer (a flood must not cost unbounded tasks either).
     refusals: Arc<Semaphore>,
@@ -90,6 +172,8 @@ impl BoundedListener {
             slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             max: limits.max_connections.max(1),
             idle_timeout: limits.idle_timeout,
+            pending_heads: Arc::default(),
+            max_pending_per_address: limits.max_pending_per_address.max(1),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             answer_refusals: true,
         }
@@ -110,27 +194,37 @@ impl axum::serve::Listener for BoundedListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr, slot) = loop {
+        let (stream, addr, slot, pending) = loop {
             let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-                break (stream, addr, slot);
-            }
-            // Past the bound: answered 503, unless `MAX_REFUSALS` answers are under way (a
+            let pending = self
+                .pending_heads
+                .enter(addr.ip(), self.max_pending_per_address);
+            let bound = match pending {
+                Some(pending) => match self.slots.clone().try_acquire_owned() {
+                    Ok(slot) => break (stream, addr, slot, pending),
+                    Err(_) => InFlightBound::Connections,
+                },
+                None => InFlightBound::PendingConnectionsPerAddress,
+            };
+            // Past a bound: answered 503, unless `MAX_REFUSALS` answers are under way (a
             // flood must not cost unbounded tasks either): then closed unanswered.
-            metrics::counter!("requests_shed_total", "bound" => InFlightBound::Connections.name())
-                .increment(1);
+            metrics::counter!("requests_shed_total", "bound" => bound.name()).increment(1);
             if !self.answer_refusals {
                 continue;
             }
             let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
                 continue;
             };
-            let max = self.max;
+            let max = match bound {
+                InFlightBound::PendingConnectionsPerAddress => self.max_pending_per_address,
+                _ => self.max,
+            };
             tokio::spawn(async move {
-                refuse(stream, max).await;
+                refuse(stream, bound, max).await;
                 drop(refusal);
             });
         };
+        let pending = Arc::new(pending);
         metrics::gauge!("http_connections").increment(1.0);
         let connection = BoundedConnection {
             stream,
@@ -139,6 +233,7 @@ impl axum::serve::Listener for BoundedListener {
             idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
             moves: 0,
             moves_when_armed: 0,
+            head_arrived: Arc::new(move || pending.arrived()),
         };
         (connection, addr)
     }
@@ -152,7 +247,7 @@ impl axum::serve::Listener for BoundedListener {
 /// headers, `Retry-After` included) and closes it. Its request is read only to be discarded
 /// (whatever it asked, nothing was done), up to the end of its head before answering, and
 /// whatever follows until the client closes (the module's doc says why).
-async fn refuse(mut stream: TcpStream, max: usize) {
+async fn refuse(mut stream: TcpStream, bound: InFlightBound, max: usize) {
     let mut sink = [0u8; 1024];
     let mut received = 0;
     let _ = tokio::time::timeout(
@@ -166,11 +261,7 @@ async fn refuse(mut stream: TcpStream, max: usize) {
         // nobody asked for breaks the client's next request on it.
         return;
     }
-    let response = ApiError::Overloaded {
-        bound: InFlightBound::Connections,
-        max,
-    }
-    .into_response();
+    let response = ApiError::Overloaded { bound, max }.into_response();
     let (parts, body) = response.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
         return;
@@ -233,6 +324,18 @@ pub struct BoundedConnection {
     /// Reads and writes that moved bytes, and how many there had been when `idle` was armed.
     moves: u64,
     moves_when_armed: u64,
+    /// Takes it off its address's pending connections (see the module's doc).
+    head_arrived: HeadArrived,
+}
+
+impl ServedConnection for BoundedConnection {
+    fn client_certificate(&self) -> ClientCertificate {
+        ClientCertificate::default()
+    }
+
+    fn head_arrived(&self) -> HeadArrived {
+        self.head_arrived.clone()
+    }
 }
 
 impl BoundedConnection {

@@ -42,6 +42,10 @@ pub enum InFlightBound {
     /// `HTTP_MAX_CONNECTIONS` (`connection_limit.rs`): a connection past it is answered 503
     /// and closed.
     Connections,
+    /// `HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS` (`connection_limit.rs`): a connection of an
+    /// address with that many connections still sending their first request's head is
+    /// answered 503 and closed.
+    PendingConnectionsPerAddress,
 }
 
 impl InFlightBound {
@@ -57,6 +61,7 @@ impl InFlightBound {
             // long-poll (heaptrack): with `LONG_POLL_MAX`'s 500 and `COMMAND_MAX_IN_FLIGHT`'s
             // 256 in it, the api stays under 64 MiB at twice the load it can serve.
             Self::Connections => 768,
+            Self::PendingConnectionsPerAddress => 64,
         }
     }
 
@@ -65,6 +70,7 @@ impl InFlightBound {
             Self::Commands => "commands",
             Self::Requests => "requests",
             Self::Connections => "connections",
+            Self::PendingConnectionsPerAddress => "pending_connections_per_address",
         }
     }
 }

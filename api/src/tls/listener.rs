@@ -9,15 +9,13 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{Accept, TlsAcceptor};
 
-use crate::http::{BoundedConnection, BoundedListener};
+use crate::http::{BoundedConnection, BoundedListener, HeadArrived, ServedConnection};
 
 /// A client that has not finished its handshake after this long is disconnected.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,18 +30,6 @@ impl ClientCertificate {
     /// The client's certificate (DER), verified against `TLS_CLIENT_CA_PATH`.
     pub fn der(&self) -> Option<&CertificateDer<'static>> {
         self.0.get().and_then(Option::as_ref)
-    }
-}
-
-impl Connected<IncomingStream<'_, BoundedListener>> for ClientCertificate {
-    fn connect_info(_: IncomingStream<'_, BoundedListener>) -> Self {
-        Self::default()
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for ClientCertificate {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        stream.io().client_certificate.clone()
     }
 }
 
@@ -66,7 +52,9 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (connection, addr) = self.inner.accept().await;
+        let head_arrived = connection.head_arrived();
         let io = TlsConnection {
+            head_arrived,
             state: State::Handshaking {
                 accept: Box::new(self.acceptor.accept(connection)),
                 deadline: Box::pin(tokio::time::sleep(HANDSHAKE_TIMEOUT)),
@@ -85,6 +73,17 @@ impl axum::serve::Listener for TlsListener {
 pub struct TlsConnection {
     state: State,
     client_certificate: ClientCertificate,
+    head_arrived: HeadArrived,
+}
+
+impl ServedConnection for TlsConnection {
+    fn client_certificate(&self) -> ClientCertificate {
+        self.client_certificate.clone()
+    }
+
+    fn head_arrived(&self) -> HeadArrived {
+        self.head_arrived.clone()
+    }
 }
 
 enum State {

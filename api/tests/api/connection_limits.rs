@@ -36,6 +36,7 @@ async fn past_the_bound_a_connection_is_answered_503_overloaded_until_another_cl
     let addr = serve(ConnectionLimits {
         max_connections: 2,
         idle_timeout: Duration::from_secs(60),
+        ..ConnectionLimits::default()
     })
     .await;
     let mut first = TcpStream::connect(addr).await.unwrap();
@@ -85,6 +86,7 @@ async fn past_the_bound_the_answer_waits_for_the_request_head_and_a_silent_conne
     let addr = serve(ConnectionLimits {
         max_connections: 1,
         idle_timeout: Duration::from_secs(60),
+        ..ConnectionLimits::default()
     })
     .await;
     let mut held = TcpStream::connect(addr).await.unwrap();
@@ -186,6 +188,7 @@ async fn an_idle_connection_is_closed_and_gives_its_place_up() {
     let addr = serve(ConnectionLimits {
         max_connections: 1,
         idle_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
     })
     .await;
     let mut idle = TcpStream::connect(addr).await.unwrap();

@@ -77,6 +77,17 @@ pub async fn serve_application(
     addr
 }
 
+/// A token of `tenant` with `scope`, as [`TestApp::token`] makes them: for an app started by
+/// [`serve_application`].
+pub fn token_for(tenant: &str, scope: &str) -> String {
+    JwtKeys::from_secret(JWT_SECRET.as_bytes()).issue(
+        "test-client",
+        tenant,
+        scope,
+        Duration::from_secs(600),
+    )
+}
+
 /// The app with another command retry policy, as `COMMAND_MAX_ATTEMPTS` sets it.
 pub async fn spawn_app_with_retry(retry: RetryPolicy) -> TestApp {
     let (url, pool) = migrated_database().await;

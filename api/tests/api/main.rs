@@ -28,5 +28,6 @@ mod renew_certificate;
 mod request_deadline;
 mod revoke_certificate;
 mod schema_version;
+mod slow_clients;
 mod tls;
 mod traces;

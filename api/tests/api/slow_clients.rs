@@ -1,0 +1,153 @@
+//! No unauthenticated client can take capacity from authenticated ones:
+//! - a request trickling its body holds a command slot (`COMMAND_MAX_IN_FLIGHT`) only once
+//!   its token is accepted: without a valid one it is answered 401 before its body is read;
+//! - a client that sends request heads a byte at a time (slowloris) is cut off by the head's
+//!   deadline (`HTTP_HEADER_READ_TIMEOUT_SECONDS`), and one address may hold only so many
+//!   connections that have not sent a complete head
+//!   (`HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS`): meanwhile, a tenant's commands and the
+//!   readiness probe from another address are answered as usual.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::http::{ConnectionLimits, InFlightBound, InFlightLimit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::helpers::{registration, serve_application, spawn_app_with, unique_serial, TENANT};
+
+/// A connection to `server` from the loopback address `from` (127.0.0.0/8 is all loopback
+/// on Linux: a second client address without a second machine).
+async fn connect_from(from: [u8; 4], server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(server).await
+}
+
+/// Writes `head` one byte every `pace` until the server closes the connection (or `for_at_most`
+/// passes); whether the server closed it.
+async fn trickle(mut stream: TcpStream, head: &[u8], pace: Duration, for_at_most: Duration) -> bool {
+    let started = Instant::now();
+    for byte in head.iter().cycle() {
+        if started.elapsed() > for_at_most {
+            return false;
+        }
+        if stream.write_all(&[*byte]).await.is_err() {
+            return true;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(pace, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // An answer (a 408 or a 503): the server is done with it; it closes next.
+            Ok(Ok(_)) => {}
+            Err(_) => {}
+        }
+    }
+    unreachable!("cycle never ends")
+}
+
+#[tokio::test]
+async fn a_body_trickled_without_a_valid_token_takes_no_command_slot() {
+    let app = spawn_app_with(|state| {
+        state.in_flight_commands = Arc::new(InFlightLimit::new(InFlightBound::Commands, 4));
+    })
+    .await;
+    let server: SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    // Eight clients with a bad token each start a registration and send its body a byte at
+    // a time.
+    let mut trickling = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(server).await.unwrap();
+        stream
+            .write_all(
+                b"POST /v1/devices HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer not-a-token\r\n\
+                  Idempotency-Key: \"k\"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        trickling.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for stream in &mut trickling {
+        let _ = stream.write_all(b" ").await;
+    }
+    // A tenant's command is accepted all the same.
+    for _ in 0..3 {
+        let response = app
+            .register(
+                &uuid::Uuid::new_v4().to_string(),
+                &registration(&unique_serial()),
+            )
+            .await;
+        let status = response.status();
+        assert_eq!(status, 202, "{}", response.text().await.unwrap());
+    }
+    // And the trickling ones were answered 401 without their bodies.
+    for mut stream in trickling {
+        let mut answer = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+            .await
+            .expect("answered")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+    let _ = TENANT;
+}
+
+#[tokio::test]
+async fn a_slowloris_from_one_address_holds_no_connection_a_tenant_needs() {
+    let limits = ConnectionLimits {
+        max_connections: 32,
+        max_pending_per_address: 8,
+        idle_timeout: Duration::from_secs(60),
+        header_read_timeout: Duration::from_secs(2),
+    };
+    let server = serve_application(|app| app.with_connection_limits(limits)).await;
+    // More connections than the bound, from 127.0.0.2, each sending its head a byte every
+    // 500 ms (so that it is never idle).
+    let head = b"GET /v1/devices HTTP/1.1\r\nHost: test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let mut attackers = Vec::new();
+    for _ in 0..40 {
+        if let Ok(stream) = connect_from([127, 0, 0, 2], server).await {
+            attackers.push(tokio::spawn(trickle(
+                stream,
+                head,
+                Duration::from_millis(500),
+                Duration::from_secs(30),
+            )));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Meanwhile, from 127.0.0.1: readiness and a tenant's command, on new connections.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let base = format!("http://{server}");
+    for _ in 0..3 {
+        let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        let token = crate::helpers::token_for(TENANT, "devices:write");
+        let registered = client
+            .post(format!("{base}/v1/devices"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", format!("\"{}\"", uuid::Uuid::new_v4()))
+            .json(&registration(&unique_serial()))
+            .send()
+            .await
+            .unwrap();
+        let status = registered.status();
+        assert_eq!(status, 202, "{}", registered.text().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Every trickling connection is closed by the server: by the head's deadline, or at once
+    // past the address's bound.
+    for attacker in attackers {
+        assert!(attacker.await.unwrap(), "a trickling connection was kept open");
+    }
+}
