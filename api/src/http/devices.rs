@@ -129,7 +129,7 @@ struct CommandHeaders {
         (status = 409, description = "`device-already-registered` (its `device_id` names the registered device), or `concurrent-modification` (retry with the same key)"),
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
-        (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 422, description = "`idempotency-key-reused` with another body; or `unstorable-value`: the event store refused a value of the command (nothing was written)"),
         (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
             ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]
@@ -174,7 +174,7 @@ async fn register_device(
         (status = 409, description = "`device-decommissioned`, `provisioning-in-progress`, or `concurrent-modification` (retry with the same key)"),
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
-        (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 422, description = "`idempotency-key-reused` with another body; or `unstorable-value`: the event store refused a value of the command (nothing was written)"),
         (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
             ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]
@@ -211,7 +211,7 @@ async fn renew_certificate(
         (status = 409, description = "`no-certificate`, `certificate-already-revoked`, `device-decommissioned`, or `concurrent-modification` (retry with the same key)"),
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
-        (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 422, description = "`idempotency-key-reused` with another body; or `unstorable-value`: the event store refused a value of the command (nothing was written)"),
         (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
             ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]
@@ -247,7 +247,7 @@ async fn revoke_certificate(
         (status = 409, description = "`device-decommissioned` (already), or `concurrent-modification` (retry with the same key)"),
         (status = 413, description = "`payload-too-large`"),
         (status = 415, description = "`unsupported-media-type`"),
-        (status = 422, description = "`idempotency-key-reused` with another body"),
+        (status = 422, description = "`idempotency-key-reused` with another body; or `unstorable-value`: the event store refused a value of the command (nothing was written)"),
         (status = 503, description = "`overloaded`: this api process already works on as many commands (`COMMAND_MAX_IN_FLIGHT`) or requests (`REQUEST_MAX_IN_FLIGHT`) as allowed; answered at once, nothing was done; or `service-unavailable`", headers(
             ("Retry-After" = u64, description = "Seconds to wait before trying again (with the same Idempotency-Key)"))),
     ))]

@@ -37,7 +37,9 @@ const TAIL_KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[schema(as = EventPage)]
 struct EventPageBody {
     events: Vec<EventEnvelope>,
-    /// Pass as `after` to continue; the same cursor when the page is empty.
+    /// Pass as `after` to continue: past every event the read considered (with `type`, those
+    /// of other types too, so it may move on an empty page); the same cursor when nothing new
+    /// committed.
     next_cursor: String,
 }
 
