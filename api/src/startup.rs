@@ -123,13 +123,15 @@ fn query_service(
 }
 
 /// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST, when the fleet CA's
-/// certificate is given. Both are put into `state`.
+/// certificate is given (a `simpleenroll` naming no group tries at most
+/// `label_less_max_groups` groups). Both are put into `state`.
 pub fn enable_enrollment(
     state: &mut AppState,
     pool: PgPool,
     sealer: GroupKeySealer,
     ca_cert_path: Option<&std::path::Path>,
     retry_after: Duration,
+    label_less_max_groups: usize,
 ) -> Result<(), EstSetupError> {
     let groups: Arc<dyn app::EnrollmentGroupStore> = Arc::new(PostgresEnrollmentGroups::new(
         pool.clone(),
@@ -148,6 +150,7 @@ pub fn enable_enrollment(
         Arc::new(PostgresDeviceReadModel::new(pool.clone())),
         groups,
         Arc::new(PostgresCertificateStatusLookup::new(pool)),
+        label_less_max_groups,
     );
     state.est = Some(Arc::new(EstServer::new(
         enrollment,
@@ -338,6 +341,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
             GroupKeySealer::from_base64(key.expose())?,
             config.enrollment.ca_cert_path.as_deref(),
             config.enrollment.retry_after,
+            config.enrollment.label_less_max_groups,
         )?,
         None => tracing::info!(
             "enrollment groups and EST are off (ENROLLMENT_KEY_ENCRYPTION_KEY is not set)"

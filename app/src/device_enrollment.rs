@@ -1,6 +1,8 @@
-//! Devices enrolling themselves (EST, RFC 7030): `enroll` registers a device through an
-//! enrollment group, authenticated by the credential the group's key derives for its serial;
-//! `reenroll` renews the certificate of the device whose current certificate authenticated
+//! Devices enrolling themselves (EST, RFC 7030): `authenticate` checks the credential a
+//! device's enrollment group derives for its serial (`GroupCredentialVerifier`), and only its
+//! proof, `AuthenticatedDevice`, lets `enroll` register the device through that group (the
+//! api reads the request's body and takes a command slot in between: an unauthenticated
+//! client never holds one); `reenroll` renews the certificate of the device whose current certificate authenticated
 //! the request. Both go through the same command path as the HTTP API's register and renew
 //! (`DeviceCommandService`), each with an idempotency key derived from the request, so a
 //! device that repeats a request (as EST devices do while the answer is pending) repeats the
@@ -15,38 +17,22 @@
 //! Must not: say which of a serial, a key or a group was wrong to someone who holds none of
 //! them (every failed credential is the same `InvalidCredential`), or keep a presented key.
 
-use std::fmt;
 use std::sync::Arc;
 
 use domain::{
-    CertificateCredential, CertificateSigningRequest, DeviceError, DeviceId, DeviceStatus,
-    EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure, SerialNumber,
-    SubjectMismatch, TenantId,
+    CertificateCredential, CertificateSigningRequest, DeviceCredential, DeviceError, DeviceId,
+    DeviceStatus, EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure,
+    SerialNumber, SubjectMismatch, TenantId,
 };
 use sha2::{Digest, Sha256};
 
+use crate::group_credential_verifier::{AuthenticatedDevice, GroupCredentialVerifier};
 use crate::pki::{CertificateSerialHex, CertificateStatusLookup};
 use crate::{
     Accepted, CommandError, CommandMetadata, DeviceCommandService, DeviceReadModel, DeviceView,
     EnrollmentGroupStore, IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint,
     StoreError,
 };
-
-/// What a device presents to enroll: its serial number and the key its group derives for
-/// it (HTTP Basic's user and password).
-pub struct DeviceCredential {
-    pub serial: SerialNumber,
-    pub key: String,
-}
-
-impl fmt::Debug for DeviceCredential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceCredential")
-            .field("serial", &self.serial)
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
 
 /// The request's correlation, carried into the command's events.
 #[derive(Debug, Clone, Default)]
@@ -75,10 +61,11 @@ pub enum EnrollmentProgress {
 /// other variants.)
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EnrollmentRefusal {
-    #[error("no enrollment group has that name")]
-    UnknownGroup,
     #[error("the serial number and key are not a credential of an enrollment group")]
     InvalidCredential,
+    /// There are more enrollment groups than a device that names none may be looked up in.
+    #[error("name the device's enrollment group: in the URL, /.well-known/est/<group>/simpleenroll, or in the user name, <serial>@<group> (this server has too many groups to find it by its key)")]
+    GroupNotNamed,
     #[error("the enrollment group is disabled")]
     GroupDisabled,
     #[error(transparent)]
@@ -138,7 +125,7 @@ pub struct PresentedCertificate {
 pub struct DeviceEnrollmentService {
     commands: Arc<DeviceCommandService>,
     devices: Arc<dyn DeviceReadModel>,
-    groups: Arc<dyn EnrollmentGroupStore>,
+    credentials: GroupCredentialVerifier,
     certificates: Arc<dyn CertificateStatusLookup>,
 }
 
@@ -149,60 +136,59 @@ const ENROLL_AGAIN_ROUTE: &str = "EST simpleenroll after a failure";
 const REENROLL_ROUTE: &str = "EST simplereenroll";
 
 impl DeviceEnrollmentService {
+    /// `label_less_max_groups`: without a group named, at most this many enabled groups are
+    /// tried (`GroupCredentialVerifier`).
     pub fn new(
         commands: Arc<DeviceCommandService>,
         devices: Arc<dyn DeviceReadModel>,
         groups: Arc<dyn EnrollmentGroupStore>,
         certificates: Arc<dyn CertificateStatusLookup>,
+        label_less_max_groups: usize,
     ) -> Self {
         Self {
             commands,
             devices,
-            groups,
+            credentials: GroupCredentialVerifier::new(groups, label_less_max_groups),
             certificates,
         }
     }
 
-    /// Registers the device through the group named `label` (or, without one, the group
-    /// whose key derives the presented credential), with the group's model and labels; or,
-    /// when this request was made before, answers where it stands. A device whose request
-    /// failed may enroll again with a new CSR (the renewal path).
-    #[tracing::instrument(skip_all, fields(serial = %credential.serial, group), err(level = "info"))]
-    pub async fn enroll(
+    /// The device that `credential` authenticates, through the group `label` names, or the
+    /// one the credential names (`<serial>@<group>`), or else the one enabled group whose key
+    /// derives it: what [`DeviceEnrollmentService::enroll`] needs.
+    pub async fn authenticate(
         &self,
         label: Option<&EnrollmentGroupName>,
         credential: &DeviceCredential,
+    ) -> Result<AuthenticatedDevice, EnrollmentError> {
+        self.credentials.authenticate(label, credential).await
+    }
+
+    /// Registers the authenticated device through its group, with the group's model and
+    /// labels; or, when this request was made before, answers where it stands. A device whose
+    /// request failed may enroll again with a new CSR (the renewal path).
+    #[tracing::instrument(skip_all, fields(serial = %device.serial(), group = %device.group().name), err(level = "info"))]
+    pub async fn enroll(
+        &self,
+        device: AuthenticatedDevice,
         csr: CertificateSigningRequest,
         correlation: Correlation,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
-        let groups = self.groups.with_keys(label).await?;
-        if label.is_some() && groups.is_empty() {
-            return Err(EnrollmentRefusal::UnknownGroup.into());
-        }
-        let group = groups
-            .into_iter()
-            .find(|(_, key)| key.verifies(&credential.serial, &credential.key))
-            .map(|(group, _)| group)
-            .ok_or(EnrollmentRefusal::InvalidCredential)?;
-        tracing::Span::current().record("group", group.name.as_str());
-        if !group.enabled {
-            return Err(EnrollmentRefusal::GroupDisabled.into());
-        }
-        csr.check_subject(&credential.serial)
-            .map_err(EnrollmentRefusal::from)?;
+        let (serial, group) = (device.serial(), device.group());
+        csr.check_subject(serial).map_err(EnrollmentRefusal::from)?;
         let metadata = CommandMetadata {
             tenant: group.tenant.clone(),
             actor: format!("est:{}", group.name),
             request_id: correlation.request_id,
             traceparent: correlation.traceparent,
         };
-        let claim = est_claim(&metadata, ENROLL_ROUTE, &credential.serial, &csr);
+        let claim = est_claim(&metadata, ENROLL_ROUTE, serial, &csr);
         let registered = self
             .commands
             .register(
                 metadata.clone(),
                 claim,
-                credential.serial.clone(),
+                serial.clone(),
                 group.model.clone(),
                 group.labels.clone(),
                 csr.clone(),
@@ -220,8 +206,7 @@ impl DeviceEnrollmentService {
                         return Ok(issued(device));
                     }
                     Some(device) if device.status == DeviceStatus::Failed => {
-                        let claim =
-                            est_claim(&metadata, ENROLL_AGAIN_ROUTE, &credential.serial, &csr);
+                        let claim = est_claim(&metadata, ENROLL_AGAIN_ROUTE, serial, &csr);
                         self.commands
                             .renew_certificate(metadata, claim, device_id, csr.clone(), None)
                             .await?
@@ -231,7 +216,8 @@ impl DeviceEnrollmentService {
             }
             Err(other) => return Err(other.into()),
         };
-        self.progress(group.tenant, accepted, &csr, None).await
+        self.progress(group.tenant.clone(), accepted, &csr, None)
+            .await
     }
 
     /// Renews the certificate of the device that `presented` was issued to, for `csr`

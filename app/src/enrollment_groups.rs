@@ -76,12 +76,21 @@ pub trait EnrollmentGroupStore: Send + Sync + 'static {
         actor: &str,
     ) -> Result<Option<EnrollmentGroup>, StoreError>;
 
-    /// Groups with their keys, to check a device's credential against: the one named, or
-    /// every group (disabled ones included, so that a refusal can say why).
-    async fn with_keys(
+    /// The group named `name` with its key (disabled or not, so that a refusal can say
+    /// why), to check a device's credential against: one indexed read. A missing group costs
+    /// what a present one does (the same read, a key opened), so that its absence does not
+    /// show in the time of the answer.
+    async fn with_key(
         &self,
-        name: Option<&EnrollmentGroupName>,
-    ) -> Result<Vec<(EnrollmentGroup, GroupKey)>, StoreError>;
+        name: &EnrollmentGroupName,
+    ) -> Result<Option<(EnrollmentGroup, GroupKey)>, StoreError>;
+
+    /// Every enabled group with its key, for a device that names none; or `None`, having
+    /// opened no key, when there are more than `at_most` (at most `at_most + 1` are read).
+    async fn enabled_with_keys(
+        &self,
+        at_most: usize,
+    ) -> Result<Option<Vec<(EnrollmentGroup, GroupKey)>>, StoreError>;
 }
 
 /// A group just created, with its key: the only time the key is shown.

@@ -19,6 +19,7 @@ mod device_stats;
 mod enrollment_groups;
 mod event_contract;
 mod event_log;
+mod group_credential_verifier;
 mod idempotency;
 mod idempotency_store;
 mod long_poll_slots;
@@ -35,8 +36,8 @@ pub use dead_letter_operations::{
 };
 pub use device_commands::{Accepted, Applied, DeviceCommandService, RetryPolicy};
 pub use device_enrollment::{
-    Correlation, DeviceCredential, DeviceEnrollmentService, EnrollmentError, EnrollmentProgress,
-    EnrollmentRefusal, PresentedCertificate,
+    Correlation, DeviceEnrollmentService, EnrollmentError, EnrollmentProgress, EnrollmentRefusal,
+    PresentedCertificate,
 };
 pub use device_event_store::{
     AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, OutcomeCountMismatch, StoreError,
@@ -54,6 +55,7 @@ pub use event_contract::{
     event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
 };
 pub use event_log::{AppendedEvents, EventLog, NoAppendSignal, TenantEvents};
+pub use group_credential_verifier::{AuthenticatedDevice, GroupCredentialVerifier};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};
 pub use long_poll_slots::{LongPollLimitReached, LongPollLimits, LongPollSlot, LongPollSlots};

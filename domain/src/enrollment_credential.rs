@@ -2,7 +2,10 @@
 //! IoT DPS's "symmetric key enrollment groups" use): the group has a random key; a device's
 //! key is `base64(HMAC-SHA256(group key, serial number))`, so a factory can burn each device's
 //! key without the service storing any of them, and one device's key says nothing of
-//! another's.
+//! another's. What a device presents (`DeviceCredential`) is its serial number, optionally
+//! the name of its group (`<serial>@<group>`: serial numbers and group names never hold an
+//! `@`), and its key, parsed once into its 32 bytes (`DeviceKey`), refusing anything longer
+//! before decoding it.
 //!
 //! Must not: reveal a key through `Debug` or `Display` (neither prints it), or compare keys in
 //! time that depends on their bytes.
@@ -14,7 +17,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::{InvalidValue, SerialNumber};
+use crate::{EnrollmentGroupName, InvalidValue, SerialNumber};
 
 /// A group's key: 32 bytes (made from the OS's randomness by whoever creates the group; the
 /// domain has none), written as standard base64.
@@ -61,18 +64,89 @@ impl GroupKey {
         STANDARD.encode(self.mac(serial).finalize().into_bytes())
     }
 
-    /// Whether `presented` (base64) is the key of the device with `serial`; in constant time.
-    pub fn verifies(&self, serial: &SerialNumber, presented: &str) -> bool {
-        let Ok(presented) = STANDARD.decode(presented.trim()) else {
-            return false;
-        };
-        self.mac(serial).verify_slice(&presented).is_ok()
+    /// Whether `presented` is the key of the device with `serial`; in constant time.
+    pub fn verifies(&self, serial: &SerialNumber, presented: &DeviceKey) -> bool {
+        self.mac(serial).verify_slice(&presented.0).is_ok()
     }
 }
 
 impl fmt::Debug for GroupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("GroupKey(<redacted>)")
+    }
+}
+
+/// A device's key as it presents it: the 32 bytes of an HMAC-SHA256, written as standard
+/// base64 (44 characters).
+pub struct DeviceKey([u8; DeviceKey::LEN]);
+
+impl DeviceKey {
+    pub const LEN: usize = 32;
+    /// The base64 of [`DeviceKey::LEN`] bytes, with its padding.
+    pub const BASE64_LEN: usize = Self::LEN.div_ceil(3) * 4;
+
+    /// The key written as base64; anything longer than a key's base64 is refused before it
+    /// is decoded, so a long password costs nothing.
+    pub fn from_base64(raw: &str) -> Result<Self, InvalidValue> {
+        let invalid = || InvalidValue(format!("a device key is the base64 of {} bytes", Self::LEN));
+        if raw.len() != Self::BASE64_LEN {
+            return Err(invalid());
+        }
+        let mut bytes = [0u8; Self::LEN];
+        match STANDARD.decode_slice(raw, &mut bytes) {
+            Ok(Self::LEN) => Ok(Self(bytes)),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceKey(<redacted>)")
+    }
+}
+
+/// What a device presents to enroll: its serial number, the group it names (if any) and its
+/// key (HTTP Basic's user, `<serial>` or `<serial>@<group>`, and password).
+#[derive(Debug)]
+pub struct DeviceCredential {
+    pub serial: SerialNumber,
+    pub group: Option<EnrollmentGroupName>,
+    pub key: DeviceKey,
+}
+
+/// A label and the group a credential names are two different groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMismatch;
+
+impl DeviceCredential {
+    /// The longest user name: a serial number, `@` and a group's name.
+    pub const MAX_USER_LEN: usize = SerialNumber::MAX_LEN + 1 + EnrollmentGroupName::MAX_LEN;
+
+    /// `user` is the serial number, or `<serial>@<group>`; `password` the device's key.
+    pub fn parse(user: &str, password: &str) -> Result<Self, InvalidValue> {
+        let (serial, group) = match user.split_once('@') {
+            Some((serial, group)) => (serial, Some(EnrollmentGroupName::parse(group)?)),
+            None => (user, None),
+        };
+        Ok(Self {
+            serial: SerialNumber::parse(serial)?,
+            group,
+            key: DeviceKey::from_base64(password)?,
+        })
+    }
+
+    /// The group to check the credential against: the label (the URL's), the group the
+    /// credential names, or none (then the group is the one whose key derives it); a label
+    /// and another group named is a mismatch.
+    pub fn group_named<'a>(
+        &'a self,
+        label: Option<&'a EnrollmentGroupName>,
+    ) -> Result<Option<&'a EnrollmentGroupName>, GroupMismatch> {
+        match (label, self.group.as_ref()) {
+            (Some(label), Some(named)) if label != named => Err(GroupMismatch),
+            (label, named) => Ok(label.or(named)),
+        }
     }
 }
 
@@ -107,13 +181,91 @@ mod tests {
     fn only_the_devices_own_key_verifies() {
         let serial = SerialNumber::parse("SN-000123").unwrap();
         let other = SerialNumber::parse("SN-000124").unwrap();
-        let device_key = key().device_key(&serial);
+        let device_key = DeviceKey::from_base64(&key().device_key(&serial)).unwrap();
         assert!(key().verifies(&serial, &device_key));
         assert!(!key().verifies(&other, &device_key), "another device's key");
-        assert!(!key().verifies(&serial, "not base64!"));
-        assert!(!key().verifies(&serial, &device_key[..20]));
         let another_group = GroupKey::from_bytes([7; GroupKey::LEN]);
         assert!(!another_group.verifies(&serial, &device_key));
+    }
+
+    #[test]
+    fn a_device_key_is_exactly_the_base64_of_32_bytes() {
+        let written = key().device_key(&SerialNumber::parse("SN-1").unwrap());
+        assert_eq!(written.len(), DeviceKey::BASE64_LEN);
+        assert!(DeviceKey::from_base64(&written).is_ok());
+        for wrong in [
+            String::new(),
+            "not base64 at all, but forty-four chars long".to_owned(),
+            written[..43].to_owned(),
+            format!("{written}="),
+            format!(" {}", &written[1..]),
+            // 33 bytes, 32 bytes unpadded, 31 bytes
+            STANDARD.encode([1u8; 33]),
+            STANDARD.encode([1u8; 32]).trim_end_matches('=').to_owned(),
+            STANDARD.encode([1u8; 31]),
+            "A".repeat(60_000),
+        ] {
+            assert!(DeviceKey::from_base64(&wrong).is_err(), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn the_user_is_the_serial_optionally_at_its_group() {
+        let password = key().device_key(&SerialNumber::parse("x").unwrap());
+        let plain = DeviceCredential::parse("SN:12:34", &password).unwrap();
+        assert_eq!(plain.serial.as_str(), "SN:12:34");
+        assert_eq!(plain.group, None);
+        let named = DeviceCredential::parse("SN-1@line-7", &password).unwrap();
+        assert_eq!(named.serial.as_str(), "SN-1");
+        assert_eq!(named.group.as_ref().unwrap().as_str(), "line-7");
+        let longest = format!("{}@{}", "S".repeat(64), "g".repeat(63));
+        assert_eq!(longest.len(), DeviceCredential::MAX_USER_LEN);
+        assert!(DeviceCredential::parse(&longest, &password).is_ok());
+        for user in [
+            "",
+            "@line-7",
+            "SN-1@",
+            "SN-1@Line_7",
+            "SN-1@line-7@line-7",
+            "SN 1",
+            "SN-1@simpleenroll",
+        ] {
+            assert!(
+                DeviceCredential::parse(user, &password).is_err(),
+                "{user:?}"
+            );
+        }
+        assert!(DeviceCredential::parse("SN-1", "a2V5").is_err());
+    }
+
+    #[test]
+    fn a_label_and_another_named_group_do_not_match() {
+        let password = key().device_key(&SerialNumber::parse("x").unwrap());
+        let line = |name: &str| EnrollmentGroupName::parse(name).unwrap();
+        let plain = DeviceCredential::parse("SN-1", &password).unwrap();
+        let named = DeviceCredential::parse("SN-1@line-7", &password).unwrap();
+        assert_eq!(plain.group_named(None), Ok(None));
+        assert_eq!(
+            plain.group_named(Some(&line("line-8"))),
+            Ok(Some(&line("line-8")))
+        );
+        assert_eq!(named.group_named(None), Ok(Some(&line("line-7"))));
+        assert_eq!(
+            named.group_named(Some(&line("line-7"))),
+            Ok(Some(&line("line-7")))
+        );
+        assert_eq!(named.group_named(Some(&line("line-8"))), Err(GroupMismatch));
+    }
+
+    #[test]
+    fn a_credential_never_prints_its_key() {
+        let password = key().device_key(&SerialNumber::parse("SN-1").unwrap());
+        let printed = format!(
+            "{:?}",
+            DeviceCredential::parse("SN-1@line-7", &password).unwrap()
+        );
+        assert!(!printed.contains(&password), "{printed}");
+        assert!(printed.contains("DeviceKey(<redacted>)"), "{printed}");
     }
 
     #[test]

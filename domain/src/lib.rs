@@ -34,7 +34,7 @@ pub use device::{
     RevokeCertificate,
 };
 pub use device_id::DeviceId;
-pub use enrollment_credential::GroupKey;
+pub use enrollment_credential::{DeviceCredential, DeviceKey, GroupKey, GroupMismatch};
 pub use enrollment_group_name::EnrollmentGroupName;
 pub use issuing_ca_id::IssuingCaId;
 pub use labels::{LabelError, Labels};

@@ -1,6 +1,9 @@
 //! `app::EnrollmentGroupStore` on Postgres: the `enrollment_groups` table, with each group's
 //! key sealed (`GroupKeySealer`) before it is written and opened only when a device's
-//! credential is checked. Every change is recorded (`OperatorAction`) in its transaction.
+//! credential is checked: a named group by its primary key (a missing one opens a decoy, so
+//! that it costs what a present one does), the label-less search at most `at_most + 1` rows
+//! (opening none when there are more). Every change is recorded (`OperatorAction`) in its
+//! transaction.
 
 use app::{EnrollmentGroup, EnrollmentGroupStore, GroupNameTaken, NewEnrollmentGroup, StoreError};
 use async_trait::async_trait;
@@ -26,15 +29,40 @@ const SET_ENABLED: &str =
     "UPDATE enrollment_groups SET enabled = $2, updated_at = now() WHERE name = $1 \
      RETURNING name, tenant, model, labels, enabled, created_by, created_at, updated_at";
 
+const WITH_KEY: &str = "SELECT name, tenant, model, labels, enabled, created_by, created_at, \
+     updated_at, sealed_key FROM enrollment_groups WHERE name = $1";
+
+const ENABLED_WITH_KEYS: &str = "SELECT name, tenant, model, labels, enabled, created_by, \
+     created_at, updated_at, sealed_key FROM enrollment_groups WHERE enabled LIMIT $1";
+
 #[derive(Clone)]
 pub struct PostgresEnrollmentGroups {
     pool: PgPool,
     sealer: Arc<GroupKeySealer>,
+    /// A key sealed under no group's name, opened when a named group is missing.
+    decoy: Arc<(EnrollmentGroupName, Vec<u8>)>,
 }
 
 impl PostgresEnrollmentGroups {
     pub fn new(pool: PgPool, sealer: Arc<GroupKeySealer>) -> Self {
-        Self { pool, sealer }
+        let name = EnrollmentGroupName::parse("decoy").expect("a valid name");
+        let sealed = sealer.seal(&name, &GroupKey::from_bytes([0; GroupKey::LEN]));
+        Self {
+            pool,
+            sealer,
+            decoy: Arc::new((name, sealed)),
+        }
+    }
+
+    /// The group in `row` and its key, opened.
+    fn with_opened_key(&self, row: &PgRow) -> Result<(EnrollmentGroup, GroupKey), StoreError> {
+        let group = group_from(row)?;
+        let sealed: Vec<u8> = row.try_get("sealed_key").map_err(unavailable)?;
+        let key = self
+            .sealer
+            .open(&group.name, &sealed)
+            .map_err(|e| StoreError::Corrupt(e.into()))?;
+        Ok((group, key))
     }
 }
 
@@ -157,28 +185,41 @@ impl EnrollmentGroupStore for PostgresEnrollmentGroups {
         Ok(Some(group_from(&row)?))
     }
 
-    async fn with_keys(
+    async fn with_key(
         &self,
-        name: Option<&EnrollmentGroupName>,
-    ) -> Result<Vec<(EnrollmentGroup, GroupKey)>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, sealed_key FROM enrollment_groups WHERE $1::text IS NULL OR name = $1"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(name.map(EnrollmentGroupName::as_str))
+        name: &EnrollmentGroupName,
+    ) -> Result<Option<(EnrollmentGroup, GroupKey)>, StoreError> {
+        let row = sqlx::query(WITH_KEY)
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        match row {
+            Some(row) => self.with_opened_key(&row).map(Some),
+            None => {
+                let (name, sealed) = &*self.decoy;
+                std::hint::black_box(self.sealer.open(name, sealed).is_ok());
+                Ok(None)
+            }
+        }
+    }
+
+    async fn enabled_with_keys(
+        &self,
+        at_most: usize,
+    ) -> Result<Option<Vec<(EnrollmentGroup, GroupKey)>>, StoreError> {
+        let limit = i64::try_from(at_most).unwrap_or(i64::MAX - 1) + 1;
+        let rows = sqlx::query(ENABLED_WITH_KEYS)
+            .bind(limit)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
+        if rows.len() > at_most {
+            return Ok(None);
+        }
         rows.iter()
-            .map(|row| {
-                let group = group_from(row)?;
-                let sealed: Vec<u8> = row.try_get("sealed_key").map_err(unavailable)?;
-                let key = self
-                    .sealer
-                    .open(&group.name, &sealed)
-                    .map_err(|e| StoreError::Corrupt(e.into()))?;
-                Ok((group, key))
-            })
-            .collect()
+            .map(|row| self.with_opened_key(row))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 }

@@ -5,17 +5,22 @@
 //! base64 DER, as the RFC says; every failure is EST's own `text/plain` error (`EstError`).
 //! Outside the OpenAPI document and the bearer tokens: EST is a protocol of its own.
 //!
-//! Each handler: parse the request into domain values, call one enrollment-service method,
-//! map where the enrollment stands: 202 with `Retry-After` while pending, 200 with the
-//! certificate as certs-only PKCS#7 once issued.
+//! Each handler: parse the request into domain values, call the enrollment service, map where
+//! the enrollment stands: 202 with `Retry-After` while pending, 200 with the certificate as
+//! certs-only PKCS#7 once issued.
+//!
+//! The order is the point: **the device is authenticated first** (its group credential, or
+//! its TLS client certificate), **then its body is read** (bounded by
+//! `REQUEST_BODY_LIMIT_BYTES`), **and only then is a command slot taken**
+//! (`COMMAND_MAX_IN_FLIGHT`, shared with every tenant's commands), so that no client without
+//! a credential, nor one still sending its body, holds a slot that others' commands need.
 
 use std::sync::Arc;
 
 use app::{Correlation, EnrollmentProgress};
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,7 +29,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use domain::{CertificateSigningRequest, EnrollmentGroupName};
 
-use super::in_flight::AdmittedCommand;
+use super::in_flight::InFlight;
 use super::{current_request_id, current_traceparent, record_device, record_tenant, AppState};
 use crate::est::{basic_credential, wire_format, EstError, EstServer};
 use crate::tls::ClientCertificate;
@@ -93,21 +98,22 @@ async fn csr_attributes(
 
 /// Registers the device through its enrollment group (RFC 7030 §4.2.1).
 async fn simple_enroll(
-    _admitted: AdmittedCommand,
     State(state): State<AppState>,
     path: Option<Path<String>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let outcome = async {
         let label = label(path)?;
         let server = server(&state)?;
         let credential = basic_credential(&headers)?;
-        let csr = certificate_request(&headers, body)?;
-        let progress = server
+        let device = server
             .enrollment
-            .enroll(label.as_ref(), &credential, csr, correlation())
+            .authenticate(label.as_ref(), &credential)
             .await?;
+        let csr = certificate_request(&state, &headers, request).await?;
+        let _admitted = admitted(&state)?;
+        let progress = server.enrollment.enroll(device, csr, correlation()).await?;
         Ok::<_, EstError>(answer(server, progress))
     }
     .await;
@@ -117,12 +123,11 @@ async fn simple_enroll(
 /// Renews the certificate of the device whose current certificate authenticated the TLS
 /// connection (RFC 7030 §4.2.2).
 async fn simple_reenroll(
-    _admitted: AdmittedCommand,
     State(state): State<AppState>,
     path: Option<Path<String>>,
     connection: Option<axum::Extension<ConnectInfo<ClientCertificate>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let outcome = async {
         label(path)?;
@@ -132,7 +137,8 @@ async fn simple_reenroll(
             .and_then(|info| info.0 .0.der().map(|der| der.to_vec()))
             .ok_or(EstError::NoClientCertificate)?;
         let presented = server.presented(&presented)?;
-        let csr = certificate_request(&headers, body)?;
+        let csr = certificate_request(&state, &headers, request).await?;
+        let _admitted = admitted(&state)?;
         let progress = server
             .enrollment
             .reenroll(&presented, csr, correlation())
@@ -143,10 +149,22 @@ async fn simple_reenroll(
     counted("simplereenroll", outcome)
 }
 
-/// The body as a CSR: `application/pkcs10`, base64 of the DER (line breaks allowed).
-fn certificate_request(
+/// A command slot (`COMMAND_MAX_IN_FLIGHT`), taken once the device is authenticated and its
+/// body is in; or, all taken, 503 with `Retry-After` at once (counted in
+/// `requests_shed_total{bound="commands"}`).
+fn admitted(state: &AppState) -> Result<InFlight, EstError> {
+    state
+        .in_flight_commands
+        .try_enter()
+        .map_err(|_| EstError::Unavailable)
+}
+
+/// The body as a CSR: `application/pkcs10`, base64 of the DER (line breaks allowed), read
+/// only when the content type is right, up to `REQUEST_BODY_LIMIT_BYTES`.
+async fn certificate_request(
+    state: &AppState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<CertificateSigningRequest, EstError> {
     let is_pkcs10 = headers
         .get(header::CONTENT_TYPE)
@@ -156,7 +174,9 @@ fn certificate_request(
     if !is_pkcs10 {
         return Err(EstError::UnsupportedMediaType);
     }
-    let body = body.map_err(|_| EstError::TooLarge)?;
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(|_| EstError::TooLarge)?;
     let compact: Vec<u8> = body
         .iter()
         .copied()

@@ -10,6 +10,7 @@ mod decommission_device;
 mod dependency_failures;
 mod device_history;
 mod enrollment_groups;
+mod est_enrollment;
 mod event_stream;
 mod health;
 mod helpers;

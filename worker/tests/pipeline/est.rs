@@ -451,16 +451,23 @@ async fn every_wrong_enrollment_is_a_clear_est_error() {
     std::fs::write(stack.dir.join("garbage.b64"), "this is not base64 !!!").unwrap();
     std::fs::write(stack.dir.join("notcsr.b64"), "aGVsbG8gd29ybGQ=").unwrap();
     let path = "/.well-known/est/line-7/simpleenroll";
+    // A key of the right form (base64 of 32 bytes), but not this device's.
+    let wrong_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
     let cases = [
-        (enroll_args(&serial, "d3Jvbmcta2V5", "device.b64"), path, 401, "credential"),
+        (enroll_args(&serial, wrong_key, "device.b64"), path, 401, "not a credential"),
+        (enroll_args(&serial, "d3Jvbmcta2V5", "device.b64"), path, 401, "HTTP Basic"),
         (
             "-H 'Content-Type: application/pkcs10' --data-binary @device.b64".to_owned(),
             path,
             401,
             "HTTP Basic",
         ),
-        (enroll_args(&serial, &device_key, "device.b64"), "/.well-known/est/no-such-group/simpleenroll", 404, "no enrollment group"),
+        // An unknown group is answered as a wrong credential: whether a group exists is not
+        // said.
+        (enroll_args(&serial, &device_key, "device.b64"), "/.well-known/est/no-such-group/simpleenroll", 401, "not a credential"),
+        (enroll_args(&format!("{serial}@no-such-group"), &device_key, "device.b64"), "/.well-known/est/simpleenroll", 401, "not a credential"),
+        (enroll_args(&format!("{serial}@line-8"), &device_key, "device.b64"), path, 401, "not a credential"),
         (enroll_args(&serial, &device_key, "misnamed.b64"), path, 400, "CN"),
         (enroll_args(&serial, &device_key, "garbage.b64"), path, 400, "base64"),
         (enroll_args(&serial, &device_key, "notcsr.b64"), path, 400, "not a certificate request"),
@@ -630,6 +637,40 @@ async fn strongswan_pki_enrolls_a_device_and_reenrolls_it_with_its_certificate()
     // A renewal of the one device, not a second registration.
     assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
     assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+
+    // A device names its group in the user name (`<serial>@<group>`): what a device of a
+    // fleet with more groups than EST_LABELLESS_MAX_GROUPS does, since strongSwan cannot
+    // put the group in the URL.
+    let line_8_key = create_group(&stack, "line-8").await;
+    let named = unique_serial();
+    let named_key = derive_device_key(&stack, &line_8_key, &named).await;
+    strongswan_key_and_csr(&stack, "named", &named).await;
+    let (ok, out) = pki(
+        &stack,
+        format!("{est} --userpass '{named}@line-8:{named_key}' --in named.csr > named.pem"),
+    )
+    .await;
+    println!("pki --est --userpass serial@group:\n{out}");
+    assert!(ok, "pki --est failed: {out}");
+    assert!(
+        out.to_lowercase().contains("issued certificate is trusted"),
+        "{out}"
+    );
+    assert!(!out.contains(&named_key), "pki logs no credential");
+    let (ok, subject) = sh(&stack, "openssl x509 -in named.pem -noout -subject".into()).await;
+    assert!(
+        ok && subject.contains(&format!("CN = {named}")),
+        "{subject}"
+    );
+    let actor: String = sqlx::query_scalar(
+        "SELECT metadata->>'actor' FROM events WHERE event_type = 'DeviceRegistered' \
+         AND aggregate_id = $1",
+    )
+    .bind(device_id(&named).to_string())
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(actor, "est:line-8", "registered through the group it named");
 }
 
 /// The device id of `serial` in `TENANT` (the id is derived, as the api derives it).

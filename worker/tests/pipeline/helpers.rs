@@ -113,6 +113,7 @@ impl Stack {
                 store::GroupKeySealer::from_base64(KEY_ENCRYPTION_KEY).unwrap(),
                 Some(&ca_path),
                 Duration::from_secs(1),
+                app::GroupCredentialVerifier::DEFAULT_LABEL_LESS_MAX_GROUPS,
             )
             .unwrap();
             let server_ca = testkit::TestCa::new(&dir, "tls");
