@@ -39,6 +39,12 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub addr: SocketAddr,
+    /// `API_HEALTH_ADDR`: a plain-HTTP listener of its own for `/livez`, `/readyz` and
+    /// `/metrics` (probes no client of `API_ADDR` can crowd out).
+    pub health_addr: Option<SocketAddr>,
+    /// `PKI_ADDR`: a plain-HTTP listener of its own for the CRLs and OCSP (relying parties
+    /// fetch status over plain HTTP; needed when `API_ADDR` speaks TLS).
+    pub pki_addr: Option<SocketAddr>,
     pub database: DatabaseSettings,
     /// A read-only replica for the query side (`DATABASE_READ_URL`; the `DB_*` pool settings
     /// apply to it too); `None`: queries read the primary.
@@ -137,6 +143,8 @@ impl ApiConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = Env::new(lookup);
         let addr = env.parse_or("API_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)));
+        let health_addr = optional_address(&mut env, "API_HEALTH_ADDR");
+        let pki_addr = optional_address(&mut env, "PKI_ADDR");
         let database = database_settings(&mut env, "provisioning-api");
         let read_database = env.optional("DATABASE_READ_URL").map(|url| {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -250,6 +258,8 @@ impl ApiConfig {
         env.finish()?;
         Ok(Self {
             addr,
+            health_addr,
+            pki_addr,
             database,
             read_database,
             nats_url,
@@ -301,6 +311,23 @@ fn token_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> TokenSetti
         jwks_refresh,
         issuer: env.optional("AUTH_JWT_ISSUER"),
         audience: env.optional("AUTH_JWT_AUDIENCE"),
+    }
+}
+
+/// An optional listening address (`host:port`), a problem named after `name` if it is not one.
+fn optional_address<F: Fn(&str) -> Option<String>>(
+    env: &mut Env<F>,
+    name: &str,
+) -> Option<SocketAddr> {
+    let raw = env.optional(name)?;
+    match raw.trim().parse() {
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            env.problem(format!(
+                "{name}={raw:?} is not valid: {e} (expected host:port)"
+            ));
+            None
+        }
     }
 }
 
@@ -692,7 +719,10 @@ mod tests {
         let err = config(&[("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS", "0")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS"), "{err}");
+        assert!(
+            err.contains("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS"),
+            "{err}"
+        );
         let err = config(&[("HTTP_MAX_CONNECTIONS", "400")])
             .unwrap_err()
             .to_string();

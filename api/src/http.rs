@@ -126,12 +126,37 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
 }
 
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(documented_routes().0)
         // Public and binary (RFC 6960): outside the OpenAPI document and the bearer tokens.
         .merge(ocsp::router())
         // EST (RFC 7030): devices' own protocol, with its own credentials and errors.
-        .merge(est::router())
+        .merge(est::router());
+    served(routes, state, limits)
+}
+
+/// What a plain-HTTP listener of its own serves to relying parties when the api's own
+/// listener speaks TLS (`PKI_ADDR`): the CRLs and the OCSP responder, nothing else. Status
+/// is fetched over plain HTTP (RFC 5280 §4.2.1.13, RFC 5019): checking an HTTPS responder's
+/// certificate would need status first, so relying parties (nginx among them) do not.
+pub fn pki_router(state: AppState, limits: HttpLimits) -> Router {
+    let routes = Router::new()
+        .merge(Router::from(crl::router()))
+        .merge(ocsp::router());
+    served(routes, state, limits)
+}
+
+/// What a listener of its own serves to orchestrators and scrapers (`API_HEALTH_ADDR`):
+/// `/livez`, `/readyz` and `/metrics`, which no client of the api's listener can crowd out.
+pub fn health_router(state: AppState, limits: HttpLimits) -> Router {
+    served(Router::new(), state, limits)
+}
+
+/// `routes` under the bound on requests in flight, with health and metrics beside them
+/// (always answered), and the layers every answer goes through.
+fn served(routes: Router<AppState>, state: AppState, limits: HttpLimits) -> Router {
+    Router::new()
+        .merge(routes)
         // Everything so far, not health and metrics: orchestrators and scrapers must be
         // answered however loaded the process is.
         .layer(axum::middleware::from_fn_with_state(

@@ -27,8 +27,8 @@ use crate::auth::{JwksUrl, JwtKeys};
 use crate::config::{ApiConfig, OcspSettings, TokenSettings};
 use crate::est::{EstServer, EstSetupError};
 use crate::http::{
-    router, AppState, BoundedListener, ConnectionLimits, HttpLimits, InFlightBound, InFlightLimit,
-    TenantRateLimit,
+    health_router, pki_router, router, AppState, BoundedListener, ConnectionLimits, HttpLimits,
+    InFlightBound, InFlightLimit, TenantRateLimit,
 };
 use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 use crate::tls::{ServerTls, TlsListener};
@@ -178,7 +178,30 @@ pub struct Application {
     tls: Option<Arc<ServerTls>>,
     /// The state's shutdown token, cancelled when `serve_until`'s shutdown resolves.
     streams_shutdown: tokio_util::sync::CancellationToken,
+    /// The routers of the listeners that may be added ([`Application::with_listener`]).
+    routers: ListenerRouters,
+    /// Listeners of their own, each serving part of the routes over plain HTTP.
+    others: Vec<(TcpListener, Router)>,
 }
+
+/// What a listener of its own serves (`API_HEALTH_ADDR`, `PKI_ADDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerRole {
+    /// `/livez`, `/readyz`, `/metrics`: probes and scrapes no client can crowd out.
+    Health,
+    /// The CRLs and the OCSP responder over plain HTTP, as relying parties fetch them, when the
+    /// api's own listener speaks TLS.
+    Pki,
+}
+
+struct ListenerRouters {
+    health: Router,
+    pki: Router,
+}
+
+/// A listener of its own holds at most this many connections (probes and relying parties
+/// open few; the bound keeps them from costing memory without end).
+const OTHER_LISTENER_MAX_CONNECTIONS: usize = 256;
 
 impl Application {
     pub async fn bind(
@@ -190,10 +213,15 @@ impl Application {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             streams_shutdown: state.shutdown.clone(),
+            routers: ListenerRouters {
+                health: health_router(state.clone(), limits),
+                pki: pki_router(state.clone(), limits),
+            },
             router: router(state, limits),
             shutdown_grace,
             connections: ConnectionLimits::default(),
             tls: None,
+            others: Vec::new(),
         })
     }
 
@@ -213,6 +241,22 @@ impl Application {
         }
     }
 
+    /// Also serves `role`'s routes on a plain-HTTP listener of its own at `addr`: its address.
+    pub async fn with_listener(
+        mut self,
+        role: ListenerRole,
+        addr: SocketAddr,
+    ) -> io::Result<(Self, SocketAddr)> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let router = match role {
+            ListenerRole::Health => self.routers.health.clone(),
+            ListenerRole::Pki => self.routers.pki.clone(),
+        };
+        self.others.push((listener, router));
+        Ok((self, bound))
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -223,27 +267,61 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let listener = BoundedListener::new(self.listener, self.connections);
         let header_read_timeout = self.connections.header_read_timeout;
-        let streams = self.streams_shutdown;
-        let shutdown = async move {
-            shutdown.await;
-            streams.cancel();
-        };
         let grace = self.shutdown_grace;
-        match self.tls {
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let streams = self.streams_shutdown;
+        tokio::spawn({
+            let stopping = stopping.clone();
+            async move {
+                shutdown.await;
+                streams.cancel();
+                stopping.cancel();
+            }
+        });
+        let others: Vec<_> = self
+            .others
+            .into_iter()
+            .map(|(listener, router)| {
+                let limits = ConnectionLimits {
+                    max_connections: OTHER_LISTENER_MAX_CONNECTIONS,
+                    ..self.connections
+                };
+                tokio::spawn(crate::http::serve(
+                    BoundedListener::new(listener, limits),
+                    router,
+                    stopping.clone().cancelled_owned(),
+                    grace,
+                    header_read_timeout,
+                ))
+            })
+            .collect();
+        let listener = BoundedListener::new(self.listener, self.connections);
+        let served = match self.tls {
             None => {
-                crate::http::serve(listener, self.router, shutdown, grace, header_read_timeout)
-                    .await
+                crate::http::serve(
+                    listener,
+                    self.router,
+                    stopping.clone().cancelled_owned(),
+                    grace,
+                    header_read_timeout,
+                )
+                .await
             }
             Some(tls) => {
                 let listener = TlsListener::new(listener.closing_refusals(), tls.acceptor());
                 tokio::select! {
-                    result = crate::http::serve(listener, self.router, shutdown, grace, header_read_timeout) => result,
+                    result = crate::http::serve(listener, self.router, stopping.clone().cancelled_owned(), grace, header_read_timeout) => result,
                     () = tls.reload_periodically() => Ok(()),
                 }
             }
+        };
+        // The other listeners stop with the api's own, whyever it stopped.
+        stopping.cancel();
+        for other in others {
+            let _ = other.await;
         }
+        served
     }
 }
 
@@ -381,6 +459,30 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         app = app.with_tls(Arc::new(tls));
     }
     tracing::info!(addr = %app.local_addr()?, scheme, "api listening");
+    if let Some(addr) = config.health_addr {
+        let (with, bound) = app
+            .with_listener(ListenerRole::Health, addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (API_HEALTH_ADDR): {e}"))?;
+        app = with;
+        tracing::info!(addr = %bound, "health and metrics listening (plain HTTP)");
+    }
+    match config.pki_addr {
+        Some(addr) => {
+            let (with, bound) = app
+                .with_listener(ListenerRole::Pki, addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (PKI_ADDR): {e}"))?;
+            app = with;
+            tracing::info!(addr = %bound, "CRLs and OCSP listening (plain HTTP)");
+        }
+        None if scheme == "https" => tracing::warn!(
+            "API_ADDR speaks TLS and PKI_ADDR is not set: CRLs and OCSP are served over HTTPS \
+             only, which relying parties do not fetch (RFC 5280 §4.2.1.13, RFC 5019); set \
+             PKI_ADDR and point the worker's PUBLIC_BASE_URL at it"
+        ),
+        None => {}
+    }
     let served = app
         .serve_until(async move {
             bootstrap::shutdown_signal().await;

@@ -37,51 +37,78 @@ impl CrlPublisher {
         }
     }
 
+    /// Makes sure the CA has a current CRL before anything else happens: run before the
+    /// provisioner starts, so that no certificate naming this CA's distribution point exists
+    /// while the point answers 404 (relying parties checking CRLs would refuse every device
+    /// of a fresh deployment). Retries until a CRL is there or `cancel`; whether it is.
+    pub async fn publish_first(&self, cancel: &CancellationToken) -> bool {
+        loop {
+            if self.round().await.is_some() {
+                return true;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep(self.schedule.min_interval) => {}
+            }
+        }
+    }
+
     pub async fn run(self, cancel: CancellationToken) {
         let mut pause = self.schedule.min_interval;
-        // Signing a list of a million entries takes seconds: bound one round, so that a
-        // stuck database cannot hold the loop (it is retried on the next tick).
-        let bound = self.schedule.min_interval.max(Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
             }
-            let started = Instant::now();
-            let round = tokio::time::timeout(bound, self.publication.publish_if_due(Utc::now()));
-            let outcome = tokio::select! {
+            let round = tokio::select! {
                 _ = cancel.cancelled() => return,
-                outcome = round => outcome,
+                round = self.round() => round,
             };
             pause = self.schedule.min_interval;
-            match outcome {
-                Ok(Ok(CrlPublished::Published(header))) => {
-                    let took = started.elapsed();
-                    pause = pause.max(took * PAUSE_PER_WORK);
-                    let seconds = took.as_secs_f64();
-                    metrics::counter!("crl_published_total").increment(1);
-                    metrics::gauge!("crl_entries").set(header.entries as f64);
-                    metrics::gauge!("crl_number").set(header.number as f64);
-                    metrics::histogram!("crl_publish_seconds").record(seconds);
-                    tracing::info!(
-                        crl_number = header.number,
-                        entries = header.entries,
-                        seconds,
-                        "CRL published"
-                    );
-                }
-                Ok(Ok(CrlPublished::NotDue | CrlPublished::Superseded)) => {}
-                Ok(Err(e)) => {
-                    metrics::counter!("crl_publish_failures_total").increment(1);
-                    tracing::warn!(error = %e, "cannot publish the CRL; retrying");
-                }
-                Err(_) => {
-                    metrics::counter!("crl_publish_failures_total").increment(1);
-                    tracing::warn!(
-                        bound_seconds = bound.as_secs(),
-                        "publishing the CRL timed out; retrying"
-                    );
-                }
+            if let Some(took) = round {
+                pause = pause.max(took * PAUSE_PER_WORK);
+            }
+        }
+    }
+
+    /// One round: publishes a CRL if one is due. `Some(time it took)` when the CA has a
+    /// current CRL after it (published now or already there), `None` after a failure.
+    async fn round(&self) -> Option<Duration> {
+        // Signing a list of a million entries takes seconds: bound one round, so that a
+        // stuck database cannot hold the loop (it is retried on the next tick).
+        let bound = self.schedule.min_interval.max(Duration::from_secs(60));
+        let started = Instant::now();
+        let outcome =
+            tokio::time::timeout(bound, self.publication.publish_if_due(Utc::now())).await;
+        match outcome {
+            Ok(Ok(CrlPublished::Published(header))) => {
+                let took = started.elapsed();
+                let seconds = took.as_secs_f64();
+                metrics::counter!("crl_published_total").increment(1);
+                metrics::gauge!("crl_entries").set(header.entries as f64);
+                metrics::gauge!("crl_number").set(header.number as f64);
+                metrics::histogram!("crl_publish_seconds").record(seconds);
+                tracing::info!(
+                    crl_number = header.number,
+                    entries = header.entries,
+                    seconds,
+                    "CRL published"
+                );
+                Some(took)
+            }
+            Ok(Ok(CrlPublished::NotDue | CrlPublished::Superseded)) => Some(Duration::ZERO),
+            Ok(Err(e)) => {
+                metrics::counter!("crl_publish_failures_total").increment(1);
+                tracing::warn!(error = %e, "cannot publish the CRL; retrying");
+                None
+            }
+            Err(_) => {
+                metrics::counter!("crl_publish_failures_total").increment(1);
+                tracing::warn!(
+                    bound_seconds = bound.as_secs(),
+                    "publishing the CRL timed out; retrying"
+                );
+                None
             }
         }
     }

@@ -46,6 +46,7 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let ca = Arc::new(
         LocalCa::from_pem_files(
             &config.ca_cert_path,
@@ -149,6 +150,16 @@ pub async fn run(
             ),
             config.crl,
         );
+        // The CA's first CRL before its first certificate (see `publish_first`); a shutdown
+        // meanwhile ends the start.
+        tokio::select! {
+            _ = publisher.publish_first(&cancel) => {}
+            () = &mut shutdown => {
+                cancel.cancel();
+                while tasks.join_next().await.is_some() {}
+                return Ok(());
+            }
+        }
         let cancel = cancel.clone();
         tasks.spawn(async move { publisher.run(cancel).await });
     }

@@ -3,8 +3,11 @@
 //!
 //! Two bounds, one mechanism ([`InFlightLimit`]):
 //! - **commands** (`COMMAND_MAX_IN_FLIGHT`): the [`AdmittedCommand`] extractor, the first
-//!   argument of every command handler, so that a shed command costs neither a token check nor
-//!   reading its body;
+//!   argument of the HTTP API's command handlers, so that a shed command costs neither a token
+//!   check nor reading its body (a request without a valid token is answered 401 before its
+//!   body is read, so it holds the slot for no time); EST enrollments take their slot only
+//!   once the device's credential is checked and the body read (`est.rs`), since checking
+//!   that credential costs a database read;
 //! - **all requests** but health and metrics (`REQUEST_MAX_IN_FLIGHT`): the [`admit`]
 //!   middleware, because reads queue too: a read waits up to `DB_ACQUIRE_TIMEOUT_MS` for a pool
 //!   connection (then 503), so past capacity the requests waiting grow with the offered rate,

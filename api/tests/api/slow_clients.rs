@@ -27,7 +27,12 @@ async fn connect_from(from: [u8; 4], server: SocketAddr) -> std::io::Result<TcpS
 
 /// Writes `head` one byte every `pace` until the server closes the connection (or `for_at_most`
 /// passes); whether the server closed it.
-async fn trickle(mut stream: TcpStream, head: &[u8], pace: Duration, for_at_most: Duration) -> bool {
+async fn trickle(
+    mut stream: TcpStream,
+    head: &[u8],
+    pace: Duration,
+    for_at_most: Duration,
+) -> bool {
     let started = Instant::now();
     for byte in head.iter().cycle() {
         if started.elapsed() > for_at_most {
@@ -148,6 +153,87 @@ async fn a_slowloris_from_one_address_holds_no_connection_a_tenant_needs() {
     // Every trickling connection is closed by the server: by the head's deadline, or at once
     // past the address's bound.
     for attacker in attackers {
-        assert!(attacker.await.unwrap(), "a trickling connection was kept open");
+        assert!(
+            attacker.await.unwrap(),
+            "a trickling connection was kept open"
+        );
+    }
+}
+
+#[tokio::test]
+async fn probes_on_the_health_listener_are_answered_when_clients_hold_every_connection() {
+    use api::startup::{postgres_state, Application, ListenerRole};
+    let (_, pool) = crate::helpers::migrated_database().await;
+    let state = postgres_state(
+        pool,
+        crate::helpers::JWT_SECRET.as_bytes(),
+        app::RetryPolicy::default(),
+    );
+    let app = Application::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        state,
+        crate::helpers::limits(),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap()
+    .with_connection_limits(ConnectionLimits {
+        max_connections: 8,
+        max_pending_per_address: 4,
+        idle_timeout: Duration::from_secs(60),
+        header_read_timeout: Duration::from_secs(30),
+    });
+    let server = app.local_addr().unwrap();
+    let (app, health) = app
+        .with_listener(ListenerRole::Health, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    tokio::spawn(app.serve_until(std::future::pending()));
+
+    // Clients from three addresses, each within its own bound, hold every connection of the
+    // api's listener, sending their heads a byte at a time.
+    let head = b"GET /readyz HTTP/1.1\r\nHost: test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n";
+    let mut held = Vec::new();
+    for from in [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]] {
+        for _ in 0..4 {
+            if let Ok(stream) = connect_from(from, server).await {
+                held.push(tokio::spawn(trickle(
+                    stream,
+                    head,
+                    Duration::from_millis(500),
+                    Duration::from_secs(6),
+                )));
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let crowded = client.get(format!("http://{server}/readyz")).send().await;
+    assert!(
+        !matches!(&crowded, Ok(r) if r.status() == 200),
+        "the api's listener still had room: {crowded:?}"
+    );
+    // The health listener answers all the same.
+    for path in ["/livez", "/readyz"] {
+        let answer = client
+            .get(format!("http://{health}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    // It serves nothing else.
+    let other = client
+        .get(format!("http://{health}/v1/devices"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    for connection in held {
+        let _ = connection.await;
     }
 }

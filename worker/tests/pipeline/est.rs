@@ -828,3 +828,42 @@ async fn a_device_renews_for_the_same_key_and_its_superseded_certificate_renews_
     assert_eq!(later.status, 403, "{}", later.body);
     assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
 }
+
+#[tokio::test]
+async fn under_tls_relying_parties_fetch_status_over_plain_http_from_the_first_certificate() {
+    let mut stack = Stack::start_with_est().await;
+    // CRLs at most every 30 s: the first one must still come before the first certificate.
+    stack.spawn_worker_with_env(&[("CRL_MIN_INTERVAL_MS", "30000".to_owned())]);
+    let group_key = create_group(&stack, "line-7").await;
+    let (_, _, cert) = enrolled(&stack, "line-7", &group_key).await;
+    let cert = cert.display().to_string();
+
+    // The certificate names plain-HTTP status URLs (the api's PKI listener), not https.
+    let text = public_key(&stack, &format!("openssl x509 -in {cert} -noout -text")).await;
+    let pki = format!("URI:{}/pki/", stack.pki_address);
+    assert!(
+        stack.pki_address.starts_with("http://"),
+        "{}",
+        stack.pki_address
+    );
+    assert!(text.matches(&pki).count() >= 2, "{text}");
+
+    // A relying party downloads the CRL named in the certificate, at once.
+    let (ok, out) = sh(
+        &stack,
+        format!("openssl verify -crl_check -crl_download -CAfile ca.pem {cert} 2>&1"),
+    )
+    .await;
+    assert!(ok && out.contains(": OK"), "{out}");
+    // And asks the OCSP responder named in it.
+    let ocsp_url = public_key(&stack, &format!("openssl x509 -in {cert} -noout -ocsp_uri")).await;
+    let (ok, out) = sh(
+        &stack,
+        format!(
+            "openssl ocsp -issuer ca.pem -cert {cert} -url {} -CAfile ca.pem 2>&1",
+            ocsp_url.trim()
+        ),
+    )
+    .await;
+    assert!(ok && out.contains(": good"), "{out}");
+}

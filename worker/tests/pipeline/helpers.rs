@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use api::auth::JwtKeys;
 use api::config::{OcspSettings, OcspSignerFiles};
 use api::http::HttpLimits;
-use api::startup::{ocsp_responder, postgres_state, Application};
+use api::startup::{ocsp_responder, postgres_state, Application, ListenerRole};
 use app::RetryPolicy;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -31,6 +31,9 @@ pub use testkit::{csr_for, registration, unique_serial};
 
 pub struct Stack {
     pub address: String,
+    /// Where relying parties fetch status (`PUBLIC_BASE_URL`): the api's address, or, over
+    /// TLS, its plain-HTTP listener of the CRLs and OCSP (`PKI_ADDR`), as deployed.
+    pub pki_address: String,
     pub pool: PgPool,
     pub database_url: String,
     pub nats_url: String,
@@ -148,10 +151,20 @@ impl Stack {
             tls_ca = Some(ca);
         }
         let address = format!("{scheme}://{}", app.local_addr().unwrap());
+        let mut pki_address = address.clone();
+        if scheme == "https" {
+            let (with, pki) = app
+                .with_listener(ListenerRole::Pki, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            app = with;
+            pki_address = format!("http://{pki}");
+        }
         let server = tokio::spawn(app.serve_until(std::future::pending()));
         let unique = Uuid::new_v4().simple().to_string();
         Self {
             address,
+            pki_address,
             pool,
             database_url,
             nats_url,
@@ -184,7 +197,7 @@ impl Stack {
             .env("NATS_STREAM_MAX_AGE_DAYS", "1")
             .env("CA_CERT_PATH", self.dir.join("ca.pem"))
             .env("CA_KEY_PATH", self.dir.join("ca.key"))
-            .env("PUBLIC_BASE_URL", &self.address)
+            .env("PUBLIC_BASE_URL", &self.pki_address)
             .env("CONSUMER_BACKOFF_MS", "1000,1000")
             .env("CONSUMER_MAX_DELIVER", "3")
             .env("RELAY_POLL_MS", "200")
