@@ -52,6 +52,44 @@ async fn trickle(
     unreachable!("cycle never ends")
 }
 
+/// `per_address` connections from each address of `from` to `server`, each sending a request
+/// head a byte every 500 ms (never idle, never complete) until the server closes it or
+/// `for_at_most` passes: whether the server closed each.
+async fn trickling_heads(
+    from: &[[u8; 4]],
+    per_address: usize,
+    server: SocketAddr,
+    for_at_most: Duration,
+) -> Vec<tokio::task::JoinHandle<bool>> {
+    const HEAD: &[u8] =
+        b"GET /readyz HTTP/1.1\r\nHost: test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n";
+    let mut held = Vec::new();
+    for address in from {
+        for _ in 0..per_address {
+            if let Ok(stream) = connect_from(*address, server).await {
+                held.push(tokio::spawn(trickle(
+                    stream,
+                    HEAD,
+                    Duration::from_millis(500),
+                    for_at_most,
+                )));
+            }
+        }
+    }
+    // Let them all start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    held
+}
+
+/// A client that opens a new connection for every request (none waits in a pool).
+fn client_on_new_connections() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_body_trickled_without_a_valid_token_takes_no_command_slot() {
     let app = spawn_app_with(|state| {
@@ -110,28 +148,11 @@ async fn a_slowloris_from_one_address_holds_no_connection_a_tenant_needs() {
         header_read_timeout: Duration::from_secs(2),
     };
     let server = serve_application(|app| app.with_connection_limits(limits)).await;
-    // More connections than the bound, from 127.0.0.2, each sending its head a byte every
-    // 500 ms (so that it is never idle).
-    let head = b"GET /v1/devices HTTP/1.1\r\nHost: test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
-    let mut attackers = Vec::new();
-    for _ in 0..40 {
-        if let Ok(stream) = connect_from([127, 0, 0, 2], server).await {
-            attackers.push(tokio::spawn(trickle(
-                stream,
-                head,
-                Duration::from_millis(500),
-                Duration::from_secs(30),
-            )));
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // More connections than the bound, from 127.0.0.2, sending their heads a byte at a time.
+    let attackers = trickling_heads(&[[127, 0, 0, 2]], 40, server, Duration::from_secs(30)).await;
 
     // Meanwhile, from 127.0.0.1: readiness and a tenant's command, on new connections.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = client_on_new_connections();
     let base = format!("http://{server}");
     for _ in 0..3 {
         let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
@@ -192,26 +213,9 @@ async fn probes_on_the_health_listener_are_answered_when_clients_hold_every_conn
 
     // Clients from three addresses, each within its own bound, hold every connection of the
     // api's listener, sending their heads a byte at a time.
-    let head = b"GET /readyz HTTP/1.1\r\nHost: test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n";
-    let mut held = Vec::new();
-    for from in [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]] {
-        for _ in 0..4 {
-            if let Ok(stream) = connect_from(from, server).await {
-                held.push(tokio::spawn(trickle(
-                    stream,
-                    head,
-                    Duration::from_millis(500),
-                    Duration::from_secs(6),
-                )));
-            }
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let from = [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]];
+    let held = trickling_heads(&from, 4, server, Duration::from_secs(6)).await;
+    let client = client_on_new_connections();
     let crowded = client.get(format!("http://{server}/readyz")).send().await;
     assert!(
         !matches!(&crowded, Ok(r) if r.status() == 200),
