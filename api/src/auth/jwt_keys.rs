@@ -292,10 +292,15 @@ impl JwtKeys {
         match (claims.tenant, claims.role.as_deref()) {
             (Some(tenant), None) => {
                 let tenant = TenantId::parse(&tenant).map_err(|_| AuthError::BadTenant)?;
+                // Refused from the second after `exp` + the leeway on (the check above
+                // refuses `exp < now - leeway`, `now` in whole seconds).
+                let token_expires =
+                    UNIX_EPOCH + Duration::from_secs(claims.exp.saturating_add(LEEWAY_SECONDS + 1));
                 Ok(Identity::Tenant(Principal::new(
                     claims.sub,
                     tenant,
                     &claims.scope,
+                    token_expires,
                 )))
             }
             (None, Some(OPERATOR_ROLE)) => {
@@ -387,6 +392,13 @@ mod tests {
         assert_eq!(principal.tenant.as_str(), "acme");
         assert!(principal.has(Scope::DevicesWrite) && principal.has(Scope::DevicesRead));
         assert!(!principal.has(Scope::Admin));
+        // Accepted for its 60 s and the leeway: what it holds open ends then.
+        let remaining = principal.token_remaining();
+        assert!(
+            remaining > Duration::from_secs(60 + LEEWAY_SECONDS - 2)
+                && remaining <= Duration::from_secs(60 + LEEWAY_SECONDS + 1),
+            "{remaining:?}"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! `platform-operator` role and no tenant, so a tenant's token cannot reach what only
 //! operators may do (the `admin` routes: other tenants' dead letters, rebuilds for everyone).
 
+use std::time::{Duration, SystemTime};
+
 use domain::TenantId;
 
 /// The scopes of SPEC §4. A token carries them space-separated in its `scope` claim;
@@ -56,19 +58,36 @@ pub struct Principal {
     pub subject: String,
     pub tenant: TenantId,
     scopes: Vec<Scope>,
+    /// When the token stops being accepted: its `exp` plus the clock-skew leeway.
+    token_expires: SystemTime,
 }
 
 impl Principal {
-    pub fn new(subject: String, tenant: TenantId, scope_claim: &str) -> Self {
+    pub fn new(
+        subject: String,
+        tenant: TenantId,
+        scope_claim: &str,
+        token_expires: SystemTime,
+    ) -> Self {
         Self {
             subject,
             tenant,
             scopes: Scope::all_in(scope_claim),
+            token_expires,
         }
     }
 
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
+    }
+
+    /// How much longer the token is accepted (zero once it is not): what a request holds
+    /// open with it (a live stream, a long-poll) ends by then, as a new request with it
+    /// would be refused.
+    pub fn token_remaining(&self) -> Duration {
+        self.token_expires
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
     }
 }
 

@@ -155,7 +155,7 @@ struct HistoryBody {
     params(
         ("id" = Uuid, Path, description = "The device id"),
         ("min_version" = Option<u64>, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "Wait for at least this version (with `wait`)"),
-        ("wait" = Option<u64>, Query, minimum = 0, maximum = 30, description = "Seconds to wait for `min_version`; requires `min_version`"),
+        ("wait" = Option<u64>, Query, minimum = 0, maximum = 30, description = "Seconds to wait for `min_version`; requires `min_version`. Never longer than the token is accepted"),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier response: 304 while it is current"),
     ),
     responses(
@@ -181,7 +181,11 @@ async fn get_device(
     let min_version = params.number("min_version", 1..=i64::MAX as u64)?;
     let wait = params.number("wait", 0..=MAX_WAIT_SECONDS)?;
     let wait = match (min_version, wait) {
-        (Some(version), Some(seconds)) => Some((version, Duration::from_secs(seconds))),
+        // Never past the token: a new request with it would be refused by then.
+        (Some(version), Some(seconds)) => Some((
+            version,
+            Duration::from_secs(seconds).min(auth.principal.token_remaining()),
+        )),
         (Some(_), None) | (None, None) => None,
         (None, Some(_)) => return Err(invalid("wait", "requires min_version")),
     };

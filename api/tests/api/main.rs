@@ -12,6 +12,7 @@ mod device_history;
 mod enrollment_groups;
 mod est_enrollment;
 mod event_stream;
+mod expiring_tokens;
 mod health;
 mod helpers;
 mod idempotency;
