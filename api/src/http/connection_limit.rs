@@ -26,10 +26,10 @@
 //! sends a byte now and then is not idle: the request head's deadline
 //! (`connection_server.rs`) closes it. Until that deadline, one address could still hold
 //! every slot with such connections, so an address may have only so many connections that
-//! have not sent a complete request head yet (TLS handshakes included); past that, a new one
-//! of that address is refused like one past the bound. Connections that have sent their
-//! head are not counted: a factory behind one NAT address may hold as many busy connections
-//! as it likes.
+//! have not sent a complete request head yet (TLS handshakes included) once half the slots
+//! are held; past that, a new one of that address is refused like one past the bound.
+//! Connections that have sent their head are not counted: a factory behind one NAT address may
+//! hold as many busy connections as it likes.
 //!
 //! Must not: look at what is sent beyond the end of a refused request's head (it is HTTP's
 //! business), or close a connection that moves.
@@ -86,10 +86,10 @@ struct PendingHeads {
 
 impl PendingHeads {
     /// Counts a new connection of `address`, unless it already has `max` pending.
-    fn enter(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<PendingHead> {
+    fn enter(self: &Arc<Self>, address: IpAddr, max: Option<usize>) -> Option<PendingHead> {
         let mut by_address = self.lock();
         let pending = by_address.entry(address).or_default();
-        if *pending >= max {
+        if max.is_some_and(|max| *pending >= max) {
             return None;
         }
         *pending += 1;
@@ -196,9 +196,14 @@ impl axum::serve::Listener for BoundedListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (stream, addr, slot, pending) = loop {
             let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            let pending = self
-                .pending_heads
-                .enter(addr.ip(), self.max_pending_per_address);
+            // The per-address bound applies once half the connections are held: a burst of
+            // new connections from one address (a NAT, a load test) is not refused while there
+            // is room, and under pressure no address keeps more than its share waiting.
+            let under_pressure = self.slots.available_permits() <= self.max / 2;
+            let pending = self.pending_heads.enter(
+                addr.ip(),
+                under_pressure.then_some(self.max_pending_per_address),
+            );
             let bound = match pending {
                 Some(pending) => match self.slots.clone().try_acquire_owned() {
                     Ok(slot) => break (stream, addr, slot, pending),

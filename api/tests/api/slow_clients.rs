@@ -241,3 +241,23 @@ async fn probes_on_the_health_listener_are_answered_when_clients_hold_every_conn
         let _ = connection.await;
     }
 }
+
+#[tokio::test]
+async fn many_devices_behind_one_address_are_not_capped_while_there_is_room() {
+    let limits = ConnectionLimits {
+        max_pending_per_address: 2,
+        ..ConnectionLimits::default()
+    };
+    let server = serve_application(|app| app.with_connection_limits(limits)).await;
+    // Fifty new connections at once from one address (a factory behind one NAT).
+    let client = client_on_new_connections();
+    let answers = futures::future::join_all(
+        (0..50).map(|_| client.get(format!("http://{server}/readyz")).send()),
+    )
+    .await;
+    let statuses: Vec<u16> = answers
+        .into_iter()
+        .map(|answer| answer.map_or(0, |a| a.status().as_u16()))
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
