@@ -543,6 +543,41 @@ async fn strongswan_key_and_csr(stack: &Stack, name: &str, serial: &str) {
     assert!(ok, "{out}");
 }
 
+/// Asserts that `pki --est` (what it printed: `out`) got a certificate it trusts, after a
+/// 202 when `polled`, and printed no `secret`.
+fn assert_pki_issued(out: &str, polled: bool, secret: Option<&str>) {
+    if polled {
+        assert!(
+            out.contains("EST request pending, polling"),
+            "202 while the worker issues it: {out}"
+        );
+    }
+    assert!(
+        out.to_lowercase().contains("issued certificate is trusted"),
+        "{out}"
+    );
+    if let Some(secret) = secret {
+        assert!(!out.contains(secret), "pki logs no credential");
+    }
+}
+
+/// Asserts that the certificate `pem` is for CN = `serial` and the key `key`, and chains to
+/// the fleet CA (OpenSSL's judgement).
+async fn assert_certificate_for(stack: &Stack, pem: &str, key: &str, serial: &str) {
+    let (ok, subject) = sh(stack, format!("openssl x509 -in {pem} -noout -subject")).await;
+    assert!(
+        ok && subject.contains(&format!("CN = {serial}")),
+        "{subject}"
+    );
+    assert_eq!(
+        public_key(stack, &format!("openssl x509 -in {pem} -noout -pubkey")).await,
+        public_key(stack, &format!("openssl pkey -in {key} -pubout")).await,
+        "the certificate is for the CSR's key"
+    );
+    let (ok, out) = sh(stack, format!("openssl verify -CAfile ca.pem {pem}")).await;
+    assert!(ok && out.contains(&format!("{pem}: OK")), "{out}");
+}
+
 #[tokio::test]
 async fn strongswan_pki_enrolls_a_device_and_reenrolls_it_with_its_certificate() {
     let mut stack = Stack::start_with_est().await;
@@ -568,27 +603,8 @@ async fn strongswan_pki_enrolls_a_device_and_reenrolls_it_with_its_certificate()
     .await;
     println!("pki --est --userpass:\n{out}");
     assert!(ok, "pki --est failed: {out}");
-    assert!(
-        out.contains("EST request pending, polling"),
-        "202 while the worker issues it: {out}"
-    );
-    assert!(
-        out.to_lowercase().contains("issued certificate is trusted"),
-        "{out}"
-    );
-    assert!(!out.contains(&device_key), "pki logs no credential");
-    let (ok, subject) = sh(&stack, "openssl x509 -in device.pem -noout -subject".into()).await;
-    assert!(
-        ok && subject.contains(&format!("CN = {serial}")),
-        "{subject}"
-    );
-    assert_eq!(
-        public_key(&stack, "openssl x509 -in device.pem -noout -pubkey").await,
-        public_key(&stack, "openssl pkey -in device.key -pubout").await,
-        "the certificate is for the CSR's key"
-    );
-    let (ok, out) = sh(&stack, "openssl verify -CAfile ca.pem device.pem".into()).await;
-    assert!(ok && out.contains("device.pem: OK"), "{out}");
+    assert_pki_issued(&out, true, Some(&device_key));
+    assert_certificate_for(&stack, "device.pem", "device.key", &serial).await;
     assert_eq!(stack.count_events("DeviceRegistered").await, 1);
 
     // Re-enrollment: `--cert`/`--key` make pki authenticate with the current certificate over
@@ -606,34 +622,12 @@ async fn strongswan_pki_enrolls_a_device_and_reenrolls_it_with_its_certificate()
         out.contains("sending TLS client certificate"),
         "mutual TLS: {out}"
     );
-    assert!(
-        out.contains("EST request pending, polling"),
-        "202 while the worker issues it: {out}"
-    );
-    assert!(
-        out.to_lowercase().contains("issued certificate is trusted"),
-        "{out}"
-    );
-    let (ok, subject) = sh(
-        &stack,
-        "openssl x509 -in renewed.pem -noout -subject".into(),
-    )
-    .await;
-    assert!(
-        ok && subject.contains(&format!("CN = {serial}")),
-        "{subject}"
-    );
-    assert_eq!(
-        public_key(&stack, "openssl x509 -in renewed.pem -noout -pubkey").await,
-        public_key(&stack, "openssl pkey -in renewed.key -pubout").await,
-        "the new certificate is for the new key"
-    );
+    assert_pki_issued(&out, true, None);
+    assert_certificate_for(&stack, "renewed.pem", "renewed.key", &serial).await;
     assert_ne!(
         public_key(&stack, "openssl x509 -in renewed.pem -noout -serial").await,
         public_key(&stack, "openssl x509 -in device.pem -noout -serial").await,
     );
-    let (ok, out) = sh(&stack, "openssl verify -CAfile ca.pem renewed.pem".into()).await;
-    assert!(ok && out.contains("renewed.pem: OK"), "{out}");
     // A renewal of the one device, not a second registration.
     assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
     assert_eq!(stack.count_events("DeviceRegistered").await, 1);
@@ -652,16 +646,8 @@ async fn strongswan_pki_enrolls_a_device_and_reenrolls_it_with_its_certificate()
     .await;
     println!("pki --est --userpass serial@group:\n{out}");
     assert!(ok, "pki --est failed: {out}");
-    assert!(
-        out.to_lowercase().contains("issued certificate is trusted"),
-        "{out}"
-    );
-    assert!(!out.contains(&named_key), "pki logs no credential");
-    let (ok, subject) = sh(&stack, "openssl x509 -in named.pem -noout -subject".into()).await;
-    assert!(
-        ok && subject.contains(&format!("CN = {named}")),
-        "{subject}"
-    );
+    assert_pki_issued(&out, false, Some(&named_key));
+    assert_certificate_for(&stack, "named.pem", "named.key", &named).await;
     let actor: String = sqlx::query_scalar(
         "SELECT metadata->>'actor' FROM events WHERE event_type = 'DeviceRegistered' \
          AND aggregate_id = $1",
