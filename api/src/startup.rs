@@ -391,7 +391,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     );
     // The api never publishes (the relay is in the worker), but it is not ready without NATS:
     // what it accepts would not be processed. The client reconnects by itself.
-    let nats = nats::connect(&nats::NatsSettings {
+    // Credentials the server refuses stop the start (NATS_URL named).
+    let (nats, nats_link) = nats::connect_checked(&nats::NatsSettings {
         url: config.nats_url.clone(),
         connect_timeout: Duration::from_secs(5),
     })
@@ -402,8 +403,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         .with_check("nats", {
             let nats = nats.clone();
             move || {
-                let nats = nats.clone();
-                async move { nats::ping(&nats).await }
+                let (nats, link) = (nats.clone(), nats_link.clone());
+                async move { link.ping(&nats).await }
             }
         })
         .with_metrics(metrics.clone());
@@ -416,7 +417,7 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
         Some(key) => enable_enrollment(
             &mut state,
             pool.clone(),
-            GroupKeySealer::from_base64(key.expose())?,
+            checked_sealer(&pool, key.expose()).await?,
             config.enrollment.ca_cert_path.as_deref(),
             config.enrollment.retry_after,
             config.enrollment.label_less_max_groups,
@@ -452,7 +453,8 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     // Read before binding: a TLS configuration that cannot serve stops the start.
     let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
     let mut app = Application::bind(config.addr, state, config.limits, config.shutdown_grace)
-        .await?
+        .await
+        .map_err(|e| format!("cannot listen on {} (API_ADDR): {e}", config.addr))?
         .with_connection_limits(config.connections);
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(tls) = tls {
@@ -510,6 +512,17 @@ pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> 
     store::close(&pool, Duration::from_secs(5)).await;
     tracing::info!("api stopped");
     Ok(served?)
+}
+
+/// The key-encryption key, refused unless it opens the stored enrollment groups (if any): a
+/// wrong one would answer every EST enrollment 500.
+async fn checked_sealer(
+    pool: &PgPool,
+    key: &str,
+) -> Result<GroupKeySealer, Box<dyn std::error::Error>> {
+    let sealer = GroupKeySealer::from_base64(key)?;
+    store::check_key_encryption_key(pool, &sealer).await?;
+    Ok(sealer)
 }
 
 /// The OCSP responder `settings` ask for, answering from the `certificate_status` read

@@ -4,6 +4,7 @@
 
 mod consumer_replay;
 mod consumer_settings;
+mod link_state;
 mod relay;
 mod stream_contract;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 pub use consumer_replay::{replay_consumer, ReplayStart};
 pub use consumer_settings::{durable_pull_consumer, ConsumerSettings};
+pub use link_state::{LinkState, NatsLink, URL_VARIABLE};
 pub use relay::{Relay, RelaySettings};
 pub use stream_contract::{ensure_stream, headers, message_for, EventMessage, StreamSettings};
 
@@ -28,6 +30,10 @@ pub enum NatsError {
     /// not an error here: the client keeps trying in the background.
     #[error("cannot connect to NATS")]
     Connect(#[source] async_nats::ConnectError),
+    /// The server refused the credentials of `NATS_URL` (the message names the variable and
+    /// the user, never the password).
+    #[error("{0}")]
+    CredentialsRefused(String),
 }
 
 /// A NATS client that connects in the background and reconnects by itself: a process starts
@@ -41,7 +47,32 @@ pub enum NatsError {
 /// API answers, publish acks) come to an inbox prefix of its own, [`inbox_prefix`], which the
 /// configuration lets no other user subscribe to.
 pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, NatsError> {
+    Ok(connect_watched(settings).await?.0)
+}
+
+/// [`connect`], then waits for the first connection attempt to finish (at most the connect
+/// timeout) and refuses credentials the server refuses: a process started with a wrong
+/// password says so and stops, instead of saying it is ready and then timing out on every
+/// request. An unreachable server is no error (the client keeps trying; readiness says so).
+/// The [`NatsLink`] tells readiness, later, if the server refuses the credentials again.
+pub async fn connect_checked(
+    settings: &NatsSettings,
+) -> Result<(async_nats::Client, NatsLink), NatsError> {
+    let (client, link) = connect_watched(settings).await?;
+    if link.first_outcome(settings.connect_timeout).await == LinkState::CredentialsRefused {
+        let refusal = link.credentials_refused().unwrap_or_default().to_owned();
+        return Err(NatsError::CredentialsRefused(refusal));
+    }
+    Ok((client, link))
+}
+
+/// [`connect`], with the link's state watched (see [`NatsLink`]); what the server says about
+/// the credentials is logged in our words.
+pub async fn connect_watched(
+    settings: &NatsSettings,
+) -> Result<(async_nats::Client, NatsLink), NatsError> {
     let mut options = async_nats::ConnectOptions::new();
+    let mut user = None;
     // `NATS_URL` may list a cluster's servers, comma-separated: the client connects to one and
     // moves to another when it goes (and learns the rest of the cluster from the server).
     let mut servers = Vec::new();
@@ -52,20 +83,24 @@ pub async fn connect(settings: &NatsSettings) -> Result<async_nats::Client, Nats
                 e,
             ))
         })?;
-        if let (Some(user), Some(password)) = (address.username(), address.password()) {
+        if let (Some(name), Some(password)) = (address.username(), address.password()) {
             options = options
-                .user_and_password(user.to_owned(), password.to_owned())
-                .custom_inbox_prefix(inbox_prefix(user));
+                .user_and_password(name.to_owned(), password.to_owned())
+                .custom_inbox_prefix(inbox_prefix(name));
+            user = Some(name.to_owned());
         }
         servers.push(address);
     }
-    options
+    let (link, events) = NatsLink::new(user.as_deref());
+    let client = options
+        .event_callback(events)
         .connection_timeout(settings.connect_timeout)
         .retry_on_initial_connect()
         .name("device-provisioning")
         .connect(servers)
         .await
-        .map_err(NatsError::Connect)
+        .map_err(NatsError::Connect)?;
+    Ok((client, link))
 }
 
 /// The inbox prefix of the NATS user `user`: `_INBOX_<user>` (`_INBOX_worker` for the worker).

@@ -15,6 +15,11 @@
 //! from the certificate request id, so signing one request twice (two racing deliveries)
 //! yields the same serial.
 //!
+//! The key must be the CA certificate's (checked at start: [`CaLoadError::KeyNotCertificates`]),
+//! and each certificate signed is verified against the CA certificate before it is handed
+//! out ([`LocalCa::issue_verified`]): one that does not verify is the CA's failure (an outage,
+//! retried), never a device's certificate.
+//!
 //! Checking and signing are CPU-bound: [`BlockingCa`] runs them on Tokio's blocking pool,
 //! at most `concurrency` at a time, never on the async runtime's threads.
 
@@ -55,6 +60,41 @@ pub enum CaLoadError {
         what: &'static str,
         expected: &'static str,
     },
+    /// What the key signs would not verify against the certificate.
+    #[error(
+        "CA_KEY_PATH is not the private key of the certificate in CA_CERT_PATH: certificates \
+         signed with it would not verify against that CA certificate"
+    )]
+    KeyNotCertificates,
+}
+
+/// Refuses `key` unless it is the private key of `certificate` (same public key).
+pub(crate) fn check_key_is_certificates(
+    certificate: &x509_parser::certificate::X509Certificate<'_>,
+    key: &KeyPair,
+) -> Result<(), CaLoadError> {
+    let certified: &[u8] = &certificate.public_key().subject_public_key.data;
+    if key.der_bytes() == certified {
+        Ok(())
+    } else {
+        Err(CaLoadError::KeyNotCertificates)
+    }
+}
+
+/// The DER of the first certificate of `pem`, decoded as one (`CA_CERT_PATH`'s).
+fn ca_certificate_der(pem: &str) -> Result<Vec<u8>, CaLoadError> {
+    let invalid = || CaLoadError::Invalid {
+        what: "CA_CERT_PATH",
+        expected: "CA certificate",
+    };
+    let der = ::pem::parse_many(pem)
+        .map_err(|_| invalid())?
+        .into_iter()
+        .find(|block| block.tag() == "CERTIFICATE")
+        .ok_or_else(invalid)?
+        .into_contents();
+    x509_parser::certificate::X509Certificate::from_der(&der).map_err(|_| invalid())?;
+    Ok(der)
 }
 
 /// What issued certificates contain besides the subject (CN = serial number), the device's
@@ -72,6 +112,8 @@ pub enum CertificateProfile {
 /// The CA's certificate and key, the validity and profile of what it issues.
 pub struct LocalCa {
     issuer: Issuer<'static, KeyPair>,
+    /// `CA_CERT_PATH`'s certificate (DER): what each signed certificate is verified against.
+    certificate_der: Vec<u8>,
     id: IssuingCaId,
     validity: chrono::Duration,
     profile: CertificateProfile,
@@ -135,6 +177,15 @@ impl LocalCa {
             what: "CA_KEY_PATH",
             expected: "private key (PKCS#8)",
         })?;
+        let certificate_der = ca_certificate_der(cert_pem)?;
+        let (_, certificate) = x509_parser::certificate::X509Certificate::from_der(
+            &certificate_der,
+        )
+        .map_err(|_| CaLoadError::Invalid {
+            what: "CA_CERT_PATH",
+            expected: "CA certificate",
+        })?;
+        check_key_is_certificates(&certificate, &key)?;
         let id = IssuingCaId::of_public_key(&key.subject_public_key_info());
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|_| CaLoadError::Invalid {
             what: "CA_CERT_PATH",
@@ -142,6 +193,7 @@ impl LocalCa {
         })?;
         Ok(Self {
             issuer,
+            certificate_der,
             id,
             validity,
             profile: CertificateProfile::Standard,
@@ -233,6 +285,53 @@ impl LocalCa {
             not_after: truncate_to_seconds(not_after),
             issuer: Some(self.id.clone()),
         })
+    }
+}
+
+impl LocalCa {
+    /// [`LocalCa::issue`], then the certificate's signature verified against the CA
+    /// certificate (`CA_CERT_PATH`) before anyone sees it. One that does not verify would
+    /// fail every relying party's check: it is the CA's failure, an outage (retried, and
+    /// counted in `ca_signature_failures_total`), never a device's certificate.
+    pub fn issue_verified(
+        &self,
+        request: &CertificateRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Result<IssuedCertificate, ProvisioningFailure>, CaUnavailable> {
+        let issued = match self.issue(request, now) {
+            Ok(issued) => issued,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if let Err(problem) = self.verifies(&issued) {
+            metrics::counter!("ca_signature_failures_total").increment(1);
+            tracing::error!(
+                problem,
+                "a certificate the CA signed does not verify against CA_CERT_PATH; nothing is \
+                 issued until the CA is fixed (is CA_KEY_PATH the key of CA_CERT_PATH?)"
+            );
+            return Err(CaUnavailable(format!(
+                "the certificate signed does not verify against CA_CERT_PATH: {problem}"
+            )));
+        }
+        Ok(Ok(issued))
+    }
+
+    /// Whether `issued` is signed by, and names as its issuer, the CA certificate.
+    fn verifies(&self, issued: &IssuedCertificate) -> Result<(), &'static str> {
+        use x509_parser::certificate::X509Certificate;
+        let (_, ca) = X509Certificate::from_der(&self.certificate_der)
+            .map_err(|_| "the CA certificate does not decode")?;
+        let der = ::pem::parse(&issued.pem)
+            .map_err(|_| "the signed certificate is not PEM")?
+            .into_contents();
+        let (_, certificate) = X509Certificate::from_der(&der)
+            .map_err(|_| "the signed certificate does not decode")?;
+        if certificate.issuer() != ca.subject() {
+            return Err("its issuer is not the CA certificate's subject");
+        }
+        certificate
+            .verify_signature(Some(ca.public_key()))
+            .map_err(|_| "its signature does not verify with the CA certificate's key")
     }
 }
 
@@ -390,9 +489,9 @@ impl CertificateAuthority for BlockingCa {
             .await
             .map_err(|_| CaUnavailable("the CA is shutting down".into()))?;
         let ca = self.ca.clone();
-        tokio::task::spawn_blocking(move || ca.issue(&request, Utc::now()))
+        tokio::task::spawn_blocking(move || ca.issue_verified(&request, Utc::now()))
             .await
-            .map_err(|e| CaUnavailable(format!("the signing task failed: {e}")))
+            .map_err(|e| CaUnavailable(format!("the signing task failed: {e}")))?
     }
 }
 
@@ -612,6 +711,43 @@ mod tests {
             refusal(&ca, &request("SN-1", &tampered)),
             FailureCode::InvalidSignature
         );
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_ca_certificates_is_refused() {
+        let (cert, _) = generate_dev_ca("one").unwrap();
+        let (_, other_key) = generate_dev_ca("other").unwrap();
+        let err = LocalCa::from_pem(&cert, &other_key, chrono::Duration::days(1))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, CaLoadError::KeyNotCertificates), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("CA_KEY_PATH") && message.contains("CA_CERT_PATH"));
+    }
+
+    #[test]
+    fn a_signature_that_does_not_verify_is_an_outage_never_a_certificate() {
+        let (mut ca, _) = ca();
+        let request = request("SN-1", &csr("SN-1", &rcgen::PKCS_ECDSA_P256_SHA256));
+        assert!(matches!(ca.issue_verified(&request, Utc::now()), Ok(Ok(_))));
+        // The certificate it is checked against is another CA's (as if CA_CERT_PATH and
+        // CA_KEY_PATH did not belong together).
+        let (other, _) = generate_dev_ca("unit-test CA").unwrap();
+        ca.certificate_der = ::pem::parse(&other).unwrap().into_contents();
+        let outage = ca
+            .issue_verified(&request, Utc::now())
+            .err()
+            .expect("an outage");
+        assert!(outage.0.contains("does not verify"), "{}", outage.0);
+        // A refused request is still the device's outcome.
+        let wrong_subject = self::request("SN-1", &csr("SN-2", &rcgen::PKCS_ECDSA_P256_SHA256));
+        assert!(matches!(
+            ca.issue_verified(&wrong_subject, Utc::now()),
+            Ok(Err(ProvisioningFailure {
+                code: FailureCode::SubjectMismatch,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl OcspSigner {
             what: "CA_KEY_PATH",
             expected: "private key (PKCS#8)",
         })?;
+        crate::certificate_authority::check_key_is_certificates(&ca_cert, &ca_key)?;
         let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|_| invalid_cert())?;
 
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -278,5 +279,19 @@ mod tests {
         .to_string();
         assert!(err.contains("CA_KEY_PATH"), "{err}");
         assert!(!err.contains("secret-looking"));
+    }
+
+    #[test]
+    fn a_ca_key_that_is_not_the_ca_certificates_is_refused() {
+        let (ca_pem, _) = generate_dev_ca("x").unwrap();
+        let (_, other_key) = generate_dev_ca("y").unwrap();
+        let err = OcspSigner::issue(&ca_pem, &other_key, chrono::Duration::days(1), Utc::now())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("CA_KEY_PATH") && err.contains("CA_CERT_PATH"),
+            "{err}"
+        );
     }
 }

@@ -34,7 +34,7 @@ pub enum StartupError {
     Nats(#[from] nats::NatsError),
     #[error(transparent)]
     Metrics(#[from] bootstrap::MetricsRecorderError),
-    #[error("cannot serve health and metrics on {addr}")]
+    #[error("cannot listen on {addr} (WORKER_HEALTH_ADDR) for health and metrics")]
     HealthEndpoint {
         addr: std::net::SocketAddr,
         #[source]
@@ -59,7 +59,8 @@ pub async fn run(
     ca.check_can_sign_crls()?;
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
-    let client = nats::connect(&config.nats).await?;
+    // Credentials the server refuses stop the start, in our words (NATS_URL named).
+    let (client, nats_link) = nats::connect_checked(&config.nats).await?;
     let js = jetstream::new(client.clone());
 
     let event_store = Arc::new(PostgresDeviceStore::new(pool.clone()));
@@ -95,8 +96,8 @@ pub async fn run(
         .with_check("nats", {
             let client = client.clone();
             move || {
-                let client = client.clone();
-                async move { nats::ping(&client).await }
+                let (client, link) = (client.clone(), nats_link.clone());
+                async move { link.ping(&client).await }
             }
         })
         .with_metrics(metrics.clone());

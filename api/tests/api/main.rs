@@ -31,5 +31,6 @@ mod request_deadline;
 mod revoke_certificate;
 mod schema_version;
 mod slow_clients;
+mod startup_refusals;
 mod tls;
 mod traces;

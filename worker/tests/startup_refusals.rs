@@ -1,0 +1,199 @@
+//! The worker binary refuses a configuration that cannot work, in its own words, naming the
+//! variables (never a secret's value): a CA key that is not the CA certificate's, a health
+//! address already taken, NATS credentials the server refuses.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::nats_url;
+
+/// A development CA in a fresh directory; returns (cert path, key path).
+fn ca_files() -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("dp-ca-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = worker::certificate_authority::generate_dev_ca("test CA").unwrap();
+    std::fs::write(dir.join("ca.pem"), cert).unwrap();
+    std::fs::write(dir.join("ca.key"), key).unwrap();
+    (dir.join("ca.pem"), dir.join("ca.key"))
+}
+
+fn unique_stream() -> String {
+    format!("REFUSALS_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The worker on a migrated database with a CA of its own, as `worker_lifecycle` starts it;
+/// `adjust` changes its environment.
+async fn worker(adjust: impl FnOnce(&mut Command)) -> Command {
+    let (database_url, _) = testkit::migrated_database().await;
+    let (cert, key) = ca_files();
+    let stream = unique_stream();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("NATS_URL", nats_url())
+        .env("NATS_SUBJECT_PREFIX", stream.to_lowercase())
+        .env("NATS_STREAM", &stream)
+        .env("NATS_STREAM_MAX_AGE_DAYS", "1")
+        .env("CA_CERT_PATH", cert)
+        .env("CA_KEY_PATH", key)
+        .env("WORKER_HEALTH_ADDR", "127.0.0.1:0");
+    adjust(&mut command);
+    command
+}
+
+/// Runs `command` until it exits, at most `within`: its exit success and what it printed
+/// (stdout, stderr). A worker still running then started when it should not have: killed,
+/// and the test fails with what it said.
+fn refused(mut command: Command, within: Duration) -> (String, String) {
+    let mut child: Child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the worker runs");
+    // Read as it comes: a full pipe would stall the process.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > within {
+            // SIGTERM: it flushes its log, which the failure shows.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    match status {
+        None => panic!(
+            "the worker did not refuse to start within {within:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ),
+        Some(status) => assert!(
+            !status.success(),
+            "the worker exited successfully\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ),
+    }
+    assert!(
+        !stdout.contains("worker ready"),
+        "said it was ready:\n{stdout}"
+    );
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn a_ca_key_that_is_not_the_ca_certificates_is_refused_naming_both_variables() {
+    let (other_cert, _) = ca_files();
+    let command = worker(|c| {
+        c.env("CA_CERT_PATH", &other_cert);
+    })
+    .await;
+    let (_, stderr) = refused(command, Duration::from_secs(30));
+    assert!(
+        stderr.contains("CA_KEY_PATH") && stderr.contains("CA_CERT_PATH"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("PRIVATE KEY"), "no key material: {stderr}");
+}
+
+#[tokio::test]
+async fn a_health_address_already_taken_is_named_with_its_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let command = worker(|c| {
+        c.env("WORKER_HEALTH_ADDR", &addr);
+    })
+    .await;
+    let (_, stderr) = refused(command, Duration::from_secs(30));
+    assert!(
+        stderr.contains("WORKER_HEALTH_ADDR") && stderr.contains(&addr),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
+/// A private `nats-server` (JetStream on) that accepts only `user` with `password`.
+struct NatsWithPassword {
+    port: u16,
+    store: PathBuf,
+    process: Child,
+}
+
+impl NatsWithPassword {
+    async fn start(user: &str, password: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = std::env::temp_dir().join(format!("dp-nats-{}", uuid::Uuid::new_v4().simple()));
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nats-server");
+        let process = Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .args(["--user", user, "--pass", password])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            port,
+            store,
+            process,
+        }
+    }
+}
+
+impl Drop for NatsWithPassword {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+#[tokio::test]
+async fn nats_refusing_the_credentials_is_said_naming_nats_url() {
+    let nats = NatsWithPassword::start("worker", "pRightPassword").await;
+    let wrong = "pWrongPassword7f3a";
+    let command = worker(|c| {
+        c.env(
+            "NATS_URL",
+            format!("nats://worker:{wrong}@127.0.0.1:{}", nats.port),
+        );
+    })
+    .await;
+    let (stdout, stderr) = refused(command, Duration::from_secs(30));
+    assert!(
+        stderr.contains("NATS_URL") && stderr.contains("authorization violation"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(wrong) && !stdout.contains(wrong),
+        "the password is never printed:\n{stdout}\n{stderr}"
+    );
+}
