@@ -90,6 +90,10 @@ impl Relay {
         stream: StreamSettings,
         settings: RelaySettings,
     ) -> Self {
+        // Reported from the start, not only after the first publish: a process that has
+        // published nothing yet is behind by nothing, and an alert or a dashboard on the gauge
+        // would otherwise see no series at all until the first event.
+        metrics::gauge!("relay_lag_seconds").set(0.0);
         Self {
             leases,
             js,

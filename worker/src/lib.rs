@@ -16,6 +16,7 @@ pub mod consumer_registry;
 pub mod crl_publisher;
 mod dead_letter_retrier;
 mod delivery;
+pub mod dev_ca;
 mod intake;
 mod message_handler;
 pub mod ocsp_signer;

@@ -1,15 +1,17 @@
 //! `worker`: runs the relay, the provisioner and the projectors until SIGTERM/Ctrl-C
-//! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`), issues
-//! the api's delegated OCSP signer (`worker ocsp-signer --out DIR`), or replays the stream
-//! for one consumer (`worker replay CONSUMER --from …`).
+//! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`; never over
+//! an existing one without `--force`), issues the api's delegated OCSP signer (`worker
+//! ocsp-signer --out DIR`), or replays the stream for one consumer (`worker replay CONSUMER
+//! --from …`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use worker::certificate_authority::{generate_dev_ca, CaLoadError};
+use worker::certificate_authority::CaLoadError;
 use worker::config::{StreamAccess, WorkerConfig};
 use worker::consumer_registry::Guarantee;
+use worker::dev_ca::write_dev_ca;
 use worker::ocsp_signer::OcspSigner;
 
 /// mimalloc instead of glibc malloc: allocation was the largest single cost in the profiles of
@@ -29,10 +31,14 @@ enum Command {
     /// Run the relay, provisioner and projectors (the default).
     Run,
     /// Write a self-signed development CA (ca.pem, ca.key) into a directory. Never for
-    /// production: its key sits unencrypted on disk.
+    /// production: its key sits unencrypted on disk. Refuses to replace an existing CA.
     DevCa {
         #[arg(long)]
         out: PathBuf,
+        /// Replace the CA already in the directory (certificates it issued will no longer
+        /// verify against the new one).
+        #[arg(long)]
+        force: bool,
     },
     /// Issue the api's OCSP responder certificate: a new P-256 key certified by the CA
     /// (CA_CERT_PATH, CA_KEY_PATH) for OCSP signing only; writes ocsp-signer.pem (the signer
@@ -60,7 +66,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     bootstrap::exit_code(match cli.command.unwrap_or(Command::Run) {
         Command::Run => run().await,
-        Command::DevCa { out } => dev_ca(&out),
+        Command::DevCa { out, force } => dev_ca(&out, force),
         Command::OcspSigner { out, days } => ocsp_signer(&out, days),
         Command::Replay { consumer, from } => replay(&consumer, from).await,
     })
@@ -105,22 +111,12 @@ async fn replay(consumer: &str, from: nats::ReplayStart) -> Result<(), Box<dyn s
     Ok(())
 }
 
-fn dev_ca(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(out)?;
-    let (cert, key) = generate_dev_ca("device-provisioning dev CA")?;
-    std::fs::write(out.join("ca.pem"), cert)?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(out.join("ca.key"))?
-        .write_all(key.as_bytes())?;
+fn dev_ca(out: &std::path::Path, force: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let (cert, key) = write_dev_ca(out, "device-provisioning dev CA", force)?;
     println!(
-        "wrote {0}/ca.pem and {0}/ca.key (development only)",
-        out.display()
+        "wrote {} and {} (development only)",
+        cert.display(),
+        key.display()
     );
     Ok(())
 }

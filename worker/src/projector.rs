@@ -41,6 +41,9 @@ impl ProjectorConsumer {
         batch: usize,
         linger: Duration,
     ) -> Self {
+        // Reported from the start, not only after the first batch (see the relay's
+        // `relay_lag_seconds`): no series at all would read as "no data" to an alert.
+        metrics::gauge!("projection_lag_seconds", "projection" => projector.name()).set(0.0);
         Self {
             span_name: format!("project {}", projector.name()),
             projector,

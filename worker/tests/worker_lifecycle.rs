@@ -1,6 +1,6 @@
 //! The worker binary starts against real Postgres and NATS, says it is ready, and stops
 //! cleanly on SIGTERM; it refuses a database that was not migrated, and a configuration
-//! without a CA.
+//! without a CA. `worker dev-ca` never replaces an existing CA unless told to.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -99,6 +99,20 @@ async fn starts_reports_ready_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(metrics.status(), 200);
+    // The lag gauges exist before any event has flowed (this stream and database never saw
+    // one): a dashboard or an alert on them sees 0, not "no data".
+    let metrics = metrics.text().await.unwrap();
+    for gauge in [
+        "relay_lag_seconds 0",
+        "projection_lag_seconds{projection=\"device_view\"} 0",
+        "projection_lag_seconds{projection=\"device_stats\"} 0",
+        "projection_lag_seconds{projection=\"certificate_status\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == gauge),
+            "{gauge} missing from:\n{metrics}"
+        );
+    }
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -143,4 +157,39 @@ async fn refuses_to_start_without_a_ca_and_names_what_is_missing() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/ca.key"), "{stderr}");
+}
+
+#[test]
+fn dev_ca_refuses_to_replace_an_existing_ca_unless_forced() {
+    let dir = std::env::temp_dir().join(format!("dp-dev-ca-{}", uuid::Uuid::new_v4().simple()));
+    let dev_ca = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(["dev-ca", "--out"])
+            .arg(&dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = dev_ca(&[]);
+    assert!(first.status.success(), "{first:?}");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (cert, key) = (read("ca.pem"), read("ca.key"));
+
+    let again = dev_ca(&[]);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains(&dir.join("ca.pem").display().to_string()) && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        (read("ca.pem"), read("ca.key")),
+        (cert.clone(), key.clone())
+    );
+
+    let forced = dev_ca(&["--force"]);
+    assert!(forced.status.success(), "{forced:?}");
+    assert_ne!(read("ca.pem"), cert);
+    assert_ne!(read("ca.key"), key);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
