@@ -19,6 +19,7 @@ mod events;
 mod idempotency_key_header;
 mod in_flight;
 mod json_body;
+mod lingering_close;
 mod ocsp;
 mod openapi_document;
 mod query_params;

@@ -31,6 +31,10 @@
 //! Connections that have sent their head are not counted: a factory behind one NAT address may
 //! hold as many busy connections as it likes.
 //!
+//! A served connection's close lingers (`lingering_close.rs`): once the server has shut its
+//! side, what the client still sends is read and dropped until it closes, within bounds, so
+//! that an answer sent before the request's body was read (a 413) is not lost to a reset.
+//!
 //! Must not: look at what is sent beyond the end of a refused request's head (it is HTTP's
 //! business), or close a connection that moves.
 
@@ -41,7 +45,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::response::IntoResponse;
@@ -51,6 +55,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use super::connection_server::{HeadArrived, ServedConnection};
+use super::lingering_close::Linger;
 use super::{ApiError, InFlightBound};
 use crate::tls::ClientCertificate;
 
@@ -239,6 +244,7 @@ impl axum::serve::Listener for BoundedListener {
             moves: 0,
             moves_when_armed: 0,
             head_arrived: Arc::new(move || pending.arrived()),
+            linger: None,
         };
         (connection, addr)
     }
@@ -331,6 +337,10 @@ pub struct BoundedConnection {
     moves_when_armed: u64,
     /// Takes it off its address's pending connections (see the module's doc).
     head_arrived: HeadArrived,
+    /// Set once the server has shut its side: what the client still sends is dropped until
+    /// it closes too (`lingering_close.rs`: else an answer sent before the body was read, a
+    /// 413, reaches the client as a reset).
+    linger: Option<Linger>,
 }
 
 impl ServedConnection for BoundedConnection {
@@ -418,8 +428,19 @@ impl AsyncWrite for BoundedConnection {
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
+    /// The write side shut (after TLS's `close_notify`, when TLS runs over this connection),
+    /// then a lingering close: done once the client has stopped sending, within bounds.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        let this = &mut *self;
+        let linger = match &mut this.linger {
+            Some(linger) => linger,
+            None => {
+                ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+                this.linger.insert(Linger::start())
+            }
+        };
+        ready!(linger.poll_discard(&mut this.stream, cx));
+        Poll::Ready(Ok(()))
     }
 
     fn poll_write_vectored(
