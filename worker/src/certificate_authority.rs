@@ -736,8 +736,7 @@ mod tests {
         ca.certificate_der = ::pem::parse(&other).unwrap().into_contents();
         let outage = ca
             .issue_verified(&request, Utc::now())
-            .err()
-            .expect("an outage");
+            .expect_err("an outage");
         assert!(outage.0.contains("does not verify"), "{}", outage.0);
         // A refused request is still the device's outcome.
         let wrong_subject = self::request("SN-1", &csr("SN-2", &rcgen::PKCS_ECDSA_P256_SHA256));
