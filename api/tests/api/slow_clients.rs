@@ -15,7 +15,9 @@ use api::http::{ConnectionLimits, InFlightBound, InFlightLimit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{registration, serve_application, spawn_app_with, unique_serial, TENANT};
+use crate::helpers::{
+    registration, serve_application, spawn_app_with, unique_serial, ApiProcess, TENANT,
+};
 
 /// A connection to `server` from the loopback address `from` (127.0.0.0/8 is all loopback
 /// on Linux: a second client address without a second machine).
@@ -139,27 +141,44 @@ async fn a_body_trickled_without_a_valid_token_takes_no_command_slot() {
     let _ = TENANT;
 }
 
+/// A free loopback address for a listener of the api's.
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_slowloris_from_one_address_holds_no_connection_a_tenant_needs() {
-    let limits = ConnectionLimits {
-        max_connections: 32,
-        max_pending_per_address: 8,
-        idle_timeout: Duration::from_secs(60),
-        header_read_timeout: Duration::from_secs(2),
-    };
-    let server = serve_application(|app| app.with_connection_limits(limits)).await;
+    let (database_url, _pool) = crate::helpers::migrated_database().await;
+    let api = ApiProcess::start(
+        &database_url,
+        &[
+            ("HTTP_MAX_CONNECTIONS", "32".to_owned()),
+            ("LONG_POLL_MAX", "16".to_owned()),
+            ("LONG_POLL_MAX_PER_TENANT", "8".to_owned()),
+            ("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS", "8".to_owned()),
+            ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "2".to_owned()),
+        ],
+    )
+    .await;
+    let server: SocketAddr = api.base.trim_start_matches("http://").parse().unwrap();
     // More connections than the bound, from 127.0.0.2, sending their heads a byte at a time.
     let attackers = trickling_heads(&[[127, 0, 0, 2]], 40, server, Duration::from_secs(30)).await;
 
     // Meanwhile, from 127.0.0.1: readiness and a tenant's command, on new connections.
     let client = client_on_new_connections();
-    let base = format!("http://{server}");
     for _ in 0..3 {
-        let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+        let ready = client
+            .get(format!("{}/readyz", api.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ready.status(), 200);
         let token = crate::helpers::token_for(TENANT, "devices:write");
         let registered = client
-            .post(format!("{base}/v1/devices"))
+            .post(format!("{}/v1/devices", api.base))
             .bearer_auth(token)
             .header("Idempotency-Key", format!("\"{}\"", uuid::Uuid::new_v4()))
             .json(&registration(&unique_serial()))
@@ -183,46 +202,33 @@ async fn a_slowloris_from_one_address_holds_no_connection_a_tenant_needs() {
 
 #[tokio::test]
 async fn probes_on_the_health_listener_are_answered_when_clients_hold_every_connection() {
-    use api::startup::{postgres_state, Application, ListenerRole};
-    let (_, pool) = crate::helpers::migrated_database().await;
-    let state = postgres_state(
-        pool,
-        crate::helpers::JWT_SECRET.as_bytes(),
-        app::RetryPolicy::default(),
-    );
-    let app = Application::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        crate::helpers::limits(),
-        Duration::from_secs(1),
+    let (database_url, _pool) = crate::helpers::migrated_database().await;
+    let health = free_address();
+    let api = ApiProcess::start(
+        &database_url,
+        &[
+            ("HTTP_MAX_CONNECTIONS", "8".to_owned()),
+            ("LONG_POLL_MAX", "4".to_owned()),
+            ("LONG_POLL_MAX_PER_TENANT", "2".to_owned()),
+            ("HTTP_MAX_PENDING_CONNECTIONS_PER_ADDRESS", "4".to_owned()),
+            ("API_HEALTH_ADDR", health.to_string()),
+        ],
     )
-    .await
-    .unwrap()
-    .with_connection_limits(ConnectionLimits {
-        max_connections: 8,
-        max_pending_per_address: 4,
-        idle_timeout: Duration::from_secs(60),
-        header_read_timeout: Duration::from_secs(30),
-    });
-    let server = app.local_addr().unwrap();
-    let (app, health) = app
-        .with_listener(ListenerRole::Health, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    tokio::spawn(app.serve_until(std::future::pending()));
+    .await;
+    let server: SocketAddr = api.base.trim_start_matches("http://").parse().unwrap();
 
     // Clients from three addresses, each within its own bound, hold every connection of the
     // api's listener, sending their heads a byte at a time.
     let from = [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]];
     let held = trickling_heads(&from, 4, server, Duration::from_secs(6)).await;
     let client = client_on_new_connections();
-    let crowded = client.get(format!("http://{server}/readyz")).send().await;
+    let crowded = client.get(format!("{}/readyz", api.base)).send().await;
     assert!(
         !matches!(&crowded, Ok(r) if r.status() == 200),
         "the api's listener still had room: {crowded:?}"
     );
-    // The health listener answers all the same.
-    for path in ["/livez", "/readyz"] {
+    // The health listener answers all the same, health and metrics only.
+    for path in ["/livez", "/readyz", "/metrics"] {
         let answer = client
             .get(format!("http://{health}{path}"))
             .send()
@@ -230,7 +236,6 @@ async fn probes_on_the_health_listener_are_answered_when_clients_hold_every_conn
             .unwrap();
         assert_eq!(answer.status(), 200, "{path}");
     }
-    // It serves nothing else.
     let other = client
         .get(format!("http://{health}/v1/devices"))
         .send()
