@@ -2,7 +2,6 @@
 //! variables (never a secret's value): a CA key that is not the CA certificate's, a health
 //! address already taken, NATS credentials the server refuses.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,47 +45,8 @@ async fn worker(adjust: impl FnOnce(&mut Command)) -> Command {
 /// Runs `command` until it exits, at most `within`: its exit success and what it printed
 /// (stdout, stderr). A worker still running then started when it should not have: killed,
 /// and the test fails with what it said.
-fn refused(mut command: Command, within: Duration) -> (String, String) {
-    let mut child: Child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the worker runs");
-    // Read as it comes: a full pipe would stall the process.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > within {
-            // SIGTERM: it flushes its log, which the failure shows.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    match status {
-        None => panic!(
-            "the worker did not refuse to start within {within:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        ),
-        Some(status) => assert!(
-            !status.success(),
-            "the worker exited successfully\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        ),
-    }
+fn refused(command: Command, within: Duration) -> (String, String) {
+    let (stdout, stderr) = testkit::refused_start(command, "worker", within);
     assert!(
         !stdout.contains("worker ready"),
         "said it was ready:\n{stdout}"

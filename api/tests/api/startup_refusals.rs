@@ -2,9 +2,8 @@
 //! secret's value): a key-encryption key that opens none of the stored enrollment groups, an
 //! address already taken.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::enrollment_groups::KEY_ENCRYPTION_KEY;
 use crate::helpers::{migrated_database, ApiProcess, JWT_SECRET, TENANT};
@@ -20,53 +19,15 @@ fn refused(database_url: &str, extra: &[(&str, String)], within: Duration) -> (S
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+    command
         .arg("serve")
         .env("API_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", database_url)
         .env("AUTH_JWT_SECRET", JWT_SECRET)
         .env("LOG_FORMAT", "json")
-        .envs(extra.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read as it comes: a full pipe would stall the process.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > within {
-            // SIGTERM: it flushes its log, which the failure shows.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
-    match status {
-        None => panic!(
-            "the api did not refuse to start within {within:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        ),
-        Some(status) => assert!(
-            !status.success(),
-            "the api exited successfully\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        ),
-    }
-    (stdout, stderr)
+        .envs(extra.iter().map(|(k, v)| (k, v)));
+    testkit::refused_start(command, "api", within)
 }
 
 #[tokio::test]
