@@ -46,15 +46,28 @@ fn worker_command(database_url: &str, stream: &str) -> Command {
     command
 }
 
+/// A process killed when the test ends, however it ends: a failed assertion must not leave a
+/// worker running (it would hold the test run's output open and keep consuming).
+struct KilledAtEnd(std::process::Child);
+
+impl Drop for KilledAtEnd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn starts_reports_ready_and_stops_on_sigterm() {
     let url = database(true).await;
     let stream = unique_stream();
-    let mut child = worker_command(&url, &stream)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start worker");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KilledAtEnd(
+        worker_command(&url, &stream)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start worker"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let started = Instant::now();
     let mut health_addr = None;
     loop {
@@ -115,11 +128,11 @@ async fn starts_reports_ready_and_stops_on_sigterm() {
     }
 
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
 
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     assert!(lines.any(|l| l.unwrap().contains("worker stopped")));
 
