@@ -8,14 +8,10 @@ use std::time::{Duration, Instant};
 
 use testkit::nats_url;
 
-/// A development CA in a fresh directory; returns (cert path, key path).
+/// A development CA in a fresh directory, as `worker dev-ca` makes one: (cert path, key path).
 fn ca_files() -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("dp-ca-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = worker::certificate_authority::generate_dev_ca("test CA").unwrap();
-    std::fs::write(dir.join("ca.pem"), cert).unwrap();
-    std::fs::write(dir.join("ca.key"), key).unwrap();
-    (dir.join("ca.pem"), dir.join("ca.key"))
+    worker::dev_ca::write_dev_ca(&dir, "test CA", false).unwrap()
 }
 
 fn unique_stream() -> String {

@@ -137,14 +137,40 @@ async fn a_live_stream_ends_cleanly_when_its_token_expires() {
     assert_eq!(plain.status(), 401);
 }
 
-#[tokio::test]
-async fn a_long_poll_never_waits_past_its_token() {
-    // A request timeout longer than any wait: only the token ends this one.
-    let app = spawn_app_with_limits(api::http::HttpLimits {
+/// The app with a request timeout longer than any wait: only the token ends one.
+async fn app_where_only_the_token_ends_a_wait() -> TestApp {
+    spawn_app_with_limits(api::http::HttpLimits {
         request_timeout: Duration::from_secs(60),
         ..limits()
     })
-    .await;
+    .await
+}
+
+/// A token with `scope` past its `exp` but within the leeway: accepted for about 4 more
+/// seconds; and when it stops being accepted (Unix time).
+fn token_accepted_for_4_more_seconds(scope: &str) -> (String, f64) {
+    let exp = unix_now() as u64 - LEEWAY_SECONDS + 4;
+    (token_expiring_at(scope, exp), (exp + LEEWAY_SECONDS) as f64)
+}
+
+/// A wait answered at `answered_at` ended when its token stopped being accepted: not
+/// before, and not long after (a generous bound: the machine is shared).
+fn assert_answered_when_the_token_stopped(answered_at: f64, accepted_until: f64) {
+    assert!(
+        answered_at >= accepted_until - 1.0,
+        "answered {:.1} s before the token stopped being accepted",
+        accepted_until - answered_at
+    );
+    assert!(
+        answered_at < accepted_until + 15.0,
+        "waited {:.1} s past the token",
+        answered_at - accepted_until
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_never_waits_past_its_token() {
+    let app = app_where_only_the_token_ends_a_wait().await;
     register(&app).await;
     let page: Value = app
         .client
@@ -157,10 +183,7 @@ async fn a_long_poll_never_waits_past_its_token() {
         .await
         .unwrap();
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    // Past `exp`, within the leeway: accepted for about 4 more seconds.
-    let exp = unix_now() as u64 - LEEWAY_SECONDS + 4;
-    let accepted_until = (exp + LEEWAY_SECONDS) as f64;
-    let token = token_expiring_at("events:read", exp);
+    let (token, accepted_until) = token_accepted_for_4_more_seconds("events:read");
 
     // Nothing new comes: a 25 s wait would outlive the token; it ends when the token does.
     let response = app
@@ -175,16 +198,7 @@ async fn a_long_poll_never_waits_past_its_token() {
     let page: Value = response.json().await.unwrap();
     assert_eq!(page["events"], serde_json::json!([]), "{page}");
     assert_eq!(page["next_cursor"], cursor.as_str());
-    assert!(
-        answered_at >= accepted_until - 1.0,
-        "answered {:.1} s before the token stopped being accepted",
-        accepted_until - answered_at
-    );
-    assert!(
-        answered_at < accepted_until + 15.0,
-        "waited {:.1} s past the token",
-        answered_at - accepted_until
-    );
+    assert_answered_when_the_token_stopped(answered_at, accepted_until);
     let plain = app
         .client
         .get(app.url(&format!("/v1/events?after={cursor}")))
@@ -197,16 +211,10 @@ async fn a_long_poll_never_waits_past_its_token() {
 
 #[tokio::test]
 async fn a_device_long_poll_never_waits_past_its_token() {
-    let app = spawn_app_with_limits(api::http::HttpLimits {
-        request_timeout: Duration::from_secs(60),
-        ..limits()
-    })
-    .await;
+    let app = app_where_only_the_token_ends_a_wait().await;
     let id = app.registered_device().await;
     project_device(&app.pool, id).await;
-    let exp = unix_now() as u64 - LEEWAY_SECONDS + 4;
-    let accepted_until = (exp + LEEWAY_SECONDS) as f64;
-    let token = token_expiring_at("devices:read", exp);
+    let (token, accepted_until) = token_accepted_for_4_more_seconds("devices:read");
     // Version 5 never comes: the wait ends when the token does, with what there is.
     let response = app
         .client
@@ -217,16 +225,7 @@ async fn a_device_long_poll_never_waits_past_its_token() {
         .unwrap();
     let answered_at = unix_now();
     assert_eq!(response.status(), 200);
-    assert!(
-        answered_at >= accepted_until - 1.0,
-        "answered {:.1} s before the token stopped being accepted",
-        accepted_until - answered_at
-    );
-    assert!(
-        answered_at < accepted_until + 15.0,
-        "waited {:.1} s past the token",
-        answered_at - accepted_until
-    );
+    assert_answered_when_the_token_stopped(answered_at, accepted_until);
 }
 
 #[tokio::test]
