@@ -852,4 +852,14 @@ async fn under_tls_relying_parties_fetch_status_over_plain_http_from_the_first_c
     )
     .await;
     assert!(ok && out.contains(": good"), "{out}");
+    // The plain-HTTP listener serves status and nothing else: no command, no EST.
+    for path in ["/v1/devices", "/.well-known/est/cacerts"] {
+        let answer = stack
+            .client
+            .get(format!("{}{path}", stack.pki_address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+    }
 }
