@@ -75,7 +75,7 @@ pub struct AppState {
     /// The CAs' current CRLs (`/pki/{ca}/crl`).
     pub crls: Arc<app::pki::CrlDistribution>,
     /// The OCSP responder (`/pki/{ca}/ocsp`).
-    pub ocsp: Arc<crate::ocsp::OcspResponder>,
+    pub ocsp: Arc<pki::ocsp::OcspResponder>,
     /// Enrollment groups (`/admin/enrollment-groups`); `None` without
     /// `ENROLLMENT_KEY_ENCRYPTION_KEY`.
     pub enrollment_groups: Option<Arc<app::EnrollmentGroupService>>,

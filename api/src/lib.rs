@@ -6,9 +6,8 @@
 //! - [`auth`]: JWT bearer tokens (HS256), who they speak for (a tenant or a platform operator,
 //!   never both) and the scopes they grant.
 //! - [`config`]: the `api serve` configuration, from the environment.
-//! - [`est`]: EST (RFC 7030) for devices: the PKCS#7 and CSR-attribute bodies, the device's
-//!   HTTP Basic credential, EST's own error responses.
-//! - [`ocsp`]: the OCSP responder (RFC 6960), signing with a delegated key, never the CA's.
+//! - [`est`]: EST (RFC 7030) for devices: the device's HTTP Basic credential, EST's own error
+//!   responses (the PKCS#7 and CSR-attribute bodies are `pki::est_wire_format`'s).
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
 //! - [`startup`]: wiring the adapters into the services and serving until shutdown.
@@ -19,7 +18,6 @@ pub mod config;
 pub mod dead_letters_cli;
 pub mod est;
 pub mod http;
-pub mod ocsp;
 mod operator_session;
 pub mod projections_cli;
 pub mod startup;

@@ -30,8 +30,8 @@ use crate::http::{
     health_router, pki_router, router, AppState, BoundedListener, ConnectionLimits, HttpLimits,
     InFlightBound, InFlightLimit, TenantRateLimit,
 };
-use crate::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 use crate::tls::{ServerTls, TlsListener};
+use pki::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
 /// The services on Postgres adapters, with the default long-poll and in-flight limits and
 /// HS256 tokens signed with `jwt_secret`. Starts background tasks (append notifications, the

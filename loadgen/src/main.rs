@@ -681,12 +681,8 @@ async fn crl_production(
     ca_key: &std::path::Path,
 ) -> Value {
     use app::pki::{CrlPublication, CrlPublished, CrlSigner};
-    let ca = worker::certificate_authority::LocalCa::from_pem_files(
-        ca_cert,
-        ca_key,
-        chrono::Duration::days(365),
-    )
-    .expect("the CA");
+    let ca = pki::IssuingCa::from_pem_files(ca_cert, ca_key, chrono::Duration::days(365))
+        .expect("the CA");
     let ca: Arc<dyn CrlSigner> = Arc::new(ca);
     let pool = store::connect(&store::DatabaseSettings {
         url: database_url.to_owned(),
@@ -800,9 +796,9 @@ async fn feed(client: &Client, limit: u32) -> Value {
 }
 
 fn ca(seconds: u32) -> Value {
-    use worker::certificate_authority::{generate_dev_ca, LocalCa};
+    use pki::dev_ca::generate_dev_ca;
     let (cert, key) = generate_dev_ca("bench CA").expect("CA");
-    let ca = LocalCa::from_pem(&cert, &key, chrono::Duration::days(365)).expect("CA");
+    let ca = pki::IssuingCa::from_pem(&cert, &key, chrono::Duration::days(365)).expect("CA");
     let requests: Vec<app::CertificateRequest> = (0..256)
         .map(|i| {
             let serial = format!("CA-{i}");
@@ -821,7 +817,9 @@ fn ca(seconds: u32) -> Value {
     let mut issued = 0u64;
     while Instant::now() < deadline {
         let request = &requests[issued as usize % requests.len()];
-        ca.issue(request, chrono::Utc::now()).expect("issue");
+        ca.issue(request, chrono::Utc::now())
+            .expect("the key signs")
+            .expect("issued");
         issued += 1;
     }
     let per_second = issued as f64 / started.elapsed().as_secs_f64();

@@ -10,9 +10,9 @@ use bootstrap::{
 use nats::{ConsumerSettings, NatsSettings, RelaySettings, StreamSettings};
 use store::DatabaseSettings;
 
-use crate::certificate_authority::CertificateProfile;
 use crate::crl_publisher::CrlSchedule;
 use app::pki::PublicBaseUrl;
+use pki::CertificateProfile;
 
 /// Adds a subjectAltName URI `urn:uuid:<device id>` to issued certificates.
 pub const CERT_PROFILE_DEVICE_URI: &str = "cert-profile-device-uri";

@@ -2,13 +2,13 @@
 //! its registry (`consumer_registry`): the provisioners (check CSRs and issue certificates
 //! with the CA, off the async runtime) and a projector per registered read model, each a
 //! durable JetStream consumer shared by every worker process; and carries out the
-//! dead-letter retries operators request. `worker ocsp-signer` certifies the api's delegated
-//! OCSP signing key (`ocsp_signer`).
+//! dead-letter retries operators request. The CA itself, and the certificates, CRLs and OCSP
+//! signers it signs, are the `pki` crate's; `worker ocsp-signer` and `worker dev-ca` are its
+//! commands here.
 //!
 //! It serves only its health and metrics over HTTP, and decides nothing the domain decides: outcomes go back to the
 //! aggregate as internal commands through `app`.
 
-pub mod certificate_authority;
 pub mod config;
 mod consumer_lag;
 mod consumer_loop;
@@ -16,10 +16,8 @@ pub mod consumer_registry;
 pub mod crl_publisher;
 mod dead_letter_retrier;
 mod delivery;
-pub mod dev_ca;
 mod intake;
 mod message_handler;
-pub mod ocsp_signer;
 mod projector;
 mod provisioner;
 pub mod replay_command;

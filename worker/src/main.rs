@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use worker::certificate_authority::CaLoadError;
+use pki::dev_ca::write_dev_ca;
+use pki::ocsp_signer_certificate::OcspSigner;
 use worker::config::{StreamAccess, WorkerConfig};
 use worker::consumer_registry::Guarantee;
-use worker::dev_ca::write_dev_ca;
-use worker::ocsp_signer::OcspSigner;
 
 /// mimalloc instead of glibc malloc: allocation was the largest single cost in the profiles of
 /// the command path and the feed (BENCHMARKS.md).
@@ -126,17 +125,14 @@ fn ocsp_signer(out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::erro
     let cert_path = env.required("CA_CERT_PATH", "the CA certificate, PEM");
     let key_path = env.required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)");
     env.finish()?;
-    let read = |path: String| {
-        std::fs::read_to_string(&path).map_err(|source| CaLoadError::Read { path, source })
-    };
-    let cert = read(cert_path.unwrap_or_default())?;
-    let key = read(key_path.unwrap_or_default())?;
-    let signer = OcspSigner::issue(
-        &cert,
-        &key,
-        chrono::Duration::days(days.into()),
-        chrono::Utc::now(),
+    // The CA's key is loaded once, through the signing-key port; it certifies the signer and
+    // issues no device certificate here (hence no device validity).
+    let ca = pki::IssuingCa::from_pem_files(
+        std::path::Path::new(&cert_path.unwrap_or_default()),
+        std::path::Path::new(&key_path.unwrap_or_default()),
+        chrono::Duration::zero(),
     )?;
+    let signer = OcspSigner::issue(&ca, chrono::Duration::days(days.into()), chrono::Utc::now())?;
     let (chain, key) = signer.write_to(out)?;
     println!(
         "wrote {} and {} (valid until {}); give them to the api as OCSP_SIGNER_CERT_PATH and \

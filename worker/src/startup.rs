@@ -10,11 +10,11 @@ use app::pki::CrlPublication;
 use app::{DeviceCommandService, ProvisioningService, RetryPolicy};
 use async_nats::jetstream;
 use nats::Relay;
+use pki::{BlockingCa, CaLoadError, IssuingCa};
 use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::certificate_authority::{BlockingCa, CaLoadError, LocalCa};
 use crate::config::WorkerConfig;
 use crate::consumer_registry::{worker_consumers, ConsumerRegistry, Services};
 use crate::crl_publisher::CrlPublisher;
@@ -48,7 +48,7 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let mut shutdown = std::pin::pin!(shutdown);
     let ca = Arc::new(
-        LocalCa::from_pem_files(
+        IssuingCa::from_pem_files(
             &config.ca_cert_path,
             &config.ca_key_path,
             config.certificate_validity,

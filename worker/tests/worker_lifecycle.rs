@@ -21,7 +21,7 @@ async fn database(migrate: bool) -> String {
 /// A development CA in a fresh directory, as `worker dev-ca` makes one: (cert path, key path).
 fn ca_files() -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("dp-ca-{}", uuid::Uuid::new_v4().simple()));
-    worker::dev_ca::write_dev_ca(&dir, "test CA", false).unwrap()
+    pki::dev_ca::write_dev_ca(&dir, "test CA", false).unwrap()
 }
 
 fn unique_stream() -> String {

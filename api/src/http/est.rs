@@ -31,8 +31,9 @@ use domain::{CertificateSigningRequest, EnrollmentGroupName};
 
 use super::in_flight::InFlight;
 use super::{current_request_id, current_traceparent, record_device, record_tenant, AppState};
-use crate::est::{basic_credential, wire_format, EstError, EstServer};
+use crate::est::{basic_credential, EstError, EstServer};
 use crate::tls::ClientCertificate;
+use pki::est_wire_format as wire_format;
 
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();

@@ -21,7 +21,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
 use super::AppState;
-use crate::ocsp::OcspAnswer;
+use pki::ocsp::OcspAnswer;
 
 const OCSP_REQUEST: &str = "application/ocsp-request";
 const OCSP_RESPONSE: &str = "application/ocsp-response";

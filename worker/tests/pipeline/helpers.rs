@@ -80,12 +80,12 @@ impl Stack {
         let (database_url, pool) = testkit::migrated_database().await;
         let dir = std::env::temp_dir().join(format!("dp-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (cert, key) = worker::certificate_authority::generate_dev_ca("test CA").unwrap();
+        let (cert, key) = pki::dev_ca::generate_dev_ca("test CA").unwrap();
         std::fs::write(dir.join("ca.pem"), &cert).unwrap();
         std::fs::write(dir.join("ca.key"), &key).unwrap();
-        let signer = worker::ocsp_signer::OcspSigner::issue(
-            &cert,
-            &key,
+        let ca = pki::IssuingCa::from_pem(&cert, &key, chrono::Duration::days(1)).unwrap();
+        let signer = pki::ocsp_signer_certificate::OcspSigner::issue(
+            &ca,
             chrono::Duration::days(30),
             chrono::Utc::now(),
         )
@@ -282,14 +282,10 @@ impl Stack {
     /// The test CA's id in the PKI URLs (`/pki/{ca}/…`).
     pub fn ocsp_ca_id(&self) -> String {
         let key = std::fs::read_to_string(self.dir.join("ca.key")).unwrap();
-        worker::certificate_authority::LocalCa::from_pem(
-            &self.ca_cert_pem,
-            &key,
-            chrono::Duration::days(1),
-        )
-        .unwrap()
-        .id()
-        .to_string()
+        pki::IssuingCa::from_pem(&self.ca_cert_pem, &key, chrono::Duration::days(1))
+            .unwrap()
+            .id()
+            .to_string()
     }
 
     pub fn token(&self, tenant: &str, scope: &str) -> String {

@@ -184,8 +184,7 @@ async fn a_certificate_never_issued_and_one_of_another_ca_are_unknown() {
         "never-issued.pem",
         certificate_signed_by(&stack.ca_cert_pem, &ca_key),
     );
-    let (other_ca_pem, other_ca_key) =
-        worker::certificate_authority::generate_dev_ca("another CA").unwrap();
+    let (other_ca_pem, other_ca_key) = pki::dev_ca::generate_dev_ca("another CA").unwrap();
     let other_ca = write(&stack, "other-ca.pem", &other_ca_pem);
     let theirs = write(
         &stack,

@@ -5,7 +5,7 @@
 //! for its own status, it expires instead; rotation is running this again and restarting the
 //! api.
 //!
-//! Pure computation on PEM text; writing the files (the key with mode 0600) is
+//! Certifying is the CA's signature through its key (`IssuingCa`); writing the files (the key with mode 0600) is
 //! [`OcspSigner::write_to`]. Nothing here logs or reports key material.
 
 use std::io::Write;
@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use rcgen::{
     CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    KeyPair, KeyUsagePurpose,
 };
-use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::certificate_authority::CaLoadError;
+use crate::signing_key::is_key_failure;
+use crate::x509_time::to_time;
+use crate::{certificate_serial, IssuingCa, KeyUnavailable};
 
 /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
 const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
@@ -39,10 +40,10 @@ pub struct OcspSigner {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OcspSignerError {
-    #[error(transparent)]
-    Ca(#[from] CaLoadError),
     #[error("cannot issue the OCSP signer certificate: {0}")]
     Issue(#[from] rcgen::Error),
+    #[error(transparent)]
+    KeyUnavailable(#[from] KeyUnavailable),
     #[error("cannot write {path}")]
     Write {
         path: String,
@@ -52,41 +53,21 @@ pub enum OcspSignerError {
 
 impl OcspSigner {
     /// Issues a signer valid from `now` (less five minutes of clock skew) for `validity`,
-    /// signed by the CA in `ca_cert_pem` / `ca_key_pem`.
+    /// certified by `ca` (through its signing key, wherever that is held).
     pub fn issue(
-        ca_cert_pem: &str,
-        ca_key_pem: &str,
+        ca: &IssuingCa,
         validity: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<Self, OcspSignerError> {
-        let invalid_cert = || CaLoadError::Invalid {
-            what: "CA_CERT_PATH",
-            expected: "CA certificate",
-        };
-        let ca_der = ::pem::parse(ca_cert_pem)
-            .map_err(|_| invalid_cert())?
-            .into_contents();
-        let (_, ca_cert) = X509Certificate::from_der(&ca_der).map_err(|_| invalid_cert())?;
-        let ca_name = ca_cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .unwrap_or("CA")
-            .to_owned();
-        let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|_| CaLoadError::Invalid {
-            what: "CA_KEY_PATH",
-            expected: "private key (PKCS#8)",
-        })?;
-        crate::certificate_authority::check_key_is_certificates(&ca_cert, &ca_key)?;
-        let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(|_| invalid_cert())?;
-
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         let mut subject = DistinguishedName::new();
-        subject.push(DnType::CommonName, format!("{ca_name} OCSP responder"));
+        subject.push(
+            DnType::CommonName,
+            format!("{} OCSP responder", ca.common_name()),
+        );
         params.distinguished_name = subject;
-        params.serial_number = Some(random_serial().into());
+        params.serial_number = Some(certificate_serial::random().into());
         let not_before = now - chrono::Duration::minutes(5);
         let not_after = now + validity;
         params.not_before = to_time(not_before)?;
@@ -99,9 +80,19 @@ impl OcspSigner {
             OID_OCSP_NOCHECK,
             der::Encode::to_der(&der::asn1::Null).expect("NULL encodes"),
         )];
-        let certificate = params.signed_by(&key, &issuer)?;
+        let certificate = params.signed_by(&key, ca.issuer()).map_err(|e| {
+            if is_key_failure(&e) {
+                OcspSignerError::KeyUnavailable(KeyUnavailable("the CA key did not sign".into()))
+            } else {
+                OcspSignerError::Issue(e)
+            }
+        })?;
+        let ca_pem = ::pem::encode_config(
+            &::pem::Pem::new("CERTIFICATE", ca.certificate_der()),
+            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+        );
         Ok(Self {
-            chain_pem: format!("{}{}", certificate.pem(), normalised_pem(ca_cert_pem)),
+            chain_pem: format!("{}{}", certificate.pem(), ca_pem),
             key_pem: key.serialize_pem(),
             not_after: DateTime::from_timestamp(not_after.timestamp(), 0).expect("in range"),
         })
@@ -134,37 +125,24 @@ impl OcspSigner {
     }
 }
 
-/// The CA certificate as one PEM block ending in a newline (the file may hold more, or
-/// Windows line ends).
-fn normalised_pem(ca_cert_pem: &str) -> String {
-    match ::pem::parse(ca_cert_pem) {
-        Ok(block) => ::pem::encode_config(
-            &block,
-            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
-        ),
-        Err(_) => ca_cert_pem.to_owned(),
-    }
-}
-
-/// 16 random bytes, high bit clear (a positive DER INTEGER) and the first byte non-zero.
-fn random_serial() -> Vec<u8> {
-    let mut serial = uuid::Uuid::new_v4().into_bytes().to_vec();
-    serial[0] &= 0x7f;
-    if serial[0] == 0 {
-        serial[0] = 1;
-    }
-    serial
-}
-
-fn to_time(at: DateTime<Utc>) -> Result<time::OffsetDateTime, rcgen::Error> {
-    time::OffsetDateTime::from_unix_timestamp(at.timestamp()).map_err(|_| rcgen::Error::Time)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certificate_authority::generate_dev_ca;
+    use crate::dev_ca::generate_dev_ca;
     use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    /// As `worker ocsp-signer` does: the CA loaded from its certificate and key, then the
+    /// signer issued through its key.
+    fn issue(
+        ca_pem: &str,
+        ca_key: &str,
+        validity: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<OcspSigner, Box<dyn std::error::Error>> {
+        let ca = IssuingCa::from_pem(ca_pem, ca_key, chrono::Duration::days(1))?;
+        Ok(OcspSigner::issue(&ca, validity, now)?)
+    }
 
     fn blocks(pem_text: &str) -> Vec<Vec<u8>> {
         ::pem::parse_many(pem_text)
@@ -178,7 +156,7 @@ mod tests {
     fn the_signer_is_certified_by_the_ca_for_ocsp_signing_only() {
         let (ca_pem, ca_key) = generate_dev_ca("unit-test CA").unwrap();
         let now = Utc::now();
-        let signer = OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(30), now).unwrap();
+        let signer = issue(&ca_pem, &ca_key, chrono::Duration::days(30), now).unwrap();
 
         let chain = blocks(&signer.chain_pem);
         assert_eq!(chain.len(), 2);
@@ -236,8 +214,8 @@ mod tests {
     #[test]
     fn two_signers_have_different_keys_and_serials() {
         let (ca_pem, ca_key) = generate_dev_ca("unit-test CA").unwrap();
-        let a = OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
-        let b = OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
+        let a = issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
+        let b = issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
         let (a_der, b_der) = (blocks(&a.chain_pem), blocks(&b.chain_pem));
         let (_, a_cert) = X509Certificate::from_der(&a_der[0]).unwrap();
         let (_, b_cert) = X509Certificate::from_der(&b_der[0]).unwrap();
@@ -249,8 +227,7 @@ mod tests {
     #[test]
     fn the_files_are_written_with_the_key_private() {
         let (ca_pem, ca_key) = generate_dev_ca("unit-test CA").unwrap();
-        let signer =
-            OcspSigner::issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
+        let signer = issue(&ca_pem, &ca_key, chrono::Duration::days(1), Utc::now()).unwrap();
         let dir = std::env::temp_dir().join(format!("ocsp-signer-{}", uuid::Uuid::new_v4()));
         let (chain, key) = signer.write_to(&dir.join("nested")).unwrap();
         assert_eq!(std::fs::read_to_string(&chain).unwrap(), signer.chain_pem);
@@ -268,7 +245,7 @@ mod tests {
     #[test]
     fn a_bad_ca_key_is_refused_without_echoing_it() {
         let (ca_pem, _) = generate_dev_ca("x").unwrap();
-        let err = OcspSigner::issue(
+        let err = issue(
             &ca_pem,
             "secret-looking text",
             chrono::Duration::days(1),
@@ -285,7 +262,7 @@ mod tests {
     fn a_ca_key_that_is_not_the_ca_certificates_is_refused() {
         let (ca_pem, _) = generate_dev_ca("x").unwrap();
         let (_, other_key) = generate_dev_ca("y").unwrap();
-        let err = OcspSigner::issue(&ca_pem, &other_key, chrono::Duration::days(1), Utc::now())
+        let err = issue(&ca_pem, &other_key, chrono::Duration::days(1), Utc::now())
             .err()
             .expect("refused")
             .to_string();

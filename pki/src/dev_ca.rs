@@ -1,5 +1,7 @@
-//! `worker dev-ca --out DIR [--force]`: writes a self-signed development CA into a directory
-//! (`ca.pem`, and `ca.key` with mode 0600).
+//! The development CA (`worker dev-ca --out DIR [--force]`, `scripts/dev`, tests): a new
+//! self-signed ECDSA P-256 CA, written into a directory (`ca.pem`, and `ca.key` with mode
+//! 0600) for the key-file backend. Never used for a deployment's CA unless its operator
+//! chooses to.
 //!
 //! Why it refuses to replace an existing CA unless forced: every certificate the worker issued
 //! chains to that CA, its CRLs and OCSP answers are signed under it, and its key exists
@@ -12,11 +14,31 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::certificate_authority::generate_dev_ca;
+use chrono::Utc;
+use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
+
+use crate::x509_time::to_time;
 
 /// The files `worker dev-ca` writes into its `--out` directory.
 pub const CERT_FILE: &str = "ca.pem";
 pub const KEY_FILE: &str = "ca.key";
+
+/// A new self-signed ECDSA P-256 CA for local development. Returns (certificate PEM, private
+/// key PEM).
+pub fn generate_dev_ca(common_name: &str) -> Result<(String, String), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, common_name);
+    params.distinguished_name = subject;
+    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = Utc::now();
+    params.not_before = to_time(now - chrono::Duration::minutes(5))?;
+    params.not_after = to_time(now + chrono::Duration::days(3650))?;
+    let certificate = params.self_signed(&key)?;
+    Ok((certificate.pem(), key.serialize_pem()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevCaError {

@@ -8,15 +8,17 @@
 //! Errors name the variable and the problem, never a file's content.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use app::pki::IssuingCaId;
 use chrono::{DateTime, Utc};
 use der::asn1::OctetString;
 use der::{Decode, Encode};
-use rcgen::{KeyPair, PublicKeyData, SigningKey};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::{KeyFile, KeyUnavailable, SigningKey};
 
 const CERT_VARIABLE: &str = "OCSP_SIGNER_CERT_PATH";
 const KEY_VARIABLE: &str = "OCSP_SIGNER_KEY_PATH";
@@ -57,7 +59,7 @@ pub(crate) struct IssuerHashes {
 
 /// A signer checked at startup (see the module docs).
 pub struct DelegatedSigner {
-    key: KeyPair,
+    key: Arc<dyn SigningKey>,
     /// Sent in every response's `certs`, so relying parties can check the delegation.
     certificate: x509_cert::Certificate,
     /// ResponderID byKey: SHA-1 of the signer's subjectPublicKey bits (RFC 6960 §4.2.1).
@@ -90,6 +92,20 @@ impl DelegatedSigner {
     pub fn from_pem(
         chain_pem: &str,
         key_pem: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, SignerLoadError> {
+        let key =
+            KeyFile::from_pem(KEY_VARIABLE, key_pem).map_err(|_| SignerLoadError::Invalid {
+                variable: KEY_VARIABLE,
+                problem: "not a PEM private key (PKCS#8)",
+            })?;
+        Self::new(chain_pem, Arc::new(key), now)
+    }
+
+    /// The signer of `chain_pem` signing with `key`, wherever that is held.
+    pub fn new(
+        chain_pem: &str,
+        key: Arc<dyn SigningKey>,
         now: DateTime<Utc>,
     ) -> Result<Self, SignerLoadError> {
         let chain: Vec<Vec<u8>> = ::pem::parse_many(chain_pem)
@@ -134,10 +150,6 @@ impl DelegatedSigner {
             return Err(SignerLoadError::NotYetValid { not_before });
         }
 
-        let key = KeyPair::from_pem(key_pem).map_err(|_| SignerLoadError::Invalid {
-            variable: KEY_VARIABLE,
-            problem: "not a PEM private key (PKCS#8)",
-        })?;
         if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
             return Err(SignerLoadError::Invalid {
                 variable: KEY_VARIABLE,
@@ -145,7 +157,7 @@ impl DelegatedSigner {
             });
         }
         let signer_key_bits: &[u8] = &signer.public_key().subject_public_key.data;
-        if key.der_bytes() != signer_key_bits {
+        if key.public_key() != signer_key_bits {
             return Err(SignerLoadError::Invalid {
                 variable: KEY_VARIABLE,
                 problem: "not the key of the certificate in OCSP_SIGNER_CERT_PATH",
@@ -198,8 +210,8 @@ impl DelegatedSigner {
         &self.certificate
     }
 
-    /// An ECDSA P-256 SHA-256 signature of `message`, DER (ring, via rcgen: ~25 µs).
-    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+    /// An ECDSA P-256 SHA-256 signature of `message`, DER (a key file: ring, ~25 µs).
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyUnavailable> {
         self.key.sign(message)
     }
 
@@ -220,7 +232,7 @@ pub(crate) mod tests {
     use super::*;
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyUsagePurpose,
+        KeyPair, KeyUsagePurpose, PublicKeyData,
     };
 
     /// A CA, and a signer it issued with `eku`, valid from `from` to `until`:

@@ -23,7 +23,7 @@ pub enum SignError {
     #[error("cannot encode the response")]
     Encode(#[from] der::Error),
     #[error("cannot sign the response")]
-    Sign(#[from] rcgen::Error),
+    Sign(#[from] crate::KeyUnavailable),
 }
 
 /// A `successful` OCSPResponse with `responses`, produced at `produced_at`, signed by

@@ -1,0 +1,47 @@
+//! The issuing CA as `app::CertificateAuthority`: each request checked and signed on Tokio's
+//! blocking pool, at most `concurrency` at a time, never on the async runtime's threads
+//! (signing is CPU-bound, and a key in a device may block).
+
+use std::sync::Arc;
+
+use app::{CaUnavailable, CertificateAuthority, CertificateRequest};
+use async_trait::async_trait;
+use chrono::Utc;
+use domain::{IssuedCertificate, ProvisioningFailure};
+use tokio::sync::Semaphore;
+
+use crate::IssuingCa;
+
+/// [`IssuingCa`] on the blocking pool, bounded.
+pub struct BlockingCa {
+    ca: Arc<IssuingCa>,
+    permits: Arc<Semaphore>,
+}
+
+impl BlockingCa {
+    pub fn new(ca: Arc<IssuingCa>, concurrency: usize) -> Self {
+        Self {
+            ca,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+}
+
+#[async_trait]
+impl CertificateAuthority for BlockingCa {
+    async fn issue(
+        &self,
+        request: CertificateRequest,
+    ) -> Result<Result<IssuedCertificate, ProvisioningFailure>, CaUnavailable> {
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CaUnavailable("the CA is shutting down".into()))?;
+        let ca = self.ca.clone();
+        tokio::task::spawn_blocking(move || ca.issue_verified(&request, Utc::now()))
+            .await
+            .map_err(|e| CaUnavailable(format!("the signing task failed: {e}")))?
+    }
+}

@@ -1,0 +1,78 @@
+//! What the CA accepts in a device's CSR (a refusal is a domain outcome, `ProvisioningFailed`
+//! with a code, never a retry):
+//! - the key is ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 4096 bits
+//!   (`key_policy_violation`);
+//! - the CSR's self-signature verifies (`invalid_signature`);
+//! - the subject has exactly one CN and it is the device's serial number
+//!   (`subject_mismatch`, `domain::CertificateSigningRequest::check_subject`).
+//!
+//! Must not: look at requested extensions (the certificate carries only what the CA
+//! decides), or sign anything.
+
+use app::CertificateRequest;
+use domain::{FailureCode, ProvisioningFailure};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
+};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+/// Verifies the CSR and the policy; returns the DER of its SubjectPublicKeyInfo.
+pub(crate) fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, ProvisioningFailure> {
+    let malformed = || failure(FailureCode::MalformedCsr, "the CSR cannot be decoded");
+    let pem = ::pem::parse(request.csr.as_pem()).map_err(|_| malformed())?;
+    let (_, csr) = X509CertificationRequest::from_der(pem.contents()).map_err(|_| malformed())?;
+    let info = &csr.certification_request_info;
+    // Policy first: it is cheap, and keys we refuse may be ones the verifier cannot handle.
+    check_key_policy(&info.subject_pki)?;
+    csr.verify_signature().map_err(|_| {
+        failure(
+            FailureCode::InvalidSignature,
+            "the CSR's signature does not verify with its own public key",
+        )
+    })?;
+    request
+        .csr
+        .check_subject(&request.serial_number)
+        .map_err(|e| failure(FailureCode::SubjectMismatch, &e.to_string()))?;
+    Ok(info.subject_pki.raw.to_vec())
+}
+
+fn check_key_policy(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<(), ProvisioningFailure> {
+    let refuse = |detail: &str| failure(FailureCode::KeyPolicyViolation, detail);
+    let algorithm = &spki.algorithm.algorithm;
+    if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(c) if c == OID_EC_P256 || c == OID_NIST_EC_P384 => Ok(()),
+            _ => Err(refuse("EC keys must be on P-256 or P-384")),
+        };
+    }
+    if *algorithm == OID_SIG_ED25519 {
+        return Ok(());
+    }
+    if *algorithm == OID_PKCS1_RSAENCRYPTION {
+        return match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) if (2048..=4096).contains(&rsa.key_size()) => Ok(()),
+            _ => Err(refuse("RSA keys must be 2048 to 4096 bits")),
+        };
+    }
+    Err(refuse(
+        "the key type is not allowed (ECDSA P-256/P-384, Ed25519 or RSA 2048-4096)",
+    ))
+}
+
+pub(crate) fn failure(code: FailureCode, detail: &str) -> ProvisioningFailure {
+    ProvisioningFailure {
+        code,
+        detail: detail.to_owned(),
+    }
+}

@@ -1,0 +1,38 @@
+//! X.509 and its wire formats, for the worker (which signs) and the api (which answers
+//! relying parties and devices): the issuing CA (`issuing_ca.rs`: key policy, certificate
+//! profile, serial derivation) and its signing key behind a port (`signing_key.rs`; the key
+//! file is its first implementation, `key_file.rs`), CRL signing (`crl_signing.rs`), the OCSP
+//! responder (`ocsp/`: request parsing, answers from the status read model, response
+//! signing with a delegated key) and the certification of its signers
+//! (`ocsp_signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
+//! (`est_wire_format.rs`) and the CA's certificates as the api serves them and checks client
+//! certificates against (`ca_certificates.rs`), and the development CA (`dev_ca.rs`).
+//!
+//! An adapter crate: it implements `app`'s ports (`CertificateAuthority`, `pki::CrlSigner`)
+//! and uses `app::pki`'s relying-party vocabulary (`IssuingCaId`, `PublicBaseUrl`).
+//!
+//! Must not: know HTTP, SQL or NATS; read configuration from the environment (callers pass
+//! paths and values); log or return key material. ASN.1 comes from rcgen, x509-parser and
+//! RustCrypto's typed formats, never written by hand.
+
+mod blocking_ca;
+mod ca_certificates;
+mod certificate_profile;
+mod certificate_serial;
+mod crl_signing;
+mod csr_policy;
+pub mod dev_ca;
+pub mod est_wire_format;
+mod issuing_ca;
+mod key_file;
+pub mod ocsp;
+pub mod ocsp_signer_certificate;
+mod signing_key;
+mod x509_time;
+
+pub use blocking_ca::BlockingCa;
+pub use ca_certificates::{CaCertificates, CaCertificatesError, NotIssuedHere};
+pub use certificate_profile::CertificateProfile;
+pub use issuing_ca::{CaLoadError, IssuingCa};
+pub use key_file::{KeyFile, KeyFileError};
+pub use signing_key::{subject_public_key_info, KeyUnavailable, RcgenKey, SigningKey};
