@@ -9,8 +9,8 @@ use app::{
     RebuildState, RebuildStatus, StoreError,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use chrono::Utc;
+use sqlx::PgPool;
 
 use crate::checkpoint::read_checkpoint;
 use crate::error::unavailable;
@@ -45,17 +45,8 @@ impl PostgresProjectionOperations {
             Some(c) => (c.position, c.events_applied, Some(c.updated_at)),
             None => (CommitPosition::START, 0, None),
         };
-        let lag = sqlx::query(
-            "SELECT count(*) AS events, min(recorded_at) AS oldest FROM events
-              WHERE (transaction_id, position) > ($1::text::xid8, $2)",
-        )
-        .bind(position.transaction_id.to_string())
-        .bind(position.position)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let lag_events = lag.try_get::<i64, _>("events").map_err(unavailable)? as u64;
-        let oldest: Option<DateTime<Utc>> = lag.try_get("oldest").map_err(unavailable)?;
+        let backlog = store::backlog_after(&self.pool, position).await?;
+        let (lag_events, oldest) = (backlog.events, backlog.oldest_recorded_at);
         let now = Utc::now();
         let lag_seconds = oldest.map_or(0.0, |t| {
             (now - t).to_std().unwrap_or_default().as_secs_f64()

@@ -12,7 +12,8 @@
 //!   ([`PgAppendedEvents`] wakes a tenant's feed readers from those notifications); [`PostgresDeadLetters`]: messages
 //!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA;
 //!   [`PostgresEnrollmentGroups`]: enrollment groups, their keys sealed at rest
-//!   ([`GroupKeySealer`]).
+//!   ([`GroupKeySealer`]); [`backlog_after`] and [`count_events`]: how far a reader is
+//!   behind, and a rebuild's total.
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
 //!
@@ -30,6 +31,7 @@ mod database;
 mod database_ping;
 mod dead_letters;
 mod enrollment_groups;
+mod event_counts;
 mod event_metadata;
 mod group_commit;
 mod key_encryption_key_check;
@@ -51,6 +53,7 @@ pub use database::{close, connect, DatabaseSettings, DatabaseUrlError};
 pub use database_ping::{ping, DatabaseProbe};
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
 pub use enrollment_groups::PostgresEnrollmentGroups;
+pub use event_counts::{backlog_after, count_events, EventBacklog};
 pub use group_commit::GroupCommitSettings;
 pub use key_encryption_key_check::{check_key_encryption_key, KeyEncryptionKeyError};
 pub use notification_listener::spawn_listener;

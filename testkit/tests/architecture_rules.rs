@@ -208,24 +208,39 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Whether `code` writes `table`: `INSERT INTO`, `UPDATE`, `DELETE FROM` or `TRUNCATE` it
-/// (followed by something that cannot continue its name).
-fn writes(code: &str, table: &str) -> bool {
-    ["INSERT INTO ", "UPDATE ", "DELETE FROM ", "TRUNCATE "]
-        .iter()
-        .any(|verb| {
-            let statement = format!("{verb}{table}");
-            code.match_indices(&statement).any(|(at, _)| {
-                code[at + statement.len()..]
-                    .chars()
-                    .next()
-                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
-            })
+/// Whether `code` has `verb` directly followed by `table` (and then something that cannot
+/// continue its name), for any of `verbs`.
+fn names_after(code: &str, verbs: &[&str], table: &str) -> bool {
+    verbs.iter().any(|verb| {
+        let statement = format!("{verb}{table}");
+        code.match_indices(&statement).any(|(at, _)| {
+            code[at + statement.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
         })
+    })
+}
+
+/// Whether `code` writes `table`: `INSERT INTO`, `UPDATE`, `DELETE FROM` or `TRUNCATE` it.
+fn writes(code: &str, table: &str) -> bool {
+    names_after(
+        code,
+        &["INSERT INTO ", "UPDATE ", "DELETE FROM ", "TRUNCATE "],
+        table,
+    )
+}
+
+/// Whether `code` reads `table`: selects `FROM` it or `JOIN`s it (a write's own `FROM`, e.g.
+/// `DELETE FROM`, counts as the write). SQL keywords are upper case in this code base, which
+/// keeps prose ("folded from events") out.
+fn reads(code: &str, table: &str) -> bool {
+    let without_deletes = code.replace("DELETE FROM ", "DELETE ");
+    names_after(&without_deletes, &["FROM ", "JOIN "], table)
 }
 
 #[test]
-fn each_table_is_written_by_the_one_crate_architecture_md_names() {
+fn each_table_is_written_and_read_by_the_one_crate_architecture_md_names() {
     let root = workspace_root();
     let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
     let members = members(&root);
@@ -243,10 +258,27 @@ fn each_table_is_written_by_the_one_crate_architecture_md_names() {
                         file.display()
                     ));
                 }
+                if reads(&code, &table) {
+                    problems.push(format!(
+                        "{} reads {table}, which only {owner} may read (others go through its API)",
+                        file.display()
+                    ));
+                }
             }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_sql_reader_tells_reads_from_writes() {
+    assert!(reads("SELECT count(*) FROM events WHERE", "events"));
+    assert!(reads("FROM device_view v JOIN events e ON", "events"));
+    assert!(!reads("SELECT 1 FROM events_by_type", "events"));
+    assert!(!reads("DELETE FROM events WHERE", "events"));
+    assert!(writes("DELETE FROM events WHERE", "events"));
+    assert!(writes("INSERT INTO events (", "events"));
+    assert!(!writes("INSERT INTO events_x (", "events"));
 }
 
 #[test]

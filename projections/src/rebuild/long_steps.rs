@@ -7,7 +7,6 @@ use std::time::Duration;
 use app::StoreError;
 use sqlx::PgConnection;
 
-use crate::error::unavailable;
 use crate::table_copies::execute;
 
 const LONG_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -27,10 +26,7 @@ pub(super) async fn execute_long(
 /// The events in the store (the rebuild's total), counted as a long step.
 pub(super) async fn count_events(conn: &mut PgConnection) -> Result<i64, StoreError> {
     lengthen_statement_timeout(conn).await?;
-    let counted = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(unavailable);
+    let counted = store::count_events(conn).await;
     restore_statement_timeout(conn).await?;
     counted
 }
