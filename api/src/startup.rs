@@ -1,5 +1,13 @@
-//! Wiring and serving: adapters into services, services into the router, the router onto a
-//! socket, until a shutdown signal and a bounded drain.
+//! Wiring and serving: [`build`] turns the configuration into a bound [`Application`]
+//! (adapters into services, services into the routers, the routers onto their sockets, the
+//! background loops started), and [`Application::serve_until`] serves until a shutdown
+//! signal, then drains, stops every background loop through its cancellation token and
+//! closes the pools. `api serve` and every test start the api through `build`: what a test
+//! changes, it changes through [`ApiConfig`], like a deployment.
+//!
+//! The one seam besides configuration is the event store
+//! ([`build_with_event_store`]): fault injection (a store that stalls, or commits and never
+//! answers) has no configuration that could produce it.
 
 use std::future::Future;
 use std::io;
@@ -8,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::{
-    DeviceCommandService, DeviceEnrollmentService, DeviceQueryService, EnrollmentGroupService,
-    LongPollLimits, RetryPolicy,
+    DeviceCommandService, DeviceEnrollmentService, DeviceEventStore, DeviceQueryService,
+    EnrollmentGroupService, LongPollLimits, ProjectionOperations, RetryPolicy,
 };
 use axum::Router;
 use projections::{
@@ -22,6 +30,8 @@ use store::{
     PostgresIdempotencyStore,
 };
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{JwksUrl, JwtKeys};
 use crate::config::{ApiConfig, OcspSettings, TokenSettings};
@@ -33,35 +43,25 @@ use crate::http::{
 use crate::tls::{ServerTls, TlsListener};
 use pki::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
-/// The services on Postgres adapters, with the default long-poll and in-flight limits and
-/// HS256 tokens signed with `jwt_secret`. Starts background tasks (append notifications, the
-/// read-model listener): call it within a Tokio runtime.
-pub fn postgres_state(pool: PgPool, jwt_secret: &[u8], retry: RetryPolicy) -> AppState {
-    postgres_state_with_long_poll_limits(
-        pool,
-        None,
-        JwtKeys::from_secret(jwt_secret),
-        retry,
-        LongPollLimits::default(),
-    )
-}
-
-/// The services on Postgres adapters, as `api serve` runs them (see [`postgres_state`]).
+/// The services on Postgres adapters, as `api serve` runs them; `event_store` is
+/// [`PostgresDeviceStore`] on `pool` except where a test injects faults. Starts background
+/// tasks (append notifications, the read-model listener): call it within a Tokio runtime.
 ///
 /// With a `replica`, the query side reads it: device reads, lists, histories, the feed,
 /// stats and long-polls; commands, their idempotency, EST, CRLs and OCSP stay on `pool`, the
 /// primary (they need what was just written). A waiter is woken by the primary's
 /// notification and re-reads the replica until it has caught up, so `min_version` stays a
 /// read-your-writes guarantee under replica lag. `/readyz` checks the replica too.
-pub fn postgres_state_with_long_poll_limits(
+fn postgres_state(
     pool: PgPool,
     replica: Option<PgPool>,
+    event_store: Arc<dyn DeviceEventStore>,
     tokens: JwtKeys,
     retry: RetryPolicy,
     long_polls: LongPollLimits,
 ) -> AppState {
     let commands = DeviceCommandService::new(
-        Arc::new(PostgresDeviceStore::new(pool.clone())),
+        event_store,
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),
         retry,
     );
@@ -98,7 +98,7 @@ pub fn postgres_state_with_long_poll_limits(
         est: None,
         in_flight_commands: Arc::new(InFlightLimit::default_for(InFlightBound::Commands)),
         in_flight_requests: Arc::new(InFlightLimit::default_for(InFlightBound::Requests)),
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        shutdown: CancellationToken::new(),
     }
 }
 
@@ -125,7 +125,7 @@ fn query_service(
 /// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST, when the fleet CA's
 /// certificate is given (a `simpleenroll` naming no group tries at most
 /// `label_less_max_groups` groups). Both are put into `state`.
-pub fn enable_enrollment(
+fn enable_enrollment(
     state: &mut AppState,
     pool: PgPool,
     sealer: GroupKeySealer,
@@ -168,25 +168,44 @@ const CRL_REFRESH: Duration = Duration::from_secs(1);
 /// an orchestrator's probe never times out before we answer.
 const READINESS_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A bound, not yet serving, HTTP server. Binding first lets tests ask for port 0 and learn
-/// the real address before serving.
+/// A listener of its own holds at most this many connections (probes and relying parties
+/// open few; the bound keeps them from costing memory without end).
+const OTHER_LISTENER_MAX_CONNECTIONS: usize = 256;
+
+/// The api as [`build`] makes it: bound to its sockets, its background loops running, not
+/// yet serving. Binding first lets tests ask for port 0 and learn the real addresses before
+/// serving. Dropped without serving, it stops its background loops.
 pub struct Application {
     listener: TcpListener,
     router: Router,
     shutdown_grace: Duration,
     connections: ConnectionLimits,
     tls: Option<Arc<ServerTls>>,
-    /// The state's shutdown token, cancelled when `serve_until`'s shutdown resolves.
-    streams_shutdown: tokio_util::sync::CancellationToken,
-    /// The routers of the listeners that may be added ([`Application::with_listener`]).
-    routers: ListenerRouters,
-    /// Listeners of their own, each serving part of the routes over plain HTTP.
+    /// The state's shutdown token (live event streams end on it), cancelled when
+    /// `serve_until`'s shutdown resolves.
+    streams_shutdown: CancellationToken,
+    /// Listeners of their own (`API_HEALTH_ADDR`, `PKI_ADDR`), each serving part of the
+    /// routes over plain HTTP, and their bound addresses.
     others: Vec<(TcpListener, Router)>,
+    health_addr: Option<SocketAddr>,
+    pki_addr: Option<SocketAddr>,
+    /// Told to answer unready first, at shutdown, for `readiness_drain_delay`.
+    health: bootstrap::Health,
+    readiness_drain_delay: Duration,
+    /// Metrics reporters, the idempotency purge, the JWKS refresh, the histogram drain: each
+    /// stops when `stop_background` is cancelled (and is aborted if the application is
+    /// dropped).
+    background: JoinSet<()>,
+    stop_background: CancellationToken,
+    /// Rebuilds started here stop after their batch at shutdown.
+    projections: Arc<dyn ProjectionOperations>,
+    /// Closed last.
+    pools: Vec<PgPool>,
 }
 
-/// What a listener of its own serves (`API_HEALTH_ADDR`, `PKI_ADDR`).
+/// The routes a listener of its own serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerRole {
+enum ListenerRole {
     /// `/livez`, `/readyz`, `/metrics`: probes and scrapes no client can crowd out.
     Health,
     /// The CRLs and the OCSP responder over plain HTTP, as relying parties fetch them, when the
@@ -194,93 +213,233 @@ pub enum ListenerRole {
     Pki,
 }
 
-struct ListenerRouters {
-    health: Router,
-    pki: Router,
+/// `config` as a bound [`Application`]: refuses a schema that is behind, a TLS configuration
+/// that cannot serve, an OCSP signer that is not valid, a key-encryption key that does not
+/// open the stored enrollment groups, NATS credentials the server refuses, and addresses
+/// already taken (each named by its variable).
+pub async fn build(config: ApiConfig) -> Result<Application, Box<dyn std::error::Error>> {
+    build_with_event_store(config, |store| Arc::new(store)).await
 }
 
-/// A listener of its own holds at most this many connections (probes and relying parties
-/// open few; the bound keeps them from costing memory without end).
-const OTHER_LISTENER_MAX_CONNECTIONS: usize = 256;
+/// [`build`] with the event store `wrap` makes of the Postgres one: for tests that inject
+/// faults into it (nothing else may differ from `api serve`).
+pub async fn build_with_event_store(
+    config: ApiConfig,
+    wrap: impl FnOnce(PostgresDeviceStore) -> Arc<dyn DeviceEventStore>,
+) -> Result<Application, Box<dyn std::error::Error>> {
+    let pool = store::connect(&config.database)?;
+    store::schema::ensure_current(&pool).await?;
+    let (tokens, jwks_fetcher) = token_keys(&config.tokens).await?;
+    let replica = match &config.read_database {
+        Some(settings) => {
+            let replica = store::connect(settings)?;
+            store::schema::ensure_current(&replica).await?;
+            tracing::info!("queries read the replica (DATABASE_READ_URL)");
+            Some(replica)
+        }
+        None => None,
+    };
+    let mut state = postgres_state(
+        pool.clone(),
+        replica.clone(),
+        wrap(PostgresDeviceStore::new(pool.clone())),
+        tokens,
+        config.retry,
+        config.long_polls,
+    );
+    // The api never publishes (the relay is in the worker), but it is not ready without NATS:
+    // what it accepts would not be processed. The client reconnects by itself.
+    // Credentials the server refuses stop the start (NATS_URL named).
+    let (nats, nats_link) = nats::connect_checked(&nats::NatsSettings {
+        url: config.nats_url.clone(),
+        connect_timeout: Duration::from_secs(5),
+    })
+    .await?;
+    let metrics = bootstrap::install_metrics_recorder()?;
+    state.health = state
+        .health
+        .with_check("nats", {
+            let nats = nats.clone();
+            move || {
+                let (nats, link) = (nats.clone(), nats_link.clone());
+                async move { link.ping(&nats).await }
+            }
+        })
+        .with_metrics(metrics.clone());
+    state.ocsp = Arc::new(ocsp_responder(&config.ocsp, pool.clone())?);
+    match &config.enrollment.key_encryption_key {
+        Some(key) => enable_enrollment(
+            &mut state,
+            pool.clone(),
+            checked_sealer(&pool, key.expose()).await?,
+            config.enrollment.ca_cert_path.as_deref(),
+            config.enrollment.retry_after,
+            config.enrollment.label_less_max_groups,
+        )?,
+        None => tracing::info!(
+            "enrollment groups and EST are off (ENROLLMENT_KEY_ENCRYPTION_KEY is not set)"
+        ),
+    }
+    state.in_flight_commands = Arc::new(InFlightLimit::new(
+        InFlightBound::Commands,
+        config.command_max_in_flight,
+    ));
+    state.in_flight_requests = Arc::new(InFlightLimit::new(
+        InFlightBound::Requests,
+        config.request_max_in_flight,
+    ));
+    state.rate_limit = Arc::new(TenantRateLimit::new(
+        config.rate_limit_per_second,
+        config.rate_limit_burst,
+    ));
+
+    // Each background loop stops through `stop_background`, at its next await.
+    let stop_background = CancellationToken::new();
+    let mut background = JoinSet::new();
+    let mut run = |task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+        let stop = stop_background.clone();
+        background.spawn(async move {
+            stop.run_until_cancelled(task).await;
+        });
+    };
+    run(Box::pin(bootstrap::drain_histograms(
+        metrics,
+        std::future::pending(),
+    )));
+    run(Box::pin(report_projection_status(
+        state.projections.clone(),
+    )));
+    run(Box::pin(report_certificate_expiry(Arc::new(
+        PostgresDeviceReadModel::new(pool.clone()),
+    ))));
+    if let Some(fetcher) = jwks_fetcher {
+        run(Box::pin(fetcher.refresh_periodically(state.auth.clone())));
+    }
+    // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
+    run(Box::pin(purge_idempotency_records(
+        PostgresIdempotencyStore::new(pool.clone()),
+        config.idempotency_retention,
+    )));
+
+    // Read before binding: a TLS configuration that cannot serve stops the start.
+    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {} (API_ADDR): {e}", config.addr))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %listener.local_addr()?, scheme, "api listening");
+    let mut app = Application {
+        listener,
+        router: router(state.clone(), config.limits),
+        shutdown_grace: config.shutdown_grace,
+        connections: config.connections,
+        tls: tls.map(Arc::new),
+        streams_shutdown: state.shutdown.clone(),
+        others: Vec::new(),
+        health_addr: None,
+        pki_addr: None,
+        health: state.health.clone(),
+        readiness_drain_delay: config.readiness_drain_delay,
+        background,
+        stop_background,
+        projections: state.projections.clone(),
+        pools: [Some(pool), replica].into_iter().flatten().collect(),
+    };
+    if let Some(addr) = config.health_addr {
+        let bound = app
+            .add_listener(ListenerRole::Health, addr, &state, config.limits)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (API_HEALTH_ADDR): {e}"))?;
+        tracing::info!(addr = %bound, "health and metrics listening (plain HTTP)");
+    }
+    match config.pki_addr {
+        Some(addr) => {
+            let bound = app
+                .add_listener(ListenerRole::Pki, addr, &state, config.limits)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (PKI_ADDR): {e}"))?;
+            tracing::info!(addr = %bound, "CRLs and OCSP listening (plain HTTP)");
+        }
+        None if scheme == "https" => tracing::warn!(
+            "API_ADDR speaks TLS and PKI_ADDR is not set: CRLs and OCSP are served over HTTPS \
+             only, which relying parties do not fetch (RFC 5280 §4.2.1.13, RFC 5019); set \
+             PKI_ADDR and point the worker's PUBLIC_BASE_URL at it"
+        ),
+        None => {}
+    }
+    Ok(app)
+}
 
 impl Application {
-    pub async fn bind(
-        addr: SocketAddr,
-        state: AppState,
-        limits: HttpLimits,
-        shutdown_grace: Duration,
-    ) -> io::Result<Self> {
-        Ok(Self {
-            listener: TcpListener::bind(addr).await?,
-            streams_shutdown: state.shutdown.clone(),
-            routers: ListenerRouters {
-                health: health_router(state.clone(), limits),
-                pki: pki_router(state.clone(), limits),
-            },
-            router: router(state, limits),
-            shutdown_grace,
-            connections: ConnectionLimits::default(),
-            tls: None,
-            others: Vec::new(),
-        })
-    }
-
-    /// Other bounds on connections than [`ConnectionLimits::default`].
-    pub fn with_connection_limits(self, connections: ConnectionLimits) -> Self {
-        Self {
-            connections,
-            ..self
-        }
-    }
-
-    /// Serves TLS instead of plain HTTP (`tls` may be kept to reload it by hand).
-    pub fn with_tls(self, tls: Arc<ServerTls>) -> Self {
-        Self {
-            tls: Some(tls),
-            ..self
-        }
-    }
-
-    /// Also serves `role`'s routes on a plain-HTTP listener of its own at `addr`: its address.
-    pub async fn with_listener(
-        mut self,
+    /// Serves `role`'s routes on a plain-HTTP listener of its own at `addr`: its address.
+    async fn add_listener(
+        &mut self,
         role: ListenerRole,
         addr: SocketAddr,
-    ) -> io::Result<(Self, SocketAddr)> {
+        state: &AppState,
+        limits: HttpLimits,
+    ) -> io::Result<SocketAddr> {
         let listener = TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
         let router = match role {
-            ListenerRole::Health => self.routers.health.clone(),
-            ListenerRole::Pki => self.routers.pki.clone(),
+            ListenerRole::Health => {
+                self.health_addr = Some(bound);
+                health_router(state.clone(), limits)
+            }
+            ListenerRole::Pki => {
+                self.pki_addr = Some(bound);
+                pki_router(state.clone(), limits)
+            }
         };
         self.others.push((listener, router));
-        Ok((self, bound))
+        Ok(bound)
     }
 
+    /// `API_ADDR`, as bound (a port 0 made real).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests
-    /// up to the grace period to finish.
+    /// `API_HEALTH_ADDR`, as bound, when configured.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// `PKI_ADDR`, as bound, when configured.
+    pub fn pki_addr(&self) -> Option<SocketAddr> {
+        self.pki_addr
+    }
+
+    /// The TLS it serves, when configured (reloaded every `TLS_RELOAD_SECONDS`; a test may
+    /// reload it by hand).
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
+    }
+
+    /// Serves until `shutdown` resolves; then answers unready for the readiness drain delay
+    /// (load balancers stop sending), stops accepting and gives in-flight requests up to the
+    /// grace period to finish; then stops the background loops and the rebuilds started
+    /// here, and closes the pools.
     pub async fn serve_until(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         let header_read_timeout = self.connections.header_read_timeout;
         let grace = self.shutdown_grace;
-        let stopping = tokio_util::sync::CancellationToken::new();
-        let streams = self.streams_shutdown;
+        let stopping = CancellationToken::new();
         tokio::spawn({
-            let stopping = stopping.clone();
+            let (stopping, streams) = (stopping.clone(), self.streams_shutdown.clone());
+            let (health, drain_delay) = (self.health.clone(), self.readiness_drain_delay);
             async move {
                 shutdown.await;
+                // Unready first, so load balancers stop sending; then stop accepting.
+                health.start_draining();
+                tokio::time::sleep(drain_delay).await;
                 streams.cancel();
                 stopping.cancel();
             }
         });
-        let others: Vec<_> = self
-            .others
+        let others: Vec<_> = std::mem::take(&mut self.others)
             .into_iter()
             .map(|(listener, router)| {
                 let limits = ConnectionLimits {
@@ -321,6 +480,14 @@ impl Application {
         for other in others {
             let _ = other.await;
         }
+        self.stop_background.cancel();
+        while self.background.join_next().await.is_some() {}
+        // A rebuild started here stops after its batch (resumable), within the grace period.
+        self.projections.stop_rebuilds(grace).await;
+        for pool in &self.pools {
+            store::close(pool, Duration::from_secs(5)).await;
+        }
+        tracing::info!("api stopped");
         served
     }
 }
@@ -368,150 +535,13 @@ pub async fn token_keys(
     Ok((keys, fetcher))
 }
 
-/// `api serve`: refuse a schema that is behind, then serve until SIGTERM/Ctrl-C.
+/// `api serve`: [`build`], then serve until SIGTERM/Ctrl-C.
 pub async fn serve(config: ApiConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let pool = store::connect(&config.database)?;
-    store::schema::ensure_current(&pool).await?;
-    let (tokens, jwks_fetcher) = token_keys(&config.tokens).await?;
-    let replica = match &config.read_database {
-        Some(settings) => {
-            let replica = store::connect(settings)?;
-            store::schema::ensure_current(&replica).await?;
-            tracing::info!("queries read the replica (DATABASE_READ_URL)");
-            Some(replica)
-        }
-        None => None,
-    };
-    let mut state = postgres_state_with_long_poll_limits(
-        pool.clone(),
-        replica.clone(),
-        tokens,
-        config.retry,
-        config.long_polls,
-    );
-    // The api never publishes (the relay is in the worker), but it is not ready without NATS:
-    // what it accepts would not be processed. The client reconnects by itself.
-    // Credentials the server refuses stop the start (NATS_URL named).
-    let (nats, nats_link) = nats::connect_checked(&nats::NatsSettings {
-        url: config.nats_url.clone(),
-        connect_timeout: Duration::from_secs(5),
-    })
-    .await?;
-    let metrics = bootstrap::install_metrics_recorder()?;
-    state.health = state
-        .health
-        .with_check("nats", {
-            let nats = nats.clone();
-            move || {
-                let (nats, link) = (nats.clone(), nats_link.clone());
-                async move { link.ping(&nats).await }
-            }
-        })
-        .with_metrics(metrics.clone());
-    let (stop_draining, stopped) = tokio::sync::oneshot::channel::<()>();
-    let histograms = tokio::spawn(bootstrap::drain_histograms(metrics, async {
-        let _ = stopped.await;
-    }));
-    state.ocsp = Arc::new(ocsp_responder(&config.ocsp, pool.clone())?);
-    match &config.enrollment.key_encryption_key {
-        Some(key) => enable_enrollment(
-            &mut state,
-            pool.clone(),
-            checked_sealer(&pool, key.expose()).await?,
-            config.enrollment.ca_cert_path.as_deref(),
-            config.enrollment.retry_after,
-            config.enrollment.label_less_max_groups,
-        )?,
-        None => tracing::info!(
-            "enrollment groups and EST are off (ENROLLMENT_KEY_ENCRYPTION_KEY is not set)"
-        ),
-    }
-    state.in_flight_commands = Arc::new(InFlightLimit::new(
-        InFlightBound::Commands,
-        config.command_max_in_flight,
-    ));
-    state.in_flight_requests = Arc::new(InFlightLimit::new(
-        InFlightBound::Requests,
-        config.request_max_in_flight,
-    ));
-    let health = state.health.clone();
-    state.rate_limit = Arc::new(TenantRateLimit::new(
-        config.rate_limit_per_second,
-        config.rate_limit_burst,
-    ));
-    let projection_metrics = tokio::spawn(report_projection_status(state.projections.clone()));
-    let expiry_metrics = tokio::spawn(report_certificate_expiry(Arc::new(
-        PostgresDeviceReadModel::new(pool.clone()),
-    )));
-    let projection_operations = state.projections.clone();
-    let jwks_refresh =
-        jwks_fetcher.map(|fetcher| tokio::spawn(fetcher.refresh_periodically(state.auth.clone())));
-    let purge = tokio::spawn(purge_idempotency_records(
-        PostgresIdempotencyStore::new(pool.clone()),
-        config.idempotency_retention,
-    ));
-    // Read before binding: a TLS configuration that cannot serve stops the start.
-    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
-    let mut app = Application::bind(config.addr, state, config.limits, config.shutdown_grace)
-        .await
-        .map_err(|e| format!("cannot listen on {} (API_ADDR): {e}", config.addr))?
-        .with_connection_limits(config.connections);
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    if let Some(tls) = tls {
-        app = app.with_tls(Arc::new(tls));
-    }
-    tracing::info!(addr = %app.local_addr()?, scheme, "api listening");
-    if let Some(addr) = config.health_addr {
-        let (with, bound) = app
-            .with_listener(ListenerRole::Health, addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr} (API_HEALTH_ADDR): {e}"))?;
-        app = with;
-        tracing::info!(addr = %bound, "health and metrics listening (plain HTTP)");
-    }
-    match config.pki_addr {
-        Some(addr) => {
-            let (with, bound) = app
-                .with_listener(ListenerRole::Pki, addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} (PKI_ADDR): {e}"))?;
-            app = with;
-            tracing::info!(addr = %bound, "CRLs and OCSP listening (plain HTTP)");
-        }
-        None if scheme == "https" => tracing::warn!(
-            "API_ADDR speaks TLS and PKI_ADDR is not set: CRLs and OCSP are served over HTTPS \
-             only, which relying parties do not fetch (RFC 5280 §4.2.1.13, RFC 5019); set \
-             PKI_ADDR and point the worker's PUBLIC_BASE_URL at it"
-        ),
-        None => {}
-    }
-    let served = app
-        .serve_until(async move {
-            bootstrap::shutdown_signal().await;
-            // Unready first, so load balancers stop sending; then stop accepting.
-            health.start_draining();
-            tokio::time::sleep(config.readiness_drain_delay).await;
-        })
-        .await;
-    let _ = stop_draining.send(());
-    let _ = histograms.await;
-    // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
-    purge.abort();
-    if let Some(refresh) = jwks_refresh {
-        refresh.abort();
-    }
-    projection_metrics.abort();
-    expiry_metrics.abort();
-    // A rebuild started here stops after its batch (resumable), within the grace period.
-    projection_operations
-        .stop_rebuilds(config.shutdown_grace)
-        .await;
-    if let Some(replica) = &replica {
-        store::close(replica, Duration::from_secs(5)).await;
-    }
-    store::close(&pool, Duration::from_secs(5)).await;
-    tracing::info!("api stopped");
-    Ok(served?)
+    build(config)
+        .await?
+        .serve_until(bootstrap::shutdown_signal())
+        .await?;
+    Ok(())
 }
 
 /// The key-encryption key, refused unless it opens the stored enrollment groups (if any): a
@@ -529,10 +559,7 @@ async fn checked_sealer(
 /// model: off without a signer (and said so), else with the signer checked (see
 /// [`DelegatedSigner`]: an invalid or expired one stops the api). Warns when the signer
 /// expires within 7 days; `ocsp_signer_not_after_seconds` on `/metrics` says when it does.
-pub fn ocsp_responder(
-    settings: &OcspSettings,
-    pool: PgPool,
-) -> Result<OcspResponder, SignerLoadError> {
+fn ocsp_responder(settings: &OcspSettings, pool: PgPool) -> Result<OcspResponder, SignerLoadError> {
     let Some(files) = &settings.signer else {
         tracing::info!(
             "OCSP is off (OCSP_SIGNER_CERT_PATH and OCSP_SIGNER_KEY_PATH are not set): \

@@ -194,18 +194,26 @@ async fn prometheus_metrics(State(health): State<Health>) -> Response {
 #[error("cannot install the metrics recorder")]
 pub struct MetricsRecorderError(#[source] metrics_exporter_prometheus::BuildError);
 
-/// Installs the process-wide Prometheus recorder behind the `metrics` facade, with latency
-/// buckets for the histograms that measure seconds. Call once per process, and run
+/// The process-wide Prometheus recorder behind the `metrics` facade, with latency buckets for
+/// the histograms that measure seconds: installed by the first call, the same one after (a
+/// process that starts several servers, as tests do, has one recorder). Run
 /// [`drain_histograms`] beside it.
 pub fn install_metrics_recorder() -> Result<PrometheusHandle, MetricsRecorderError> {
+    static INSTALLED: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = installed.as_ref() {
+        return Ok(handle.clone());
+    }
     let buckets = [
         0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
         .map_err(MetricsRecorderError)?
         .install_recorder()
-        .map_err(MetricsRecorderError)
+        .map_err(MetricsRecorderError)?;
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 /// How often histogram samples are folded into their buckets.

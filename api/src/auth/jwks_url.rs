@@ -81,8 +81,8 @@ impl JwksUrl {
             .map_err(|_| JwksError::Fetch(format!("no answer within {FETCH_TIMEOUT:?}")))?
     }
 
-    /// Keeps `keys` up to date with the URL, for ever (run it beside the server and abort it
-    /// at shutdown). Failures are logged and counted (`jwks_refresh_failures_total`); the
+    /// Keeps `keys` up to date with the URL, for ever (the api runs it among its background
+    /// loops, which stop through their cancellation token). Failures are logged and counted (`jwks_refresh_failures_total`); the
     /// keys we have stay.
     pub async fn refresh_periodically(self, keys: Arc<JwtKeys>) {
         loop {

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use crate::helpers::serve_application;
 
 async fn serve(connections: ConnectionLimits) -> std::net::SocketAddr {
-    serve_application(|app| app.with_connection_limits(connections)).await
+    serve_application(|config| config.connections = connections).await
 }
 
 /// Sends `GET /livez` on `stream` and waits (up to `within`) for the status line.

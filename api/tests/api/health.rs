@@ -1,10 +1,8 @@
 //! Liveness, readiness and metrics, as an orchestrator and Prometheus see them.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
 
 use crate::helpers::*;
 
@@ -20,12 +18,16 @@ async fn ready_when_postgres_answers() {
 
 #[tokio::test]
 async fn not_ready_within_a_second_when_postgres_is_unreachable_and_says_so() {
-    let (url, _) = migrated_database().await;
-    let unreachable = PgPoolOptions::new()
-        .acquire_timeout(Duration::from_millis(300))
-        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
-        .unwrap();
-    let app = spawn_app_on(url, unreachable).await;
+    // The api reaches Postgres through a proxy, which then goes away, as a database server
+    // that becomes unreachable after the start.
+    let (url, pool) = migrated_database().await;
+    let (mut postgres, via_proxy) = testkit::postgres_behind_proxy(&url).await;
+    let app = spawn_app_configured(url, pool, |config| {
+        config.database.url = via_proxy;
+        config.database.acquire_timeout = Duration::from_millis(300);
+    })
+    .await;
+    postgres.cut();
     let started = Instant::now();
 
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
@@ -42,12 +44,8 @@ async fn not_ready_within_a_second_when_postgres_is_unreachable_and_says_so() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_and_status() {
-    static RECORDER: OnceLock<bootstrap::PrometheusHandle> = OnceLock::new();
-    let handle = RECORDER
-        .get_or_init(|| bootstrap::install_metrics_recorder().expect("one recorder per process"))
-        .clone();
-    let app =
-        spawn_app_with(|state| state.health = state.health.clone().with_metrics(handle)).await;
+    // `api serve`'s metrics recorder, which `build` installs.
+    let app = spawn_app().await;
     let id = app.registered_device().await;
     let _ = app
         .client

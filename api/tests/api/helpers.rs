@@ -1,12 +1,15 @@
-//! Spawns the real application (router, services, Postgres adapters) on a random port,
-//! against a fresh database created for the test, and talks to it over HTTP.
+//! Starts the real application through `api::startup::build`, as `api serve` does, on a
+//! random port against a fresh database created for the test, and talks to it over HTTP.
+//! What a test changes, it changes in the `ApiConfig` (the configuration a deployment would
+//! give), never in the wired services.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use api::auth::JwtKeys;
-use api::http::{AppState, HttpLimits};
-use api::startup::{postgres_state, Application};
+use api::config::ApiConfig;
+use api::http::HttpLimits;
+use api::startup::{build, build_with_event_store, Application};
 use app::{CommandMetadata, DeviceCommandService, DeviceEventStore, RetryPolicy};
 use domain::{CertificateRequestId, DeviceId, IssuedCertificate, TenantId};
 use serde_json::{json, Value};
@@ -43,35 +46,68 @@ pub fn limits() -> HttpLimits {
     }
 }
 
+/// The api's configuration as these tests deploy it, read like `api serve` reads the
+/// environment: `database_url`, the tests' NATS, a free port, HS256 tokens, [`limits`], and no
+/// rate limit (tests send bursts on one tenant).
+pub fn test_config(database_url: &str) -> ApiConfig {
+    let limits = limits();
+    let variables = [
+        ("API_ADDR", "127.0.0.1:0".to_owned()),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("NATS_URL", testkit::nats_url()),
+        ("AUTH_JWT_SECRET", JWT_SECRET.to_owned()),
+        ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
+        ("SHUTDOWN_GRACE_SECONDS", "1".to_owned()),
+        (
+            "REQUEST_BODY_LIMIT_BYTES",
+            limits.body_limit_bytes.to_string(),
+        ),
+        (
+            "REQUEST_TIMEOUT_MS",
+            limits.request_timeout.as_millis().to_string(),
+        ),
+    ];
+    ApiConfig::from_lookup(|name| {
+        variables
+            .iter()
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, value)| value.clone())
+    })
+    .expect("the tests' configuration is valid")
+}
+
 pub async fn spawn_app() -> TestApp {
     let (url, pool) = migrated_database().await;
     spawn_app_on(url, pool).await
 }
 
-/// The app with its state adjusted by `adjust` (e.g. a metrics recorder attached).
-pub async fn spawn_app_with(adjust: impl FnOnce(&mut AppState)) -> TestApp {
+/// The app configured by `adjust` (other limits, bounds, token verification).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
     let (url, pool) = migrated_database().await;
-    let mut state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
-    adjust(&mut state);
-    spawn_with_state(url, pool, state, limits()).await
+    spawn_app_configured(url, pool, adjust).await
 }
 
-/// The app on a fresh database, bound and changed by `adjust` (other connection limits, TLS)
-/// before it serves: its address. For tests that talk to the socket themselves.
-pub async fn serve_application(
-    adjust: impl FnOnce(Application) -> Application,
-) -> std::net::SocketAddr {
-    let (_, pool) = migrated_database().await;
-    let state = postgres_state(pool, JWT_SECRET.as_bytes(), RetryPolicy::default());
-    let app = Application::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        limits(),
-        Duration::from_secs(1),
-    )
-    .await
-    .expect("bind");
-    let app = adjust(app);
+/// The app on a fresh database, configured by `adjust` (connection limits, TLS), bound but not
+/// yet serving: for tests that look at it before (e.g. to reload its TLS by hand).
+pub async fn build_app(adjust: impl FnOnce(&mut ApiConfig)) -> Application {
+    let (url, _) = migrated_database().await;
+    build_app_on(&url, adjust).await
+}
+
+/// [`build_app`] on the database at `database_url`.
+pub async fn build_app_on(database_url: &str, adjust: impl FnOnce(&mut ApiConfig)) -> Application {
+    let mut config = test_config(database_url);
+    adjust(&mut config);
+    build(config).await.expect("the api starts")
+}
+
+/// [`build_app`], serving: its address. For tests that talk to the socket themselves.
+pub async fn serve_application(adjust: impl FnOnce(&mut ApiConfig)) -> std::net::SocketAddr {
+    serve_built(build_app(adjust).await)
+}
+
+/// Serves `app` until the test ends: its address.
+pub fn serve_built(app: Application) -> std::net::SocketAddr {
     let addr = app.local_addr().unwrap();
     tokio::spawn(app.serve_until(std::future::pending()));
     addr
@@ -90,22 +126,40 @@ pub fn token_for(tenant: &str, scope: &str) -> String {
 
 /// The app with another command retry policy, as `COMMAND_MAX_ATTEMPTS` sets it.
 pub async fn spawn_app_with_retry(retry: RetryPolicy) -> TestApp {
-    let (url, pool) = migrated_database().await;
-    let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), retry);
-    spawn_with_state(url, pool, state, limits()).await
+    spawn_app_with(|config| config.retry = retry).await
 }
 
 /// The app with other HTTP limits (e.g. a short request timeout).
 pub async fn spawn_app_with_limits(limits: HttpLimits) -> TestApp {
-    let (url, pool) = migrated_database().await;
-    let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
-    spawn_with_state(url, pool, state, limits).await
+    spawn_app_with(|config| config.limits = limits).await
+}
+
+/// The app on an existing database (`pool` is the test's own connection to it), configured
+/// by `adjust`.
+pub async fn spawn_app_configured(
+    database_url: String,
+    pool: PgPool,
+    adjust: impl FnOnce(&mut ApiConfig),
+) -> TestApp {
+    let mut config = test_config(&database_url);
+    adjust(&mut config);
+    serve(
+        database_url,
+        pool,
+        build(config).await.expect("the api starts"),
+    )
+    .await
 }
 
 /// Another app instance on an existing database, as after a restart.
 pub async fn spawn_app_on(database_url: String, pool: PgPool) -> TestApp {
-    let state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
-    spawn_with_state(database_url, pool, state, limits()).await
+    let config = test_config(&database_url);
+    serve(
+        database_url,
+        pool,
+        build(config).await.expect("the api starts"),
+    )
+    .await
 }
 
 /// The app with its event store replaced, e.g. by a fault-injecting wrapper.
@@ -115,32 +169,15 @@ pub async fn spawn_app_with_store(
     store: impl DeviceEventStore,
     limits: HttpLimits,
 ) -> TestApp {
-    let commands = DeviceCommandService::new(
-        Arc::new(store),
-        Arc::new(PostgresIdempotencyStore::new(pool.clone())),
-        RetryPolicy::default(),
-    );
-    let state = AppState {
-        commands: Arc::new(commands),
-        ..postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default())
-    };
-    spawn_with_state(database_url, pool, state, limits).await
+    let mut config = test_config(&database_url);
+    config.limits = limits;
+    let app = build_with_event_store(config, move |_| Arc::new(store))
+        .await
+        .expect("the api starts");
+    serve(database_url, pool, app).await
 }
 
-async fn spawn_with_state(
-    database_url: String,
-    pool: PgPool,
-    state: AppState,
-    limits: HttpLimits,
-) -> TestApp {
-    let app = Application::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        limits,
-        Duration::from_secs(1),
-    )
-    .await
-    .expect("bind");
+async fn serve(database_url: String, pool: PgPool, app: Application) -> TestApp {
     let address = format!("http://{}", app.local_addr().unwrap());
     let server = tokio::spawn(app.serve_until(std::future::pending()));
     TestApp {

@@ -72,18 +72,17 @@ fn sign(algorithm: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> S
 async fn app_trusting(jwks: &Value, with_secret: bool) -> TestApp {
     let path = std::env::temp_dir().join(format!("jwks-{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, jwks.to_string()).unwrap();
-    let (keys, _) = token_keys(&TokenSettings {
+    let settings = TokenSettings {
         jwt_secret: with_secret.then(|| Secret::new(JWT_SECRET.to_owned())),
         jwks_path: Some(path.clone()),
         jwks_url: None,
         jwks_refresh: Duration::from_secs(300),
         issuer: Some(ISSUER.into()),
         audience: Some(AUDIENCE.into()),
-    })
-    .await
-    .unwrap();
+    };
+    let app = spawn_app_with(|config| config.tokens = settings).await;
     let _ = std::fs::remove_file(path);
-    spawn_app_with(|state| state.auth = Arc::new(keys)).await
+    app
 }
 
 async fn list(app: &TestApp, token: &str) -> reqwest::Response {
@@ -212,18 +211,8 @@ async fn a_jwks_url_is_fetched_at_start_and_again_when_a_token_names_a_new_key()
     let (first, first_jwk) = p256_key("2026-a");
     let served = Arc::new(std::sync::Mutex::new(json!({ "keys": [first_jwk] })));
     let url = jwks_endpoint(served.clone()).await;
-    let (keys, fetcher) = token_keys(&url_settings(url)).await.unwrap();
-    let keys = Arc::new(keys);
-    let app = spawn_app_with({
-        let keys = keys.clone();
-        move |state| state.auth = keys
-    })
-    .await;
-    tokio::spawn(
-        fetcher
-            .expect("a fetcher for the URL")
-            .refresh_periodically(keys),
-    );
+    // The api fetches it at start and runs the refresh itself, as `api serve` does.
+    let app = spawn_app_with(|config| config.tokens = url_settings(url)).await;
 
     let by_first = sign(Algorithm::ES256, "2026-a", &first, &claims());
     assert_eq!(list(&app, &by_first).await.status(), 200);

@@ -7,10 +7,8 @@
 //! table (`EXCLUSIVE`: reads go on, appends wait), so admitted commands wait in Postgres at
 //! their append until the test commits.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use api::http::{InFlightBound, InFlightLimit};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -56,10 +54,7 @@ async fn assert_overloaded(response: reqwest::Response, bound: &str) {
 
 #[tokio::test]
 async fn commands_past_the_in_flight_bound_are_shed_at_once_and_accepted_again_once_it_frees() {
-    let app = spawn_app_with(|state| {
-        state.in_flight_commands = Arc::new(InFlightLimit::new(InFlightBound::Commands, 2));
-    })
-    .await;
+    let app = spawn_app_with(|config| config.command_max_in_flight = 2).await;
     let device = app.registered_device().await;
     let (first, second) = (
         registration(&unique_serial()),
@@ -118,10 +113,7 @@ async fn commands_past_the_in_flight_bound_are_shed_at_once_and_accepted_again_o
 
 #[tokio::test]
 async fn any_request_past_the_process_bound_is_shed_while_health_is_still_answered() {
-    let app = spawn_app_with(|state| {
-        state.in_flight_requests = Arc::new(InFlightLimit::new(InFlightBound::Requests, 2));
-    })
-    .await;
+    let app = spawn_app_with(|config| config.request_max_in_flight = 2).await;
     let device = app.registered_device().await;
     project_device(&app.pool, device).await;
     let read = || {

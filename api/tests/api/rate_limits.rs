@@ -1,15 +1,15 @@
 //! A tenant over its rate gets 429 problem+json with Retry-After; other tenants do not
 //! notice.
 
-use std::sync::Arc;
-
-use api::http::TenantRateLimit;
-
 use crate::helpers::*;
 
 #[tokio::test]
 async fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected() {
-    let app = spawn_app_with(|state| state.rate_limit = Arc::new(TenantRateLimit::new(1, 2))).await;
+    let app = spawn_app_with(|config| {
+        config.rate_limit_per_second = 1;
+        config.rate_limit_burst = 2;
+    })
+    .await;
     let busy = app.token(TENANT, "devices:read");
     let other = app.token(OTHER_TENANT, "devices:read");
     let list = |token: String| {
@@ -36,7 +36,11 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_are_unaffec
 
 #[tokio::test]
 async fn refused_requests_for_a_missing_scope_do_not_spend_the_tenants_quota() {
-    let app = spawn_app_with(|state| state.rate_limit = Arc::new(TenantRateLimit::new(1, 2))).await;
+    let app = spawn_app_with(|config| {
+        config.rate_limit_per_second = 1;
+        config.rate_limit_burst = 2;
+    })
+    .await;
     let reader = app.token(TENANT, "devices:read");
 
     // A read-only token trying to write, more often than the tenant's burst allows.

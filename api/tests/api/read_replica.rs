@@ -6,16 +6,14 @@
 
 use std::time::{Duration, Instant};
 
-use api::http::AppState;
-use api::startup::{postgres_state_with_long_poll_limits, Application};
-use app::{LongPollLimits, RetryPolicy};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use testkit::StreamingReplica;
 
 use crate::helpers::{
-    limits, new_key, project_device, registration, unique_serial, JWT_SECRET, TENANT,
+    build_app_on, new_key, project_device, registration, serve_built, unique_serial, JWT_SECRET,
+    TENANT,
 };
 
 async fn pool(url: &str) -> PgPool {
@@ -26,20 +24,6 @@ async fn pool(url: &str) -> PgPool {
         .unwrap()
 }
 
-async fn serve(state: AppState) -> String {
-    let app = Application::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        state,
-        limits(),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
-    let address = format!("http://{}", app.local_addr().unwrap());
-    tokio::spawn(app.serve_until(std::future::pending()));
-    address
-}
-
 #[tokio::test]
 async fn reads_come_from_the_replica_and_long_polls_wake_when_it_has_caught_up() {
     let postgres = StreamingReplica::start();
@@ -47,13 +31,14 @@ async fn reads_come_from_the_replica_and_long_polls_wake_when_it_has_caught_up()
     store::schema::migrate(&primary).await.unwrap();
     let replica = pool(&postgres.replica_url).await;
     postgres.caught_up(&primary, &replica).await;
-    let state = postgres_state_with_long_poll_limits(
-        primary.clone(),
-        Some(replica.clone()),
-        api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes()),
-        RetryPolicy::default(),
-        LongPollLimits::default(),
-    );
+    // As `api serve` with DATABASE_READ_URL.
+    let app = build_app_on(&postgres.primary_url, |config| {
+        config.read_database = Some(store::DatabaseSettings {
+            url: postgres.replica_url.clone(),
+            ..config.database.clone()
+        });
+    })
+    .await;
     let keys = api::auth::JwtKeys::from_secret(JWT_SECRET.as_bytes());
     let token = keys.issue(
         "client",
@@ -61,7 +46,7 @@ async fn reads_come_from_the_replica_and_long_polls_wake_when_it_has_caught_up()
         "devices:write devices:read events:read",
         Duration::from_secs(600),
     );
-    let base = serve(state).await;
+    let base = format!("http://{}", serve_built(app));
     let client = reqwest::Client::new();
     let get = |path: String| {
         let request = client.get(format!("{base}{path}")).bearer_auth(&token);

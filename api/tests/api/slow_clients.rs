@@ -8,10 +8,9 @@
 //!   readiness probe from another address are answered as usual.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::http::{ConnectionLimits, InFlightBound, InFlightLimit};
+use api::http::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -94,10 +93,7 @@ fn client_on_new_connections() -> reqwest::Client {
 
 #[tokio::test]
 async fn a_body_trickled_without_a_valid_token_takes_no_command_slot() {
-    let app = spawn_app_with(|state| {
-        state.in_flight_commands = Arc::new(InFlightLimit::new(InFlightBound::Commands, 4));
-    })
-    .await;
+    let app = spawn_app_with(|config| config.command_max_in_flight = 4).await;
     let server: SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
     // Eight clients with a bad token each start a registration and send its body a byte at
     // a time.
@@ -253,7 +249,7 @@ async fn many_devices_behind_one_address_are_not_capped_while_there_is_room() {
         max_pending_per_address: 2,
         ..ConnectionLimits::default()
     };
-    let server = serve_application(|app| app.with_connection_limits(limits)).await;
+    let server = serve_application(|config| config.connections = limits).await;
     // Fifty new connections at once from one address (a factory behind one NAT).
     let client = client_on_new_connections();
     let answers = futures::future::join_all(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use api::tls::{ServerTls, TlsLoadError, TlsSettings};
 use testkit::{IssuedFiles, TestCa};
 
-use crate::helpers::{serve_application, token_for};
+use crate::helpers::{build_app, serve_application, serve_built, token_for};
 
 /// A directory of the test's own for certificate files.
 fn scratch_dir() -> PathBuf {
@@ -30,9 +30,9 @@ fn settings(server: &IssuedFiles, client_ca: Option<&Path>) -> TlsSettings {
 
 /// Serves the api over TLS; returns its port and the TLS configuration (to reload it).
 async fn serve_tls(settings: &TlsSettings) -> (u16, Arc<ServerTls>) {
-    let tls = Arc::new(ServerTls::load(settings).unwrap());
-    let addr = serve_application(|app| app.with_tls(tls.clone())).await;
-    (addr.port(), tls)
+    let app = build_app(|config| config.tls = Some(settings.clone())).await;
+    let tls = app.tls().expect("the api serves TLS");
+    (serve_built(app).port(), tls)
 }
 
 /// `curl` with `args`, off the runtime (the server under test runs on it).
@@ -255,7 +255,7 @@ async fn a_413_reaches_a_client_still_sending_its_body() {
     let ca = TestCa::new(&dir, "server");
     let server = ca.issue_server("server");
     let (tls_port, _) = serve_tls(&settings(&server, None)).await;
-    let plain_port = serve_application(|app| app).await.port();
+    let plain_port = serve_application(|_| {}).await.port();
     let token = token_for("acme", "devices:write");
     // 16 MiB: far more than the server reads before answering (the test's limit, 64 KiB,
     // twice) and than the sockets' buffers hold, so the client is still writing when the

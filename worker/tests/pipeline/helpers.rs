@@ -8,14 +8,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::auth::JwtKeys;
-use api::config::{OcspSettings, OcspSignerFiles};
-use api::http::HttpLimits;
-use api::startup::{ocsp_responder, postgres_state, Application, ListenerRole};
-use app::RetryPolicy;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -92,74 +87,61 @@ impl Stack {
         .unwrap();
         let (cert_path, key_path) = signer.write_to(&dir).unwrap();
 
-        let mut state = postgres_state(pool.clone(), JWT_SECRET.as_bytes(), RetryPolicy::default());
-        let ocsp = OcspSettings {
-            signer: Some(OcspSignerFiles {
-                cert_path,
-                key_path,
-            }),
-            next_update: Duration::from_secs(60),
+        // The api as `api serve` starts it, from the environment a deployment would give.
+        let path = |p: &std::path::Path| p.display().to_string();
+        let mut variables = vec![
+            ("API_ADDR", "127.0.0.1:0".to_owned()),
+            ("DATABASE_URL", database_url.clone()),
+            ("NATS_URL", nats_url.clone()),
+            ("AUTH_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
+            ("SHUTDOWN_GRACE_SECONDS", "1".to_owned()),
+            ("REQUEST_TIMEOUT_MS", "40000".to_owned()),
+            ("OCSP_SIGNER_CERT_PATH", path(&cert_path)),
+            ("OCSP_SIGNER_KEY_PATH", path(&key_path)),
+            ("OCSP_NEXT_UPDATE_SECONDS", "60".to_owned()),
             // As deployed: the tests' "revoked within a second" holds with the cache on.
-            status_cache: Duration::from_millis(250),
-        };
-        state.ocsp = Arc::new(ocsp_responder(&ocsp, pool.clone()).unwrap());
-        let limits = HttpLimits {
-            body_limit_bytes: 64 * 1024,
-            request_timeout: Duration::from_secs(40),
-        };
-        let mut tls = None;
+            ("OCSP_STATUS_CACHE_MS", "250".to_owned()),
+        ];
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        let mut tls_ca = None;
         if est {
             let ca_path = dir.join("ca.pem");
-            api::startup::enable_enrollment(
-                &mut state,
-                pool.clone(),
-                store::GroupKeySealer::from_base64(KEY_ENCRYPTION_KEY).unwrap(),
-                Some(&ca_path),
-                Duration::from_secs(1),
-                app::GroupCredentialVerifier::DEFAULT_LABEL_LESS_MAX_GROUPS,
-            )
-            .unwrap();
             let server_ca = testkit::TestCa::new(&dir, "tls");
             let server = server_ca.issue_server("server");
-            let settings = api::tls::TlsSettings {
-                cert_path: server.cert_path,
-                key_path: server.key_path,
-                client_ca_path: Some(ca_path),
-                reload_interval: Duration::from_secs(3600),
-            };
-            tls = Some((
-                Arc::new(api::tls::ServerTls::load(&settings).unwrap()),
-                server_ca.cert_path(),
-            ));
-        }
-        let mut app = Application::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            state,
-            limits,
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(60));
-        let mut scheme = "http";
-        let mut tls_ca = None;
-        if let Some((server_tls, ca)) = tls {
-            app = app.with_tls(server_tls);
+            variables.extend([
+                (
+                    "ENROLLMENT_KEY_ENCRYPTION_KEY",
+                    KEY_ENCRYPTION_KEY.to_owned(),
+                ),
+                ("CA_CERT_PATH", path(&ca_path)),
+                ("EST_RETRY_AFTER_SECONDS", "1".to_owned()),
+                ("TLS_CERT_PATH", path(&server.cert_path)),
+                ("TLS_KEY_PATH", path(&server.key_path)),
+                ("TLS_CLIENT_CA_PATH", path(&ca_path)),
+                ("TLS_RELOAD_SECONDS", "3600".to_owned()),
+                // Relying parties fetch status over plain HTTP.
+                ("PKI_ADDR", "127.0.0.1:0".to_owned()),
+            ]);
+            let ca = server_ca.cert_path();
             let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
             client = client.add_root_certificate(root);
-            scheme = "https";
             tls_ca = Some(ca);
         }
+        let config = api::config::ApiConfig::from_lookup(|name| {
+            variables
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| value.clone())
+        })
+        .expect("the stack's api configuration is valid");
+        let app = api::startup::build(config).await.expect("the api starts");
+        let scheme = if est { "https" } else { "http" };
         let address = format!("{scheme}://{}", app.local_addr().unwrap());
-        let mut pki_address = address.clone();
-        if scheme == "https" {
-            let (with, pki) = app
-                .with_listener(ListenerRole::Pki, "127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
-            app = with;
-            pki_address = format!("http://{pki}");
-        }
+        let pki_address = match app.pki_addr() {
+            Some(pki) => format!("http://{pki}"),
+            None => address.clone(),
+        };
         let server = tokio::spawn(app.serve_until(std::future::pending()));
         let unique = Uuid::new_v4().simple().to_string();
         Self {
