@@ -1,17 +1,20 @@
 //! The NATS side of the system: the connection, the JetStream stream contract (subjects,
-//! headers, envelope), the commit-order relay that feeds it from Postgres, and the settings
-//! of the workers' durable consumers. Nothing in this crate knows about HTTP.
+//! headers, envelope), the commit-order relay that feeds it from Postgres, and the durable
+//! consumers (`consumers`): taking, keeping, acking and redelivering their messages, dead
+//! letters, replays and lag, around handlers that see only decoded events. Nothing in this
+//! crate knows about HTTP, and no other crate needs to know async-nats to consume.
 
-mod consumer_replay;
-mod consumer_settings;
+mod consumers;
 mod link_state;
 mod relay;
 mod stream_contract;
 
 use std::time::Duration;
 
-pub use consumer_replay::{replay_consumer, ReplayStart};
-pub use consumer_settings::{durable_pull_consumer, ConsumerSettings};
+pub use consumers::{
+    durable_pull_consumer, recording_retries, replay_consumer, replay_durable_consumer,
+    ConsumerRunner, ConsumerSettings, DeliveredEvent, EventHandler, Outcome, Pace, ReplayStart,
+};
 pub use link_state::{LinkState, NatsLink, URL_VARIABLE};
 pub use relay::{Relay, RelaySettings};
 pub use stream_contract::{ensure_stream, headers, message_for, EventMessage, StreamSettings};
@@ -34,6 +37,19 @@ pub enum NatsError {
     /// the user, never the password).
     #[error("{0}")]
     CredentialsRefused(String),
+    /// The stream could not be reached (missing, or NATS did not answer).
+    #[error("stream {stream}")]
+    Stream {
+        stream: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("cannot recreate consumer {consumer}")]
+    RecreateConsumer {
+        consumer: String,
+        #[source]
+        source: async_nats::Error,
+    },
 }
 
 /// A NATS client that connects in the background and reconnects by itself: a process starts
@@ -119,6 +135,17 @@ pub fn inbox_prefix(user: &str) -> String {
         })
         .collect();
     format!("_INBOX_{token}")
+}
+
+/// The JetStream API on `client`'s connection (what the relay publishes through).
+pub fn jetstream(client: &async_nats::Client) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(client.clone())
+}
+
+/// Flushes what `client` still buffers (acks, publishes) and closes it, waiting at most
+/// `within`; false if that did not finish in time.
+pub async fn drain(client: &async_nats::Client, within: Duration) -> bool {
+    tokio::time::timeout(within, client.drain()).await.is_ok()
 }
 
 /// A readiness probe: a PING/PONG round trip to the server (bounded by the caller).

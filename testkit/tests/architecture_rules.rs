@@ -1,7 +1,8 @@
 //! ARCHITECTURE.md's dependency rules are true of the Cargo.toml files: every dependency
 //! between the workspace's crates is one its table allows (and every edge the table draws
 //! exists), and the libraries it reserves to some crates appear in no other crate's
-//! `[dependencies]`. Like the OpenAPI drift test: change the table and the manifests together.
+//! `[dependencies]`, nor in its sources (reached through another crate's re-export or type).
+//! Like the OpenAPI drift test: change the table and the manifests together.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -268,6 +269,56 @@ fn each_table_is_written_and_read_by_the_one_crate_architecture_md_names() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Whether `code` names the crate `library` (`async-nats` is `async_nats` in code): a path
+/// through it (`async_nats::…`), not a longer name that ends with it (`tokio_async_nats::`).
+fn names_crate(code: &str, library: &str) -> bool {
+    let path = format!("{}::", library.replace('-', "_"));
+    code.match_indices(&path).any(|(at, _)| {
+        code[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+    })
+}
+
+/// `code` up to its unit tests (a `#[cfg(test)]` module comes last, by convention): in tests
+/// any crate may use any library.
+fn outside_unit_tests(code: &str) -> &str {
+    code.find("#[cfg(test)]").map_or(code, |at| &code[..at])
+}
+
+#[test]
+fn a_library_reserved_to_some_crates_is_named_in_no_other_crates_sources() {
+    let root = workspace_root();
+    let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let members = members(&root);
+    let mut problems = Vec::new();
+    // | library | only in |
+    for row in table(&architecture, "library") {
+        let (library, holders) = (single(&row[0]), &row[1]);
+        for member in members.iter().filter(|m| !holders.contains(*m)) {
+            for file in rust_files(&root.join(member).join("src")) {
+                let code = std::fs::read_to_string(&file).unwrap();
+                if names_crate(outside_unit_tests(&code), &library) {
+                    problems.push(format!(
+                        "{} uses {library}, which ARCHITECTURE.md reserves to {holders:?}",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_crate_path_is_told_from_a_longer_name() {
+    assert!(names_crate("use async_nats::jetstream;", "async-nats"));
+    assert!(names_crate("(async_nats::Client)", "async-nats"));
+    assert!(!names_crate("use tokio_rustls::TlsAcceptor;", "rustls"));
+    assert!(!names_crate("no async-nats here", "async-nats"));
 }
 
 #[test]

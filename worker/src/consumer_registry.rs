@@ -3,22 +3,19 @@
 //! this registry: the live loops (`run`), the dead-letter retrier (`handle_again`),
 //! `worker replay` (`definition`) and the lag gauges (`names`).
 //!
-//! Adding a consumer: a handler module implementing `MessageHandler`, and one entry in
-//! [`worker_consumers`]. A read model registered in `projections` gets its projector consumer
+//! Adding a consumer: a handler module implementing `ConsumerHandler` (and so
+//! `nats::EventHandler`), and one entry in [`worker_consumers`]. How its messages are taken,
+//! acked, redelivered and dead-lettered is `nats`'s (`nats::ConsumerRunner`). A read model registered in `projections` gets its projector consumer
 //! (`projector-<name>`) from here without any line of its own.
 
 use std::sync::Arc;
 
 use app::{EventEnvelope, ProvisioningService, PublicEvent};
-use async_nats::jetstream;
-use nats::{durable_pull_consumer, ensure_stream, ConsumerSettings, StreamSettings};
+use nats::{ConsumerRunner, StreamSettings};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer_lag::report_consumer_lag;
-use crate::consumer_loop::{keep_consuming, unless_cancelled};
-use crate::delivery::Deliveries;
-use crate::message_handler::{HandlingError, MessageHandler};
+use crate::consumer_handler::{ConsumerHandler, HandlingError};
 use crate::projector::ProjectorConsumer;
 use crate::provisioner::Provisioner;
 
@@ -74,7 +71,8 @@ pub struct Services {
     pub projector_linger: std::time::Duration,
 }
 
-type BuildHandler = Box<dyn FnOnce(&Services, Deliveries) -> Arc<dyn MessageHandler> + Send>;
+/// Builds a consumer's handler from the services, given the consumer's name.
+type BuildHandler = Box<dyn FnOnce(&Services, &str) -> Arc<dyn ConsumerHandler> + Send>;
 
 /// One consumer, as registered.
 pub struct ConsumerDefinition {
@@ -89,7 +87,7 @@ impl ConsumerDefinition {
         name: impl Into<String>,
         subjects: Subjects,
         guarantee: Guarantee,
-        build: impl FnOnce(&Services, Deliveries) -> Arc<dyn MessageHandler> + Send + 'static,
+        build: impl FnOnce(&Services, &str) -> Arc<dyn ConsumerHandler> + Send + 'static,
     ) -> Self {
         Self {
             name: name.into(),
@@ -103,10 +101,10 @@ impl ConsumerDefinition {
 /// The registry: every consumer of the worker, in the order they start; a projector for each
 /// registered read model (`projections::projectors`).
 pub fn worker_consumers(projectors: Vec<projections::Projector>) -> Vec<ConsumerDefinition> {
-    let provisioner = |s: &Services, deliveries| -> Arc<dyn MessageHandler> {
+    let provisioner = |s: &Services, consumer: &str| -> Arc<dyn ConsumerHandler> {
         Arc::new(Provisioner::new(
+            consumer,
             s.provisioning.clone(),
-            deliveries,
             s.provisioner_in_flight,
         ))
     };
@@ -129,10 +127,9 @@ pub fn worker_consumers(projectors: Vec<projections::Projector>) -> Vec<Consumer
             projector_consumer(projector.name()),
             Subjects::All,
             Guarantee::Replayable,
-            move |s: &Services, deliveries| -> Arc<dyn MessageHandler> {
+            move |s: &Services, _consumer: &str| -> Arc<dyn ConsumerHandler> {
                 Arc::new(ProjectorConsumer::new(
                     projector,
-                    deliveries,
                     s.projector_batch,
                     s.projector_linger,
                 ))
@@ -176,7 +173,7 @@ pub enum HandleAgainError {
 struct RegisteredConsumer {
     name: String,
     subjects: Subjects,
-    handler: Arc<dyn MessageHandler>,
+    handler: Arc<dyn ConsumerHandler>,
 }
 
 /// The consumers with their handlers built, ready to run.
@@ -185,16 +182,12 @@ pub struct ConsumerRegistry {
 }
 
 impl ConsumerRegistry {
-    /// Builds every handler of `definitions` from `services`, each with its own `Deliveries`.
-    pub fn build(
-        definitions: Vec<ConsumerDefinition>,
-        services: &Services,
-        deliveries: impl Fn(&str) -> Deliveries,
-    ) -> Self {
+    /// Builds every handler of `definitions` from `services`.
+    pub fn build(definitions: Vec<ConsumerDefinition>, services: &Services) -> Self {
         let consumers = definitions
             .into_iter()
             .map(|definition| RegisteredConsumer {
-                handler: (definition.build)(services, deliveries(&definition.name)),
+                handler: (definition.build)(services, &definition.name),
                 name: definition.name,
                 subjects: definition.subjects,
             })
@@ -221,55 +214,25 @@ impl ConsumerRegistry {
         Ok(consumer.handler.handle_again(&envelope).await?)
     }
 
-    /// Spawns every consumer's live loop (bind its durable consumer, prepare once, consume;
-    /// bound again whenever it fails, until `cancel`) and the lag gauges.
+    /// Spawns every consumer's live loop on `runner` (bound to its durable consumer,
+    /// prepared once, consuming; bound again whenever it fails, until `cancel`) and the lag
+    /// gauges.
     pub fn run(
         &self,
         tasks: &mut JoinSet<()>,
-        js: &jetstream::Context,
-        stream: &StreamSettings,
-        settings: &ConsumerSettings,
+        runner: &ConsumerRunner,
         cancel: &CancellationToken,
     ) {
         for consumer in &self.consumers {
-            let (name, handler) = (consumer.name.clone(), consumer.handler.clone());
-            let filter = consumer.subjects.filter(stream);
-            let (js, stream, settings, cancel) =
-                (js.clone(), stream.clone(), settings.clone(), cancel.clone());
-            tasks.spawn(async move {
-                // The durable consumer is bound before the handler prepares (a read model
-                // filling itself from history may take a while): it exists from the start, and
-                // the stream keeps what arrives meanwhile for it.
-                let prepared = std::sync::atomic::AtomicBool::new(false);
-                keep_consuming(&name, &cancel, || async {
-                    let bound = async {
-                        let stream = ensure_stream(&js, &stream).await?;
-                        durable_pull_consumer(&stream, &name, filter.clone(), &settings).await
-                    };
-                    let Some(bound) = unless_cancelled(&cancel, bound).await else {
-                        return Ok(());
-                    };
-                    let bound = bound?;
-                    if !prepared.load(std::sync::atomic::Ordering::Relaxed) {
-                        handler.prepare(&cancel).await;
-                        prepared.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    handler.consume(bound).await
-                })
-                .await
-            });
+            let filter = consumer.subjects.filter(runner.stream());
+            runner.spawn(
+                tasks,
+                &consumer.name,
+                filter,
+                consumer.handler.clone(),
+                cancel,
+            );
         }
-        let (js, stream, names, cancel) = (
-            js.clone(),
-            stream.name.clone(),
-            self.names(),
-            cancel.clone(),
-        );
-        tasks.spawn(async move {
-            tokio::select! {
-                () = report_consumer_lag(js, stream, names) => {}
-                () = cancel.cancelled() => {}
-            }
-        });
+        runner.spawn_lag_gauges(tasks, self.names(), cancel);
     }
 }

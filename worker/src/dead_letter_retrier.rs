@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
+use nats::recording_retries;
 
 use store::PostgresDeadLetters;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer_registry::ConsumerRegistry;
-use crate::delivery::recording_retries;
 use bootstrap::describe;
 
 /// How often requested retries are looked for.

@@ -4,20 +4,19 @@
 //! durable JetStream consumer shared by every worker process; and carries out the
 //! dead-letter retries operators request. The CA itself, and the certificates, CRLs and OCSP
 //! signers it signs, are the `pki` crate's; `worker ocsp-signer` and `worker dev-ca` are its
-//! commands here.
+//! commands here. Its consumers' handlers see decoded events and answer with an outcome;
+//! their messages (intake, acks, redelivery, dead letters) are `nats`'s, and nothing here
+//! uses async-nats.
 //!
 //! It serves only its health and metrics over HTTP, and decides nothing the domain decides: outcomes go back to the
 //! aggregate as internal commands through `app`.
 
 pub mod config;
-mod consumer_lag;
-mod consumer_loop;
+mod consumer_handler;
 pub mod consumer_registry;
+mod consumer_span;
 pub mod crl_publisher;
 mod dead_letter_retrier;
-mod delivery;
-mod intake;
-mod message_handler;
 mod projector;
 mod provisioner;
 pub mod replay_command;

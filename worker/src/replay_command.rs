@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream;
-
 use crate::config::StreamAccess;
 use crate::consumer_registry::{find, worker_consumers, Guarantee, UnknownConsumer};
 
@@ -28,20 +26,9 @@ pub enum ReplayError {
     Schema(#[from] store::schema::SchemaError),
     #[error("cannot record the operator action")]
     Record(#[from] app::StoreError),
+    /// NATS, the stream or recreating the consumer.
     #[error(transparent)]
     Nats(#[from] nats::NatsError),
-    #[error("stream {stream}")]
-    Stream {
-        stream: String,
-        #[source]
-        source: async_nats::Error,
-    },
-    #[error("cannot recreate consumer {consumer}")]
-    Recreate {
-        consumer: String,
-        #[source]
-        source: async_nats::Error,
-    },
 }
 
 /// Recreates consumer `name` to deliver from `start`, as `actor`.
@@ -64,33 +51,17 @@ pub async fn replay_consumer(
         }
         .record(&pool)
         .await?;
-        let client = nats::connect(&access.nats).await?;
-        let js = jetstream::new(client.clone());
-        let replayed = async {
-            let mut stream =
-                js.get_stream(&access.stream.name)
-                    .await
-                    .map_err(|e| ReplayError::Stream {
-                        stream: access.stream.name.clone(),
-                        source: e.into(),
-                    })?;
-            nats::replay_consumer(
-                &mut stream,
-                name,
-                definition.subjects.filter(&access.stream),
-                &access.consumers,
-                start,
-            )
-            .await
-            .map_err(|source| ReplayError::Recreate {
-                consumer: name.to_owned(),
-                source,
-            })
-        }
-        .await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), client.drain()).await;
+        let first_sequence = nats::replay_durable_consumer(
+            &access.nats,
+            &access.stream,
+            name,
+            definition.subjects.filter(&access.stream),
+            &access.consumers,
+            start,
+        )
+        .await?;
         Ok(ReplayReport {
-            first_sequence: replayed?,
+            first_sequence,
             guarantee: definition.guarantee,
         })
     }

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use app::pki::CrlPublication;
 use app::{DeviceCommandService, ProvisioningService, RetryPolicy};
-use async_nats::jetstream;
-use nats::Relay;
+use nats::{ConsumerRunner, Relay};
 use pki::{BlockingCa, CaLoadError, IssuingCa};
 use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
 use tokio::task::JoinSet;
@@ -19,7 +18,6 @@ use crate::config::WorkerConfig;
 use crate::consumer_registry::{worker_consumers, ConsumerRegistry, Services};
 use crate::crl_publisher::CrlPublisher;
 use crate::dead_letter_retrier::DeadLetterRetrier;
-use crate::delivery::Deliveries;
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +59,6 @@ pub async fn run(
     store::schema::ensure_current(&pool).await?;
     // Credentials the server refuses stop the start, in our words (NATS_URL named).
     let (client, nats_link) = nats::connect_checked(&config.nats).await?;
-    let js = jetstream::new(client.clone());
 
     let event_store = Arc::new(PostgresDeviceStore::new(pool.clone()));
     let commands = Arc::new(DeviceCommandService::new(
@@ -133,7 +130,7 @@ pub async fn run(
         );
         let relay = Relay::new(
             leases,
-            js.clone(),
+            nats::jetstream(&client),
             config.stream.clone(),
             config.relay.clone(),
         );
@@ -168,18 +165,15 @@ pub async fn run(
     let consumers = Arc::new(ConsumerRegistry::build(
         worker_consumers(projections::projectors(&pool)),
         &services,
-        |name| {
-            Deliveries::new(
-                name,
-                config.consumers.clone(),
-                dead_letters.clone(),
-                store::DatabaseProbe::new(pool.clone()),
-                cancel.clone(),
-                client.clone(),
-            )
-        },
     ));
-    consumers.run(&mut tasks, &js, &config.stream, &config.consumers, &cancel);
+    let runner = ConsumerRunner::new(
+        client.clone(),
+        config.stream.clone(),
+        config.consumers.clone(),
+        dead_letters.clone(),
+        store::DatabaseProbe::new(pool.clone()),
+    );
+    consumers.run(&mut tasks, &runner, &cancel);
     {
         let retrier = DeadLetterRetrier::new(
             dead_letters.clone(),
@@ -210,10 +204,7 @@ pub async fn run(
         tasks.abort_all();
     }
     // Flush acks still buffered in the client.
-    if tokio::time::timeout(Duration::from_secs(5), client.drain())
-        .await
-        .is_err()
-    {
+    if !nats::drain(&client, Duration::from_secs(5)).await {
         tracing::warn!("NATS drain did not finish in time");
     }
     store::close(&pool, Duration::from_secs(5)).await;

@@ -6,14 +6,17 @@
 //! move rows forward), so a replay re-applies what was missed and repeats nothing.
 //! Workers consuming it notice the deletion and bind to the new consumer by themselves.
 
+use std::time::Duration;
+
+use app::CommitPosition;
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
 use chrono::{DateTime, Utc};
 
-use crate::consumer_settings::pull_config;
-use crate::stream_contract::headers;
-use crate::ConsumerSettings;
-use app::CommitPosition;
+use super::consumer_settings::{pull_config, ConsumerSettings};
+use crate::stream_contract::{headers, StreamSettings};
+use crate::{connect, NatsError, NatsSettings};
 
 /// Where a consumer replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +25,39 @@ pub enum ReplayStart {
     Time(DateTime<Utc>),
     /// Messages of events committed after this position.
     After(CommitPosition),
+}
+
+/// [`replay_consumer`] on a connection of its own (`nats`), to the stream `stream` names:
+/// for a process that does nothing else with NATS (`worker replay`). The connection is
+/// drained before this returns.
+pub async fn replay_durable_consumer(
+    nats: &NatsSettings,
+    stream: &StreamSettings,
+    name: &str,
+    filter_subject: String,
+    settings: &ConsumerSettings,
+    start: ReplayStart,
+) -> Result<Option<u64>, NatsError> {
+    let client = connect(nats).await?;
+    let js = jetstream::new(client.clone());
+    let replayed = async {
+        let mut stream = js
+            .get_stream(&stream.name)
+            .await
+            .map_err(|e| NatsError::Stream {
+                stream: stream.name.clone(),
+                source: e.into(),
+            })?;
+        replay_consumer(&mut stream, name, filter_subject, settings, start)
+            .await
+            .map_err(|source| NatsError::RecreateConsumer {
+                consumer: name.to_owned(),
+                source,
+            })
+    }
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.drain()).await;
+    replayed
 }
 
 /// Recreates consumer `name` (filtering `filter_subject`) to deliver from `start`; returns the

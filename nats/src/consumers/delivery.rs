@@ -1,5 +1,5 @@
-//! What happens to a message after a consumer tried it: ack, redeliver later, or give up and
-//! keep it as a dead letter. Shared by every consumer of the worker.
+//! What happens to a message after its handler tried it: ack, redeliver later, or give up and
+//! keep it as a dead letter. Shared by every consumer.
 //!
 //! **Outages do not count as a message's failures.** A transient failure while Postgres does
 //! not answer is the outage's, not the message's: the consumer holds the message (in-progress
@@ -15,20 +15,21 @@
 use std::future::Future;
 use std::time::Duration;
 
-use app::EventEnvelope;
+use async_nats::jetstream::consumer::{pull, Consumer};
 use async_nats::jetstream::message::Message;
 use async_nats::jetstream::AckKind;
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
-use nats::{headers, ConsumerSettings};
 use store::{DatabaseProbe, DeadLetter, PostgresDeadLetters};
 use tokio_util::sync::CancellationToken;
 
-use crate::intake::{self, InHand, Received};
-use async_nats::jetstream::consumer::{pull, Consumer};
+use super::consumer_settings::ConsumerSettings;
+use super::event_handler::Outcome;
+use super::intake::{self, InHand, Received};
+use crate::stream_contract::headers;
 
 /// How a failure should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Might work later (a dependency is down): redeliver, until `max_deliver`.
     Transient,
     /// Will never work (the message cannot be read): dead-letter it now.
@@ -39,7 +40,7 @@ pub enum Failure {
 const DEPENDENCY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
-pub struct Deliveries {
+pub(crate) struct Deliveries {
     consumer: String,
     settings: ConsumerSettings,
     dead_letters: PostgresDeadLetters,
@@ -93,27 +94,22 @@ impl Deliveries {
     }
 
     /// Runs `attempt` for `messages` messages (in hand: kept with in-progress acks) and
-    /// returns its result, except that a transient failure (`is_transient`) while Postgres does not
-    /// answer is not returned: the messages are held until it answers again, then `attempt`
-    /// runs once more. Returns the last failure if the worker is stopping meanwhile.
-    pub async fn through_outages<T, E, F, Fut>(
-        &self,
-        messages: usize,
-        is_transient: impl Fn(&E) -> bool,
-        mut attempt: F,
-    ) -> Result<T, E>
+    /// returns its outcome, except that [`Outcome::Transient`] while Postgres does not answer
+    /// is not returned: the messages are held until it answers again, then `attempt` runs once
+    /// more. Returns the last outcome if the worker is stopping meanwhile.
+    pub async fn through_outages<F, Fut>(&self, messages: usize, mut attempt: F) -> Outcome
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Outcome>,
     {
         loop {
             match attempt().await {
-                Err(e) if is_transient(&e) && !self.database_answers().await => {
+                outcome @ Outcome::Transient(_) if !self.database_answers().await => {
                     if !self.hold_until_database_answers(messages).await {
-                        return Err(e);
+                        return outcome;
                     }
                 }
-                other => return other,
+                outcome => return outcome,
             }
         }
     }
@@ -219,45 +215,19 @@ impl Deliveries {
     }
 }
 
-/// How hard the worker tries, in place, to record a message's fate in Postgres (a dead
-/// letter, a retry's outcome) before leaving it to be done again later.
-pub(crate) fn recording_retries() -> ExponentialBuilder {
+/// How hard a consumer tries, in place, to record a message's fate in Postgres (a dead
+/// letter here; a retried dead letter's outcome, in the worker) before leaving it to be done
+/// again later.
+pub fn recording_retries() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_times(5)
 }
 
-pub fn header(message: &Message, name: &str) -> Option<String> {
+pub(crate) fn header(message: &Message, name: &str) -> Option<String> {
     message
         .headers
         .as_ref()
         .and_then(|h| h.get(name))
         .map(|v| v.as_str().to_owned())
-}
-
-/// The span of handling one message, a child of the span that produced its event (its
-/// `traceparent` header); `Span::none()` when traces are not exported, so that the hot path
-/// creates nothing.
-pub fn consumer_span(
-    name: &str,
-    message: &Message,
-    envelope: &EventEnvelope,
-    traceparent: Option<&str>,
-) -> tracing::Span {
-    if !bootstrap::traces_enabled() {
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!(
-        "message",
-        otel.name = name,
-        otel.kind = "consumer",
-        messaging.system = "nats",
-        messaging.destination.name = %message.subject,
-        messaging.message.id = %envelope.id,
-        messaging.delivery_count = message.info().map_or(1, |i| i.delivered),
-        device_id = %envelope.subject,
-        event_type = envelope.event_type(),
-    );
-    bootstrap::continue_trace(&span, traceparent);
-    span
 }

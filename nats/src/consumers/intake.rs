@@ -203,7 +203,7 @@ impl PullRequests {
         consumer: &Consumer<pull::Config>,
     ) -> Result<Self, async_nats::Error> {
         let info = consumer.cached_info();
-        // The JetStream API's default prefix, which `nats::connect` uses (no domains).
+        // The JetStream API's default prefix, which `crate::connect` uses (no domains).
         let subject = format!(
             "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
             info.stream_name, info.name
