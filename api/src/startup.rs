@@ -18,7 +18,7 @@ use projections::{
 };
 use store::PgPool;
 use store::{
-    GroupKeySealer, PostgresDeviceStore, PostgresEnrollmentGroups, PostgresEventLog,
+    GroupKeySealer, PostgresEnrollmentGroups, PostgresEventLog, PostgresEventStore,
     PostgresIdempotencyStore,
 };
 use tokio::net::TcpListener;
@@ -61,7 +61,7 @@ pub fn postgres_state_with_long_poll_limits(
     long_polls: LongPollLimits,
 ) -> AppState {
     let commands = DeviceCommandService::new(
-        Arc::new(PostgresDeviceStore::new(pool.clone())),
+        Arc::new(PostgresEventStore::<domain::Device>::new(pool.clone())),
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),
         retry,
     );

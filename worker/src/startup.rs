@@ -11,7 +11,7 @@ use app::{DeviceCommandService, ProvisioningService, RetryPolicy};
 use async_nats::jetstream;
 use nats::Relay;
 use pki::{BlockingCa, CaLoadError, IssuingCa};
-use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
+use store::{PostgresDeadLetters, PostgresEventStore, PostgresIdempotencyStore, RelayLeases};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -63,7 +63,7 @@ pub async fn run(
     let (client, nats_link) = nats::connect_checked(&config.nats).await?;
     let js = jetstream::new(client.clone());
 
-    let event_store = Arc::new(PostgresDeviceStore::new(pool.clone()));
+    let event_store = Arc::new(PostgresEventStore::<domain::Device>::new(pool.clone()));
     let commands = Arc::new(DeviceCommandService::new(
         event_store.clone(),
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),

@@ -7,11 +7,11 @@ use std::time::Duration;
 use api::auth::JwtKeys;
 use api::http::{AppState, HttpLimits};
 use api::startup::{postgres_state, Application};
-use app::{CommandMetadata, DeviceCommandService, DeviceEventStore, RetryPolicy};
-use domain::{CertificateRequestId, DeviceId, IssuedCertificate, TenantId};
+use app::{CommandMetadata, DeviceCommandService, EventStore, RetryPolicy};
+use domain::{CertificateRequestId, Device, DeviceId, IssuedCertificate, TenantId};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use store::{PostgresDeviceStore, PostgresIdempotencyStore};
+use store::{PostgresEventStore, PostgresIdempotencyStore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -112,7 +112,7 @@ pub async fn spawn_app_on(database_url: String, pool: PgPool) -> TestApp {
 pub async fn spawn_app_with_store(
     database_url: String,
     pool: PgPool,
-    store: impl DeviceEventStore,
+    store: impl EventStore<Device>,
     limits: HttpLimits,
 ) -> TestApp {
     let commands = DeviceCommandService::new(
@@ -269,7 +269,7 @@ impl TestApp {
             .parse()
             .unwrap();
         let service = DeviceCommandService::new(
-            Arc::new(PostgresDeviceStore::new(self.pool.clone())),
+            Arc::new(PostgresEventStore::<Device>::new(self.pool.clone())),
             Arc::new(PostgresIdempotencyStore::new(self.pool.clone())),
             RetryPolicy::default(),
         );
