@@ -2,7 +2,8 @@
 //! standing in for the next issue's certificate authorities) lives in the same `events`
 //! table, shares the group commit, the idempotency records and the commit order, and is
 //! invisible to every device reader (load, history, the tenant feed, the relay's and the
-//! rebuilds' commit-order reads), as is a row of an aggregate that belongs to no tenant.
+//! rebuilds' commit-order reads, the read models' lag and rebuild totals), as is a row of an
+//! aggregate that belongs to no tenant.
 
 use app::{
     Append, AppendOutcome, CommandMetadata, CommitPosition, EventLog, EventSourced, EventStore,
@@ -224,6 +225,12 @@ async fn another_aggregate_shares_the_store_and_stays_out_of_the_device_readers(
         .await
         .unwrap();
     assert_eq!(changed, [device]);
+    // The read models' lag and a rebuild's total: the device's event alone.
+    let backlog = store::backlog_after(&pool, CommitPosition::START)
+        .await
+        .unwrap();
+    assert_eq!(backlog.events, 1);
+    assert_eq!(store::count_events(&mut conn).await.unwrap(), 1);
 }
 
 fn ids(events: &[app::RecordedEvent]) -> Vec<DeviceId> {
