@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::{
-    DeviceCommandService, DeviceEnrollmentService, DeviceEventStore, DeviceQueryService,
-    EnrollmentGroupService, LongPollLimits, ProjectionOperations, RetryPolicy,
+    DeviceCommandService, DeviceEnrollmentService, DeviceQueryService, EnrollmentGroupService,
+    EventStore, LongPollLimits, ProjectionOperations, RetryPolicy,
 };
 use axum::Router;
 use projections::{
@@ -26,7 +26,7 @@ use projections::{
 };
 use store::PgPool;
 use store::{
-    GroupKeySealer, PostgresDeviceStore, PostgresEnrollmentGroups, PostgresEventLog,
+    GroupKeySealer, PostgresEnrollmentGroups, PostgresEventLog, PostgresEventStore,
     PostgresIdempotencyStore,
 };
 use tokio::net::TcpListener;
@@ -44,7 +44,7 @@ use crate::tls::{ServerTls, TlsListener};
 use pki::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
 /// The services on Postgres adapters, as `api serve` runs them; `event_store` is
-/// [`PostgresDeviceStore`] on `pool` except where a test injects faults. Starts background
+/// [`PostgresEventStore`] on `pool` except where a test injects faults. Starts background
 /// tasks (append notifications, the read-model listener): call it within a Tokio runtime.
 ///
 /// With a `replica`, the query side reads it: device reads, lists, histories, the feed,
@@ -55,7 +55,7 @@ use pki::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 fn postgres_state(
     pool: PgPool,
     replica: Option<PgPool>,
-    event_store: Arc<dyn DeviceEventStore>,
+    event_store: Arc<dyn EventStore<domain::Device>>,
     tokens: JwtKeys,
     retry: RetryPolicy,
     long_polls: LongPollLimits,
@@ -225,7 +225,7 @@ pub async fn build(config: ApiConfig) -> Result<Application, Box<dyn std::error:
 /// faults into it (nothing else may differ from `api serve`).
 pub async fn build_with_event_store(
     config: ApiConfig,
-    wrap: impl FnOnce(PostgresDeviceStore) -> Arc<dyn DeviceEventStore>,
+    wrap: impl FnOnce(PostgresEventStore<domain::Device>) -> Arc<dyn EventStore<domain::Device>>,
 ) -> Result<Application, Box<dyn std::error::Error>> {
     let pool = store::connect(&config.database)?;
     store::schema::ensure_current(&pool).await?;
@@ -242,7 +242,7 @@ pub async fn build_with_event_store(
     let mut state = postgres_state(
         pool.clone(),
         replica.clone(),
-        wrap(PostgresDeviceStore::new(pool.clone())),
+        wrap(PostgresEventStore::new(pool.clone())),
         tokens,
         config.retry,
         config.long_polls,

@@ -8,7 +8,7 @@
 //! optimistic-concurrency conflict (the version or the key was taken), look the idempotency
 //! key up, and if it was not used, start over after a short jittered backoff, a bounded
 //! number of times. A registration's first attempt does not even read the device: it bets
-//! the device is new (`LoadedDevice::without_events`) and lets the append's uniqueness check
+//! the device is new (`Loaded::without_events`) and lets the append's uniqueness check
 //! (sequence 1 of the derived id) prove it.
 //!
 //! Why the key is not looked up before appending: the idempotency record, written by the
@@ -34,15 +34,15 @@ use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::{
     CertificateCredential, CertificateRequestId, CertificateSigningRequest, CompleteProvisioning,
-    DecommissionDevice, DecommissionReason, DeviceCommand, DeviceError, DeviceId, DeviceModel,
-    DeviceStatus, FailProvisioning, IssuedCertificate, Labels, ProvisioningFailure, RegisterDevice,
-    RenewCertificate, RevocationReason, RevokeCertificate, SerialNumber,
+    DecommissionDevice, DecommissionReason, Device, DeviceCommand, DeviceError, DeviceId,
+    DeviceModel, DeviceStatus, FailProvisioning, IssuedCertificate, Labels, ProvisioningFailure,
+    RegisterDevice, RenewCertificate, RevocationReason, RevokeCertificate, SerialNumber,
 };
 use uuid::Uuid;
 
 use crate::{
-    AppendOutcome, CommandError, CommandMetadata, DeviceAppend, DeviceEventStore, IdempotencyClaim,
-    IdempotencyStore, LoadedDevice, OutcomeCountMismatch, StoreError,
+    Append, AppendOutcome, CommandError, CommandMetadata, EventStore, IdempotencyClaim,
+    IdempotencyStore, Loaded, OutcomeCountMismatch, StoreError,
 };
 
 /// How hard to try when other writers keep winning the race for the same device.
@@ -86,7 +86,7 @@ pub struct Accepted {
 }
 
 pub struct DeviceCommandService {
-    store: Arc<dyn DeviceEventStore>,
+    store: Arc<dyn EventStore<Device>>,
     idempotency: Arc<dyn IdempotencyStore>,
     retry: RetryPolicy,
 }
@@ -119,7 +119,7 @@ impl From<StoreError> for AttemptError {
 
 impl DeviceCommandService {
     pub fn new(
-        store: Arc<dyn DeviceEventStore>,
+        store: Arc<dyn EventStore<Device>>,
         idempotency: Arc<dyn IdempotencyStore>,
         retry: RetryPolicy,
     ) -> Self {
@@ -217,7 +217,7 @@ impl DeviceCommandService {
         id: DeviceId,
         request_id: CertificateRequestId,
         certificate: IssuedCertificate,
-        loaded: Option<LoadedDevice>,
+        loaded: Option<Loaded<Device>>,
     ) -> Result<Applied, CommandError> {
         let command = DeviceCommand::CompleteProvisioning(CompleteProvisioning {
             tenant: metadata.tenant.clone(),
@@ -237,7 +237,7 @@ impl DeviceCommandService {
         id: DeviceId,
         request_id: CertificateRequestId,
         failure: ProvisioningFailure,
-        loaded: Option<LoadedDevice>,
+        loaded: Option<Loaded<Device>>,
     ) -> Result<Applied, CommandError> {
         let command = DeviceCommand::FailProvisioning(FailProvisioning {
             tenant: metadata.tenant.clone(),
@@ -276,7 +276,7 @@ impl DeviceCommandService {
         metadata: CommandMetadata,
         id: DeviceId,
         command: DeviceCommand,
-        loaded: Option<LoadedDevice>,
+        loaded: Option<Loaded<Device>>,
     ) -> Result<Applied, CommandError> {
         let (metadata, command) = (&metadata, &command);
         let mut loaded = loaded;
@@ -348,7 +348,7 @@ impl DeviceCommandService {
             // Bet that the device is new (it nearly always is): decide without reading it.
             // A lost bet (the device exists, or this key was used) is not contention, so it
             // is settled now, on the full path below, rather than after a backoff.
-            let assumed = LoadedDevice::without_events();
+            let assumed = Loaded::without_events();
             match self
                 .decide_and_append(id, assumed, command, metadata, Some(claim))
                 .await?
@@ -374,13 +374,13 @@ impl DeviceCommandService {
     async fn decide_and_append(
         &self,
         id: DeviceId,
-        loaded: LoadedDevice,
+        loaded: Loaded<Device>,
         command: &DeviceCommand,
         metadata: &CommandMetadata,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Decided, StoreError> {
-        let LoadedDevice {
-            mut device,
+        let Loaded {
+            aggregate: mut device,
             version,
         } = loaded;
         let events = match device.decide(command.clone()) {
@@ -402,8 +402,8 @@ impl DeviceCommandService {
                 events_appended: 0,
             }));
         }
-        let append = DeviceAppend {
-            device_id: id,
+        let append = Append {
+            aggregate_id: id,
             expected_version: version,
             events: &events,
             metadata,
@@ -475,7 +475,7 @@ impl DeviceCommandService {
             return Err(AttemptError::Final(CommandError::IdempotencyKeyReused));
         }
         let loaded = self.store.load_at(record.device_id, record.version).await?;
-        let status = loaded.device.status().ok_or_else(|| {
+        let status = loaded.aggregate.status().ok_or_else(|| {
             AttemptError::Final(CommandError::Corrupt(Box::new(DanglingIdempotencyRecord {
                 device_id: record.device_id,
                 version: record.version,

@@ -1,5 +1,5 @@
 //! Port: where idempotency records are read. They are *written* by the event store, atomically
-//! with the command's events, from the append's `IdempotencyClaim` (see `DeviceAppend`).
+//! with the command's events, from the append's `IdempotencyClaim` (see `Append`).
 
 use async_trait::async_trait;
 use domain::DeviceId;

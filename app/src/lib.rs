@@ -13,12 +13,13 @@ mod command_metadata;
 mod dead_letter_operations;
 mod device_commands;
 mod device_enrollment;
-mod device_event_store;
 mod device_queries;
 mod device_stats;
 mod enrollment_groups;
 mod event_contract;
 mod event_log;
+mod event_sourced;
+mod event_store;
 mod group_credential_verifier;
 mod idempotency;
 mod idempotency_store;
@@ -39,9 +40,6 @@ pub use device_enrollment::{
     Correlation, DeviceEnrollmentService, EnrollmentError, EnrollmentProgress, EnrollmentRefusal,
     PresentedCertificate,
 };
-pub use device_event_store::{
-    AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, OutcomeCountMismatch, StoreError,
-};
 pub use device_queries::{
     DeviceFilter, DevicePage, DeviceQueryService, DeviceReadError, DeviceReadModel, DeviceView,
     EventPage, HistoryCursor, HistoryPage, ListCursor, ReadModelChanges, ANY_VERSION,
@@ -55,6 +53,10 @@ pub use event_contract::{
     event_id, CommitPosition, EventEnvelope, InvalidCursor, PublicEvent, RecordedEvent,
 };
 pub use event_log::{AppendedEvents, EventLog, NoAppendSignal, TenantEvents};
+pub use event_sourced::EventSourced;
+pub use event_store::{
+    Append, AppendOutcome, EventStore, Loaded, OutcomeCountMismatch, StoreError,
+};
 pub use group_credential_verifier::{AuthenticatedDevice, GroupCredentialVerifier};
 pub use idempotency::{IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint};
 pub use idempotency_store::{IdempotencyRecord, IdempotencyStore};

@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::{
-    CertificateRequestId, CertificateSigningRequest, DeviceId, IssuedCertificate,
+    CertificateRequestId, CertificateSigningRequest, Device, DeviceId, IssuedCertificate,
     ProvisioningFailure, SerialNumber,
 };
 
-use crate::{CommandError, CommandMetadata, DeviceCommandService, DeviceEventStore, StoreError};
+use crate::{CommandError, CommandMetadata, DeviceCommandService, EventStore, StoreError};
 
 /// What the CA is asked to sign.
 #[derive(Debug, Clone)]
@@ -85,14 +85,14 @@ pub struct ProvisioningCause {
 }
 
 pub struct ProvisioningService {
-    store: Arc<dyn DeviceEventStore>,
+    store: Arc<dyn EventStore<Device>>,
     commands: Arc<DeviceCommandService>,
     ca: Arc<dyn CertificateAuthority>,
 }
 
 impl ProvisioningService {
     pub fn new(
-        store: Arc<dyn DeviceEventStore>,
+        store: Arc<dyn EventStore<Device>>,
         commands: Arc<DeviceCommandService>,
         ca: Arc<dyn CertificateAuthority>,
     ) -> Self {
@@ -118,7 +118,7 @@ impl ProvisioningService {
         // The only read of the device for this message: the outcome is decided on this
         // state and appended at its version; only a conflict reads it again.
         let loaded = self.store.load(device_id).await?;
-        let device = &loaded.device;
+        let device = &loaded.aggregate;
         let (Some(serial_number), Some(tenant), Some(open)) = (
             device.serial_number(),
             device.tenant(),

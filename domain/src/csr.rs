@@ -34,9 +34,9 @@ pub enum CsrError {
 
 /// A syntactically valid CSR, kept as the normalised PEM text the client sent.
 ///
-/// Deserialisation trusts its input (`transparent`): CSRs are only deserialised from events
-/// that were validated when the command was accepted, and re-parsing every stored CSR each
-/// time an aggregate is loaded would cost CPU on the hot path for nothing.
+/// Deserialisation trusts its input (`transparent`): CSRs are only deserialised from the
+/// public event envelope, whose CSR comes from a stored event, validated when its command was
+/// accepted. (The event store reads stored CSRs with [`Self::recorded`].)
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, description = "A PKCS#10 certificate signing request, PEM; its subject CN is the device's serial number.", example = "-----BEGIN CERTIFICATE REQUEST-----\n...\n-----END CERTIFICATE REQUEST-----\n"))]
@@ -89,6 +89,14 @@ impl CertificateSigningRequest {
 
     pub fn as_pem(&self) -> &str {
         &self.0
+    }
+
+    /// A CSR as an event recorded it, not checked again: it passed [`Self::from_pem`] when
+    /// its command was accepted, and a recorded fact is read as it was, never re-judged (nor
+    /// re-parsed on every load: the hot path). For the event store's schema, which reads
+    /// stored events; input goes through [`Self::from_pem`] or [`Self::from_der`].
+    pub fn recorded(pem: String) -> Self {
+        Self(pem)
     }
 
     /// The request's SubjectPublicKeyInfo, DER: what a certificate issued for it carries.

@@ -74,6 +74,13 @@ impl Labels {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Labels as an event recorded it, not checked against today's rule (`parse`): it met
+    /// the rule of its day, and a recorded fact is read as it was, never re-judged. For the
+    /// event store's schema, which reads stored events; input goes through [`Self::parse`].
+    pub fn recorded(labels: BTreeMap<String, String>) -> Self {
+        Self(labels)
+    }
 }
 
 impl TryFrom<BTreeMap<String, String>> for Labels {

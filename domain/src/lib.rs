@@ -8,7 +8,10 @@
 //! given/when/then framework.
 //!
 //! Value types are parsed once, at the edge (`SerialNumber::parse`, `CertificateSigningRequest::from_pem`,
-//! ...); once a value of such a type exists it is valid and nobody re-checks it.
+//! ...); once a value of such a type exists it is valid and nobody re-checks it. A value read
+//! back from a stored event is made with the type's `recorded` constructor, which checks
+//! nothing: it met the rules of its day, and tightening a rule must not make history
+//! unreadable. Only the event store's schema (`store::stored_events`) calls them.
 
 mod certificate;
 mod csr;

@@ -33,7 +33,9 @@ async fn a_certificate_is_found_by_serial_with_its_revocation_once_revoked() {
     assert!(lookup.statuses_of(&[]).await.unwrap().is_empty());
 
     let commands = app::DeviceCommandService::new(
-        std::sync::Arc::new(store::PostgresDeviceStore::new(pool.clone())),
+        std::sync::Arc::new(store::PostgresEventStore::<domain::Device>::new(
+            pool.clone(),
+        )),
         std::sync::Arc::new(store::PostgresIdempotencyStore::new(pool.clone())),
         app::RetryPolicy::default(),
     );

@@ -3,8 +3,10 @@
 //! idempotency records of those that came with a claim, in one statement, so one
 //! transaction: all of it commits or none of it does.
 //!
-//! An append is encoded (its rows serialised) by whoever asks for it, before it reaches the
-//! statement: the committer that runs a batch (`group_commit`) only concatenates columns.
+//! An append is encoded (its events in their stored forms, through the aggregate's schema,
+//! `stored_events`) by whoever asks for it, before it reaches the statement: the committer
+//! that runs a batch (`group_commit`) only concatenates columns. A batch may mix aggregates:
+//! each row names its own aggregate type.
 //!
 //! A sequence another writer took, or a key another command recorded, violates a primary key
 //! and fails the whole statement; the violated constraint says which outcome it was. A value
@@ -15,24 +17,23 @@
 //!
 //! Must not decide anything: the events were decided by the application before they came here.
 
-use app::{AppendOutcome, DeviceAppend, StoreError};
-use cqrs_es::{Aggregate, DomainEvent};
-use domain::Device;
+use app::{Append, AppendOutcome, StoreError};
 use sqlx::PgPool;
 
 use crate::event_metadata::EventMetadata;
+use crate::stored_events::EventSchema;
 
 /// Every appended event with its command's metadata (the other columns of `events` have
 /// defaults), then the idempotency records, each at the version its command's events bring
-/// the device to. A data-modifying `WITH` runs to completion whether or not the outer
+/// the aggregate to. A data-modifying `WITH` runs to completion whether or not the outer
 /// statement reads it. `unnest` keeps the arrays' order, so a command's events get rising
 /// positions in the order it decided them.
 const INSERT_EVENTS: &str = "
 WITH appended AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-    SELECT $1, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload::jsonb, e.metadata::jsonb
-      FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
-           AS e (aggregate_id, sequence, event_type, event_version, payload, metadata)
+    SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload::jsonb, e.metadata::jsonb
+      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+           AS e (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
 )
 INSERT INTO idempotency_keys (tenant, route, idempotency_key, request_fingerprint, aggregate_id, sequence)
 SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])";
@@ -45,12 +46,13 @@ const IDEMPOTENCY_KEYS_PRIMARY_KEY: &str = "idempotency_keys_pkey";
 /// One command's append, serialised into the rows the statement writes.
 #[derive(Debug)]
 pub(crate) struct EncodedAppend {
-    device_id: String,
+    aggregate_type: &'static str,
+    aggregate_id: String,
     /// The command's tenant: named in the append notification.
     tenant: String,
     expected_version: u64,
-    event_types: Vec<String>,
-    event_versions: Vec<String>,
+    event_types: Vec<&'static str>,
+    event_versions: Vec<&'static str>,
     payloads: Vec<String>,
     /// The command's metadata, stored with each of its events.
     metadata: String,
@@ -66,27 +68,31 @@ struct EncodedClaim {
 }
 
 impl EncodedAppend {
-    pub(crate) fn encode(append: &DeviceAppend<'_>) -> Result<Self, StoreError> {
+    pub(crate) fn encode<A: EventSchema>(append: &Append<'_, A>) -> Result<Self, StoreError> {
         // The version the events bring the device to must fit the `sequence` column.
         sequence_of(
             append
                 .expected_version
                 .saturating_add(append.events.len() as u64),
         )?;
-        let payloads = append
-            .events
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(e.into()))?;
+        let mut event_types = Vec::with_capacity(append.events.len());
+        let mut event_versions = Vec::with_capacity(append.events.len());
+        let mut payloads = Vec::with_capacity(append.events.len());
+        for event in append.events {
+            let stored = A::encode(event).map_err(|e| StoreError::Corrupt(e.into()))?;
+            event_types.push(stored.event_type);
+            event_versions.push(stored.event_version);
+            payloads.push(stored.payload);
+        }
         let metadata = serde_json::to_string(&EventMetadata::of(append.metadata, append.claim))
             .map_err(|e| StoreError::Corrupt(e.into()))?;
         Ok(Self {
-            device_id: append.device_id.to_string(),
+            aggregate_type: A::TYPE,
+            aggregate_id: append.aggregate_id.to_string(),
             tenant: append.metadata.tenant.as_str().to_owned(),
             expected_version: append.expected_version,
-            event_types: append.events.iter().map(|e| e.event_type()).collect(),
-            event_versions: append.events.iter().map(|e| e.event_version()).collect(),
+            event_types,
+            event_versions,
             payloads,
             metadata,
             claim: append.claim.map(|c| EncodedClaim {
@@ -99,7 +105,7 @@ impl EncodedAppend {
     }
 
     /// Nothing to write: such an append is answered `Appended` at its expected version,
-    /// without a statement (its claim is not recorded either; see `app::DeviceAppend`).
+    /// without a statement (its claim is not recorded either; see `app::Append`).
     pub(crate) fn is_empty(&self) -> bool {
         self.payloads.is_empty()
     }
@@ -112,7 +118,7 @@ impl EncodedAppend {
         self.expected_version
     }
 
-    /// The device's version once this append committed.
+    /// The aggregate's version once this append committed.
     pub(crate) fn appended_version(&self) -> u64 {
         self.expected_version + self.payloads.len() as u64
     }
@@ -137,10 +143,11 @@ pub(crate) async fn insert(
     appends: &[&EncodedAppend],
 ) -> Result<Result<(), NotWritten>, sqlx::Error> {
     let rows: usize = appends.iter().map(|a| a.payloads.len()).sum();
+    let mut aggregate_types = Vec::with_capacity(rows);
     let mut aggregate_ids = Vec::with_capacity(rows);
     let mut sequences = Vec::with_capacity(rows);
-    let mut event_types = Vec::with_capacity(rows);
-    let mut event_versions = Vec::with_capacity(rows);
+    let mut event_types: Vec<&str> = Vec::with_capacity(rows);
+    let mut event_versions: Vec<&str> = Vec::with_capacity(rows);
     let mut payloads = Vec::with_capacity(rows);
     let mut metadata = Vec::with_capacity(rows);
     let mut claims = ClaimColumns::default();
@@ -148,19 +155,24 @@ pub(crate) async fn insert(
         // `encode` checked that every sequence fits.
         let first = append.expected_version as i64 + 1;
         for (offset, payload) in append.payloads.iter().enumerate() {
-            aggregate_ids.push(append.device_id.as_str());
+            aggregate_types.push(append.aggregate_type);
+            aggregate_ids.push(append.aggregate_id.as_str());
             sequences.push(first + offset as i64);
             payloads.push(payload.as_str());
             metadata.push(append.metadata.as_str());
         }
-        event_types.extend(append.event_types.iter().map(String::as_str));
-        event_versions.extend(append.event_versions.iter().map(String::as_str));
+        event_types.extend(&append.event_types);
+        event_versions.extend(&append.event_versions);
         if let Some(claim) = &append.claim {
-            claims.push(claim, &append.device_id, append.appended_version() as i64);
+            claims.push(
+                claim,
+                &append.aggregate_id,
+                append.appended_version() as i64,
+            );
         }
     }
     let result = sqlx::query(INSERT_EVENTS)
-        .bind(Device::TYPE)
+        .bind(aggregate_types)
         .bind(aggregate_ids)
         .bind(sequences)
         .bind(event_types)
@@ -223,12 +235,12 @@ struct ClaimColumns<'a> {
 }
 
 impl<'a> ClaimColumns<'a> {
-    fn push(&mut self, claim: &'a EncodedClaim, device_id: &'a str, version: i64) {
+    fn push(&mut self, claim: &'a EncodedClaim, aggregate_id: &'a str, version: i64) {
         self.tenants.push(&claim.tenant);
         self.routes.push(&claim.route);
         self.keys.push(&claim.key);
         self.fingerprints.push(&claim.fingerprint);
-        self.aggregate_ids.push(device_id);
+        self.aggregate_ids.push(aggregate_id);
         self.sequences.push(version);
     }
 }

@@ -1,5 +1,7 @@
-//! Reading every tenant's events in commit order, gap-safely: the relay and projection
-//! rebuilds both use it.
+//! Reading every tenant's device events in commit order, gap-safely: the relay and projection
+//! rebuilds both use it. Another aggregate's events are skipped (selected out): the relay
+//! publishes device events only, and the read models fold only them (ARCHITECTURE.md,
+//! "Aggregates other than devices").
 //!
 //! Rows come ordered by `(transaction_id, position)`; only the prefix written by transactions
 //! older than every transaction still open (`pg_snapshot_xmin`) is returned, so a transaction
@@ -8,6 +10,8 @@
 use std::sync::LazyLock;
 
 use app::{CommitPosition, RecordedEvent, StoreError};
+use cqrs_es::Aggregate;
+use domain::Device;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
@@ -18,6 +22,7 @@ static SELECT_AFTER: LazyLock<String> = LazyLock::new(|| {
         "SELECT {COLUMNS}, transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
            FROM events
           WHERE (transaction_id, position) > ($1::text::xid8, $2)
+            AND aggregate_type = $4
           ORDER BY transaction_id, position
           LIMIT $3"
     )
@@ -71,6 +76,7 @@ async fn rows_after(
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit as i64)
+        .bind(Device::TYPE)
         .fetch_all(conn)
         .await
         .map_err(unavailable)

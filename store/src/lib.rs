@@ -1,13 +1,19 @@
 //! Postgres adapters behind the application's ports, and the schema they need.
 //!
-//! - [`PostgresDeviceStore`]: the event store, storage only (loads a device's events, appends
-//!   a command's events with its idempotency record in one statement, in postgres-es's table
-//!   layout), implementing `app::DeviceEventStore`; `event_metadata` is how a command's
-//!   metadata is stored with its events.
+//! - [`PostgresEventStore`]: the event store, storage only, for every aggregate with a stored
+//!   schema (loads an aggregate's events, appends a command's events with its idempotency
+//!   record in one statement, in postgres-es's table layout), implementing
+//!   `app::EventStore<A>`; one aggregate's view of it shares the group commit with the
+//!   others' (`PostgresEventStore::of`); `event_metadata` is how a command's metadata is
+//!   stored with its events.
+//! - [`stored_events`]: the stored events' schema, the one place that writes and reads
+//!   `events.payload`: versioned stored forms of the store's own, read back through
+//!   upcasters as the facts they were, never through the domain's serde nor today's
+//!   validation ([`EventSchema`], implemented for `Device`).
 //! - [`PostgresIdempotencyStore`]: reads the idempotency records that the append writes in the
 //!   same statement as a command's events; purges them after the retention period.
-//! - [`PostgresEventLog`]: the events read back (tenant feed in commit order, a device's
-//!   history); [`RelayLeases`]: the relay's lock, checkpoint and commit-order reads;
+//! - [`PostgresEventLog`]: the device events read back (tenant feed in commit order, a
+//!   device's history; another aggregate's events are never among them); [`RelayLeases`]: the relay's lock, checkpoint and commit-order reads;
 //!   [`AppendNotifier`]: wakes the relay and feed readers after appends, naming the tenants
 //!   ([`PgAppendedEvents`] wakes a tenant's feed readers from those notifications); [`PostgresDeadLetters`]: messages
 //!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA;
@@ -37,14 +43,15 @@ mod group_commit;
 mod key_encryption_key_check;
 mod notification_listener;
 mod operator_actions;
-mod postgres_device_store;
 mod postgres_event_log;
+mod postgres_event_store;
 mod postgres_idempotency_store;
 mod published_crls;
 mod recorded_event_row;
 mod relay_lease;
 pub mod schema;
 mod sealed_group_key;
+pub mod stored_events;
 
 pub use append_notifier::{AppendNotifier, AppendedTenants};
 pub use appended_events::PgAppendedEvents;
@@ -58,14 +65,15 @@ pub use group_commit::GroupCommitSettings;
 pub use key_encryption_key_check::{check_key_encryption_key, KeyEncryptionKeyError};
 pub use notification_listener::spawn_listener;
 pub use operator_actions::OperatorAction;
-pub use postgres_device_store::PostgresDeviceStore;
 pub use postgres_event_log::{
     device_events_between, device_events_in_ranges, devices_changed_since, events_of_devices,
     PostgresEventLog,
 };
+pub use postgres_event_store::PostgresEventStore;
 pub use postgres_idempotency_store::PostgresIdempotencyStore;
 pub use published_crls::PostgresCrls;
 pub use relay_lease::{AppendListener, RelayLease, RelayLeases, EVENTS_APPENDED_CHANNEL};
 pub use sealed_group_key::{GroupKeySealer, UnsealError};
 /// The connection pool every Postgres adapter takes (its users need not know sqlx).
 pub use sqlx::PgPool;
+pub use stored_events::EventSchema;

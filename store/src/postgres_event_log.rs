@@ -1,5 +1,7 @@
 //! `app::EventLog` on Postgres: a tenant's events in gap-safe commit order, a device's
-//! history (whole or a page), and the per-device reads projectors use to fill a gap.
+//! history (whole or a page), and the per-device reads projectors use to fill a gap. Device
+//! events only: every query selects `aggregate_type = 'device'`, so another aggregate's
+//! events in the table are invisible here (`recorded_event_row`).
 
 use std::sync::LazyLock;
 
@@ -24,13 +26,16 @@ impl PostgresEventLog {
 
 /// Only rows of transactions below the snapshot's xmin: every such transaction has ended, so
 /// no row can still appear before the last one returned (see the event store migration).
-/// Served by `events_tenant_commit_order`: a page costs its size.
+/// Served by `events_tenant_commit_order`: a page costs its size. Only device events (`$5`):
+/// the feed's envelope describes a device's event, and another aggregate's events are not in
+/// the feed (ARCHITECTURE.md, "Aggregates other than devices").
 static ALL_TYPES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM events
           WHERE tenant = $1
             AND (transaction_id, position) > ($2::text::xid8, $3)
             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            AND aggregate_type = $5
           ORDER BY transaction_id, position
           LIMIT $4"
     )
@@ -42,7 +47,9 @@ static ALL_TYPES: LazyLock<String> = LazyLock::new(|| {
 /// the type (`events_tenant_type_commit_order`: only rows of the type are examined). Every
 /// event up to `considered` was either returned or is of another type, so, unless the page
 /// is full, the next read starts past it. No row when the tenant has nothing after the
-/// cursor; one row of NULL event columns when it has only other types.
+/// cursor; one row of NULL event columns when it has only other types. The page holds device
+/// events only (`$6`); `considered` may be another aggregate's event, which the feed never
+/// shows either, so moving past it is right.
 static ONE_TYPE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT considered.considered_transaction_id, considered.considered_position, page.*
@@ -59,6 +66,7 @@ static ONE_TYPE: LazyLock<String> = LazyLock::new(|| {
                        WHERE tenant = $1 AND event_type = $5
                          AND (transaction_id, position) > ($2::text::xid8, $3)
                          AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                         AND aggregate_type = $6
                        ORDER BY transaction_id, position
                        LIMIT $4) AS page ON true
           ORDER BY page.commit_order, page.position"
@@ -81,6 +89,7 @@ impl EventLog for PostgresEventLog {
                 .bind(after.transaction_id.to_string())
                 .bind(after.position)
                 .bind(limit_param)
+                .bind(Device::TYPE)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
@@ -97,6 +106,7 @@ impl EventLog for PostgresEventLog {
             .bind(after.position)
             .bind(limit_param)
             .bind(event_type)
+            .bind(Device::TYPE)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;

@@ -1,5 +1,5 @@
 //! `app::IdempotencyStore` on Postgres. Records are inserted with the command's events, in
-//! the append's one statement (see `postgres_device_store.rs`); this adapter reads them and
+//! the append's one statement (see `postgres_event_store.rs`); this adapter reads them and
 //! purges old ones.
 
 use std::time::Duration;

@@ -17,7 +17,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 use crate::committed_events::{committed_events_after, CommittedBatch};
 use crate::recorded_event_row::unavailable;
 
-/// The channel `PostgresDeviceStore` notifies after appending (see `append_notifier.rs`).
+/// The channel `PostgresEventStore` notifies after appending (see `append_notifier.rs`).
 pub const EVENTS_APPENDED_CHANNEL: &str = "dp_events_appended";
 
 const TRY_LOCK: &str =

@@ -3,15 +3,15 @@
 //! for an append that conflicts or carries a value Postgres refuses.
 
 use app::{
-    AppendOutcome, CommandMetadata, DeviceAppend, DeviceEventStore, IdempotencyClaim,
-    IdempotencyKey, IdempotencyScope, IdempotencyStore, RequestFingerprint,
+    Append, AppendOutcome, CommandMetadata, EventStore, IdempotencyClaim, IdempotencyKey,
+    IdempotencyScope, IdempotencyStore, RequestFingerprint,
 };
 use domain::{
-    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceEvent, DeviceId,
-    DeviceModel, DeviceStatus, Labels, SerialNumber, TenantId,
+    CertificateRequestId, CertificateSigningRequest, DecommissionReason, Device, DeviceEvent,
+    DeviceId, DeviceModel, DeviceStatus, Labels, SerialNumber, TenantId,
 };
 use sqlx::PgPool;
-use store::{GroupCommitSettings, PostgresDeviceStore, PostgresIdempotencyStore};
+use store::{GroupCommitSettings, PostgresEventStore, PostgresIdempotencyStore};
 
 fn tenant() -> TenantId {
     TenantId::parse("acme").unwrap()
@@ -70,14 +70,14 @@ async fn event_count(pool: &PgPool, id: DeviceId) -> i64 {
 #[tokio::test]
 async fn an_append_brings_the_device_to_its_version_and_records_the_claim_there() {
     let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::new(pool.clone());
+    let store = PostgresEventStore::<Device>::new(pool.clone());
     let (id, registered) = registration();
     let claim = claim("k1", "POST /v1/devices");
     let metadata = metadata();
 
     let outcomes = store
-        .append(&[DeviceAppend {
-            device_id: id,
+        .append(&[Append {
+            aggregate_id: id,
             expected_version: 0,
             events: &[registered, decommissioned()],
             metadata: &metadata,
@@ -89,10 +89,10 @@ async fn an_append_brings_the_device_to_its_version_and_records_the_claim_there(
     assert_eq!(outcomes, [AppendOutcome::Appended { version: 2 }]);
     let now = store.load(id).await.unwrap();
     assert_eq!(now.version, 2);
-    assert_eq!(now.device.status(), Some(DeviceStatus::Decommissioned));
+    assert_eq!(now.aggregate.status(), Some(DeviceStatus::Decommissioned));
     let then = store.load_at(id, 1).await.unwrap();
     assert_eq!(then.version, 1);
-    assert_eq!(then.device.status(), Some(DeviceStatus::Pending));
+    assert_eq!(then.aggregate.status(), Some(DeviceStatus::Pending));
     let record = PostgresIdempotencyStore::new(pool.clone())
         .find(&claim.scope)
         .await
@@ -105,25 +105,25 @@ async fn an_append_brings_the_device_to_its_version_and_records_the_claim_there(
 #[tokio::test]
 async fn a_device_without_events_loads_at_version_zero() {
     let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::new(pool);
+    let store = PostgresEventStore::<Device>::new(pool);
     let (id, _) = registration();
 
     let loaded = store.load(id).await.unwrap();
 
     assert_eq!(loaded.version, 0);
-    assert_eq!(loaded.device.status(), None);
+    assert_eq!(loaded.aggregate.status(), None);
 }
 
 #[tokio::test]
 async fn a_taken_version_and_a_taken_key_are_different_outcomes_and_write_nothing() {
     let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::new(pool.clone());
+    let store = PostgresEventStore::<Device>::new(pool.clone());
     let metadata = metadata();
     let (id, registered) = registration();
     let first = claim("k1", "POST /v1/devices");
     let appended = store
-        .append(&[DeviceAppend {
-            device_id: id,
+        .append(&[Append {
+            aggregate_id: id,
             expected_version: 0,
             events: std::slice::from_ref(&registered),
             metadata: &metadata,
@@ -136,8 +136,8 @@ async fn a_taken_version_and_a_taken_key_are_different_outcomes_and_write_nothin
     // Another request raced for the same version under its own key.
     let other = claim("k2", "POST /v1/devices");
     let version_taken = store
-        .append(&[DeviceAppend {
-            device_id: id,
+        .append(&[Append {
+            aggregate_id: id,
             expected_version: 0,
             events: std::slice::from_ref(&registered),
             metadata: &metadata,
@@ -147,8 +147,8 @@ async fn a_taken_version_and_a_taken_key_are_different_outcomes_and_write_nothin
         .unwrap();
     // The right version, but a key another command already holds.
     let key_taken = store
-        .append(&[DeviceAppend {
-            device_id: id,
+        .append(&[Append {
+            aggregate_id: id,
             expected_version: 1,
             events: &[decommissioned()],
             metadata: &metadata,
@@ -172,12 +172,12 @@ async fn a_taken_version_and_a_taken_key_are_different_outcomes_and_write_nothin
 #[tokio::test]
 async fn each_append_of_a_batch_has_its_own_outcome() {
     let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::new(pool.clone());
+    let store = PostgresEventStore::<Device>::new(pool.clone());
     let metadata = metadata();
     let (taken, registered) = registration();
     store
-        .append(&[DeviceAppend {
-            device_id: taken,
+        .append(&[Append {
+            aggregate_id: taken,
             expected_version: 0,
             events: std::slice::from_ref(&registered),
             metadata: &metadata,
@@ -189,15 +189,15 @@ async fn each_append_of_a_batch_has_its_own_outcome() {
 
     let outcomes = store
         .append(&[
-            DeviceAppend {
-                device_id: taken,
+            Append {
+                aggregate_id: taken,
                 expected_version: 0,
                 events: std::slice::from_ref(&registered),
                 metadata: &metadata,
                 claim: None,
             },
-            DeviceAppend {
-                device_id: fresh,
+            Append {
+                aggregate_id: fresh,
                 expected_version: 0,
                 events: std::slice::from_ref(&fresh_registered),
                 metadata: &metadata,
@@ -221,7 +221,7 @@ async fn each_append_of_a_batch_has_its_own_outcome() {
 #[tokio::test]
 async fn the_events_carry_the_metadata_but_not_the_claims_record_values() {
     let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::new(pool.clone());
+    let store = PostgresEventStore::<Device>::new(pool.clone());
     let (id, registered) = registration();
     let claim = claim("k-meta", "POST /v1/devices");
     let metadata = CommandMetadata {
@@ -229,8 +229,8 @@ async fn the_events_carry_the_metadata_but_not_the_claims_record_values() {
         ..metadata()
     };
     store
-        .append(&[DeviceAppend {
-            device_id: id,
+        .append(&[Append {
+            aggregate_id: id,
             expected_version: 0,
             events: &[registered],
             metadata: &metadata,
@@ -260,8 +260,8 @@ async fn the_events_carry_the_metadata_but_not_the_claims_record_values() {
 
 /// A store whose appends all queue behind one committer: whatever is appended while it
 /// writes goes into its next statement.
-fn one_committer(pool: &PgPool) -> PostgresDeviceStore {
-    PostgresDeviceStore::with_group_commit(
+fn one_committer(pool: &PgPool) -> PostgresEventStore<Device> {
+    PostgresEventStore::<Device>::with_group_commit(
         pool.clone(),
         GroupCommitSettings {
             committers: 1,
@@ -280,8 +280,8 @@ async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
     let (taken, taken_registration) = registration();
     let used = claim("used-key", "POST /v1/devices");
     store
-        .append(&[DeviceAppend {
-            device_id: taken,
+        .append(&[Append {
+            aggregate_id: taken,
             expected_version: 0,
             events: std::slice::from_ref(&taken_registration),
             metadata: &metadata,
@@ -302,8 +302,8 @@ async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
         let metadata = &metadata;
         async move {
             store
-                .append(&[DeviceAppend {
-                    device_id: *id,
+                .append(&[Append {
+                    aggregate_id: *id,
                     expected_version: 0,
                     events: std::slice::from_ref(event),
                     metadata,
@@ -314,8 +314,8 @@ async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
     });
     let version_taken = async {
         store
-            .append(&[DeviceAppend {
-                device_id: taken,
+            .append(&[Append {
+                aggregate_id: taken,
                 expected_version: 0,
                 events: std::slice::from_ref(&taken_registration),
                 metadata: &metadata,
@@ -325,8 +325,8 @@ async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
     };
     let key_taken = async {
         store
-            .append(&[DeviceAppend {
-                device_id: reused_key_device,
+            .append(&[Append {
+                aggregate_id: reused_key_device,
                 expected_version: 0,
                 events: std::slice::from_ref(&reused_key_registration),
                 metadata: &metadata,
@@ -366,8 +366,8 @@ async fn appends_queued_together_commit_in_one_transaction() {
         let (store, metadata) = (&store, &metadata);
         async move {
             store
-                .append(&[DeviceAppend {
-                    device_id: *id,
+                .append(&[Append {
+                    aggregate_id: *id,
                     expected_version: 0,
                     events: std::slice::from_ref(event),
                     metadata,
@@ -428,7 +428,7 @@ fn unstorable_metadata(tenant: &TenantId) -> CommandMetadata {
 #[tokio::test]
 async fn a_value_postgres_refuses_fails_only_its_own_append_of_a_batch() {
     let (_, pool) = testkit::migrated_database().await;
-    let store = PostgresDeviceStore::new(pool.clone());
+    let store = PostgresEventStore::<Device>::new(pool.clone());
     let globex = TenantId::parse("globex").unwrap();
     let (good, good_registration) = registration();
     let (bad, bad_registration) = registration_in(&globex);
@@ -442,22 +442,22 @@ async fn a_value_postgres_refuses_fails_only_its_own_append_of_a_batch() {
 
     let outcomes = store
         .append(&[
-            DeviceAppend {
-                device_id: good,
+            Append {
+                aggregate_id: good,
                 expected_version: 0,
                 events: std::slice::from_ref(&good_registration),
                 metadata: &metadata,
                 claim: None,
             },
-            DeviceAppend {
-                device_id: bad,
+            Append {
+                aggregate_id: bad,
                 expected_version: 0,
                 events: std::slice::from_ref(&bad_registration),
                 metadata: &bad_metadata,
                 claim: None,
             },
-            DeviceAppend {
-                device_id: other,
+            Append {
+                aggregate_id: other,
                 expected_version: 0,
                 events: std::slice::from_ref(&other_registration),
                 metadata: &other_metadata,
@@ -503,8 +503,8 @@ async fn one_tenants_unstorable_append_never_fails_the_commands_committed_with_i
         let (store, id, event, metadata) = (&store, *id, event.clone(), metadata.clone());
         async move {
             store
-                .append(&[DeviceAppend {
-                    device_id: id,
+                .append(&[Append {
+                    aggregate_id: id,
                     expected_version: 0,
                     events: std::slice::from_ref(&event),
                     metadata: &metadata,

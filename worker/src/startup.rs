@@ -10,7 +10,7 @@ use app::pki::CrlPublication;
 use app::{DeviceCommandService, ProvisioningService, RetryPolicy};
 use nats::{ConsumerRunner, Relay};
 use pki::{BlockingCa, CaLoadError, IssuingCa};
-use store::{PostgresDeadLetters, PostgresDeviceStore, PostgresIdempotencyStore, RelayLeases};
+use store::{PostgresDeadLetters, PostgresEventStore, PostgresIdempotencyStore, RelayLeases};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +60,7 @@ pub async fn run(
     // Credentials the server refuses stop the start, in our words (NATS_URL named).
     let (client, nats_link) = nats::connect_checked(&config.nats).await?;
 
-    let event_store = Arc::new(PostgresDeviceStore::new(pool.clone()));
+    let event_store = Arc::new(PostgresEventStore::<domain::Device>::new(pool.clone()));
     let commands = Arc::new(DeviceCommandService::new(
         event_store.clone(),
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),

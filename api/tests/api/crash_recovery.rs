@@ -5,29 +5,32 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use app::{AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, StoreError};
+use app::{Append, AppendOutcome, EventStore, Loaded, StoreError};
 use async_trait::async_trait;
-use domain::DeviceId;
+use domain::{Device, DeviceId};
 use serde_json::Value;
-use store::PostgresDeviceStore;
+use store::PostgresEventStore;
 
 use crate::helpers::*;
 
 /// Fault injection: appends for real, then never returns, like a process frozen (and then
 /// killed) right after its commit.
-struct CommitsThenHangs(PostgresDeviceStore);
+struct CommitsThenHangs(PostgresEventStore<Device>);
 
 #[async_trait]
-impl DeviceEventStore for CommitsThenHangs {
-    async fn load(&self, id: DeviceId) -> Result<LoadedDevice, StoreError> {
+impl EventStore<Device> for CommitsThenHangs {
+    async fn load(&self, id: DeviceId) -> Result<Loaded<Device>, StoreError> {
         self.0.load(id).await
     }
 
-    async fn load_at(&self, id: DeviceId, version: u64) -> Result<LoadedDevice, StoreError> {
+    async fn load_at(&self, id: DeviceId, version: u64) -> Result<Loaded<Device>, StoreError> {
         self.0.load_at(id, version).await
     }
 
-    async fn append(&self, appends: &[DeviceAppend<'_>]) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(
+        &self,
+        appends: &[Append<'_, Device>],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
         let _committed = self.0.append(appends).await;
         std::future::pending().await
     }
@@ -39,7 +42,7 @@ async fn a_retry_after_a_crash_between_commit_and_response_gets_the_original_out
     let doomed = spawn_app_with_store(
         url.clone(),
         pool.clone(),
-        CommitsThenHangs(PostgresDeviceStore::new(pool.clone())),
+        CommitsThenHangs(PostgresEventStore::new(pool.clone())),
         limits(),
     )
     .await;

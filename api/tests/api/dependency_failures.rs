@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use api::http::HttpLimits;
-use app::{AppendOutcome, DeviceAppend, DeviceEventStore, LoadedDevice, StoreError};
+use app::{Append, AppendOutcome, EventStore, Loaded, StoreError};
 use async_trait::async_trait;
-use domain::DeviceId;
+use domain::{Device, DeviceId};
 use sqlx::postgres::PgPoolOptions;
-use store::PostgresDeviceStore;
+use store::PostgresEventStore;
 
 use crate::helpers::*;
 
@@ -19,8 +19,13 @@ async fn an_unreachable_database_is_a_503_with_retry_after() {
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
         .unwrap();
-    let app =
-        spawn_app_with_store(url, pool, PostgresDeviceStore::new(unreachable), limits()).await;
+    let app = spawn_app_with_store(
+        url,
+        pool,
+        PostgresEventStore::<Device>::new(unreachable),
+        limits(),
+    )
+    .await;
     let started = Instant::now();
 
     let response = app
@@ -39,18 +44,21 @@ async fn an_unreachable_database_is_a_503_with_retry_after() {
 struct Stalled;
 
 #[async_trait]
-impl DeviceEventStore for Stalled {
-    async fn load(&self, _: DeviceId) -> Result<LoadedDevice, StoreError> {
+impl EventStore<Device> for Stalled {
+    async fn load(&self, _: DeviceId) -> Result<Loaded<Device>, StoreError> {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        Ok(LoadedDevice::without_events())
+        Ok(Loaded::without_events())
     }
 
-    async fn load_at(&self, _: DeviceId, _: u64) -> Result<LoadedDevice, StoreError> {
+    async fn load_at(&self, _: DeviceId, _: u64) -> Result<Loaded<Device>, StoreError> {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        Ok(LoadedDevice::without_events())
+        Ok(Loaded::without_events())
     }
 
-    async fn append(&self, appends: &[DeviceAppend<'_>]) -> Result<Vec<AppendOutcome>, StoreError> {
+    async fn append(
+        &self,
+        appends: &[Append<'_, Device>],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
         tokio::time::sleep(Duration::from_secs(30)).await;
         Ok(vec![AppendOutcome::VersionConflict; appends.len()])
     }

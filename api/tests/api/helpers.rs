@@ -10,11 +10,11 @@ use api::auth::JwtKeys;
 use api::config::ApiConfig;
 use api::http::HttpLimits;
 use api::startup::{build, build_with_event_store, Application};
-use app::{CommandMetadata, DeviceCommandService, DeviceEventStore, RetryPolicy};
-use domain::{CertificateRequestId, DeviceId, IssuedCertificate, TenantId};
+use app::{CommandMetadata, DeviceCommandService, EventStore, RetryPolicy};
+use domain::{CertificateRequestId, Device, DeviceId, IssuedCertificate, TenantId};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use store::{PostgresDeviceStore, PostgresIdempotencyStore};
+use store::{PostgresEventStore, PostgresIdempotencyStore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -166,7 +166,7 @@ pub async fn spawn_app_on(database_url: String, pool: PgPool) -> TestApp {
 pub async fn spawn_app_with_store(
     database_url: String,
     pool: PgPool,
-    store: impl DeviceEventStore,
+    store: impl EventStore<Device>,
     limits: HttpLimits,
 ) -> TestApp {
     let mut config = test_config(&database_url);
@@ -306,7 +306,7 @@ impl TestApp {
             .parse()
             .unwrap();
         let service = DeviceCommandService::new(
-            Arc::new(PostgresDeviceStore::new(self.pool.clone())),
+            Arc::new(PostgresEventStore::<Device>::new(self.pool.clone())),
             Arc::new(PostgresIdempotencyStore::new(self.pool.clone())),
             RetryPolicy::default(),
         );

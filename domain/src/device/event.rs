@@ -1,5 +1,6 @@
-//! Facts about a device, in the past tense. A stored event is forever: to change one,
-//! add a new version and an upcaster, never edit the meaning of an existing one.
+//! Facts about a device, in the past tense. A stored event is forever: to change one, add a
+//! version of its stored form and an upcaster in the store's schema (`store::stored_events`),
+//! never edit the meaning of an existing one.
 
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub enum DeviceEvent {
     },
 }
 
+/// cqrs-es asks every event for a type name and a version. What the event store writes is its
+/// own schema's (`store::stored_events`: each stored form has its version, read back through
+/// upcasters), never these, nor this enum's serde form.
 impl DomainEvent for DeviceEvent {
     fn event_type(&self) -> String {
         match self {

@@ -11,7 +11,7 @@ use domain::{
 };
 use projections::{registered_named, Projector, RegisteredProjection};
 use sqlx::PgPool;
-use store::{PostgresDeviceStore, PostgresEventLog, PostgresIdempotencyStore};
+use store::{PostgresEventLog, PostgresEventStore, PostgresIdempotencyStore};
 
 /// The registered read model called `name`.
 pub fn read_model(name: &str) -> RegisteredProjection {
@@ -34,7 +34,7 @@ pub fn metadata() -> CommandMetadata {
 
 /// A registered, provisioned device (two events in the store); returns its envelopes.
 pub async fn provisioned_device(pool: &PgPool) -> Vec<EventEnvelope> {
-    let store = Arc::new(PostgresDeviceStore::new(pool.clone()));
+    let store = Arc::new(PostgresEventStore::<domain::Device>::new(pool.clone()));
     let commands = DeviceCommandService::new(
         store,
         Arc::new(PostgresIdempotencyStore::new(pool.clone())),
