@@ -681,8 +681,12 @@ async fn crl_production(
     ca_key: &std::path::Path,
 ) -> Value {
     use app::pki::{CrlPublication, CrlPublished, CrlSigner};
-    let ca = pki::IssuingCa::from_pem_files(ca_cert, ca_key, chrono::Duration::days(365))
-        .expect("the CA");
+    let ca = pki::IssuingCa::open(
+        ca_cert,
+        &pki::KeyReference::parse("CA_KEY_PATH", &ca_key.display().to_string()),
+        chrono::Duration::days(365),
+    )
+    .expect("the CA");
     let ca: Arc<dyn CrlSigner> = Arc::new(ca);
     let pool = store::connect(&store::DatabaseSettings {
         url: database_url.to_owned(),

@@ -28,6 +28,7 @@ use crate::certificate_profile::{CertificateProfile, StatusLocations};
 use crate::certificate_serial;
 use crate::csr_policy::{check_csr, failure};
 use crate::key_file::{KeyFile, KeyFileError};
+use crate::key_reference::{KeyOpenError, KeyReference};
 use crate::signing_key::{is_key_failure, RcgenKey, SigningKey};
 use crate::x509_time::{to_time, truncate_to_seconds};
 
@@ -41,6 +42,8 @@ pub enum CaLoadError {
     /// Never includes the key material.
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    #[error(transparent)]
+    KeyOpen(#[from] KeyOpenError),
     #[error("{what} is not a usable PEM {expected}")]
     Invalid {
         what: &'static str,
@@ -84,18 +87,18 @@ pub struct IssuingCa {
 }
 
 impl IssuingCa {
-    /// The CA of `cert_path` with the key file of `key_path` (`CA_CERT_PATH`, `CA_KEY_PATH`).
-    pub fn from_pem_files(
+    /// The CA of `cert_path` (`CA_CERT_PATH`) with the key `key` names (`CA_KEY_PATH`),
+    /// opened once, wherever it is held.
+    pub fn open(
         cert_path: &Path,
-        key_path: &Path,
+        key: &KeyReference,
         validity: chrono::Duration,
     ) -> Result<Self, CaLoadError> {
         let cert_pem = std::fs::read_to_string(cert_path).map_err(|source| CaLoadError::Read {
             path: cert_path.display().to_string(),
             source,
         })?;
-        let key = KeyFile::read("CA_KEY_PATH", key_path)?;
-        Self::new(&cert_pem, Arc::new(key), validity)
+        Self::new(&cert_pem, key.open()?, validity)
     }
 
     pub fn from_pem(

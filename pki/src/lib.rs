@@ -1,7 +1,8 @@
 //! X.509 and its wire formats, for the worker (which signs) and the api (which answers
 //! relying parties and devices): the issuing CA (`issuing_ca.rs`: key policy, certificate
 //! profile, serial derivation) and its signing key behind a port (`signing_key.rs`; the key
-//! file is its first implementation, `key_file.rs`), CRL signing (`crl_signing.rs`), the OCSP
+//! file is its first implementation, `key_file.rs`, chosen by the configured reference,
+//! `key_reference.rs`), CRL signing (`crl_signing.rs`), the OCSP
 //! responder (`ocsp/`: request parsing, answers from the status read model, response
 //! signing with a delegated key) and the certification of its signers
 //! (`ocsp_signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
@@ -25,6 +26,7 @@ pub mod dev_ca;
 pub mod est_wire_format;
 mod issuing_ca;
 mod key_file;
+mod key_reference;
 pub mod ocsp;
 pub mod ocsp_signer_certificate;
 mod signing_key;
@@ -35,4 +37,5 @@ pub use ca_certificates::{CaCertificates, CaCertificatesError, NotIssuedHere};
 pub use certificate_profile::CertificateProfile;
 pub use issuing_ca::{CaLoadError, IssuingCa};
 pub use key_file::{KeyFile, KeyFileError};
+pub use key_reference::{KeyOpenError, KeyReference};
 pub use signing_key::{subject_public_key_info, KeyUnavailable, RcgenKey, SigningKey};

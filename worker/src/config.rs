@@ -12,7 +12,7 @@ use store::DatabaseSettings;
 
 use crate::crl_publisher::CrlSchedule;
 use app::pki::PublicBaseUrl;
-use pki::CertificateProfile;
+use pki::{CertificateProfile, KeyReference};
 
 /// Adds a subjectAltName URI `urn:uuid:<device id>` to issued certificates.
 pub const CERT_PROFILE_DEVICE_URI: &str = "cert-profile-device-uri";
@@ -33,7 +33,8 @@ pub struct WorkerConfig {
     pub relay_enabled: bool,
     pub relay: RelaySettings,
     pub ca_cert_path: PathBuf,
-    pub ca_key_path: PathBuf,
+    /// Where the CA's key is held (`CA_KEY_PATH`).
+    pub ca_key: KeyReference,
     /// Where relying parties reach the api's CRL and OCSP routes (`PUBLIC_BASE_URL`); written
     /// into every certificate.
     pub public_base_url: PublicBaseUrl,
@@ -80,10 +81,11 @@ impl WorkerConfig {
             .required("CA_CERT_PATH", "the CA certificate, PEM")
             .unwrap_or_default()
             .into();
-        let ca_key_path = env
-            .required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)")
-            .unwrap_or_default()
-            .into();
+        let ca_key = KeyReference::parse(
+            "CA_KEY_PATH",
+            &env.required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)")
+                .unwrap_or_default(),
+        );
         let public_base_url = env.parse_or(
             "PUBLIC_BASE_URL",
             PublicBaseUrl::parse("http://127.0.0.1:8080").expect("a valid default"),
@@ -129,7 +131,7 @@ impl WorkerConfig {
             relay_enabled,
             relay,
             ca_cert_path,
-            ca_key_path,
+            ca_key,
             public_base_url,
             certificate_validity,
             crl,

@@ -127,9 +127,9 @@ fn ocsp_signer(out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::erro
     env.finish()?;
     // The CA's key is loaded once, through the signing-key port; it certifies the signer and
     // issues no device certificate here (hence no device validity).
-    let ca = pki::IssuingCa::from_pem_files(
+    let ca = pki::IssuingCa::open(
         std::path::Path::new(&cert_path.unwrap_or_default()),
-        std::path::Path::new(&key_path.unwrap_or_default()),
+        &pki::KeyReference::parse("CA_KEY_PATH", &key_path.unwrap_or_default()),
         chrono::Duration::zero(),
     )?;
     let signer = OcspSigner::issue(&ca, chrono::Duration::days(days.into()), chrono::Utc::now())?;

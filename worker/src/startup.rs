@@ -46,9 +46,9 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let mut shutdown = std::pin::pin!(shutdown);
     let ca = Arc::new(
-        IssuingCa::from_pem_files(
+        IssuingCa::open(
             &config.ca_cert_path,
-            &config.ca_key_path,
+            &config.ca_key,
             config.certificate_validity,
         )?
         .with_profile(config.certificate_profile)
