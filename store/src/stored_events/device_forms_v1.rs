@@ -2,7 +2,8 @@
 //! schema of its own (the domain enum's serde output, an object keyed by the event type that
 //! holds the event's fields), kept exactly as the table holds them. Every device event type
 //! has a version 1; an event type whose form has moved on (`CertificateIssued`, see
-//! `certificate_issued_v2.rs`) is still read in this form, then upcast.
+//! `certificate_issued_v2.rs`) is still read in this form, then upcast by the schema
+//! (`device_schema.rs`).
 //!
 //! Plain strings, numbers and times: nothing here validates. Never edit a form: rows of it
 //! are in the table forever (`store/tests/fixtures/stored_events/device/*.v1.json`).
@@ -16,8 +17,6 @@ use domain::{
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-use super::certificate_issued_v2::CertificateIssuedV2;
 
 /// A version 1 payload: `{"<EventType>": {…fields…}}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -117,6 +116,12 @@ enum RevocationReasonV1 {
     PrivilegeWithdrawn,
 }
 
+/// A version 1 row of a type whose stored form has moved past version 1, in its version 1
+/// form, for its upcaster.
+pub(super) enum MovedOn {
+    CertificateIssued(Box<CertificateIssuedV1>),
+}
+
 impl DeviceEventV1 {
     /// The event type the payload names (its one key), which the row's `event_type` repeats.
     pub(super) fn event_type(&self) -> &'static str {
@@ -184,10 +189,11 @@ impl DeviceEventV1 {
 }
 
 impl DeviceEventV1 {
-    /// The event a version 1 row records. A type whose form has moved on is upcast to its
-    /// newest form first: the chain runs from the row's version to today's.
-    pub(super) fn into_recorded(self) -> DeviceEvent {
-        match self {
+    /// The event a version 1 row records, or, for a type whose form has moved on, its version
+    /// 1 form (`Err`), which the schema's version table upcasts (`device_schema.rs`): this
+    /// version knows nothing of the later ones.
+    pub(super) fn into_recorded(self) -> Result<DeviceEvent, MovedOn> {
+        Ok(match self {
             Self::DeviceRegistered(e) => DeviceEvent::DeviceRegistered {
                 tenant: TenantId::recorded(e.tenant),
                 serial_number: SerialNumber::recorded(e.serial_number),
@@ -200,7 +206,7 @@ impl DeviceEventV1 {
                 csr: CertificateSigningRequest::recorded(e.csr),
                 request_id: CertificateRequestId::from_uuid(e.request_id),
             },
-            Self::CertificateIssued(e) => CertificateIssuedV2::from(e).into_recorded(),
+            Self::CertificateIssued(e) => return Err(MovedOn::CertificateIssued(Box::new(e))),
             Self::ProvisioningFailed(e) => DeviceEvent::ProvisioningFailed {
                 request_id: CertificateRequestId::from_uuid(e.request_id),
                 failure: ProvisioningFailure {
@@ -218,7 +224,7 @@ impl DeviceEventV1 {
                     revoked_at: e.revocation.revoked_at,
                 },
             },
-        }
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 use domain::{Device, DeviceEvent};
 
 use super::certificate_issued_v2::CertificateIssuedV2;
-use super::device_forms_v1::DeviceEventV1;
+use super::device_forms_v1::{DeviceEventV1, MovedOn};
 use super::{EventSchema, Problem, StoredEvent, StoredEventRef, UnreadableEvent};
 
 const CERTIFICATE_ISSUED: &str = "CertificateIssued";
@@ -51,7 +51,13 @@ impl EventSchema for Device {
                     let problem = Problem::OfAnotherType(form.event_type());
                     return Err(UnreadableEvent::new(stored, problem));
                 }
-                Ok(form.into_recorded())
+                Ok(form
+                    .into_recorded()
+                    .unwrap_or_else(|moved_on| match moved_on {
+                        MovedOn::CertificateIssued(v1) => {
+                            CertificateIssuedV2::from(*v1).into_recorded()
+                        }
+                    }))
             }
             _ => Err(UnreadableEvent::new(stored, Problem::UnknownVersion)),
         }

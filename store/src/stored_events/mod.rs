@@ -14,9 +14,10 @@
 //! Changing an event: add its next form (a module with the struct and its upcaster from the
 //! previous one), write that version from then on and read it (the aggregate's schema, e.g.
 //! `device_schema.rs`: the one place that says which version each event type is written at
-//! and how each version is read), read the previous form through the upcaster (its arm stops
-//! being written, e.g. `#[serde(skip_serializing)]`), and add the golden fixture of the new
-//! version (`store/tests/fixtures/stored_events/`). Old
+//! and how each version is read, the upcast included), have the previous form hand such rows
+//! over unconverted (its arm stops being written, e.g. `#[serde(skip_serializing)]`, and
+//! reads as moved on: `device_forms_v1::MovedOn`; an old form never names a newer one), and
+//! add the golden fixture of the new version (`store/tests/fixtures/stored_events/`). Old
 //! forms are never edited nor removed: rows of every version stay in the table forever, and
 //! their fixtures must decode forever (`store/tests/stored_events.rs`).
 //!
