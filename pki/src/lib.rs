@@ -2,7 +2,8 @@
 //! relying parties and devices): the issuing CA (`issuing_ca.rs`: key policy, certificate
 //! profile, serial derivation) and its signing key behind a port (`signing_key.rs`; the key
 //! file is its first implementation, `key_file.rs`, chosen by the configured reference,
-//! `key_reference.rs`), CRL signing (`crl_signing.rs`), the OCSP
+//! `key_reference.rs`; a key in a PKCS#11 token is the second, `pkcs11_key.rs`, not yet
+//! selectable by configuration), CRL signing (`crl_signing.rs`), the OCSP
 //! responder (`ocsp/`: request parsing, answers from the status read model, response
 //! signing with a delegated key) and the certification of its signers
 //! (`ocsp_signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
@@ -29,6 +30,7 @@ mod key_file;
 mod key_reference;
 pub mod ocsp;
 pub mod ocsp_signer_certificate;
+mod pkcs11_key;
 mod signing_key;
 mod x509_time;
 
@@ -38,4 +40,7 @@ pub use certificate_profile::CertificateProfile;
 pub use issuing_ca::{CaLoadError, IssuingCa};
 pub use key_file::{KeyFile, KeyFileError};
 pub use key_reference::{KeyOpenError, KeyReference};
+pub use pkcs11_key::{
+    CaCurve, NotAPkcs11Uri, Pkcs11Key, Pkcs11Module, Pkcs11SetupError, Pkcs11Uri,
+};
 pub use signing_key::{subject_public_key_info, KeyUnavailable, RcgenKey, SigningKey};

@@ -1,0 +1,442 @@
+//! A [`SigningKey`] held in a PKCS#11 token (an HSM; SoftHSM2 in tests): the key is generated
+//! in the token, sensitive and not extractable, and every signature is the token's. Keys are
+//! named by RFC 7512 URIs (`pkcs11:token=<token label>;object=<key label>`); the module (the
+//! token's PKCS#11 library) and the user PIN come from configuration, the PIN from a file.
+//!
+//! What tokens differ in, handled here: SoftHSM 2.6 offers raw `CKM_ECDSA` only, so the
+//! message is hashed here (SHA-256 for P-256, SHA-384 for P-384) and the token signs the
+//! digest; it answers `r‖s`, which becomes X.509's DER `Ecdsa-Sig-Value` (RustCrypto's
+//! `ecdsa` types, no hand-written ASN.1); it gives `CKA_EC_POINT` wrapped in an OCTET
+//! STRING. A PKCS#11 session may not be shared between threads, so each thread that signs
+//! opens its own, once (the CA signs on Tokio's blocking pool, whose threads live on).
+//!
+//! A token that does not answer is an outage ([`KeyUnavailable`]): nothing is refused because
+//! of it, and the next signature opens a new session. Not yet wired to configuration: the
+//! worker's `CA_KEY_PATH` names key files only (`key_reference.rs`).
+//!
+//! Must not: log or return the PIN (errors name the variable that holds it), or ask the token
+//! for a private key's value.
+
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as Pkcs11Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use der::asn1::{ObjectIdentifier, OctetString};
+use der::{Decode, Encode};
+use rcgen::SignatureAlgorithm;
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::signing_key::{KeyUnavailable, SigningKey};
+
+/// The curves a CA key may be on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaCurve {
+    P256,
+    P384,
+}
+
+/// prime256v1 (RFC 5480 §2.1.1.1).
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// secp384r1 (RFC 5480 §2.1.1.1).
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+impl CaCurve {
+    fn oid(self) -> ObjectIdentifier {
+        match self {
+            Self::P256 => OID_P256,
+            Self::P384 => OID_P384,
+        }
+    }
+
+    fn algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            Self::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+
+    /// The digest the token signs, of `message`.
+    fn digest(self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Self::P256 => Sha256::digest(message).to_vec(),
+            Self::P384 => Sha384::digest(message).to_vec(),
+        }
+    }
+
+    /// The token's `r‖s` as DER `Ecdsa-Sig-Value`.
+    fn der_signature(self, raw: &[u8]) -> Result<Vec<u8>, KeyUnavailable> {
+        let malformed = |_| KeyUnavailable("the token's signature is not r‖s".into());
+        match self {
+            Self::P256 => Ok(p256::ecdsa::Signature::from_slice(raw)
+                .map_err(malformed)?
+                .to_der()
+                .as_bytes()
+                .to_vec()),
+            Self::P384 => Ok(p384::ecdsa::Signature::from_slice(raw)
+                .map_err(malformed)?
+                .to_der()
+                .as_bytes()
+                .to_vec()),
+        }
+    }
+}
+
+/// A key named by an RFC 7512 URI: its token's label and its own label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Uri {
+    pub token: String,
+    pub object: String,
+}
+
+/// Not a `pkcs11:` URI naming a token and an object. It does not repeat the URI, which may
+/// hold a `pin-value`.
+#[derive(Debug, thiserror::Error)]
+#[error("not a PKCS#11 URI naming a key: pkcs11:token=<token label>;object=<key label>")]
+pub struct NotAPkcs11Uri;
+
+impl Pkcs11Uri {
+    /// `pkcs11:token=…;object=…` (RFC 7512 §2.3: path attributes separated by `;`,
+    /// percent-encoded values; others, such as `id` or `type`, are ignored).
+    pub fn parse(uri: &str) -> Result<Self, NotAPkcs11Uri> {
+        let refused = || NotAPkcs11Uri;
+        let path = uri.strip_prefix("pkcs11:").ok_or_else(refused)?;
+        let path = path.split('?').next().unwrap_or_default();
+        let (mut token, mut object) = (None, None);
+        for attribute in path.split(';').filter(|a| !a.is_empty()) {
+            let (name, value) = attribute.split_once('=').ok_or_else(refused)?;
+            let value = percent_decoded(value).ok_or_else(refused)?;
+            match name {
+                "token" => token = Some(value),
+                "object" => object = Some(value),
+                _ => {}
+            }
+        }
+        match (token, object) {
+            (Some(token), Some(object)) if !token.is_empty() && !object.is_empty() => {
+                Ok(Self { token, object })
+            }
+            _ => Err(refused()),
+        }
+    }
+}
+
+/// `value` with its `%XX` escapes decoded, if it is UTF-8.
+fn percent_decoded(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let hex = value.get(at + 1..at + 3)?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            at += 3;
+        } else {
+            decoded.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// The token's module and how to log in to it.
+pub struct Pkcs11Module {
+    context: Pkcs11,
+    pin: AuthPin,
+}
+
+/// The module cannot be loaded or the PIN read. Never includes the PIN.
+#[derive(Debug, thiserror::Error)]
+pub enum Pkcs11SetupError {
+    #[error("PKCS11_MODULE_PATH {path}: cannot load the PKCS#11 module: {source}")]
+    Module { path: String, source: Pkcs11Error },
+    #[error("PKCS11_PIN_FILE {path}: cannot read the PIN")]
+    Pin {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the token {token:?} is not present")]
+    NoToken { token: String },
+    #[error("the token {token:?} holds no key {object:?}")]
+    NoKey { token: String, object: String },
+    #[error("the key {object:?} is not an ECDSA P-256 or P-384 key")]
+    NotACaKey { object: String },
+    #[error("the token refused: {0}")]
+    Token(#[from] Pkcs11Error),
+}
+
+impl Pkcs11Module {
+    /// Loads the module at `module_path` (`PKCS11_MODULE_PATH`) and reads the user PIN from
+    /// `pin_file` (`PKCS11_PIN_FILE`; trailing whitespace is not part of it).
+    pub fn load(module_path: &Path, pin_file: &Path) -> Result<Self, Pkcs11SetupError> {
+        let pin = std::fs::read_to_string(pin_file).map_err(|source| Pkcs11SetupError::Pin {
+            path: pin_file.display().to_string(),
+            source,
+        })?;
+        let module_error = |source| Pkcs11SetupError::Module {
+            path: module_path.display().to_string(),
+            source,
+        };
+        let context = loaded_module(module_path).map_err(module_error)?;
+        Ok(Self {
+            context,
+            pin: AuthPin::from(pin.trim_end().to_owned()),
+        })
+    }
+
+    /// The slot of the token labelled `token`.
+    fn slot(&self, token: &str) -> Result<Slot, Pkcs11SetupError> {
+        for slot in self.context.get_slots_with_token()? {
+            if self.context.get_token_info(slot)?.label().trim_end() == token {
+                return Ok(slot);
+            }
+        }
+        Err(Pkcs11SetupError::NoToken {
+            token: token.to_owned(),
+        })
+    }
+
+    /// A session on `slot`, logged in as the user.
+    fn session(&self, slot: Slot) -> Result<Session, Pkcs11Error> {
+        let session = self.context.open_rw_session(slot)?;
+        match session.login(UserType::User, Some(&self.pin)) {
+            // Login is per application: another session of this process already did.
+            Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Generates a key on `curve` in the token, named by `uri`: private, sensitive, never
+    /// extractable, for signing only; its public half beside it.
+    pub fn generate(&self, uri: &Pkcs11Uri, curve: CaCurve) -> Result<Pkcs11Key, Pkcs11SetupError> {
+        let slot = self.slot(&uri.token)?;
+        let session = self.session(slot)?;
+        let label = uri.object.as_bytes().to_vec();
+        let curve_der = curve.oid().to_der().expect("an OID encodes");
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(curve_der),
+            Attribute::Label(label.clone()),
+            Attribute::Id(label.clone()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.clone()),
+            Attribute::Id(label),
+        ];
+        {
+            // One generation at a time in this process (CAs are made rarely): SoftHSM 2.6 now
+            // and then refuses a generation that runs beside other work on the token
+            // (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT); whoever creates a CA's key must
+            // treat a refused generation as worth trying again.
+            static GENERATING: Mutex<()> = Mutex::new(());
+            let _one_at_a_time = GENERATING.lock().unwrap_or_else(|e| e.into_inner());
+            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+        }
+        drop(session);
+        self.open(uri)
+    }
+
+    /// The key `uri` names.
+    pub fn open(&self, uri: &Pkcs11Uri) -> Result<Pkcs11Key, Pkcs11SetupError> {
+        let slot = self.slot(&uri.token)?;
+        let session = self.session(slot)?;
+        let no_key = || Pkcs11SetupError::NoKey {
+            token: uri.token.clone(),
+            object: uri.object.clone(),
+        };
+        let label = uri.object.as_bytes().to_vec();
+        find_key(&session, ObjectClass::PRIVATE_KEY, &label)?.ok_or_else(no_key)?;
+        let public = find_key(&session, ObjectClass::PUBLIC_KEY, &label)?.ok_or_else(no_key)?;
+        let not_a_ca_key = || Pkcs11SetupError::NotACaKey {
+            object: uri.object.clone(),
+        };
+        let (mut params, mut point) = (None, None);
+        for attribute in
+            session.get_attributes(public, &[AttributeType::EcParams, AttributeType::EcPoint])?
+        {
+            match attribute {
+                Attribute::EcParams(value) => params = Some(value),
+                Attribute::EcPoint(value) => point = Some(value),
+                _ => {}
+            }
+        }
+        let curve = match params
+            .and_then(|der| ObjectIdentifier::from_der(&der).ok())
+            .ok_or_else(not_a_ca_key)?
+        {
+            OID_P256 => CaCurve::P256,
+            OID_P384 => CaCurve::P384,
+            _ => return Err(not_a_ca_key()),
+        };
+        // CKA_EC_POINT is the DER OCTET STRING of the point (PKCS#11 2.40 §2.3.3); some
+        // tokens give the bare point.
+        let point = point.ok_or_else(not_a_ca_key)?;
+        let public_key = match OctetString::from_der(&point) {
+            Ok(wrapped) => wrapped.as_bytes().to_vec(),
+            Err(_) => point,
+        };
+        drop(session);
+        Ok(Pkcs11Key {
+            module: Pkcs11Module {
+                context: self.context.clone(),
+                pin: self.pin.clone(),
+            },
+            slot,
+            label,
+            curve,
+            public_key,
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+}
+
+/// The module at `path`, loaded and initialised once per process: `C_Initialize` and the
+/// library's state are process-wide, so every key of a module shares one context.
+fn loaded_module(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
+    static LOADED: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, context)) = loaded.iter().find(|(loaded, _)| loaded == path) {
+        return Ok(context.clone());
+    }
+    let context = Pkcs11::new(path)?;
+    match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(e),
+    }
+    loaded.push((path.to_owned(), context.clone()));
+    Ok(context)
+}
+
+/// The EC key of `class` labelled `label`, in `session`.
+fn find_key(
+    session: &Session,
+    class: ObjectClass,
+    label: &[u8],
+) -> Result<Option<ObjectHandle>, Pkcs11Error> {
+    session
+        .find_objects(&[
+            Attribute::Class(class),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::Label(label.to_vec()),
+        ])
+        .map(|found| found.first().copied())
+}
+
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's session with each key's token and the key's handle in it, by key
+    /// instance: a session may not be shared between threads, opening one per signature would
+    /// cost a login each time, and a handle is good only while its session (some tokens: any
+    /// session) is open, so each session finds the key itself.
+    static SESSIONS: RefCell<HashMap<u64, (Session, ObjectHandle)>> = RefCell::new(HashMap::new());
+}
+
+/// A private key in a PKCS#11 token, signing there.
+pub struct Pkcs11Key {
+    module: Pkcs11Module,
+    slot: Slot,
+    /// The key's label (`object=` of its URI), which each session finds it by.
+    label: Vec<u8>,
+    curve: CaCurve,
+    /// The uncompressed point.
+    public_key: Vec<u8>,
+    /// Tells this key's sessions from another key's in [`SESSIONS`].
+    instance: u64,
+}
+
+impl Pkcs11Key {
+    /// Signs `digest` on this thread's session, opening it first if needed.
+    fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
+        SESSIONS.with(|sessions| {
+            let mut sessions = sessions.borrow_mut();
+            let (session, private) = match sessions.entry(self.instance) {
+                Entry::Occupied(open) => open.into_mut(),
+                Entry::Vacant(none) => {
+                    let session = self.module.session(self.slot)?;
+                    let private = find_key(&session, ObjectClass::PRIVATE_KEY, &self.label)?
+                        .ok_or(Pkcs11Error::Pkcs11(
+                            RvError::KeyHandleInvalid,
+                            cryptoki::context::Function::FindObjects,
+                        ))?;
+                    none.insert((session, private))
+                }
+            };
+            let signed = session.sign(&Mechanism::Ecdsa, *private, digest);
+            if signed.is_err() {
+                // The token may be gone or the session broken: the next signature starts anew.
+                sessions.remove(&self.instance);
+            }
+            signed
+        })
+    }
+}
+
+impl SigningKey for Pkcs11Key {
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.curve.algorithm()
+    }
+
+    fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyUnavailable> {
+        let raw = self
+            .sign_digest(&self.curve.digest(message))
+            .map_err(|e| KeyUnavailable(format!("the PKCS#11 token did not sign: {e}")))?;
+        self.curve.der_signature(&raw)
+    }
+}
+
+impl Drop for Pkcs11Key {
+    fn drop(&mut self) {
+        // Only this thread's session can be reached; the others close when their threads end.
+        let _ = SESSIONS.try_with(|sessions| sessions.borrow_mut().remove(&self.instance));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rfc_7512_uri_names_its_token_and_object() {
+        let uri =
+            Pkcs11Uri::parse("pkcs11:token=fleet%20CAs;object=acme-root;type=private").unwrap();
+        assert_eq!(uri.token, "fleet CAs");
+        assert_eq!(uri.object, "acme-root");
+        for refused in [
+            "pkcs11:token=t",
+            "pkcs11:object=o",
+            "file:///ca.key",
+            "pkcs11:token=t;object=%zz",
+            "pkcs11:token=;object=o",
+        ] {
+            assert!(Pkcs11Uri::parse(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_refused_uri_is_not_repeated_in_the_error() {
+        let err = Pkcs11Uri::parse("pkcs11:token=t;pin-value=secret-1234").unwrap_err();
+        assert!(!err.to_string().contains("secret-1234"), "{err}");
+        assert!(err.to_string().contains("pkcs11:token="), "{err}");
+    }
+}

@@ -1,0 +1,267 @@
+//! CA keys in a real PKCS#11 token (SoftHSM2, which `scripts/test-clients` installs; a token
+//! made for this run in a temporary directory): generated there, never readable, and
+//! everything the CA signs through them (certificates, CRLs) is checked by OpenSSL.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use app::pki::{CrlSigner, RevocationListContent};
+use app::CertificateRequest;
+use chrono::Utc;
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use domain::{CertificateRequestId, CertificateSigningRequest, DeviceId, SerialNumber};
+use pki::{CaCurve, IssuingCa, Pkcs11Module, Pkcs11Uri, RcgenKey, SigningKey};
+
+const TOKEN: &str = "pki-tests";
+const USER_PIN: &str = "user-pin-5678";
+
+/// The token of this test process: a SoftHSM2 configuration of its own (`SOFTHSM2_CONF`, set
+/// before the module is first loaded) and a token initialised with `softhsm2-util`; the PIN's
+/// file. Every test makes keys of its own labels in it.
+fn token() -> &'static (PathBuf, PathBuf) {
+    static TOKEN_DIR: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    TOKEN_DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pki-softhsm-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dir.join("tokens")).unwrap();
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.join("tokens").display()
+            ),
+        )
+        .unwrap();
+        std::env::set_var("SOFTHSM2_CONF", &conf);
+        let initialised = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", TOKEN])
+            .args(["--so-pin", "so-pin-1234", "--pin", USER_PIN])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect("softhsm2-util is installed (scripts/test-clients installs SoftHSM2)");
+        assert!(
+            initialised.status.success(),
+            "{}",
+            String::from_utf8_lossy(&initialised.stderr)
+        );
+        let pin_file = dir.join("pin");
+        std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
+        (module_path(), pin_file)
+    })
+}
+
+/// Debian's SoftHSM2 module, or `TEST_PKCS11_MODULE`.
+fn module_path() -> PathBuf {
+    std::env::var_os("TEST_PKCS11_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into())
+}
+
+/// One test at a time in the token: SoftHSM 2.6 now and then refuses a key generation that
+/// runs beside other work in the same token (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT);
+/// concurrent signing, which the CA does, is tested on its own below.
+fn one_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TOKEN_IN_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TOKEN_IN_USE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn module() -> Pkcs11Module {
+    let (module, pin) = token();
+    Pkcs11Module::load(module, pin).unwrap()
+}
+
+fn uri(object: &str) -> Pkcs11Uri {
+    Pkcs11Uri::parse(&format!("pkcs11:token={TOKEN};object={object}")).unwrap()
+}
+
+/// A self-signed CA certificate for `key`, signed in the token.
+fn ca_certificate(key: Arc<dyn SigningKey>, name: &str) -> String {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.self_signed(&RcgenKey(key)).unwrap().pem()
+}
+
+fn request(serial: &str) -> CertificateRequest {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, serial);
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    CertificateRequest {
+        device_id: DeviceId::from_uuid(uuid::Uuid::new_v4()),
+        request_id: CertificateRequestId::from_uuid(uuid::Uuid::new_v4()),
+        serial_number: SerialNumber::parse(serial).unwrap(),
+        csr: CertificateSigningRequest::from_pem(&csr).unwrap(),
+    }
+}
+
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pki-hsm-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `openssl <args>` in `dir`: whether it succeeded, and what it said.
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_key_made_in_the_token_never_leaves_it() {
+    let _token = one_test_at_a_time();
+    let key = module()
+        .generate(&uri("never-leaves"), CaCurve::P256)
+        .unwrap();
+    assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+
+    // Another client of the token, logged in as its user, asks for the private key's value.
+    let (module_path, _) = token();
+    let pkcs11 = Pkcs11::new(module_path).unwrap();
+    let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|slot| pkcs11.get_token_info(*slot).unwrap().label().trim_end() == TOKEN)
+        .unwrap();
+    let session = pkcs11.open_ro_session(slot).unwrap();
+    let _ = session.login(UserType::User, Some(&AuthPin::from(USER_PIN.to_owned())));
+    let private = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(b"never-leaves".to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(private.len(), 1);
+    let info = session
+        .get_attribute_info(private[0], &[AttributeType::Value])
+        .unwrap();
+    assert!(
+        matches!(info.as_slice(), [AttributeInfo::Sensitive]),
+        "the value is not given out: {info:?}"
+    );
+    let flags = session
+        .get_attributes(
+            private[0],
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::NeverExtractable,
+            ],
+        )
+        .unwrap();
+    assert!(flags.contains(&Attribute::Sensitive(true)), "{flags:?}");
+    assert!(flags.contains(&Attribute::Extractable(false)), "{flags:?}");
+    assert!(
+        flags.contains(&Attribute::NeverExtractable(true)),
+        "{flags:?}"
+    );
+}
+
+#[test]
+fn a_ca_in_the_token_issues_certificates_and_crls_that_openssl_verifies() {
+    let _token = one_test_at_a_time();
+    for (curve, object) in [(CaCurve::P256, "ca-p256"), (CaCurve::P384, "ca-p384")] {
+        let key: Arc<dyn SigningKey> = Arc::new(module().generate(&uri(object), curve).unwrap());
+        let ca_pem = ca_certificate(key.clone(), object);
+        // The key found again by its URI, as a worker that starts later would.
+        let reopened: Arc<dyn SigningKey> = Arc::new(module().open(&uri(object)).unwrap());
+        assert_eq!(reopened.public_key(), key.public_key());
+        let ca = IssuingCa::new(&ca_pem, reopened, chrono::Duration::days(30)).unwrap();
+
+        let issued = ca
+            .issue_verified(&request("HSM-1"), Utc::now())
+            .expect("the token signs")
+            .expect("issued");
+        let now = Utc::now();
+        let crl = ca
+            .sign_crl(&RevocationListContent {
+                number: 1,
+                this_update: now,
+                next_update: now + chrono::Duration::hours(1),
+                entries: Vec::new(),
+            })
+            .unwrap();
+
+        let dir = scratch();
+        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        std::fs::write(dir.join("device.pem"), &issued.pem).unwrap();
+        std::fs::write(dir.join("crl.der"), &crl).unwrap();
+        let (ok, said) = openssl(&dir, &["verify", "-CAfile", "ca.pem", "device.pem"]);
+        assert!(ok && said.contains("device.pem: OK"), "{object}: {said}");
+        let (ok, said) = openssl(
+            &dir,
+            &[
+                "crl", "-inform", "DER", "-in", "crl.der", "-CAfile", "ca.pem", "-noout",
+            ],
+        );
+        assert!(ok && said.contains("verify OK"), "{object}: {said}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn the_token_signs_for_many_threads_at_once() {
+    let _token = one_test_at_a_time();
+    let key: Arc<dyn SigningKey> = Arc::new(
+        module()
+            .generate(&uri("many-threads"), CaCurve::P256)
+            .unwrap(),
+    );
+    let ca_pem = ca_certificate(key.clone(), "many-threads");
+    let ca = Arc::new(IssuingCa::new(&ca_pem, key, chrono::Duration::days(30)).unwrap());
+    let signers: Vec<_> = (0..8)
+        .map(|thread| {
+            let ca = ca.clone();
+            std::thread::spawn(move || {
+                for n in 0..10 {
+                    ca.issue_verified(&request(&format!("T{thread}-{n}")), Utc::now())
+                        .expect("the token signs")
+                        .expect("issued");
+                }
+            })
+        })
+        .collect();
+    for signer in signers {
+        signer.join().unwrap();
+    }
+}
+
+#[test]
+fn a_missing_key_or_token_is_named_and_the_pin_never_is() {
+    let _token = one_test_at_a_time();
+    let missing = module().open(&uri("no-such-key")).err().expect("refused");
+    assert!(missing.to_string().contains("no-such-key"), "{missing}");
+    let no_token = module()
+        .open(&Pkcs11Uri::parse("pkcs11:token=elsewhere;object=k").unwrap())
+        .err()
+        .expect("refused");
+    assert!(no_token.to_string().contains("elsewhere"), "{no_token}");
+    for error in [missing.to_string(), no_token.to_string()] {
+        assert!(!error.contains(USER_PIN), "{error}");
+    }
+}
