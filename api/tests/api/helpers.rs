@@ -389,13 +389,22 @@ impl ApiProcess {
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        // No connection kept after the probe: an idle one would hold one of the api's
+        // connections and free it at some later moment, which tests that fill the api's
+        // connection bound would see as room appearing.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
         for _ in 0..200 {
             if client.get(format!("{base}/livez")).send().await.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        drop(client);
+        // Let the server see the probe's connection close before the test starts.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         Self {
             base,
             log_path,
