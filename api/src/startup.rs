@@ -185,9 +185,8 @@ pub struct Application {
     /// `serve_until`'s shutdown resolves.
     streams_shutdown: CancellationToken,
     /// Listeners of their own (`API_HEALTH_ADDR`, `PKI_ADDR`), each serving part of the
-    /// routes over plain HTTP, and their bound addresses.
+    /// routes over plain HTTP; `PKI_ADDR` as bound (certificates name it).
     others: Vec<(TcpListener, Router)>,
-    health_addr: Option<SocketAddr>,
     pki_addr: Option<SocketAddr>,
     /// Told to answer unready first, at shutdown, for `readiness_drain_delay`.
     health: bootstrap::Health,
@@ -336,7 +335,6 @@ pub async fn build_with_event_store(
         tls: tls.map(Arc::new),
         streams_shutdown: state.shutdown.clone(),
         others: Vec::new(),
-        health_addr: None,
         pki_addr: None,
         health: state.health.clone(),
         readiness_drain_delay: config.readiness_drain_delay,
@@ -382,10 +380,7 @@ impl Application {
         let listener = TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
         let router = match role {
-            ListenerRole::Health => {
-                self.health_addr = Some(bound);
-                health_router(state.clone(), limits)
-            }
+            ListenerRole::Health => health_router(state.clone(), limits),
             ListenerRole::Pki => {
                 self.pki_addr = Some(bound);
                 pki_router(state.clone(), limits)
@@ -398,11 +393,6 @@ impl Application {
     /// `API_ADDR`, as bound (a port 0 made real).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// `API_HEALTH_ADDR`, as bound, when configured.
-    pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health_addr
     }
 
     /// `PKI_ADDR`, as bound, when configured.

@@ -27,7 +27,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::certificate_profile::{CertificateProfile, StatusLocations};
 use crate::certificate_serial;
 use crate::csr_policy::{check_csr, failure};
-use crate::key_file::{KeyFile, KeyFileError};
+use crate::key_file::KeyFile;
 use crate::key_reference::{KeyOpenError, KeyReference};
 use crate::signing_key::{is_key_failure, RcgenKey, SigningKey};
 use crate::x509_time::{to_time, truncate_to_seconds};
@@ -41,9 +41,7 @@ pub enum CaLoadError {
     },
     /// Never includes the key material.
     #[error(transparent)]
-    Key(#[from] KeyFileError),
-    #[error(transparent)]
-    KeyOpen(#[from] KeyOpenError),
+    Key(#[from] KeyOpenError),
     #[error("{what} is not a usable PEM {expected}")]
     Invalid {
         what: &'static str,
@@ -106,7 +104,7 @@ impl IssuingCa {
         key_pem: &str,
         validity: chrono::Duration,
     ) -> Result<Self, CaLoadError> {
-        let key = KeyFile::from_pem("CA_KEY_PATH", key_pem)?;
+        let key = KeyFile::from_pem("CA_KEY_PATH", key_pem).map_err(KeyOpenError::from)?;
         Self::new(cert_pem, Arc::new(key), validity)
     }
 

@@ -41,18 +41,8 @@ impl KeyFile {
 
     pub fn from_pem(variable: &'static str, pem: &str) -> Result<Self, KeyFileError> {
         KeyPair::from_pem(pem)
-            .map(Self::from_key_pair)
+            .map(|key| Self { key })
             .map_err(|_| KeyFileError::NotAKey { variable })
-    }
-
-    /// A key made in this process (a development CA's, a new OCSP signer's).
-    pub fn from_key_pair(key: KeyPair) -> Self {
-        Self { key }
-    }
-
-    /// The key as PKCS#8 PEM, to be written to a file of mode 0600 by whoever made it.
-    pub fn to_pem(&self) -> String {
-        self.key.serialize_pem()
     }
 }
 

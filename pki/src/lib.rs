@@ -43,4 +43,4 @@ pub use key_reference::{KeyOpenError, KeyReference};
 pub use pkcs11_key::{
     CaCurve, NotAPkcs11Uri, Pkcs11Key, Pkcs11Module, Pkcs11SetupError, Pkcs11Uri,
 };
-pub use signing_key::{subject_public_key_info, KeyUnavailable, RcgenKey, SigningKey};
+pub use signing_key::{KeyUnavailable, RcgenKey, SigningKey};

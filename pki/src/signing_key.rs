@@ -66,21 +66,3 @@ impl rcgen::SigningKey for RcgenKey {
 pub fn is_key_failure(error: &rcgen::Error) -> bool {
     matches!(error, rcgen::Error::RemoteKeyError)
 }
-
-/// The SubjectPublicKeyInfo (DER) of `key`.
-pub fn subject_public_key_info(key: &dyn SigningKey) -> Vec<u8> {
-    rcgen::PublicKeyData::subject_public_key_info(&PublicHalf(key))
-}
-
-/// Only the public half of a key, for encoding it.
-struct PublicHalf<'a>(&'a dyn SigningKey);
-
-impl rcgen::PublicKeyData for PublicHalf<'_> {
-    fn der_bytes(&self) -> &[u8] {
-        self.0.public_key()
-    }
-
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        self.0.algorithm()
-    }
-}
