@@ -11,18 +11,20 @@
 //! opens its own, once (the CA signs on Tokio's blocking pool, whose threads live on).
 //!
 //! A token that does not answer is an outage ([`KeyUnavailable`]): nothing is refused because
-//! of it, and the next signature opens a new session. Not yet wired to configuration: the
-//! worker's `CA_KEY_PATH` names key files only (`key_reference.rs`).
+//! of it, and the next signature opens a new session; when a new session fails too, the module
+//! is initialised again (at most once a second), which a token that went away and came back
+//! needs before it answers again.
 //!
 //! Must not: log or return the PIN (errors name the variable that holds it), or ask the token
 //! for a private key's value.
 
 use std::cell::RefCell;
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as Pkcs11Error, RvError};
@@ -150,9 +152,46 @@ fn percent_decoded(value: &str) -> Option<String> {
 
 /// The token's module and how to log in to it.
 pub struct Pkcs11Module {
-    context: Pkcs11,
+    loaded: Arc<LoadedModule>,
     pin: AuthPin,
 }
+
+/// A module as this process loaded it, shared by every key of the module: `C_Initialize` and
+/// the library's state are process-wide.
+struct LoadedModule {
+    path: PathBuf,
+    context: Pkcs11,
+    /// Held shared by every call into the module and alone while it is initialised again.
+    in_use: RwLock<()>,
+    /// Counts the module's re-initialisations: a session opened before the latest one is
+    /// gone (`C_Finalize` closed it) and its handle may now name another session.
+    generation: AtomicU64,
+    /// When the module was last initialised again, so a token that stays away costs one
+    /// re-initialisation a second, not one a signature.
+    last_recovery: Mutex<Option<Instant>>,
+}
+
+impl LoadedModule {
+    /// Initialises the module again after a fresh session failed: a token that went away
+    /// (an HSM that stopped answering, a token whose store vanished) is often usable again
+    /// only through a new `C_Initialize`, which SoftHSM 2.6 needs too.
+    fn recover(&self) {
+        let _alone = self.in_use.write().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last_recovery.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < RECOVERY_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let _ = self.context.clone().finalize();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = initialise(&self.context) {
+            tracing::warn!(module = %self.path.display(), error = %e, "cannot initialise the PKCS#11 module again");
+        }
+    }
+}
+
+/// The least time between two re-initialisations of one module.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The module cannot be loaded or the PIN read. Never includes the PIN.
 #[derive(Debug, thiserror::Error)]
@@ -186,28 +225,34 @@ impl Pkcs11Module {
             path: module_path.display().to_string(),
             source,
         };
-        let context = loaded_module(module_path).map_err(module_error)?;
+        let loaded = loaded_module(module_path).map_err(module_error)?;
         Ok(Self {
-            context,
+            loaded,
             pin: AuthPin::from(pin.trim_end().to_owned()),
         })
     }
 
     /// The slot of the token labelled `token`.
     fn slot(&self, token: &str) -> Result<Slot, Pkcs11SetupError> {
-        for slot in self.context.get_slots_with_token()? {
-            if self.context.get_token_info(slot)?.label().trim_end() == token {
-                return Ok(slot);
+        self.find_slot(token)?
+            .ok_or_else(|| Pkcs11SetupError::NoToken {
+                token: token.to_owned(),
+            })
+    }
+
+    fn find_slot(&self, token: &str) -> Result<Option<Slot>, Pkcs11Error> {
+        let context = &self.loaded.context;
+        for slot in context.get_slots_with_token()? {
+            if context.get_token_info(slot)?.label().trim_end() == token {
+                return Ok(Some(slot));
             }
         }
-        Err(Pkcs11SetupError::NoToken {
-            token: token.to_owned(),
-        })
+        Ok(None)
     }
 
     /// A session on `slot`, logged in as the user.
     fn session(&self, slot: Slot) -> Result<Session, Pkcs11Error> {
-        let session = self.context.open_rw_session(slot)?;
+        let session = self.loaded.context.open_rw_session(slot)?;
         match session.login(UserType::User, Some(&self.pin)) {
             // Login is per application: another session of this process already did.
             Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
@@ -218,6 +263,7 @@ impl Pkcs11Module {
     /// Generates a key on `curve` in the token, named by `uri`: private, sensitive, never
     /// extractable, for signing only; its public half beside it.
     pub fn generate(&self, uri: &Pkcs11Uri, curve: CaCurve) -> Result<Pkcs11Key, Pkcs11SetupError> {
+        let _in_use = self.loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
         let slot = self.slot(&uri.token)?;
         let session = self.session(slot)?;
         let label = uri.object.as_bytes().to_vec();
@@ -249,11 +295,13 @@ impl Pkcs11Module {
             session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
         }
         drop(session);
+        drop(_in_use);
         self.open(uri)
     }
 
     /// The key `uri` names.
     pub fn open(&self, uri: &Pkcs11Uri) -> Result<Pkcs11Key, Pkcs11SetupError> {
+        let _in_use = self.loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
         let slot = self.slot(&uri.token)?;
         let session = self.session(slot)?;
         let no_key = || Pkcs11SetupError::NoKey {
@@ -294,10 +342,10 @@ impl Pkcs11Module {
         drop(session);
         Ok(Pkcs11Key {
             module: Pkcs11Module {
-                context: self.context.clone(),
+                loaded: self.loaded.clone(),
                 pin: self.pin.clone(),
             },
-            slot,
+            token: uri.token.clone(),
             label,
             curve,
             public_key,
@@ -306,21 +354,32 @@ impl Pkcs11Module {
     }
 }
 
-/// The module at `path`, loaded and initialised once per process: `C_Initialize` and the
-/// library's state are process-wide, so every key of a module shares one context.
-fn loaded_module(path: &Path) -> Result<Pkcs11, Pkcs11Error> {
-    static LOADED: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
+/// The module at `path`, loaded and initialised once per process.
+fn loaded_module(path: &Path) -> Result<Arc<LoadedModule>, Pkcs11Error> {
+    static LOADED: Mutex<Vec<Arc<LoadedModule>>> = Mutex::new(Vec::new());
     let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, context)) = loaded.iter().find(|(loaded, _)| loaded == path) {
-        return Ok(context.clone());
+    if let Some(module) = loaded.iter().find(|module| module.path == path) {
+        return Ok(module.clone());
     }
     let context = Pkcs11::new(path)?;
+    initialise(&context)?;
+    let module = Arc::new(LoadedModule {
+        path: path.to_owned(),
+        context,
+        in_use: RwLock::new(()),
+        generation: AtomicU64::new(0),
+        last_recovery: Mutex::new(None),
+    });
+    loaded.push(module.clone());
+    Ok(module)
+}
+
+/// `C_Initialize`, with the OS's locking (every thread may call in).
+fn initialise(context: &Pkcs11) -> Result<(), Pkcs11Error> {
     match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(e),
+        Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+        Err(e) => Err(e),
     }
-    loaded.push((path.to_owned(), context.clone()));
-    Ok(context)
 }
 
 /// The EC key of `class` labelled `label`, in `session`.
@@ -345,13 +404,38 @@ thread_local! {
     /// instance: a session may not be shared between threads, opening one per signature would
     /// cost a login each time, and a handle is good only while its session (some tokens: any
     /// session) is open, so each session finds the key itself.
-    static SESSIONS: RefCell<HashMap<u64, (Session, ObjectHandle)>> = RefCell::new(HashMap::new());
+    static SESSIONS: RefCell<HashMap<u64, OpenSession>> = RefCell::new(HashMap::new());
+}
+
+/// A session of this thread, the key's handle in it, and the module's generation it was
+/// opened in.
+struct OpenSession {
+    session: ManuallyDrop<Session>,
+    private: ObjectHandle,
+    loaded: Arc<LoadedModule>,
+    generation: u64,
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        // Closed only if it still exists: after a re-initialisation its handle may name a newer
+        // session (then it was closed by `C_Finalize` and is left alone; also while one runs).
+        let Ok(_in_use) = self.loaded.in_use.try_read() else {
+            return;
+        };
+        if self.loaded.generation.load(Ordering::Acquire) == self.generation {
+            // SAFETY: dropped once, here; the field is never used again.
+            unsafe { ManuallyDrop::drop(&mut self.session) };
+        }
+    }
 }
 
 /// A private key in a PKCS#11 token, signing there.
 pub struct Pkcs11Key {
     module: Pkcs11Module,
-    slot: Slot,
+    /// The token's label, by which its slot is found again after the module is initialised
+    /// again.
+    token: String,
     /// The key's label (`object=` of its URI), which each session finds it by.
     label: Vec<u8>,
     curve: CaCurve,
@@ -362,28 +446,63 @@ pub struct Pkcs11Key {
 }
 
 impl Pkcs11Key {
-    /// Signs `digest` on this thread's session, opening it first if needed.
+    /// Signs `digest` on this thread's session, opening it first if needed. When a session
+    /// opened for this very signature fails too, the token is treated as gone and the module
+    /// is initialised again, so signing resumes by itself once the token is back.
     fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
-        SESSIONS.with(|sessions| {
-            let mut sessions = sessions.borrow_mut();
-            let (session, private) = match sessions.entry(self.instance) {
-                Entry::Occupied(open) => open.into_mut(),
-                Entry::Vacant(none) => {
-                    let session = self.module.session(self.slot)?;
-                    let private = find_key(&session, ObjectClass::PRIVATE_KEY, &self.label)?
-                        .ok_or(Pkcs11Error::Pkcs11(
-                            RvError::KeyHandleInvalid,
-                            cryptoki::context::Function::FindObjects,
-                        ))?;
-                    none.insert((session, private))
+        let loaded = &self.module.loaded;
+        let (signed, fresh) = {
+            let _in_use = loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
+            let generation = loaded.generation.load(Ordering::Acquire);
+            SESSIONS.with(|sessions| {
+                let mut sessions = sessions.borrow_mut();
+                let held = sessions
+                    .remove(&self.instance)
+                    .filter(|open| open.generation == generation);
+                let fresh = held.is_none();
+                let open = match held {
+                    Some(open) => open,
+                    None => match self.open_session(generation) {
+                        Ok(open) => open,
+                        Err(e) => return (Err(e), true),
+                    },
+                };
+                let signed = open.session.sign(&Mechanism::Ecdsa, open.private, digest);
+                if signed.is_ok() {
+                    sessions.insert(self.instance, open);
                 }
-            };
-            let signed = session.sign(&Mechanism::Ecdsa, *private, digest);
-            if signed.is_err() {
-                // The token may be gone or the session broken: the next signature starts anew.
-                sessions.remove(&self.instance);
-            }
-            signed
+                // A failed session is dropped: the token may be gone or the session broken.
+                (signed, fresh)
+            })
+        };
+        if signed.is_err() && fresh {
+            loaded.recover();
+        }
+        signed
+    }
+
+    /// A new session of this thread, with the key found in it.
+    fn open_session(&self, generation: u64) -> Result<OpenSession, Pkcs11Error> {
+        let key_gone = || {
+            Pkcs11Error::Pkcs11(
+                RvError::KeyHandleInvalid,
+                cryptoki::context::Function::FindObjects,
+            )
+        };
+        let slot = self.module.find_slot(&self.token)?.ok_or_else(|| {
+            Pkcs11Error::Pkcs11(
+                RvError::TokenNotPresent,
+                cryptoki::context::Function::GetSlotList,
+            )
+        })?;
+        let session = self.module.session(slot)?;
+        let private =
+            find_key(&session, ObjectClass::PRIVATE_KEY, &self.label)?.ok_or_else(key_gone)?;
+        Ok(OpenSession {
+            session: ManuallyDrop::new(session),
+            private,
+            loaded: self.module.loaded.clone(),
+            generation,
         })
     }
 }

@@ -265,3 +265,40 @@ fn a_missing_key_or_token_is_named_and_the_pin_never_is() {
         assert!(!error.contains(USER_PIN), "{error}");
     }
 }
+
+#[test]
+fn a_token_that_goes_away_is_an_outage_and_signing_resumes_when_it_is_back() {
+    let _token = one_test_at_a_time();
+    let key: Arc<dyn SigningKey> = Arc::new(
+        module()
+            .generate(&uri("comes-and-goes"), CaCurve::P256)
+            .unwrap(),
+    );
+    key.sign(b"before").expect("the token signs");
+
+    // The token's store vanishes, as an HSM that stops answering does.
+    let (stores, away) = token_store();
+    std::fs::rename(&stores, &away).unwrap();
+    for attempt in ["first", "second"] {
+        let refused = key.sign(attempt.as_bytes()).unwrap_err();
+        assert!(refused.0.contains("PKCS#11"), "{refused}");
+    }
+
+    std::fs::rename(&away, &stores).unwrap();
+    // At most one re-initialisation a second: the next one after the token is back resumes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match key.sign(b"after") {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() > deadline => panic!("never resumed: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The token directory of this run's SoftHSM2, and a name to move it to.
+fn token_store() -> (PathBuf, PathBuf) {
+    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").unwrap());
+    let dir = conf.parent().unwrap();
+    (dir.join("tokens"), dir.join("tokens-away"))
+}
