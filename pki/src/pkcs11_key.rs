@@ -483,21 +483,19 @@ impl Pkcs11Key {
 
     /// A new session of this thread, with the key found in it.
     fn open_session(&self, generation: u64) -> Result<OpenSession, Pkcs11Error> {
-        let key_gone = || {
-            Pkcs11Error::Pkcs11(
-                RvError::KeyHandleInvalid,
-                cryptoki::context::Function::FindObjects,
-            )
-        };
-        let slot = self.module.find_slot(&self.token)?.ok_or_else(|| {
-            Pkcs11Error::Pkcs11(
+        let key_gone = Pkcs11Error::Pkcs11(
+            RvError::KeyHandleInvalid,
+            cryptoki::context::Function::FindObjects,
+        );
+        let slot = self
+            .module
+            .find_slot(&self.token)?
+            .ok_or(Pkcs11Error::Pkcs11(
                 RvError::TokenNotPresent,
                 cryptoki::context::Function::GetSlotList,
-            )
-        })?;
+            ))?;
         let session = self.module.session(slot)?;
-        let private =
-            find_key(&session, ObjectClass::PRIVATE_KEY, &self.label)?.ok_or_else(key_gone)?;
+        let private = find_key(&session, ObjectClass::PRIVATE_KEY, &self.label)?.ok_or(key_gone)?;
         Ok(OpenSession {
             session: ManuallyDrop::new(session),
             private,
