@@ -683,7 +683,10 @@ async fn crl_production(
     use app::pki::{CrlPublication, CrlPublished, CrlSigner};
     let ca = pki::IssuingCa::open(
         ca_cert,
-        &pki::KeyReference::parse("CA_KEY_PATH", &ca_key.display().to_string()),
+        &pki::KeyReference::File {
+            variable: "CA_KEY_PATH",
+            path: ca_key.to_owned(),
+        },
         chrono::Duration::days(365),
     )
     .expect("the CA");

@@ -1,6 +1,7 @@
 //! The development CA (`worker dev-ca --out DIR [--force]`, `scripts/dev`, tests): a new
 //! self-signed ECDSA P-256 CA, written into a directory (`ca.pem`, and `ca.key` with mode
-//! 0600) for the key-file backend. Never used for a deployment's CA unless its operator
+//! 0600) for the key-file backend, or only `ca.pem` for a key made in a PKCS#11 token
+//! (`--key pkcs11:…`). Never used for a deployment's CA unless its operator
 //! chooses to.
 //!
 //! Why it refuses to replace an existing CA unless forced: every certificate the worker issued
@@ -13,10 +14,12 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::Utc;
 use rcgen::{CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
+use crate::signing_key::{RcgenKey, SigningKey};
 use crate::x509_time::to_time;
 
 /// The files `worker dev-ca` writes into its `--out` directory.
@@ -27,6 +30,19 @@ pub const KEY_FILE: &str = "ca.key";
 /// key PEM).
 pub fn generate_dev_ca(common_name: &str) -> Result<(String, String), rcgen::Error> {
     let key = KeyPair::generate()?;
+    let certificate = dev_ca_params(common_name)?.self_signed(&key)?;
+    Ok((certificate.pem(), key.serialize_pem()))
+}
+
+/// A new self-signed CA for `key`, a key held elsewhere (a PKCS#11 token); its certificate's
+/// PEM.
+pub fn dev_ca_for_key(common_name: &str, key: Arc<dyn SigningKey>) -> Result<String, rcgen::Error> {
+    Ok(dev_ca_params(common_name)?
+        .self_signed(&RcgenKey(key))?
+        .pem())
+}
+
+fn dev_ca_params(common_name: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::default();
     let mut subject = DistinguishedName::new();
     subject.push(DnType::CommonName, common_name);
@@ -36,8 +52,7 @@ pub fn generate_dev_ca(common_name: &str) -> Result<(String, String), rcgen::Err
     let now = Utc::now();
     params.not_before = to_time(now - chrono::Duration::minutes(5))?;
     params.not_after = to_time(now + chrono::Duration::days(3650))?;
-    let certificate = params.self_signed(&key)?;
-    Ok((certificate.pem(), key.serialize_pem()))
+    Ok(params)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +98,21 @@ pub fn write_dev_ca(
     write_file(&key_path, key.as_bytes(), 0o600, force)?;
     write_file(&cert_path, cert.as_bytes(), 0o644, force)?;
     Ok((cert_path, key_path))
+}
+
+/// Writes a new development CA named `common_name`, whose key is `key` (held elsewhere), into
+/// `dir` as its certificate alone, and returns its path; refuses to replace one unless `force`.
+pub fn write_dev_ca_for_key(
+    dir: &Path,
+    common_name: &str,
+    key: Arc<dyn SigningKey>,
+    force: bool,
+) -> Result<PathBuf, DevCaError> {
+    let cert_path = dir.join(CERT_FILE);
+    let cert = dev_ca_for_key(common_name, key)?;
+    std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+    write_file(&cert_path, cert.as_bytes(), 0o644, force)?;
+    Ok(cert_path)
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(), DevCaError> {

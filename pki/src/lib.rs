@@ -1,9 +1,8 @@
 //! X.509 and its wire formats, for the worker (which signs) and the api (which answers
 //! relying parties and devices): the issuing CA (`issuing_ca.rs`: key policy, certificate
 //! profile, serial derivation) and its signing key behind a port (`signing_key.rs`; the key
-//! file is its first implementation, `key_file.rs`, chosen by the configured reference,
-//! `key_reference.rs`; a key in a PKCS#11 token is the second, `pkcs11_key.rs`, not yet
-//! selectable by configuration), CRL signing (`crl_signing.rs`), the OCSP
+//! file is its first implementation, `key_file.rs`, a key in a PKCS#11 token the second,
+//! `pkcs11_key.rs`, chosen by the configured reference, `key_reference.rs`), CRL signing (`crl_signing.rs`), the OCSP
 //! responder (`ocsp/`: request parsing, answers from the status read model, response
 //! signing with a delegated key) and the certification of its signers
 //! (`ocsp_signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
@@ -39,7 +38,7 @@ pub use ca_certificates::{CaCertificates, CaCertificatesError, NotIssuedHere};
 pub use certificate_profile::CertificateProfile;
 pub use issuing_ca::{CaLoadError, IssuingCa};
 pub use key_file::{KeyFile, KeyFileError};
-pub use key_reference::{KeyOpenError, KeyReference};
+pub use key_reference::{KeyOpenError, KeyReference, KeyReferenceError, Pkcs11Access};
 pub use pkcs11_key::{
     CaCurve, NotAPkcs11Uri, Pkcs11Key, Pkcs11Module, Pkcs11SetupError, Pkcs11Uri,
 };

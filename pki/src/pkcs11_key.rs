@@ -207,6 +207,8 @@ pub enum Pkcs11SetupError {
     NoToken { token: String },
     #[error("the token {token:?} holds no key {object:?}")]
     NoKey { token: String, object: String },
+    #[error("the token {token:?} already holds a key {object:?}")]
+    KeyExists { token: String, object: String },
     #[error("the key {object:?} is not an ECDSA P-256 or P-384 key")]
     NotACaKey { object: String },
     #[error("the token refused: {0}")]
@@ -261,12 +263,20 @@ impl Pkcs11Module {
     }
 
     /// Generates a key on `curve` in the token, named by `uri`: private, sensitive, never
-    /// extractable, for signing only; its public half beside it.
+    /// extractable, for signing only; its public half beside it. Refused if the token already
+    /// holds a key of that name.
     pub fn generate(&self, uri: &Pkcs11Uri, curve: CaCurve) -> Result<Pkcs11Key, Pkcs11SetupError> {
         let _in_use = self.loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
         let slot = self.slot(&uri.token)?;
         let session = self.session(slot)?;
         let label = uri.object.as_bytes().to_vec();
+        // A label names one key: a second would make the URI ambiguous.
+        if find_key(&session, ObjectClass::PRIVATE_KEY, &label)?.is_some() {
+            return Err(Pkcs11SetupError::KeyExists {
+                token: uri.token.clone(),
+                object: uri.object.clone(),
+            });
+        }
         let curve_der = curve.oid().to_der().expect("an OID encodes");
         let public = [
             Attribute::Token(true),

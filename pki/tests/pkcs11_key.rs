@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+use testkit::SoftHsmToken;
+
 use app::pki::{CrlSigner, RevocationListContent};
 use app::CertificateRequest;
 use chrono::Utc;
@@ -16,49 +18,16 @@ use cryptoki::types::AuthPin;
 use domain::{CertificateRequestId, CertificateSigningRequest, DeviceId, SerialNumber};
 use pki::{CaCurve, IssuingCa, Pkcs11Module, Pkcs11Uri, RcgenKey, SigningKey};
 
-const TOKEN: &str = "pki-tests";
-const USER_PIN: &str = "user-pin-5678";
-
-/// The token of this test process: a SoftHSM2 configuration of its own (`SOFTHSM2_CONF`, set
-/// before the module is first loaded) and a token initialised with `softhsm2-util`; the PIN's
-/// file. Every test makes keys of its own labels in it.
-fn token() -> &'static (PathBuf, PathBuf) {
-    static TOKEN_DIR: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    TOKEN_DIR.get_or_init(|| {
+/// The token of this test process (`testkit::SoftHsmToken`), its configuration set for this
+/// process before the module is first loaded. Every test makes keys of its own labels in it.
+fn token() -> &'static SoftHsmToken {
+    static TOKEN: OnceLock<SoftHsmToken> = OnceLock::new();
+    TOKEN.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("pki-softhsm-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(dir.join("tokens")).unwrap();
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.join("tokens").display()
-            ),
-        )
-        .unwrap();
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        let initialised = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", TOKEN])
-            .args(["--so-pin", "so-pin-1234", "--pin", USER_PIN])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("softhsm2-util is installed (scripts/test-clients installs SoftHSM2)");
-        assert!(
-            initialised.status.success(),
-            "{}",
-            String::from_utf8_lossy(&initialised.stderr)
-        );
-        let pin_file = dir.join("pin");
-        std::fs::write(&pin_file, format!("{USER_PIN}\n")).unwrap();
-        (module_path(), pin_file)
+        let token = SoftHsmToken::new(&dir, "pki-tests");
+        std::env::set_var("SOFTHSM2_CONF", &token.conf);
+        token
     })
-}
-
-/// Debian's SoftHSM2 module, or `TEST_PKCS11_MODULE`.
-fn module_path() -> PathBuf {
-    std::env::var_os("TEST_PKCS11_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into())
 }
 
 /// One test at a time in the token: SoftHSM 2.6 now and then refuses a key generation that
@@ -69,13 +38,17 @@ fn one_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TOKEN_IN_USE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn user_pin() -> String {
+    let pin = std::fs::read_to_string(&token().pin_file).unwrap();
+    pin.trim_end().to_owned()
+}
+
 fn module() -> Pkcs11Module {
-    let (module, pin) = token();
-    Pkcs11Module::load(module, pin).unwrap()
+    Pkcs11Module::load(&SoftHsmToken::module_path(), &token().pin_file).unwrap()
 }
 
 fn uri(object: &str) -> Pkcs11Uri {
-    Pkcs11Uri::parse(&format!("pkcs11:token={TOKEN};object={object}")).unwrap()
+    Pkcs11Uri::parse(&token().uri(object)).unwrap()
 }
 
 /// A self-signed CA certificate for `key`, signed in the token.
@@ -139,17 +112,16 @@ fn a_key_made_in_the_token_never_leaves_it() {
     assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
 
     // Another client of the token, logged in as its user, asks for the private key's value.
-    let (module_path, _) = token();
-    let pkcs11 = Pkcs11::new(module_path).unwrap();
+    let pkcs11 = Pkcs11::new(SoftHsmToken::module_path()).unwrap();
     let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
     let slot = pkcs11
         .get_slots_with_token()
         .unwrap()
         .into_iter()
-        .find(|slot| pkcs11.get_token_info(*slot).unwrap().label().trim_end() == TOKEN)
+        .find(|slot| pkcs11.get_token_info(*slot).unwrap().label().trim_end() == token().label)
         .unwrap();
     let session = pkcs11.open_ro_session(slot).unwrap();
-    let _ = session.login(UserType::User, Some(&AuthPin::from(USER_PIN.to_owned())));
+    let _ = session.login(UserType::User, Some(&AuthPin::from(user_pin())));
     let private = session
         .find_objects(&[
             Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -262,7 +234,7 @@ fn a_missing_key_or_token_is_named_and_the_pin_never_is() {
         .expect("refused");
     assert!(no_token.to_string().contains("elsewhere"), "{no_token}");
     for error in [missing.to_string(), no_token.to_string()] {
-        assert!(!error.contains(USER_PIN), "{error}");
+        assert!(!error.contains(&user_pin()), "{error}");
     }
 }
 
@@ -277,14 +249,13 @@ fn a_token_that_goes_away_is_an_outage_and_signing_resumes_when_it_is_back() {
     key.sign(b"before").expect("the token signs");
 
     // The token's store vanishes, as an HSM that stops answering does.
-    let (stores, away) = token_store();
-    std::fs::rename(&stores, &away).unwrap();
+    token().take_away();
     for attempt in ["first", "second"] {
         let refused = key.sign(attempt.as_bytes()).unwrap_err();
         assert!(refused.0.contains("PKCS#11"), "{refused}");
     }
 
-    std::fs::rename(&away, &stores).unwrap();
+    token().bring_back();
     // At most one re-initialisation a second: the next one after the token is back resumes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -294,11 +265,4 @@ fn a_token_that_goes_away_is_an_outage_and_signing_resumes_when_it_is_back() {
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
         }
     }
-}
-
-/// The token directory of this run's SoftHSM2, and a name to move it to.
-fn token_store() -> (PathBuf, PathBuf) {
-    let conf = PathBuf::from(std::env::var_os("SOFTHSM2_CONF").unwrap());
-    let dir = conf.parent().unwrap();
-    (dir.join("tokens"), dir.join("tokens-away"))
 }

@@ -1,11 +1,12 @@
 //! What integration tests of several crates need alike: a fresh database on the real Postgres
 //! (never a mock), real CSRs, request bodies, a receiver for exported traces, a TCP proxy to
-//! cut a real server off, a slow index to catch a rebuild mid-way, a CA for TLS tests, a service
-//! binary run until it refuses to start. Used only as a dev-dependency.
+//! cut a real server off, a slow index to catch a rebuild mid-way, a CA for TLS tests, a SoftHSM2
+//! token, a service binary run until it refuses to start. Used only as a dev-dependency.
 
 mod otlp_collector;
 mod refused_start;
 mod slow_index;
+mod softhsm_token;
 mod streaming_replica;
 mod tcp_proxy;
 mod test_pki;
@@ -13,6 +14,7 @@ mod test_pki;
 pub use otlp_collector::{CollectedSpan, OtlpCollector};
 pub use refused_start::refused_start;
 pub use slow_index::{slow_device_view_index, slow_index_build_running};
+pub use softhsm_token::SoftHsmToken;
 pub use streaming_replica::StreamingReplica;
 pub use tcp_proxy::{postgres_behind_proxy, TcpProxy};
 pub use test_pki::{IssuedFiles, TestCa};

@@ -12,7 +12,7 @@ use store::DatabaseSettings;
 
 use crate::crl_publisher::CrlSchedule;
 use app::pki::PublicBaseUrl;
-use pki::{CertificateProfile, KeyReference};
+use pki::{CertificateProfile, KeyReference, Pkcs11Access};
 
 /// Adds a subjectAltName URI `urn:uuid:<device id>` to issued certificates.
 pub const CERT_PROFILE_DEVICE_URI: &str = "cert-profile-device-uri";
@@ -58,6 +58,35 @@ pub struct WorkerConfig {
     pub log_format: LogFormat,
 }
 
+/// `CA_KEY_PATH`: the CA key's file, or its `pkcs11:` URI, then reached through
+/// `PKCS11_MODULE_PATH` and `PKCS11_PIN_FILE`. A problem is recorded in `env`, naming the
+/// variable (the placeholder returned then is never used: `env.finish()` fails).
+pub fn ca_key_reference<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> KeyReference {
+    let value = env
+        .required(
+            "CA_KEY_PATH",
+            "the CA private key: a PEM (PKCS#8) file, or a pkcs11: URI",
+        )
+        .unwrap_or_default();
+    let pkcs11 = match (
+        env.optional("PKCS11_MODULE_PATH"),
+        env.optional("PKCS11_PIN_FILE"),
+    ) {
+        (Some(module_path), Some(pin_file)) => Some(Pkcs11Access {
+            module_path: module_path.into(),
+            pin_file: pin_file.into(),
+        }),
+        _ => None,
+    };
+    KeyReference::parse("CA_KEY_PATH", &value, pkcs11.as_ref()).unwrap_or_else(|problem| {
+        env.problem(problem.to_string());
+        KeyReference::File {
+            variable: "CA_KEY_PATH",
+            path: PathBuf::new(),
+        }
+    })
+}
+
 impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -81,11 +110,7 @@ impl WorkerConfig {
             .required("CA_CERT_PATH", "the CA certificate, PEM")
             .unwrap_or_default()
             .into();
-        let ca_key = KeyReference::parse(
-            "CA_KEY_PATH",
-            &env.required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)")
-                .unwrap_or_default(),
-        );
+        let ca_key = ca_key_reference(&mut env);
         let public_base_url = env.parse_or(
             "PUBLIC_BASE_URL",
             PublicBaseUrl::parse("http://127.0.0.1:8080").expect("a valid default"),

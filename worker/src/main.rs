@@ -1,6 +1,7 @@
 //! `worker`: runs the relay, the provisioner and the projectors until SIGTERM/Ctrl-C
-//! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`; never over
-//! an existing one without `--force`), issues the api's delegated OCSP signer (`worker
+//! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`, its key
+//! in a file or, with `--key pkcs11:…`, made in a PKCS#11 token; never over an existing one
+//! without `--force`), issues the api's delegated OCSP signer (`worker
 //! ocsp-signer --out DIR`), or replays the stream for one consumer (`worker replay CONSUMER
 //! --from …`).
 
@@ -34,6 +35,11 @@ enum Command {
     DevCa {
         #[arg(long)]
         out: PathBuf,
+        /// Generate the CA's P-256 key in a PKCS#11 token instead, named by this RFC 7512 URI
+        /// (pkcs11:token=…;object=…; the token reached through PKCS11_MODULE_PATH and
+        /// PKCS11_PIN_FILE), and write only ca.pem; the URI is then the worker's CA_KEY_PATH.
+        #[arg(long)]
+        key: Option<String>,
         /// Replace the CA already in the directory (certificates it issued will no longer
         /// verify against the new one).
         #[arg(long)]
@@ -65,7 +71,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     bootstrap::exit_code(match cli.command.unwrap_or(Command::Run) {
         Command::Run => run().await,
-        Command::DevCa { out, force } => dev_ca(&out, force),
+        Command::DevCa { out, key, force } => match key {
+            None => dev_ca(&out, force),
+            Some(uri) => dev_ca_in_token(&out, &uri, force),
+        },
         Command::OcspSigner { out, days } => ocsp_signer(&out, days),
         Command::Replay { consumer, from } => replay(&consumer, from).await,
     })
@@ -120,16 +129,47 @@ fn dev_ca(out: &std::path::Path, force: bool) -> Result<(), Box<dyn std::error::
     Ok(())
 }
 
+fn dev_ca_in_token(
+    out: &std::path::Path,
+    uri: &str,
+    force: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut env = bootstrap::Env::from_process();
+    let module_path = env.required("PKCS11_MODULE_PATH", "the PKCS#11 module of the token");
+    let pin_file = env.required("PKCS11_PIN_FILE", "a file holding the token's user PIN");
+    env.finish()?;
+    let uri = pki::Pkcs11Uri::parse(uri)?;
+    let module = pki::Pkcs11Module::load(
+        std::path::Path::new(&module_path.unwrap_or_default()),
+        std::path::Path::new(&pin_file.unwrap_or_default()),
+    )?;
+    let key = module.generate(&uri, pki::CaCurve::P256)?;
+    let cert = pki::dev_ca::write_dev_ca_for_key(
+        out,
+        "device-provisioning dev CA",
+        std::sync::Arc::new(key),
+        force,
+    )?;
+    println!(
+        "wrote {}; its key stays in the token {:?} as {:?}: give the worker that URI as \
+         CA_KEY_PATH",
+        cert.display(),
+        uri.token,
+        uri.object
+    );
+    Ok(())
+}
+
 fn ocsp_signer(out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::error::Error>> {
     let mut env = bootstrap::Env::from_process();
     let cert_path = env.required("CA_CERT_PATH", "the CA certificate, PEM");
-    let key_path = env.required("CA_KEY_PATH", "the CA private key, PEM (PKCS#8)");
+    let key = worker::config::ca_key_reference(&mut env);
     env.finish()?;
     // The CA's key is loaded once, through the signing-key port; it certifies the signer and
     // issues no device certificate here (hence no device validity).
     let ca = pki::IssuingCa::open(
         std::path::Path::new(&cert_path.unwrap_or_default()),
-        &pki::KeyReference::parse("CA_KEY_PATH", &key_path.unwrap_or_default()),
+        &key,
         chrono::Duration::zero(),
     )?;
     let signer = OcspSigner::issue(&ca, chrono::Duration::days(days.into()), chrono::Utc::now())?;

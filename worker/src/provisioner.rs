@@ -5,7 +5,9 @@
 //!
 //! Each message is acknowledged (by `nats`) only after its outcome is recorded in the event
 //! store; while the CA works, in-progress acks keep the server from handing it to another
-//! worker. Every failure is [`Outcome::Transient`]: while Postgres is down it is held until
+//! worker. A CA that does not answer (its key's HSM away, a signature that does not verify) is
+//! [`Outcome::DependencyUnavailable`]: the request is held and tried again until the CA is
+//! back. Every other failure is [`Outcome::Transient`]: while Postgres is down it is held until
 //! Postgres is back (an outage is not the message's failure); otherwise it is redelivered
 //! with backoff, and after `CONSUMER_MAX_DELIVER` such failures the message becomes a dead
 //! letter. A redelivered request that was already settled issues nothing.
@@ -16,7 +18,8 @@
 use std::sync::Arc;
 
 use app::{
-    EventEnvelope, ProvisioningCause, ProvisioningOutcome, ProvisioningService, PublicEvent,
+    EventEnvelope, ProvisioningCause, ProvisioningError, ProvisioningOutcome, ProvisioningService,
+    PublicEvent,
 };
 use async_trait::async_trait;
 use nats::{DeliveredEvent, EventHandler, Outcome, Pace};
@@ -83,8 +86,11 @@ impl Provisioner {
                 metrics::counter!("provisioning_outcomes_total", "outcome" => label).increment(1);
                 Outcome::Done
             }
-            // Every provisioning failure may be an outage's; whether it counts against the
-            // message depends on whether Postgres answers (`nats` checks).
+            // The CA not answering (its key's token away, a signature that does not verify)
+            // is an outage: the request waits for it, and never becomes a dead letter.
+            Err(e @ ProvisioningError::Ca(_)) => Outcome::DependencyUnavailable(describe(&e)),
+            // Any other failure may be an outage's; whether it counts against the message
+            // depends on whether Postgres answers (`nats` checks).
             Err(e) => Outcome::Transient(describe(&e)),
         }
     }

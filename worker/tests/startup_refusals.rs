@@ -1,5 +1,6 @@
 //! The worker binary refuses a configuration that cannot work, in its own words, naming the
-//! variables (never a secret's value): a CA key that is not the CA certificate's, a health
+//! variables (never a secret's value): a CA key that is not the CA certificate's or that its
+//! token does not hold, a health
 //! address already taken, NATS credentials the server refuses.
 
 use std::path::PathBuf;
@@ -63,6 +64,37 @@ async fn a_ca_key_that_is_not_the_ca_certificates_is_refused_naming_both_variabl
         "{stderr}"
     );
     assert!(!stderr.contains("PRIVATE KEY"), "no key material: {stderr}");
+}
+
+#[tokio::test]
+async fn a_key_in_a_token_needs_the_module_and_a_missing_key_is_named_never_the_pin() {
+    // A pkcs11: URI without the module to reach it.
+    let command = worker(|c| {
+        c.env("CA_KEY_PATH", "pkcs11:token=fleet;object=platform-ca");
+    })
+    .await;
+    let (_, stderr) = refused(command, Duration::from_secs(30));
+    assert!(
+        stderr.contains("CA_KEY_PATH") && stderr.contains("PKCS11_MODULE_PATH"),
+        "{stderr}"
+    );
+
+    // A real token that holds no such key.
+    let dir = std::env::temp_dir().join(format!("dp-hsm-{}", uuid::Uuid::new_v4().simple()));
+    let token = testkit::SoftHsmToken::new(&dir, "fleet");
+    let command = worker(|c| {
+        c.envs(token.env())
+            .env("CA_KEY_PATH", token.uri("no-such-key"));
+    })
+    .await;
+    let (_, stderr) = refused(command, Duration::from_secs(30));
+    assert!(
+        stderr.contains("CA_KEY_PATH") && stderr.contains("no-such-key"),
+        "{stderr}"
+    );
+    let pin = std::fs::read_to_string(&token.pin_file).unwrap();
+    assert!(!stderr.contains(pin.trim_end()), "never the PIN: {stderr}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]

@@ -94,14 +94,17 @@ impl Deliveries {
     }
 
     /// Runs `attempt` for `messages` messages (in hand: kept with in-progress acks) and
-    /// returns its outcome, except that [`Outcome::Transient`] while Postgres does not answer
-    /// is not returned: the messages are held until it answers again, then `attempt` runs once
-    /// more. Returns the last outcome if the worker is stopping meanwhile.
+    /// returns its outcome, except that neither [`Outcome::Transient`] while Postgres does not
+    /// answer nor [`Outcome::DependencyUnavailable`] is returned: the messages are held until
+    /// Postgres answers again, or for a while (with backoff) when another dependency is down,
+    /// then `attempt` runs once more. Returns the last outcome if the worker is stopping
+    /// meanwhile.
     pub async fn through_outages<F, Fut>(&self, messages: usize, mut attempt: F) -> Outcome
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Outcome>,
     {
+        let mut dependency_down: Option<Held> = None;
         loop {
             match attempt().await {
                 outcome @ Outcome::Transient(_) if !self.database_answers().await => {
@@ -109,7 +112,32 @@ impl Deliveries {
                         return outcome;
                     }
                 }
-                outcome => return outcome,
+                Outcome::DependencyUnavailable(error) => {
+                    let held = dependency_down.get_or_insert_with(|| {
+                        tracing::warn!(
+                            consumer = %self.consumer,
+                            messages,
+                            error,
+                            "a dependency does not answer; holding the messages and trying again \
+                             until it does (an outage is not their failure)"
+                        );
+                        Held::new(&self.consumer, messages)
+                    });
+                    let pause = held.next_pause();
+                    let waited = tokio::select! {
+                        () = tokio::time::sleep(pause) => true,
+                        () = self.cancel.cancelled() => false,
+                    };
+                    if !waited {
+                        return Outcome::DependencyUnavailable(error);
+                    }
+                }
+                outcome => {
+                    if dependency_down.is_some() {
+                        tracing::info!(consumer = %self.consumer, "the dependency answers again");
+                    }
+                    return outcome;
+                }
             }
         }
     }
@@ -230,4 +258,38 @@ pub(crate) fn header(message: &Message, name: &str) -> Option<String> {
         .as_ref()
         .and_then(|h| h.get(name))
         .map(|v| v.as_str().to_owned())
+}
+
+/// Messages held while a dependency is down: counted in `consumer_messages_held` for as long
+/// as this lives, tried again after growing pauses.
+struct Held {
+    gauge: metrics::Gauge,
+    messages: f64,
+    pauses: backon::ExponentialBackoff,
+}
+
+impl Held {
+    fn new(consumer: &str, messages: usize) -> Self {
+        let gauge = metrics::gauge!("consumer_messages_held", "consumer" => consumer.to_owned());
+        gauge.increment(messages as f64);
+        Self {
+            gauge,
+            messages: messages as f64,
+            pauses: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .without_max_times()
+                .build(),
+        }
+    }
+
+    fn next_pause(&mut self) -> Duration {
+        self.pauses.next().unwrap_or(Duration::from_secs(2))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.decrement(self.messages);
+    }
 }

@@ -34,6 +34,11 @@ pub enum Outcome {
     /// handled again once it does: an outage is not their failure. If Postgres answers, the
     /// failure counts, as [`Outcome::Failed`]'s does for a single message.
     Transient(String),
+    /// A dependency other than Postgres does not answer (the CA, whose key may be in an HSM):
+    /// the messages are held as through a Postgres outage (in hand, their delivery count does
+    /// not grow) and handled again, with backoff, until the outcome is another. Nothing
+    /// becomes a dead letter because a dependency is down.
+    DependencyUnavailable(String),
     /// Failed on the messages' own account. A batch of several is handled again one message
     /// at a time, so that one bad message does not hold the others back; a single message is
     /// delivered again after the consumer's backoff, and becomes a dead letter once

@@ -138,7 +138,7 @@ async fn settle(
                 deliveries.succeeded(&received.message).await;
             }
         }
-        Outcome::Transient(error) => {
+        Outcome::Transient(error) | Outcome::DependencyUnavailable(error) => {
             for received in &messages {
                 deliveries
                     .failed(&received.message, Failure::Transient, &error)

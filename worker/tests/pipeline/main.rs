@@ -7,6 +7,7 @@ mod device_stats;
 mod est;
 mod forged_messages;
 mod helpers;
+mod hsm;
 mod nats_authorization;
 mod nats_cluster;
 mod ocsp;
