@@ -1,5 +1,6 @@
-//! The device-provisioning domain: the `Device` aggregate, its commands, events and
-//! invariants, and the value types that make invalid input unrepresentable.
+//! The device-provisioning domain: the `Device` aggregate and a tenant's certificate
+//! authorities (`TenantCas`), their commands, events and invariants, and the value types that
+//! make invalid input unrepresentable.
 //!
 //! This crate must stay free of I/O: no database, no network, no clock, no randomness.
 //! Anything that needs them (the current time, a fresh request id) is passed in through a
@@ -27,6 +28,7 @@ mod request_id;
 mod revocation;
 mod serial_number;
 mod tenant;
+mod tenant_cas;
 
 pub use certificate::{CertificateCredential, FailureCode, IssuedCertificate, ProvisioningFailure};
 pub use csr::{CertificateSigningRequest, CsrError, SubjectMismatch};
@@ -46,6 +48,12 @@ pub use request_id::CertificateRequestId;
 pub use revocation::{Revocation, RevocationReason};
 pub use serial_number::SerialNumber;
 pub use tenant::TenantId;
+pub use tenant_cas::{
+    CaCertificate, CaCommonName, CaGeneration, CaKeyCurve, CaKeyReference, CaRevocationReason,
+    CaSpec, CaState, CertifiedCa, CertifyCa, CreateTenantCas, RetireCa, RevokeCa, RotationCause,
+    StartRotation, TenantCa, TenantCas, TenantCasCommand, TenantCasError, TenantCasEvent,
+    TenantCasId, HANDOVER, VIEW_MAX_AGE,
+};
 
 /// Why a raw value was refused by a value type's constructor. The message is written for
 /// the client who sent the value, so it never echoes secrets and names the rule broken.
