@@ -1,7 +1,7 @@
 //! What makes an aggregate one the event store can hold: a cqrs-es `Aggregate` (its type name,
 //! `Aggregate::TYPE`, is the `aggregate_type` its events are stored under; its events, folded
-//! with `apply`, are its state) and the type of its id. `Device` is the first; the next is a
-//! tenant's certificate authorities.
+//! with `apply`, are its state) and the type of its id. `Device` is the first; a tenant's
+//! certificate authorities (`TenantCas`) the second.
 //!
 //! Every aggregate shares the one event store: the `events` table, keyed by (aggregate type,
 //! aggregate id, sequence), idempotency records, group commit and the commit order. How its
@@ -18,7 +18,7 @@
 use std::fmt;
 
 use cqrs_es::Aggregate;
-use domain::{Device, DeviceId};
+use domain::{Device, DeviceId, TenantCas, TenantCasId};
 
 /// An aggregate the event store can hold (see the module documentation).
 pub trait EventSourced: Aggregate + 'static {
@@ -29,4 +29,8 @@ pub trait EventSourced: Aggregate + 'static {
 
 impl EventSourced for Device {
     type Id = DeviceId;
+}
+
+impl EventSourced for TenantCas {
+    type Id = TenantCasId;
 }

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use domain::{Device, DeviceEvent};
+use cqrs_es::DomainEvent;
+use domain::{Device, DeviceEvent, TenantCas, TenantCasEvent};
 use serde::Deserialize;
 use serde_json::Value;
 use store::stored_events::{StoredEventRef, UnreadableEvent};
@@ -20,22 +21,29 @@ struct StoredRow {
 }
 
 impl StoredRow {
-    fn decode(&self) -> Result<DeviceEvent, UnreadableEvent> {
-        Device::decode(StoredEventRef {
+    fn decode_as<A: EventSchema>(&self) -> Result<A::Event, UnreadableEvent> {
+        A::decode(StoredEventRef {
             event_type: &self.event_type,
             event_version: &self.event_version,
             payload: &self.payload.to_string(),
         })
     }
+
+    fn decode(&self) -> Result<DeviceEvent, UnreadableEvent> {
+        self.decode_as::<Device>()
+    }
 }
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stored_events/device")
+/// The fixtures of one aggregate's events (`device`, `ca`).
+fn fixture_dir(aggregate: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stored_events")
+        .join(aggregate)
 }
 
-/// Every fixture file's rows, by file name.
-fn fixtures() -> BTreeMap<String, Vec<StoredRow>> {
-    std::fs::read_dir(fixture_dir())
+/// Every fixture file's rows of `aggregate`, by file name.
+fn fixtures_of(aggregate: &str) -> BTreeMap<String, Vec<StoredRow>> {
+    std::fs::read_dir(fixture_dir(aggregate))
         .unwrap()
         .map(|entry| {
             let path = entry.unwrap().path();
@@ -49,6 +57,10 @@ fn fixtures() -> BTreeMap<String, Vec<StoredRow>> {
         .collect()
 }
 
+fn fixtures() -> BTreeMap<String, Vec<StoredRow>> {
+    fixtures_of("device")
+}
+
 fn fixture(name: &str) -> Vec<StoredRow> {
     fixtures()
         .remove(name)
@@ -57,7 +69,7 @@ fn fixture(name: &str) -> Vec<StoredRow> {
 
 /// Every device event type. The match has no wildcard: a new event type does not compile
 /// here until it is listed, and then `every_event_type_has_a_fixture_…` asks for its fixture.
-fn type_of(event: &DeviceEvent) -> &'static str {
+fn device_event_type(event: &DeviceEvent) -> &'static str {
     match event {
         DeviceEvent::DeviceRegistered { .. } => "DeviceRegistered",
         DeviceEvent::CertificateRenewalRequested { .. } => "CertificateRenewalRequested",
@@ -68,7 +80,7 @@ fn type_of(event: &DeviceEvent) -> &'static str {
     }
 }
 
-const EVERY_TYPE: [&str; 6] = [
+const EVERY_DEVICE_EVENT_TYPE: [&str; 6] = [
     "DeviceRegistered",
     "CertificateRenewalRequested",
     "CertificateIssued",
@@ -77,9 +89,28 @@ const EVERY_TYPE: [&str; 6] = [
     "CertificateRevoked",
 ];
 
-#[test]
-fn every_stored_form_of_a_device_event_decodes() {
-    let fixtures = fixtures();
+/// Every tenant-CA event type, listed as the device's are.
+fn tenant_cas_event_type(event: &TenantCasEvent) -> &'static str {
+    match event {
+        TenantCasEvent::TenantCasCreated { .. } => "TenantCasCreated",
+        TenantCasEvent::CaCertified { .. } => "CaCertified",
+        TenantCasEvent::RotationStarted { .. } => "RotationStarted",
+        TenantCasEvent::CaRetired { .. } => "CaRetired",
+        TenantCasEvent::CaRevoked { .. } => "CaRevoked",
+    }
+}
+
+const EVERY_TENANT_CAS_EVENT_TYPE: [&str; 5] = [
+    "TenantCasCreated",
+    "CaCertified",
+    "RotationStarted",
+    "CaRetired",
+    "CaRevoked",
+];
+
+/// Every row of every fixture of `aggregate` decodes, into an event of the row's type.
+fn every_stored_form_decodes<A: EventSchema>(aggregate: &str, type_of: fn(&A::Event) -> &str) {
+    let fixtures = fixtures_of(aggregate);
     assert!(!fixtures.is_empty());
     for (file, rows) in &fixtures {
         assert!(!rows.is_empty(), "{file}");
@@ -90,24 +121,28 @@ fn every_stored_form_of_a_device_event_decodes() {
                 "a fixture file holds one type and version"
             );
             let event = row
-                .decode()
+                .decode_as::<A>()
                 .unwrap_or_else(|e| panic!("{file}: {e}: {}", row.payload));
             assert_eq!(type_of(&event), row.event_type, "{file}");
+            assert_eq!(event.event_type(), row.event_type, "{file}");
         }
     }
 }
 
-#[test]
-fn every_event_type_has_a_fixture_of_the_version_written_today() {
-    let fixtures = fixtures();
-    for event_type in EVERY_TYPE {
+/// Each event type of `every_type` has a fixture of the version it is written at today.
+fn every_event_type_has_a_fixture_of_its_version<A: EventSchema>(
+    aggregate: &str,
+    every_type: &[&str],
+) {
+    let fixtures = fixtures_of(aggregate);
+    for event_type in every_type {
         let event = fixtures
             .values()
             .flatten()
-            .filter(|row| row.event_type == event_type)
-            .find_map(|row| row.decode().ok())
+            .filter(|row| row.event_type == *event_type)
+            .find_map(|row| row.decode_as::<A>().ok())
             .unwrap_or_else(|| panic!("no fixture of {event_type}"));
-        let written = Device::encode(&event).unwrap();
+        let written = A::encode(&event).unwrap();
         let file = format!("{}.v{}.json", written.event_type, written.event_version);
         assert!(
             fixtures.contains_key(&file),
@@ -119,19 +154,64 @@ fn every_event_type_has_a_fixture_of_the_version_written_today() {
 
 /// Rows of the version written today come back exactly as they are stored: reading loses
 /// nothing, and writing again would store the same fact.
-#[test]
-fn what_is_written_today_is_read_back_as_written() {
-    for (file, rows) in fixtures() {
+fn what_is_written_today_reads_back_as_written<A: EventSchema>(aggregate: &str) {
+    for (file, rows) in fixtures_of(aggregate) {
         for row in rows {
-            let written = Device::encode(&row.decode().unwrap()).unwrap();
+            let written = A::encode(&row.decode_as::<A>().unwrap()).unwrap();
             if written.event_version != row.event_version {
-                continue; // an older version: upcast, see below
+                continue; // an older version: upcast
             }
             assert_eq!(written.event_type, row.event_type, "{file}");
             let payload: Value = serde_json::from_str(&written.payload).unwrap();
             assert_eq!(payload, row.payload, "{file}");
         }
     }
+}
+
+#[test]
+fn every_stored_form_of_a_device_event_decodes() {
+    every_stored_form_decodes::<Device>("device", device_event_type);
+}
+
+#[test]
+fn every_device_event_type_has_a_fixture_of_the_version_written_today() {
+    every_event_type_has_a_fixture_of_its_version::<Device>("device", &EVERY_DEVICE_EVENT_TYPE);
+}
+
+#[test]
+fn device_events_written_today_are_read_back_as_written() {
+    what_is_written_today_reads_back_as_written::<Device>("device");
+}
+
+#[test]
+fn every_stored_form_of_a_tenant_ca_event_decodes() {
+    every_stored_form_decodes::<TenantCas>("ca", tenant_cas_event_type);
+}
+
+#[test]
+fn every_tenant_ca_event_type_has_a_fixture_of_the_version_written_today() {
+    every_event_type_has_a_fixture_of_its_version::<TenantCas>("ca", &EVERY_TENANT_CAS_EVENT_TYPE);
+}
+
+#[test]
+fn tenant_ca_events_written_today_are_read_back_as_written() {
+    what_is_written_today_reads_back_as_written::<TenantCas>("ca");
+}
+
+#[test]
+fn a_tenant_ca_event_of_an_unknown_version_or_type_is_unreadable() {
+    let mut row = fixtures_of("ca")
+        .remove("CaRetired.v1.json")
+        .unwrap()
+        .remove(0);
+    row.event_version = "2".into();
+    assert!(row.decode_as::<TenantCas>().is_err());
+    row.event_version = "1".into();
+    row.event_type = "CaRevoked".into();
+    assert!(
+        row.decode_as::<TenantCas>().is_err(),
+        "a CaRetired payload is no CaRevoked"
+    );
 }
 
 #[test]

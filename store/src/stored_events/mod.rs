@@ -30,13 +30,16 @@
 mod certificate_issued_v2;
 mod device_forms_v1;
 mod device_schema;
+mod tenant_cas_forms_v1;
+mod tenant_cas_schema;
 
 use std::fmt;
 
 use app::EventSourced;
 
 /// An aggregate whose events the store can write and read back: its stored schema.
-/// Implemented here, in the store, for each aggregate (`Device` in `device_schema.rs`).
+/// Implemented here, in the store, for each aggregate (`Device` in `device_schema.rs`,
+/// `TenantCas` in `tenant_cas_schema.rs`).
 pub trait EventSchema: EventSourced {
     /// `event` in the form it is written in today, with its type and that form's version.
     fn encode(event: &Self::Event) -> Result<StoredEvent, serde_json::Error>;
