@@ -23,8 +23,8 @@ use domain::{Device, DeviceId, TenantCas, TenantCasId};
 /// An aggregate the event store can hold (see the module documentation).
 pub trait EventSourced: Aggregate + 'static {
     /// How one of these aggregates is named in the store (its `Display` is the stored
-    /// `aggregate_id`).
-    type Id: Copy + Eq + fmt::Display + fmt::Debug + Send + Sync + 'static;
+    /// `aggregate_id`, which `FromStr` reads back).
+    type Id: Copy + Eq + fmt::Display + fmt::Debug + std::str::FromStr + Send + Sync + 'static;
 }
 
 impl EventSourced for Device {

@@ -2,7 +2,6 @@
 //! with the command's events, from the append's `IdempotencyClaim` (see `Append`).
 
 use async_trait::async_trait;
-use domain::DeviceId;
 
 use crate::{IdempotencyScope, RequestFingerprint, StoreError};
 
@@ -10,8 +9,9 @@ use crate::{IdempotencyScope, RequestFingerprint, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
     pub fingerprint: RequestFingerprint,
-    pub device_id: DeviceId,
-    /// The device version the original command produced.
+    /// The id of the aggregate the original command went to, as stored (its `Display`).
+    pub aggregate_id: String,
+    /// The aggregate version the original command produced.
     pub version: u64,
 }
 

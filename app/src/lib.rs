@@ -10,6 +10,7 @@
 mod certificate_view;
 mod command_error;
 mod command_metadata;
+mod command_runner;
 mod dead_letter_operations;
 mod device_commands;
 mod device_enrollment;
@@ -27,15 +28,17 @@ mod long_poll_slots;
 pub mod pki;
 mod projection_operations;
 mod provisioning;
+mod tenant_ca_service;
 mod wake_ups;
 
 pub use certificate_view::{CertificateStatus, CertificateView};
 pub use command_error::CommandError;
 pub use command_metadata::CommandMetadata;
+pub use command_runner::{CommandRunner, Decides, Decision, RetryPolicy, RunError};
 pub use dead_letter_operations::{
     DeadLetterActionError, DeadLetterFilter, DeadLetterOperations, DeadLetterState, DeadLetterView,
 };
-pub use device_commands::{Accepted, Applied, DeviceCommandService, RetryPolicy};
+pub use device_commands::{Accepted, Applied, DeviceCommandService};
 pub use device_enrollment::{
     Correlation, DeviceEnrollmentService, EnrollmentError, EnrollmentProgress, EnrollmentRefusal,
     PresentedCertificate,
@@ -69,4 +72,5 @@ pub use provisioning::{
     CaUnavailable, CertificateAuthority, CertificateRequest, ProvisioningCause, ProvisioningError,
     ProvisioningOutcome, ProvisioningService,
 };
+pub use tenant_ca_service::{CaCommandError, TenantCaService};
 pub use wake_ups::WakeUps;

@@ -39,6 +39,15 @@ impl DeviceId {
     }
 }
 
+impl std::str::FromStr for DeviceId {
+    type Err = uuid::Error;
+
+    /// A device id as `Display` wrote it.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(raw).map(Self)
+    }
+}
+
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -80,6 +80,15 @@ impl TenantCasId {
     }
 }
 
+impl std::str::FromStr for TenantCasId {
+    type Err = uuid::Error;
+
+    /// An id as `Display` wrote it.
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(raw).map(Self)
+    }
+}
+
 impl fmt::Display for TenantCasId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

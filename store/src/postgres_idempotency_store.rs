@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::DeviceId;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use app::{IdempotencyRecord, IdempotencyScope, IdempotencyStore, RequestFingerprint, StoreError};
 
@@ -72,9 +70,7 @@ impl IdempotencyStore for PostgresIdempotencyStore {
         Ok(Some(IdempotencyRecord {
             fingerprint: RequestFingerprint::from_hex(&fingerprint)
                 .ok_or_else(|| corrupt("bad fingerprint"))?,
-            device_id: DeviceId::from_uuid(
-                Uuid::parse_str(&aggregate_id).map_err(|_| corrupt("bad aggregate id"))?,
-            ),
+            aggregate_id,
             version: u64::try_from(sequence).map_err(|_| corrupt("negative sequence"))?,
         }))
     }

@@ -98,7 +98,7 @@ async fn an_append_brings_the_device_to_its_version_and_records_the_claim_there(
         .await
         .unwrap()
         .expect("the claim is recorded with the events");
-    assert_eq!((record.device_id, record.version), (id, 2));
+    assert_eq!((record.aggregate_id, record.version), (id.to_string(), 2));
     assert_eq!(record.fingerprint, claim.fingerprint);
 }
 
@@ -350,7 +350,7 @@ async fn concurrent_appends_commit_together_and_keep_their_own_outcomes() {
     let idempotency = PostgresIdempotencyStore::new(pool.clone());
     for (id, _, claim) in &fresh {
         let record = idempotency.find(&claim.scope).await.unwrap().unwrap();
-        assert_eq!((record.device_id, record.version), (*id, 1));
+        assert_eq!((record.aggregate_id, record.version), (id.to_string(), 1));
     }
 }
 
