@@ -4,6 +4,7 @@
 mod admin_dead_letters;
 mod admin_enrollment_groups;
 mod admin_projections;
+mod admin_tenant_cas;
 mod api_error;
 mod authorized;
 mod connection_limit;
@@ -24,6 +25,7 @@ mod ocsp;
 mod openapi_document;
 mod query_params;
 mod request_context;
+mod tenant_ca_chain;
 mod tenant_rate_limit;
 mod unread_body;
 
@@ -76,6 +78,8 @@ pub struct AppState {
     pub crls: Arc<app::pki::CrlDistribution>,
     /// The OCSP responder (`/pki/{ca}/ocsp`).
     pub ocsp: Arc<pki::ocsp::OcspResponder>,
+    /// Tenants' certificate authorities (`/admin/tenants/{tenant}/cas`, `/v1/ca`).
+    pub tenant_cas: Arc<app::TenantCaService>,
     /// Enrollment groups (`/admin/enrollment-groups`); `None` without
     /// `ENROLLMENT_KEY_ENCRYPTION_KEY`.
     pub enrollment_groups: Option<Arc<app::EnrollmentGroupService>>,
@@ -100,6 +104,8 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin_projections::router())
         .merge(admin_dead_letters::router())
         .merge(admin_enrollment_groups::router())
+        .merge(admin_tenant_cas::router())
+        .merge(tenant_ca_chain::router())
         .merge(crl::router())
         .routes(utoipa_axum::routes!(openapi_json))
         .split_for_parts();

@@ -56,15 +56,14 @@ fn postgres_state(
     pool: PgPool,
     replica: Option<PgPool>,
     event_store: Arc<dyn EventStore<domain::Device>>,
+    ca_store: Arc<dyn EventStore<domain::TenantCas>>,
     tokens: JwtKeys,
     retry: RetryPolicy,
     long_polls: LongPollLimits,
 ) -> AppState {
-    let commands = DeviceCommandService::new(
-        event_store,
-        Arc::new(PostgresIdempotencyStore::new(pool.clone())),
-        retry,
-    );
+    let idempotency = Arc::new(PostgresIdempotencyStore::new(pool.clone()));
+    let commands = DeviceCommandService::new(event_store, idempotency.clone(), retry);
+    let tenant_cas = app::TenantCaService::new(ca_store, idempotency, retry);
     let reads = replica.clone().unwrap_or_else(|| pool.clone());
     let queries = query_service(&pool, &reads, long_polls);
     let mut health = bootstrap::Health::new(READINESS_CHECK_TIMEOUT).with_check("postgres", {
@@ -94,6 +93,7 @@ fn postgres_state(
             CRL_REFRESH,
         )),
         ocsp: Arc::new(OcspResponder::off()),
+        tenant_cas: Arc::new(tenant_cas),
         enrollment_groups: None,
         est: None,
         in_flight_commands: Arc::new(InFlightLimit::default_for(InFlightBound::Commands)),
@@ -238,10 +238,14 @@ pub async fn build_with_event_store(
         }
         None => None,
     };
+    // One store, one group commit: a tenant's CA events and devices' events share it.
+    let device_store = PostgresEventStore::new(pool.clone());
+    let ca_store = Arc::new(device_store.of::<domain::TenantCas>());
     let mut state = postgres_state(
         pool.clone(),
         replica.clone(),
-        wrap(PostgresEventStore::new(pool.clone())),
+        wrap(device_store),
+        ca_store,
         tokens,
         config.retry,
         config.long_polls,

@@ -46,6 +46,9 @@ pub enum ApiError {
     DeviceAlreadyRegistered(DeviceId),
     #[error("{0}")]
     Conflict(DeviceError),
+    /// A command on a tenant's CAs that their state refuses.
+    #[error("{0}")]
+    CaStateConflict(domain::TenantCasError),
     #[error(
         "the device was modified concurrently; retry the request with the same Idempotency-Key"
     )]
@@ -175,6 +178,11 @@ impl ApiError {
             ),
             // Not produced: `From<CommandError>` maps NotFound to `Self::NotFound`.
             Self::Conflict(DeviceError::NotFound) => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::CaStateConflict(_) => (
+                S::CONFLICT,
+                "ca-state-conflict",
+                "The certificate authorities' state forbids it",
+            ),
             Self::ConcurrencyConflict => (
                 S::CONFLICT,
                 "concurrent-modification",

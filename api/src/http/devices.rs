@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use app::{Accepted, CommandMetadata, IdempotencyClaim, IdempotencyScope, RequestFingerprint};
+use app::{Accepted, CommandMetadata, IdempotencyClaim};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::authorized::{Authorized, DevicesWrite};
 use super::device_id_path::DeviceIdPath;
-use super::idempotency_key_header::IdempotencyKeyHeader;
+use super::idempotency_key_header::{self, IdempotencyKeyHeader};
 use super::in_flight::AdmittedCommand;
 use super::json_body::JsonBody;
 use super::{current_request_id, current_traceparent, ApiError, AppState};
@@ -291,15 +291,7 @@ fn claim<B: Serialize>(
     key: app::IdempotencyKey,
     body: &B,
 ) -> IdempotencyClaim {
-    let canonical = serde_json::to_vec(body).expect("request DTOs always serialise");
-    IdempotencyClaim {
-        scope: IdempotencyScope {
-            tenant: principal.tenant.clone(),
-            route,
-            key,
-        },
-        fingerprint: RequestFingerprint::of(&canonical),
-    }
+    idempotency_key_header::claim(&principal.tenant, route, key, body)
 }
 
 fn accepted_response(accepted: Accepted) -> Response {

@@ -2,9 +2,11 @@
 //! e.g. `"8e03978e-40d5-43e8-bc93-6894a57f9324"`. Many clients send it unquoted, so a bare
 //! token is accepted too.
 
-use app::IdempotencyKey;
+use app::{IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use domain::TenantId;
+use serde::Serialize;
 
 use super::ApiError;
 
@@ -26,6 +28,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
         IdempotencyKey::parse(&unquoted)
             .map(Self)
             .map_err(ApiError::InvalidIdempotencyKey)
+    }
+}
+
+/// The claim a command makes with `key` on `route` (the method and the concrete path) in
+/// `tenant`'s scope, for `body`: its canonical form (the request DTO serialised again, so
+/// that the client's key order and whitespace do not matter) is fingerprinted.
+pub fn claim<B: Serialize>(
+    tenant: &TenantId,
+    route: String,
+    key: IdempotencyKey,
+    body: &B,
+) -> IdempotencyClaim {
+    let canonical = serde_json::to_vec(body).expect("request DTOs always serialise");
+    IdempotencyClaim {
+        scope: IdempotencyScope {
+            tenant: tenant.clone(),
+            route,
+            key,
+        },
+        fingerprint: RequestFingerprint::of(&canonical),
     }
 }
 

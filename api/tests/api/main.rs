@@ -32,5 +32,6 @@ mod revoke_certificate;
 mod schema_version;
 mod slow_clients;
 mod startup_refusals;
+mod tenant_cas;
 mod tls;
 mod traces;
