@@ -79,6 +79,8 @@ pub struct IssuingCa {
     /// Its subject's common name, which the OCSP signers it certifies are named after.
     common_name: String,
     id: IssuingCaId,
+    /// The CA certificate's end: nothing it issues outlives it.
+    not_after: DateTime<Utc>,
     validity: chrono::Duration,
     profile: CertificateProfile,
     status_locations: Option<StatusLocations>,
@@ -133,6 +135,8 @@ impl IssuingCa {
             .unwrap_or("CA")
             .to_owned();
         let id = IssuingCaId::of_public_key(certificate.public_key().raw);
+        let not_after = DateTime::from_timestamp(certificate.validity().not_after.timestamp(), 0)
+            .ok_or_else(invalid)?;
         let issuer = Issuer::from_ca_cert_der(&certificate_der.as_slice().into(), RcgenKey(key))
             .map_err(|_| invalid())?;
         Ok(Self {
@@ -140,6 +144,7 @@ impl IssuingCa {
             certificate_der,
             common_name,
             id,
+            not_after,
             validity,
             profile: CertificateProfile::Standard,
             status_locations: None,
@@ -181,6 +186,11 @@ impl IssuingCa {
         &self.id
     }
 
+    /// The CA certificate's end.
+    pub fn not_after(&self) -> DateTime<Utc> {
+        self.not_after
+    }
+
     /// The CA certificate, DER.
     pub fn certificate_der(&self) -> &[u8] {
         &self.certificate_der
@@ -202,12 +212,17 @@ impl IssuingCa {
         request: &CertificateRequest,
         now: DateTime<Utc>,
     ) -> Result<Result<IssuedCertificate, ProvisioningFailure>, CaUnavailable> {
+        if now >= self.not_after {
+            // An outage, not the device's fault: requests wait for a CA that can sign.
+            return Err(CaUnavailable("the CA certificate has expired".into()));
+        }
         let spki_der = match check_csr(request) {
             Ok(spki_der) => spki_der,
             Err(refused) => return Ok(Err(refused)),
         };
         let not_before = now - chrono::Duration::minutes(5); // tolerate devices' clock skew
-        let not_after = now + self.validity;
+                                                             // Never past the CA's own end: a relying party would refuse the rest of it.
+        let not_after = (now + self.validity).min(self.not_after);
         let serial = certificate_serial::of_request(request);
         let mut params = self.profile.params(request, self.status_locations.as_ref());
         params.serial_number = Some(serial.clone().into());

@@ -18,6 +18,7 @@
 
 mod blocking_ca;
 mod ca_certificates;
+pub mod ca_certification;
 mod certificate_profile;
 mod certificate_serial;
 mod crl_signing;
@@ -27,6 +28,7 @@ pub mod est_wire_format;
 mod issuing_ca;
 mod key_file;
 mod key_reference;
+mod key_store;
 pub mod ocsp;
 pub mod ocsp_signer_certificate;
 mod pkcs11_key;
@@ -39,6 +41,7 @@ pub use certificate_profile::CertificateProfile;
 pub use issuing_ca::{CaLoadError, IssuingCa};
 pub use key_file::{KeyFile, KeyFileError};
 pub use key_reference::{KeyOpenError, KeyReference, KeyReferenceError, Pkcs11Access};
+pub use key_store::{KeyStore, KeyStoreError};
 pub use pkcs11_key::{
     CaCurve, NotAPkcs11Uri, Pkcs11Key, Pkcs11Module, Pkcs11SetupError, Pkcs11Uri,
 };
