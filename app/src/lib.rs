@@ -7,6 +7,7 @@
 //! crate decides that) nor how bytes reach a database or a socket (adapters and `api` do).
 //! It must not depend on sqlx, axum or async-nats.
 
+mod ca_stewardship;
 mod certificate_view;
 mod command_error;
 mod command_metadata;
@@ -29,8 +30,10 @@ pub mod pki;
 mod projection_operations;
 mod provisioning;
 mod tenant_ca_service;
+mod tenant_issuers;
 mod wake_ups;
 
+pub use ca_stewardship::{CaMaker, CaStewardship, StewardshipError, TenantCaDirectory};
 pub use certificate_view::{CertificateStatus, CertificateView};
 pub use command_error::CommandError;
 pub use command_metadata::CommandMetadata;
@@ -73,4 +76,5 @@ pub use provisioning::{
     ProvisioningOutcome, ProvisioningService,
 };
 pub use tenant_ca_service::{CaCommandError, TenantCaService};
+pub use tenant_issuers::{Issuer, TenantIssuers};
 pub use wake_ups::WakeUps;

@@ -5,6 +5,10 @@
 //! which device to look at, and signs the CSR that device's events recorded for its open
 //! request (never one carried by a message).
 //!
+//! The CA is the tenant's own issuing CA, or the platform's for a tenant without CAs of its
+//! own (`TenantIssuers`, from the tenant's CA events); a tenant whose CA is not ready yet has
+//! its requests wait, as for any CA outage.
+//!
 //! The device is read once per message: the open request is taken from that read, and the
 //! outcome is decided on the same state and appended at its version
 //! (`DeviceCommandService::complete_provisioning` with the loaded device); only a conflict
@@ -20,12 +24,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use domain::{
     CertificateRequestId, CertificateSigningRequest, Device, DeviceId, IssuedCertificate,
     ProvisioningFailure, SerialNumber,
 };
 
-use crate::{CommandError, CommandMetadata, DeviceCommandService, EventStore, StoreError};
+use crate::{
+    CommandError, CommandMetadata, DeviceCommandService, EventStore, Issuer, StoreError,
+    TenantIssuers,
+};
 
 /// What the CA is asked to sign.
 #[derive(Debug, Clone)]
@@ -46,11 +54,12 @@ pub struct CaUnavailable(pub String);
 /// the async runtime's threads.
 #[async_trait]
 pub trait CertificateAuthority: Send + Sync + 'static {
-    /// `Ok(Err(_))` is a domain outcome: the CSR is refused (bad signature, key policy,
-    /// subject), and retrying will not change that.
+    /// `request` signed by `issuer`. `Ok(Err(_))` is a domain outcome: the CSR is refused (bad
+    /// signature, key policy, subject), and retrying will not change that.
     async fn issue(
         &self,
         request: CertificateRequest,
+        issuer: Issuer,
     ) -> Result<Result<IssuedCertificate, ProvisioningFailure>, CaUnavailable>;
 }
 
@@ -87,6 +96,7 @@ pub struct ProvisioningCause {
 pub struct ProvisioningService {
     store: Arc<dyn EventStore<Device>>,
     commands: Arc<DeviceCommandService>,
+    issuers: TenantIssuers,
     ca: Arc<dyn CertificateAuthority>,
 }
 
@@ -94,11 +104,13 @@ impl ProvisioningService {
     pub fn new(
         store: Arc<dyn EventStore<Device>>,
         commands: Arc<DeviceCommandService>,
+        issuers: TenantIssuers,
         ca: Arc<dyn CertificateAuthority>,
     ) -> Self {
         Self {
             store,
             commands,
+            issuers,
             ca,
         }
     }
@@ -140,8 +152,15 @@ impl ProvisioningService {
             serial_number: serial_number.clone(),
             csr: open.csr.clone(),
         };
+        // The tenant's own CA if it has CAs (decided from their events), else the platform's;
+        // none while the tenant's CA is being made: the request waits, an outage.
+        let issuer = self
+            .issuers
+            .issuer_for(tenant, Utc::now())
+            .await?
+            .ok_or_else(|| CaUnavailable("the tenant's issuing CA is not ready yet".into()))?;
         let started = std::time::Instant::now();
-        let outcome = self.ca.issue(request).await?;
+        let outcome = self.ca.issue(request, issuer).await?;
         metrics::histogram!("provisioner_ca_seconds").record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(certificate) => {

@@ -50,7 +50,11 @@ impl TenantCaService {
 
     /// The tenant's CAs as their events say now (no events: the tenant has none of its own).
     pub async fn cas_of(&self, tenant: &TenantId) -> Result<Loaded<TenantCas>, StoreError> {
-        self.runner.store().load(TenantCasId::of(tenant)).await
+        self.load(TenantCasId::of(tenant)).await
+    }
+
+    pub async fn load(&self, id: TenantCasId) -> Result<Loaded<TenantCas>, StoreError> {
+        self.runner.store().load(id).await
     }
 
     /// Operators: the tenant's root CA and first issuing CA, which the worker then makes.

@@ -1,27 +1,28 @@
-//! The issuing CA as `app::CertificateAuthority`: each request checked and signed on Tokio's
-//! blocking pool, at most `concurrency` at a time, never on the async runtime's threads
-//! (signing is CPU-bound, and a key in a device may block).
+//! The issuing CAs as `app::CertificateAuthority`: each request checked and signed by the CA
+//! its issuer names (`issuing_cas.rs`) on Tokio's blocking pool, at most `concurrency` at a
+//! time, never on the async runtime's threads (signing is CPU-bound, and a key in a device may
+//! block).
 
 use std::sync::Arc;
 
-use app::{CaUnavailable, CertificateAuthority, CertificateRequest};
+use app::{CaUnavailable, CertificateAuthority, CertificateRequest, Issuer};
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::{IssuedCertificate, ProvisioningFailure};
 use tokio::sync::Semaphore;
 
-use crate::IssuingCa;
+use crate::IssuingCas;
 
-/// [`IssuingCa`] on the blocking pool, bounded.
+/// [`IssuingCas`] on the blocking pool, bounded.
 pub struct BlockingCa {
-    ca: Arc<IssuingCa>,
+    cas: Arc<IssuingCas>,
     permits: Arc<Semaphore>,
 }
 
 impl BlockingCa {
-    pub fn new(ca: Arc<IssuingCa>, concurrency: usize) -> Self {
+    pub fn new(cas: Arc<IssuingCas>, concurrency: usize) -> Self {
         Self {
-            ca,
+            cas,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
@@ -32,6 +33,7 @@ impl CertificateAuthority for BlockingCa {
     async fn issue(
         &self,
         request: CertificateRequest,
+        issuer: Issuer,
     ) -> Result<Result<IssuedCertificate, ProvisioningFailure>, CaUnavailable> {
         let _permit = self
             .permits
@@ -39,9 +41,12 @@ impl CertificateAuthority for BlockingCa {
             .acquire_owned()
             .await
             .map_err(|_| CaUnavailable("the CA is shutting down".into()))?;
-        let ca = self.ca.clone();
-        tokio::task::spawn_blocking(move || ca.issue_verified(&request, Utc::now()))
-            .await
-            .map_err(|e| CaUnavailable(format!("the signing task failed: {e}")))?
+        let cas = self.cas.clone();
+        tokio::task::spawn_blocking(move || {
+            cas.for_issuer(&issuer)?
+                .issue_verified(&request, Utc::now())
+        })
+        .await
+        .map_err(|e| CaUnavailable(format!("the signing task failed: {e}")))?
     }
 }

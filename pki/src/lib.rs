@@ -26,6 +26,7 @@ mod csr_policy;
 pub mod dev_ca;
 pub mod est_wire_format;
 mod issuing_ca;
+mod issuing_cas;
 mod key_file;
 mod key_reference;
 mod key_store;
@@ -33,12 +34,14 @@ pub mod ocsp;
 pub mod ocsp_signer_certificate;
 mod pkcs11_key;
 mod signing_key;
+mod tenant_ca_maker;
 mod x509_time;
 
 pub use blocking_ca::BlockingCa;
 pub use ca_certificates::{CaCertificates, CaCertificatesError, NotIssuedHere};
 pub use certificate_profile::CertificateProfile;
 pub use issuing_ca::{CaLoadError, IssuingCa};
+pub use issuing_cas::{IssuingCas, TenantCaSettings};
 pub use key_file::{KeyFile, KeyFileError};
 pub use key_reference::{KeyOpenError, KeyReference, KeyReferenceError, Pkcs11Access};
 pub use key_store::{KeyStore, KeyStoreError};
@@ -46,3 +49,4 @@ pub use pkcs11_key::{
     CaCurve, NotAPkcs11Uri, Pkcs11Key, Pkcs11Module, Pkcs11SetupError, Pkcs11Uri,
 };
 pub use signing_key::{KeyUnavailable, RcgenKey, SigningKey};
+pub use tenant_ca_maker::TenantCaMaker;

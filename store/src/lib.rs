@@ -9,7 +9,9 @@
 //! - [`stored_events`]: the stored events' schema, the one place that writes and reads
 //!   `events.payload`: versioned stored forms of the store's own, read back through
 //!   upcasters as the facts they were, never through the domain's serde nor today's
-//!   validation ([`EventSchema`], implemented for `Device`).
+//!   validation ([`EventSchema`], implemented for `Device` and `TenantCas`); the versions of
+//!   every aggregate of a type (`PostgresEventStore::versions`: a tenant's CAs, as
+//!   `app::TenantCaDirectory`).
 //! - [`PostgresIdempotencyStore`]: reads the idempotency records that the append writes in the
 //!   same statement as a command's events; purges them after the retention period.
 //! - [`PostgresEventLog`]: the device events read back (tenant feed in commit order, a
@@ -18,7 +20,8 @@
 //!   ([`PgAppendedEvents`] wakes a tenant's feed readers from those notifications); [`PostgresDeadLetters`]: messages
 //!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA;
 //!   [`PostgresEnrollmentGroups`]: enrollment groups, their keys sealed at rest
-//!   ([`GroupKeySealer`]); [`backlog_after`] and [`count_events`]: how far a reader is
+//!   ([`GroupKeySealer`]); [`ExclusiveLeases`]: one process at a time for a named piece of
+//!   work (an advisory lock on a connection of its own); [`backlog_after`] and [`count_events`]: how far a reader is
 //!   behind, and a rebuild's total.
 //! - [`schema`]: the embedded migrations (`migrations/` at the workspace root), applied by
 //!   `api migrate`, and the check that makes services refuse a schema that is behind.
@@ -39,6 +42,7 @@ mod dead_letters;
 mod enrollment_groups;
 mod event_counts;
 mod event_metadata;
+mod exclusive_lease;
 mod group_commit;
 mod key_encryption_key_check;
 mod notification_listener;
@@ -61,6 +65,7 @@ pub use database_ping::{ping, DatabaseProbe};
 pub use dead_letters::{ClaimedRetry, DeadLetter, PostgresDeadLetters, DEAD_LETTER_RETRY_CHANNEL};
 pub use enrollment_groups::PostgresEnrollmentGroups;
 pub use event_counts::{backlog_after, count_events, EventBacklog};
+pub use exclusive_lease::{ExclusiveLease, ExclusiveLeases};
 pub use group_commit::GroupCommitSettings;
 pub use key_encryption_key_check::{check_key_encryption_key, KeyEncryptionKeyError};
 pub use notification_listener::spawn_listener;

@@ -38,6 +38,12 @@ use crate::append_statement::EncodedAppend;
 use crate::group_commit::{GroupCommit, GroupCommitSettings};
 use crate::stored_events::{EventSchema, StoredEventRef, UnreadableEvent};
 
+/// Every aggregate of a type and its version (served by the primary key's index).
+const SELECT_VERSIONS: &str = "
+SELECT aggregate_id, max(sequence) AS version FROM events
+ WHERE aggregate_type = $1
+ GROUP BY aggregate_id";
+
 /// An aggregate's events up to a version, oldest first.
 const SELECT_EVENTS_UP_TO: &str = "
 SELECT sequence, event_type, event_version, payload::text AS payload FROM events
@@ -93,6 +99,36 @@ impl<A: EventSchema> PostgresEventStore<A> {
             loaded.version = sequence;
         }
         Ok(loaded)
+    }
+}
+
+impl<A: EventSchema> PostgresEventStore<A> {
+    /// Every aggregate of this type and its version. For aggregates there are few of (a
+    /// tenant's CAs), not devices.
+    pub async fn versions(&self) -> Result<Vec<(A::Id, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(SELECT_VERSIONS)
+            .bind(A::TYPE)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|(id, version)| {
+                let parsed = id.parse::<A::Id>().ok();
+                match (parsed, u64::try_from(version)) {
+                    (Some(id), Ok(version)) => Ok((id, version)),
+                    _ => Err(StoreError::Corrupt(
+                        format!("a stored {} id is not one: {id:?}", A::TYPE).into(),
+                    )),
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl app::TenantCaDirectory for PostgresEventStore<domain::TenantCas> {
+    async fn versions(&self) -> Result<Vec<(domain::TenantCasId, u64)>, StoreError> {
+        PostgresEventStore::versions(self).await
     }
 }
 

@@ -12,7 +12,7 @@ use store::DatabaseSettings;
 
 use crate::crl_publisher::CrlSchedule;
 use app::pki::PublicBaseUrl;
-use pki::{CertificateProfile, KeyReference, Pkcs11Access};
+use pki::{CertificateProfile, KeyReference, KeyStore, Pkcs11Access};
 
 /// Adds a subjectAltName URI `urn:uuid:<device id>` to issued certificates.
 pub const CERT_PROFILE_DEVICE_URI: &str = "cert-profile-device-uri";
@@ -35,6 +35,14 @@ pub struct WorkerConfig {
     pub ca_cert_path: PathBuf,
     /// Where the CA's key is held (`CA_KEY_PATH`).
     pub ca_key: KeyReference,
+    /// Where tenants' CA keys are made (`CA_KEY_STORE`).
+    pub ca_key_store: Option<KeyStore>,
+    /// A tenant's issuing CA is rotated once less than this is left of it
+    /// (`CA_ROTATION_LEAD_DAYS`; by default the certificates' validity, so that none is cut
+    /// short).
+    pub ca_rotation_lead: chrono::Duration,
+    /// How often tenants' CAs are looked at (`CA_STEWARD_INTERVAL_MS`).
+    pub ca_steward_interval: Duration,
     /// Where relying parties reach the api's CRL and OCSP routes (`PUBLIC_BASE_URL`); written
     /// into every certificate.
     pub public_base_url: PublicBaseUrl,
@@ -68,7 +76,19 @@ pub fn ca_key_reference<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> KeyR
             "the CA private key: a PEM (PKCS#8) file, or a pkcs11: URI",
         )
         .unwrap_or_default();
-    let pkcs11 = match (
+    let pkcs11 = pkcs11_access(env);
+    KeyReference::parse("CA_KEY_PATH", &value, pkcs11.as_ref()).unwrap_or_else(|problem| {
+        env.problem(problem.to_string());
+        KeyReference::File {
+            variable: "CA_KEY_PATH",
+            path: PathBuf::new(),
+        }
+    })
+}
+
+/// `PKCS11_MODULE_PATH` and `PKCS11_PIN_FILE`, when both are set.
+fn pkcs11_access<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Option<Pkcs11Access> {
+    match (
         env.optional("PKCS11_MODULE_PATH"),
         env.optional("PKCS11_PIN_FILE"),
     ) {
@@ -77,14 +97,17 @@ pub fn ca_key_reference<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> KeyR
             pin_file: pin_file.into(),
         }),
         _ => None,
-    };
-    KeyReference::parse("CA_KEY_PATH", &value, pkcs11.as_ref()).unwrap_or_else(|problem| {
-        env.problem(problem.to_string());
-        KeyReference::File {
-            variable: "CA_KEY_PATH",
-            path: PathBuf::new(),
-        }
-    })
+    }
+}
+
+/// `CA_KEY_STORE`: where tenants' CA keys are made (a directory, or `pkcs11:token=<label>`);
+/// `None` when unset (tenants' CAs then wait, and say so in the log).
+fn ca_key_store<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<KeyStore> {
+    let value = env.optional("CA_KEY_STORE")?;
+    let pkcs11 = pkcs11_access(env);
+    KeyStore::parse(&value, pkcs11.as_ref())
+        .map_err(|problem| env.problem(problem.to_string()))
+        .ok()
 }
 
 impl WorkerConfig {
@@ -111,6 +134,7 @@ impl WorkerConfig {
             .unwrap_or_default()
             .into();
         let ca_key = ca_key_reference(&mut env);
+        let ca_key_store = ca_key_store(&mut env);
         let public_base_url = env.parse_or(
             "PUBLIC_BASE_URL",
             PublicBaseUrl::parse("http://127.0.0.1:8080").expect("a valid default"),
@@ -123,8 +147,13 @@ impl WorkerConfig {
             )),
             min_interval: env.millis_or("CRL_MIN_INTERVAL_MS", 1_000, 100..=3_600_000),
         };
-        let certificate_validity =
-            chrono::Duration::days(env.number_or("CERT_VALIDITY_DAYS", 365, 1..=3650) as i64);
+        let validity_days = env.number_or("CERT_VALIDITY_DAYS", 365, 1..=3650);
+        let certificate_validity = chrono::Duration::days(validity_days as i64);
+        let ca_rotation_lead =
+            chrono::Duration::days(
+                env.number_or("CA_ROTATION_LEAD_DAYS", validity_days, 1..=36_500) as i64,
+            );
+        let ca_steward_interval = env.millis_or("CA_STEWARD_INTERVAL_MS", 1_000, 100..=3_600_000);
         let features = env.feature_flags(FEATURE_FLAGS);
         let certificate_profile = if features.is_enabled(CERT_PROFILE_DEVICE_URI) {
             CertificateProfile::DeviceUri
@@ -157,6 +186,9 @@ impl WorkerConfig {
             relay,
             ca_cert_path,
             ca_key,
+            ca_key_store,
+            ca_rotation_lead,
+            ca_steward_interval,
             public_base_url,
             certificate_validity,
             crl,

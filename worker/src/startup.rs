@@ -1,5 +1,6 @@
 //! Wiring the worker: adapters into services, services into the consumer registry, and the
-//! relay, the CRL publisher, the dead-letter retrier and the health endpoint; then waiting for shutdown and
+//! relay, the CRL publisher, the tenants' CA steward, the dead-letter retrier and the health
+//! endpoint; then waiting for shutdown and
 //! draining within the grace period. The registry (`consumer_registry`) runs the consumers.
 
 use std::future::Future;
@@ -7,17 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::pki::CrlPublication;
-use app::{DeviceCommandService, ProvisioningService, RetryPolicy};
+use app::{
+    CaStewardship, DeviceCommandService, ProvisioningService, RetryPolicy, TenantCaService,
+    TenantIssuers,
+};
 use nats::{ConsumerRunner, Relay};
-use pki::{BlockingCa, CaLoadError, IssuingCa};
-use store::{PostgresDeadLetters, PostgresEventStore, PostgresIdempotencyStore, RelayLeases};
+use pki::{BlockingCa, CaLoadError, IssuingCa, IssuingCas, TenantCaMaker, TenantCaSettings};
+use store::{
+    ExclusiveLeases, PostgresDeadLetters, PostgresEventStore, PostgresIdempotencyStore, RelayLeases,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::ca_steward::CaSteward;
 use crate::config::WorkerConfig;
 use crate::consumer_registry::{worker_consumers, ConsumerRegistry, Services};
 use crate::crl_publisher::CrlPublisher;
 use crate::dead_letter_retrier::DeadLetterRetrier;
+
+/// How often a tenant's CAs are looked at again although their events did not change (for
+/// the rules that depend on time: rotation on schedule, retirement).
+const CA_RECHECK: Duration = Duration::from_secs(60);
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,16 +72,32 @@ pub async fn run(
     let (client, nats_link) = nats::connect_checked(&config.nats).await?;
 
     let event_store = Arc::new(PostgresEventStore::<domain::Device>::new(pool.clone()));
+    // Tenants' CA events through the same store (and group commit).
+    let ca_store = Arc::new(event_store.of::<domain::TenantCas>());
+    let idempotency = Arc::new(PostgresIdempotencyStore::new(pool.clone()));
     let commands = Arc::new(DeviceCommandService::new(
         event_store.clone(),
-        Arc::new(PostgresIdempotencyStore::new(pool.clone())),
+        idempotency.clone(),
         RetryPolicy::default(),
+    ));
+    let issuing_cas = Arc::new(IssuingCas::new(
+        ca.clone(),
+        config
+            .ca_key_store
+            .clone()
+            .map(|key_store| TenantCaSettings {
+                key_store,
+                base: config.public_base_url.clone(),
+                profile: config.certificate_profile,
+                validity: config.certificate_validity,
+            }),
     ));
     let services = Services {
         provisioning: Arc::new(ProvisioningService::new(
             event_store,
             commands,
-            Arc::new(BlockingCa::new(ca.clone(), config.provisioner_concurrency)),
+            TenantIssuers::new(ca_store.clone()),
+            Arc::new(BlockingCa::new(issuing_cas, config.provisioner_concurrency)),
         )),
         provisioner_in_flight: config.provisioner_in_flight,
         projector_batch: config.projector_batch,
@@ -160,6 +187,36 @@ pub async fn run(
         }
         let cancel = cancel.clone();
         tasks.spawn(async move { publisher.run(cancel).await });
+    }
+
+    match &config.ca_key_store {
+        Some(key_store) => {
+            let stewardship = CaStewardship::new(
+                ca_store.clone(),
+                Arc::new(TenantCaService::new(
+                    ca_store.clone(),
+                    idempotency.clone(),
+                    RetryPolicy::default(),
+                )),
+                Arc::new(TenantCaMaker::new(
+                    key_store.clone(),
+                    config.public_base_url.clone(),
+                )),
+                config.ca_rotation_lead,
+                CA_RECHECK,
+            );
+            let steward = CaSteward::new(
+                Arc::new(stewardship),
+                ExclusiveLeases::new(config.database.connect_options()?, "ca-stewardship"),
+                config.ca_steward_interval,
+            );
+            let cancel = cancel.clone();
+            tasks.spawn(async move { steward.run(cancel).await });
+        }
+        None => tracing::info!(
+            "CA_KEY_STORE is not set: this worker makes no tenant CAs, and tenants with CAs of \
+             their own wait for a worker that does"
+        ),
     }
 
     let consumers = Arc::new(ConsumerRegistry::build(

@@ -20,4 +20,5 @@ mod replay;
 mod resilience;
 mod scale_out;
 mod shutdown;
+mod tenant_cas;
 mod traces;

@@ -1,0 +1,95 @@
+//! Which CA signs a tenant's certificate request at a moment: the tenant's own issuing CA, as
+//! `domain::TenantCas::issuer_at` decides from the tenant's CA events, or the platform's CA for
+//! a tenant without CAs of its own (what every tenant had before tenants had CAs, so nothing
+//! already issued changes). A tenant whose CAs exist but none of which issues now (being made,
+//! or a revoked one's replacement not yet certified) has no issuer: its requests wait.
+//!
+//! A view of a tenant's CAs is read from the event store at most `domain::VIEW_MAX_AGE`
+//! before it is used (its age counted from before the read), which is what makes a rotation's
+//! handover exact: a new CA issues `domain::HANDOVER` after its certification, by when every
+//! provisioner's view holds it.
+//!
+//! Must not: read a read model (this is a security decision), or cache a view longer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use domain::{CaGeneration, CertifiedCa, TenantCas, TenantCasId, TenantId, VIEW_MAX_AGE};
+
+use crate::{EventStore, StoreError};
+
+/// The CA that signs a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Issuer {
+    /// The platform's CA (`CA_CERT_PATH`): for tenants without CAs of their own.
+    Platform,
+    /// The tenant's issuing CA of `generation`.
+    Tenant {
+        generation: CaGeneration,
+        ca: CertifiedCa,
+    },
+}
+
+/// Tenants' issuers, from their CA events.
+pub struct TenantIssuers {
+    store: Arc<dyn EventStore<TenantCas>>,
+    views: Mutex<HashMap<TenantId, View>>,
+}
+
+struct View {
+    read_at: Instant,
+    cas: Arc<TenantCas>,
+}
+
+impl TenantIssuers {
+    pub fn new(store: Arc<dyn EventStore<TenantCas>>) -> Self {
+        Self {
+            store,
+            views: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The issuer of `tenant`'s requests at `now`; `None` while the tenant has CAs of its own
+    /// but none issues.
+    pub async fn issuer_for(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Issuer>, StoreError> {
+        let cas = self.view_of(tenant).await?;
+        if cas.root().is_none() {
+            return Ok(Some(Issuer::Platform));
+        }
+        Ok(cas.issuer_at(now).and_then(|ca| {
+            ca.certified.clone().map(|certified| Issuer::Tenant {
+                generation: ca.generation,
+                ca: certified,
+            })
+        }))
+    }
+
+    async fn view_of(&self, tenant: &TenantId) -> Result<Arc<TenantCas>, StoreError> {
+        if let Some(view) = self.lock().get(tenant) {
+            if view.read_at.elapsed() < VIEW_MAX_AGE {
+                return Ok(view.cas.clone());
+            }
+        }
+        // Its age counts from before the read: what it shows was true by then.
+        let read_at = Instant::now();
+        let cas = Arc::new(self.store.load(TenantCasId::of(tenant)).await?.aggregate);
+        self.lock().insert(
+            tenant.clone(),
+            View {
+                read_at,
+                cas: cas.clone(),
+            },
+        );
+        Ok(cas)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, View>> {
+        self.views.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,233 @@
+//! Each tenant its own trust anchor, every CA key in a SoftHSM2 token: operators create a
+//! tenant's CAs over the api, the worker makes their keys in the token and their certificates
+//! (the root's self-signed, the issuing CA's by the root), and the tenant's devices are issued
+//! by its own issuing CA from then on. OpenSSL, as the tenant's relying party holding only its
+//! root, accepts its devices and refuses another tenant's, also when that tenant's issuing CA
+//! is offered; a tenant without CAs of its own is issued by the platform's CA as before.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::SoftHsmToken;
+use uuid::Uuid;
+
+use crate::helpers::{registration, unique_serial, Stack, OTHER_TENANT, TENANT};
+use crate::openssl::{openssl, path};
+use crate::provisioning::PATIENCE;
+
+/// The worker, its tenant CA keys made in a token of the test's own.
+pub(crate) fn spawn_worker_with_key_store(stack: &mut Stack, token: &SoftHsmToken) -> usize {
+    let mut env = token.env();
+    env.extend([
+        ("CA_KEY_STORE", format!("pkcs11:token={}", token.label)),
+        ("CA_STEWARD_INTERVAL_MS", "200".to_owned()),
+    ]);
+    stack.spawn_worker_with_env(&env)
+}
+
+/// Creates `tenant`'s CAs as an operator does; the answer's body.
+pub(crate) async fn create_cas(stack: &Stack, tenant: &str) -> Value {
+    let response = stack
+        .client
+        .post(stack.url(&format!("/admin/tenants/{tenant}/cas")))
+        .bearer_auth(stack.operator_token("admin"))
+        .header("Idempotency-Key", Uuid::new_v4().to_string())
+        .json(&json!({
+            "root": {"common_name": format!("{tenant} Root CA"), "curve": "P-384", "validity_days": 3650},
+            "issuing": {"common_name": format!("{tenant} Issuing CA"), "validity_days": 730}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    response.json().await.unwrap()
+}
+
+/// `tenant`'s chain (`GET /v1/ca`) once the worker has made its root and `issuing` issuing
+/// CAs.
+pub(crate) async fn chain_with(stack: &Stack, tenant: &str, issuing: usize) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let response = stack
+            .get("/v1/ca", &stack.token(tenant, "devices:read"))
+            .await;
+        if response.status() == 200 {
+            let chain: Value = response.json().await.unwrap();
+            if chain["issuing"].as_array().unwrap().len() == issuing {
+                return chain;
+            }
+        } else {
+            assert_eq!(response.status(), 404);
+        }
+        assert!(Instant::now() < deadline, "{tenant}'s CAs were never made");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Registers a device of `tenant` and waits for its certificate; the device.
+pub(crate) async fn provisioned_device_of(stack: &Stack, tenant: &str) -> Value {
+    let response = stack
+        .client
+        .post(stack.url("/v1/devices"))
+        .bearer_auth(stack.token(tenant, "devices:write"))
+        .header("Idempotency-Key", Uuid::new_v4().to_string())
+        .json(&registration(&unique_serial()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let device: Value = stack
+            .get(
+                &format!("/v1/devices/{id}?min_version=3&wait=2"),
+                &stack.token(tenant, "devices:read"),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if device["status"] == "provisioned" {
+            return device;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tenant}'s device never provisioned: {device}"
+        );
+    }
+}
+
+/// Whether OpenSSL, trusting only `root`, accepts `device` with `intermediates` offered.
+pub(crate) async fn verifies(
+    stack: &Stack,
+    root: &str,
+    intermediates: &str,
+    device: &str,
+) -> (bool, String) {
+    let name = Uuid::new_v4().simple().to_string();
+    let dir = stack.dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, pem) in [
+        ("root.pem", root),
+        ("untrusted.pem", intermediates),
+        ("device.pem", device),
+    ] {
+        std::fs::write(dir.join(file), pem).unwrap();
+    }
+    openssl(vec![
+        "verify".into(),
+        "-x509_strict".into(),
+        "-CAfile".into(),
+        path(&dir.join("root.pem")),
+        "-untrusted".into(),
+        path(&dir.join("untrusted.pem")),
+        path(&dir.join("device.pem")),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn each_tenant_s_devices_chain_to_its_own_root_only_with_keys_in_the_token() {
+    let mut stack = Stack::start().await;
+    let token = SoftHsmToken::new(&stack.dir, "fleet");
+    spawn_worker_with_key_store(&mut stack, &token);
+    create_cas(&stack, TENANT).await;
+    create_cas(&stack, OTHER_TENANT).await;
+    let acme = chain_with(&stack, TENANT, 1).await;
+    let globex = chain_with(&stack, OTHER_TENANT, 1).await;
+    assert_ne!(acme["root"], globex["root"]);
+    assert_eq!(acme["issuing"].as_array().unwrap().len(), 1);
+
+    let acme_device = provisioned_device_of(&stack, TENANT).await;
+    let globex_device = provisioned_device_of(&stack, OTHER_TENANT).await;
+    let pem = |device: &Value| device["certificate"]["pem"].as_str().unwrap().to_owned();
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap().to_owned();
+    let acme_issuing = acme["issuing"][0]["certificate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let globex_issuing = globex["issuing"][0]["certificate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (ok, said) = verifies(
+        &stack,
+        &text(&acme, "root"),
+        &acme_issuing,
+        &pem(&acme_device),
+    )
+    .await;
+    assert!(ok, "acme's relying party accepts acme's device: {said}");
+    let (ok, said) = verifies(
+        &stack,
+        &text(&acme, "root"),
+        &globex_issuing,
+        &pem(&globex_device),
+    )
+    .await;
+    assert!(!ok, "and refuses globex's, its issuing CA offered: {said}");
+    let (ok, said) = verifies(
+        &stack,
+        &text(&globex, "root"),
+        &globex_issuing,
+        &pem(&globex_device),
+    )
+    .await;
+    assert!(ok, "{said}");
+    // The chain bundle is what a relying party needs besides the root.
+    let (ok, said) = verifies(
+        &stack,
+        &text(&acme, "root"),
+        &text(&acme, "chain"),
+        &pem(&acme_device),
+    )
+    .await;
+    assert!(ok, "{said}");
+    let issuer: Option<String> = sqlx::query_scalar(
+        "SELECT payload->'certificate'->>'issuer' FROM events
+          WHERE aggregate_id = $1 AND event_type = 'CertificateIssued'",
+    )
+    .bind(acme_device["id"].as_str().unwrap())
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        issuer.as_deref(),
+        acme["issuing"][0]["id"].as_str(),
+        "the device's certificate records its issuing CA"
+    );
+
+    // Every CA key is in the token, named by the CA's events; nothing else was recorded.
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'key' FROM events WHERE aggregate_type = 'ca' AND event_type = 'CaCertified'",
+    )
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(keys.len(), 4);
+    for key in &keys {
+        assert!(key.starts_with("pkcs11:token=fleet;object=ca-"), "{key}");
+    }
+    let payloads: Vec<String> =
+        sqlx::query_scalar("SELECT payload::text FROM events WHERE aggregate_type = 'ca'")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    assert!(payloads.iter().all(|p| !p.contains("PRIVATE KEY")));
+
+    // A tenant without CAs of its own: the platform's CA, as before.
+    let initech = provisioned_device_of(&stack, "initech").await;
+    let (ok, said) = verifies(
+        &stack,
+        &stack.ca_cert_pem,
+        &stack.ca_cert_pem,
+        &pem(&initech),
+    )
+    .await;
+    assert!(ok, "{said}");
+}
