@@ -9,8 +9,9 @@
 //! issues, and goes on answering for what it issued: CRLs, OCSP), `Retired` (nothing it issued
 //! is left), or `Revoked`. Which issuing CA signs at a moment is [`TenantCas::issuer_at`]:
 //! a new one issues [`HANDOVER`] after its certification, so that every provisioner, whose view
-//! of the CAs is at most [`VIEW_MAX_AGE`] old, knows of it before the switch; after a
-//! revocation there is no one to hand over from, and the replacement issues at once.
+//! of the CAs is at most [`VIEW_MAX_AGE`] old, knows of it before the switch, and its first
+//! CRL is published before any certificate names it (a revoked CA's replacement too: the
+//! tenant's requests wait those seconds).
 //!
 //! Must not: hold key material (a key's reference only), read the clock (times come in with
 //! commands), or know how keys and certificates are made (the worker's `pki`).
@@ -41,7 +42,8 @@ use uuid::Uuid;
 
 use crate::TenantId;
 
-/// From a new issuing CA's certification to its first signature.
+/// From a new issuing CA's certification to its first signature: every provisioner learns of
+/// it, and its first CRL is published, meanwhile.
 pub const HANDOVER: chrono::Duration = chrono::Duration::seconds(5);
 
 /// The oldest view of a tenant's CAs a provisioner may sign by: well under [`HANDOVER`], so
@@ -370,16 +372,11 @@ impl CreatedCas {
         if certify.certificate.not_after <= certify.at {
             return Err(TenantCasError::CertificateExpired);
         }
-        // Handed over from the CA that issues now, if any; else it issues at once.
-        let hands_over = !ca.generation.is_root()
-            && self
-                .issuing
-                .iter()
-                .any(|other| other.state == CaState::Active);
-        let issues_from = if hands_over {
-            certify.at + HANDOVER
-        } else {
+        // A root issues no device certificate; an issuing CA takes over after the handover.
+        let issues_from = if ca.generation.is_root() {
             certify.at
+        } else {
+            certify.at + HANDOVER
         };
         Ok(vec![TenantCasEvent::CaCertified {
             generation: ca.generation,

@@ -703,7 +703,10 @@ async fn crl_production(
     let repository = Arc::new(store::PostgresCrls::new(pool.clone()));
     // Half a validity of one second: due whatever the current CRL is.
     let publication = CrlPublication::new(
-        Arc::new(projections::PostgresRevocations::new(pool.clone())),
+        Arc::new(projections::PostgresRevocations::of_platform_ca(
+            pool.clone(),
+            ca.ca().clone(),
+        )),
         ca.clone(),
         repository.clone(),
         Duration::from_secs(1),

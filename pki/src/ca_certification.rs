@@ -109,6 +109,7 @@ fn facts(pem: &str, der: &[u8]) -> Result<CaCertificate, CaCertificationError> {
     };
     Ok(CaCertificate {
         pem: pem.to_owned(),
+        serial: hex::encode(certificate.raw_serial()),
         id: IssuingCaId::of_public_key(certificate.public_key().raw),
         not_before: truncate_to_seconds(time(validity.not_before)?),
         not_after: truncate_to_seconds(time(validity.not_after)?),

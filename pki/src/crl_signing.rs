@@ -1,8 +1,8 @@
 //! CRLs (RFC 5280 §5) encoded by rcgen and signed by the issuing CA's key: the issuing CA
 //! as `app::pki::CrlSigner`, which `app::pki::CrlPublication` publishes with.
 
-use app::pki::{CrlSigner, CrlSigningError, IssuingCaId, RevocationListContent};
-use domain::RevocationReason;
+use app::pki::{CrlReason, CrlSigner, CrlSigningError, IssuingCaId, RevocationListContent};
+use domain::{CaRevocationReason, RevocationReason};
 use rcgen::{CertificateRevocationListParams, RevokedCertParams};
 
 use crate::x509_time::to_time;
@@ -46,7 +46,24 @@ impl CrlSigner for IssuingCa {
 }
 
 /// RFC 5280's reason code for a domain reason; the same names, so one arm each.
-fn crl_reason(reason: RevocationReason) -> rcgen::RevocationReason {
+fn crl_reason(reason: CrlReason) -> rcgen::RevocationReason {
+    match reason {
+        CrlReason::Certificate(reason) => certificate_reason(reason),
+        CrlReason::Ca(reason) => ca_reason(reason),
+    }
+}
+
+fn ca_reason(reason: CaRevocationReason) -> rcgen::RevocationReason {
+    match reason {
+        CaRevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+        CaRevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+        CaRevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+        CaRevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+        CaRevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+    }
+}
+
+fn certificate_reason(reason: RevocationReason) -> rcgen::RevocationReason {
     match reason {
         RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
         RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,

@@ -1,5 +1,6 @@
-//! The CAs the worker signs device certificates with: the platform's (`CA_CERT_PATH`, loaded at
-//! start) and the tenants' issuing CAs, each opened from the key store (`CA_KEY_STORE`) the
+//! The CAs the worker signs with: the platform's (`CA_CERT_PATH`, loaded at start) and the
+//! tenants' CAs (issuing CAs for device certificates and CRLs, roots for their CRLs), each
+//! opened from the key store (`CA_KEY_STORE`) the
 //! first time it is asked for and kept. Which one signs a request is decided elsewhere
 //! (`app::TenantIssuers`, from the tenants' CA events); this only turns the decision into a
 //! CA that can sign. Anything that keeps a tenant's CA from signing (no key store, its key
@@ -10,8 +11,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use app::pki::{IssuingCaId, PublicBaseUrl};
+use app::pki::{CrlSigner, IssuingCaId, PublicBaseUrl, TenantCaSigners};
 use app::{CaUnavailable, Issuer};
+use domain::CertifiedCa;
 
 use crate::{CertificateProfile, IssuingCa, KeyStore};
 
@@ -42,10 +44,14 @@ impl IssuingCas {
 
     /// The CA that signs for `issuer`. Blocks the first time a tenant's CA is asked for.
     pub fn for_issuer(&self, issuer: &Issuer) -> Result<Arc<IssuingCa>, CaUnavailable> {
-        let ca = match issuer {
-            Issuer::Platform => return Ok(self.platform.clone()),
-            Issuer::Tenant { ca, .. } => ca,
-        };
+        match issuer {
+            Issuer::Platform => Ok(self.platform.clone()),
+            Issuer::Tenant { ca, .. } => self.tenant_ca(ca),
+        }
+    }
+
+    /// A tenant's CA (a root or an issuing CA), opened once. Blocks the first time.
+    fn tenant_ca(&self, ca: &CertifiedCa) -> Result<Arc<IssuingCa>, CaUnavailable> {
         let id = &ca.certificate.id;
         if let Some(opened) = self.lock().get(id) {
             return Ok(opened.clone());
@@ -70,5 +76,11 @@ impl IssuingCas {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IssuingCaId, Arc<IssuingCa>>> {
         self.opened.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl TenantCaSigners for IssuingCas {
+    fn crl_signer(&self, ca: &CertifiedCa) -> Result<Arc<dyn CrlSigner>, CaUnavailable> {
+        Ok(self.tenant_ca(ca)?)
     }
 }

@@ -23,3 +23,4 @@ mod projector;
 mod provisioner;
 pub mod replay_command;
 pub mod startup;
+mod tenant_crl_publisher;

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::pki::CrlPublication;
+use app::pki::{CrlPublication, TenantCrlPublication};
 use app::{
     CaStewardship, DeviceCommandService, ProvisioningService, RetryPolicy, TenantCaService,
     TenantIssuers,
@@ -25,6 +25,7 @@ use crate::config::WorkerConfig;
 use crate::consumer_registry::{worker_consumers, ConsumerRegistry, Services};
 use crate::crl_publisher::CrlPublisher;
 use crate::dead_letter_retrier::DeadLetterRetrier;
+use crate::tenant_crl_publisher::TenantCrlPublisher;
 
 /// How often a tenant's CAs are looked at again although their events did not change (for
 /// the rules that depend on time: rotation on schedule, retirement).
@@ -97,7 +98,10 @@ pub async fn run(
             event_store,
             commands,
             TenantIssuers::new(ca_store.clone()),
-            Arc::new(BlockingCa::new(issuing_cas, config.provisioner_concurrency)),
+            Arc::new(BlockingCa::new(
+                issuing_cas.clone(),
+                config.provisioner_concurrency,
+            )),
         )),
         provisioner_in_flight: config.provisioner_in_flight,
         projector_batch: config.projector_batch,
@@ -168,7 +172,10 @@ pub async fn run(
     {
         let publisher = CrlPublisher::new(
             CrlPublication::new(
-                Arc::new(projections::PostgresRevocations::new(pool.clone())),
+                Arc::new(projections::PostgresRevocations::of_platform_ca(
+                    pool.clone(),
+                    ca.id().clone(),
+                )),
                 ca.clone(),
                 Arc::new(store::PostgresCrls::new(pool.clone())),
                 config.crl.validity,
@@ -191,6 +198,21 @@ pub async fn run(
 
     match &config.ca_key_store {
         Some(key_store) => {
+            let crls = TenantCrlPublisher::new(
+                Arc::new(TenantCrlPublication::new(
+                    ca_store.clone(),
+                    ca_store.clone(),
+                    issuing_cas.clone(),
+                    Arc::new(projections::PostgresIssuedRevocations::new(pool.clone())),
+                    Arc::new(store::PostgresCrls::new(pool.clone())),
+                    config.crl.validity,
+                )),
+                config.crl.min_interval,
+            );
+            {
+                let cancel = cancel.clone();
+                tasks.spawn(async move { crls.run(cancel).await });
+            }
             let stewardship = CaStewardship::new(
                 ca_store.clone(),
                 Arc::new(TenantCaService::new(

@@ -104,6 +104,9 @@ struct TenantCaBody {
     /// Its id in CRL and OCSP URLs, once certified.
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    /// Its certificate's serial number (hex), once certified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_before: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -145,6 +148,7 @@ impl TenantCaBody {
             curve: ca.spec.curve.as_str(),
             validity_days: ca.spec.validity_days,
             id: certificate.map(|c| c.id.as_str().to_owned()),
+            serial: certificate.map(|c| c.serial.clone()),
             not_before: certificate.map(|c| c.not_before),
             not_after: certificate.map(|c| c.not_after),
             issues_from: ca.issues_from,

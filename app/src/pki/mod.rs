@@ -11,6 +11,7 @@ mod crl_distribution;
 mod crl_publication;
 mod public_base_url;
 mod revocation_list;
+mod tenant_crl_publication;
 
 pub use cached_status_lookup::CachedStatusLookup;
 pub use certificate_serial_hex::CertificateSerialHex;
@@ -20,8 +21,11 @@ pub use crl_publication::{CrlPublication, CrlPublicationError, CrlPublished};
 pub use domain::IssuingCaId;
 pub use public_base_url::{InvalidBaseUrl, PublicBaseUrl};
 pub use revocation_list::{
-    CrlHeader, CrlRepository, CrlSigner, CrlSigningError, PublishedCrl, RevocationListContent,
-    Revocations, RevokedCertificate,
+    CrlHeader, CrlReason, CrlRepository, CrlSigner, CrlSigningError, PublishedCrl,
+    RevocationListContent, Revocations, RevokedCertificate,
+};
+pub use tenant_crl_publication::{
+    IssuedRevocations, TenantCaSigners, TenantCrlPass, TenantCrlPublication,
 };
 
 /// The api's route of a CA's CRL (`{ca}` is its [`IssuingCaId`]).

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::RevocationReason;
+use domain::{CaRevocationReason, RevocationReason};
 
 use super::IssuingCaId;
 use crate::StoreError;
@@ -16,7 +16,21 @@ pub struct RevokedCertificate {
     /// The certificate's serial number, lowercase hex of its bytes (as `IssuedCertificate`).
     pub serial: String,
     pub revoked_at: DateTime<Utc>,
-    pub reason: RevocationReason,
+    pub reason: CrlReason,
+}
+
+/// Why a CRL lists an entry: a device certificate's reason, or a CA's (a tenant root's CRL
+/// lists its revoked issuing CAs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlReason {
+    Certificate(RevocationReason),
+    Ca(CaRevocationReason),
+}
+
+impl From<RevocationReason> for CrlReason {
+    fn from(reason: RevocationReason) -> Self {
+        Self::Certificate(reason)
+    }
 }
 
 /// What a CRL says, before it is signed.

@@ -28,6 +28,8 @@ impl CaKeyReference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaCertificate {
     pub pem: String,
+    /// Its serial number, lowercase hex of its bytes: how its issuer's CRL lists it.
+    pub serial: String,
     /// Derived from its public key; names the CA in its CRL and OCSP URLs.
     pub id: IssuingCaId,
     pub not_before: DateTime<Utc>,

@@ -40,6 +40,7 @@ fn generation(n: u32) -> CaGeneration {
 fn certificate(n: u32) -> CaCertificate {
     CaCertificate {
         pem: format!("-----BEGIN CERTIFICATE-----\n{n}\n-----END CERTIFICATE-----\n"),
+        serial: format!("{n:02x}"),
         id: IssuingCaId::recorded(format!("{n:016x}")),
         not_before: t(0),
         not_after: t(0) + chrono::Duration::days(365),
@@ -114,7 +115,7 @@ fn folded(events: Vec<TenantCasEvent>) -> TenantCas {
 
 /// Root and first issuing CA certified at t(0) and t(1).
 fn in_service() -> Vec<TenantCasEvent> {
-    vec![created(), certified(0, t(0)), certified(1, t(1))]
+    vec![created(), certified(0, t(0)), certified(1, t(1) + HANDOVER)]
 }
 
 #[test]
@@ -187,7 +188,7 @@ fn an_expired_certificate_certifies_nothing() {
 }
 
 #[test]
-fn the_first_issuing_ca_issues_at_once_and_the_worker_makes_cas_in_order() {
+fn an_issuing_ca_issues_after_the_handover_and_the_worker_makes_cas_in_order() {
     assert_eq!(
         folded(vec![created()])
             .next_to_certify()
@@ -205,15 +206,15 @@ fn the_first_issuing_ca_issues_at_once_and_the_worker_makes_cas_in_order() {
     CasTest::with(())
         .given(vec![created(), certified(0, t(0))])
         .when(certify(1, t(1)))
-        .then_expect_events(vec![certified(1, t(1))]);
+        .then_expect_events(vec![certified(1, t(1) + HANDOVER)]);
 
     let cas = folded(in_service());
     assert!(cas.next_to_certify().is_none());
-    assert_eq!(cas.issuer_at(t(1)).unwrap().generation, generation(1));
-    assert!(
-        cas.issuer_at(t(0)).is_none(),
-        "not before its certification"
+    assert_eq!(
+        cas.issuer_at(t(1) + HANDOVER).unwrap().generation,
+        generation(1)
     );
+    assert!(cas.issuer_at(t(1)).is_none(), "not before the handover");
     let end = certificate(1).not_after;
     assert!(cas.issuer_at(end).is_none(), "never past its notAfter");
 }
@@ -242,6 +243,7 @@ fn a_rotation_hands_over_after_every_provisioner_knows_of_it() {
     assert_eq!(cas.ca(generation(1)).unwrap().state, CaState::Rotating);
     assert_eq!(cas.ca(generation(2)).unwrap().state, CaState::Active);
     assert_eq!(cas.issuer_at(t(21)).unwrap().generation, generation(1));
+    assert_eq!(cas.issuer_at(t(10)).unwrap().generation, generation(1));
     assert_eq!(
         cas.issuer_at(t(20) + HANDOVER).unwrap().generation,
         generation(2)
@@ -316,11 +318,11 @@ fn a_revoked_issuing_ca_is_replaced_at_once_and_devices_wait_for_the_replacement
     ]
     .concat();
     assert!(folded(after.clone()).issuer_at(t(31)).is_none());
-    // No one to hand over from: the replacement issues from its certification.
+    // The replacement issues after the handover too: its CRL is published meanwhile.
     CasTest::with(())
         .given(after.clone())
         .when(certify(2, t(32)))
-        .then_expect_events(vec![certified(2, t(32))]);
+        .then_expect_events(vec![certified(2, t(32) + HANDOVER)]);
     CasTest::with(())
         .given(after)
         .when(revoke(1, t(40)))

@@ -26,7 +26,7 @@ use crate::live_write_lock::lock_live_writes;
 use crate::projection::{Change, Overwrite, Projection, Rows, Table};
 use crate::table_copies::TableSet;
 use crate::ProjectionError;
-pub use revocations::PostgresRevocations;
+pub use revocations::{PostgresIssuedRevocations, PostgresRevocations};
 use state::DeviceCertificates;
 
 pub use lookup::PostgresCertificateStatusLookup;

@@ -20,6 +20,9 @@ pub(crate) struct DeviceCertificates {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CertificateRecord {
     pub serial: String,
+    /// The id of the CA that signed it; `None` for a certificate recorded before certificates
+    /// named their issuer (the platform's CA signed those).
+    pub issuer: Option<String>,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
     pub revocation: Option<(DateTime<Utc>, RevocationReason)>,
@@ -48,6 +51,10 @@ pub(crate) fn follow(
         PublicEvent::CertificateIssued { certificate, .. } => {
             let record = CertificateRecord {
                 serial: certificate.serial.clone(),
+                issuer: certificate
+                    .issuer
+                    .as_ref()
+                    .map(|issuer| issuer.as_str().to_owned()),
                 not_before: as_stored(certificate.not_before),
                 not_after: as_stored(certificate.not_after),
                 revocation: None,

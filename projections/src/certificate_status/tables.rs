@@ -46,7 +46,7 @@ pub(crate) async fn load(
         );
     }
     let certificates = sqlx::query(&format!(
-        "SELECT serial, device_id, not_before, not_after, revoked_at, reason
+        "SELECT serial, issuer, device_id, not_before, not_after, revoked_at, reason
            FROM {} WHERE device_id = ANY($1) ORDER BY serial",
         tables.name_of(CERTIFICATES)
     ))
@@ -74,6 +74,7 @@ pub(crate) async fn load(
         if let Some(state) = states.get_mut(&device) {
             state.certificates.push(CertificateRecord {
                 serial: row.try_get("serial").map_err(unavailable)?,
+                issuer: row.try_get("issuer").map_err(unavailable)?,
                 not_before: row.try_get("not_before").map_err(unavailable)?,
                 not_after: row.try_get("not_after").map_err(unavailable)?,
                 revocation,
@@ -125,11 +126,12 @@ pub(crate) async fn write(
         return Ok(());
     }
     sqlx::query(&format!(
-        "INSERT INTO {} (serial, device_id, tenant, not_before, not_after, revoked_at, reason)
+        "INSERT INTO {} (serial, device_id, tenant, not_before, not_after, revoked_at, reason,
+                         issuer)
          SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[],
-                              $5::timestamptz[], $6::timestamptz[], $7::text[])
+                              $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[])
          ON CONFLICT (serial) DO UPDATE
-            SET device_id = excluded.device_id, tenant = excluded.tenant,
+            SET device_id = excluded.device_id, tenant = excluded.tenant, issuer = excluded.issuer,
                 not_before = excluded.not_before, not_after = excluded.not_after,
                 revoked_at = excluded.revoked_at, reason = excluded.reason",
         tables.name_of(CERTIFICATES)
@@ -174,6 +176,12 @@ pub(crate) async fn write(
         certificates
             .iter()
             .map(|(_, r)| r.revocation.map(|(_, reason)| reason.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        certificates
+            .iter()
+            .map(|(_, r)| r.issuer.as_deref())
             .collect::<Vec<_>>(),
     )
     .execute(&mut *conn)

@@ -64,6 +64,7 @@ struct CaSpecV1 {
 #[derive(Debug, Serialize, Deserialize)]
 struct CaCertificateV1 {
     pem: String,
+    serial: String,
     id: String,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
@@ -126,6 +127,7 @@ pub(super) fn encode(event: &TenantCasEvent) -> Result<(&'static str, String), s
                 key: key.as_str().to_owned(),
                 certificate: CaCertificateV1 {
                     pem: certificate.pem.clone(),
+                    serial: certificate.serial.clone(),
                     id: certificate.id.as_str().to_owned(),
                     not_before: certificate.not_before,
                     not_after: certificate.not_after,
@@ -204,6 +206,7 @@ pub(super) fn decode(
                 key: CaKeyReference::recorded(f.key),
                 certificate: CaCertificate {
                     pem: f.certificate.pem,
+                    serial: f.certificate.serial,
                     id: IssuingCaId::recorded(f.certificate.id),
                     not_before: f.certificate.not_before,
                     not_after: f.certificate.not_after,

@@ -36,7 +36,7 @@ pub(crate) fn crl_path_named_by(cert_pem: &str) -> String {
 }
 
 pub(crate) struct FetchedCrl {
-    der: Vec<u8>,
+    pub der: Vec<u8>,
     etag: String,
     pub number: u64,
     pub serials: Vec<String>,

@@ -231,3 +231,156 @@ async fn each_tenant_s_devices_chain_to_its_own_root_only_with_keys_in_the_token
     .await;
     assert!(ok, "{said}");
 }
+
+/// Writes `crl` (DER) as PEM into `dir/name`; its path.
+async fn crl_pem(dir: &std::path::Path, name: &str, der: &[u8]) -> String {
+    let der_path = dir.join(format!("{name}.der"));
+    let pem_path = dir.join(format!("{name}.pem"));
+    std::fs::write(&der_path, der).unwrap();
+    let (ok, said) = openssl(
+        [
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            &path(&der_path),
+            "-out",
+            &path(&pem_path),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(ok, "{said}");
+    path(&pem_path)
+}
+
+/// `openssl verify -crl_check_all` of `device` against `root`, `issuing` offered, with both
+/// CRLs: what a relying party that checks the whole chain's revocation concludes.
+async fn verify_with_crls(
+    stack: &Stack,
+    root: &str,
+    issuing: &str,
+    device: &str,
+    crls: &[&[u8]],
+) -> (bool, String) {
+    let dir = stack.dir.join(format!("crls-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, pem) in [
+        ("root.pem", root),
+        ("issuing.pem", issuing),
+        ("device.pem", device),
+    ] {
+        std::fs::write(dir.join(file), pem).unwrap();
+    }
+    let mut args: Vec<String> = ["verify", "-crl_check_all", "-CAfile"]
+        .map(String::from)
+        .to_vec();
+    args.push(path(&dir.join("root.pem")));
+    args.extend(["-untrusted".to_owned(), path(&dir.join("issuing.pem"))]);
+    for (n, der) in crls.iter().enumerate() {
+        args.push("-CRLfile".into());
+        args.push(crl_pem(&dir, &format!("crl{n}"), der).await);
+    }
+    args.push(path(&dir.join("device.pem")));
+    openssl(args).await
+}
+
+/// The tenant's CAs as operators read them.
+async fn cas_of(stack: &Stack, tenant: &str) -> Value {
+    stack
+        .get(
+            &format!("/admin/tenants/{tenant}/cas"),
+            &stack.operator_token("admin"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tenant_cas_publish_crls_and_a_revoked_issuing_ca_is_replaced_at_once() {
+    use crate::crl::{crl_path_named_by, wait_for_crl};
+    let mut stack = Stack::start().await;
+    let token = SoftHsmToken::new(&stack.dir, "fleet");
+    let mut env = token.env();
+    env.extend([
+        ("CA_KEY_STORE", format!("pkcs11:token={}", token.label)),
+        ("CA_STEWARD_INTERVAL_MS", "200".to_owned()),
+        ("CRL_MIN_INTERVAL_MS", "200".to_owned()),
+    ]);
+    stack.spawn_worker_with_env(&env);
+    create_cas(&stack, TENANT).await;
+    let chain = chain_with(&stack, TENANT, 1).await;
+    let root = chain["root"].as_str().unwrap().to_owned();
+    let issuing = chain["issuing"][0]["certificate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cas = cas_of(&stack, TENANT).await;
+    let root_crl_path = format!("/pki/{}/crl", cas["cas"][0]["id"].as_str().unwrap());
+    let issuing_serial = cas["cas"][1]["serial"].as_str().unwrap().to_owned();
+
+    // Each CA publishes its CRL; the device's names its issuing CA's, and the chain verifies
+    // with the revocation of every link checked.
+    let device = provisioned_device_of(&stack, TENANT).await;
+    let device_pem = device["certificate"]["pem"].as_str().unwrap().to_owned();
+    let issuing_crl_path = crl_path_named_by(&device_pem);
+    assert_eq!(
+        issuing_crl_path,
+        format!("/pki/{}/crl", chain["issuing"][0]["id"].as_str().unwrap())
+    );
+    let patience = Duration::from_secs(10);
+    let issuing_crl = wait_for_crl(&stack, &issuing_crl_path, patience, |_| true).await;
+    let root_crl = wait_for_crl(&stack, &root_crl_path, patience, |_| true).await;
+    let (ok, said) = verify_with_crls(
+        &stack,
+        &root,
+        &issuing,
+        &device_pem,
+        &[&root_crl.der, &issuing_crl.der],
+    )
+    .await;
+    assert!(ok, "{said}");
+
+    // The issuing CA is revoked: the root's CRL lists it, the chain no longer verifies, and
+    // the tenant's next issuing CA is made at once, which the next device chains to.
+    let revoked = stack
+        .client
+        .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/1/revoke")))
+        .bearer_auth(stack.operator_token("admin"))
+        .header("Idempotency-Key", Uuid::new_v4().to_string())
+        .json(&json!({"reason": "cACompromise"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let revoked: Value = revoked.json().await.unwrap();
+    assert_eq!(revoked["cas"][1]["state"], "revoked");
+    assert_eq!(revoked["cas"][2]["state"], "created", "its replacement");
+    let root_crl = wait_for_crl(&stack, &root_crl_path, patience, |crl| {
+        crl.serials.contains(&issuing_serial)
+    })
+    .await;
+    let (ok, said) = verify_with_crls(
+        &stack,
+        &root,
+        &issuing,
+        &device_pem,
+        &[&root_crl.der, &issuing_crl.der],
+    )
+    .await;
+    assert!(!ok && said.contains("revoked"), "{said}");
+
+    let chain = chain_with(&stack, TENANT, 1).await;
+    assert_eq!(chain["issuing"][0]["generation"], 2);
+    let replacement = chain["issuing"][0]["certificate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let device = provisioned_device_of(&stack, TENANT).await;
+    let device_pem = device["certificate"]["pem"].as_str().unwrap().to_owned();
+    let (ok, said) = verifies(&stack, &root, &replacement, &device_pem).await;
+    assert!(ok, "the next device chains to the replacement: {said}");
+}
