@@ -11,6 +11,8 @@
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
 //! - [`startup`]: wiring the adapters into the services and serving until shutdown.
+//! - `tenant_ocsp_responders`: the OCSP responder's signers for tenants' CAs, refreshed while
+//!   the api runs.
 //! - [`tls`]: optional TLS on the api's socket (rustls), client certificates included.
 
 pub mod auth;
@@ -21,4 +23,5 @@ pub mod http;
 mod operator_session;
 pub mod projections_cli;
 pub mod startup;
+mod tenant_ocsp_responders;
 pub mod tls;

@@ -245,7 +245,7 @@ pub async fn build_with_event_store(
         pool.clone(),
         replica.clone(),
         wrap(device_store),
-        ca_store,
+        ca_store.clone(),
         tokens,
         config.retry,
         config.long_polls,
@@ -318,6 +318,16 @@ pub async fn build_with_event_store(
     if let Some(fetcher) = jwks_fetcher {
         run(Box::pin(fetcher.refresh_periodically(state.auth.clone())));
     }
+    run(Box::pin(
+        crate::tenant_ocsp_responders::refresh_tenant_responders(
+            state.ocsp.clone(),
+            Arc::new(store::PostgresResponderCertificates::new(pool.clone())),
+            Arc::new(app::pki::TenantCasCache::new(
+                ca_store.clone(),
+                ca_store.clone(),
+            )),
+        ),
+    ));
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     run(Box::pin(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),

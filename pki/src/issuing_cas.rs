@@ -11,8 +11,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use app::pki::{CrlSigner, IssuingCaId, PublicBaseUrl, TenantCaSigners};
+use app::pki::{
+    CrlSigner, IssuingCaId, PublicBaseUrl, ResponderCertificate, ResponderCertifier, ResponderKey,
+    TenantCaSigners,
+};
 use app::{CaUnavailable, Issuer};
+use chrono::{DateTime, Utc};
 use domain::CertifiedCa;
 
 use crate::{CertificateProfile, IssuingCa, KeyStore};
@@ -82,5 +86,26 @@ impl IssuingCas {
 impl TenantCaSigners for IssuingCas {
     fn crl_signer(&self, ca: &CertifiedCa) -> Result<Arc<dyn CrlSigner>, CaUnavailable> {
         Ok(self.tenant_ca(ca)?)
+    }
+}
+
+impl ResponderCertifier for IssuingCas {
+    fn certify(
+        &self,
+        ca: &CertifiedCa,
+        key: &ResponderKey,
+        validity: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<ResponderCertificate, CaUnavailable> {
+        let issuing = self.tenant_ca(ca)?;
+        let (chain_pem, not_after) = crate::ocsp_signer_certificate::certify_responder_key(
+            &issuing, &key.spki, validity, now,
+        )
+        .map_err(|e| CaUnavailable(format!("cannot certify the responder key: {e}")))?;
+        Ok(ResponderCertificate {
+            ca: ca.certificate.id.clone(),
+            chain_pem,
+            not_after,
+        })
     }
 }

@@ -18,7 +18,8 @@ mod delegated_signer;
 mod request;
 mod signed_response;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use app::pki::{
@@ -27,6 +28,7 @@ use app::pki::{
 use app::StoreError;
 use chrono::{DateTime, Utc};
 use der::oid::db::rfc5912::{ID_SHA_1, ID_SHA_256};
+use domain::CaRevocationReason;
 use x509_cert::ext::pkix::CrlReason;
 use x509_ocsp::{CertId, CertStatus, OcspResponseStatus, RevokedInfo, SingleResponse};
 
@@ -36,16 +38,52 @@ pub use request::MAX_CERT_IDS;
 use delegated_signer::IssuerHashes;
 
 /// The responder: off (every request is `unauthorized`) until a delegated signer is
-/// configured.
+/// configured; then it answers for the platform's CA and for every tenant CA that certified
+/// its key ([`OcspResponder::set_tenant_responders`], refreshed while it runs).
 pub struct OcspResponder {
     configured: Option<Configured>,
 }
 
 struct Configured {
-    signer: DelegatedSigner,
+    /// The platform CA's signer (`OCSP_SIGNER_CERT_PATH`).
+    platform: CaResponder,
+    /// Tenants' CAs' signers, by CA: replaced as a whole when refreshed.
+    tenants: RwLock<Arc<HashMap<IssuingCaId, CaResponder>>>,
     statuses: Arc<dyn CertificateStatusLookup>,
     /// nextUpdate − thisUpdate of every answer (`OCSP_NEXT_UPDATE_SECONDS`).
     next_update: Duration,
+}
+
+/// One CA's responder: its delegated signer, and what the CAs' events say of the CA.
+pub struct CaResponder {
+    signer: DelegatedSigner,
+    /// The platform's CA also answers for certificates recorded before certificates named
+    /// their issuer.
+    with_unattributed: bool,
+    /// A revoked CA: everything it issued is revoked from then on.
+    revoked: Option<(DateTime<Utc>, CaRevocationReason)>,
+}
+
+impl CaResponder {
+    /// A tenant CA's responder; `revoked`: the CA's revocation, if it is revoked.
+    pub fn tenant(
+        signer: DelegatedSigner,
+        revoked: Option<(DateTime<Utc>, CaRevocationReason)>,
+    ) -> Self {
+        Self {
+            signer,
+            with_unattributed: false,
+            revoked,
+        }
+    }
+
+    /// Whether `record` is of a certificate this CA issued.
+    fn issued(&self, record: &CertificateStatusRecord) -> bool {
+        match &record.issuer {
+            Some(issuer) => issuer == self.signer.ca(),
+            None => self.with_unattributed,
+        }
+    }
 }
 
 /// What the responder answered.
@@ -81,16 +119,43 @@ impl OcspResponder {
     ) -> Self {
         Self {
             configured: Some(Configured {
-                signer,
+                platform: CaResponder {
+                    signer,
+                    with_unattributed: true,
+                    revoked: None,
+                },
+                tenants: RwLock::new(Arc::new(HashMap::new())),
                 statuses,
                 next_update,
             }),
         }
     }
 
-    /// The CA it answers for, when it is on.
+    /// The platform CA it answers for, when it is on.
     pub fn ca(&self) -> Option<&IssuingCaId> {
-        self.configured.as_ref().map(|c| c.signer.ca())
+        self.configured.as_ref().map(|c| c.platform.signer.ca())
+    }
+
+    /// The platform signer's key as tenants' CAs certify it, when it is on.
+    pub fn responder_key(&self) -> Option<(app::pki::ResponderKey, Arc<dyn crate::SigningKey>)> {
+        self.configured
+            .as_ref()
+            .map(|c| (c.platform.signer.responder_key(), c.platform.signer.key()))
+    }
+
+    /// Answers for exactly these tenant CAs from now on.
+    pub fn set_tenant_responders(&self, responders: Vec<CaResponder>) {
+        let Some(configured) = &self.configured else {
+            return;
+        };
+        let by_ca = responders
+            .into_iter()
+            .map(|responder| (responder.signer.ca().clone(), responder))
+            .collect();
+        *configured
+            .tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(by_ca);
     }
 
     /// The answer to a request that could not be read (e.g. a GET path that is not base64).
@@ -107,9 +172,23 @@ impl OcspResponder {
         let Some(configured) = &self.configured else {
             return OcspAnswer::error(OcspResponseStatus::Unauthorized);
         };
-        if IssuingCaId::parse(ca).ok().as_ref() != Some(configured.signer.ca()) {
+        let Ok(ca) = IssuingCaId::parse(ca) else {
             return OcspAnswer::error(OcspResponseStatus::Unauthorized);
-        }
+        };
+        let tenants;
+        let responder = if &ca == configured.platform.signer.ca() {
+            &configured.platform
+        } else {
+            tenants = configured
+                .tenants
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            match tenants.get(&ca) {
+                Some(responder) => responder,
+                None => return OcspAnswer::error(OcspResponseStatus::Unauthorized),
+            }
+        };
         let request = match request::decode(request) {
             Ok(request) => request,
             Err(problem) => {
@@ -117,7 +196,7 @@ impl OcspResponder {
                 return OcspAnswer::error(OcspResponseStatus::MalformedRequest);
             }
         };
-        let hashes = configured.signer.issuer_hashes();
+        let hashes = responder.signer.issuer_hashes();
         // `None`: a CertID that does not name our CA (or by a hash we do not answer for).
         let ours: Vec<Option<CertificateSerialHex>> = request
             .cert_ids
@@ -150,7 +229,12 @@ impl OcspResponder {
             .zip(&ours)
             .map(|(cert_id, serial)| {
                 let status = match serial {
-                    Some(serial) => status_of(records.iter().find(|r| &r.serial == serial))?,
+                    Some(serial) => status_of(
+                        records
+                            .iter()
+                            .find(|r| &r.serial == serial && responder.issued(r)),
+                        responder.revoked,
+                    )?,
                     None => CertStatus::unknown(),
                 };
                 metrics::counter!("ocsp_certificate_statuses_total", "status" => status_name(&status))
@@ -172,7 +256,7 @@ impl OcspResponder {
             }
         };
         let has_nonce = request.nonce.is_some();
-        match signed_response::signed(&configured.signer, responses, request.nonce, now) {
+        match signed_response::signed(&responder.signer, responses, request.nonce, now) {
             Ok(der) => OcspAnswer {
                 der,
                 status: OcspResponseStatus::Successful,
@@ -199,18 +283,41 @@ fn names_issuer(id: &CertId, hashes: &IssuerHashes) -> bool {
 }
 
 /// A CertID of our CA: `good`, `revoked` with time and reason, or `unknown` when the CA
-/// never issued the serial (RFC 6960 §2.2).
-fn status_of(record: Option<&CertificateStatusRecord>) -> Result<CertStatus, der::Error> {
+/// never issued the serial (RFC 6960 §2.2). Everything a revoked CA issued is revoked, from
+/// the CA's revocation on (or its own, if that came first).
+fn status_of(
+    record: Option<&CertificateStatusRecord>,
+    ca_revoked: Option<(DateTime<Utc>, CaRevocationReason)>,
+) -> Result<CertStatus, der::Error> {
     let Some(record) = record else {
         return Ok(CertStatus::unknown());
     };
-    let Some(revocation) = &record.revocation else {
+    let own = record
+        .revocation
+        .as_ref()
+        .map(|r| (r.revoked_at, crl_reason(r.reason)));
+    let ca = ca_revoked.map(|(at, reason)| (at, ca_crl_reason(reason)));
+    let earliest = match (own, ca) {
+        (Some(own), Some(ca)) => Some(if ca.0 < own.0 { ca } else { own }),
+        (own, ca) => own.or(ca),
+    };
+    let Some((revoked_at, reason)) = earliest else {
         return Ok(CertStatus::good());
     };
     Ok(CertStatus::Revoked(RevokedInfo {
-        revocation_time: signed_response::ocsp_time(revocation.revoked_at)?,
-        revocation_reason: Some(crl_reason(revocation.reason)),
+        revocation_time: signed_response::ocsp_time(revoked_at)?,
+        revocation_reason: Some(reason),
     }))
+}
+
+fn ca_crl_reason(reason: CaRevocationReason) -> CrlReason {
+    match reason {
+        CaRevocationReason::Unspecified => CrlReason::Unspecified,
+        CaRevocationReason::CaCompromise => CrlReason::CaCompromise,
+        CaRevocationReason::AffiliationChanged => CrlReason::AffiliationChanged,
+        CaRevocationReason::Superseded => CrlReason::Superseded,
+        CaRevocationReason::CessationOfOperation => CrlReason::CessationOfOperation,
+    }
 }
 
 fn crl_reason(reason: domain::RevocationReason) -> CrlReason {
@@ -304,12 +411,14 @@ mod tests {
                     serial: CertificateSerialHex::from_bytes(&GOOD),
                     device_id: domain::DeviceId::from_uuid(uuid::Uuid::nil()),
                     tenant: domain::TenantId::parse("acme").unwrap(),
+                    issuer: None,
                     revocation: None,
                 },
                 CertificateStatusRecord {
                     serial: CertificateSerialHex::from_bytes(&REVOKED),
                     device_id: domain::DeviceId::from_uuid(uuid::Uuid::nil()),
                     tenant: domain::TenantId::parse("acme").unwrap(),
+                    issuer: None,
                     revocation: Some(Revocation {
                         serial: "0102".into(),
                         reason: RevocationReason::KeyCompromise,
@@ -468,6 +577,7 @@ mod tests {
             .configured
             .as_ref()
             .unwrap()
+            .platform
             .signer
             .issuer_hashes()
             .sha256

@@ -60,41 +60,11 @@ impl OcspSigner {
         now: DateTime<Utc>,
     ) -> Result<Self, OcspSignerError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        let mut subject = DistinguishedName::new();
-        subject.push(
-            DnType::CommonName,
-            format!("{} OCSP responder", ca.common_name()),
-        );
-        params.distinguished_name = subject;
-        params.serial_number = Some(certificate_serial::random().into());
-        let not_before = now - chrono::Duration::minutes(5);
-        let not_after = now + validity;
-        params.not_before = to_time(not_before)?;
-        params.not_after = to_time(not_after)?;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
-        params.use_authority_key_identifier_extension = true;
-        params.custom_extensions = vec![CustomExtension::from_oid_content(
-            OID_OCSP_NOCHECK,
-            der::Encode::to_der(&der::asn1::Null).expect("NULL encodes"),
-        )];
-        let certificate = params.signed_by(&key, ca.issuer()).map_err(|e| {
-            if is_key_failure(&e) {
-                OcspSignerError::KeyUnavailable(KeyUnavailable("the CA key did not sign".into()))
-            } else {
-                OcspSignerError::Issue(e)
-            }
-        })?;
-        let ca_pem = ::pem::encode_config(
-            &::pem::Pem::new("CERTIFICATE", ca.certificate_der()),
-            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
-        );
+        let (chain_pem, not_after) = certify(ca, &key, validity, now)?;
         Ok(Self {
-            chain_pem: format!("{}{}", certificate.pem(), ca_pem),
+            chain_pem,
             key_pem: key.serialize_pem(),
-            not_after: DateTime::from_timestamp(not_after.timestamp(), 0).expect("in range"),
+            not_after,
         })
     }
 
@@ -123,6 +93,65 @@ impl OcspSigner {
             .map_err(failed(&key))?;
         Ok((chain, key))
     }
+}
+
+/// `ca`'s certificate of a responder key held elsewhere (the api's; `spki_der`: its
+/// SubjectPublicKeyInfo) for `validity` from `now`: the chain (the signer's certificate, then
+/// the CA's) and its end. Tenants' CAs certify the api's key this way, so the key never
+/// leaves the api.
+pub fn certify_responder_key(
+    ca: &IssuingCa,
+    spki_der: &[u8],
+    validity: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(String, DateTime<Utc>), OcspSignerError> {
+    let key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+    certify(ca, &key, validity, now)
+}
+
+/// The delegated signer certificate of `key` by `ca`: the chain PEM and its end.
+fn certify(
+    ca: &IssuingCa,
+    key: &impl rcgen::PublicKeyData,
+    validity: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(String, DateTime<Utc>), OcspSignerError> {
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(
+        DnType::CommonName,
+        format!("{} OCSP responder", ca.common_name()),
+    );
+    params.distinguished_name = subject;
+    params.serial_number = Some(certificate_serial::random().into());
+    let not_before = now - chrono::Duration::minutes(5);
+    // Never past the CA's end.
+    let not_after = (now + validity).min(ca.not_after());
+    params.not_before = to_time(not_before)?;
+    params.not_after = to_time(not_after)?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+    params.use_authority_key_identifier_extension = true;
+    params.custom_extensions = vec![CustomExtension::from_oid_content(
+        OID_OCSP_NOCHECK,
+        der::Encode::to_der(&der::asn1::Null).expect("NULL encodes"),
+    )];
+    let certificate = params.signed_by(key, ca.issuer()).map_err(|e| {
+        if is_key_failure(&e) {
+            OcspSignerError::KeyUnavailable(KeyUnavailable("the CA key did not sign".into()))
+        } else {
+            OcspSignerError::Issue(e)
+        }
+    })?;
+    let ca_pem = ::pem::encode_config(
+        &::pem::Pem::new("CERTIFICATE", ca.certificate_der()),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    );
+    Ok((
+        format!("{}{}", certificate.pem(), ca_pem),
+        DateTime::from_timestamp(not_after.timestamp(), 0).expect("in range"),
+    ))
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@
 //!   [`AppendNotifier`]: wakes the relay and feed readers after appends, naming the tenants
 //!   ([`PgAppendedEvents`] wakes a tenant's feed readers from those notifications); [`PostgresDeadLetters`]: messages
 //!   consumers gave up on; [`PostgresCrls`]: the current signed CRL of each CA;
+//!   [`PostgresResponderCertificates`]: the api's OCSP responder key and tenant CAs'
+//!   certificates of it;
 //!   [`PostgresEnrollmentGroups`]: enrollment groups, their keys sealed at rest
 //!   ([`GroupKeySealer`]); [`ExclusiveLeases`]: one process at a time for a named piece of
 //!   work (an advisory lock on a connection of its own); [`backlog_after`] and [`count_events`]: how far a reader is
@@ -28,7 +30,8 @@
 //!
 //! This crate owns SQL for `events`, `snapshots` (kept by the migrations for postgres-es's
 //! layout; nothing reads or writes it), `idempotency_keys`, `relay_checkpoints`,
-//! `dead_letters`, `operator_actions`, `certificate_revocation_lists` and `enrollment_groups`,
+//! `dead_letters`, `operator_actions`, `certificate_revocation_lists`, `enrollment_groups`,
+//! `ocsp_responder_keys` and `ocsp_signer_certificates`,
 //! and nothing else: read models belong to the
 //! `projections` crate. It must not know about HTTP, nor run the aggregate's decisions.
 
@@ -46,6 +49,7 @@ mod exclusive_lease;
 mod group_commit;
 mod key_encryption_key_check;
 mod notification_listener;
+mod ocsp_responder_certificates;
 mod operator_actions;
 mod postgres_event_log;
 mod postgres_event_store;
@@ -69,6 +73,7 @@ pub use exclusive_lease::{ExclusiveLease, ExclusiveLeases};
 pub use group_commit::GroupCommitSettings;
 pub use key_encryption_key_check::{check_key_encryption_key, KeyEncryptionKeyError};
 pub use notification_listener::spawn_listener;
+pub use ocsp_responder_certificates::PostgresResponderCertificates;
 pub use operator_actions::OperatorAction;
 pub use postgres_event_log::{
     device_events_between, device_events_in_ranges, devices_changed_since, events_of_devices,

@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub ca_rotation_lead: chrono::Duration,
     /// How often tenants' CAs are looked at (`CA_STEWARD_INTERVAL_MS`).
     pub ca_steward_interval: Duration,
+    /// How long a tenant CA's certificate of the api's OCSP responder key is valid
+    /// (`OCSP_SIGNER_VALIDITY_DAYS`); renewed once a third of it is left.
+    pub ocsp_signer_validity: chrono::Duration,
     /// Where relying parties reach the api's CRL and OCSP routes (`PUBLIC_BASE_URL`); written
     /// into every certificate.
     pub public_base_url: PublicBaseUrl,
@@ -154,6 +157,8 @@ impl WorkerConfig {
                 env.number_or("CA_ROTATION_LEAD_DAYS", validity_days, 1..=36_500) as i64,
             );
         let ca_steward_interval = env.millis_or("CA_STEWARD_INTERVAL_MS", 1_000, 100..=3_600_000);
+        let ocsp_signer_validity =
+            chrono::Duration::days(env.number_or("OCSP_SIGNER_VALIDITY_DAYS", 30, 1..=366) as i64);
         let features = env.feature_flags(FEATURE_FLAGS);
         let certificate_profile = if features.is_enabled(CERT_PROFILE_DEVICE_URI) {
             CertificateProfile::DeviceUri
@@ -189,6 +194,7 @@ impl WorkerConfig {
             ca_key_store,
             ca_rotation_lead,
             ca_steward_interval,
+            ocsp_signer_validity,
             public_base_url,
             certificate_validity,
             crl,

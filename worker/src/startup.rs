@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::pki::{CrlPublication, TenantCrlPublication};
+use app::pki::{CrlPublication, ResponderCertification, TenantCasCache, TenantCrlPublication};
 use app::{
     CaStewardship, DeviceCommandService, ProvisioningService, RetryPolicy, TenantCaService,
     TenantIssuers,
@@ -198,14 +198,20 @@ pub async fn run(
 
     match &config.ca_key_store {
         Some(key_store) => {
+            let tenant_cas = Arc::new(TenantCasCache::new(ca_store.clone(), ca_store.clone()));
             let crls = TenantCrlPublisher::new(
                 Arc::new(TenantCrlPublication::new(
-                    ca_store.clone(),
-                    ca_store.clone(),
+                    tenant_cas.clone(),
                     issuing_cas.clone(),
                     Arc::new(projections::PostgresIssuedRevocations::new(pool.clone())),
                     Arc::new(store::PostgresCrls::new(pool.clone())),
                     config.crl.validity,
+                )),
+                Arc::new(ResponderCertification::new(
+                    tenant_cas,
+                    Arc::new(store::PostgresResponderCertificates::new(pool.clone())),
+                    issuing_cas.clone(),
+                    config.ocsp_signer_validity,
                 )),
                 config.crl.min_interval,
             );

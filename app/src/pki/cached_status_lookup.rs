@@ -99,6 +99,7 @@ mod tests {
                     serial: serial.clone(),
                     device_id: domain::DeviceId::from_uuid(uuid::Uuid::nil()),
                     tenant: domain::TenantId::parse("acme").unwrap(),
+                    issuer: None,
                     revocation: revoked.then(|| domain::Revocation {
                         serial: serial.as_str().to_owned(),
                         reason: domain::RevocationReason::KeyCompromise,

@@ -15,6 +15,9 @@ pub struct CertificateStatusRecord {
     /// The device it was issued to, and its tenant.
     pub device_id: DeviceId,
     pub tenant: TenantId,
+    /// The CA that issued it; `None` for a certificate recorded before certificates named
+    /// their issuer (the platform's CA issued those).
+    pub issuer: Option<super::IssuingCaId>,
     pub revocation: Option<Revocation>,
 }
 

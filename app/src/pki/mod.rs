@@ -10,7 +10,10 @@ mod certificate_status_lookup;
 mod crl_distribution;
 mod crl_publication;
 mod public_base_url;
+mod responder_certificates;
+mod responder_certification;
 mod revocation_list;
+mod tenant_cas_cache;
 mod tenant_crl_publication;
 
 pub use cached_status_lookup::CachedStatusLookup;
@@ -20,10 +23,13 @@ pub use crl_distribution::CrlDistribution;
 pub use crl_publication::{CrlPublication, CrlPublicationError, CrlPublished};
 pub use domain::IssuingCaId;
 pub use public_base_url::{InvalidBaseUrl, PublicBaseUrl};
+pub use responder_certificates::{ResponderCertificate, ResponderCertificates, ResponderKey};
+pub use responder_certification::{ResponderCertification, ResponderCertifier};
 pub use revocation_list::{
     CrlHeader, CrlReason, CrlRepository, CrlSigner, CrlSigningError, PublishedCrl,
     RevocationListContent, Revocations, RevokedCertificate,
 };
+pub use tenant_cas_cache::TenantCasCache;
 pub use tenant_crl_publication::{
     IssuedRevocations, TenantCaSigners, TenantCrlPass, TenantCrlPublication,
 };

@@ -9,19 +9,18 @@
 //! Must not: sign (`TenantCaSigners`: the worker's `pki`), or read CA state from anything but
 //! the CAs' events.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{CaState, CertifiedCa, TenantCas, TenantCasId};
+use domain::{CaState, CertifiedCa, TenantCas};
 
 use super::{
     CrlPublication, CrlPublicationError, CrlPublished, CrlReason, CrlRepository, CrlSigner,
-    IssuingCaId, Revocations, RevokedCertificate,
+    IssuingCaId, Revocations, RevokedCertificate, TenantCasCache,
 };
-use crate::{CaUnavailable, EventStore, StoreError, TenantCaDirectory};
+use crate::{CaUnavailable, StoreError};
 
 /// Port: a tenant CA as a CRL signer (its key opened from the key store; may block).
 pub trait TenantCaSigners: Send + Sync + 'static {
@@ -41,33 +40,27 @@ pub struct TenantCrlPass {
 }
 
 pub struct TenantCrlPublication {
-    directory: Arc<dyn TenantCaDirectory>,
-    cas: Arc<dyn EventStore<TenantCas>>,
+    cas: Arc<TenantCasCache>,
     signers: Arc<dyn TenantCaSigners>,
     revocations: Arc<dyn IssuedRevocations>,
     repository: Arc<dyn CrlRepository>,
     validity: Duration,
-    /// Each tenant's CAs at the version last read: read again only when they changed.
-    known: Mutex<HashMap<TenantCasId, (u64, Arc<TenantCas>)>>,
 }
 
 impl TenantCrlPublication {
     pub fn new(
-        directory: Arc<dyn TenantCaDirectory>,
-        cas: Arc<dyn EventStore<TenantCas>>,
+        cas: Arc<TenantCasCache>,
         signers: Arc<dyn TenantCaSigners>,
         revocations: Arc<dyn IssuedRevocations>,
         repository: Arc<dyn CrlRepository>,
         validity: Duration,
     ) -> Self {
         Self {
-            directory,
             cas,
             signers,
             revocations,
             repository,
             validity,
-            known: Mutex::new(HashMap::new()),
         }
     }
 
@@ -76,8 +69,7 @@ impl TenantCrlPublication {
     /// hold back the others.
     pub async fn publish_due(&self, now: DateTime<Utc>) -> Result<TenantCrlPass, StoreError> {
         let mut pass = TenantCrlPass::default();
-        for (id, version) in self.directory.versions().await? {
-            let cas = self.cas_at(id, version).await?;
+        for cas in self.cas.all().await? {
             for (ca, revocations) in self.publishers_of(&cas) {
                 let signer = {
                     let (signers, ca) = (self.signers.clone(), ca.clone());
@@ -135,22 +127,6 @@ impl TenantCrlPublication {
             }
         }
         publishers
-    }
-
-    async fn cas_at(&self, id: TenantCasId, version: u64) -> Result<Arc<TenantCas>, StoreError> {
-        if let Some((known, cas)) = self.lock().get(&id) {
-            if *known == version {
-                return Ok(cas.clone());
-            }
-        }
-        let loaded = self.cas.load(id).await?;
-        let cas = Arc::new(loaded.aggregate);
-        self.lock().insert(id, (loaded.version, cas.clone()));
-        Ok(cas)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantCasId, (u64, Arc<TenantCas>)>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

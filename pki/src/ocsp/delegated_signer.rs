@@ -215,6 +215,25 @@ impl DelegatedSigner {
         self.key.sign(message)
     }
 
+    /// The signer's key, which tenants' CAs certify too (it never leaves this process).
+    pub fn key(&self) -> Arc<dyn SigningKey> {
+        self.key.clone()
+    }
+
+    /// The signer's key as tenants' CAs certify it: its SubjectPublicKeyInfo and its hash.
+    pub fn responder_key(&self) -> app::pki::ResponderKey {
+        let spki = self
+            .certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .expect("a decoded key encodes");
+        app::pki::ResponderKey {
+            sha256: hex::encode(Sha256::digest(&spki)),
+            spki,
+        }
+    }
+
     /// The signer certificate, DER (for tests and diagnostics).
     pub fn certificate_der(&self) -> Vec<u8> {
         self.certificate

@@ -13,7 +13,7 @@ use crate::error::unavailable;
 
 /// On the live table ([`CERTIFICATES`]).
 const STATUSES_OF: &str =
-    "SELECT serial, device_id, tenant, revoked_at, reason FROM certificate_status WHERE serial = ANY($1)";
+    "SELECT serial, device_id, tenant, issuer, revoked_at, reason FROM certificate_status WHERE serial = ANY($1)";
 
 #[derive(Clone)]
 pub struct PostgresCertificateStatusLookup {
@@ -67,7 +67,9 @@ impl CertificateStatusLookup for PostgresCertificateStatusLookup {
                         ))
                     }
                 };
+                let issuer: Option<String> = row.try_get("issuer").map_err(unavailable)?;
                 Ok(CertificateStatusRecord {
+                    issuer: issuer.map(app::pki::IssuingCaId::recorded),
                     serial: CertificateSerialHex::parse(&serial).map_err(|_| {
                         StoreError::Corrupt(format!("{CERTIFICATES}.serial").into())
                     })?,

@@ -344,8 +344,18 @@ async fn tenant_cas_publish_crls_and_a_revoked_issuing_ca_is_replaced_at_once() 
     .await;
     assert!(ok, "{said}");
 
-    // The issuing CA is revoked: the root's CRL lists it, the chain no longer verifies, and
-    // the tenant's next issuing CA is made at once, which the next device chains to.
+    // The tenant's issuing CA answers OCSP (its signer: the api's key, certified by it).
+    let ocsp_url = format!(
+        "{}/pki/{}/ocsp",
+        stack.pki_address,
+        chain["issuing"][0]["id"].as_str().unwrap()
+    );
+    let status = wait_for_ocsp(&stack, &root, &issuing, &device_pem, &ocsp_url, ": good").await;
+    assert!(status.contains("Response verify OK"), "{status}");
+
+    // The issuing CA is revoked: OCSP says every certificate it issued is revoked, the root's
+    // CRL lists it, the chain no longer verifies, and the tenant's next issuing CA is made at
+    // once, which the next device chains to.
     let revoked = stack
         .client
         .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/1/revoke")))
@@ -359,6 +369,8 @@ async fn tenant_cas_publish_crls_and_a_revoked_issuing_ca_is_replaced_at_once() 
     let revoked: Value = revoked.json().await.unwrap();
     assert_eq!(revoked["cas"][1]["state"], "revoked");
     assert_eq!(revoked["cas"][2]["state"], "created", "its replacement");
+    let status = wait_for_ocsp(&stack, &root, &issuing, &device_pem, &ocsp_url, ": revoked").await;
+    assert!(status.contains("Reason: cACompromise"), "{status}");
     let root_crl = wait_for_crl(&stack, &root_crl_path, patience, |crl| {
         crl.serials.contains(&issuing_serial)
     })
@@ -383,4 +395,54 @@ async fn tenant_cas_publish_crls_and_a_revoked_issuing_ca_is_replaced_at_once() 
     let device_pem = device["certificate"]["pem"].as_str().unwrap().to_owned();
     let (ok, said) = verifies(&stack, &root, &replacement, &device_pem).await;
     assert!(ok, "the next device chains to the replacement: {said}");
+}
+
+/// Asks `url` with `openssl ocsp` about `device` (issued by `issuing`, under `root`) until the
+/// answer holds `expected`, for a few seconds; what OpenSSL said.
+async fn wait_for_ocsp(
+    stack: &Stack,
+    root: &str,
+    issuing: &str,
+    device: &str,
+    url: &str,
+    expected: &str,
+) -> String {
+    let dir = stack.dir.join(format!("ocsp-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, pem) in [
+        ("root.pem", root),
+        ("issuing.pem", issuing),
+        ("device.pem", device),
+    ] {
+        std::fs::write(dir.join(file), pem).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, said) = openssl(
+            [
+                "ocsp",
+                "-issuer",
+                &path(&dir.join("issuing.pem")),
+                "-cert",
+                &path(&dir.join("device.pem")),
+                "-url",
+                url,
+                "-CAfile",
+                &path(&dir.join("root.pem")),
+                "-verify_other",
+                &path(&dir.join("issuing.pem")),
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .await;
+        if said.contains(expected) {
+            return said;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "OCSP never said {expected:?}: {said}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
