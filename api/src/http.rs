@@ -80,6 +80,8 @@ pub struct AppState {
     pub ocsp: Arc<pki::ocsp::OcspResponder>,
     /// Tenants' certificate authorities (`/admin/tenants/{tenant}/cas`, `/v1/ca`).
     pub tenant_cas: Arc<app::TenantCaService>,
+    /// How many live certificates each CA still has (the `certificate_status` read model).
+    pub live_certificates: Arc<dyn app::pki::LiveCertificates>,
     /// Enrollment groups (`/admin/enrollment-groups`); `None` without
     /// `ENROLLMENT_KEY_ENCRYPTION_KEY`.
     pub enrollment_groups: Option<Arc<app::EnrollmentGroupService>>,

@@ -46,8 +46,8 @@ mod verify;
 
 pub use batch_report::BatchReport;
 pub use certificate_status::{
-    PostgresCertificateStatusLookup, PostgresIssuedRevocations, PostgresRevocations,
-    CERTIFICATE_STATUS,
+    PostgresCertificateStatusLookup, PostgresIssuedRevocations, PostgresLiveCertificates,
+    PostgresRevocations, CERTIFICATE_STATUS,
 };
 pub use device_stats::{PostgresDeviceStats, DEVICE_STATS};
 pub use device_view::{

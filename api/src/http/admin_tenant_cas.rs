@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::{
-    CaCommonName, CaGeneration, CaKeyCurve, CaRevocationReason, CaSpec, TenantCa, TenantCas,
-    TenantCasError, TenantId,
+    CaCommonName, CaGeneration, CaKeyCurve, CaRevocationReason, CaSpec, IssuingCaId, TenantCa,
+    TenantCas, TenantCasError, TenantId,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -117,6 +117,10 @@ struct TenantCaBody {
     /// Its certificate, PEM.
     #[serde(skip_serializing_if = "Option::is_none")]
     certificate: Option<String>,
+    /// How many certificates it issued are live (not revoked, not expired), as the status
+    /// read model counts them (it trails by a moment): watch the fleet move during a rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_certificates: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     revocation_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +157,7 @@ impl TenantCaBody {
             not_after: certificate.map(|c| c.not_after),
             issues_from: ca.issues_from,
             certificate: certificate.map(|c| c.pem.clone()),
+            live_certificates: None,
             revocation_reason: ca.revoked.map(|(reason, _)| reason.as_str()),
             revoked_at: ca.revoked.map(|(_, at)| at),
         }
@@ -200,7 +205,7 @@ async fn create_tenant_cas(
     Ok(answer(StatusCode::ACCEPTED, &tenant, decision))
 }
 
-/// A tenant's CAs and their states.
+/// A tenant's CAs, their states and, for issuing CAs, their live certificates.
 #[utoipa::path(get, path = "/admin/tenants/{tenant}/cas", tag = "operations",
     security(("bearer" = ["admin"])),
     params(("tenant" = TenantId, Path, description = "The tenant")),
@@ -217,7 +222,27 @@ async fn get_tenant_cas(
     if loaded.version == 0 {
         return Err(ApiError::NotFound);
     }
-    Ok(Json(body(&tenant, &loaded.aggregate, loaded.version)))
+    let mut answer = body(&tenant, &loaded.aggregate, loaded.version);
+    let issuers: Vec<IssuingCaId> = loaded
+        .aggregate
+        .issuing()
+        .iter()
+        .filter_map(|ca| ca.certified.as_ref().map(|c| c.certificate.id.clone()))
+        .collect();
+    let live = state
+        .live_certificates
+        .live_by_issuer(&issuers, Utc::now())
+        .await?;
+    for ca in answer.cas.iter_mut().filter(|ca| ca.role == "issuing") {
+        if let Some(id) = &ca.id {
+            ca.live_certificates = Some(
+                live.get(&IssuingCaId::recorded(id.clone()))
+                    .copied()
+                    .unwrap_or(0),
+            );
+        }
+    }
+    Ok(Json(answer))
 }
 
 /// Start a rotation of the tenant's issuing CA: the worker makes the next one, which takes

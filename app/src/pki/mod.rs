@@ -9,6 +9,7 @@ mod certificate_serial_hex;
 mod certificate_status_lookup;
 mod crl_distribution;
 mod crl_publication;
+mod live_certificates;
 mod public_base_url;
 mod responder_certificates;
 mod responder_certification;
@@ -22,6 +23,7 @@ pub use certificate_status_lookup::{CertificateStatusLookup, CertificateStatusRe
 pub use crl_distribution::CrlDistribution;
 pub use crl_publication::{CrlPublication, CrlPublicationError, CrlPublished};
 pub use domain::IssuingCaId;
+pub use live_certificates::LiveCertificates;
 pub use public_base_url::{InvalidBaseUrl, PublicBaseUrl};
 pub use responder_certificates::{ResponderCertificate, ResponderCertificates, ResponderKey};
 pub use responder_certification::{ResponderCertification, ResponderCertifier};

@@ -10,6 +10,7 @@
 //!
 //! `lookup.rs` reads the live table for the OCSP responder (`app::pki::CertificateStatusLookup`).
 
+mod live_certificates;
 mod lookup;
 mod revocations;
 mod state;
@@ -26,6 +27,7 @@ use crate::live_write_lock::lock_live_writes;
 use crate::projection::{Change, Overwrite, Projection, Rows, Table};
 use crate::table_copies::TableSet;
 use crate::ProjectionError;
+pub use live_certificates::PostgresLiveCertificates;
 pub use revocations::{PostgresIssuedRevocations, PostgresRevocations};
 use state::DeviceCertificates;
 

@@ -202,6 +202,18 @@ async fn each_tenant_s_devices_chain_to_its_own_root_only_with_keys_in_the_token
         "the device's certificate records its issuing CA"
     );
 
+    // Operators see the device among the live certificates of acme's issuing CA.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let cas = cas_of(&stack, TENANT).await;
+        if cas["cas"][1]["live_certificates"] == 1 {
+            assert!(cas["cas"][0].get("live_certificates").is_none(), "a root issues no device");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never counted: {cas}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Every CA key is in the token, named by the CA's events; nothing else was recorded.
     let keys: Vec<String> = sqlx::query_scalar(
         "SELECT payload->>'key' FROM events WHERE aggregate_type = 'ca' AND event_type = 'CaCertified'",
