@@ -5,6 +5,7 @@
 //! root, accepts its devices and refuses another tenant's, also when that tenant's issuing CA
 //! is offered; a tenant without CAs of its own is issued by the platform's CA as before.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -207,7 +208,10 @@ async fn each_tenant_s_devices_chain_to_its_own_root_only_with_keys_in_the_token
     loop {
         let cas = cas_of(&stack, TENANT).await;
         if cas["cas"][1]["live_certificates"] == 1 {
-            assert!(cas["cas"][0].get("live_certificates").is_none(), "a root issues no device");
+            assert!(
+                cas["cas"][0].get("live_certificates").is_none(),
+                "a root issues no device"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "never counted: {cas}");
@@ -457,4 +461,158 @@ async fn wait_for_ocsp(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Registers a device with `token` (its tenant's) without waiting; its id, or the status it
+/// was refused with.
+async fn register_with(stack: &Stack, token: &str) -> Result<String, u16> {
+    let response = stack
+        .client
+        .post(stack.url("/v1/devices"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", Uuid::new_v4().to_string())
+        .json(&registration(&unique_serial()))
+        .send()
+        .await
+        .map_err(|_| 0u16)?;
+    if response.status() != 202 {
+        return Err(response.status().as_u16());
+    }
+    Ok(response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn a_rotation_under_load_fails_no_request_and_each_certificate_has_the_ca_active_when_signed()
+{
+    let mut stack = Stack::start().await;
+    let token = SoftHsmToken::new(&stack.dir, "fleet");
+    spawn_worker_with_key_store(&mut stack, &token);
+    create_cas(&stack, TENANT).await;
+    let before = chain_with(&stack, TENANT, 1).await;
+    let writer = stack.token(TENANT, "devices:write");
+
+    // Registrations at 100/s for 12 s; the rotation is asked for 3 s in.
+    let stack = Arc::new(stack);
+    let mut registrations = tokio::task::JoinSet::new();
+    let mut every = tokio::time::interval(Duration::from_millis(10));
+    let started = Instant::now();
+    let mut rotated = false;
+    while started.elapsed() < Duration::from_secs(12) {
+        every.tick().await;
+        let (shared, writer) = (stack.clone(), writer.clone());
+        registrations.spawn(async move { register_with(&shared, &writer).await });
+        if !rotated && started.elapsed() >= Duration::from_secs(3) {
+            rotated = true;
+            let response = stack
+                .client
+                .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/rotate")))
+                .bearer_auth(stack.operator_token("admin"))
+                .header("Idempotency-Key", Uuid::new_v4().to_string())
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202);
+        }
+    }
+    let mut ids = Vec::new();
+    while let Some(registered) = registrations.join_next().await {
+        ids.push(
+            registered
+                .unwrap()
+                .expect("no registration fails across the rotation"),
+        );
+    }
+    assert!(ids.len() > 1_000, "{} registrations", ids.len());
+
+    // Every device provisioned; each certificate by the CA that issued at its signing time.
+    let deadline = Instant::now() + PATIENCE * 2;
+    let issued = loop {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT payload->'certificate'->>'pem', payload->'certificate'->>'issuer' FROM events
+              WHERE aggregate_type = 'device' AND event_type = 'CertificateIssued'",
+        )
+        .fetch_all(&stack.pool)
+        .await
+        .unwrap();
+        if rows.len() == ids.len() {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} issued",
+            rows.len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let after = chain_with(&stack, TENANT, 2).await;
+    let cas = cas_of(&stack, TENANT).await;
+    let (old, new) = (&cas["cas"][1], &cas["cas"][2]);
+    assert_eq!(old["state"], "rotating");
+    assert_eq!(new["state"], "active");
+    let takeover: chrono::DateTime<chrono::Utc> =
+        new["issues_from"].as_str().unwrap().parse().unwrap();
+    let (mut by_old, mut by_new) = (0, 0);
+    for (pem, issuer) in &issued {
+        let der = pem::parse(pem).unwrap().into_contents();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        // The CA signs with notBefore five minutes back (devices' clock skew).
+        let signed_at = chrono::DateTime::from_timestamp(cert.validity().not_before.timestamp(), 0)
+            .unwrap()
+            + chrono::Duration::minutes(5);
+        if issuer == old["id"].as_str().unwrap() {
+            by_old += 1;
+            assert!(
+                signed_at <= takeover,
+                "signed by the old CA at {signed_at}, after {takeover}"
+            );
+        } else {
+            assert_eq!(issuer, new["id"].as_str().unwrap());
+            by_new += 1;
+            // Second precision: the takeover's second may hold both.
+            assert!(
+                signed_at >= takeover - chrono::Duration::seconds(1),
+                "{signed_at} < {takeover}"
+            );
+        }
+    }
+    assert!(
+        by_old > 0 && by_new > 0,
+        "{by_old} by the old CA, {by_new} by the new one"
+    );
+
+    // Every certificate chains to the tenant's root, through the chain it publishes now
+    // (both issuing CAs); the old CA's still answer `good`.
+    let dir = stack.dir.join("rotation");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("root.pem"), after["root"].as_str().unwrap()).unwrap();
+    std::fs::write(dir.join("chain.pem"), after["chain"].as_str().unwrap()).unwrap();
+    let mut args: Vec<String> = ["verify", "-CAfile"].map(String::from).to_vec();
+    args.push(path(&dir.join("root.pem")));
+    args.extend(["-untrusted".to_owned(), path(&dir.join("chain.pem"))]);
+    for (n, (pem, _)) in issued.iter().enumerate() {
+        let file = dir.join(format!("{n}.pem"));
+        std::fs::write(&file, pem).unwrap();
+        args.push(path(&file));
+    }
+    let (ok, said) = openssl(args).await;
+    assert!(ok, "{said}");
+    assert_eq!(said.matches(": OK").count(), issued.len());
+    assert_eq!(after["root"], before["root"], "the root never changes");
+    let (old_pem, _) = issued
+        .iter()
+        .find(|(_, issuer)| issuer == old["id"].as_str().unwrap())
+        .unwrap();
+    let old_issuing = old["certificate"].as_str().unwrap();
+    let url = format!(
+        "{}/pki/{}/ocsp",
+        stack.pki_address,
+        old["id"].as_str().unwrap()
+    );
+    let root = after["root"].as_str().unwrap();
+    wait_for_ocsp(&stack, root, old_issuing, old_pem, &url, ": good").await;
 }
