@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use domain::{CaGeneration, CertifiedCa, TenantCas, TenantCasId, TenantId, VIEW_MAX_AGE};
+use domain::{CaGeneration, CertifiedCa, TenantCas, TenantCasId, TenantId, HANDOVER, VIEW_MAX_AGE};
 
 use crate::{EventStore, StoreError};
 
@@ -25,10 +25,12 @@ use crate::{EventStore, StoreError};
 pub enum Issuer {
     /// The platform's CA (`CA_CERT_PATH`): for tenants without CAs of their own.
     Platform,
-    /// The tenant's issuing CA of `generation`.
+    /// The tenant's issuing CA of `generation`, as decided until `until`: the signature must
+    /// be made before then, or the decision taken again (see [`TenantIssuers::issuer_for`]).
     Tenant {
         generation: CaGeneration,
         ca: CertifiedCa,
+        until: DateTime<Utc>,
     },
 }
 
@@ -40,6 +42,8 @@ pub struct TenantIssuers {
 
 struct View {
     read_at: Instant,
+    /// The same moment, by the clock the CAs' times are on.
+    read_at_utc: DateTime<Utc>,
     cas: Arc<TenantCas>,
 }
 
@@ -53,40 +57,64 @@ impl TenantIssuers {
 
     /// The issuer of `tenant`'s requests at `now`; `None` while the tenant has CAs of its own
     /// but none issues.
+    ///
+    /// A tenant's issuer holds `until` the earlier of its successor's takeover, if the view
+    /// knows of one, and the view's read plus `HANDOVER`: a successor certified after the read
+    /// takes over no earlier than that. Signing after `until` would risk a CA signing after
+    /// its successor took over, so the signer refuses (an outage, retried with a fresh
+    /// decision) whatever the delay between this decision and the signature.
     pub async fn issuer_for(
         &self,
         tenant: &TenantId,
         now: DateTime<Utc>,
     ) -> Result<Option<Issuer>, StoreError> {
-        let cas = self.view_of(tenant).await?;
+        let (cas, read_at) = self.view_of(tenant).await?;
         if cas.root().is_none() {
             return Ok(Some(Issuer::Platform));
         }
-        Ok(cas.issuer_at(now).and_then(|ca| {
-            ca.certified.clone().map(|certified| Issuer::Tenant {
-                generation: ca.generation,
-                ca: certified,
-            })
+        let Some(ca) = cas.issuer_at(now) else {
+            return Ok(None);
+        };
+        let successor_takes_over = cas
+            .issuing()
+            .iter()
+            .filter(|next| next.generation > ca.generation)
+            .filter_map(|next| next.issues_from)
+            .min();
+        let until = successor_takes_over
+            .into_iter()
+            .chain([read_at + HANDOVER])
+            .min()
+            .expect("one at least");
+        Ok(ca.certified.clone().map(|certified| Issuer::Tenant {
+            generation: ca.generation,
+            ca: certified,
+            until,
         }))
     }
 
-    async fn view_of(&self, tenant: &TenantId) -> Result<Arc<TenantCas>, StoreError> {
+    /// The tenant's CAs and when they were read.
+    async fn view_of(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(Arc<TenantCas>, DateTime<Utc>), StoreError> {
         if let Some(view) = self.lock().get(tenant) {
             if view.read_at.elapsed() < VIEW_MAX_AGE {
-                return Ok(view.cas.clone());
+                return Ok((view.cas.clone(), view.read_at_utc));
             }
         }
         // Its age counts from before the read: what it shows was true by then.
-        let read_at = Instant::now();
+        let (read_at, read_at_utc) = (Instant::now(), Utc::now());
         let cas = Arc::new(self.store.load(TenantCasId::of(tenant)).await?.aggregate);
         self.lock().insert(
             tenant.clone(),
             View {
                 read_at,
+                read_at_utc,
                 cas: cas.clone(),
             },
         );
-        Ok(cas)
+        Ok((cas, read_at_utc))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, View>> {

@@ -43,8 +43,18 @@ impl CertificateAuthority for BlockingCa {
             .map_err(|_| CaUnavailable("the CA is shutting down".into()))?;
         let cas = self.cas.clone();
         tokio::task::spawn_blocking(move || {
-            cas.for_issuer(&issuer)?
-                .issue_verified(&request, Utc::now())
+            let ca = cas.for_issuer(&issuer)?;
+            // The signing moment is the certificate's (its notBefore is five minutes before).
+            let now = Utc::now();
+            if let Issuer::Tenant { until, .. } = &issuer {
+                if now >= *until {
+                    // Decided too long ago: a newer CA may have taken over. Decide again.
+                    return Err(CaUnavailable(
+                        "the decision which CA signs is out of date; deciding again".into(),
+                    ));
+                }
+            }
+            ca.issue_verified(&request, now)
         })
         .await
         .map_err(|e| CaUnavailable(format!("the signing task failed: {e}")))?

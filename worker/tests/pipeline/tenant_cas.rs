@@ -531,13 +531,7 @@ async fn a_rotation_under_load_fails_no_request_and_each_certificate_has_the_ca_
     // Every device provisioned; each certificate by the CA that issued at its signing time.
     let deadline = Instant::now() + PATIENCE * 2;
     let issued = loop {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT payload->'certificate'->>'pem', payload->'certificate'->>'issuer' FROM events
-              WHERE aggregate_type = 'device' AND event_type = 'CertificateIssued'",
-        )
-        .fetch_all(&stack.pool)
-        .await
-        .unwrap();
+        let rows = issued_certificates(&stack).await;
         if rows.len() == ids.len() {
             break rows;
         }
@@ -554,32 +548,8 @@ async fn a_rotation_under_load_fails_no_request_and_each_certificate_has_the_ca_
     let (old, new) = (&cas["cas"][1], &cas["cas"][2]);
     assert_eq!(old["state"], "rotating");
     assert_eq!(new["state"], "active");
-    let takeover: chrono::DateTime<chrono::Utc> =
-        new["issues_from"].as_str().unwrap().parse().unwrap();
-    let (mut by_old, mut by_new) = (0, 0);
-    for (pem, issuer) in &issued {
-        let der = pem::parse(pem).unwrap().into_contents();
-        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        // The CA signs with notBefore five minutes back (devices' clock skew).
-        let signed_at = chrono::DateTime::from_timestamp(cert.validity().not_before.timestamp(), 0)
-            .unwrap()
-            + chrono::Duration::minutes(5);
-        if issuer == old["id"].as_str().unwrap() {
-            by_old += 1;
-            assert!(
-                signed_at <= takeover,
-                "signed by the old CA at {signed_at}, after {takeover}"
-            );
-        } else {
-            assert_eq!(issuer, new["id"].as_str().unwrap());
-            by_new += 1;
-            // Second precision: the takeover's second may hold both.
-            assert!(
-                signed_at >= takeover - chrono::Duration::seconds(1),
-                "{signed_at} < {takeover}"
-            );
-        }
-    }
+    let signed_by = issued_by_the_ca_active_when_signed(&cas, &issued);
+    let (by_old, by_new) = (signed_by[&1], signed_by[&2]);
     assert!(
         by_old > 0 && by_new > 0,
         "{by_old} by the old CA, {by_new} by the new one"
@@ -615,4 +585,167 @@ async fn a_rotation_under_load_fails_no_request_and_each_certificate_has_the_ca_
     );
     let root = after["root"].as_str().unwrap();
     wait_for_ocsp(&stack, root, old_issuing, old_pem, &url, ": good").await;
+}
+
+/// Asserts that each of `issued` (certificate PEM, issuer id) was signed by the tenant's
+/// issuing CA that issued at its signing time (`cas`: the tenant's CAs as operators read
+/// them); how many each generation signed.
+fn issued_by_the_ca_active_when_signed(
+    cas: &Value,
+    issued: &[(String, String)],
+) -> std::collections::HashMap<u64, usize> {
+    let issuing: Vec<(u64, String, chrono::DateTime<chrono::Utc>)> = cas["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|ca| ca["role"] == "issuing" && ca.get("issues_from").is_some())
+        .map(|ca| {
+            (
+                ca["generation"].as_u64().unwrap(),
+                ca["id"].as_str().unwrap().to_owned(),
+                ca["issues_from"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let mut signed = std::collections::HashMap::new();
+    for (pem, issuer) in issued {
+        let der = pem::parse(pem).unwrap().into_contents();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        // The CA signs with notBefore five minutes back (devices' clock skew); X.509 times
+        // have second precision, so the takeover's own second may hold either CA.
+        let signed_at = chrono::DateTime::from_timestamp(cert.validity().not_before.timestamp(), 0)
+            .unwrap()
+            + chrono::Duration::minutes(5);
+        let (generation, _, from) = issuing
+            .iter()
+            .find(|(_, id, _)| id == issuer)
+            .unwrap_or_else(|| panic!("{issuer} is none of the tenant's issuing CAs"));
+        assert!(
+            signed_at >= *from - chrono::Duration::seconds(1),
+            "generation {generation} signed at {signed_at}, before it took over at {from}"
+        );
+        if let Some((_, _, next)) = issuing.iter().find(|(g, _, _)| *g == generation + 1) {
+            assert!(
+                signed_at <= *next,
+                "generation {generation} signed at {signed_at}, after its successor took over at {next}"
+            );
+        }
+        *signed.entry(*generation).or_insert(0) += 1;
+    }
+    signed
+}
+
+/// Every device certificate recorded so far: (PEM, issuer id).
+async fn issued_certificates(stack: &Stack) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT payload->'certificate'->>'pem', payload->'certificate'->>'issuer' FROM events
+          WHERE aggregate_type = 'device' AND event_type = 'CertificateIssued'",
+    )
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_killed_while_making_cas_leaves_none_half_made() {
+    let mut stack = Stack::start().await;
+    let token = SoftHsmToken::new(&stack.dir, "fleet");
+    create_cas(&stack, TENANT).await;
+
+    // A creation that crashed after making the root's key: the key is in the token under the
+    // name the CA's events give it, and no certificate was recorded.
+    let tenant = domain::TenantId::parse(TENANT).unwrap();
+    let root_key = domain::TenantCasId::of(&tenant).key_name(domain::CaGeneration::ROOT);
+    let crashed = stack.dir.join("crashed");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args([
+            "dev-ca",
+            "--out",
+            &path(&crashed),
+            "--key",
+            &token.uri(&root_key),
+        ])
+        .envs(token.env())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+
+    // Workers killed (SIGKILL) at moments of the creation and of rotations.
+    let writer = stack.token(TENANT, "devices:write");
+    for (round, after) in [150u64, 400, 900, 250, 600].into_iter().enumerate() {
+        let worker = spawn_worker_with_key_store(&mut stack, &token);
+        if round > 0 {
+            let _ = stack
+                .client
+                .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/rotate")))
+                .bearer_auth(stack.operator_token("admin"))
+                .header("Idempotency-Key", Uuid::new_v4().to_string())
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+        }
+        for _ in 0..5 {
+            register_with(&stack, &writer).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        stack.kill_worker(worker);
+    }
+    spawn_worker_with_key_store(&mut stack, &token);
+
+    // Every CA made once, with the key its events name (the root's: the one made before the
+    // crash), none left half-made.
+    let deadline = Instant::now() + PATIENCE;
+    let cas = loop {
+        let cas = cas_of(&stack, TENANT).await;
+        let all = cas["cas"].as_array().unwrap();
+        if all.iter().all(|ca| ca["state"] != "created") {
+            break cas;
+        }
+        assert!(Instant::now() < deadline, "CAs left unmade: {cas}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let key_of = |pem: &str| {
+        let der = pem::parse(pem).unwrap().into_contents();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.public_key().raw.to_vec()
+    };
+    let premade = std::fs::read_to_string(crashed.join("ca.pem")).unwrap();
+    assert_eq!(
+        key_of(cas["cas"][0]["certificate"].as_str().unwrap()),
+        key_of(&premade),
+        "the key made before the crash"
+    );
+    let certified: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload->>'key', (payload->>'generation')::bigint FROM events
+          WHERE aggregate_type = 'ca' AND event_type = 'CaCertified' ORDER BY 2",
+    )
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    let generations: Vec<i64> = certified.iter().map(|(_, g)| *g).collect();
+    let expected: Vec<i64> = (0..generations.len() as i64).collect();
+    assert_eq!(generations, expected, "each CA certified once, in order");
+    for (key, generation) in &certified {
+        assert!(key.ends_with(&format!("-{generation}")), "{key}");
+    }
+    let active = cas["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|ca| ca["state"] == "active" && ca["role"] == "issuing")
+        .count();
+    assert_eq!(active, 1, "{cas}");
+
+    // Every device issued, each by the CA that issued when it was signed.
+    let deadline = Instant::now() + PATIENCE;
+    let issued = loop {
+        let issued = issued_certificates(&stack).await;
+        if issued.len() == 25 {
+            break issued;
+        }
+        assert!(Instant::now() < deadline, "{} of 25 issued", issued.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    issued_by_the_ca_active_when_signed(&cas, &issued);
 }
