@@ -10,6 +10,7 @@ mod helpers;
 mod hsm;
 mod nats_authorization;
 mod nats_cluster;
+mod nginx;
 mod ocsp;
 mod openssl;
 mod provisioning;
