@@ -8,6 +8,7 @@
 //! - [`config`]: the `api serve` configuration, from the environment.
 //! - [`est`]: EST (RFC 7030) for devices: the device's HTTP Basic credential, EST's own error
 //!   responses (the PKCS#7 and CSR-attribute bodies are `pki::est_wire_format`'s).
+//! - [`cas_cli`]: `api cas …`, tenants' certificate authorities from a shell.
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.
 //! - [`startup`]: wiring the adapters into the services and serving until shutdown.
@@ -16,6 +17,7 @@
 //! - [`tls`]: optional TLS on the api's socket (rustls), client certificates included.
 
 pub mod auth;
+pub mod cas_cli;
 pub mod config;
 pub mod dead_letters_cli;
 pub mod est;

@@ -1,5 +1,6 @@
 //! `api`: `serve` the HTTP API, `migrate` the database (a release step), print a `token` or
-//! the `openapi` document, operate read models (`projections`) and `dead-letters`.
+//! the `openapi` document, operate read models (`projections`), `dead-letters` and tenants'
+//! certificate authorities (`cas`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,6 +51,11 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document that `/openapi.json` serves (docs/openapi.json is it).
     Openapi,
+    /// Tenants' certificate authorities: show, create, rotate, revoke (needs DATABASE_URL).
+    Cas {
+        #[command(subcommand)]
+        command: api::cas_cli::CasCommand,
+    },
     /// Dead letters: list, retry, discard (needs DATABASE_URL).
     DeadLetters {
         #[command(subcommand)]
@@ -79,6 +85,7 @@ async fn main() -> ExitCode {
             api::projections_cli::run(command).await.map_err(Into::into)
         }
         Command::DeadLetters { command } => api::dead_letters_cli::run(command).await,
+        Command::Cas { command } => api::cas_cli::run(command).await,
         Command::Openapi => api::http::openapi()
             .to_pretty_json()
             .map(|doc| println!("{doc}"))

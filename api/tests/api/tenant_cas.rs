@@ -208,3 +208,86 @@ async fn a_tenant_cannot_manage_cas_and_has_no_chain_until_its_cas_are_made() {
     let unauthenticated = app.client.get(app.url("/v1/ca")).send().await.unwrap();
     assert_problem(unauthenticated, 401, "unauthenticated").await;
 }
+
+fn cas_command(database_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .arg("cas")
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("DB_MAX_CONNECTIONS", "2")
+        .env("USER", "tester")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn operators_manage_a_tenant_s_cas_from_the_command_line_as_themselves() {
+    let (database_url, pool) = crate::helpers::migrated_database().await;
+    let created = cas_command(
+        &database_url,
+        &[
+            "create",
+            "--tenant",
+            "acme",
+            "--root-name",
+            "Acme Root CA",
+            "--issuing-name",
+            "Acme Issuing CA",
+            "--idempotency-key",
+            "cli-create-1",
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let out = String::from_utf8(created.stdout).unwrap();
+    assert!(out.starts_with("0\troot\tcreated\tAcme Root CA"), "{out}");
+    assert!(
+        out.contains("1\tissuing\tcreated\tAcme Issuing CA"),
+        "{out}"
+    );
+
+    // The same key again: the first run's outcome; another run: refused by the CAs' state.
+    let again = cas_command(
+        &database_url,
+        &[
+            "create",
+            "--tenant",
+            "acme",
+            "--root-name",
+            "Acme Root CA",
+            "--issuing-name",
+            "Acme Issuing CA",
+            "--idempotency-key",
+            "cli-create-1",
+        ],
+    );
+    assert!(again.status.success(), "{again:?}");
+    let refused = cas_command(
+        &database_url,
+        &[
+            "create",
+            "--tenant",
+            "acme",
+            "--root-name",
+            "R",
+            "--issuing-name",
+            "I",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("exist already"));
+    let rotate = cas_command(&database_url, &["rotate", "--tenant", "acme"]);
+    assert!(!rotate.status.success(), "nothing to rotate yet");
+    let bad = cas_command(&database_url, &["show", "--tenant", "Not A Tenant"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--tenant"));
+
+    let shown = cas_command(&database_url, &["show", "--tenant", "acme"]);
+    assert!(shown.status.success());
+    assert_eq!(String::from_utf8(shown.stdout).unwrap().lines().count(), 2);
+    let actors: Vec<String> =
+        sqlx::query_scalar("SELECT metadata->>'actor' FROM events WHERE aggregate_type = 'ca'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(actors, ["cli:tester"], "the CAs' events name the operator");
+}
