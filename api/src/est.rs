@@ -65,6 +65,33 @@ impl EstServer {
         })
     }
 
+    /// `cacerts`'s body for the group `label` when its tenant has CAs of its own: their chain
+    /// as certs-only PKCS#7, base64.
+    pub async fn tenant_cacerts(
+        &self,
+        label: &domain::EnrollmentGroupName,
+    ) -> Result<Option<String>, EstError> {
+        let Some(chain) = self
+            .enrollment
+            .ca_chain(label)
+            .await
+            .map_err(EstError::from)?
+        else {
+            return Ok(None);
+        };
+        let ders: Vec<Vec<u8>> = chain
+            .iter()
+            .filter_map(|pem| ::pem::parse(pem).ok())
+            .map(|block| block.into_contents())
+            .collect();
+        let refs: Vec<&[u8]> = ders.iter().map(Vec::as_slice).collect();
+        let body = wire_format::certs_only(&refs).map_err(|e| {
+            tracing::error!(error = %e, "cannot encode a tenant's CA chain");
+            EstError::Internal
+        })?;
+        Ok(Some(wire_format::base64_body(&body)))
+    }
+
     /// The client certificate TLS verified (`der`), as the device presents it: its serial
     /// and issuer. Only a certificate the issuing CA signed names a device here (TLS may
     /// trust more CAs than the one that issues devices' certificates).

@@ -133,6 +133,7 @@ fn enable_enrollment(
     ca_cert_path: Option<&std::path::Path>,
     retry_after: Duration,
     label_less_max_groups: usize,
+    cas: Arc<dyn EventStore<domain::TenantCas>>,
 ) -> Result<(), EstSetupError> {
     let groups: Arc<dyn app::EnrollmentGroupStore> = Arc::new(PostgresEnrollmentGroups::new(
         pool.clone(),
@@ -149,6 +150,7 @@ fn enable_enrollment(
     let enrollment = DeviceEnrollmentService::new(
         state.commands.clone(),
         Arc::new(PostgresDeviceReadModel::new(pool.clone())),
+        cas,
         groups,
         Arc::new(PostgresCertificateStatusLookup::new(pool)),
         label_less_max_groups,
@@ -279,6 +281,7 @@ pub async fn build_with_event_store(
             config.enrollment.ca_cert_path.as_deref(),
             config.enrollment.retry_after,
             config.enrollment.label_less_max_groups,
+            ca_store.clone(),
         )?,
         None => tracing::info!(
             "enrollment groups and EST are off (ENROLLMENT_KEY_ENCRYPTION_KEY is not set)"

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use domain::{
-    CertificateCredential, CertificateRequestId, CertificateSigningRequest, CompleteProvisioning,
-    DecommissionDevice, DecommissionReason, Device, DeviceCommand, DeviceError, DeviceEvent,
-    DeviceId, DeviceModel, DeviceStatus, FailProvisioning, IssuedCertificate, Labels,
-    ProvisioningFailure, RegisterDevice, RenewCertificate, RevocationReason, RevokeCertificate,
+    CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
+    DecommissionReason, Device, DeviceCommand, DeviceError, DeviceEvent, DeviceId, DeviceModel,
+    DeviceStatus, FailProvisioning, IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure,
+    RegisterDevice, RenewCertificate, RenewalAuthority, RevocationReason, RevokeCertificate,
     SerialNumber,
 };
 use uuid::Uuid;
@@ -89,22 +89,24 @@ impl DeviceCommandService {
             .await
     }
 
-    /// A new certificate for `csr`. `authenticated_by`: the certificate the device presented
-    /// to ask, which the device accepts only while it is its current, unrevoked one (`None`
-    /// when the caller's own authority stands for the request).
+    /// A new certificate for `csr`, asked for by `authority` (the tenant's token, the
+    /// certificate the device presented, or its group's credential), which the device checks;
+    /// `revoked_cas`: the tenant's revoked issuing CAs, as their events say.
     pub async fn renew_certificate(
         &self,
         metadata: CommandMetadata,
         claim: IdempotencyClaim,
         id: DeviceId,
         csr: CertificateSigningRequest,
-        authenticated_by: Option<CertificateCredential>,
+        authority: RenewalAuthority,
+        revoked_cas: Vec<IssuingCaId>,
     ) -> Result<Accepted, CommandError> {
         let command = DeviceCommand::RenewCertificate(RenewCertificate {
             tenant: metadata.tenant.clone(),
             csr,
             request_id: new_request_id(),
-            authenticated_by,
+            authority,
+            revoked_cas,
         });
         self.execute_public("renew_certificate", metadata, claim, id, command)
             .await

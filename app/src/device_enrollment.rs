@@ -20,9 +20,10 @@
 use std::sync::Arc;
 
 use domain::{
-    CertificateCredential, CertificateSigningRequest, DeviceCredential, DeviceError, DeviceId,
-    DeviceStatus, EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure,
-    SerialNumber, SubjectMismatch, TenantId,
+    CaState, CertificateCredential, CertificateSigningRequest, DeviceCredential, DeviceError,
+    DeviceId, DeviceStatus, EnrollmentGroupName, IssuedCertificate, IssuingCaId,
+    ProvisioningFailure, RenewalAuthority, SerialNumber, SubjectMismatch, TenantCas, TenantCasId,
+    TenantId,
 };
 use sha2::{Digest, Sha256};
 
@@ -30,8 +31,8 @@ use crate::group_credential_verifier::{AuthenticatedDevice, GroupCredentialVerif
 use crate::pki::{CertificateSerialHex, CertificateStatusLookup};
 use crate::{
     Accepted, CommandError, CommandMetadata, DeviceCommandService, DeviceReadModel, DeviceView,
-    EnrollmentGroupStore, IdempotencyClaim, IdempotencyKey, IdempotencyScope, RequestFingerprint,
-    StoreError,
+    EnrollmentGroupStore, EventStore, IdempotencyClaim, IdempotencyKey, IdempotencyScope,
+    RequestFingerprint, StoreError,
 };
 
 /// The request's correlation, carried into the command's events.
@@ -109,6 +110,10 @@ impl From<CommandError> for EnrollmentError {
                 rejection: DeviceError::CertificateNotCurrent,
                 ..
             } => EnrollmentRefusal::CertificateRevoked.into(),
+            CommandError::Rejected {
+                rejection: DeviceError::StillCertified,
+                ..
+            } => EnrollmentRefusal::AlreadyEnrolled.into(),
             other => Self::Command(other),
         }
     }
@@ -125,6 +130,10 @@ pub struct PresentedCertificate {
 pub struct DeviceEnrollmentService {
     commands: Arc<DeviceCommandService>,
     devices: Arc<dyn DeviceReadModel>,
+    /// Tenants' CAs, whose revoked issuing CAs the device's decisions take into account, and
+    /// whose chains a group's `cacerts` serves.
+    cas: Arc<dyn EventStore<TenantCas>>,
+    groups: Arc<dyn EnrollmentGroupStore>,
     credentials: GroupCredentialVerifier,
     certificates: Arc<dyn CertificateStatusLookup>,
 }
@@ -141,6 +150,7 @@ impl DeviceEnrollmentService {
     pub fn new(
         commands: Arc<DeviceCommandService>,
         devices: Arc<dyn DeviceReadModel>,
+        cas: Arc<dyn EventStore<TenantCas>>,
         groups: Arc<dyn EnrollmentGroupStore>,
         certificates: Arc<dyn CertificateStatusLookup>,
         label_less_max_groups: usize,
@@ -148,6 +158,8 @@ impl DeviceEnrollmentService {
         Self {
             commands,
             devices,
+            cas,
+            groups: groups.clone(),
             credentials: GroupCredentialVerifier::new(groups, label_less_max_groups),
             certificates,
         }
@@ -165,8 +177,10 @@ impl DeviceEnrollmentService {
     }
 
     /// Registers the authenticated device through its group, with the group's model and
-    /// labels; or, when this request was made before, answers where it stands. A device whose
-    /// request failed may enroll again with a new CSR (the renewal path).
+    /// labels; or, when this request was made before, answers where it stands. A device left
+    /// without a usable certificate (its request failed, or its tenant revoked the CA that
+    /// issued it) enrolls again with its group's credential (the renewal path; the device
+    /// decides).
     #[tracing::instrument(skip_all, fields(serial = %device.serial(), group = %device.group().name), err(level = "info"))]
     pub async fn enroll(
         &self,
@@ -200,18 +214,39 @@ impl DeviceEnrollmentService {
                 device_id,
                 rejection: DeviceError::AlreadyRegistered,
             }) => {
+                let revoked_cas = self.revoked_cas(&group.tenant).await?;
                 let device = self.devices.device(device_id).await?;
+                let of_revoked_ca = |device: &DeviceView| {
+                    device.certificate.as_ref().is_some_and(|certificate| {
+                        certificate
+                            .issued
+                            .issuer
+                            .as_ref()
+                            .is_some_and(|issuer| revoked_cas.contains(issuer))
+                    })
+                };
                 match device {
-                    Some(device) if issued_for(&device, &csr) => {
+                    // This request's certificate (unless its CA was revoked since).
+                    Some(device) if issued_for(&device, &csr) && !of_revoked_ca(&device) => {
                         return Ok(issued(device));
                     }
-                    Some(device) if device.status == DeviceStatus::Failed => {
+                    // A device left without a usable certificate (its request failed, or its
+                    // CA was revoked) enrolls again with its group's credential, as a renewal
+                    // the device decides on; one with a usable certificate is refused there.
+                    Some(_) => {
                         let claim = est_claim(&metadata, ENROLL_AGAIN_ROUTE, serial, &csr);
                         self.commands
-                            .renew_certificate(metadata, claim, device_id, csr.clone(), None)
+                            .renew_certificate(
+                                metadata,
+                                claim,
+                                device_id,
+                                csr.clone(),
+                                RenewalAuthority::EnrollmentGroup,
+                                revoked_cas,
+                            )
                             .await?
                     }
-                    _ => return Err(EnrollmentRefusal::AlreadyEnrolled.into()),
+                    None => return Err(EnrollmentRefusal::AlreadyEnrolled.into()),
                 }
             }
             Err(other) => return Err(other.into()),
@@ -256,11 +291,12 @@ impl DeviceEnrollmentService {
             traceparent: correlation.traceparent,
         };
         let claim = reenroll_claim(&metadata, presented, &csr);
-        // Whether it may: the device decides, from its events.
+        // Whether it may: the device decides, from its events (and its tenant's CAs').
         let authenticated_by = CertificateCredential {
             serial: presented.serial.as_str().to_owned(),
             issuer: presented.issuer.clone(),
         };
+        let revoked_cas = self.revoked_cas(&device.tenant).await?;
         let accepted = self
             .commands
             .renew_certificate(
@@ -268,11 +304,53 @@ impl DeviceEnrollmentService {
                 claim,
                 device.id,
                 csr.clone(),
-                Some(authenticated_by),
+                RenewalAuthority::Certificate(authenticated_by),
+                revoked_cas,
             )
             .await?;
         self.progress(device.tenant, accepted, &csr, Some(&presented.serial))
             .await
+    }
+
+    /// The CA certificates (PEM) the devices of the group `label` chain to, when its tenant
+    /// has CAs of its own: the issuing CAs in use (both during a rotation), newest first, then
+    /// the root. `None` for the platform's CA: a tenant without CAs, and a group that does not
+    /// exist or is disabled (answered alike).
+    pub async fn ca_chain(
+        &self,
+        label: &EnrollmentGroupName,
+    ) -> Result<Option<Vec<String>>, EnrollmentError> {
+        let Some(group) = self.groups.get(label).await?.filter(|group| group.enabled) else {
+            return Ok(None);
+        };
+        let cas = self
+            .cas
+            .load(TenantCasId::of(&group.tenant))
+            .await?
+            .aggregate;
+        let Some(root) = cas.root().and_then(|root| root.certified.as_ref()) else {
+            return Ok(None);
+        };
+        let mut chain: Vec<String> = cas
+            .issuing()
+            .iter()
+            .rev()
+            .filter(|ca| matches!(ca.state, CaState::Active | CaState::Rotating))
+            .filter_map(|ca| ca.certified.as_ref().map(|c| c.certificate.pem.clone()))
+            .collect();
+        chain.push(root.certificate.pem.clone());
+        Ok(Some(chain))
+    }
+
+    /// The tenant's revoked issuing CAs, as their events say now.
+    async fn revoked_cas(&self, tenant: &TenantId) -> Result<Vec<IssuingCaId>, StoreError> {
+        let cas = self.cas.load(TenantCasId::of(tenant)).await?.aggregate;
+        Ok(cas
+            .issuing()
+            .iter()
+            .filter(|ca| ca.state == CaState::Revoked)
+            .filter_map(|ca| ca.certified.as_ref().map(|c| c.certificate.id.clone()))
+            .collect())
     }
 
     /// Where the request for `csr`, accepted as `accepted`, stands on the read side: the

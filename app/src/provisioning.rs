@@ -154,9 +154,11 @@ impl ProvisioningService {
         };
         // The tenant's own CA if it has CAs (decided from their events), else the platform's;
         // none while the tenant's CA is being made: the request waits, an outage.
+        // A renewal decides on the tenant's CAs as they are now: it may recover a device whose
+        // CA was revoked a moment ago (see `TenantIssuers::issuer_for`).
         let issuer = self
             .issuers
-            .issuer_for(tenant, Utc::now())
+            .issuer_for(tenant, Utc::now(), device.has_been_certified())
             .await?
             .ok_or_else(|| CaUnavailable("the tenant's issuing CA is not ready yet".into()))?;
         let started = std::time::Instant::now();

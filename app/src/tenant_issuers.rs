@@ -63,12 +63,18 @@ impl TenantIssuers {
     /// takes over no earlier than that. Signing after `until` would risk a CA signing after
     /// its successor took over, so the signer refuses (an outage, retried with a fresh
     /// decision) whatever the delay between this decision and the signature.
+    ///
+    /// `fresh`: read the tenant's CAs now rather than use a view up to `VIEW_MAX_AGE` old. A
+    /// renewal asks for it: it may have been accepted because its certificate's CA was revoked
+    /// a moment ago (a device recovering with its group credential), and a view from before
+    /// that revocation would have the revoked CA sign again.
     pub async fn issuer_for(
         &self,
         tenant: &TenantId,
         now: DateTime<Utc>,
+        fresh: bool,
     ) -> Result<Option<Issuer>, StoreError> {
-        let (cas, read_at) = self.view_of(tenant).await?;
+        let (cas, read_at) = self.view_of(tenant, fresh).await?;
         if cas.root().is_none() {
             return Ok(Some(Issuer::Platform));
         }
@@ -97,8 +103,9 @@ impl TenantIssuers {
     async fn view_of(
         &self,
         tenant: &TenantId,
+        fresh: bool,
     ) -> Result<(Arc<TenantCas>, DateTime<Utc>), StoreError> {
-        if let Some(view) = self.lock().get(tenant) {
+        if let Some(view) = self.lock().get(tenant).filter(|_| !fresh) {
             if view.read_at.elapsed() < VIEW_MAX_AGE {
                 return Ok((view.cas.clone(), view.read_at_utc));
             }

@@ -12,7 +12,7 @@ mod status;
 
 pub use command::{
     CompleteProvisioning, DecommissionDevice, DeviceCommand, FailProvisioning, RegisterDevice,
-    RenewCertificate, RevokeCertificate,
+    RenewCertificate, RenewalAuthority, RevokeCertificate,
 };
 pub use error::DeviceError;
 pub use event::DeviceEvent;
@@ -104,6 +104,11 @@ impl Device {
             .and_then(|d| d.open_request.as_ref())
     }
 
+    /// Whether a certificate was ever issued to the device: its open request, if any, renews.
+    pub fn has_been_certified(&self) -> bool {
+        self.registered.as_ref().is_some_and(|d| d.ever_certified)
+    }
+
     /// The events `command` produces in the current state, or why it is refused.
     /// An empty list means "already done": the command is accepted and changes nothing.
     pub fn decide(&self, command: DeviceCommand) -> Result<Vec<DeviceEvent>, DeviceError> {
@@ -129,19 +134,35 @@ impl Device {
             DeviceCommand::RenewCertificate(cmd) => match device.status {
                 DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
                 DeviceStatus::Pending => Err(DeviceError::ProvisioningInProgress),
-                // The device's own certificate authenticates only while it is the live one:
-                // a revoked (say, stolen) or superseded certificate renews nothing.
-                DeviceStatus::Provisioned | DeviceStatus::Failed
-                    if cmd.authenticated_by.as_ref().is_some_and(|credential| {
-                        !device
-                            .live_certificate
-                            .as_ref()
-                            .is_some_and(|live| live.is(credential))
-                    }) =>
-                {
-                    Err(DeviceError::CertificateNotCurrent)
-                }
                 DeviceStatus::Provisioned | DeviceStatus::Failed => {
+                    let revoked_ca = |issuer: &IssuingCaId| cmd.revoked_cas.contains(issuer);
+                    match &cmd.authority {
+                        RenewalAuthority::Tenant => {}
+                        // The device's own certificate authenticates only while it is the live
+                        // one and its CA stands: a revoked (say, stolen) or superseded
+                        // certificate, or one of a revoked CA, renews nothing.
+                        RenewalAuthority::Certificate(credential) => {
+                            let current = device
+                                .live_certificate
+                                .as_ref()
+                                .is_some_and(|live| live.is(credential));
+                            if !current || revoked_ca(&credential.issuer) {
+                                return Err(DeviceError::CertificateNotCurrent);
+                            }
+                        }
+                        // The group's credential stands in for a certificate only when the
+                        // device has none it can use.
+                        RenewalAuthority::EnrollmentGroup => {
+                            let usable = device.live_certificate.as_ref().is_some_and(|live| {
+                                live.issuer
+                                    .as_ref()
+                                    .is_none_or(|issuer| !revoked_ca(issuer))
+                            });
+                            if usable {
+                                return Err(DeviceError::StillCertified);
+                            }
+                        }
+                    }
                     Ok(vec![DeviceEvent::CertificateRenewalRequested {
                         csr: cmd.csr,
                         request_id: cmd.request_id,

@@ -176,6 +176,13 @@ impl ApiError {
                 "certificate-not-current",
                 "Certificate not current",
             ),
+            // Not produced on HTTP routes (only EST enrollment asks with a group's credential),
+            // but answered as what it is.
+            Self::Conflict(DeviceError::StillCertified) => (
+                S::CONFLICT,
+                "certificate-not-current",
+                "Certificate not current",
+            ),
             // Not produced: `From<CommandError>` maps NotFound to `Self::NotFound`.
             Self::Conflict(DeviceError::NotFound) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::CaStateConflict(_) => (

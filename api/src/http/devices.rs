@@ -12,8 +12,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::{
-    CertificateSigningRequest, DecommissionReason, DeviceModel, Labels, RevocationReason,
-    SerialNumber,
+    CertificateSigningRequest, DecommissionReason, DeviceModel, Labels, RenewalAuthority,
+    RevocationReason, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -191,7 +191,14 @@ async fn renew_certificate(
     let claim = claim(&auth.principal, route, key, &body);
     let accepted = state
         .commands
-        .renew_certificate(metadata(&auth.principal), claim, id, csr, None)
+        .renew_certificate(
+            metadata(&auth.principal),
+            claim,
+            id,
+            csr,
+            RenewalAuthority::Tenant,
+            Vec::new(),
+        )
         .await?;
     Ok(accepted_response(accepted))
 }

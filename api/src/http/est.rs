@@ -73,13 +73,19 @@ fn base64_response(content_type: &'static str, body: String) -> Response {
     response
 }
 
-/// The fleet CA's certificate (RFC 7030 §4.1).
+/// The CA certificates the group's devices chain to (RFC 7030 §4.1): its tenant's own chain
+/// when the tenant has CAs, else the platform CA's certificate.
 async fn cacerts(
     State(state): State<AppState>,
     path: Option<Path<String>>,
 ) -> Result<Response, EstError> {
-    label(path)?;
+    let label = label(path)?;
     let server = server(&state)?;
+    if let Some(label) = label {
+        if let Some(body) = server.tenant_cacerts(&label).await? {
+            return Ok(base64_response(PKCS7_CERTS_ONLY, body));
+        }
+    }
     Ok(base64_response(PKCS7_CERTS_ONLY, server.cacerts.clone()))
 }
 

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     CertificateCredential, CertificateRequestId, CertificateSigningRequest, DecommissionReason,
-    DeviceModel, IssuedCertificate, Labels, ProvisioningFailure, RevocationReason, SerialNumber,
-    TenantId,
+    DeviceModel, IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure, RevocationReason,
+    SerialNumber, TenantId,
 };
 
 /// Every command names the tenant acting, so that the aggregate itself enforces tenant
@@ -52,16 +52,31 @@ pub struct RegisterDevice {
     pub request_id: CertificateRequestId,
 }
 
-/// A new certificate for `csr`. `authenticated_by`: the certificate the device itself
-/// presented to ask (EST re-enrollment); the device refuses the request unless that is its
-/// current, unrevoked certificate. `None` for a fleet client's request, whose token is its
-/// authority.
+/// A new certificate for `csr`, asked for by `authority`, which the device checks against its
+/// events. `revoked_cas`: the tenant's issuing CAs that are revoked, as their events say (the
+/// application reads them): a certificate of theirs authenticates nothing, and a device whose
+/// certificate they issued may enroll again with its group credential.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenewCertificate {
     pub tenant: TenantId,
     pub csr: CertificateSigningRequest,
     pub request_id: CertificateRequestId,
-    pub authenticated_by: Option<CertificateCredential>,
+    pub authority: RenewalAuthority,
+    pub revoked_cas: Vec<IssuingCaId>,
+}
+
+/// Who asks for a renewal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RenewalAuthority {
+    /// A fleet client of the tenant, whose token is its authority.
+    Tenant,
+    /// The device, by the certificate it presented (EST re-enrollment): only its current,
+    /// unrevoked certificate, of a CA that is not revoked.
+    Certificate(CertificateCredential),
+    /// The device, by its enrollment group's credential (EST enrollment again): only a device
+    /// left without a usable certificate (its request failed, or its certificate's CA was
+    /// revoked), so the fleet recovers without anyone registering it again.
+    EnrollmentGroup,
 }
 
 /// Also revokes the device's live certificate (`cessationOfOperation`, from `at`).

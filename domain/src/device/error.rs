@@ -19,6 +19,10 @@ pub enum DeviceError {
     CertificateAlreadyRevoked,
     /// A request authenticated by a certificate that is not the device's current, unrevoked
     /// one: revoked, superseded by a renewal, or another CA's.
-    #[error("the certificate presented is not the device's current certificate: it is revoked or superseded")]
+    #[error("the certificate presented is not the device's current certificate: it is revoked or superseded, or its CA is revoked")]
     CertificateNotCurrent,
+    /// An enrollment with the group's credential for a device that holds a usable
+    /// certificate: it renews with that certificate instead.
+    #[error("the device holds a live certificate of a CA that is not revoked: it renews with that certificate")]
+    StillCertified,
 }

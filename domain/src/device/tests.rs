@@ -131,24 +131,30 @@ fn revoke(reason: RevocationReason) -> DeviceCommand {
 }
 
 fn renew(req: u128) -> DeviceCommand {
-    DeviceCommand::RenewCertificate(RenewCertificate {
-        tenant: tenant(),
-        csr: csr(),
-        request_id: request(req),
-        authenticated_by: None,
-    })
+    renew_by(req, RenewalAuthority::Tenant, vec![])
 }
 
 /// A renewal the device asked for itself, authenticated by its certificate `serial` of `issuer`.
 fn renew_as(req: u128, serial: &str, issuer: IssuingCaId) -> DeviceCommand {
+    let credential = CertificateCredential {
+        serial: serial.into(),
+        issuer,
+    };
+    renew_by(req, RenewalAuthority::Certificate(credential), vec![])
+}
+
+/// A renewal by `authority`, the tenant's `revoked_cas` revoked.
+fn renew_by(
+    req: u128,
+    authority: RenewalAuthority,
+    revoked_cas: Vec<IssuingCaId>,
+) -> DeviceCommand {
     DeviceCommand::RenewCertificate(RenewCertificate {
         tenant: tenant(),
         csr: csr(),
         request_id: request(req),
-        authenticated_by: Some(CertificateCredential {
-            serial: serial.into(),
-            issuer,
-        }),
+        authority,
+        revoked_cas,
     })
 }
 
@@ -674,4 +680,50 @@ fn the_open_request_is_the_latest_request_with_the_csr_its_event_recorded() {
 
     device.apply(decommissioned());
     assert_eq!(device.open_request(), None);
+}
+
+// --- a revoked CA ----------------------------------------------------------------------
+
+#[test]
+fn a_certificate_of_a_revoked_ca_renews_nothing_and_the_group_credential_recovers_the_device() {
+    let provisioned = vec![registered(), issued(1, "01")];
+    let credential = CertificateCredential {
+        serial: "01".into(),
+        issuer: ca(),
+    };
+    // Its own certificate, its CA revoked: refused.
+    DeviceTest::with(())
+        .given(provisioned.clone())
+        .when(renew_by(
+            2,
+            RenewalAuthority::Certificate(credential),
+            vec![ca()],
+        ))
+        .then_expect_error(DeviceError::CertificateNotCurrent);
+    // The group's credential: accepted while its certificate's CA is revoked ...
+    DeviceTest::with(())
+        .given(provisioned.clone())
+        .when(renew_by(2, RenewalAuthority::EnrollmentGroup, vec![ca()]))
+        .then_expect_events(vec![DeviceEvent::CertificateRenewalRequested {
+            csr: csr(),
+            request_id: request(2),
+        }]);
+    // ... refused while it stands (it renews with its certificate) ...
+    let another = IssuingCaId::of_public_key(b"another CA");
+    DeviceTest::with(())
+        .given(provisioned)
+        .when(renew_by(
+            2,
+            RenewalAuthority::EnrollmentGroup,
+            vec![another],
+        ))
+        .then_expect_error(DeviceError::StillCertified);
+    // ... and accepted for a device whose request failed (it has no certificate).
+    DeviceTest::with(())
+        .given(vec![registered(), failed(1)])
+        .when(renew_by(2, RenewalAuthority::EnrollmentGroup, vec![]))
+        .then_expect_events(vec![DeviceEvent::CertificateRenewalRequested {
+            csr: csr(),
+            request_id: request(2),
+        }]);
 }

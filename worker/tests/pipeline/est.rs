@@ -6,7 +6,9 @@
 //! the device is registered once, with the group's model and labels, however often it asked.
 //! It then `simplereenroll`s over mutual TLS with that certificate for a new key; without a
 //! client certificate, or with another CA's, it is refused. Every wrong input is a clear EST
-//! error, never a 500, and no key appears in an event. An independent client, strongSwan's
+//! error, never a 500, and no key appears in an event. A tenant with CAs of its own gets its
+//! chain from `cacerts`, and its devices recover with their group credential once its issuing
+//! CA is revoked. An independent client, strongSwan's
 //! `pki --est` (its own TLS, HTTP and base64: RFC 8951's, one line), enrolls and re-enrolls a
 //! device the same way.
 
@@ -862,4 +864,123 @@ async fn under_tls_relying_parties_fetch_status_over_plain_http_from_the_first_c
             .unwrap();
         assert_eq!(answer.status(), 404, "{path}");
     }
+}
+
+/// A tenant with CAs of its own: `cacerts` for its group is its chain, its devices enroll to
+/// its issuing CA; once that CA is revoked, a device enrolls again with its group credential
+/// (its certificate of the revoked CA no longer counts) and chains to the replacement.
+#[tokio::test]
+async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_credential() {
+    use crate::tenant_cas::{chain_with, create_cas, spawn_worker_with_key_store};
+    let mut stack = Stack::start_with_est().await;
+    let token = testkit::SoftHsmToken::new(&stack.dir, "fleet");
+    spawn_worker_with_key_store(&mut stack, &token);
+    create_cas(&stack, TENANT).await;
+    let chain = chain_with(&stack, TENANT, 1).await;
+    std::fs::write(
+        stack.dir.join("tenant-root.pem"),
+        chain["root"].as_str().unwrap(),
+    )
+    .unwrap();
+    let group_key = create_group(&stack, "line-9").await;
+
+    // cacerts for the group: the tenant's chain (issuing CA, root); without a group: the
+    // platform's CA.
+    let answer = curl(
+        &stack,
+        "",
+        "/.well-known/est/line-9/cacerts",
+        "tenant-cacerts.p7",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let opened = open_pkcs7(&stack, "tenant-cacerts.p7", "tenant-cacerts.pem").await;
+    assert_eq!(opened.matches("BEGIN CERTIFICATE").count(), 2, "{opened}");
+    let platform = curl(
+        &stack,
+        "",
+        "/.well-known/est/cacerts",
+        "platform-cacerts.p7",
+    )
+    .await;
+    assert_eq!(platform.status, 200);
+    assert_ne!(platform.body, answer.body);
+
+    let (serial, _, pem) = enrolled(&stack, "line-9", &group_key).await;
+    let verify = |chain: &str, pem: &std::path::Path| {
+        format!(
+            "openssl verify -CAfile tenant-root.pem -untrusted {chain} {}",
+            pem.display()
+        )
+    };
+    let (ok, said) = sh(&stack, verify("tenant-cacerts.pem", &pem)).await;
+    assert!(ok, "enrolled to the tenant's issuing CA: {said}");
+
+    // Asking again with its group credential while its certificate stands: refused.
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    key_and_csr(&stack, &format!("{serial}-2"), &format!("/CN={serial}")).await;
+    let again = curl(
+        &stack,
+        &enroll_args(&serial, &device_key, &format!("{serial}-2.b64")),
+        "/.well-known/est/line-9/simpleenroll",
+        "again.p7",
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    // The tenant's issuing CA is revoked; its replacement is made.
+    let revoked = stack
+        .client
+        .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/1/revoke")))
+        .bearer_auth(stack.operator_token("admin"))
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"reason": "cACompromise"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let chain = chain_with(&stack, TENANT, 1).await;
+        if chain["issuing"][0]["generation"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no replacement: {chain}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The device enrolls again with its group credential, and chains to the replacement.
+    let answers = until_issued(
+        &stack,
+        &enroll_args(&serial, &device_key, &format!("{serial}-2.b64")),
+        "/.well-known/est/line-9/simpleenroll",
+        "recovered.p7",
+    )
+    .await;
+    let last = answers.last().unwrap();
+    assert_eq!(last.status, 200, "{}", last.body);
+    open_pkcs7(&stack, "recovered.p7", "recovered.pem").await;
+    let answer = curl(
+        &stack,
+        "",
+        "/.well-known/est/line-9/cacerts",
+        "new-cacerts.p7",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    open_pkcs7(&stack, "new-cacerts.p7", "new-cacerts.pem").await;
+    let (ok, said) = sh(
+        &stack,
+        verify("new-cacerts.pem", &stack.dir.join("recovered.pem")),
+    )
+    .await;
+    assert!(ok, "chains to the replacement: {said}");
+    let (ok, _) = sh(&stack, verify("new-cacerts.pem", &pem)).await;
+    assert!(!ok, "the old certificate's CA is no longer in the chain");
+    let devices: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'DeviceRegistered'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(devices, 1, "recovered, not registered again");
 }
