@@ -151,44 +151,48 @@ impl CaStewardship {
         acted
     }
 
-    /// Whether the newest certified issuing CA (the one that issues, or is about to) ends
-    /// within the rotation lead, and a successor made now would end meaningfully later (it
-    /// cannot outlive the root: a root near its end is the operator's to replace).
     fn rotation_due(&self, cas: &TenantCas, now: DateTime<Utc>) -> bool {
-        let Some(newest) = cas
-            .issuing()
-            .iter()
-            .rev()
-            .find(|ca| ca.certified.is_some() && ca.state != CaState::Revoked)
-        else {
-            return false;
-        };
-        let (Some(current), Some(root)) = (
-            &newest.certified,
-            cas.root().and_then(|r| r.certified.as_ref()),
-        ) else {
-            return false;
-        };
-        let ends = current.certificate.not_after;
-        if ends - now >= self.rotation_lead {
-            return false;
-        }
-        let successor_ends = (now + chrono::Duration::days(newest.spec.validity_days.into()))
-            .min(root.certificate.not_after);
-        let helps = successor_ends > ends + chrono::Duration::days(1);
-        if !helps {
-            tracing::warn!(
-                tenant = %cas.tenant().map(|t| t.as_str()).unwrap_or_default(),
-                "the tenant's issuing CA ends within the rotation lead, and a successor would not \
-                 last longer (its root ends first, or its validity is shorter than the lead)"
-            );
-        }
-        helps
+        rotation_due(cas, now, self.rotation_lead)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantCasId, (u64, Instant)>> {
         self.tended.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Whether the newest certified issuing CA of `cas` (the one that issues, or is about to)
+/// ends within `lead` of `now`, and a successor made now would end meaningfully later (it
+/// cannot outlive the root: a root near its end is the operator's to replace).
+fn rotation_due(cas: &TenantCas, now: DateTime<Utc>, lead: chrono::Duration) -> bool {
+    let Some(newest) = cas
+        .issuing()
+        .iter()
+        .rev()
+        .find(|ca| ca.certified.is_some() && ca.state != CaState::Revoked)
+    else {
+        return false;
+    };
+    let (Some(current), Some(root)) = (
+        &newest.certified,
+        cas.root().and_then(|r| r.certified.as_ref()),
+    ) else {
+        return false;
+    };
+    let ends = current.certificate.not_after;
+    if ends - now >= lead {
+        return false;
+    }
+    let successor_ends = (now + chrono::Duration::days(newest.spec.validity_days.into()))
+        .min(root.certificate.not_after);
+    let helps = successor_ends > ends + chrono::Duration::days(1);
+    if !helps {
+        tracing::warn!(
+            tenant = %cas.tenant().map(|t| t.as_str()).unwrap_or_default(),
+            "the tenant's issuing CA ends within the rotation lead, and a successor would not \
+             last longer (its root ends first, or its validity is shorter than the lead)"
+        );
+    }
+    helps
 }
 
 /// 1 if the command was accepted and did something; a refusal the state explains (another
@@ -209,5 +213,89 @@ fn accepted(
             tracing::warn!(tenant, command = what, error = ?e, "a CA command failed; trying again");
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use cqrs_es::Aggregate;
+    use domain::{
+        CaCertificate, CaCommonName, CaGeneration, CaKeyCurve, CaSpec, IssuingCaId, TenantCasEvent,
+        TenantId,
+    };
+
+    fn at(days: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(days)
+    }
+
+    fn spec(days: u32) -> CaSpec {
+        CaSpec {
+            curve: CaKeyCurve::P256,
+            common_name: CaCommonName::parse("CA").unwrap(),
+            validity_days: days,
+        }
+    }
+
+    fn certified(generation: u32, from: i64, days: i64) -> TenantCasEvent {
+        TenantCasEvent::CaCertified {
+            generation: CaGeneration::new(generation),
+            key: CaKeyReference::recorded(format!("file:ca-{generation}")),
+            certificate: CaCertificate {
+                pem: String::new(),
+                serial: format!("{generation:02x}"),
+                id: IssuingCaId::recorded(format!("{generation:016x}")),
+                not_before: at(from),
+                not_after: at(from + days),
+            },
+            issues_from: at(from),
+        }
+    }
+
+    /// A root of ten years and an issuing CA of `issuing_days`, both certified on day 0.
+    fn cas(issuing_days: u32) -> TenantCas {
+        let mut cas = TenantCas::default();
+        for event in [
+            TenantCasEvent::TenantCasCreated {
+                tenant: TenantId::parse("acme").unwrap(),
+                root: spec(3650),
+                issuing: spec(issuing_days),
+            },
+            certified(0, 0, 3650),
+            certified(1, 0, issuing_days.into()),
+        ] {
+            cas.apply(event);
+        }
+        cas
+    }
+
+    #[test]
+    fn an_issuing_ca_is_rotated_once_less_than_the_lead_is_left() {
+        let lead = chrono::Duration::days(365);
+        let cas = cas(730);
+        assert!(!rotation_due(&cas, at(364), lead), "366 days left");
+        assert!(rotation_due(&cas, at(366), lead), "364 days left");
+    }
+
+    #[test]
+    fn no_rotation_that_would_not_last_longer() {
+        // Its successor would be as short-lived as the lead allows no good of.
+        let lead = chrono::Duration::days(365);
+        assert!(!rotation_due(&cas(200), at(1), lead));
+        // A root that ends first: nothing a successor could gain.
+        let mut near_root = TenantCas::default();
+        for event in [
+            TenantCasEvent::TenantCasCreated {
+                tenant: TenantId::parse("acme").unwrap(),
+                root: spec(400),
+                issuing: spec(730),
+            },
+            certified(0, 0, 400),
+            certified(1, 0, 400),
+        ] {
+            near_root.apply(event);
+        }
+        assert!(!rotation_due(&near_root, at(100), lead));
     }
 }
