@@ -82,6 +82,10 @@ enum Command {
     Ca {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
+        /// The CA's key in a SoftHSM2 token made for the run (Debian's module, or
+        /// `PKCS11_MODULE_PATH`) instead of a key file.
+        #[arg(long)]
+        key_in_token: bool,
     },
     /// RevokeCertificate at a fixed rate; per certificate, 202 until OCSP answers revoked.
     RevocationOcsp {
@@ -140,7 +144,10 @@ async fn main() {
         Command::Lag { api, rate, seconds } => {
             lag(Client::new(api.url, api.token), rate, seconds).await
         }
-        Command::Ca { seconds } => ca(seconds),
+        Command::Ca {
+            seconds,
+            key_in_token,
+        } => ca(seconds, key_in_token),
         Command::RevocationOcsp {
             api,
             rate,
@@ -805,10 +812,21 @@ async fn feed(client: &Client, limit: u32) -> Value {
     )
 }
 
-fn ca(seconds: u32) -> Value {
+fn ca(seconds: u32, key_in_token: bool) -> Value {
     use pki::dev_ca::generate_dev_ca;
-    let (cert, key) = generate_dev_ca("bench CA").expect("CA");
-    let ca = pki::IssuingCa::from_pem(&cert, &key, chrono::Duration::days(365)).expect("CA");
+    let (ca, key_label) = if key_in_token {
+        let key = softhsm_key();
+        let cert = pki::dev_ca::dev_ca_for_key("bench CA", key.clone()).expect("CA");
+        let ca = pki::IssuingCa::new(&cert, key, chrono::Duration::days(365)).expect("CA");
+        (
+            ca,
+            "ECDSA P-256 CSR, ECDSA P-256 CA key in SoftHSM2 (PKCS#11)",
+        )
+    } else {
+        let (cert, key) = generate_dev_ca("bench CA").expect("CA");
+        let ca = pki::IssuingCa::from_pem(&cert, &key, chrono::Duration::days(365)).expect("CA");
+        (ca, "ECDSA P-256 CSR, ECDSA P-256 CA key file")
+    };
     let requests: Vec<app::CertificateRequest> = (0..256)
         .map(|i| {
             let serial = format!("CA-{i}");
@@ -833,5 +851,48 @@ fn ca(seconds: u32) -> Value {
         issued += 1;
     }
     let per_second = issued as f64 / started.elapsed().as_secs_f64();
-    json!({"scenario": "ca", "certificates_per_s_per_core": per_second.round(), "key": "ECDSA P-256 CSR, ECDSA P-256 CA"})
+    let scenario = if key_in_token { "ca_hsm" } else { "ca" };
+    json!({"scenario": scenario, "certificates_per_s_per_core": per_second.round(), "key": key_label})
+}
+
+/// A P-256 key generated in a SoftHSM2 token made for this run in a temporary directory
+/// (`softhsm2-util`, Debian's `softhsm2`); the directory is left for the OS to clean.
+fn softhsm_key() -> std::sync::Arc<dyn pki::SigningKey> {
+    let dir =
+        std::env::temp_dir().join(format!("loadgen-softhsm-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("tokens")).expect("a temporary directory");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )
+    .expect("the SoftHSM configuration");
+    // Before the module is loaded: SoftHSM reads it then.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let pin = "bench-pin-1234";
+    let made = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "bench"])
+        .args(["--so-pin", "bench-so-pin", "--pin", pin])
+        .output()
+        .expect("softhsm2-util (scripts/test-clients installs SoftHSM2)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pin_file = dir.join("pin");
+    std::fs::write(&pin_file, pin).expect("the PIN file");
+    let module = std::env::var_os("PKCS11_MODULE_PATH")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/lib/softhsm/libsofthsm2.so".into());
+    let module = pki::Pkcs11Module::load(&module, &pin_file).expect("the PKCS#11 module");
+    let uri = pki::Pkcs11Uri::parse("pkcs11:token=bench;object=bench-ca").expect("a URI");
+    std::sync::Arc::new(
+        module
+            .generate(&uri, pki::CaCurve::P256)
+            .expect("a key in the token"),
+    )
 }
