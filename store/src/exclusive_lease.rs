@@ -10,8 +10,11 @@ use app::StoreError;
 
 use crate::recorded_event_row::unavailable;
 
+/// The lock of a lease named N is keyed by the text `device-provisioning N` (the relay's,
+/// `relay <relay>`, has been since before this module: never change a name's key, or a process
+/// of the previous version and one of this would both hold "the" lease).
 const TRY_LOCK: &str =
-    "SELECT pg_try_advisory_lock(hashtextextended('device-provisioning lease ' || $1, 0))";
+    "SELECT pg_try_advisory_lock(hashtextextended('device-provisioning ' || $1, 0))";
 
 /// Candidates for one named lease.
 #[derive(Clone)]
@@ -26,6 +29,7 @@ pub struct ExclusiveLease {
 }
 
 impl ExclusiveLeases {
+    /// The lease `name` (e.g. `lease ca-stewardship`, `relay <relay>`).
     pub fn new(options: PgConnectOptions, name: impl Into<String>) -> Self {
         Self {
             options,
@@ -50,6 +54,12 @@ impl ExclusiveLeases {
 }
 
 impl ExclusiveLease {
+    /// The connection that holds the lease: what is read and written through it is done only
+    /// while the lease is held (a holder that lost its connection learns it here).
+    pub(crate) fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
     /// Whether the lease is still held: its connection still answers.
     pub async fn still_held(&mut self) -> bool {
         self.conn.ping().await.is_ok()

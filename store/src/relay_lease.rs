@@ -2,7 +2,8 @@
 //! the committed events after that point in gap-safe commit order.
 //!
 //! Exactly one relay is active per database: the one whose connection holds a session-level
-//! advisory lock. The lock lives and dies with that connection, so when the active relay's
+//! advisory lock (an `ExclusiveLease` named `relay <relay>`). The lock lives and dies with that
+//! connection, so when the active relay's
 //! process dies (or its connection breaks) Postgres releases it and a standby's next
 //! `try_acquire` wins. The lease reads and writes only through the locked connection: a
 //! relay that lost its connection learns it on its next statement and steps down, so two
@@ -12,16 +13,14 @@ use std::time::Duration;
 
 use app::{CommitPosition, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgListener};
-use sqlx::{ConnectOptions, Connection, PgConnection, Row};
+use sqlx::Row;
 
 use crate::committed_events::{committed_events_after, CommittedBatch};
+use crate::exclusive_lease::{ExclusiveLease, ExclusiveLeases};
 use crate::recorded_event_row::unavailable;
 
 /// The channel `PostgresEventStore` notifies after appending (see `append_notifier.rs`).
 pub const EVENTS_APPENDED_CHANNEL: &str = "dp_events_appended";
-
-const TRY_LOCK: &str =
-    "SELECT pg_try_advisory_lock(hashtextextended('device-provisioning relay ' || $1, 0))";
 
 /// Rows after the checkpoint in commit order, each flagged with whether its transaction is
 /// below the snapshot's xmin. Only the flagged prefix may be published: a row past it may
@@ -56,18 +55,9 @@ impl RelayLeases {
     /// Becomes the active relay if no other process is: `Ok(None)` when another holds the
     /// lease.
     pub async fn try_acquire(&self) -> Result<Option<RelayLease>, StoreError> {
-        let mut conn = self.options.connect().await.map_err(unavailable)?;
-        let acquired: bool = sqlx::query_scalar(TRY_LOCK)
-            .bind(&self.relay)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if !acquired {
-            let _ = conn.close().await;
-            return Ok(None);
-        }
-        Ok(Some(RelayLease {
-            conn,
+        let leases = ExclusiveLeases::new(self.options.clone(), format!("relay {}", self.relay));
+        Ok(leases.try_acquire().await?.map(|lease| RelayLease {
+            lease,
             relay: self.relay.clone(),
         }))
     }
@@ -88,7 +78,7 @@ impl RelayLeases {
 
 /// Proof of being the active relay, for as long as its connection lives.
 pub struct RelayLease {
-    conn: PgConnection,
+    lease: ExclusiveLease,
     relay: String,
 }
 
@@ -96,7 +86,7 @@ impl RelayLease {
     pub async fn checkpoint(&mut self) -> Result<CommitPosition, StoreError> {
         let row = sqlx::query(SELECT_CHECKPOINT)
             .bind(&self.relay)
-            .fetch_optional(&mut self.conn)
+            .fetch_optional(self.lease.connection())
             .await
             .map_err(unavailable)?;
         let Some(row) = row else {
@@ -116,7 +106,7 @@ impl RelayLease {
         after: CommitPosition,
         limit: usize,
     ) -> Result<CommittedBatch, StoreError> {
-        committed_events_after(&mut self.conn, after, limit).await
+        committed_events_after(self.lease.connection(), after, limit).await
     }
 
     pub async fn save_checkpoint(&mut self, position: CommitPosition) -> Result<(), StoreError> {
@@ -124,7 +114,7 @@ impl RelayLease {
             .bind(&self.relay)
             .bind(position.transaction_id.to_string())
             .bind(position.position)
-            .execute(&mut self.conn)
+            .execute(self.lease.connection())
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -132,7 +122,7 @@ impl RelayLease {
 
     /// Gives the lease up now (closing the connection releases the lock).
     pub async fn release(self) {
-        let _ = self.conn.close().await;
+        self.lease.release().await;
     }
 }
 

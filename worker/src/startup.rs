@@ -235,7 +235,7 @@ pub async fn run(
             );
             let steward = CaSteward::new(
                 Arc::new(stewardship),
-                ExclusiveLeases::new(config.database.connect_options()?, "ca-stewardship"),
+                ExclusiveLeases::new(config.database.connect_options()?, "lease ca-stewardship"),
                 config.ca_steward_interval,
             );
             let cancel = cancel.clone();
