@@ -211,6 +211,7 @@ async fn create_tenant_cas(
     params(("tenant" = TenantId, Path, description = "The tenant")),
     responses(
         (status = 200, description = "The tenant's CAs", body = TenantCasBody),
+        (status = 400, description = "`invalid-field`: not a tenant id"),
         (status = 404, description = "`not-found`: the tenant has no CAs of its own"),
     ))]
 async fn get_tenant_cas(
