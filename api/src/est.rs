@@ -11,11 +11,14 @@ mod basic_credential;
 mod est_error;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::{DeviceEnrollmentService, EnrollmentError, EnrollmentRefusal, PresentedCertificate};
 use pki::est_wire_format as wire_format;
 use pki::{CaCertificates, NotIssuedHere};
+
+use crate::tls::TenantClientCas;
 
 pub use basic_credential::basic_credential;
 pub use est_error::EstError;
@@ -29,9 +32,11 @@ pub struct EstServer {
     pub csr_attributes: String,
     /// `Retry-After` of a pending enrollment.
     pub retry_after: Duration,
-    /// `CA_CERT_PATH`'s certificates: the issuing CA's first, the only CA whose certificates
-    /// re-enroll.
+    /// `CA_CERT_PATH`'s certificates: the issuing CA's first, the platform CA whose
+    /// certificates re-enroll.
     ca: CaCertificates,
+    /// Tenants' issuing CAs, whose certificates re-enroll their devices too.
+    tenant_cas: Arc<TenantClientCas>,
 }
 
 /// The CA certificate that `cacerts` would serve cannot be read.
@@ -45,6 +50,7 @@ impl EstServer {
     pub fn new(
         enrollment: DeviceEnrollmentService,
         ca_cert_path: &Path,
+        tenant_cas: Arc<TenantClientCas>,
         retry_after: Duration,
     ) -> Result<Self, EstSetupError> {
         let refused = |reason: String| EstSetupError::CaCertificate {
@@ -62,6 +68,7 @@ impl EstServer {
             csr_attributes: wire_format::base64_body(&csr_attributes),
             retry_after,
             ca,
+            tenant_cas,
         })
     }
 
@@ -93,8 +100,9 @@ impl EstServer {
     }
 
     /// The client certificate TLS verified (`der`), as the device presents it: its serial
-    /// and issuer. Only a certificate the issuing CA signed names a device here (TLS may
-    /// trust more CAs than the one that issues devices' certificates).
+    /// and issuer. Only a certificate the platform's issuing CA or a tenant's issuing CA
+    /// signed names a device here (TLS may trust more CAs than those that issue devices'
+    /// certificates).
     pub fn presented(&self, der: &[u8]) -> Result<PresentedCertificate, EstError> {
         match self.ca.issued(der) {
             Ok(serial) => Ok(PresentedCertificate {
@@ -102,9 +110,10 @@ impl EstServer {
                 issuer: self.ca.issuing_ca_id().clone(),
             }),
             Err(NotIssuedHere::Unreadable) => Err(EstError::NoClientCertificate),
-            Err(NotIssuedHere::OtherIssuer) => {
-                Err(EnrollmentError::from(EnrollmentRefusal::UnknownCertificate).into())
-            }
+            Err(NotIssuedHere::OtherIssuer) => self
+                .tenant_cas
+                .presented(der)
+                .ok_or_else(|| EnrollmentError::from(EnrollmentRefusal::UnknownCertificate).into()),
         }
     }
 }

@@ -40,7 +40,7 @@ use crate::http::{
     health_router, pki_router, router, AppState, BoundedListener, ConnectionLimits, HttpLimits,
     InFlightBound, InFlightLimit, TenantRateLimit,
 };
-use crate::tls::{ServerTls, TlsListener};
+use crate::tls::{ServerTls, TenantClientCas, TlsListener};
 use pki::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
 /// The services on Postgres adapters, as `api serve` runs them; `event_store` is
@@ -124,16 +124,15 @@ fn query_service(
 }
 
 /// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST, when the fleet CA's
-/// certificate is given (a `simpleenroll` naming no group tries at most
-/// `label_less_max_groups` groups). Both are put into `state`.
+/// certificate is given (`settings`), re-enrolling devices of that CA and of tenants' CAs
+/// (`tenant_client_cas`). Both are put into `state`.
 fn enable_enrollment(
     state: &mut AppState,
     pool: PgPool,
     sealer: GroupKeySealer,
-    ca_cert_path: Option<&std::path::Path>,
-    retry_after: Duration,
-    label_less_max_groups: usize,
+    settings: &crate::config::EnrollmentSettings,
     cas: Arc<dyn EventStore<domain::TenantCas>>,
+    tenant_client_cas: Arc<TenantClientCas>,
 ) -> Result<(), EstSetupError> {
     let groups: Arc<dyn app::EnrollmentGroupStore> = Arc::new(PostgresEnrollmentGroups::new(
         pool.clone(),
@@ -143,7 +142,7 @@ fn enable_enrollment(
         groups.clone(),
         Arc::new(app::random_group_key),
     )));
-    let Some(ca_cert_path) = ca_cert_path else {
+    let Some(ca_cert_path) = settings.ca_cert_path.as_deref() else {
         tracing::info!("EST is off (CA_CERT_PATH is not set)");
         return Ok(());
     };
@@ -153,12 +152,13 @@ fn enable_enrollment(
         cas,
         groups,
         Arc::new(PostgresCertificateStatusLookup::new(pool)),
-        label_less_max_groups,
+        settings.label_less_max_groups,
     );
     state.est = Some(Arc::new(EstServer::new(
         enrollment,
         ca_cert_path,
-        retry_after,
+        tenant_client_cas,
+        settings.retry_after,
     )?));
     tracing::info!("EST on (/.well-known/est/)");
     Ok(())
@@ -273,15 +273,19 @@ pub async fn build_with_event_store(
         })
         .with_metrics(metrics.clone());
     state.ocsp = Arc::new(ocsp_responder(&config.ocsp, pool.clone())?);
+    let tenant_cas = Arc::new(app::pki::TenantCasCache::new(
+        ca_store.clone(),
+        ca_store.clone(),
+    ));
+    let tenant_client_cas = Arc::new(TenantClientCas::default());
     match &config.enrollment.key_encryption_key {
         Some(key) => enable_enrollment(
             &mut state,
             pool.clone(),
             checked_sealer(&pool, key.expose()).await?,
-            config.enrollment.ca_cert_path.as_deref(),
-            config.enrollment.retry_after,
-            config.enrollment.label_less_max_groups,
+            &config.enrollment,
             ca_store.clone(),
+            tenant_client_cas.clone(),
         )?,
         None => tracing::info!(
             "enrollment groups and EST are off (ENROLLMENT_KEY_ENCRYPTION_KEY is not set)"
@@ -326,12 +330,13 @@ pub async fn build_with_event_store(
         crate::tenant_ocsp_responders::refresh_tenant_responders(
             state.ocsp.clone(),
             Arc::new(store::PostgresResponderCertificates::new(pool.clone())),
-            Arc::new(app::pki::TenantCasCache::new(
-                ca_store.clone(),
-                ca_store.clone(),
-            )),
+            tenant_cas.clone(),
         ),
     ));
+    run(Box::pin(crate::tls::refresh_tenant_client_cas(
+        tenant_client_cas.clone(),
+        tenant_cas,
+    )));
     // The purge deletes in short batches; stopping it mid-batch rolls that batch back.
     run(Box::pin(purge_idempotency_records(
         PostgresIdempotencyStore::new(pool.clone()),
@@ -339,7 +344,11 @@ pub async fn build_with_event_store(
     )));
 
     // Read before binding: a TLS configuration that cannot serve stops the start.
-    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|settings| ServerTls::load(settings, tenant_client_cas))
+        .transpose()?;
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|e| format!("cannot listen on {} (API_ADDR): {e}", config.addr))?;

@@ -7,6 +7,9 @@
 //!   renew), and, with `TLS_CLIENT_CA_PATH`, the CA that client certificates must chain to.
 //!   Client certificates are optional: a client without one is served as before (its requests
 //!   carry tokens); one with a certificate of another CA fails the handshake.
+//! - `client_verifier.rs`: which client certificates a handshake accepts: those of
+//!   `TLS_CLIENT_CA_PATH`'s CA, and those of tenants' issuing CAs ([`TenantClientCas`],
+//!   `tenant_client_cas.rs`, read again from the CAs' events while the api runs).
 //! - [`TlsListener`] (`listener.rs`): the connection bound's listener with the handshake done
 //!   on the connection's own task (a slow client never holds the accept loop up), within
 //!   `HANDSHAKE_TIMEOUT`; the verified client certificate reaches handlers as
@@ -15,8 +18,11 @@
 //! Must not: decide what a client certificate allows (that is the routes' business), or log
 //! key material.
 
+mod client_verifier;
 mod listener;
 mod server_certificate;
+mod tenant_client_cas;
 
 pub use listener::{ClientCertificate, TlsListener};
 pub use server_certificate::{ServerTls, TlsLoadError, TlsSettings};
+pub use tenant_client_cas::{refresh_tenant_client_cas, TenantClientCas};

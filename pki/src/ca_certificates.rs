@@ -66,16 +66,23 @@ impl CaCertificates {
 
     /// The serial of `der` if the issuing CA signed it.
     pub fn issued(&self, der: &[u8]) -> Result<CertificateSerialHex, NotIssuedHere> {
-        let (_, certificate) =
-            X509Certificate::from_der(der).map_err(|_| NotIssuedHere::Unreadable)?;
-        let (_, issuer) = X509Certificate::from_der(&self.chain[0]).expect("parsed when loaded");
-        let signed_by_issuer = certificate.issuer() == issuer.subject()
-            && certificate
-                .verify_signature(Some(issuer.public_key()))
-                .is_ok();
-        if !signed_by_issuer {
-            return Err(NotIssuedHere::OtherIssuer);
-        }
-        Ok(CertificateSerialHex::from_bytes(certificate.raw_serial()))
+        issued_by(der, &self.chain[0])
     }
+}
+
+/// The serial of the certificate `der` if the CA whose certificate is `ca_der` signed it
+/// (its issuer is that CA's subject and the CA's key verifies its signature).
+pub fn issued_by(der: &[u8], ca_der: &[u8]) -> Result<CertificateSerialHex, NotIssuedHere> {
+    let (_, certificate) = X509Certificate::from_der(der).map_err(|_| NotIssuedHere::Unreadable)?;
+    let Ok((_, issuer)) = X509Certificate::from_der(ca_der) else {
+        return Err(NotIssuedHere::OtherIssuer);
+    };
+    let signed_by_issuer = certificate.issuer() == issuer.subject()
+        && certificate
+            .verify_signature(Some(issuer.public_key()))
+            .is_ok();
+    if !signed_by_issuer {
+        return Err(NotIssuedHere::OtherIssuer);
+    }
+    Ok(CertificateSerialHex::from_bytes(certificate.raw_serial()))
 }

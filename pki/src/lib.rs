@@ -38,7 +38,7 @@ mod tenant_ca_maker;
 mod x509_time;
 
 pub use blocking_ca::BlockingCa;
-pub use ca_certificates::{CaCertificates, CaCertificatesError, NotIssuedHere};
+pub use ca_certificates::{issued_by, CaCertificates, CaCertificatesError, NotIssuedHere};
 pub use certificate_profile::CertificateProfile;
 pub use issuing_ca::{CaLoadError, IssuingCa};
 pub use issuing_cas::{IssuingCas, TenantCaSettings};

@@ -27,7 +27,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ClientCertificate(Arc<OnceLock<Option<CertificateDer<'static>>>>);
 
 impl ClientCertificate {
-    /// The client's certificate (DER), verified against `TLS_CLIENT_CA_PATH`.
+    /// The client's certificate (DER), verified against `TLS_CLIENT_CA_PATH` or a tenant's
+    /// issuing CA.
     pub fn der(&self) -> Option<&CertificateDer<'static>> {
         self.0.get().and_then(Option::as_ref)
     }

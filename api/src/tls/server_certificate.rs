@@ -14,6 +14,9 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+use super::client_verifier::ClientCertificates;
+use super::TenantClientCas;
+
 /// `TLS_CERT_PATH`, `TLS_KEY_PATH`, `TLS_CLIENT_CA_PATH`, `TLS_RELOAD_SECONDS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
@@ -55,8 +58,12 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// Reads and checks every file now: a configuration that cannot serve is refused at
-    /// start-up, not at the first handshake.
-    pub fn load(settings: &TlsSettings) -> Result<Self, TlsLoadError> {
+    /// start-up, not at the first handshake. With a client CA, the certificates of
+    /// `tenant_cas` are accepted too.
+    pub fn load(
+        settings: &TlsSettings,
+        tenant_cas: Arc<TenantClientCas>,
+    ) -> Result<Self, TlsLoadError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certificate = Arc::new(ReloadingCertificate::load(
             &settings.cert_path,
@@ -77,12 +84,15 @@ impl ServerTls {
                 for cert in read_certificates(path)? {
                     roots.add(cert).map_err(|e| client_ca(e.to_string()))?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                let platform = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                     // Optional: only the routes that need a device's certificate ask for it.
                     .allow_unauthenticated()
                     .build()
                     .map_err(|e| client_ca(e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(ClientCertificates {
+                    platform,
+                    tenants: tenant_cas,
+                }))
             }
         };
         let mut config = builder.with_cert_resolver(certificate.clone());

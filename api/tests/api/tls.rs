@@ -282,11 +282,15 @@ fn a_key_that_is_not_the_certificates_is_refused_at_start() {
     let other = ca.issue_server("other");
     let mut mismatched = settings(&server, None);
     mismatched.key_path = other.key_path.clone();
-    let err = ServerTls::load(&mismatched).err().expect("refused");
+    let err = ServerTls::load(&mismatched, Default::default())
+        .err()
+        .expect("refused");
     assert!(matches!(err, TlsLoadError::KeyNotUsable { .. }), "{err}");
     let mut missing = settings(&server, None);
     missing.cert_path = dir.join("absent.pem");
-    let err = ServerTls::load(&missing).err().expect("refused");
+    let err = ServerTls::load(&missing, Default::default())
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("absent.pem"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -906,7 +906,7 @@ async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_
     assert_eq!(platform.status, 200);
     assert_ne!(platform.body, answer.body);
 
-    let (serial, _, pem) = enrolled(&stack, "line-9", &group_key).await;
+    let (serial, key, pem) = enrolled(&stack, "line-9", &group_key).await;
     let verify = |chain: &str, pem: &std::path::Path| {
         format!(
             "openssl verify -CAfile tenant-root.pem -untrusted {chain} {}",
@@ -949,6 +949,23 @@ async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Its certificate of the revoked CA re-enrolls nothing any more.
+    key_and_csr(&stack, "after-revocation", &format!("/CN={serial}")).await;
+    let refused = curl(
+        &stack,
+        &format!(
+            "--cert {} --key {} -H 'Content-Type: application/pkcs10' \
+             --data-binary @after-revocation.b64",
+            pem.display(),
+            key.display()
+        ),
+        "/.well-known/est/simplereenroll",
+        "after-revocation",
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("revoked"), "{}", refused.body);
+
     // The device enrolls again with its group credential, and chains to the replacement.
     let answers = until_issued(
         &stack,
@@ -983,4 +1000,138 @@ async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_
             .await
             .unwrap();
     assert_eq!(devices, 1, "recovered, not registered again");
+}
+
+/// A device of a tenant with CAs of its own re-enrolls over mutual TLS with the certificate
+/// its tenant's CA issued, as a device of the platform's CA does. Once the tenant's issuing CA
+/// is rotated, its next re-enrollment is issued by the new CA, and operators watch the live
+/// certificates move from the old CA to the new one; a superseded certificate re-enrolls
+/// nothing.
+#[tokio::test]
+async fn a_tenant_s_device_reenrolls_over_mutual_tls_and_moves_to_the_rotated_ca() {
+    use crate::tenant_cas::{cas_of, chain_with, create_cas, spawn_worker_with_key_store};
+    let mut stack = Stack::start_with_est().await;
+    let token = testkit::SoftHsmToken::new(&stack.dir, "fleet");
+    spawn_worker_with_key_store(&mut stack, &token);
+    create_cas(&stack, TENANT).await;
+    let chain = chain_with(&stack, TENANT, 1).await;
+    std::fs::write(
+        stack.dir.join("tenant-root.pem"),
+        chain["root"].as_str().unwrap(),
+    )
+    .unwrap();
+    let group_key = create_group(&stack, "line-4").await;
+    let (serial, key, cert) = enrolled(&stack, "line-4", &group_key).await;
+    until_status_known(&stack, &cert).await;
+    let reenroll = |cert: &std::path::Path, key: &std::path::Path, csr: &str| {
+        format!(
+            "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @{csr}",
+            cert.display(),
+            key.display()
+        )
+    };
+    let verified_by = |ca: &str, pem: &str| {
+        format!("openssl verify -CAfile tenant-root.pem -untrusted {ca} {pem}")
+    };
+
+    // Re-enrolled with the certificate of the tenant's first issuing CA, by that CA.
+    key_and_csr(&stack, "renewed", &format!("/CN={serial}")).await;
+    let answers = until_issued(
+        &stack,
+        &reenroll(&cert, &key, "renewed.b64"),
+        "/.well-known/est/simplereenroll",
+        "renewed.p7",
+    )
+    .await;
+    let last = answers.last().unwrap();
+    assert_eq!(last.status, 200, "{}", last.body);
+    open_pkcs7(&stack, "renewed.p7", "renewed.pem").await;
+    let cas = cas_of(&stack, TENANT).await;
+    std::fs::write(
+        stack.dir.join("first-ca.pem"),
+        cas["cas"][1]["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (ok, said) = sh(&stack, verified_by("first-ca.pem", "renewed.pem")).await;
+    assert!(ok, "issued by the tenant's issuing CA: {said}");
+
+    // The operator rotates the tenant's issuing CA; once the new one has taken over, the
+    // device's next re-enrollment is issued by it.
+    let rotated = stack
+        .client
+        .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/rotate")))
+        .bearer_auth(stack.operator_token("admin"))
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 202);
+    chain_with(&stack, TENANT, 2).await;
+    tokio::time::sleep(
+        (domain::HANDOVER + chrono::Duration::seconds(1))
+            .to_std()
+            .unwrap(),
+    )
+    .await;
+    let cacerts = curl(&stack, "", "/.well-known/est/line-4/cacerts", "both.p7").await;
+    assert_eq!(cacerts.status, 200);
+    let opened = open_pkcs7(&stack, "both.p7", "both.pem").await;
+    assert_eq!(
+        opened.matches("BEGIN CERTIFICATE").count(),
+        3,
+        "both issuing CAs and the root during the overlap: {opened}"
+    );
+    let cas = cas_of(&stack, TENANT).await;
+    std::fs::write(
+        stack.dir.join("next-ca.pem"),
+        cas["cas"][2]["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let renewed = (stack.dir.join("renewed.pem"), stack.dir.join("renewed.key"));
+    until_status_known(&stack, &renewed.0).await;
+    key_and_csr(&stack, "moved", &format!("/CN={serial}")).await;
+    let answers = until_issued(
+        &stack,
+        &reenroll(&renewed.0, &renewed.1, "moved.b64"),
+        "/.well-known/est/simplereenroll",
+        "moved.p7",
+    )
+    .await;
+    let last = answers.last().unwrap();
+    assert_eq!(last.status, 200, "{}", last.body);
+    open_pkcs7(&stack, "moved.p7", "moved.pem").await;
+    let (ok, said) = sh(&stack, verified_by("next-ca.pem", "moved.pem")).await;
+    assert!(ok, "issued by the new issuing CA: {said}");
+    let (ok, _) = sh(&stack, verified_by("first-ca.pem", "moved.pem")).await;
+    assert!(!ok, "not by the old one");
+
+    // The operator sees the device's live certificate move to the new CA.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let cas = cas_of(&stack, TENANT).await;
+        let (old, new) = (&cas["cas"][1], &cas["cas"][2]);
+        if old["live_certificates"] == 0 && new["live_certificates"] == 1 {
+            assert_eq!(old["state"], "rotating");
+            assert_eq!(new["state"], "active");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "live certificates never moved: {cas}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A superseded certificate of the tenant's CA re-enrolls nothing.
+    key_and_csr(&stack, "stale", &format!("/CN={serial}")).await;
+    let stale = curl(
+        &stack,
+        &reenroll(&renewed.0, &renewed.1, "stale.b64"),
+        "/.well-known/est/simplereenroll",
+        "stale",
+    )
+    .await;
+    assert_eq!(stale.status, 403, "{}", stale.body);
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
 }

@@ -303,7 +303,7 @@ async fn verify_with_crls(
 }
 
 /// The tenant's CAs as operators read them.
-async fn cas_of(stack: &Stack, tenant: &str) -> Value {
+pub(crate) async fn cas_of(stack: &Stack, tenant: &str) -> Value {
     stack
         .get(
             &format!("/admin/tenants/{tenant}/cas"),
