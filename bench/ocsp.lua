@@ -1,22 +1,25 @@
--- wrk script: POST OCSP_PATH (public, no token) with the DER OCSP requests listed in
--- OCSP_REQUEST_LIST (one file per line, each made by `openssl ocsp -reqout`, with a nonce), in
--- turn, as relying parties checking many certificates would. Every request is signed afresh by
+-- wrk script: POST the DER OCSP requests listed in OCSP_REQUEST_LIST (one per line, each made
+-- by `openssl ocsp -reqout`, with a nonce), in turn, as relying parties checking many
+-- certificates would, to OCSP_PATH, or to the responder path a line names after its file
+-- ("<file> <path>": each request to its own CA's responder). Every request is signed afresh by
 -- the responder (the nonce forbids reusing an answer).
-local path = os.getenv("OCSP_PATH")
-local bodies = {}
-for file in io.lines(os.getenv("OCSP_REQUEST_LIST")) do
+local default_path = os.getenv("OCSP_PATH")
+local requests = {}
+for line in io.lines(os.getenv("OCSP_REQUEST_LIST")) do
+  local file, path = line:match("^(%S+)%s+(%S+)$")
+  file = file or line
   local f = assert(io.open(file, "rb"))
-  bodies[#bodies + 1] = f:read("*a")
+  requests[#requests + 1] = { body = f:read("*a"), path = path or default_path }
   f:close()
 end
 local i = 0
 
 function setup(thread)
-  thread:set("offset", math.random(#bodies))
+  thread:set("offset", math.random(#requests))
 end
 
 function request()
   i = i + 1
-  local body = bodies[((i + (offset or 0)) % #bodies) + 1]
-  return wrk.format("POST", path, { ["Content-Type"] = "application/ocsp-request" }, body)
+  local r = requests[((i + (offset or 0)) % #requests) + 1]
+  return wrk.format("POST", r.path, { ["Content-Type"] = "application/ocsp-request" }, r.body)
 end

@@ -151,6 +151,33 @@ fn enroll_args(serial: &str, key: &str, csr: &str) -> String {
     format!("-u '{serial}:{key}' -H 'Content-Type: application/pkcs10' --data-binary @{csr}")
 }
 
+/// curl's arguments for `simplereenroll` with the certificate `cert` (and its key) as the TLS
+/// client certificate, for the CSR (base64) in `csr`.
+fn reenroll(cert: &std::path::Path, key: &std::path::Path, csr: &str) -> String {
+    format!(
+        "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @{csr}",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// The EST stack with a worker whose tenant CA keys are made in a token of the test's own,
+/// and `TENANT`'s CAs made, its root in `tenant-root.pem`. Keep the token as long as the stack.
+async fn stack_with_tenant_cas() -> (Stack, testkit::SoftHsmToken) {
+    use crate::tenant_cas::{chain_with, create_cas, spawn_worker_with_key_store};
+    let mut stack = Stack::start_with_est().await;
+    let token = testkit::SoftHsmToken::new(&stack.dir, "fleet");
+    spawn_worker_with_key_store(&mut stack, &token);
+    create_cas(&stack, TENANT).await;
+    let chain = chain_with(&stack, TENANT, 1).await;
+    std::fs::write(
+        stack.dir.join("tenant-root.pem"),
+        chain["root"].as_str().unwrap(),
+    )
+    .unwrap();
+    (stack, token)
+}
+
 /// A device enrolled through `group` (with the label in the URL): its serial, and its key
 /// and certificate files.
 async fn enrolled(stack: &Stack, group: &str, group_key: &str) -> (String, PathBuf, PathBuf) {
@@ -312,7 +339,7 @@ async fn a_device_reenrolls_over_mutual_tls_with_its_current_certificate() {
     until_status_known(&stack, &cert).await;
     key_and_csr(&stack, "renewed", &format!("/CN={serial}")).await;
     let body = "-H 'Content-Type: application/pkcs10' --data-binary @renewed.b64";
-    let with_cert = format!("--cert {} --key {} {body}", cert.display(), key.display());
+    let with_cert = reenroll(&cert, &key, "renewed.b64");
 
     // Without a client certificate, and with another CA's, it is refused.
     let anonymous = curl(&stack, body, "/.well-known/est/simplereenroll", "anon").await;
@@ -340,11 +367,7 @@ async fn a_device_reenrolls_over_mutual_tls_with_its_current_certificate() {
     key_and_csr(&stack, "renamed", "/CN=someone-else").await;
     let renamed = curl(
         &stack,
-        &format!(
-            "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @renamed.b64",
-            cert.display(),
-            key.display()
-        ),
+        &reenroll(&cert, &key, "renamed.b64"),
         "/.well-known/est/simplereenroll",
         "renamed",
     )
@@ -871,17 +894,8 @@ async fn under_tls_relying_parties_fetch_status_over_plain_http_from_the_first_c
 /// (its certificate of the revoked CA no longer counts) and chains to the replacement.
 #[tokio::test]
 async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_credential() {
-    use crate::tenant_cas::{chain_with, create_cas, spawn_worker_with_key_store};
-    let mut stack = Stack::start_with_est().await;
-    let token = testkit::SoftHsmToken::new(&stack.dir, "fleet");
-    spawn_worker_with_key_store(&mut stack, &token);
-    create_cas(&stack, TENANT).await;
-    let chain = chain_with(&stack, TENANT, 1).await;
-    std::fs::write(
-        stack.dir.join("tenant-root.pem"),
-        chain["root"].as_str().unwrap(),
-    )
-    .unwrap();
+    use crate::tenant_cas::chain_with;
+    let (stack, _token) = stack_with_tenant_cas().await;
     let group_key = create_group(&stack, "line-9").await;
 
     // cacerts for the group: the tenant's chain (issuing CA, root); without a group: the
@@ -953,12 +967,7 @@ async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_
     key_and_csr(&stack, "after-revocation", &format!("/CN={serial}")).await;
     let refused = curl(
         &stack,
-        &format!(
-            "--cert {} --key {} -H 'Content-Type: application/pkcs10' \
-             --data-binary @after-revocation.b64",
-            pem.display(),
-            key.display()
-        ),
+        &reenroll(&pem, &key, "after-revocation.b64"),
         "/.well-known/est/simplereenroll",
         "after-revocation",
     )
@@ -1009,27 +1018,11 @@ async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_
 /// nothing.
 #[tokio::test]
 async fn a_tenant_s_device_reenrolls_over_mutual_tls_and_moves_to_the_rotated_ca() {
-    use crate::tenant_cas::{cas_of, chain_with, create_cas, spawn_worker_with_key_store};
-    let mut stack = Stack::start_with_est().await;
-    let token = testkit::SoftHsmToken::new(&stack.dir, "fleet");
-    spawn_worker_with_key_store(&mut stack, &token);
-    create_cas(&stack, TENANT).await;
-    let chain = chain_with(&stack, TENANT, 1).await;
-    std::fs::write(
-        stack.dir.join("tenant-root.pem"),
-        chain["root"].as_str().unwrap(),
-    )
-    .unwrap();
+    use crate::tenant_cas::{cas_of, chain_with};
+    let (stack, _token) = stack_with_tenant_cas().await;
     let group_key = create_group(&stack, "line-4").await;
     let (serial, key, cert) = enrolled(&stack, "line-4", &group_key).await;
     until_status_known(&stack, &cert).await;
-    let reenroll = |cert: &std::path::Path, key: &std::path::Path, csr: &str| {
-        format!(
-            "--cert {} --key {} -H 'Content-Type: application/pkcs10' --data-binary @{csr}",
-            cert.display(),
-            key.display()
-        )
-    };
     let verified_by = |ca: &str, pem: &str| {
         format!("openssl verify -CAfile tenant-root.pem -untrusted {ca} {pem}")
     };
