@@ -6,7 +6,7 @@
 //! responder (`ocsp/`: request parsing, answers from the status read model, response
 //! signing with a delegated key) and the certification of its signers
 //! (`ocsp_signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
-//! (`est_wire_format.rs`) and the CA's certificates as the api serves them and checks client
+//! (`est_wire_format.rs`), CMP's messages (`cmp/`: the password-based MAC) and the CA's certificates as the api serves them and checks client
 //! certificates against (`ca_certificates.rs`), and the development CA (`dev_ca.rs`).
 //!
 //! An adapter crate: it implements `app`'s ports (`CertificateAuthority`, `pki::CrlSigner`)
@@ -21,6 +21,7 @@ mod ca_certificates;
 pub mod ca_certification;
 mod certificate_profile;
 mod certificate_serial;
+pub mod cmp;
 mod crl_signing;
 mod csr_policy;
 pub mod dev_ca;

@@ -1,0 +1,9 @@
+//! CMP (RFC 4210, RFC 9483's lightweight profile) wire formats, on RustCrypto's `cmpv2` and
+//! `crmf` types: what a request's protection covers and how a password-based MAC (RFC 4210
+//! §5.1.3.1) is checked and made (`password_based_mac.rs`).
+//!
+//! Must not: know HTTP, a device's credential beyond the secret it is handed, or log a secret.
+
+mod password_based_mac;
+
+pub use password_based_mac::{protected_part, PasswordBasedMac, PbmRefusal};
