@@ -1,9 +1,12 @@
 //! CMP (RFC 4210, RFC 9483's lightweight profile) wire formats, on RustCrypto's `cmpv2` and
 //! `crmf` types: what a request's protection covers and how a password-based MAC (RFC 4210
-//! §5.1.3.1) is checked and made (`password_based_mac.rs`).
+//! §5.1.3.1) is checked and made (`password_based_mac.rs`), and what a request says
+//! (`request.rs`: its transaction, nonces, sender, protection and kind).
 //!
 //! Must not: know HTTP, a device's credential beyond the secret it is handed, or log a secret.
 
 mod password_based_mac;
+mod request;
 
 pub use password_based_mac::{protected_part, PasswordBasedMac, PbmRefusal};
+pub use request::{CmpProtection, CmpRequest, CmpRequestBody, CmpRequestError};
