@@ -58,6 +58,8 @@ enum MacAlgorithm {
 /// A password-based MAC's parameters, as a message's `protectionAlg` gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordBasedMac {
+    /// `protectionAlg` as the sender wrote it: an answer is protected with the same.
+    algorithm: AlgorithmIdentifierOwned,
     salt: Vec<u8>,
     iterations: u64,
     mac: MacAlgorithm,
@@ -92,10 +94,16 @@ impl PasswordBasedMac {
             return Err(PbmRefusal::Salt);
         }
         Ok(Self {
+            algorithm: protection_alg.clone(),
             salt: salt.to_vec(),
             iterations: parameters.iteration_count,
             mac,
         })
+    }
+
+    /// The `protectionAlg` these parameters came from.
+    pub fn algorithm(&self) -> &AlgorithmIdentifierOwned {
+        &self.algorithm
     }
 
     /// The MAC of `protected_part` (see [`protected_part`]) under `secret`.

@@ -15,6 +15,7 @@ use der::asn1::AnyRef;
 use der::oid::ObjectIdentifier;
 use der::{Class, Decode, Encode, Reader, SliceReader, Tagged};
 use spki::AlgorithmIdentifierOwned;
+use x509_cert::ext::pkix::name::GeneralName;
 
 use super::password_based_mac::{PasswordBasedMac, PbmRefusal, PASSWORD_BASED_MAC};
 
@@ -73,6 +74,8 @@ pub enum CmpProtection {
 /// A request, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CmpRequest {
+    /// Who the sender says it is: an answer's recipient.
+    pub sender: GeneralName,
     pub transaction_id: Vec<u8>,
     pub sender_nonce: Vec<u8>,
     /// The key the sender names: with a MAC, the reference of its secret.
@@ -191,6 +194,7 @@ impl CmpRequest {
         let protection_bits = protection_bits.ok_or(CmpRequestError::Unprotected)?;
         let body = body_of(&body_any)?;
         Ok(Self {
+            sender: header.sender.clone(),
             transaction_id,
             sender_nonce,
             sender_kid: header
