@@ -12,8 +12,9 @@ mod answer;
 mod certificate_request;
 mod password_based_mac;
 mod request;
+mod signature_check;
 
 pub use answer::{CertAnswerKind, CmpAnswer, CmpAnswerBody};
 pub use certificate_request::{CrmfCertificateRequest, CrmfRefusal};
 pub use password_based_mac::{protected_part, PasswordBasedMac, PbmRefusal};
-pub use request::{CmpProtection, CmpRequest, CmpRequestBody, CmpRequestError};
+pub use request::{CmpProtection, CmpRequest, CmpRequestBody, CmpRequestError, SignatureRefusal};

@@ -172,12 +172,13 @@ impl CrmfCertificateRequest {
             // (RFC 4211 §4.1), which this service refuses anyway.
             return Err(CrmfRefusal::NoSignatureProof);
         }
-        verify(
+        super::signature_check::verify(
             &public_key,
             &signing_key.algorithm.to_der().map_err(malformed)?,
             &signing_key.signature,
             &cert_req_der,
-        )?;
+        )
+        .map_err(|_| CrmfRefusal::ProofFails)?;
         Ok(Self {
             cert_req_id: request.cert_req_id,
             subject: request.cert_template.subject,
@@ -185,26 +186,6 @@ impl CrmfCertificateRequest {
             der: der.to_vec(),
         })
     }
-}
-
-/// Whether `signature` (by `algorithm`, DER) over `data` verifies with `public_key` (SPKI
-/// DER).
-fn verify(
-    public_key: &[u8],
-    algorithm: &[u8],
-    signature: &BitString,
-    data: &[u8],
-) -> Result<(), CrmfRefusal> {
-    use x509_parser::asn1_rs;
-    use x509_parser::prelude::FromDer;
-    use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
-    let (_, key) =
-        SubjectPublicKeyInfo::from_der(public_key).map_err(|_| CrmfRefusal::Malformed)?;
-    let (_, algorithm) =
-        AlgorithmIdentifier::from_der(algorithm).map_err(|_| CrmfRefusal::Malformed)?;
-    let signature = asn1_rs::BitString::new(signature.unused_bits(), signature.raw_bytes());
-    x509_parser::verify::verify_signature(&key, &algorithm, &signature, data)
-        .map_err(|_| CrmfRefusal::ProofFails)
 }
 
 #[cfg(test)]

@@ -67,8 +67,9 @@ impl CmpRequestBody {
 pub enum CmpProtection {
     /// A password-based MAC, whose secret the sender names by `senderKID`.
     PasswordBasedMac(PasswordBasedMac),
-    /// A signature with this algorithm, by a certificate among `extraCerts` (or known).
-    Signature(ObjectIdentifier),
+    /// A signature with this algorithm, by a certificate among `extraCerts` (or known):
+    /// [`CmpRequest::signed_by`] checks it.
+    Signature(AlgorithmIdentifierOwned),
 }
 
 /// A request, read.
@@ -211,13 +212,49 @@ impl CmpRequest {
     }
 }
 
+impl CmpRequest {
+    /// Whether the message is signed, and the signature over its protected part verifies
+    /// with the key of `certificate` (DER). Who that certificate belongs to, and whether it
+    /// is still good, is the caller's to judge.
+    pub fn signed_by(&self, certificate: &[u8]) -> Result<(), SignatureRefusal> {
+        let CmpProtection::Signature(algorithm) = &self.protection else {
+            return Err(SignatureRefusal::NotSigned);
+        };
+        let certificate = x509_cert::Certificate::from_der(certificate)
+            .map_err(|_| SignatureRefusal::Unreadable)?;
+        let key = certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|_| SignatureRefusal::Unreadable)?;
+        let algorithm = algorithm
+            .to_der()
+            .map_err(|_| SignatureRefusal::Unreadable)?;
+        let bits = der::asn1::BitString::from_bytes(&self.protection_bits)
+            .map_err(|_| SignatureRefusal::Unreadable)?;
+        super::signature_check::verify(&key, &algorithm, &bits, &self.protected_part)
+            .map_err(|_| SignatureRefusal::DoesNotVerify)
+    }
+}
+
+/// Why a request's signature does not authenticate it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureRefusal {
+    #[error("the message is not signed")]
+    NotSigned,
+    #[error("the certificate or the signature does not parse")]
+    Unreadable,
+    #[error("the signature does not verify with the certificate's key")]
+    DoesNotVerify,
+}
+
 fn protection_of(alg: &AlgorithmIdentifierOwned) -> Result<CmpProtection, CmpRequestError> {
     if alg.oid == PASSWORD_BASED_MAC {
         return PasswordBasedMac::of(alg)
             .map(CmpProtection::PasswordBasedMac)
             .map_err(CmpRequestError::Protection);
     }
-    Ok(CmpProtection::Signature(alg.oid))
+    Ok(CmpProtection::Signature(alg.clone()))
 }
 
 fn body_of(body: &AnyRef<'_>) -> Result<CmpRequestBody, CmpRequestError> {
@@ -307,7 +344,11 @@ mod tests {
                     ));
                 }
                 (CmpProtection::Signature(alg), false) => {
-                    assert_eq!(alg.to_string(), "1.2.840.10045.4.3.2", "ecdsa-with-SHA256");
+                    assert_eq!(
+                        alg.oid.to_string(),
+                        "1.2.840.10045.4.3.2",
+                        "ecdsa-with-SHA256"
+                    );
                     // The kur names its certificate in extraCerts (`-extracerts`), the rr not.
                     let extra = usize::from(kind == "kur");
                     assert_eq!(request.extra_certs.len(), extra, "{file}");
@@ -335,6 +376,25 @@ mod tests {
         assert_eq!(
             parsed.certification_request_info.subject.to_string(),
             "CN=SN-0001"
+        );
+    }
+
+    #[test]
+    fn a_signed_request_verifies_with_its_own_certificate_and_no_other() {
+        let kur = CmpRequest::from_der(&fixture("kur-signed.der")).unwrap();
+        assert_eq!(kur.signed_by(&kur.extra_certs[0]), Ok(()));
+        let other = rcgen::CertificateParams::new(vec!["other".to_owned()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        assert_eq!(
+            kur.signed_by(other.der()),
+            Err(SignatureRefusal::DoesNotVerify)
+        );
+        let ir = CmpRequest::from_der(&fixture("ir-hmac-sha1.der")).unwrap();
+        assert_eq!(
+            ir.signed_by(&kur.extra_certs[0]),
+            Err(SignatureRefusal::NotSigned)
         );
     }
 
