@@ -398,6 +398,49 @@ mod tests {
         );
     }
 
+    /// Every single-byte change and every truncation of openssl's requests is read or
+    /// refused, never a panic, down to the certificate request and its proof.
+    #[test]
+    fn no_changed_or_cut_request_panics() {
+        for name in [
+            "ir-hmac-sha1.der",
+            "ir-with-validity.der",
+            "p10cr-hmac-sha1.der",
+            "kur-signed.der",
+            "rr-signed.der",
+            "genm-ca-certs.der",
+        ] {
+            let original = fixture(name);
+            let mut variants: Vec<Vec<u8>> = (0..original.len())
+                .flat_map(|at| {
+                    [0x00u8, 0x01, 0x80, 0xff].into_iter().map({
+                        let original = &original;
+                        move |x| {
+                            let mut changed = original.clone();
+                            changed[at] ^= x;
+                            changed
+                        }
+                    })
+                })
+                .collect();
+            variants.extend((0..original.len()).map(|n| original[..n].to_vec()));
+            for variant in variants {
+                let Ok(request) = CmpRequest::from_der(&variant) else {
+                    continue;
+                };
+                if let CmpRequestBody::Ir(content)
+                | CmpRequestBody::Cr(content)
+                | CmpRequestBody::Kur(content) = &request.body
+                {
+                    let _ = crate::cmp::CrmfCertificateRequest::from_cert_req_messages(content);
+                }
+                if let Some(cert) = request.extra_certs.first() {
+                    let _ = request.signed_by(cert);
+                }
+            }
+        }
+    }
+
     #[test]
     fn implicit_confirm_is_read_from_the_header() {
         let request = CmpRequest::from_der(&fixture("ir-implicit-confirm.der")).unwrap();
