@@ -15,7 +15,7 @@ use std::process::Command;
 
 use der::Decode;
 use pki::cmp::{
-    CertAnswerKind, CmpAnswer, CmpAnswerBody, CmpProtection, CmpRequest, CmpRequestBody,
+    CertAnswerKind, CmpAnswer, CmpAnswerBody, CmpProtection, CmpRequest, CmpRequestBody, PkiFailure,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -76,7 +76,7 @@ impl TestCa {
         let genuine = pbm.verifies(SECRET, &request.protected_part, &request.protection_bits);
         let body = match (&request.body, genuine) {
             (_, false) => CmpAnswerBody::Error {
-                failure_bit: 1, // badMessageCheck
+                failure: PkiFailure::BadMessageCheck,
                 text: "the MAC does not verify".to_owned(),
             },
             (CmpRequestBody::Ir(_), true) => CmpAnswerBody::Certified {

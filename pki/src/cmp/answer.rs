@@ -20,6 +20,7 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::name::Name;
 
+use super::failure_info::PkiFailure;
 use super::request::CmpRequest;
 
 /// `id-it-implicitConfirm`.
@@ -75,8 +76,8 @@ pub enum CmpAnswerBody {
     CaCertificates(Vec<Vec<u8>>),
     /// `pkiconf`: the confirmation was received.
     Confirmed,
-    /// `error`: refused, for the reason the `PKIFailureInfo` bit names, with a text.
-    Error { failure_bit: u8, text: String },
+    /// `error`: refused, for this reason, with a text.
+    Error { failure: PkiFailure, text: String },
 }
 
 /// An answer to `request`, from `sender` (the CA's or the api's CMP name).
@@ -335,10 +336,10 @@ fn body_der(body: &CmpAnswerBody) -> Result<Vec<u8>, der::Error> {
             )
         }
         CmpAnswerBody::Confirmed => tagged(19, &Null),
-        CmpAnswerBody::Error { failure_bit, text } => tagged(
+        CmpAnswerBody::Error { failure, text } => tagged(
             23,
             &ErrorMsgContent {
-                status: StatusInfo::rejection(*failure_bit, text)?,
+                status: StatusInfo::rejection(failure.bit(), text)?,
                 error_details: None,
             },
         ),
@@ -353,11 +354,12 @@ mod tests {
     fn a_failure_bit_is_encoded_as_rfc_4210_numbers_it() {
         // badAlg (0): one byte, bit 7; badRequest (2): 0x20 with 5 unused bits;
         // systemUnavail (24): four bytes, the last 0x80 with 7 unused bits.
-        for (bit, bytes, unused) in [
-            (0u8, vec![0x80], 7u8),
-            (2, vec![0x20], 5),
-            (24, vec![0, 0, 0, 0x80], 7),
+        for (failure, bytes, unused) in [
+            (PkiFailure::BadAlg, vec![0x80], 7u8),
+            (PkiFailure::BadRequest, vec![0x20], 5),
+            (PkiFailure::SystemUnavail, vec![0, 0, 0, 0x80], 7),
         ] {
+            let bit = failure.bit();
             let encoded = failure_info(bit).unwrap();
             assert_eq!(encoded.raw_bytes(), bytes.as_slice(), "bit {bit}");
             assert_eq!(encoded.unused_bits(), unused, "bit {bit}");

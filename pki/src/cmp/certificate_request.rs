@@ -17,6 +17,8 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
+use super::failure_info::PkiFailure;
+
 /// A certificate request whose proof of possession checks out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrmfCertificateRequest {
@@ -30,7 +32,7 @@ pub struct CrmfCertificateRequest {
     pub der: Vec<u8>,
 }
 
-/// Why a CRMF request is refused; each maps to a `PKIFailureInfo` bit.
+/// Why a CRMF request is refused; each maps to a `PKIFailureInfo` reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CrmfRefusal {
     #[error("the request is not a DER CertReqMessages")]
@@ -46,17 +48,13 @@ pub enum CrmfRefusal {
 }
 
 impl CrmfRefusal {
-    /// The `PKIFailureInfo` bit that says why (RFC 4210 §5.2.3).
-    pub fn failure_bit(&self) -> u8 {
-        const BAD_REQUEST: u8 = 2;
-        const BAD_DATA_FORMAT: u8 = 5;
-        const BAD_POP: u8 = 9;
-        const BAD_CERT_TEMPLATE: u8 = 19;
+    /// The `PKIFailureInfo` reason to answer with.
+    pub fn failure(&self) -> PkiFailure {
         match self {
-            Self::Malformed => BAD_DATA_FORMAT,
-            Self::NotOne => BAD_REQUEST,
-            Self::NoPublicKey => BAD_CERT_TEMPLATE,
-            Self::NoSignatureProof | Self::ProofFails => BAD_POP,
+            Self::Malformed => PkiFailure::BadDataFormat,
+            Self::NotOne => PkiFailure::BadRequest,
+            Self::NoPublicKey => PkiFailure::BadCertTemplate,
+            Self::NoSignatureProof | Self::ProofFails => PkiFailure::BadPop,
         }
     }
 }
@@ -247,7 +245,7 @@ mod tests {
             CrmfCertificateRequest::from_cert_req_messages(&changed),
             Err(CrmfRefusal::ProofFails)
         );
-        assert_eq!(CrmfRefusal::ProofFails.failure_bit(), 9, "badPOP");
+        assert_eq!(CrmfRefusal::ProofFails.failure().bit(), 9, "badPOP");
         assert_ne!(request.der, changed);
     }
 

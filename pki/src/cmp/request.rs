@@ -17,6 +17,7 @@ use der::{Class, Decode, Encode, Reader, SliceReader, Tagged};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::pkix::name::GeneralName;
 
+use super::failure_info::PkiFailure;
 use super::password_based_mac::{PasswordBasedMac, PbmRefusal, PASSWORD_BASED_MAC};
 
 /// `id-it-implicitConfirm`: the sender waives `certConf` (RFC 4210 §5.1.1.1).
@@ -93,7 +94,7 @@ pub struct CmpRequest {
 }
 
 /// Why a message is no request this service reads; each is answered with CMP's own
-/// `error` message, whose failure bit `failure_bit` names (RFC 4210 `PKIFailureInfo`).
+/// `error` message, with the `PKIFailureInfo` reason [`CmpRequestError::failure`] names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmpRequestError {
     #[error("the body is not a DER PKIMessage")]
@@ -115,20 +116,16 @@ pub enum CmpRequestError {
 }
 
 impl CmpRequestError {
-    /// The `PKIFailureInfo` bit that says why (RFC 4210 §5.2.3, RFC 9480 for
-    /// `unsupportedVersion`).
-    pub fn failure_bit(&self) -> u8 {
-        const BAD_ALG: u8 = 0;
-        const BAD_MESSAGE_CHECK: u8 = 1;
-        const BAD_REQUEST: u8 = 2;
-        const BAD_DATA_FORMAT: u8 = 5;
-        const UNSUPPORTED_VERSION: u8 = 16;
+    /// The `PKIFailureInfo` reason to answer with.
+    pub fn failure(&self) -> PkiFailure {
         match self {
-            Self::NotAMessage => BAD_DATA_FORMAT,
-            Self::UnsupportedVersion => UNSUPPORTED_VERSION,
-            Self::TransactionId | Self::SenderNonce | Self::NotARequest(_) => BAD_REQUEST,
-            Self::Unprotected => BAD_MESSAGE_CHECK,
-            Self::Protection(_) => BAD_ALG,
+            Self::NotAMessage => PkiFailure::BadDataFormat,
+            Self::UnsupportedVersion => PkiFailure::UnsupportedVersion,
+            Self::TransactionId | Self::SenderNonce | Self::NotARequest(_) => {
+                PkiFailure::BadRequest
+            }
+            Self::Unprotected => PkiFailure::BadMessageCheck,
+            Self::Protection(_) => PkiFailure::BadAlg,
         }
     }
 }
@@ -442,6 +439,17 @@ mod tests {
     }
 
     #[test]
+    fn another_version_is_refused_as_unsupported() {
+        let mut request = fixture("ir-hmac-sha1.der");
+        // SEQUENCE (4-byte header), header SEQUENCE (3), pvno INTEGER: its value at 9.
+        assert_eq!(request[7..10], [0x02, 0x01, 0x02]);
+        request[9] = 3;
+        let refused = CmpRequest::from_der(&request).unwrap_err();
+        assert_eq!(refused, CmpRequestError::UnsupportedVersion);
+        assert_eq!(refused.failure().bit(), 22, "unsupportedVersion");
+    }
+
+    #[test]
     fn implicit_confirm_is_read_from_the_header() {
         let request = CmpRequest::from_der(&fixture("ir-implicit-confirm.der")).unwrap();
         assert!(request.implicit_confirm);
@@ -457,7 +465,7 @@ mod tests {
         ] {
             let refused = CmpRequest::from_der(garbage).unwrap_err();
             assert_eq!(refused, CmpRequestError::NotAMessage);
-            assert_eq!(refused.failure_bit(), 5, "badDataFormat");
+            assert_eq!(refused.failure(), PkiFailure::BadDataFormat);
         }
         let whole = fixture("ir-hmac-sha1.der");
         assert_eq!(
