@@ -337,6 +337,17 @@ impl TestApp {
 }
 
 /// Asserts a problem+json response with `status` and `type` `/problems/<slug>`; returns it.
+/// `api <args…>` against `database_url`, as the operator `tester` runs it from a shell.
+pub fn operator_command(database_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("DB_MAX_CONNECTIONS", "2")
+        .env("USER", "tester")
+        .output()
+        .unwrap()
+}
+
 pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");
     let content_type = response

@@ -2,21 +2,17 @@
 //! verify and replay work for every registered read model (here `device_stats`, which the
 //! live projector never filled), and every action is recorded in `operator_actions`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::helpers::*;
 
 fn projections_command(database_url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_api"))
-        .arg("projections")
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("DB_MAX_CONNECTIONS", "2")
-        .env("USER", "tester")
-        .output()
-        .unwrap()
+    let args: Vec<&str> = std::iter::once("projections")
+        .chain(args.iter().copied())
+        .collect();
+    crate::helpers::operator_command(database_url, &args)
 }
 
 fn stdout(output: &Output) -> String {

@@ -210,33 +210,25 @@ async fn a_tenant_cannot_manage_cas_and_has_no_chain_until_its_cas_are_made() {
 }
 
 fn cas_command(database_url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_api"))
-        .arg("cas")
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("DB_MAX_CONNECTIONS", "2")
-        .env("USER", "tester")
-        .output()
-        .unwrap()
+    let args: Vec<&str> = std::iter::once("cas").chain(args.iter().copied()).collect();
+    crate::helpers::operator_command(database_url, &args)
 }
 
 #[tokio::test]
 async fn operators_manage_a_tenant_s_cas_from_the_command_line_as_themselves() {
     let (database_url, pool) = crate::helpers::migrated_database().await;
-    let created = cas_command(
-        &database_url,
-        &[
-            "create",
-            "--tenant",
-            "acme",
-            "--root-name",
-            "Acme Root CA",
-            "--issuing-name",
-            "Acme Issuing CA",
-            "--idempotency-key",
-            "cli-create-1",
-        ],
-    );
+    let create = [
+        "create",
+        "--tenant",
+        "acme",
+        "--root-name",
+        "Acme Root CA",
+        "--issuing-name",
+        "Acme Issuing CA",
+        "--idempotency-key",
+        "cli-create-1",
+    ];
+    let created = cas_command(&database_url, &create);
     assert!(created.status.success(), "{created:?}");
     let out = String::from_utf8(created.stdout).unwrap();
     assert!(out.starts_with("0\troot\tcreated\tAcme Root CA"), "{out}");
@@ -246,20 +238,7 @@ async fn operators_manage_a_tenant_s_cas_from_the_command_line_as_themselves() {
     );
 
     // The same key again: the first run's outcome; another run: refused by the CAs' state.
-    let again = cas_command(
-        &database_url,
-        &[
-            "create",
-            "--tenant",
-            "acme",
-            "--root-name",
-            "Acme Root CA",
-            "--issuing-name",
-            "Acme Issuing CA",
-            "--idempotency-key",
-            "cli-create-1",
-        ],
-    );
+    let again = cas_command(&database_url, &create);
     assert!(again.status.success(), "{again:?}");
     let refused = cas_command(
         &database_url,

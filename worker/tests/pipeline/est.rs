@@ -1018,7 +1018,7 @@ async fn after_its_ca_is_revoked_a_tenant_s_device_enrolls_again_with_its_group_
 /// nothing.
 #[tokio::test]
 async fn a_tenant_s_device_reenrolls_over_mutual_tls_and_moves_to_the_rotated_ca() {
-    use crate::tenant_cas::{cas_of, chain_with};
+    use crate::tenant_cas::{cas_of, chain_with, rotate};
     let (stack, _token) = stack_with_tenant_cas().await;
     let group_key = create_group(&stack, "line-4").await;
     let (serial, key, cert) = enrolled(&stack, "line-4", &group_key).await;
@@ -1050,16 +1050,7 @@ async fn a_tenant_s_device_reenrolls_over_mutual_tls_and_moves_to_the_rotated_ca
 
     // The operator rotates the tenant's issuing CA; once the new one has taken over, the
     // device's next re-enrollment is issued by it.
-    let rotated = stack
-        .client
-        .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/rotate")))
-        .bearer_auth(stack.operator_token("admin"))
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rotated.status(), 202);
+    assert_eq!(rotate(&stack, TENANT).await.status(), 202);
     chain_with(&stack, TENANT, 2).await;
     tokio::time::sleep(
         (domain::HANDOVER + chrono::Duration::seconds(1))

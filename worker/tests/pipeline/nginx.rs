@@ -9,13 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use testkit::{SoftHsmToken, TestCa};
+use testkit::TestCa;
 use uuid::Uuid;
 
 use crate::helpers::{unique_serial, Stack, OTHER_TENANT, TENANT};
 use crate::openssl::{path, shell};
 use crate::provisioning::PATIENCE;
-use crate::tenant_cas::{chain_with, create_cas, spawn_worker_with_key_store};
+use crate::tenant_cas::two_tenants_with_cas;
 
 /// A device's key, and its certificate followed by its issuing CA (what a client sends).
 struct DeviceFiles {
@@ -157,12 +157,7 @@ async fn visit(dir: &Path, nginx: &Nginx, tls_ca: &Path, device: &DeviceFiles) -
 #[tokio::test]
 async fn nginx_trusting_one_tenant_s_root_admits_its_devices_only_and_not_once_revoked() {
     let mut stack = Stack::start().await;
-    let token = SoftHsmToken::new(&stack.dir, "fleet");
-    spawn_worker_with_key_store(&mut stack, &token);
-    create_cas(&stack, TENANT).await;
-    create_cas(&stack, OTHER_TENANT).await;
-    let acme = chain_with(&stack, TENANT, 1).await;
-    let globex = chain_with(&stack, OTHER_TENANT, 1).await;
+    let (_token, acme, globex) = two_tenants_with_cas(&mut stack).await;
     let dir = stack.dir.join("nginx");
     std::fs::create_dir_all(&dir).unwrap();
     let issuing = |chain: &Value| {

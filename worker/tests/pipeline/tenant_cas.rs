@@ -44,6 +44,31 @@ pub(crate) async fn create_cas(stack: &Stack, tenant: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// Starts a rotation of `tenant`'s issuing CA as an operator does; the answer.
+pub(crate) async fn rotate(stack: &Stack, tenant: &str) -> reqwest::Response {
+    stack
+        .client
+        .post(stack.url(&format!("/admin/tenants/{tenant}/cas/rotate")))
+        .bearer_auth(stack.operator_token("admin"))
+        .header("Idempotency-Key", Uuid::new_v4().to_string())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Two tenants' CAs (`TENANT`'s and `OTHER_TENANT`'s) made by a worker whose keys are in a
+/// token of the test's own: the token (keep it as long as the stack) and each tenant's chain.
+pub(crate) async fn two_tenants_with_cas(stack: &mut Stack) -> (SoftHsmToken, Value, Value) {
+    let token = SoftHsmToken::new(&stack.dir, "fleet");
+    spawn_worker_with_key_store(stack, &token);
+    create_cas(stack, TENANT).await;
+    create_cas(stack, OTHER_TENANT).await;
+    let acme = chain_with(stack, TENANT, 1).await;
+    let globex = chain_with(stack, OTHER_TENANT, 1).await;
+    (token, acme, globex)
+}
+
 /// `tenant`'s chain (`GET /v1/ca`) once the worker has made its root and `issuing` issuing
 /// CAs.
 pub(crate) async fn chain_with(stack: &Stack, tenant: &str, issuing: usize) -> Value {
@@ -134,12 +159,7 @@ pub(crate) async fn verifies(
 #[tokio::test]
 async fn each_tenant_s_devices_chain_to_its_own_root_only_with_keys_in_the_token() {
     let mut stack = Stack::start().await;
-    let token = SoftHsmToken::new(&stack.dir, "fleet");
-    spawn_worker_with_key_store(&mut stack, &token);
-    create_cas(&stack, TENANT).await;
-    create_cas(&stack, OTHER_TENANT).await;
-    let acme = chain_with(&stack, TENANT, 1).await;
-    let globex = chain_with(&stack, OTHER_TENANT, 1).await;
+    let (_token, acme, globex) = two_tenants_with_cas(&mut stack).await;
     assert_ne!(acme["root"], globex["root"]);
     assert_eq!(acme["issuing"].as_array().unwrap().len(), 1);
 
@@ -534,16 +554,7 @@ async fn a_rotation_under_load_fails_no_request_and_each_certificate_has_the_ca_
         registrations.spawn(async move { register_with(&shared, &writer).await });
         if !rotated && started.elapsed() >= Duration::from_secs(3) {
             rotated = true;
-            let response = stack
-                .client
-                .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/rotate")))
-                .bearer_auth(stack.operator_token("admin"))
-                .header("Idempotency-Key", Uuid::new_v4().to_string())
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 202);
+            assert_eq!(rotate(&stack, TENANT).await.status(), 202);
         }
     }
     let mut ids = Vec::new();
@@ -701,15 +712,7 @@ async fn a_worker_killed_while_making_cas_leaves_none_half_made() {
     for (round, after) in [150u64, 400, 900, 250, 600].into_iter().enumerate() {
         let worker = stack.spawn_worker_with_env(&env);
         if round > 0 {
-            let _ = stack
-                .client
-                .post(stack.url(&format!("/admin/tenants/{TENANT}/cas/rotate")))
-                .bearer_auth(stack.operator_token("admin"))
-                .header("Idempotency-Key", Uuid::new_v4().to_string())
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
+            let _ = rotate(&stack, TENANT).await;
         }
         for _ in 0..5 {
             register_with(&stack, &writer).await.unwrap();
