@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use domain::{
-    CertificateRequestId, CertificateSigningRequest, CompleteProvisioning, DecommissionDevice,
-    DecommissionReason, Device, DeviceCommand, DeviceError, DeviceEvent, DeviceId, DeviceModel,
-    DeviceStatus, FailProvisioning, IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure,
-    RegisterDevice, RenewCertificate, RenewalAuthority, RevocationReason, RevokeCertificate,
-    SerialNumber,
+    CertificateRequestId, CompleteProvisioning, DecommissionDevice, DecommissionReason, Device,
+    DeviceCommand, DeviceError, DeviceEvent, DeviceId, DeviceModel, DeviceStatus, FailProvisioning,
+    IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure, RegisterDevice, RenewCertificate,
+    RenewalAuthority, RevocationReason, RevokeCertificate, SerialNumber, SigningRequest,
 };
 use uuid::Uuid;
 
@@ -74,7 +73,7 @@ impl DeviceCommandService {
         serial_number: SerialNumber,
         model: DeviceModel,
         labels: Labels,
-        csr: CertificateSigningRequest,
+        request: SigningRequest,
     ) -> Result<Accepted, CommandError> {
         let id = DeviceId::derive(&metadata.tenant, &serial_number);
         let command = DeviceCommand::Register(RegisterDevice {
@@ -82,14 +81,14 @@ impl DeviceCommandService {
             serial_number,
             model,
             labels,
-            csr,
+            request,
             request_id: new_request_id(),
         });
         self.execute_public("register", metadata, claim, id, command)
             .await
     }
 
-    /// A new certificate for `csr`, asked for by `authority` (the tenant's token, the
+    /// A new certificate for `request`, asked for by `authority` (the tenant's token, the
     /// certificate the device presented, or its group's credential), which the device checks;
     /// `revoked_cas`: the tenant's revoked issuing CAs, as their events say.
     pub async fn renew_certificate(
@@ -97,13 +96,13 @@ impl DeviceCommandService {
         metadata: CommandMetadata,
         claim: IdempotencyClaim,
         id: DeviceId,
-        csr: CertificateSigningRequest,
+        request: SigningRequest,
         authority: RenewalAuthority,
         revoked_cas: Vec<IssuingCaId>,
     ) -> Result<Accepted, CommandError> {
         let command = DeviceCommand::RenewCertificate(RenewCertificate {
             tenant: metadata.tenant.clone(),
-            csr,
+            request,
             request_id: new_request_id(),
             authority,
             revoked_cas,

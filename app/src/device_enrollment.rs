@@ -20,10 +20,9 @@
 use std::sync::Arc;
 
 use domain::{
-    CaState, CertificateCredential, CertificateSigningRequest, DeviceCredential, DeviceError,
-    DeviceId, DeviceStatus, EnrollmentGroupName, IssuedCertificate, IssuingCaId,
-    ProvisioningFailure, RenewalAuthority, SerialNumber, SubjectMismatch, TenantCas, TenantCasId,
-    TenantId,
+    CaState, CertificateCredential, DeviceCredential, DeviceError, DeviceId, DeviceStatus,
+    EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure, RenewalAuthority,
+    SerialNumber, SigningRequest, SubjectMismatch, TenantCas, TenantCasId, TenantId,
 };
 use sha2::{Digest, Sha256};
 
@@ -138,11 +137,46 @@ pub struct DeviceEnrollmentService {
     certificates: Arc<dyn CertificateStatusLookup>,
 }
 
-/// The routes' names in idempotency scopes: a device's EST requests never share keys with
-/// the HTTP API's.
-const ENROLL_ROUTE: &str = "EST simpleenroll";
-const ENROLL_AGAIN_ROUTE: &str = "EST simpleenroll after a failure";
-const REENROLL_ROUTE: &str = "EST simplereenroll";
+/// The protocol a device enrolls with: every protocol's requests go through the same rules
+/// here, and differ only in the names their commands are recorded and claimed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollmentProtocol {
+    /// EST (RFC 7030): `simpleenroll`, `simplereenroll`.
+    Est,
+    /// CMP (RFC 9483): `ir`, `cr`, `p10cr`, `kur`.
+    Cmp,
+}
+
+/// What an enrollment's command is: its route's name in idempotency scopes (a device's
+/// requests never share keys with the HTTP API's, nor one protocol's with another's).
+#[derive(Debug, Clone, Copy)]
+enum EnrollmentStep {
+    Enroll,
+    EnrollAgain,
+    Reenroll,
+}
+
+impl EnrollmentProtocol {
+    /// Lowercase: the prefix of the commands' actors (`est:<group>`, `cmp:device:<serial>`)
+    /// and of their idempotency keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Est => "est",
+            Self::Cmp => "cmp",
+        }
+    }
+
+    fn route(self, step: EnrollmentStep) -> &'static str {
+        match (self, step) {
+            (Self::Est, EnrollmentStep::Enroll) => "EST simpleenroll",
+            (Self::Est, EnrollmentStep::EnrollAgain) => "EST simpleenroll after a failure",
+            (Self::Est, EnrollmentStep::Reenroll) => "EST simplereenroll",
+            (Self::Cmp, EnrollmentStep::Enroll) => "CMP enrollment",
+            (Self::Cmp, EnrollmentStep::EnrollAgain) => "CMP enrollment after a failure",
+            (Self::Cmp, EnrollmentStep::Reenroll) => "CMP key update",
+        }
+    }
+}
 
 impl DeviceEnrollmentService {
     /// `label_less_max_groups`: without a group named, at most this many enabled groups are
@@ -184,19 +218,20 @@ impl DeviceEnrollmentService {
     #[tracing::instrument(skip_all, fields(serial = %device.serial(), group = %device.group().name), err(level = "info"))]
     pub async fn enroll(
         &self,
+        protocol: EnrollmentProtocol,
         device: AuthenticatedDevice,
-        csr: CertificateSigningRequest,
+        csr: SigningRequest,
         correlation: Correlation,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
         let (serial, group) = (device.serial(), device.group());
         csr.check_subject(serial).map_err(EnrollmentRefusal::from)?;
         let metadata = CommandMetadata {
             tenant: group.tenant.clone(),
-            actor: format!("est:{}", group.name),
+            actor: format!("{}:{}", protocol.name(), group.name),
             request_id: correlation.request_id,
             traceparent: correlation.traceparent,
         };
-        let claim = est_claim(&metadata, ENROLL_ROUTE, serial, &csr);
+        let claim = enroll_claim(&metadata, protocol, EnrollmentStep::Enroll, serial, &csr);
         let registered = self
             .commands
             .register(
@@ -234,7 +269,8 @@ impl DeviceEnrollmentService {
                     // CA was revoked) enrolls again with its group's credential, as a renewal
                     // the device decides on; one with a usable certificate is refused there.
                     Some(_) => {
-                        let claim = est_claim(&metadata, ENROLL_AGAIN_ROUTE, serial, &csr);
+                        let step = EnrollmentStep::EnrollAgain;
+                        let claim = enroll_claim(&metadata, protocol, step, serial, &csr);
                         self.commands
                             .renew_certificate(
                                 metadata,
@@ -263,8 +299,9 @@ impl DeviceEnrollmentService {
     #[tracing::instrument(skip_all, fields(certificate = %presented.serial), err(level = "info"))]
     pub async fn reenroll(
         &self,
+        protocol: EnrollmentProtocol,
         presented: &PresentedCertificate,
-        csr: CertificateSigningRequest,
+        csr: SigningRequest,
         correlation: Correlation,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
         // Which device: the read model knows whom a certificate was issued to (a certificate
@@ -286,11 +323,11 @@ impl DeviceEnrollmentService {
             .map_err(EnrollmentRefusal::from)?;
         let metadata = CommandMetadata {
             tenant: device.tenant.clone(),
-            actor: format!("est:device:{}", device.serial_number),
+            actor: format!("{}:device:{}", protocol.name(), device.serial_number),
             request_id: correlation.request_id,
             traceparent: correlation.traceparent,
         };
-        let claim = reenroll_claim(&metadata, presented, &csr);
+        let claim = reenroll_claim(&metadata, protocol, presented, &csr);
         // Whether it may: the device decides, from its events (and its tenant's CAs').
         let authenticated_by = CertificateCredential {
             serial: presented.serial.as_str().to_owned(),
@@ -361,7 +398,7 @@ impl DeviceEnrollmentService {
         &self,
         tenant: TenantId,
         accepted: Accepted,
-        csr: &CertificateSigningRequest,
+        csr: &SigningRequest,
         renewing: Option<&CertificateSerialHex>,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
         let Accepted {
@@ -395,7 +432,7 @@ impl DeviceEnrollmentService {
 }
 
 /// Whether the device's current certificate is for `csr`'s key.
-fn issued_for(device: &DeviceView, csr: &CertificateSigningRequest) -> bool {
+fn issued_for(device: &DeviceView, csr: &SigningRequest) -> bool {
     device
         .certificate
         .as_ref()
@@ -413,40 +450,64 @@ fn issued(device: DeviceView) -> EnrollmentProgress {
     }
 }
 
-/// The idempotency claim of an EST request: its key and its fingerprint both derive from the
-/// serial number and the CSR, so the same request repeated is the same command, and another
-/// CSR is another command.
-fn est_claim(
+/// The idempotency claim of an enrollment: its key and its fingerprint both derive from the
+/// serial number and the request, so the same request repeated is the same command, and
+/// another request is another command.
+fn enroll_claim(
     metadata: &CommandMetadata,
-    route: &str,
+    protocol: EnrollmentProtocol,
+    step: EnrollmentStep,
     serial: &SerialNumber,
-    csr: &CertificateSigningRequest,
+    request: &SigningRequest,
 ) -> IdempotencyClaim {
-    claim_of(metadata, route, &[serial.as_str(), csr.as_pem()])
+    let request = request_text(request);
+    claim_of(
+        metadata,
+        protocol,
+        step,
+        &[serial.as_str(), request.as_ref()],
+    )
 }
 
-/// A re-enrollment's claim: the presented certificate (issuer and serial) and the CSR, so
+/// A re-enrollment's claim: the presented certificate (issuer and serial) and the request, so
 /// that only the very request that renewed a certificate is answered as a repeat once that
 /// certificate is superseded.
 fn reenroll_claim(
     metadata: &CommandMetadata,
+    protocol: EnrollmentProtocol,
     presented: &PresentedCertificate,
-    csr: &CertificateSigningRequest,
+    request: &SigningRequest,
 ) -> IdempotencyClaim {
+    let request = request_text(request);
     claim_of(
         metadata,
-        REENROLL_ROUTE,
+        protocol,
+        EnrollmentStep::Reenroll,
         &[
             presented.issuer.as_str(),
             presented.serial.as_str(),
-            csr.as_pem(),
+            request.as_ref(),
         ],
     )
 }
 
+/// A request as a claim's part: a CSR's PEM (as EST's claims always were), a CRMF request's
+/// DER in hex.
+fn request_text(request: &SigningRequest) -> std::borrow::Cow<'_, str> {
+    match request {
+        SigningRequest::Pkcs10(csr) => csr.as_pem().into(),
+        SigningRequest::Crmf(crmf) => hex::encode(crmf.as_der()).into(),
+    }
+}
+
 /// A claim whose key and fingerprint derive from `parts` (each ended by a NUL, so that parts
 /// cannot run into each other).
-fn claim_of(metadata: &CommandMetadata, route: &str, parts: &[&str]) -> IdempotencyClaim {
+fn claim_of(
+    metadata: &CommandMetadata,
+    protocol: EnrollmentProtocol,
+    step: EnrollmentStep,
+    parts: &[&str],
+) -> IdempotencyClaim {
     let mut digest = Sha256::new();
     for part in parts {
         digest.update(part.as_bytes());
@@ -456,8 +517,8 @@ fn claim_of(metadata: &CommandMetadata, route: &str, parts: &[&str]) -> Idempote
     IdempotencyClaim {
         scope: IdempotencyScope {
             tenant: metadata.tenant.clone(),
-            route: route.to_owned(),
-            key: IdempotencyKey::parse(&format!("est-{}", hex::encode(canonical)))
+            route: protocol.route(step).to_owned(),
+            key: IdempotencyKey::parse(&format!("{}-{}", protocol.name(), hex::encode(canonical)))
                 .expect("a hex digest is a valid idempotency key"),
         },
         fingerprint: RequestFingerprint::of(&canonical),

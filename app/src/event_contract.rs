@@ -15,9 +15,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use domain::{
-    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceEvent, DeviceId,
-    DeviceModel, IssuedCertificate, Labels, LifecycleStep, ProvisioningFailure, Revocation,
-    RevocationReason, SerialNumber, TenantId,
+    CertificateRequestId, CertificateSigningRequest, CrmfRequest, DecommissionReason, DeviceEvent,
+    DeviceId, DeviceModel, IssuedCertificate, Labels, LifecycleStep, ProvisioningFailure,
+    Revocation, RevocationReason, SerialNumber, SigningRequest, TenantId,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -166,11 +166,24 @@ pub enum PublicEvent {
         serial_number: SerialNumber,
         model: DeviceModel,
         labels: Labels,
-        csr: CertificateSigningRequest,
+        /// The PKCS#10 request (HTTP API, EST, CMP's `p10cr`); absent for a CRMF request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
+        csr: Option<CertificateSigningRequest>,
+        /// The CRMF request (CMP's `ir`, `cr`, `kur`), when the request was not a CSR.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
+        crmf: Option<CrmfRequest>,
         request_id: CertificateRequestId,
     },
     CertificateRenewalRequested {
-        csr: CertificateSigningRequest,
+        /// As in `DeviceRegistered`: exactly one of `csr` and `crmf`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
+        csr: Option<CertificateSigningRequest>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
+        crmf: Option<CrmfRequest>,
         request_id: CertificateRequestId,
     },
     CertificateIssued {
@@ -194,6 +207,16 @@ pub enum PublicEvent {
         /// From when the certificate is not to be trusted.
         revoked_at: DateTime<Utc>,
     },
+}
+
+/// A request as the envelope shows it: in `csr` or in `crmf`.
+fn public_request(
+    request: SigningRequest,
+) -> (Option<CertificateSigningRequest>, Option<CrmfRequest>) {
+    match request {
+        SigningRequest::Pkcs10(csr) => (Some(csr), None),
+        SigningRequest::Crmf(crmf) => (None, Some(crmf)),
+    }
 }
 
 impl PublicEvent {
@@ -245,17 +268,29 @@ impl PublicEvent {
                 serial_number,
                 model,
                 labels,
-                csr,
+                request,
                 request_id,
-            } => Self::DeviceRegistered {
-                serial_number,
-                model,
-                labels,
-                csr,
+            } => {
+                let (csr, crmf) = public_request(request);
+                Self::DeviceRegistered {
+                    serial_number,
+                    model,
+                    labels,
+                    csr,
+                    crmf,
+                    request_id,
+                }
+            }
+            DeviceEvent::CertificateRenewalRequested {
+                request,
                 request_id,
-            },
-            DeviceEvent::CertificateRenewalRequested { csr, request_id } => {
-                Self::CertificateRenewalRequested { csr, request_id }
+            } => {
+                let (csr, crmf) = public_request(request);
+                Self::CertificateRenewalRequested {
+                    csr,
+                    crmf,
+                    request_id,
+                }
             }
             DeviceEvent::CertificateIssued {
                 request_id,

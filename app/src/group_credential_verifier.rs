@@ -84,6 +84,36 @@ impl GroupCredentialVerifier {
         })
     }
 
+    /// The device `serial` of the group `label` names, when `proof` was made with its key:
+    /// for protocols where a device shows that it holds its key without sending it (CMP's
+    /// password-based MAC). `proof` is handed the key as the factory burns it (its base64
+    /// text) and must check in constant time. The same work for an unknown group as for a
+    /// known one (a decoy key), and the same refusal for any wrong proof.
+    #[tracing::instrument(skip_all, fields(serial = %serial, group = %label), err(level = "info"))]
+    pub async fn authenticate_proof(
+        &self,
+        label: &EnrollmentGroupName,
+        serial: &SerialNumber,
+        proof: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Result<AuthenticatedDevice, EnrollmentError> {
+        let proved = |key: &GroupKey| proof(key.device_key(serial).as_bytes());
+        let group = match self.groups.with_key(label).await? {
+            Some((group, key)) if proved(&key) => group,
+            Some(_) => return Err(EnrollmentRefusal::InvalidCredential.into()),
+            None => {
+                std::hint::black_box(proved(&decoy()));
+                return Err(EnrollmentRefusal::InvalidCredential.into());
+            }
+        };
+        if !group.enabled {
+            return Err(EnrollmentRefusal::GroupDisabled.into());
+        }
+        Ok(AuthenticatedDevice {
+            serial: serial.clone(),
+            group,
+        })
+    }
+
     async fn named(
         &self,
         name: &EnrollmentGroupName,
@@ -295,6 +325,46 @@ mod tests {
                 "with_key line-2"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_proof_made_with_the_device_key_authenticates_and_any_other_is_one_refusal() {
+        let groups = Arc::new(Groups::with(&[("line-1", true), ("line-2", false)]));
+        let verifier = GroupCredentialVerifier::new(groups.clone(), 16);
+        let serial = SerialNumber::parse("SN-1").unwrap();
+        let made_with = |expected: String| move |key: &[u8]| key == expected.as_bytes();
+        let right = made_with(key(0).device_key(&serial));
+        let device = verifier
+            .authenticate_proof(&label("line-1"), &serial, &right)
+            .await
+            .unwrap();
+        assert_eq!(device.group().name.as_str(), "line-1");
+        let another_serial = made_with(key(0).device_key(&SerialNumber::parse("SN-2").unwrap()));
+        let another_group = made_with(key(1).device_key(&serial));
+        for (group, proof) in [
+            ("line-1", &another_serial as &(dyn Fn(&[u8]) -> bool + Sync)),
+            ("line-1", &another_group),
+            ("line-9", &right),
+        ] {
+            assert_eq!(
+                refusal(
+                    verifier
+                        .authenticate_proof(&label(group), &serial, proof)
+                        .await
+                ),
+                EnrollmentRefusal::InvalidCredential
+            );
+        }
+        let disabled = made_with(key(1).device_key(&serial));
+        assert_eq!(
+            refusal(
+                verifier
+                    .authenticate_proof(&label("line-2"), &serial, &disabled)
+                    .await
+            ),
+            EnrollmentRefusal::GroupDisabled
+        );
+        assert_eq!(groups.asked().len(), 5, "one read each");
     }
 
     #[tokio::test]

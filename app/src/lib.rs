@@ -43,8 +43,8 @@ pub use dead_letter_operations::{
 };
 pub use device_commands::{Accepted, Applied, DeviceCommandService};
 pub use device_enrollment::{
-    Correlation, DeviceEnrollmentService, EnrollmentError, EnrollmentProgress, EnrollmentRefusal,
-    PresentedCertificate,
+    Correlation, DeviceEnrollmentService, EnrollmentError, EnrollmentProgress, EnrollmentProtocol,
+    EnrollmentRefusal, PresentedCertificate,
 };
 pub use device_queries::{
     DeviceFilter, DevicePage, DeviceQueryService, DeviceReadError, DeviceReadModel, DeviceView,

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use domain::{
-    CertificateRequestId, CertificateSigningRequest, Device, DeviceId, IssuedCertificate,
-    ProvisioningFailure, SerialNumber,
+    CertificateRequestId, Device, DeviceId, IssuedCertificate, ProvisioningFailure, SerialNumber,
+    SigningRequest,
 };
 
 use crate::{
@@ -41,7 +41,7 @@ pub struct CertificateRequest {
     pub device_id: DeviceId,
     pub request_id: CertificateRequestId,
     pub serial_number: SerialNumber,
-    pub csr: CertificateSigningRequest,
+    pub request: SigningRequest,
 }
 
 /// The CA could not answer now (overloaded, shutting down, its key unreadable): the request
@@ -150,7 +150,7 @@ impl ProvisioningService {
             device_id,
             request_id,
             serial_number: serial_number.clone(),
-            csr: open.csr.clone(),
+            request: open.request.clone(),
         };
         // The tenant's own CA if it has CAs (decided from their events), else the platform's;
         // none while the tenant's CA is being made: the request waits, an outage.

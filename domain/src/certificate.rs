@@ -41,10 +41,10 @@ impl IssuedCertificate {
         Some(certificate.public_key().raw.to_vec())
     }
 
-    /// Whether this certificate was issued for `csr`'s key.
-    pub fn certifies_key_of(&self, csr: &crate::CertificateSigningRequest) -> bool {
+    /// Whether this certificate was issued for `request`'s key.
+    pub fn certifies_key_of(&self, request: &crate::SigningRequest) -> bool {
         self.public_key_der()
-            .is_some_and(|key| key == csr.public_key_der())
+            .is_some_and(|key| key == request.public_key_der())
     }
 }
 

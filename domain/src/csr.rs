@@ -115,13 +115,7 @@ impl CertificateSigningRequest {
                 .map(|cn| cn.as_str().unwrap_or("").to_owned())
                 .collect()
         });
-        if names.len() == 1 && names[0] == serial.as_str() {
-            return Ok(());
-        }
-        Err(SubjectMismatch {
-            serial: serial.as_str().to_owned(),
-            found: describe_common_names(&names),
-        })
+        subject_rule(&names, serial)
     }
 
     /// The parsed request. The text was checked when this value was made (or comes from an
@@ -133,6 +127,18 @@ impl CertificateSigningRequest {
             .expect("a CertificateSigningRequest holds a PKCS#10 request");
         read(&csr)
     }
+}
+
+/// The subject rule of every certificate request, whatever its form: its CNs (`names`) are
+/// exactly one, the serial number.
+pub(crate) fn subject_rule(names: &[String], serial: &SerialNumber) -> Result<(), SubjectMismatch> {
+    if names.len() == 1 && names[0] == serial.as_str() {
+        return Ok(());
+    }
+    Err(SubjectMismatch {
+        serial: serial.as_str().to_owned(),
+        found: describe_common_names(names),
+    })
 }
 
 /// A CSR whose subject is not exactly `CN = <serial number>`.

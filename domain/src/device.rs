@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    CertificateCredential, CertificateRequestId, CertificateSigningRequest, IssuingCaId,
-    Revocation, RevocationReason, SerialNumber, TenantId,
+    CertificateCredential, CertificateRequestId, IssuingCaId, Revocation, RevocationReason,
+    SerialNumber, SigningRequest, TenantId,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -75,11 +75,11 @@ impl LiveCertificate {
 }
 
 /// A certificate request waiting for the provisioner: the one the device's events hold,
-/// which is the only one the provisioner may sign (never a CSR carried by a message).
+/// which is the only one the provisioner may sign (never a request carried by a message).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenRequest {
     pub id: CertificateRequestId,
-    pub csr: CertificateSigningRequest,
+    pub request: SigningRequest,
 }
 
 impl Device {
@@ -96,7 +96,7 @@ impl Device {
     }
 
     /// The certificate request still waiting for the provisioner's outcome, if any, with the
-    /// CSR its event recorded. The provisioner signs only this request: a redelivered or
+    /// request its event recorded. The provisioner signs only this request: a redelivered or
     /// superseded request finds it settled and issues nothing.
     pub fn open_request(&self) -> Option<&OpenRequest> {
         self.registered
@@ -120,7 +120,7 @@ impl Device {
                     serial_number: cmd.serial_number,
                     model: cmd.model,
                     labels: cmd.labels,
-                    csr: cmd.csr,
+                    request: cmd.request,
                     request_id: cmd.request_id,
                 }]),
             };
@@ -164,7 +164,7 @@ impl Device {
                         }
                     }
                     Ok(vec![DeviceEvent::CertificateRenewalRequested {
-                        csr: cmd.csr,
+                        request: cmd.request,
                         request_id: cmd.request_id,
                     }])
                 }
@@ -236,7 +236,7 @@ impl Aggregate for Device {
                 tenant,
                 serial_number,
                 request_id,
-                csr,
+                request,
                 ..
             } => {
                 self.registered = Some(RegisteredDevice {
@@ -247,7 +247,7 @@ impl Aggregate for Device {
                     ever_certified: false,
                     open_request: Some(OpenRequest {
                         id: request_id,
-                        csr,
+                        request,
                     }),
                 });
             }
@@ -288,10 +288,13 @@ impl RegisteredDevice {
             .after(self.live_certificate.is_some(), LifecycleStep::from(&event));
         match event {
             DeviceEvent::DeviceRegistered { .. } => {}
-            DeviceEvent::CertificateRenewalRequested { request_id, csr } => {
+            DeviceEvent::CertificateRenewalRequested {
+                request_id,
+                request,
+            } => {
                 self.open_request = Some(OpenRequest {
                     id: request_id,
-                    csr,
+                    request,
                 });
             }
             DeviceEvent::CertificateIssued { certificate, .. } => {

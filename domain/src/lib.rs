@@ -15,6 +15,7 @@
 //! unreadable. Only the event store's schema (`store::stored_events`) calls them.
 
 mod certificate;
+mod crmf_request;
 mod csr;
 mod decommission_reason;
 mod device;
@@ -27,10 +28,12 @@ mod model;
 mod request_id;
 mod revocation;
 mod serial_number;
+mod signing_request;
 mod tenant;
 mod tenant_cas;
 
 pub use certificate::{CertificateCredential, FailureCode, IssuedCertificate, ProvisioningFailure};
+pub use crmf_request::{CrmfError, CrmfRequest, CrmfSignatureProof, NoSignatureProof};
 pub use csr::{CertificateSigningRequest, CsrError, SubjectMismatch};
 pub use decommission_reason::DecommissionReason;
 pub use device::{
@@ -47,6 +50,7 @@ pub use model::DeviceModel;
 pub use request_id::CertificateRequestId;
 pub use revocation::{Revocation, RevocationReason};
 pub use serial_number::SerialNumber;
+pub use signing_request::SigningRequest;
 pub use tenant::TenantId;
 pub use tenant_cas::{
     CaCertificate, CaCommonName, CaGeneration, CaKeyCurve, CaKeyReference, CaRevocationReason,

@@ -835,8 +835,9 @@ fn ca(seconds: u32, key_in_token: bool) -> Value {
                 device_id: domain::DeviceId::from_uuid(uuid::Uuid::new_v4()),
                 request_id: domain::CertificateRequestId::from_uuid(uuid::Uuid::new_v4()),
                 serial_number: domain::SerialNumber::parse(&serial).expect("serial"),
-                csr: domain::CertificateSigningRequest::from_pem(body["csr"].as_str().unwrap())
-                    .expect("csr"),
+                request: domain::CertificateSigningRequest::from_pem(body["csr"].as_str().unwrap())
+                    .expect("csr")
+                    .into(),
             }
         })
         .collect();

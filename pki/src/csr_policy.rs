@@ -1,16 +1,20 @@
-//! What the CA accepts in a device's CSR (a refusal is a domain outcome, `ProvisioningFailed`
-//! with a code, never a retry):
+//! What the CA accepts in a device's certificate request, PKCS#10 or CRMF (a refusal is a
+//! domain outcome, `ProvisioningFailed` with a code, never a retry):
 //! - the key is ECDSA P-256 or P-384, Ed25519, or RSA of 2048 to 4096 bits
 //!   (`key_policy_violation`);
-//! - the CSR's self-signature verifies (`invalid_signature`);
+//! - the request proves possession of its key: a CSR's self-signature, a CRMF request's
+//!   signature proof (`cmp::CrmfCertificateRequest::verified`), verifies
+//!   (`invalid_signature`);
 //! - the subject has exactly one CN and it is the device's serial number
-//!   (`subject_mismatch`, `domain::CertificateSigningRequest::check_subject`).
+//!   (`subject_mismatch`, `domain::SigningRequest::check_subject`).
 //!
 //! Must not: look at requested extensions (the certificate carries only what the CA
 //! decides), or sign anything.
 
 use app::CertificateRequest;
-use domain::{FailureCode, ProvisioningFailure};
+use domain::{
+    CertificateSigningRequest, CrmfRequest, FailureCode, ProvisioningFailure, SigningRequest,
+};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
@@ -19,10 +23,24 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
-/// Verifies the CSR and the policy; returns the DER of its SubjectPublicKeyInfo.
+use crate::cmp::CrmfCertificateRequest;
+
+/// Verifies the request and the policy; returns the DER of its SubjectPublicKeyInfo.
 pub(crate) fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, ProvisioningFailure> {
+    let spki = match &request.request {
+        SigningRequest::Pkcs10(csr) => check_pkcs10(csr)?,
+        SigningRequest::Crmf(crmf) => check_crmf(crmf)?,
+    };
+    request
+        .request
+        .check_subject(&request.serial_number)
+        .map_err(|e| failure(FailureCode::SubjectMismatch, &e.to_string()))?;
+    Ok(spki)
+}
+
+fn check_pkcs10(csr: &CertificateSigningRequest) -> Result<Vec<u8>, ProvisioningFailure> {
     let malformed = || failure(FailureCode::MalformedCsr, "the CSR cannot be decoded");
-    let pem = ::pem::parse(request.csr.as_pem()).map_err(|_| malformed())?;
+    let pem = ::pem::parse(csr.as_pem()).map_err(|_| malformed())?;
     let (_, csr) = X509CertificationRequest::from_der(pem.contents()).map_err(|_| malformed())?;
     let info = &csr.certification_request_info;
     // Policy first: it is cheap, and keys we refuse may be ones the verifier cannot handle.
@@ -33,11 +51,25 @@ pub(crate) fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, Provisi
             "the CSR's signature does not verify with its own public key",
         )
     })?;
-    request
-        .csr
-        .check_subject(&request.serial_number)
-        .map_err(|e| failure(FailureCode::SubjectMismatch, &e.to_string()))?;
     Ok(info.subject_pki.raw.to_vec())
+}
+
+fn check_crmf(request: &CrmfRequest) -> Result<Vec<u8>, ProvisioningFailure> {
+    let key = request.public_key_der();
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&key).map_err(|_| {
+        failure(
+            FailureCode::MalformedCsr,
+            "the request's public key cannot be decoded",
+        )
+    })?;
+    check_key_policy(&spki)?;
+    CrmfCertificateRequest::verified(request.clone()).map_err(|_| {
+        failure(
+            FailureCode::InvalidSignature,
+            "the request's proof of possession does not verify with its own public key",
+        )
+    })?;
+    Ok(key)
 }
 
 fn check_key_policy(

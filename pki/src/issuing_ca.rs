@@ -325,7 +325,7 @@ mod tests {
             device_id: DeviceId::from_uuid(uuid::Uuid::from_u128(7)),
             request_id: CertificateRequestId::from_uuid(uuid::Uuid::from_u128(42)),
             serial_number: SerialNumber::parse(serial).unwrap(),
-            csr: CertificateSigningRequest::from_pem(csr_pem).unwrap(),
+            request: CertificateSigningRequest::from_pem(csr_pem).unwrap().into(),
         }
     }
 

@@ -79,7 +79,7 @@ fn request(serial: &str) -> CertificateRequest {
         device_id: DeviceId::from_uuid(uuid::Uuid::new_v4()),
         request_id: CertificateRequestId::from_uuid(uuid::Uuid::new_v4()),
         serial_number: SerialNumber::parse(serial).unwrap(),
-        csr: CertificateSigningRequest::from_pem(&csr).unwrap(),
+        request: CertificateSigningRequest::from_pem(&csr).unwrap().into(),
     }
 }
 

@@ -47,7 +47,9 @@ fn registration() -> (DeviceId, DeviceEvent) {
         serial_number,
         model: DeviceModel::parse("X1").unwrap(),
         labels: Labels::default(),
-        csr: CertificateSigningRequest::from_pem(&testkit::csr_for(&serial)).unwrap(),
+        request: CertificateSigningRequest::from_pem(&testkit::csr_for(&serial))
+            .unwrap()
+            .into(),
         request_id: CertificateRequestId::from_uuid(uuid::Uuid::now_v7()),
     };
     (id, event)
@@ -405,7 +407,9 @@ fn registration_in(tenant: &TenantId) -> (DeviceId, DeviceEvent) {
         serial_number,
         model: DeviceModel::parse("X1").unwrap(),
         labels: Labels::default(),
-        csr: CertificateSigningRequest::from_pem(&testkit::csr_for(&serial)).unwrap(),
+        request: CertificateSigningRequest::from_pem(&testkit::csr_for(&serial))
+            .unwrap()
+            .into(),
         request_id: CertificateRequestId::from_uuid(uuid::Uuid::now_v7()),
     };
     (id, event)

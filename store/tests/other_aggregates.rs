@@ -115,7 +115,9 @@ fn registration(serial: &str) -> (DeviceId, DeviceEvent) {
         serial_number,
         model: DeviceModel::parse("X1").unwrap(),
         labels: Labels::default(),
-        csr: CertificateSigningRequest::from_pem(&testkit::csr_for(serial)).unwrap(),
+        request: CertificateSigningRequest::from_pem(&testkit::csr_for(serial))
+            .unwrap()
+            .into(),
         request_id: CertificateRequestId::from_uuid(Uuid::now_v7()),
     };
     (id, event)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cqrs_es::DomainEvent;
-use domain::{Device, DeviceEvent, TenantCas, TenantCasEvent};
+use domain::{Device, DeviceEvent, SigningRequest, TenantCas, TenantCasEvent};
 use serde::Deserialize;
 use serde_json::Value;
 use store::stored_events::{StoredEventRef, UnreadableEvent};
@@ -239,6 +239,52 @@ fn a_version_1_certificate_issued_is_upcast_to_version_2() {
         panic!("a CertificateIssued fixture");
     };
     assert_eq!(certificate.issuer, None);
+}
+
+#[test]
+fn a_version_1_request_is_upcast_to_a_pkcs10_request_of_version_2() {
+    for event_type in ["DeviceRegistered", "CertificateRenewalRequested"] {
+        let v1 = fixture(&format!("{event_type}.v1.json"));
+        let v2 = fixture(&format!("{event_type}.v2.json"));
+        for (old, new) in v1.iter().zip(&v2) {
+            let event = old.decode().unwrap();
+            assert_eq!(event, new.decode().unwrap(), "{event_type}");
+            let written = Device::encode(&event).unwrap();
+            assert_eq!(written.event_version, "2");
+            assert_eq!(
+                serde_json::from_str::<Value>(&written.payload).unwrap(),
+                new.payload
+            );
+            let csr = &old.payload[event_type]["csr"];
+            assert_eq!(&new.payload["request"]["pkcs10"], csr);
+        }
+        // Version 2 alone holds CRMF requests, kept as sent.
+        let crmf = v2.last().unwrap();
+        let request = match crmf.decode().unwrap() {
+            DeviceEvent::DeviceRegistered { request, .. }
+            | DeviceEvent::CertificateRenewalRequested { request, .. } => request,
+            other => panic!("{other:?}"),
+        };
+        let SigningRequest::Crmf(request) = request else {
+            panic!("{event_type}: not read as CRMF");
+        };
+        let serial = domain::SerialNumber::parse("SN-0001").unwrap();
+        request.check_subject(&serial).unwrap();
+    }
+}
+
+#[test]
+fn in_version_2_a_request_has_exactly_one_known_form() {
+    let mut row = fixture("DeviceRegistered.v2.json").remove(0);
+    let pem = row.payload["request"]["pkcs10"].clone();
+    row.payload["request"] = serde_json::json!({"pkcs10": pem, "crmf": "MAA="});
+    assert!(row.decode().is_err(), "two forms");
+    row.payload["request"] = serde_json::json!({"scep": pem});
+    assert!(row.decode().is_err(), "an unknown form");
+    row.payload["request"] = serde_json::json!({"crmf": "not base64!"});
+    assert!(row.decode().is_err(), "CRMF that is not base64");
+    row.payload["request"] = pem;
+    assert!(row.decode().is_err(), "a bare CSR is version 1's");
 }
 
 fn old_row_without_issuer(row: &StoredRow) -> bool {

@@ -153,7 +153,7 @@ async fn register_device(
             serial_number,
             model,
             labels,
-            csr,
+            csr.into(),
         )
         .await?;
     super::record_device(accepted.device_id);
@@ -195,7 +195,7 @@ async fn renew_certificate(
             metadata(&auth.principal),
             claim,
             id,
-            csr,
+            csr.into(),
             RenewalAuthority::Tenant,
             Vec::new(),
         )

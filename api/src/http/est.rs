@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use app::{Correlation, EnrollmentProgress};
+use app::{Correlation, EnrollmentProgress, EnrollmentProtocol};
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -120,7 +120,10 @@ async fn simple_enroll(
             .await?;
         let csr = certificate_request(&state, &headers, request).await?;
         let _admitted = admitted(&state)?;
-        let progress = server.enrollment.enroll(device, csr, correlation()).await?;
+        let progress = server
+            .enrollment
+            .enroll(EnrollmentProtocol::Est, device, csr.into(), correlation())
+            .await?;
         Ok::<_, EstError>(answer(server, progress))
     }
     .await;
@@ -148,7 +151,12 @@ async fn simple_reenroll(
         let _admitted = admitted(&state)?;
         let progress = server
             .enrollment
-            .reenroll(&presented, csr, correlation())
+            .reenroll(
+                EnrollmentProtocol::Est,
+                &presented,
+                csr.into(),
+                correlation(),
+            )
             .await?;
         Ok::<_, EstError>(answer(server, progress))
     }

@@ -300,11 +300,7 @@ impl TestApp {
         .fetch_one(&self.pool)
         .await
         .unwrap();
-        let request_id: Uuid = payload["DeviceRegistered"]["request_id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let request_id: Uuid = payload["request_id"].as_str().unwrap().parse().unwrap();
         let service = DeviceCommandService::new(
             Arc::new(PostgresEventStore::<Device>::new(self.pool.clone())),
             Arc::new(PostgresIdempotencyStore::new(self.pool.clone())),

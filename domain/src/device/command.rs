@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    CertificateCredential, CertificateRequestId, CertificateSigningRequest, DecommissionReason,
-    DeviceModel, IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure, RevocationReason,
-    SerialNumber, TenantId,
+    CertificateCredential, CertificateRequestId, DecommissionReason, DeviceModel,
+    IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure, RevocationReason, SerialNumber,
+    SigningRequest, TenantId,
 };
 
 /// Every command names the tenant acting, so that the aggregate itself enforces tenant
@@ -48,18 +48,18 @@ pub struct RegisterDevice {
     pub serial_number: SerialNumber,
     pub model: DeviceModel,
     pub labels: Labels,
-    pub csr: CertificateSigningRequest,
+    pub request: SigningRequest,
     pub request_id: CertificateRequestId,
 }
 
-/// A new certificate for `csr`, asked for by `authority`, which the device checks against its
+/// A new certificate for `request`, asked for by `authority`, which the device checks against its
 /// events. `revoked_cas`: the tenant's issuing CAs that are revoked, as their events say (the
 /// application reads them): a certificate of theirs authenticates nothing, and a device whose
 /// certificate they issued may enroll again with its group credential.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenewCertificate {
     pub tenant: TenantId,
-    pub csr: CertificateSigningRequest,
+    pub request: SigningRequest,
     pub request_id: CertificateRequestId,
     pub authority: RenewalAuthority,
     pub revoked_cas: Vec<IssuingCaId>,

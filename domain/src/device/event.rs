@@ -6,8 +6,8 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceModel,
-    IssuedCertificate, Labels, ProvisioningFailure, Revocation, SerialNumber, TenantId,
+    CertificateRequestId, DecommissionReason, DeviceModel, IssuedCertificate, Labels,
+    ProvisioningFailure, Revocation, SerialNumber, SigningRequest, TenantId,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,11 +17,11 @@ pub enum DeviceEvent {
         serial_number: SerialNumber,
         model: DeviceModel,
         labels: Labels,
-        csr: CertificateSigningRequest,
+        request: SigningRequest,
         request_id: CertificateRequestId,
     },
     CertificateRenewalRequested {
-        csr: CertificateSigningRequest,
+        request: SigningRequest,
         request_id: CertificateRequestId,
     },
     CertificateIssued {

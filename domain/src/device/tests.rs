@@ -26,10 +26,12 @@ fn request(n: u128) -> CertificateRequestId {
     CertificateRequestId::from_uuid(Uuid::from_u128(n))
 }
 
-fn csr() -> CertificateSigningRequest {
+fn csr() -> SigningRequest {
     // One key per test process is enough: the aggregate never looks inside the CSR.
     static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CertificateSigningRequest::from_pem(PEM.get_or_init(|| csr_for("SN-1"))).unwrap()
+    CertificateSigningRequest::from_pem(PEM.get_or_init(|| csr_for("SN-1")))
+        .unwrap()
+        .into()
 }
 
 fn register_cmd() -> RegisterDevice {
@@ -38,7 +40,7 @@ fn register_cmd() -> RegisterDevice {
         serial_number: SerialNumber::parse("SN-1").unwrap(),
         model: DeviceModel::parse("X1").unwrap(),
         labels: Labels::default(),
-        csr: csr(),
+        request: csr(),
         request_id: request(1),
     }
 }
@@ -50,7 +52,7 @@ fn registered() -> DeviceEvent {
         serial_number: c.serial_number,
         model: c.model,
         labels: c.labels,
-        csr: c.csr,
+        request: c.request,
         request_id: c.request_id,
     }
 }
@@ -94,7 +96,7 @@ fn failed(req: u128) -> DeviceEvent {
 
 fn renewal_requested(req: u128) -> DeviceEvent {
     DeviceEvent::CertificateRenewalRequested {
-        csr: csr(),
+        request: csr(),
         request_id: request(req),
     }
 }
@@ -151,7 +153,7 @@ fn renew_by(
 ) -> DeviceCommand {
     DeviceCommand::RenewCertificate(RenewCertificate {
         tenant: tenant(),
-        csr: csr(),
+        request: csr(),
         request_id: request(req),
         authority,
         revoked_cas,
@@ -665,18 +667,19 @@ fn the_open_request_is_the_latest_request_with_the_csr_its_event_recorded() {
     let open = device
         .open_request()
         .expect("a registration opens a request");
-    assert_eq!((open.id, &open.csr), (request(1), &csr()));
+    assert_eq!((open.id, &open.request), (request(1), &csr()));
 
     device.apply(issued(1, "01"));
     assert_eq!(device.open_request(), None);
 
-    let new_csr = CertificateSigningRequest::from_pem(&csr_for("SN-1")).unwrap();
+    let new_csr =
+        SigningRequest::from(CertificateSigningRequest::from_pem(&csr_for("SN-1")).unwrap());
     device.apply(DeviceEvent::CertificateRenewalRequested {
-        csr: new_csr.clone(),
+        request: new_csr.clone(),
         request_id: request(2),
     });
     let open = device.open_request().expect("a renewal opens a request");
-    assert_eq!((open.id, &open.csr), (request(2), &new_csr));
+    assert_eq!((open.id, &open.request), (request(2), &new_csr));
 
     device.apply(decommissioned());
     assert_eq!(device.open_request(), None);
@@ -705,7 +708,7 @@ fn a_certificate_of_a_revoked_ca_renews_nothing_and_the_group_credential_recover
         .given(provisioned.clone())
         .when(renew_by(2, RenewalAuthority::EnrollmentGroup, vec![ca()]))
         .then_expect_events(vec![DeviceEvent::CertificateRenewalRequested {
-            csr: csr(),
+            request: csr(),
             request_id: request(2),
         }]);
     // ... refused while it stands (it renews with its certificate) ...
@@ -723,7 +726,7 @@ fn a_certificate_of_a_revoked_ca_renews_nothing_and_the_group_credential_recover
         .given(vec![registered(), failed(1)])
         .when(renew_by(2, RenewalAuthority::EnrollmentGroup, vec![]))
         .then_expect_events(vec![DeviceEvent::CertificateRenewalRequested {
-            csr: csr(),
+            request: csr(),
             request_id: request(2),
         }]);
 }

@@ -47,6 +47,20 @@ impl CertAnswerKind {
             Self::Kup => 8,
         }
     }
+
+    /// The answer a `pollReq` waits for. A poll names only the request's `certReqId`, so
+    /// the kind travels in our nonces (below, [`CmpAnswer::new`]): the first byte of every
+    /// `senderNonce` of a waiting answer or a `pollRep` is the kind's tag, which the poll
+    /// echoes as its `recipNonce`. Nothing else is kept between the messages of a
+    /// transaction, so any api instance answers any of them.
+    pub fn polled_by(request: &CmpRequest) -> Option<Self> {
+        match request.recip_nonce.as_deref()?.first()? {
+            1 => Some(Self::Ip),
+            3 => Some(Self::Cp),
+            8 => Some(Self::Kup),
+            _ => None,
+        }
+    }
 }
 
 /// What an answer says.
@@ -65,8 +79,9 @@ pub enum CmpAnswerBody {
         kind: CertAnswerKind,
         cert_req_id: i64,
     },
-    /// `pollRep`: ask again after `check_after_seconds`.
+    /// `pollRep`: ask again after `check_after_seconds`; `kind` is the answer waited for.
     PollAgain {
+        kind: CertAnswerKind,
         cert_req_id: i64,
         check_after_seconds: u32,
     },
@@ -99,35 +114,42 @@ impl CmpAnswer {
         implicit_confirm: bool,
         body: &CmpAnswerBody,
     ) -> Result<Self, der::Error> {
-        let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(|_| der::ErrorKind::Failed)?;
-        let header = PkiHeader {
-            pvno: Pvno::Cmp2000,
-            sender: GeneralName::DirectoryName(sender),
-            recipient: request.sender.clone(),
-            message_time: Some(GeneralizedTime::from_system_time(
-                std::time::SystemTime::now(),
-            )?),
-            protection_alg: Some(protection_alg),
-            sender_kid: sender_kid.map(OctetString::new).transpose()?,
-            recip_kid: None,
-            trans_id: Some(OctetString::new(request.transaction_id.clone())?),
-            sender_nonce: Some(OctetString::new(nonce.to_vec())?),
-            recip_nonce: Some(OctetString::new(request.sender_nonce.clone())?),
-            free_text: None,
-            general_info: if implicit_confirm {
-                Some(vec![cmpv2::gen::InfoTypeAndValue {
-                    oid: IMPLICIT_CONFIRM,
-                    value: Some(der::Any::encode_from(&Null)?),
-                }])
-            } else {
-                None
-            },
-        };
+        let header = header(
+            Some(request),
+            sender,
+            Some(protection_alg),
+            sender_kid,
+            implicit_confirm,
+            body,
+        )?;
         Ok(Self {
             header_der: header.to_der()?,
             body_der: body_der(body)?,
         })
+    }
+
+    /// An `error` message without protection, `PKIMessage` DER: the answer to a message that
+    /// does not read, or whose sender cannot be authenticated (RFC 9483 §3.6.4: such an
+    /// error is not MAC-protected; the client's `-unprotected_errors` shows it).
+    pub fn unprotected_error(
+        request: Option<&CmpRequest>,
+        sender: Name,
+        failure: PkiFailure,
+        text: &str,
+    ) -> Result<Vec<u8>, der::Error> {
+        let body = CmpAnswerBody::Error {
+            failure,
+            text: text.to_owned(),
+        };
+        let header = header(request, sender, None, None, false, &body)?.to_der()?;
+        let body = body_der(&body)?;
+        RawMessage {
+            header: AnyRef::from_der(&header)?,
+            body: AnyRef::from_der(&body)?,
+            protection: None,
+            extra_certs: None,
+        }
+        .to_der()
     }
 
     /// `ProtectedPart`'s DER: what the protection covers.
@@ -159,6 +181,51 @@ impl CmpAnswer {
         };
         message.to_der()
     }
+}
+
+/// The header of an answer to `request` (`None`: a message that did not read, answered to
+/// nobody in particular).
+fn header(
+    request: Option<&CmpRequest>,
+    sender: Name,
+    protection_alg: Option<AlgorithmIdentifierOwned>,
+    sender_kid: Option<Vec<u8>>,
+    implicit_confirm: bool,
+    body: &CmpAnswerBody,
+) -> Result<PkiHeader<'static>, der::Error> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|_| der::ErrorKind::Failed)?;
+    if let CmpAnswerBody::Waiting { kind, .. } | CmpAnswerBody::PollAgain { kind, .. } = body {
+        nonce[0] = kind.tag(); // see `CertAnswerKind::polled_by`
+    }
+    let nobody = GeneralName::DirectoryName(Name::default());
+    Ok(PkiHeader {
+        pvno: Pvno::Cmp2000,
+        sender: GeneralName::DirectoryName(sender),
+        recipient: request.map_or(nobody, |request| request.sender.clone()),
+        message_time: Some(GeneralizedTime::from_system_time(
+            std::time::SystemTime::now(),
+        )?),
+        protection_alg,
+        sender_kid: sender_kid.map(OctetString::new).transpose()?,
+        recip_kid: None,
+        trans_id: request
+            .map(|request| OctetString::new(request.transaction_id.clone()))
+            .transpose()?,
+        sender_nonce: Some(OctetString::new(nonce.to_vec())?),
+        recip_nonce: request
+            .map(|request| OctetString::new(request.sender_nonce.clone()))
+            .transpose()?,
+        free_text: None,
+        general_info: if implicit_confirm {
+            Some(vec![cmpv2::gen::InfoTypeAndValue {
+                oid: IMPLICIT_CONFIRM,
+                value: Some(der::Any::encode_from(&Null)?),
+            }])
+        } else {
+            None
+        },
+    })
 }
 
 #[derive(Sequence)]
@@ -311,6 +378,7 @@ fn body_der(body: &CmpAnswerBody) -> Result<Vec<u8>, der::Error> {
         CmpAnswerBody::PollAgain {
             cert_req_id,
             check_after_seconds,
+            ..
         } => tagged(
             26,
             &vec![PollRep {

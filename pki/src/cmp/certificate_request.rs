@@ -1,21 +1,15 @@
 //! One certificate request of an `ir`, `cr` or `kur` (CRMF, RFC 4211) as RFC 9483's
-//! lightweight profile sends it: exactly one `CertReqMsg`, whose proof of possession is a
-//! signature by the requested key over its `CertRequest`, exactly as sent.
-//!
-//! The template is typed here on `der`: `crmf` 0.2 types `validity` as X.509's `Validity`
-//! where RFC 4211 has `OptionalValidity`, so a request with a validity (`openssl cmp -days`)
-//! would not decode there.
+//! lightweight profile sends it: exactly one `CertReqMsg` (`domain::CrmfRequest`), whose proof
+//! of possession is a signature by the requested key over its `CertRequest`, exactly as sent.
+//! The api checks it before answering; the provisioner checks the stored request again
+//! (`csr_policy.rs`) before signing.
 //!
 //! Must not: decide whether the request may be granted (the subject, the key's policy and the
 //! sender are the caller's to judge), or re-encode what it verifies.
 
-use der::asn1::{AnyRef, BitString};
-use der::{Decode, Encode, Sequence};
-use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
-use x509_cert::ext::Extensions;
-use x509_cert::name::Name;
-use x509_cert::serial_number::SerialNumber;
-use x509_cert::time::Time;
+use der::asn1::AnyRef;
+use der::{Decode, Encode};
+use domain::{CrmfError, CrmfRequest};
 
 use super::failure_info::PkiFailure;
 
@@ -24,12 +18,8 @@ use super::failure_info::PkiFailure;
 pub struct CrmfCertificateRequest {
     /// What the answer's `CertResponse` names it by.
     pub cert_req_id: i64,
-    /// The subject the sender asks for, if any.
-    pub subject: Option<Name>,
-    /// The key to certify: its `SubjectPublicKeyInfo`, DER.
-    pub public_key: Vec<u8>,
-    /// The `CertReqMsg` as sent, DER: what an event keeps, to be verified again.
-    pub der: Vec<u8>,
+    /// The request as sent: what an event keeps, to be verified again.
+    pub request: CrmfRequest,
 }
 
 /// Why a CRMF request is refused; each maps to a `PKIFailureInfo` reason.
@@ -59,72 +49,13 @@ impl CrmfRefusal {
     }
 }
 
-/// `CertReqMsg`, the request kept as sent.
-#[derive(Sequence)]
-struct CertReqMsg<'a> {
-    cert_req: AnyRef<'a>,
-    #[asn1(optional = "true")]
-    popo: Option<AnyRef<'a>>,
-    #[asn1(optional = "true")]
-    reg_info: Option<AnyRef<'a>>,
-}
-
-/// `CertRequest`.
-#[derive(Sequence)]
-struct CertRequest {
-    cert_req_id: i64,
-    cert_template: CertTemplate,
-    #[asn1(optional = "true")]
-    controls: Option<Vec<AttributeTypeAndValue>>,
-}
-
-#[derive(Sequence)]
-struct AttributeTypeAndValue {
-    type_id: der::oid::ObjectIdentifier,
-    value: der::Any,
-}
-
-/// `OptionalValidity`.
-#[derive(Sequence)]
-struct OptionalValidity {
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
-    not_before: Option<Time>,
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
-    not_after: Option<Time>,
-}
-
-/// `CertTemplate`: every field optional, each under its own tag.
-#[derive(Sequence)]
-struct CertTemplate {
-    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
-    version: Option<u8>,
-    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
-    serial_number: Option<SerialNumber>,
-    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", optional = "true")]
-    signing_alg: Option<AlgorithmIdentifierOwned>,
-    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
-    issuer: Option<Name>,
-    #[asn1(context_specific = "4", tag_mode = "IMPLICIT", optional = "true")]
-    validity: Option<OptionalValidity>,
-    #[asn1(context_specific = "5", tag_mode = "EXPLICIT", optional = "true")]
-    subject: Option<Name>,
-    #[asn1(context_specific = "6", tag_mode = "IMPLICIT", optional = "true")]
-    public_key: Option<SubjectPublicKeyInfoOwned>,
-    #[asn1(context_specific = "7", tag_mode = "IMPLICIT", optional = "true")]
-    issuer_uid: Option<BitString>,
-    #[asn1(context_specific = "8", tag_mode = "IMPLICIT", optional = "true")]
-    subject_uid: Option<BitString>,
-    #[asn1(context_specific = "9", tag_mode = "IMPLICIT", optional = "true")]
-    extensions: Option<Extensions>,
-}
-
-/// `POPOSigningKey`, inside `ProofOfPossession`'s `[1]`.
-#[derive(Sequence)]
-struct PopoSigningKey<'a> {
-    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
-    poposk_input: Option<AnyRef<'a>>,
-    algorithm: AnyRef<'a>,
-    signature: BitString,
+impl From<CrmfError> for CrmfRefusal {
+    fn from(error: CrmfError) -> Self {
+        match error {
+            CrmfError::TooLarge { .. } | CrmfError::Malformed => Self::Malformed,
+            CrmfError::NoPublicKey => Self::NoPublicKey,
+        }
+    }
 }
 
 impl CrmfCertificateRequest {
@@ -138,50 +69,25 @@ impl CrmfCertificateRequest {
             return Err(CrmfRefusal::NotOne);
         };
         let der = message.to_der().map_err(malformed)?;
-        Self::from_cert_req_msg(&der)
+        Self::verified(CrmfRequest::from_der(&der)?)
     }
 
-    /// One `CertReqMsg` (DER), its proof of possession verified: also how a stored request is
-    /// checked again.
-    pub fn from_cert_req_msg(der: &[u8]) -> Result<Self, CrmfRefusal> {
-        let malformed = |_| CrmfRefusal::Malformed;
-        let message = CertReqMsg::from_der(der).map_err(malformed)?;
-        let cert_req_der = message.cert_req.to_der().map_err(malformed)?;
-        let request = CertRequest::from_der(&cert_req_der).map_err(malformed)?;
-        let public_key = request
-            .cert_template
-            .public_key
-            .as_ref()
-            .ok_or(CrmfRefusal::NoPublicKey)?
-            .to_der()
-            .map_err(malformed)?;
-        let popo = message.popo.ok_or(CrmfRefusal::NoSignatureProof)?;
-        // `signature [1]`, implicitly tagged: its content is POPOSigningKey's.
-        let tag = der::Tagged::tag(&popo);
-        if tag.class() != der::Class::ContextSpecific || tag.number().value() != 1 {
-            return Err(CrmfRefusal::NoSignatureProof);
-        }
-        let as_sequence = AnyRef::new(der::Tag::Sequence, popo.value())
-            .and_then(|sequence| sequence.to_der())
-            .map_err(malformed)?;
-        let signing_key = PopoSigningKey::from_der(&as_sequence).map_err(malformed)?;
-        if signing_key.poposk_input.is_some() {
-            // Only for requests without a public key or subject in the template
-            // (RFC 4211 §4.1), which this service refuses anyway.
-            return Err(CrmfRefusal::NoSignatureProof);
-        }
+    /// `request` with its proof of possession verified: also how a stored request is checked
+    /// again.
+    pub fn verified(request: CrmfRequest) -> Result<Self, CrmfRefusal> {
+        let proof = request
+            .signature_proof()
+            .map_err(|_| CrmfRefusal::NoSignatureProof)?;
         super::signature_check::verify(
-            &public_key,
-            &signing_key.algorithm.to_der().map_err(malformed)?,
-            &signing_key.signature,
-            &cert_req_der,
+            &request.public_key_der(),
+            &proof.algorithm,
+            &proof.signature,
+            &proof.signed,
         )
         .map_err(|_| CrmfRefusal::ProofFails)?;
         Ok(Self {
-            cert_req_id: request.cert_req_id,
-            subject: request.cert_template.subject,
-            public_key,
-            der: der.to_vec(),
+            cert_req_id: request.cert_req_id(),
+            request,
         })
     }
 }
@@ -211,22 +117,21 @@ mod tests {
             let request = CrmfCertificateRequest::from_cert_req_messages(&content_of(name))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(request.cert_req_id, 0, "{name}");
-            let (_, key) =
-                x509_parser::x509::SubjectPublicKeyInfo::from_der(&request.public_key).unwrap();
+            let key = request.request.public_key_der();
+            let (_, key) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&key).unwrap();
             assert_eq!(
                 key.algorithm.algorithm.to_id_string(),
                 "1.2.840.10045.2.1",
                 "{name}"
             );
             // The stored form is checked again to the same result.
-            assert_eq!(
-                CrmfCertificateRequest::from_cert_req_msg(&request.der).unwrap(),
-                request
-            );
+            let stored = CrmfRequest::recorded(request.request.as_der().to_vec());
+            assert_eq!(CrmfCertificateRequest::verified(stored).unwrap(), request);
         }
         let ir = CrmfCertificateRequest::from_cert_req_messages(&content_of("ir-hmac-sha1.der"))
             .unwrap();
-        assert_eq!(ir.subject.unwrap().to_string(), "CN=SN-0001");
+        let serial = domain::SerialNumber::parse("SN-0001").unwrap();
+        ir.request.check_subject(&serial).unwrap();
     }
 
     #[test]
@@ -246,7 +151,7 @@ mod tests {
             Err(CrmfRefusal::ProofFails)
         );
         assert_eq!(CrmfRefusal::ProofFails.failure().bit(), 9, "badPOP");
-        assert_ne!(request.der, changed);
+        assert_ne!(request.request.as_der(), changed);
     }
 
     #[test]

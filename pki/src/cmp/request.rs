@@ -80,6 +80,8 @@ pub struct CmpRequest {
     pub sender: GeneralName,
     pub transaction_id: Vec<u8>,
     pub sender_nonce: Vec<u8>,
+    /// Our last answer's `senderNonce`, echoed (absent from a transaction's first message).
+    pub recip_nonce: Option<Vec<u8>>,
     /// The key the sender names: with a MAC, the reference of its secret.
     pub sender_kid: Option<Vec<u8>>,
     /// The sender waives `certConf`.
@@ -195,6 +197,7 @@ impl CmpRequest {
             sender: header.sender.clone(),
             transaction_id,
             sender_nonce,
+            recip_nonce: bounded(header.recip_nonce.as_ref()),
             sender_kid: header
                 .sender_kid
                 .as_ref()
@@ -206,6 +209,46 @@ impl CmpRequest {
             extra_certs,
             body,
         })
+    }
+}
+
+/// `PollReqContent`'s one element.
+#[derive(der::Sequence)]
+struct PollReq {
+    cert_req_id: i64,
+}
+
+/// `InfoTypeAndValue`, its value left unread.
+#[derive(der::Sequence)]
+struct InfoType<'a> {
+    info_type: ObjectIdentifier,
+    #[asn1(optional = "true")]
+    value: Option<AnyRef<'a>>,
+}
+
+/// `id-it-caCerts` (RFC 9483 §4.3.1).
+const CA_CERTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.4.17");
+
+impl CmpRequest {
+    /// A `pollReq`'s `certReqId` (RFC 9483 polls one request at a time); `None` for another
+    /// body, or a `pollReq` that does not name exactly one.
+    pub fn polled_cert_req_id(&self) -> Option<i64> {
+        let CmpRequestBody::PollReq(content) = &self.body else {
+            return None;
+        };
+        match <Vec<PollReq> as Decode>::from_der(content).ok()?.as_slice() {
+            [one] => Some(one.cert_req_id),
+            _ => None,
+        }
+    }
+
+    /// Whether a `genm` asks for the CA certificates (`id-it-caCerts`).
+    pub fn asks_for_ca_certificates(&self) -> bool {
+        let CmpRequestBody::Genm(content) = &self.body else {
+            return false;
+        };
+        <Vec<InfoType<'_>> as Decode>::from_der(content)
+            .is_ok_and(|infos| infos.iter().any(|info| info.info_type == CA_CERTS))
     }
 }
 

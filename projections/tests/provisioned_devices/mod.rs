@@ -56,7 +56,9 @@ pub async fn provisioned_device(pool: &PgPool) -> Vec<EventEnvelope> {
             SerialNumber::parse(&serial).unwrap(),
             DeviceModel::parse("Gateway X1").unwrap(),
             Labels::default(),
-            CertificateSigningRequest::from_pem(&testkit::csr_for(&serial)).unwrap(),
+            CertificateSigningRequest::from_pem(&testkit::csr_for(&serial))
+                .unwrap()
+                .into(),
         )
         .await
         .unwrap();

@@ -2,7 +2,8 @@
 //! schema of its own (the domain enum's serde output, an object keyed by the event type that
 //! holds the event's fields), kept exactly as the table holds them. Every device event type
 //! has a version 1; an event type whose form has moved on (`CertificateIssued`, see
-//! `certificate_issued_v2.rs`) is still read in this form, then upcast by the schema
+//! `certificate_issued_v2.rs`; `DeviceRegistered` and `CertificateRenewalRequested`, see
+//! `certificate_requests_v2.rs`) is still read in this form, then upcast by the schema
 //! (`device_schema.rs`).
 //!
 //! Plain strings, numbers and times: nothing here validates. Never edit a form: rows of it
@@ -12,8 +13,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    CertificateRequestId, CertificateSigningRequest, DecommissionReason, DeviceEvent, DeviceModel,
-    FailureCode, Labels, ProvisioningFailure, Revocation, RevocationReason, SerialNumber, TenantId,
+    CertificateRequestId, DecommissionReason, DeviceEvent, FailureCode, ProvisioningFailure,
+    Revocation, RevocationReason,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,7 +22,11 @@ use uuid::Uuid;
 /// A version 1 payload: `{"<EventType>": {…fields…}}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum DeviceEventV1 {
+    /// Read only: written at version 2 since that version exists.
+    #[serde(skip_serializing)]
     DeviceRegistered(DeviceRegisteredV1),
+    /// Read only: written at version 2 since that version exists.
+    #[serde(skip_serializing)]
     CertificateRenewalRequested(CertificateRenewalRequestedV1),
     /// Read only: written at version 2 since that version exists.
     #[serde(skip_serializing)]
@@ -31,20 +36,20 @@ pub(super) enum DeviceEventV1 {
     CertificateRevoked(CertificateRevokedV1),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(super) struct DeviceRegisteredV1 {
-    tenant: String,
-    serial_number: String,
-    model: String,
-    labels: BTreeMap<String, String>,
-    csr: String,
-    request_id: Uuid,
+    pub(super) tenant: String,
+    pub(super) serial_number: String,
+    pub(super) model: String,
+    pub(super) labels: BTreeMap<String, String>,
+    pub(super) csr: String,
+    pub(super) request_id: Uuid,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(super) struct CertificateRenewalRequestedV1 {
-    csr: String,
-    request_id: Uuid,
+    pub(super) csr: String,
+    pub(super) request_id: Uuid,
 }
 
 /// Two shapes are stored: with `issuer`, and without it (certificates recorded before
@@ -119,6 +124,8 @@ enum RevocationReasonV1 {
 /// A version 1 row of a type whose stored form has moved past version 1, in its version 1
 /// form, for its upcaster.
 pub(super) enum MovedOn {
+    DeviceRegistered(Box<DeviceRegisteredV1>),
+    CertificateRenewalRequested(Box<CertificateRenewalRequestedV1>),
     CertificateIssued(Box<CertificateIssuedV1>),
 }
 
@@ -138,27 +145,8 @@ impl DeviceEventV1 {
     /// The version 1 form of `event`; `None` for an event written at a later version.
     pub(super) fn of(event: &DeviceEvent) -> Option<Self> {
         Some(match event {
-            DeviceEvent::DeviceRegistered {
-                tenant,
-                serial_number,
-                model,
-                labels,
-                csr,
-                request_id,
-            } => Self::DeviceRegistered(DeviceRegisteredV1 {
-                tenant: tenant.as_str().to_owned(),
-                serial_number: serial_number.as_str().to_owned(),
-                model: model.as_str().to_owned(),
-                labels: labels.as_map().clone(),
-                csr: csr.as_pem().to_owned(),
-                request_id: request_id.as_uuid(),
-            }),
-            DeviceEvent::CertificateRenewalRequested { csr, request_id } => {
-                Self::CertificateRenewalRequested(CertificateRenewalRequestedV1 {
-                    csr: csr.as_pem().to_owned(),
-                    request_id: request_id.as_uuid(),
-                })
-            }
+            DeviceEvent::DeviceRegistered { .. }
+            | DeviceEvent::CertificateRenewalRequested { .. } => return None,
             DeviceEvent::CertificateIssued { .. } => return None,
             DeviceEvent::ProvisioningFailed {
                 request_id,
@@ -194,18 +182,10 @@ impl DeviceEventV1 {
     /// version knows nothing of the later ones.
     pub(super) fn into_recorded(self) -> Result<DeviceEvent, MovedOn> {
         Ok(match self {
-            Self::DeviceRegistered(e) => DeviceEvent::DeviceRegistered {
-                tenant: TenantId::recorded(e.tenant),
-                serial_number: SerialNumber::recorded(e.serial_number),
-                model: DeviceModel::recorded(e.model),
-                labels: Labels::recorded(e.labels),
-                csr: CertificateSigningRequest::recorded(e.csr),
-                request_id: CertificateRequestId::from_uuid(e.request_id),
-            },
-            Self::CertificateRenewalRequested(e) => DeviceEvent::CertificateRenewalRequested {
-                csr: CertificateSigningRequest::recorded(e.csr),
-                request_id: CertificateRequestId::from_uuid(e.request_id),
-            },
+            Self::DeviceRegistered(e) => return Err(MovedOn::DeviceRegistered(Box::new(e))),
+            Self::CertificateRenewalRequested(e) => {
+                return Err(MovedOn::CertificateRenewalRequested(Box::new(e)))
+            }
             Self::CertificateIssued(e) => return Err(MovedOn::CertificateIssued(Box::new(e))),
             Self::ProvisioningFailed(e) => DeviceEvent::ProvisioningFailed {
                 request_id: CertificateRequestId::from_uuid(e.request_id),

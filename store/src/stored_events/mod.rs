@@ -28,6 +28,7 @@
 //! anything, or validate.
 
 mod certificate_issued_v2;
+mod certificate_requests_v2;
 mod device_forms_v1;
 mod device_schema;
 mod tenant_cas_forms_v1;

@@ -115,20 +115,24 @@ async fn an_event_whose_transaction_commits_late_is_not_skipped_by_the_relay() {
         serial_number: domain::SerialNumber::parse(&serial).unwrap(),
         model: domain::DeviceModel::parse("Gateway X1").unwrap(),
         labels: domain::Labels::default(),
-        csr: domain::CertificateSigningRequest::from_pem(&crate::helpers::csr_for(&serial))
-            .unwrap(),
+        request: domain::CertificateSigningRequest::from_pem(&crate::helpers::csr_for(&serial))
+            .unwrap()
+            .into(),
         request_id: domain::CertificateRequestId::from_uuid(Uuid::now_v7()),
     };
     let mut late = sqlx::PgConnection::connect(&stack.database_url)
         .await
         .unwrap();
     let mut tx = late.begin().await.unwrap();
+    let stored = <domain::Device as store::EventSchema>::encode(&event).unwrap();
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ('device', $1, 1, 'DeviceRegistered', '1', $2, $3)",
+         VALUES ('device', $1, 1, $2, $3, $4::jsonb, $5)",
     )
     .bind(device_id.to_string())
-    .bind(serde_json::to_value(&event).unwrap())
+    .bind(stored.event_type)
+    .bind(stored.event_version)
+    .bind(stored.payload)
     .bind(json!({"tenant": TENANT, "actor": "test", "request_id": "late"}))
     .execute(&mut *tx)
     .await
