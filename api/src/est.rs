@@ -25,7 +25,7 @@ pub use est_error::EstError;
 
 /// The EST endpoints' configuration and service, built once at start.
 pub struct EstServer {
-    pub enrollment: DeviceEnrollmentService,
+    pub enrollment: Arc<DeviceEnrollmentService>,
     /// `cacerts`'s body: the fleet CA's certificate as certs-only PKCS#7, base64.
     pub cacerts: String,
     /// `csrattrs`'s body, base64.
@@ -48,7 +48,7 @@ pub enum EstSetupError {
 
 impl EstServer {
     pub fn new(
-        enrollment: DeviceEnrollmentService,
+        enrollment: Arc<DeviceEnrollmentService>,
         ca_cert_path: &Path,
         tenant_cas: Arc<TenantClientCas>,
         retry_after: Duration,
@@ -70,6 +70,12 @@ impl EstServer {
             ca,
             tenant_cas,
         })
+    }
+
+    /// `CA_CERT_PATH`'s certificates, DER, the issuing CA's first: what devices of tenants
+    /// without CAs chain to.
+    pub fn platform_chain(&self) -> Vec<Vec<u8>> {
+        self.ca.chain_der()
     }
 
     /// `cacerts`'s body for the group `label` when its tenant has CAs of its own: their chain

@@ -7,6 +7,7 @@ mod admin_projections;
 mod admin_tenant_cas;
 mod api_error;
 mod authorized;
+mod cmp;
 mod connection_limit;
 mod connection_server;
 mod crl;
@@ -44,7 +45,7 @@ pub use api_error::ApiError;
 pub use connection_limit::{BoundedConnection, BoundedListener, ConnectionLimits};
 pub use connection_server::{serve, HeadArrived, ServedConnection};
 pub use device_views::MAX_WAIT_SECONDS;
-pub use in_flight::{InFlightBound, InFlightLimit};
+pub use in_flight::{InFlight, InFlightBound, InFlightLimit};
 pub use request_context::{current_request_id, current_traceparent, record_device, record_tenant};
 pub use tenant_rate_limit::TenantRateLimit;
 
@@ -87,6 +88,8 @@ pub struct AppState {
     pub enrollment_groups: Option<Arc<app::EnrollmentGroupService>>,
     /// EST (`/.well-known/est/`); `None` without enrollment groups or `CA_CERT_PATH`.
     pub est: Option<Arc<crate::est::EstServer>>,
+    /// CMP (`/.well-known/cmp/p/{label}`); `None` as `est` is.
+    pub cmp: Option<Arc<crate::cmp::CmpServer>>,
     /// Commands being worked on, at most `COMMAND_MAX_IN_FLIGHT` (`AdmittedCommand`).
     pub in_flight_commands: Arc<InFlightLimit>,
     /// Requests being worked on, health and metrics aside, at most `REQUEST_MAX_IN_FLIGHT`.
@@ -139,8 +142,10 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .merge(documented_routes().0)
         // Public and binary (RFC 6960): outside the OpenAPI document and the bearer tokens.
         .merge(ocsp::router())
-        // EST (RFC 7030): devices' own protocol, with its own credentials and errors.
-        .merge(est::router());
+        // EST (RFC 7030) and CMP (RFC 9483): devices' own protocols, with their own
+        // credentials and errors.
+        .merge(est::router())
+        .merge(cmp::router());
     served(routes, state, limits)
 }
 

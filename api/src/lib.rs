@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod cas_cli;
+pub mod cmp;
 pub mod config;
 pub mod dead_letters_cli;
 pub mod est;

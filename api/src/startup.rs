@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{JwksUrl, JwtKeys};
+use crate::cmp::CmpServer;
 use crate::config::{ApiConfig, OcspSettings, TokenSettings};
 use crate::est::{EstServer, EstSetupError};
 use crate::http::{
@@ -97,6 +98,7 @@ fn postgres_state(
         live_certificates: Arc::new(projections::PostgresLiveCertificates::new(reads.clone())),
         enrollment_groups: None,
         est: None,
+        cmp: None,
         in_flight_commands: Arc::new(InFlightLimit::default_for(InFlightBound::Commands)),
         in_flight_requests: Arc::new(InFlightLimit::default_for(InFlightBound::Requests)),
         shutdown: CancellationToken::new(),
@@ -123,9 +125,9 @@ fn query_service(
     .with_long_poll_limits(long_polls)
 }
 
-/// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST, when the fleet CA's
-/// certificate is given (`settings`), re-enrolling devices of that CA and of tenants' CAs
-/// (`tenant_client_cas`). Both are put into `state`.
+/// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST and CMP, when the
+/// fleet CA's certificate is given (`settings`), EST re-enrolling devices of that CA and of
+/// tenants' CAs (`tenant_client_cas`). All are put into `state`.
 fn enable_enrollment(
     state: &mut AppState,
     pool: PgPool,
@@ -146,21 +148,27 @@ fn enable_enrollment(
         tracing::info!("EST is off (CA_CERT_PATH is not set)");
         return Ok(());
     };
-    let enrollment = DeviceEnrollmentService::new(
+    let enrollment = Arc::new(DeviceEnrollmentService::new(
         state.commands.clone(),
         Arc::new(PostgresDeviceReadModel::new(pool.clone())),
         cas,
         groups,
         Arc::new(PostgresCertificateStatusLookup::new(pool)),
         settings.label_less_max_groups,
-    );
-    state.est = Some(Arc::new(EstServer::new(
-        enrollment,
+    ));
+    let est = EstServer::new(
+        enrollment.clone(),
         ca_cert_path,
         tenant_client_cas,
         settings.retry_after,
-    )?));
-    tracing::info!("EST on (/.well-known/est/)");
+    )?;
+    state.cmp = Some(Arc::new(CmpServer::new(
+        enrollment,
+        est.platform_chain(),
+        settings.retry_after,
+    )));
+    state.est = Some(Arc::new(est));
+    tracing::info!("EST on (/.well-known/est/), CMP on (/.well-known/cmp/p/<group>)");
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::command_runner::{CommandRunner, Decides, Decision, RetryPolicy, RunError};
 use crate::{
     CommandError, CommandMetadata, EventStore, IdempotencyClaim, IdempotencyStore, Loaded,
+    StoreError,
 };
 
 /// What an accepted command did.
@@ -64,6 +65,11 @@ impl DeviceCommandService {
         Self {
             runner: CommandRunner::new(store, idempotency, retry),
         }
+    }
+
+    /// The device as its events say now (not a read model): where its requests stand.
+    pub async fn current(&self, id: DeviceId) -> Result<Loaded<Device>, StoreError> {
+        self.runner.store().load(id).await
     }
 
     pub async fn register(

@@ -20,9 +20,10 @@
 use std::sync::Arc;
 
 use domain::{
-    CaState, CertificateCredential, DeviceCredential, DeviceError, DeviceId, DeviceStatus,
-    EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure, RenewalAuthority,
-    SerialNumber, SigningRequest, SubjectMismatch, TenantCas, TenantCasId, TenantId,
+    CaState, CertificateCredential, DeviceCredential, DeviceError, DeviceId, DeviceKey,
+    DeviceStatus, EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure,
+    RenewalAuthority, SerialNumber, SigningRequest, SubjectMismatch, TenantCas, TenantCasId,
+    TenantId,
 };
 use sha2::{Digest, Sha256};
 
@@ -82,6 +83,8 @@ pub enum EnrollmentRefusal {
     CertificateRevoked,
     #[error("a certificate request of this device is being processed: try again when it is done")]
     RequestInProgress,
+    #[error("the device has made no certificate request")]
+    NoRequest,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +211,65 @@ impl DeviceEnrollmentService {
         credential: &DeviceCredential,
     ) -> Result<AuthenticatedDevice, EnrollmentError> {
         self.credentials.authenticate(label, credential).await
+    }
+
+    /// The device `serial` of the group `label` names, when `proof` was made with the key
+    /// the group derives for it, and that key (`GroupCredentialVerifier::authenticate_proof`).
+    pub async fn authenticate_proof(
+        &self,
+        label: &EnrollmentGroupName,
+        serial: &SerialNumber,
+        proof: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Result<(AuthenticatedDevice, DeviceKey), EnrollmentError> {
+        self.credentials
+            .authenticate_proof(label, serial, proof)
+            .await
+    }
+
+    /// Where the authenticated device's latest certificate request stands, for a protocol
+    /// whose client asks without repeating its request (CMP's `pollReq`): pending while its
+    /// events hold an open request, or until the read model has caught up with them; then
+    /// its certificate, or why the request failed. Devices make one request at a time, so
+    /// the latest is the one asked about.
+    #[tracing::instrument(skip_all, fields(serial = %device.serial(), group = %device.group().name), err(level = "info"))]
+    pub async fn poll(
+        &self,
+        device: &AuthenticatedDevice,
+    ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let tenant = device.group().tenant.clone();
+        let device_id = DeviceId::derive(&tenant, device.serial());
+        let current = self.commands.current(device_id).await?;
+        if current.aggregate.tenant() != Some(&tenant) {
+            return Err(EnrollmentRefusal::NoRequest.into());
+        }
+        let pending = || {
+            Ok(EnrollmentProgress::Pending {
+                device_id,
+                tenant: tenant.clone(),
+            })
+        };
+        if current.aggregate.open_request().is_some() {
+            return pending();
+        }
+        let Some(view) = self.devices.device(device_id).await? else {
+            return pending();
+        };
+        if view.version < current.version {
+            return pending();
+        }
+        match (view.status, view.failure.clone()) {
+            (DeviceStatus::Failed, Some(failure)) => {
+                return Err(EnrollmentRefusal::Refused(failure).into())
+            }
+            (DeviceStatus::Decommissioned, _) => {
+                return Err(EnrollmentRefusal::Decommissioned.into())
+            }
+            _ => {}
+        }
+        match &view.certificate {
+            Some(certificate) if certificate.revocation.is_none() => Ok(issued(view)),
+            _ => Err(EnrollmentRefusal::CertificateRevoked.into()),
+        }
     }
 
     /// Registers the authenticated device through its group, with the group's model and

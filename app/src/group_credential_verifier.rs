@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use domain::{DeviceCredential, EnrollmentGroupName, GroupKey, SerialNumber};
+use domain::{DeviceCredential, DeviceKey, EnrollmentGroupName, GroupKey, SerialNumber};
 
 use crate::{EnrollmentError, EnrollmentGroup, EnrollmentGroupStore, EnrollmentRefusal};
 
@@ -84,34 +84,38 @@ impl GroupCredentialVerifier {
         })
     }
 
-    /// The device `serial` of the group `label` names, when `proof` was made with its key:
-    /// for protocols where a device shows that it holds its key without sending it (CMP's
-    /// password-based MAC). `proof` is handed the key as the factory burns it (its base64
-    /// text) and must check in constant time. The same work for an unknown group as for a
-    /// known one (a decoy key), and the same refusal for any wrong proof.
+    /// The device `serial` of the group `label` names, when `proof` was made with its key,
+    /// and that key: for protocols where a device shows that it holds its key without
+    /// sending it, and the answer is protected with it too (CMP's password-based MAC).
+    /// `proof` is handed the key as the factory burns it (its base64 text) and must check in
+    /// constant time. The same work for an unknown group as for a known one (a decoy key),
+    /// and the same refusal for any wrong proof.
     #[tracing::instrument(skip_all, fields(serial = %serial, group = %label), err(level = "info"))]
     pub async fn authenticate_proof(
         &self,
         label: &EnrollmentGroupName,
         serial: &SerialNumber,
         proof: &(dyn Fn(&[u8]) -> bool + Sync),
-    ) -> Result<AuthenticatedDevice, EnrollmentError> {
-        let proved = |key: &GroupKey| proof(key.device_key(serial).as_bytes());
-        let group = match self.groups.with_key(label).await? {
-            Some((group, key)) if proved(&key) => group,
-            Some(_) => return Err(EnrollmentRefusal::InvalidCredential.into()),
+    ) -> Result<(AuthenticatedDevice, DeviceKey), EnrollmentError> {
+        let proved = |key: &DeviceKey| proof(key.to_base64().as_bytes());
+        let (group, device_key) = match self.groups.with_key(label).await? {
+            Some((group, key)) => match key.derive(serial) {
+                device_key if proved(&device_key) => (group, device_key),
+                _ => return Err(EnrollmentRefusal::InvalidCredential.into()),
+            },
             None => {
-                std::hint::black_box(proved(&decoy()));
+                std::hint::black_box(proved(&decoy().derive(serial)));
                 return Err(EnrollmentRefusal::InvalidCredential.into());
             }
         };
         if !group.enabled {
             return Err(EnrollmentRefusal::GroupDisabled.into());
         }
-        Ok(AuthenticatedDevice {
+        let device = AuthenticatedDevice {
             serial: serial.clone(),
             group,
-        })
+        };
+        Ok((device, device_key))
     }
 
     async fn named(
@@ -334,11 +338,12 @@ mod tests {
         let serial = SerialNumber::parse("SN-1").unwrap();
         let made_with = |expected: String| move |key: &[u8]| key == expected.as_bytes();
         let right = made_with(key(0).device_key(&serial));
-        let device = verifier
+        let (device, device_key) = verifier
             .authenticate_proof(&label("line-1"), &serial, &right)
             .await
             .unwrap();
         assert_eq!(device.group().name.as_str(), "line-1");
+        assert_eq!(device_key.to_base64(), key(0).device_key(&serial));
         let another_serial = made_with(key(0).device_key(&SerialNumber::parse("SN-2").unwrap()));
         let another_group = made_with(key(1).device_key(&serial));
         for (group, proof) in [
@@ -351,6 +356,7 @@ mod tests {
                     verifier
                         .authenticate_proof(&label(group), &serial, proof)
                         .await
+                        .map(|(device, _)| device)
                 ),
                 EnrollmentRefusal::InvalidCredential
             );
@@ -361,6 +367,7 @@ mod tests {
                 verifier
                     .authenticate_proof(&label("line-2"), &serial, &disabled)
                     .await
+                    .map(|(device, _)| device)
             ),
             EnrollmentRefusal::GroupDisabled
         );

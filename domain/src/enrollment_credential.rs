@@ -61,7 +61,13 @@ impl GroupKey {
 
     /// The key of the device with `serial`, as the factory burns it (base64).
     pub fn device_key(&self, serial: &SerialNumber) -> String {
-        STANDARD.encode(self.mac(serial).finalize().into_bytes())
+        self.derive(serial).to_base64()
+    }
+
+    /// The key of the device with `serial`: for protocols in which both sides use it as a
+    /// shared secret (CMP's password-based MAC protects requests and answers).
+    pub fn derive(&self, serial: &SerialNumber) -> DeviceKey {
+        DeviceKey(self.mac(serial).finalize().into_bytes().into())
     }
 
     /// Whether `presented` is the key of the device with `serial`; in constant time.
@@ -97,6 +103,12 @@ impl DeviceKey {
             Ok(Self::LEN) => Ok(Self(bytes)),
             _ => Err(invalid()),
         }
+    }
+
+    /// The key as the factory burns it and a device presents it: standard base64. (A
+    /// protocol's shared secret is this text: `openssl cmp -secret pass:<it>`.)
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
     }
 }
 

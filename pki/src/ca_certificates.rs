@@ -1,6 +1,7 @@
 //! A CA's certificates as the api holds them, without any key (`CA_CERT_PATH`: the issuing
 //! CA's certificate first, then any chain above it): what EST's `cacerts` serves, and which
-//! client certificates that CA issued (the only ones that re-enroll a device).
+//! client certificates that CA issued (the only ones that re-enroll a device); CMP gives the
+//! same certificates.
 //!
 //! Must not: hold or load a key, or trust a certificate for anything but naming its serial.
 
@@ -56,6 +57,11 @@ impl CaCertificates {
     /// The issuing CA's id, as its certificates' URLs name it.
     pub fn issuing_ca_id(&self) -> &IssuingCaId {
         &self.issuing_ca_id
+    }
+
+    /// Every certificate, DER, the issuing CA's first (CMP's `caPubs` and `genp`).
+    pub fn chain_der(&self) -> Vec<Vec<u8>> {
+        self.chain.clone()
     }
 
     /// EST's `cacerts` body: every certificate as certs-only PKCS#7, DER.

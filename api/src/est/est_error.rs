@@ -87,6 +87,7 @@ impl EstError {
                 R::GroupDisabled | R::UnknownCertificate | R::CertificateRevoked => S::FORBIDDEN,
                 R::Subject(_) | R::Refused(_) => S::BAD_REQUEST,
                 R::AlreadyEnrolled | R::Decommissioned | R::RequestInProgress => S::CONFLICT,
+                R::NoRequest => S::NOT_FOUND,
             },
             Self::Busy(_) => S::CONFLICT,
             Self::Unavailable => S::SERVICE_UNAVAILABLE,

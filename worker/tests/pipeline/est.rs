@@ -21,7 +21,7 @@ use crate::helpers::{unique_serial, Stack, TENANT};
 use crate::provisioning::PATIENCE;
 
 /// Runs `script` with `sh` in the stack's directory: whether it succeeded, and its output.
-async fn sh(stack: &Stack, script: String) -> (bool, String) {
+pub(crate) async fn sh(stack: &Stack, script: String) -> (bool, String) {
     crate::openssl::shell(&stack.dir, script).await
 }
 
@@ -64,7 +64,7 @@ async fn curl(stack: &Stack, args: &str, path: &str, out: &str) -> Answer {
 }
 
 /// Creates an enrollment group of `TENANT` as an operator; its key.
-async fn create_group(stack: &Stack, name: &str) -> String {
+pub(crate) async fn create_group(stack: &Stack, name: &str) -> String {
     let created: Value = stack
         .client
         .post(stack.url("/admin/enrollment-groups"))
@@ -80,7 +80,7 @@ async fn create_group(stack: &Stack, name: &str) -> String {
 }
 
 /// The device's key, derived from the group key with OpenSSL as a factory would (README).
-async fn derive_device_key(stack: &Stack, group_key: &str, serial: &str) -> String {
+pub(crate) async fn derive_device_key(stack: &Stack, group_key: &str, serial: &str) -> String {
     let (ok, out) = sh(
         stack,
         format!(

@@ -1,6 +1,7 @@
 //! End-to-end: api → Postgres → relay → JetStream → worker (provisioner, projector) → read
 //! model → api, with real Postgres, real NATS and real worker processes.
 
+mod cmp;
 mod crl;
 mod dead_letter_operations;
 mod device_stats;
