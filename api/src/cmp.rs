@@ -16,11 +16,15 @@
 //!   (`DeviceEnrollmentService::poll`): `pollRep` with `checkAfter`, or the certificate;
 //! - `certConf` is answered with `pkiConf` (the certificate is already published; a device
 //!   that rejects it asks again), `implicitConfirm` is granted to whoever asks;
-//! - `genm` with `id-it-caCerts`: the certificates the group's devices chain to.
-//!
-//! `kur` and `rr` (authenticated by the device's current certificate) are refused with
-//! `notAuthorized` for now: they need the api's CMP signing certificate, which is not made
-//! yet.
+//! - `genm` with `id-it-caCerts`: the certificates the group's devices chain to;
+//! - **a device with a certificate** signs its request with it, the certificate first in
+//!   `extraCerts` (RFC 9483 §3.2): the signature is checked, the certificate must be one a CA
+//!   of this service issued (`DeviceCertificates`) and within its validity, and the device
+//!   decides whether it is its current one. `kur` renews it (a CRMF request, as
+//!   `simplereenroll` does), `rr` revokes it (only the certificate that signs the request),
+//!   `pollReq` and `certConf` follow a `kur`. Answers to signed requests are signed by the
+//!   api's CMP signer (`CMP_SIGNER_CERT_PATH`, `id-kp-cmcRA`, made by `worker cmp-signer`),
+//!   its chain in `extraCerts`; without one, signed requests are refused.
 //!
 //! Must not: hold a CA key, keep state between a transaction's messages (any api instance
 //! answers any message; a poll carries what it needs, `CertAnswerKind::polled_by`), or log a
@@ -31,26 +35,35 @@ mod cmp_failure;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::{Correlation, DeviceEnrollmentService, EnrollmentProgress, EnrollmentProtocol};
+use app::{
+    AuthenticatedDevice, Correlation, DeviceEnrollmentService, EnrollmentProgress,
+    EnrollmentProtocol, PresentedCertificate,
+};
+use der::Decode;
 use domain::{
-    CertificateSigningRequest, DeviceKey, EnrollmentGroupName, SerialNumber, SigningRequest,
+    CertificateSigningRequest, DeviceKey, EnrollmentGroupName, RevocationReason, SerialNumber,
+    SigningRequest,
 };
 use pki::cmp::{
-    CertAnswerKind, CmpAnswer, CmpAnswerBody, CmpProtection, CmpRequest, CmpRequestBody,
-    CrmfCertificateRequest, PasswordBasedMac, PkiFailure,
+    CertAnswerKind, CmpAnswer, CmpAnswerBody, CmpProtection, CmpRequest, CmpRequestBody, CmpSigner,
+    CrmfCertificateRequest, PasswordBasedMac, PkiFailure, RevocationRequest,
 };
 use x509_cert::name::Name;
 
 pub use cmp_failure::CmpFailure;
 
+use crate::device_certificates::{DeviceCertificates, NotADeviceCertificate};
 use crate::http::InFlight;
 
 /// The CMP endpoint's service and what its answers carry, built once at start.
 pub struct CmpServer {
     enrollment: Arc<DeviceEnrollmentService>,
-    /// `CA_CERT_PATH`'s certificates, DER: what devices of tenants without CAs chain to.
-    platform_chain: Vec<Vec<u8>>,
-    /// The answers' `sender`.
+    /// The certificates that authenticate a device, and what devices of tenants without CAs
+    /// chain to.
+    certificates: Arc<DeviceCertificates>,
+    /// Signs the answers to signed requests; `None`: signed requests are refused.
+    signer: Option<CmpSigner>,
+    /// The `sender` of MAC-protected answers and of unprotected errors.
     name: Name,
     /// A waiting device's `checkAfter`.
     check_after: Duration,
@@ -70,12 +83,14 @@ const SENDER: &str = "CN=Device Provisioning CMP";
 impl CmpServer {
     pub fn new(
         enrollment: Arc<DeviceEnrollmentService>,
-        platform_chain: Vec<Vec<u8>>,
+        certificates: Arc<DeviceCertificates>,
+        signer: Option<CmpSigner>,
         check_after: Duration,
     ) -> Self {
         Self {
             enrollment,
-            platform_chain,
+            certificates,
+            signer,
             name: SENDER.parse().expect("a constant name"),
             check_after,
         }
@@ -98,44 +113,64 @@ impl CmpServer {
             }
         };
         let operation = request.body.name();
-        let CmpProtection::PasswordBasedMac(mac) = &request.protection else {
-            let failure = CmpFailure::new(
-                PkiFailure::NotAuthorized,
-                "this service takes requests protected by a password-based MAC: senderKID the device's serial number, the secret its key",
-            );
-            return self.unprotected(Some(&request), operation, failure);
-        };
-        let (device, key) = match self.authenticate(label, &request, mac).await {
-            Ok(authenticated) => authenticated,
-            Err(failure) => return self.unprotected(Some(&request), operation, failure),
-        };
-        let body = match self.step(&request, device, correlation, admit).await {
-            Ok(body) => body,
-            Err(failure) => CmpAnswerBody::Error {
-                failure: failure.failure,
-                text: failure.text,
-            },
-        };
-        let outcome = match &body {
-            CmpAnswerBody::Error { failure, text } => {
-                CmpFailure::new(*failure, text.clone()).outcome()
+        match &request.protection {
+            CmpProtection::PasswordBasedMac(mac) => {
+                self.answer_mac_protected(label, &request, mac, correlation, admit)
+                    .await
             }
-            CmpAnswerBody::Waiting { .. } | CmpAnswerBody::PollAgain { .. } => "pending",
-            CmpAnswerBody::Certified { .. } => "issued",
-            _ => "answered",
-        };
-        match self.protected(&request, mac, &key, &body) {
-            Ok(message) => CmpReply {
-                message,
-                operation,
-                outcome,
-            },
-            Err(error) => {
-                tracing::error!(%error, "a CMP answer does not encode");
-                let failure = CmpFailure::new(PkiFailure::SystemFailure, "internal error");
-                self.unprotected(Some(&request), operation, failure)
-            }
+            CmpProtection::Signature(_) => self.answer_signed(&request, correlation, admit).await,
         }
+        .unwrap_or_else(|failure| self.unprotected(Some(&request), operation, failure))
+    }
+
+    /// A request protected by the device's group-derived key: answered with the same MAC.
+    /// `Err`: the sender is not authenticated (answered unprotected).
+    async fn answer_mac_protected(
+        &self,
+        label: &EnrollmentGroupName,
+        request: &CmpRequest,
+        mac: &PasswordBasedMac,
+        correlation: Correlation,
+        admit: impl FnOnce() -> Option<InFlight>,
+    ) -> Result<CmpReply, CmpFailure> {
+        let (device, key) = self.authenticate(label, request, mac).await?;
+        let body = self
+            .step(request, device, correlation, admit)
+            .await
+            .unwrap_or_else(CmpFailure::into_body);
+        let message = self
+            .mac_protected(request, mac, &key, &body)
+            .map_err(|error| {
+                tracing::error!(%error, "a CMP answer does not encode");
+                CmpFailure::new(PkiFailure::SystemFailure, "internal error")
+            })?;
+        Ok(reply(request, message, &body))
+    }
+
+    /// A request signed with the device's certificate: answered signed by the api's CMP
+    /// signer, refusals included. `Err`: there is no signer (answered unprotected).
+    async fn answer_signed(
+        &self,
+        request: &CmpRequest,
+        correlation: Correlation,
+        admit: impl FnOnce() -> Option<InFlight>,
+    ) -> Result<CmpReply, CmpFailure> {
+        let signer = self.signer.as_ref().ok_or_else(|| {
+            CmpFailure::new(
+                PkiFailure::NotAuthorized,
+                "this server answers signed requests only with a CMP signer (CMP_SIGNER_CERT_PATH); use a password-based MAC",
+            )
+        })?;
+        let body = match self.authenticate_signed(request) {
+            Ok(presented) => {
+                self.step_signed(request, &presented, correlation, admit)
+                    .await
+            }
+            Err(failure) => Err(failure),
+        }
+        .unwrap_or_else(CmpFailure::into_body);
+        let message = self.signed(request, signer, &body)?;
+        Ok(reply(request, message, &body))
     }
 
     /// The device that `senderKID` names, if the request's MAC was made with its key.
@@ -164,11 +199,119 @@ impl CmpServer {
             .await?)
     }
 
+    /// The device whose certificate signed `request`: the first of `extraCerts` (RFC 9483
+    /// §3.2), its signature over the message verified, issued by a CA of this service and
+    /// within its validity. Whether it may still act for the device, the device decides.
+    fn authenticate_signed(
+        &self,
+        request: &CmpRequest,
+    ) -> Result<PresentedCertificate, CmpFailure> {
+        let certificate = request.extra_certs.first().ok_or_else(|| {
+            CmpFailure::new(
+                PkiFailure::BadMessageCheck,
+                "a signed request carries the certificate that signs it first in extraCerts",
+            )
+        })?;
+        request
+            .signed_by(certificate)
+            .map_err(|refusal| CmpFailure::new(PkiFailure::BadMessageCheck, refusal.to_string()))?;
+        let presented =
+            self.certificates
+                .presented(certificate)
+                .map_err(|not_ours| match not_ours {
+                    NotADeviceCertificate::Unreadable => CmpFailure::new(
+                        PkiFailure::BadDataFormat,
+                        "the signer's certificate is not an X.509 certificate",
+                    ),
+                    NotADeviceCertificate::OtherIssuer => CmpFailure::new(
+                        PkiFailure::NotAuthorized,
+                        "the signer's certificate is not one this service issued to a device",
+                    ),
+                })?;
+        let validity = x509_cert::Certificate::from_der(certificate)
+            .map(|certificate| certificate.tbs_certificate.validity)
+            .map_err(|_| {
+                CmpFailure::new(
+                    PkiFailure::BadDataFormat,
+                    "the signer's certificate does not decode",
+                )
+            })?;
+        let now = std::time::SystemTime::now();
+        if now < validity.not_before.to_system_time() || now > validity.not_after.to_system_time() {
+            return Err(CmpFailure::new(
+                PkiFailure::NotAuthorized,
+                "the signer's certificate is not valid now",
+            ));
+        }
+        Ok(presented)
+    }
+
+    /// What a signed request comes to.
+    async fn step_signed(
+        &self,
+        request: &CmpRequest,
+        presented: &PresentedCertificate,
+        correlation: Correlation,
+        admit: impl FnOnce() -> Option<InFlight>,
+    ) -> Result<CmpAnswerBody, CmpFailure> {
+        match &request.body {
+            CmpRequestBody::Kur(content) => {
+                let crmf = CrmfCertificateRequest::from_cert_req_messages(content)
+                    .map_err(|refusal| CmpFailure::new(refusal.failure(), refusal.to_string()))?;
+                let _admitted = admit().ok_or_else(CmpFailure::unavailable)?;
+                let progress = self
+                    .enrollment
+                    .reenroll(
+                        EnrollmentProtocol::Cmp,
+                        presented,
+                        SigningRequest::Crmf(crmf.request),
+                        correlation,
+                    )
+                    .await?;
+                self.certificate_or(progress, None, CertAnswerKind::Kup, crmf.cert_req_id, |kind, cert_req_id| {
+                    CmpAnswerBody::Waiting { kind, cert_req_id }
+                })
+                .await
+            }
+            CmpRequestBody::Rr(content) => {
+                let revocation = RevocationRequest::from_rr(content)
+                    .map_err(|refusal| CmpFailure::new(refusal.failure(), refusal.to_string()))?;
+                if revocation.serial != presented.serial {
+                    return Err(CmpFailure::new(
+                        PkiFailure::BadCertId,
+                        "an rr revokes the certificate that signs it",
+                    ));
+                }
+                let reason = revocation_reason(revocation.reason_code)?;
+                let _admitted = admit().ok_or_else(CmpFailure::unavailable)?;
+                self.enrollment
+                    .revoke(EnrollmentProtocol::Cmp, presented, reason, correlation)
+                    .await?;
+                Ok(CmpAnswerBody::Revoked)
+            }
+            CmpRequestBody::PollReq(_) => {
+                let progress = self.enrollment.poll_presented(presented).await;
+                self.polled(request, None, progress).await
+            }
+            CmpRequestBody::CertConf(_) => Ok(CmpAnswerBody::Confirmed),
+            CmpRequestBody::Ir(_) | CmpRequestBody::Cr(_) | CmpRequestBody::P10cr(_) => {
+                Err(CmpFailure::new(
+                    PkiFailure::NotAuthorized,
+                    "a device with a certificate renews it with kur; a new device enrolls with its group's MAC credential",
+                ))
+            }
+            CmpRequestBody::Genm(_) => Err(CmpFailure::new(
+                PkiFailure::BadRequest,
+                "ask for the CA certificates with the group's MAC credential",
+            )),
+        }
+    }
+
     /// What an authenticated device's request comes to.
     async fn step(
         &self,
         request: &CmpRequest,
-        device: app::AuthenticatedDevice,
+        device: AuthenticatedDevice,
         correlation: Correlation,
         admit: impl FnOnce() -> Option<InFlight>,
     ) -> Result<CmpAnswerBody, CmpFailure> {
@@ -191,7 +334,12 @@ impl CmpServer {
                 })?;
                 (CertAnswerKind::Cp, 0, SigningRequest::Pkcs10(csr))
             }
-            CmpRequestBody::PollReq(_) => return self.poll(request, &device).await,
+            CmpRequestBody::PollReq(_) => {
+                let progress = self.enrollment.poll(&device).await;
+                return self
+                    .polled(request, Some(&device.group().name), progress)
+                    .await;
+            }
             CmpRequestBody::CertConf(_) => return Ok(CmpAnswerBody::Confirmed),
             CmpRequestBody::Genm(_) if request.asks_for_ca_certificates() => {
                 let chain = self.chain(&device.group().name).await?;
@@ -207,7 +355,7 @@ impl CmpServer {
                 return Err(CmpFailure::new(
                     PkiFailure::NotAuthorized,
                     format!(
-                        "a {} is not answered by this service yet",
+                        "a {} is signed with the device's current certificate",
                         request.body.name()
                     ),
                 ))
@@ -224,17 +372,23 @@ impl CmpServer {
                 correlation,
             )
             .await?;
-        self.certificate_or(progress, &group, kind, cert_req_id, |kind, cert_req_id| {
-            CmpAnswerBody::Waiting { kind, cert_req_id }
-        })
+        self.certificate_or(
+            progress,
+            Some(&group),
+            kind,
+            cert_req_id,
+            |kind, cert_req_id| CmpAnswerBody::Waiting { kind, cert_req_id },
+        )
         .await
     }
 
-    /// A `pollReq`: the certificate the transaction waits for, or `pollRep`.
-    async fn poll(
+    /// A `pollReq` answered from `progress`: the certificate the transaction waits for, or
+    /// `pollRep`. `group`: whose CA certificates an `ip` carries.
+    async fn polled(
         &self,
         request: &CmpRequest,
-        device: &app::AuthenticatedDevice,
+        group: Option<&EnrollmentGroupName>,
+        progress: Result<EnrollmentProgress, app::EnrollmentError>,
     ) -> Result<CmpAnswerBody, CmpFailure> {
         let bad_poll = || {
             CmpFailure::new(
@@ -244,10 +398,8 @@ impl CmpServer {
         };
         let cert_req_id = request.polled_cert_req_id().ok_or_else(bad_poll)?;
         let kind = CertAnswerKind::polled_by(request).ok_or_else(bad_poll)?;
-        let progress = self.enrollment.poll(device).await?;
         let check_after_seconds = u32::try_from(self.check_after.as_secs()).unwrap_or(u32::MAX);
-        let group = &device.group().name;
-        self.certificate_or(progress, group, kind, cert_req_id, |kind, cert_req_id| {
+        self.certificate_or(progress?, group, kind, cert_req_id, |kind, cert_req_id| {
             CmpAnswerBody::PollAgain {
                 kind,
                 cert_req_id,
@@ -262,7 +414,7 @@ impl CmpServer {
     async fn certificate_or(
         &self,
         progress: EnrollmentProgress,
-        group: &EnrollmentGroupName,
+        group: Option<&EnrollmentGroupName>,
         kind: CertAnswerKind,
         cert_req_id: i64,
         pending: impl FnOnce(CertAnswerKind, i64) -> CmpAnswerBody,
@@ -275,9 +427,9 @@ impl CmpServer {
             .map_err(|_| CmpFailure::new(PkiFailure::SystemFailure, "internal error"))?
             .into_contents();
         // RFC 9483 §4.1.1: an `ip` may carry the trust anchor a new device lacks.
-        let ca_pubs = match kind {
-            CertAnswerKind::Ip => self.chain(group).await?,
-            CertAnswerKind::Cp | CertAnswerKind::Kup => Vec::new(),
+        let ca_pubs = match (kind, group) {
+            (CertAnswerKind::Ip, Some(group)) => self.chain(group).await?,
+            _ => Vec::new(),
         };
         Ok(CmpAnswerBody::Certified {
             kind,
@@ -296,26 +448,55 @@ impl CmpServer {
                 .filter_map(|pem| ::pem::parse(pem).ok())
                 .map(|block| block.into_contents())
                 .collect(),
-            None => self.platform_chain.clone(),
+            None => self.certificates.platform_chain(),
         })
     }
 
+    /// `body`, signed by the api's CMP signer, its chain in `extraCerts`.
+    fn signed(
+        &self,
+        request: &CmpRequest,
+        signer: &CmpSigner,
+        body: &CmpAnswerBody,
+    ) -> Result<Vec<u8>, CmpFailure> {
+        let internal = |error: der::Error| {
+            tracing::error!(%error, "a CMP answer does not encode");
+            CmpFailure::new(PkiFailure::SystemFailure, "internal error")
+        };
+        let answer = CmpAnswer::new(
+            request,
+            signer.subject().clone(),
+            signer.algorithm(),
+            None,
+            grants_implicit_confirm(request, body),
+            body,
+        )
+        .map_err(internal)?;
+        let signature = signer
+            .sign(&answer.protected_part().map_err(internal)?)
+            .map_err(|unavailable| {
+                tracing::warn!(error = %unavailable, "the CMP signer did not sign");
+                CmpFailure::unavailable()
+            })?;
+        answer
+            .into_message(&signature, signer.chain())
+            .map_err(internal)
+    }
+
     /// `body`, protected with the request's MAC parameters and the device's key.
-    fn protected(
+    fn mac_protected(
         &self,
         request: &CmpRequest,
         mac: &PasswordBasedMac,
         key: &DeviceKey,
         body: &CmpAnswerBody,
     ) -> Result<Vec<u8>, der::Error> {
-        let grants_implicit_confirm =
-            request.implicit_confirm && matches!(body, CmpAnswerBody::Certified { .. });
         let answer = CmpAnswer::new(
             request,
             self.name.clone(),
             mac.algorithm().clone(),
             None,
-            grants_implicit_confirm,
+            grants_implicit_confirm(request, body),
             body,
         )?;
         let protection = mac.protect(key.to_base64().as_bytes(), &answer.protected_part()?);
@@ -347,4 +528,45 @@ impl CmpServer {
             outcome: failure.outcome(),
         }
     }
+}
+
+/// Whether an answer grants the waiver of `certConf` its request asked for: only with the
+/// certificate.
+fn grants_implicit_confirm(request: &CmpRequest, body: &CmpAnswerBody) -> bool {
+    request.implicit_confirm && matches!(body, CmpAnswerBody::Certified { .. })
+}
+
+/// The reply to `request` with `message`, counted by what `body` says.
+fn reply(request: &CmpRequest, message: Vec<u8>, body: &CmpAnswerBody) -> CmpReply {
+    let outcome = match body {
+        CmpAnswerBody::Error { failure, text } => CmpFailure::new(*failure, text.clone()).outcome(),
+        CmpAnswerBody::Waiting { .. } | CmpAnswerBody::PollAgain { .. } => "pending",
+        CmpAnswerBody::Certified { .. } => "issued",
+        CmpAnswerBody::Revoked => "revoked",
+        _ => "answered",
+    };
+    CmpReply {
+        message,
+        operation: request.body.name(),
+        outcome,
+    }
+}
+
+/// An `rr`'s `CRLReason` code as the device's revocation reason (RFC 5280 §5.3.1); none
+/// given is `unspecified`. Codes for CAs (`cACompromise`) or holds are not a device's to give.
+fn revocation_reason(code: Option<u8>) -> Result<RevocationReason, CmpFailure> {
+    Ok(match code {
+        None | Some(0) => RevocationReason::Unspecified,
+        Some(1) => RevocationReason::KeyCompromise,
+        Some(3) => RevocationReason::AffiliationChanged,
+        Some(4) => RevocationReason::Superseded,
+        Some(5) => RevocationReason::CessationOfOperation,
+        Some(9) => RevocationReason::PrivilegeWithdrawn,
+        Some(_) => {
+            return Err(CmpFailure::new(
+                PkiFailure::BadRequest,
+                "a device revokes its certificate for unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn",
+            ))
+        }
+    })
 }

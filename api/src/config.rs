@@ -83,7 +83,7 @@ pub struct ApiConfig {
 }
 
 /// `ENROLLMENT_KEY_ENCRYPTION_KEY`, `CA_CERT_PATH`, `EST_RETRY_AFTER_SECONDS`,
-/// `EST_LABELLESS_MAX_GROUPS`.
+/// `EST_LABELLESS_MAX_GROUPS`, `CMP_SIGNER_CERT_PATH`, `CMP_SIGNER_KEY_PATH`.
 #[derive(Debug, Clone)]
 pub struct EnrollmentSettings {
     /// Seals enrollment group keys at rest (base64 of 32 bytes, checked here); without it
@@ -97,6 +97,9 @@ pub struct EnrollmentSettings {
     /// A `simpleenroll` that names no group tries at most this many enabled groups; past it
     /// the device is told to name its group (what an unnamed request costs stays bounded).
     pub label_less_max_groups: usize,
+    /// The CMP signer's files (`CMP_SIGNER_CERT_PATH`, `CMP_SIGNER_KEY_PATH`, as `worker
+    /// cmp-signer` writes them): without them CMP answers only MAC-protected requests.
+    pub cmp_signer: Option<SignerFiles>,
 }
 
 /// The OCSP responder's configuration.
@@ -104,7 +107,7 @@ pub struct EnrollmentSettings {
 pub struct OcspSettings {
     /// The delegated signer's files (`OCSP_SIGNER_CERT_PATH`, `OCSP_SIGNER_KEY_PATH`, as
     /// `worker ocsp-signer` writes them); without them the responder is off.
-    pub signer: Option<OcspSignerFiles>,
+    pub signer: Option<SignerFiles>,
     /// nextUpdate − thisUpdate of every answer (`OCSP_NEXT_UPDATE_SECONDS`): how long a
     /// relying party or a cache may rely on it.
     pub next_update: Duration,
@@ -130,7 +133,7 @@ pub struct TokenSettings {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OcspSignerFiles {
+pub struct SignerFiles {
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
 }
@@ -349,6 +352,14 @@ fn enrollment_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Enrol
             app::GroupCredentialVerifier::DEFAULT_LABEL_LESS_MAX_GROUPS as u64,
             0..=256,
         ) as usize,
+        cmp_signer: signer_files(
+            env,
+            ("CMP_SIGNER_CERT_PATH", "CMP_SIGNER_KEY_PATH"),
+            (
+                "the CMP signer, for kur and rr",
+                "CMP takes MAC-protected requests only",
+            ),
+        ),
     }
 }
 
@@ -381,25 +392,34 @@ fn tls_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<TlsSe
     }
 }
 
-fn ocsp_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> OcspSettings {
-    let signer = match (
-        env.optional("OCSP_SIGNER_CERT_PATH"),
-        env.optional("OCSP_SIGNER_KEY_PATH"),
-    ) {
-        (Some(cert), Some(key)) => Some(OcspSignerFiles {
+/// A delegated signer's two files, which go together: `(cert, key)` name their variables,
+/// `(both, neither)` say what setting both, or neither, means.
+fn signer_files<F: Fn(&str) -> Option<String>>(
+    env: &mut Env<F>,
+    (cert, key): (&str, &str),
+    (both, neither): (&str, &str),
+) -> Option<SignerFiles> {
+    match (env.optional(cert), env.optional(key)) {
+        (Some(cert), Some(key)) => Some(SignerFiles {
             cert_path: cert.into(),
             key_path: key.into(),
         }),
         (None, None) => None,
         _ => {
-            env.problem(
-                "OCSP_SIGNER_CERT_PATH and OCSP_SIGNER_KEY_PATH go together: set both (the OCSP \
-                 responder's signer) or neither (no OCSP)"
-                    .into(),
-            );
+            env.problem(format!(
+                "{cert} and {key} go together: set both ({both}) or neither ({neither})"
+            ));
             None
         }
-    };
+    }
+}
+
+fn ocsp_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> OcspSettings {
+    let signer = signer_files(
+        env,
+        ("OCSP_SIGNER_CERT_PATH", "OCSP_SIGNER_KEY_PATH"),
+        ("the OCSP responder's signer", "no OCSP"),
+    );
     let next_update =
         Duration::from_secs(env.number_or("OCSP_NEXT_UPDATE_SECONDS", 60, 1..=7 * 86_400));
     // At most 900 ms: a revocation must show over OCSP within a second.
@@ -464,7 +484,7 @@ mod tests {
         assert_eq!(
             config.ocsp,
             OcspSettings {
-                signer: Some(OcspSignerFiles {
+                signer: Some(SignerFiles {
                     cert_path: "/s/ocsp-signer.pem".into(),
                     key_path: "/s/ocsp-signer.key".into(),
                 }),

@@ -10,15 +10,13 @@
 mod basic_credential;
 mod est_error;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::{DeviceEnrollmentService, EnrollmentError, EnrollmentRefusal, PresentedCertificate};
 use pki::est_wire_format as wire_format;
-use pki::{CaCertificates, NotIssuedHere};
 
-use crate::tls::TenantClientCas;
+use crate::device_certificates::{DeviceCertificates, NotADeviceCertificate};
 
 pub use basic_credential::basic_credential;
 pub use est_error::EstError;
@@ -32,34 +30,17 @@ pub struct EstServer {
     pub csr_attributes: String,
     /// `Retry-After` of a pending enrollment.
     pub retry_after: Duration,
-    /// `CA_CERT_PATH`'s certificates: the issuing CA's first, the platform CA whose
-    /// certificates re-enroll.
-    ca: CaCertificates,
-    /// Tenants' issuing CAs, whose certificates re-enroll their devices too.
-    tenant_cas: Arc<TenantClientCas>,
-}
-
-/// The CA certificate that `cacerts` would serve cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum EstSetupError {
-    #[error("CA_CERT_PATH {path}: {reason}")]
-    CaCertificate { path: String, reason: String },
+    /// The certificates that re-enroll: the platform CA's and tenants' CAs'.
+    certificates: Arc<DeviceCertificates>,
 }
 
 impl EstServer {
     pub fn new(
         enrollment: Arc<DeviceEnrollmentService>,
-        ca_cert_path: &Path,
-        tenant_cas: Arc<TenantClientCas>,
+        certificates: Arc<DeviceCertificates>,
         retry_after: Duration,
-    ) -> Result<Self, EstSetupError> {
-        let refused = |reason: String| EstSetupError::CaCertificate {
-            path: ca_cert_path.display().to_string(),
-            reason,
-        };
-        let text = std::fs::read_to_string(ca_cert_path).map_err(|e| refused(e.to_string()))?;
-        let ca = CaCertificates::from_pem(&text).map_err(|e| refused(e.to_string()))?;
-        let cacerts = ca.certs_only().map_err(|e| refused(e.to_string()))?;
+    ) -> Result<Self, der::Error> {
+        let cacerts = certificates.platform_certs_only()?;
         let csr_attributes =
             wire_format::csr_attributes().expect("the fixed CSR attributes encode");
         Ok(Self {
@@ -67,15 +48,8 @@ impl EstServer {
             cacerts: wire_format::base64_body(&cacerts),
             csr_attributes: wire_format::base64_body(&csr_attributes),
             retry_after,
-            ca,
-            tenant_cas,
+            certificates,
         })
-    }
-
-    /// `CA_CERT_PATH`'s certificates, DER, the issuing CA's first: what devices of tenants
-    /// without CAs chain to.
-    pub fn platform_chain(&self) -> Vec<Vec<u8>> {
-        self.ca.chain_der()
     }
 
     /// `cacerts`'s body for the group `label` when its tenant has CAs of its own: their chain
@@ -110,16 +84,13 @@ impl EstServer {
     /// signed names a device here (TLS may trust more CAs than those that issue devices'
     /// certificates).
     pub fn presented(&self, der: &[u8]) -> Result<PresentedCertificate, EstError> {
-        match self.ca.issued(der) {
-            Ok(serial) => Ok(PresentedCertificate {
-                serial,
-                issuer: self.ca.issuing_ca_id().clone(),
-            }),
-            Err(NotIssuedHere::Unreadable) => Err(EstError::NoClientCertificate),
-            Err(NotIssuedHere::OtherIssuer) => self
-                .tenant_cas
-                .presented(der)
-                .ok_or_else(|| EnrollmentError::from(EnrollmentRefusal::UnknownCertificate).into()),
-        }
+        self.certificates
+            .presented(der)
+            .map_err(|not_ours| match not_ours {
+                NotADeviceCertificate::Unreadable => EstError::NoClientCertificate,
+                NotADeviceCertificate::OtherIssuer => {
+                    EnrollmentError::from(EnrollmentRefusal::UnknownCertificate).into()
+                }
+            })
     }
 }

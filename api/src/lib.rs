@@ -21,6 +21,7 @@ pub mod cas_cli;
 pub mod cmp;
 pub mod config;
 pub mod dead_letters_cli;
+pub mod device_certificates;
 pub mod est;
 pub mod http;
 mod operator_session;

@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{JwksUrl, JwtKeys};
 use crate::cmp::CmpServer;
 use crate::config::{ApiConfig, OcspSettings, TokenSettings};
-use crate::est::{EstServer, EstSetupError};
+use crate::device_certificates::DeviceCertificates;
+use crate::est::EstServer;
 use crate::http::{
     health_router, pki_router, router, AppState, BoundedListener, ConnectionLimits, HttpLimits,
     InFlightBound, InFlightLimit, TenantRateLimit,
@@ -126,8 +127,8 @@ fn query_service(
 }
 
 /// Enrollment groups on `pool`, their keys sealed with `sealer`; and EST and CMP, when the
-/// fleet CA's certificate is given (`settings`), EST re-enrolling devices of that CA and of
-/// tenants' CAs (`tenant_client_cas`). All are put into `state`.
+/// fleet CA's certificate is given (`settings`), devices authenticating with certificates of
+/// that CA and of tenants' CAs (`tenant_client_cas`). All are put into `state`.
 fn enable_enrollment(
     state: &mut AppState,
     pool: PgPool,
@@ -135,7 +136,7 @@ fn enable_enrollment(
     settings: &crate::config::EnrollmentSettings,
     cas: Arc<dyn EventStore<domain::TenantCas>>,
     tenant_client_cas: Arc<TenantClientCas>,
-) -> Result<(), EstSetupError> {
+) -> Result<(), EnrollmentSetupError> {
     let groups: Arc<dyn app::EnrollmentGroupStore> = Arc::new(PostgresEnrollmentGroups::new(
         pool.clone(),
         Arc::new(sealer),
@@ -145,9 +146,23 @@ fn enable_enrollment(
         Arc::new(app::random_group_key),
     )));
     let Some(ca_cert_path) = settings.ca_cert_path.as_deref() else {
-        tracing::info!("EST is off (CA_CERT_PATH is not set)");
+        tracing::info!("EST and CMP are off (CA_CERT_PATH is not set)");
         return Ok(());
     };
+    let refused = |reason: String| EnrollmentSetupError::CaCertificate {
+        path: ca_cert_path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(ca_cert_path).map_err(|e| refused(e.to_string()))?;
+    let platform = pki::CaCertificates::from_pem(&text).map_err(|e| refused(e.to_string()))?;
+    let certificates = Arc::new(DeviceCertificates::new(platform, tenant_client_cas));
+    let cmp_signer = settings
+        .cmp_signer
+        .as_ref()
+        .map(|files| {
+            pki::cmp::CmpSigner::from_files(&files.cert_path, &files.key_path, chrono::Utc::now())
+        })
+        .transpose()?;
     let enrollment = Arc::new(DeviceEnrollmentService::new(
         state.commands.clone(),
         Arc::new(PostgresDeviceReadModel::new(pool.clone())),
@@ -158,18 +173,31 @@ fn enable_enrollment(
     ));
     let est = EstServer::new(
         enrollment.clone(),
-        ca_cert_path,
-        tenant_client_cas,
+        certificates.clone(),
         settings.retry_after,
-    )?;
+    )
+    .map_err(|e| refused(e.to_string()))?;
+    if cmp_signer.is_none() {
+        tracing::info!("CMP answers MAC-protected requests only (CMP_SIGNER_CERT_PATH is not set)");
+    }
     state.cmp = Some(Arc::new(CmpServer::new(
         enrollment,
-        est.platform_chain(),
+        certificates,
+        cmp_signer,
         settings.retry_after,
     )));
     state.est = Some(Arc::new(est));
     tracing::info!("EST on (/.well-known/est/), CMP on (/.well-known/cmp/p/<group>)");
     Ok(())
+}
+
+/// EST and CMP cannot start as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollmentSetupError {
+    #[error("CA_CERT_PATH {path}: {reason}")]
+    CaCertificate { path: String, reason: String },
+    #[error(transparent)]
+    CmpSigner(#[from] SignerLoadError),
 }
 
 /// How stale a served CRL may be: the worker publishes at most about once a second.

@@ -11,7 +11,8 @@ use domain::{
     CertificateRequestId, CompleteProvisioning, DecommissionDevice, DecommissionReason, Device,
     DeviceCommand, DeviceError, DeviceEvent, DeviceId, DeviceModel, DeviceStatus, FailProvisioning,
     IssuedCertificate, IssuingCaId, Labels, ProvisioningFailure, RegisterDevice, RenewCertificate,
-    RenewalAuthority, RevocationReason, RevokeCertificate, SerialNumber, SigningRequest,
+    RenewalAuthority, RevocationAuthority, RevocationReason, RevokeCertificate, SerialNumber,
+    SigningRequest,
 };
 use uuid::Uuid;
 
@@ -133,18 +134,21 @@ impl DeviceCommandService {
             .await
     }
 
-    /// Revokes the device's live certificate, from now on.
+    /// Revokes the device's live certificate, from now on, asked for by `authority` (the
+    /// tenant's token, or the certificate itself), which the device checks.
     pub async fn revoke_certificate(
         &self,
         metadata: CommandMetadata,
         claim: IdempotencyClaim,
         id: DeviceId,
         reason: RevocationReason,
+        authority: RevocationAuthority,
     ) -> Result<Accepted, CommandError> {
         let command = DeviceCommand::RevokeCertificate(RevokeCertificate {
             tenant: metadata.tenant.clone(),
             reason,
             at: Utc::now(),
+            authority,
         });
         self.execute_public("revoke_certificate", metadata, claim, id, command)
             .await

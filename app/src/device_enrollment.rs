@@ -22,8 +22,8 @@ use std::sync::Arc;
 use domain::{
     CaState, CertificateCredential, DeviceCredential, DeviceError, DeviceId, DeviceKey,
     DeviceStatus, EnrollmentGroupName, IssuedCertificate, IssuingCaId, ProvisioningFailure,
-    RenewalAuthority, SerialNumber, SigningRequest, SubjectMismatch, TenantCas, TenantCasId,
-    TenantId,
+    RenewalAuthority, RevocationAuthority, RevocationReason, SerialNumber, SigningRequest,
+    SubjectMismatch, TenantCas, TenantCasId, TenantId,
 };
 use sha2::{Digest, Sha256};
 
@@ -157,6 +157,7 @@ enum EnrollmentStep {
     Enroll,
     EnrollAgain,
     Reenroll,
+    Revoke,
 }
 
 impl EnrollmentProtocol {
@@ -177,6 +178,8 @@ impl EnrollmentProtocol {
             (Self::Cmp, EnrollmentStep::Enroll) => "CMP enrollment",
             (Self::Cmp, EnrollmentStep::EnrollAgain) => "CMP enrollment after a failure",
             (Self::Cmp, EnrollmentStep::Reenroll) => "CMP key update",
+            (Self::Cmp, EnrollmentStep::Revoke) => "CMP revocation",
+            (Self::Est, EnrollmentStep::Revoke) => "EST revocation",
         }
     }
 }
@@ -238,6 +241,86 @@ impl DeviceEnrollmentService {
     ) -> Result<EnrollmentProgress, EnrollmentError> {
         let tenant = device.group().tenant.clone();
         let device_id = DeviceId::derive(&tenant, device.serial());
+        self.latest_request(tenant, device_id).await
+    }
+
+    /// As [`Self::poll`], for the device that `presented` was issued to (a key update, polled
+    /// with the certificate it renews).
+    #[tracing::instrument(skip_all, fields(certificate = %presented.serial), err(level = "info"))]
+    pub async fn poll_presented(
+        &self,
+        presented: &PresentedCertificate,
+    ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let device = self.device_of(presented).await?;
+        self.latest_request(device.tenant, device.id).await
+    }
+
+    /// Revokes the certificate the device presented, at its own request (CMP's `rr`): the
+    /// device decides, from its events, that it is its live certificate. A request repeated
+    /// (the same certificate, the same reason) is answered as the first was.
+    #[tracing::instrument(skip_all, fields(certificate = %presented.serial), err(level = "info"))]
+    pub async fn revoke(
+        &self,
+        protocol: EnrollmentProtocol,
+        presented: &PresentedCertificate,
+        reason: RevocationReason,
+        correlation: Correlation,
+    ) -> Result<(), EnrollmentError> {
+        let device = self.device_of(presented).await?;
+        let metadata = CommandMetadata {
+            tenant: device.tenant.clone(),
+            actor: format!("{}:device:{}", protocol.name(), device.serial_number),
+            request_id: correlation.request_id,
+            traceparent: correlation.traceparent,
+        };
+        let claim = claim_of(
+            &metadata,
+            protocol,
+            EnrollmentStep::Revoke,
+            &[
+                presented.issuer.as_str(),
+                presented.serial.as_str(),
+                reason.as_str(),
+            ],
+        );
+        let authority = RevocationAuthority::Certificate(CertificateCredential {
+            serial: presented.serial.as_str().to_owned(),
+            issuer: presented.issuer.clone(),
+        });
+        self.commands
+            .revoke_certificate(metadata, claim, device.id, reason, authority)
+            .await?;
+        Ok(())
+    }
+
+    /// The device a presented certificate was issued to, as the read model knows it (a
+    /// certificate it does not know yet is answered like a stranger's; the device retries).
+    async fn device_of(
+        &self,
+        presented: &PresentedCertificate,
+    ) -> Result<DeviceView, EnrollmentError> {
+        let record = self
+            .certificates
+            .statuses_of(std::slice::from_ref(&presented.serial))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(EnrollmentRefusal::UnknownCertificate)?;
+        Ok(self
+            .devices
+            .device(record.device_id)
+            .await?
+            .filter(|device| device.tenant == record.tenant)
+            .ok_or(EnrollmentRefusal::UnknownCertificate)?)
+    }
+
+    /// Where the latest request of the device `device_id` of `tenant` stands (see
+    /// [`Self::poll`]).
+    async fn latest_request(
+        &self,
+        tenant: TenantId,
+        device_id: DeviceId,
+    ) -> Result<EnrollmentProgress, EnrollmentError> {
         let current = self.commands.current(device_id).await?;
         if current.aggregate.tenant() != Some(&tenant) {
             return Err(EnrollmentRefusal::NoRequest.into());
@@ -366,21 +449,8 @@ impl DeviceEnrollmentService {
         csr: SigningRequest,
         correlation: Correlation,
     ) -> Result<EnrollmentProgress, EnrollmentError> {
-        // Which device: the read model knows whom a certificate was issued to (a certificate
-        // it does not know yet is answered like a stranger's; the device retries).
-        let record = self
-            .certificates
-            .statuses_of(std::slice::from_ref(&presented.serial))
-            .await?
-            .into_iter()
-            .next()
-            .ok_or(EnrollmentRefusal::UnknownCertificate)?;
-        let device = self
-            .devices
-            .device(record.device_id)
-            .await?
-            .filter(|device| device.tenant == record.tenant)
-            .ok_or(EnrollmentRefusal::UnknownCertificate)?;
+        // Which device: the read model knows whom a certificate was issued to.
+        let device = self.device_of(presented).await?;
         csr.check_subject(&device.serial_number)
             .map_err(EnrollmentRefusal::from)?;
         let metadata = CommandMetadata {

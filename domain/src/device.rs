@@ -12,7 +12,7 @@ mod status;
 
 pub use command::{
     CompleteProvisioning, DecommissionDevice, DeviceCommand, FailProvisioning, RegisterDevice,
-    RenewCertificate, RenewalAuthority, RevokeCertificate,
+    RenewCertificate, RenewalAuthority, RevocationAuthority, RevokeCertificate,
 };
 pub use error::DeviceError;
 pub use event::DeviceEvent;
@@ -179,6 +179,13 @@ impl Device {
             },
             DeviceCommand::RevokeCertificate(cmd) => match device.status {
                 DeviceStatus::Decommissioned => Err(DeviceError::Decommissioned),
+                // A device revokes only the certificate it holds, and only while it is live:
+                // a superseded or revoked one revokes nothing.
+                _ if matches!(&cmd.authority, RevocationAuthority::Certificate(credential)
+                    if !device.live_certificate.as_ref().is_some_and(|live| live.is(credential))) =>
+                {
+                    Err(DeviceError::CertificateNotCurrent)
+                }
                 _ => match device.revoke_live(cmd.reason, cmd.at) {
                     Some(revoked) => Ok(vec![revoked]),
                     None if device.ever_certified => Err(DeviceError::CertificateAlreadyRevoked),

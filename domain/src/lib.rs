@@ -39,7 +39,7 @@ pub use decommission_reason::DecommissionReason;
 pub use device::{
     CompleteProvisioning, DecommissionDevice, Device, DeviceCommand, DeviceError, DeviceEvent,
     DeviceStatus, FailProvisioning, LifecycleStep, OpenRequest, RegisterDevice, RenewCertificate,
-    RenewalAuthority, RevokeCertificate,
+    RenewalAuthority, RevocationAuthority, RevokeCertificate,
 };
 pub use device_id::DeviceId;
 pub use enrollment_credential::{DeviceCredential, DeviceKey, GroupKey, GroupMismatch};

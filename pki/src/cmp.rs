@@ -10,13 +10,17 @@
 
 mod answer;
 mod certificate_request;
+mod cmp_signer;
 mod failure_info;
 mod password_based_mac;
 mod request;
+mod revocation_request;
 mod signature_check;
 
 pub use answer::{CertAnswerKind, CmpAnswer, CmpAnswerBody};
 pub use certificate_request::{CrmfCertificateRequest, CrmfRefusal};
+pub use cmp_signer::CmpSigner;
 pub use failure_info::PkiFailure;
 pub use password_based_mac::{protected_part, PasswordBasedMac, PbmRefusal};
 pub use request::{CmpProtection, CmpRequest, CmpRequestBody, CmpRequestError, SignatureRefusal};
+pub use revocation_request::{RevocationRefusal, RevocationRequest};

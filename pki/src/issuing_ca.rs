@@ -3,7 +3,7 @@
 //! device's CSR against policy (`csr_policy.rs`) and signs a certificate of its profile
 //! (`certificate_profile.rs`) with a serial derived from the request (`certificate_serial.rs`).
 //! `BlockingCa` makes it `app::CertificateAuthority`; `crl_signing.rs` makes it
-//! `app::pki::CrlSigner`; `ocsp_signer_certificate.rs` has it certify OCSP signers.
+//! `app::pki::CrlSigner`; `signer_certificate.rs` has it certify the api's delegated signers.
 //!
 //! The key must be the CA certificate's (checked at start: [`CaLoadError::KeyNotCertificates`]),
 //! and each certificate signed is verified against the CA certificate before it is handed

@@ -98,10 +98,9 @@ impl ResponderCertifier for IssuingCas {
         now: DateTime<Utc>,
     ) -> Result<ResponderCertificate, CaUnavailable> {
         let issuing = self.tenant_ca(ca)?;
-        let (chain_pem, not_after) = crate::ocsp_signer_certificate::certify_responder_key(
-            &issuing, &key.spki, validity, now,
-        )
-        .map_err(|e| CaUnavailable(format!("cannot certify the responder key: {e}")))?;
+        let (chain_pem, not_after) =
+            crate::signer_certificate::certify_responder_key(&issuing, &key.spki, validity, now)
+                .map_err(|e| CaUnavailable(format!("cannot certify the responder key: {e}")))?;
         Ok(ResponderCertificate {
             ca: ca.certificate.id.clone(),
             chain_pem,

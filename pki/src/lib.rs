@@ -4,8 +4,8 @@
 //! file is its first implementation, `key_file.rs`, a key in a PKCS#11 token the second,
 //! `pkcs11_key.rs`, chosen by the configured reference, `key_reference.rs`), CRL signing (`crl_signing.rs`), the OCSP
 //! responder (`ocsp/`: request parsing, answers from the status read model, response
-//! signing with a delegated key) and the certification of its signers
-//! (`ocsp_signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
+//! signing with a delegated key) and the certification of the api's delegated signers, for
+//! OCSP and for CMP (`signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
 //! (`est_wire_format.rs`), CMP's messages (`cmp/`: the password-based MAC) and the CA's certificates as the api serves them and checks client
 //! certificates against (`ca_certificates.rs`), and the development CA (`dev_ca.rs`).
 //!
@@ -32,8 +32,9 @@ mod key_file;
 mod key_reference;
 mod key_store;
 pub mod ocsp;
-pub mod ocsp_signer_certificate;
 mod pkcs11_key;
+pub mod signer_certificate;
+mod signer_files;
 mod signing_key;
 mod tenant_ca_maker;
 mod x509_time;

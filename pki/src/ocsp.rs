@@ -32,7 +32,8 @@ use domain::CaRevocationReason;
 use x509_cert::ext::pkix::CrlReason;
 use x509_ocsp::{CertId, CertStatus, OcspResponseStatus, RevokedInfo, SingleResponse};
 
-pub use delegated_signer::{DelegatedSigner, SignerLoadError};
+pub use crate::signer_files::SignerLoadError;
+pub use delegated_signer::DelegatedSigner;
 pub use request::MAX_CERT_IDS;
 
 use delegated_signer::IssuerHashes;

@@ -48,7 +48,13 @@ async fn a_certificate_is_found_by_serial_with_its_revocation_once_revoked() {
         fingerprint: RequestFingerprint::of(b"{}"),
     };
     commands
-        .revoke_certificate(metadata(), claim, id, RevocationReason::KeyCompromise)
+        .revoke_certificate(
+            metadata(),
+            claim,
+            id,
+            RevocationReason::KeyCompromise,
+            domain::RevocationAuthority::Tenant,
+        )
         .await
         .unwrap();
     let history: Vec<_> = PostgresEventLog::new(pool.clone())

@@ -2,7 +2,7 @@
 //! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`, its key
 //! in a file or, with `--key pkcs11:…`, made in a PKCS#11 token; never over an existing one
 //! without `--force`), issues the api's delegated OCSP signer (`worker
-//! ocsp-signer --out DIR`), or replays the stream for one consumer (`worker replay CONSUMER
+//! ocsp-signer --out DIR`) or CMP signer (`worker cmp-signer --out DIR`), or replays the stream for one consumer (`worker replay CONSUMER
 //! --from …`).
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pki::dev_ca::write_dev_ca;
-use pki::ocsp_signer_certificate::OcspSigner;
+use pki::signer_certificate::{IssuedSigner, SignerPurpose};
 use worker::config::{StreamAccess, WorkerConfig};
 use worker::consumer_registry::Guarantee;
 
@@ -56,6 +56,18 @@ enum Command {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
         days: u32,
     },
+    /// Issue the api's CMP signer: a new P-256 key certified by the CA (CA_CERT_PATH,
+    /// CA_KEY_PATH) as a CMP registration authority only (id-kp-cmcRA), which signs the
+    /// answers to signature-protected CMP requests (kur, rr); writes cmp-signer.pem (the
+    /// signer followed by the CA) and cmp-signer.key (PKCS#8, mode 0600) into a directory.
+    /// Re-run it and restart the api to rotate.
+    CmpSigner {
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the signer is valid.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+        days: u32,
+    },
     /// Replay the stream for one consumer (e.g. projector-device_view) from a time (RFC 3339)
     /// or after a commit-order position (a feed cursor), without touching the others.
     /// Configuration as for `run`.
@@ -75,7 +87,8 @@ async fn main() -> ExitCode {
             None => dev_ca(&out, force),
             Some(uri) => dev_ca_in_token(&out, &uri, force),
         },
-        Command::OcspSigner { out, days } => ocsp_signer(&out, days),
+        Command::OcspSigner { out, days } => delegated_signer(SignerPurpose::Ocsp, &out, days),
+        Command::CmpSigner { out, days } => delegated_signer(SignerPurpose::CmpRa, &out, days),
         Command::Replay { consumer, from } => replay(&consumer, from).await,
     })
 }
@@ -160,7 +173,12 @@ fn dev_ca_in_token(
     Ok(())
 }
 
-fn ocsp_signer(out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::error::Error>> {
+/// `worker ocsp-signer` and `worker cmp-signer`.
+fn delegated_signer(
+    purpose: SignerPurpose,
+    out: &std::path::Path,
+    days: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut env = bootstrap::Env::from_process();
     let cert_path = env.required("CA_CERT_PATH", "the CA certificate, PEM");
     let key = worker::config::ca_key_reference(&mut env);
@@ -172,11 +190,16 @@ fn ocsp_signer(out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::erro
         &key,
         chrono::Duration::zero(),
     )?;
-    let signer = OcspSigner::issue(&ca, chrono::Duration::days(days.into()), chrono::Utc::now())?;
+    let validity = chrono::Duration::days(days.into());
+    let signer = IssuedSigner::issue(&ca, purpose, validity, chrono::Utc::now())?;
     let (chain, key) = signer.write_to(out)?;
+    let prefix = match purpose {
+        SignerPurpose::Ocsp => "OCSP",
+        SignerPurpose::CmpRa => "CMP",
+    };
     println!(
-        "wrote {} and {} (valid until {}); give them to the api as OCSP_SIGNER_CERT_PATH and \
-         OCSP_SIGNER_KEY_PATH and restart it",
+        "wrote {} and {} (valid until {}); give them to the api as {prefix}_SIGNER_CERT_PATH \
+         and {prefix}_SIGNER_KEY_PATH and restart it",
         chain.display(),
         key.display(),
         signer.not_after.to_rfc3339()

@@ -30,6 +30,14 @@ impl CmpFailure {
         )
     }
 
+    /// The `error` message's body.
+    pub fn into_body(self) -> pki::cmp::CmpAnswerBody {
+        pki::cmp::CmpAnswerBody::Error {
+            failure: self.failure,
+            text: self.text,
+        }
+    }
+
     /// Counted in `cmp_requests_total{outcome}`.
     pub fn outcome(&self) -> &'static str {
         match self.failure {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use domain::{
     CertificateSigningRequest, DecommissionReason, DeviceModel, Labels, RenewalAuthority,
-    RevocationReason, SerialNumber,
+    RevocationAuthority, RevocationReason, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -235,7 +235,13 @@ async fn revoke_certificate(
     let claim = claim(&auth.principal, route, key, &body);
     let accepted = state
         .commands
-        .revoke_certificate(metadata(&auth.principal), claim, id, reason)
+        .revoke_certificate(
+            metadata(&auth.principal),
+            claim,
+            id,
+            reason,
+            RevocationAuthority::Tenant,
+        )
         .await?;
     Ok(accepted_response(accepted))
 }

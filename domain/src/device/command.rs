@@ -93,6 +93,17 @@ pub struct RevokeCertificate {
     pub tenant: TenantId,
     pub reason: RevocationReason,
     pub at: DateTime<Utc>,
+    pub authority: RevocationAuthority,
+}
+
+/// Who asks for a revocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RevocationAuthority {
+    /// A fleet client of the tenant, whose token is its authority.
+    Tenant,
+    /// The device, by the certificate it presented (CMP's `rr`): only while it is the live
+    /// certificate, which is the one it revokes.
+    Certificate(CertificateCredential),
 }
 
 /// Internal: the provisioner issued `certificate` for `request_id` (at `at`); a certificate

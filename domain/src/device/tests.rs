@@ -125,11 +125,28 @@ fn revoked(serial: &str, reason: RevocationReason) -> DeviceEvent {
 }
 
 fn revoke(reason: RevocationReason) -> DeviceCommand {
+    revoke_by(reason, RevocationAuthority::Tenant)
+}
+
+fn revoke_by(reason: RevocationReason, authority: RevocationAuthority) -> DeviceCommand {
     DeviceCommand::RevokeCertificate(RevokeCertificate {
         tenant: tenant(),
         reason,
         at: now(),
+        authority,
     })
+}
+
+/// A revocation the device asked for itself, with its certificate `serial` of `issuer`.
+fn revoke_as(serial: &str, issuer: IssuingCaId) -> DeviceCommand {
+    let credential = CertificateCredential {
+        serial: serial.into(),
+        issuer,
+    };
+    revoke_by(
+        RevocationReason::KeyCompromise,
+        RevocationAuthority::Certificate(credential),
+    )
 }
 
 fn renew(req: u128) -> DeviceCommand {
@@ -555,6 +572,37 @@ fn a_superseded_certificate_renews_nothing() {
             revoked("01", RevocationReason::Superseded),
         ])
         .when(renew_as(3, "01", ca()))
+        .then_expect_error(DeviceError::CertificateNotCurrent);
+}
+
+#[test]
+fn a_device_revokes_its_live_certificate_and_no_other() {
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01")])
+        .when(revoke_as("01", ca()))
+        .then_expect_events(vec![revoked("01", RevocationReason::KeyCompromise)]);
+    // Superseded, already revoked, or of another CA: nothing to revoke with it.
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            issued(1, "01"),
+            renewal_requested(2),
+            issued(2, "02"),
+            revoked("01", RevocationReason::Superseded),
+        ])
+        .when(revoke_as("01", ca()))
+        .then_expect_error(DeviceError::CertificateNotCurrent);
+    DeviceTest::with(())
+        .given(vec![
+            registered(),
+            issued(1, "01"),
+            revoked("01", RevocationReason::KeyCompromise),
+        ])
+        .when(revoke_as("01", ca()))
+        .then_expect_error(DeviceError::CertificateNotCurrent);
+    DeviceTest::with(())
+        .given(vec![registered(), issued(1, "01")])
+        .when(revoke_as("01", IssuingCaId::of_public_key(b"another CA")))
         .then_expect_error(DeviceError::CertificateNotCurrent);
 }
 

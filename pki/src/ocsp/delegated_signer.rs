@@ -1,11 +1,10 @@
 //! The responder's delegated signer (`OCSP_SIGNER_CERT_PATH`, `OCSP_SIGNER_KEY_PATH`, as
 //! `worker ocsp-signer` writes them): the signer's certificate followed by the CA's, and the
-//! signer's P-256 key. Checked once, at startup: the certificate is for OCSP signing, issued
-//! and signed by the CA that follows it, within its validity, and the key is its key. What the
-//! responder needs per request is derived here once: the CA's identifier in URLs, the hashes
-//! CertIDs name it by, the responder's key hash.
-//!
-//! Errors name the variable and the problem, never a file's content.
+//! signer's P-256 key, checked once at startup as every delegated signer is
+//! (`signer_files.rs`: for OCSP signing, issued and signed by the CA that follows it, within
+//! its validity, the key its key). What the responder needs per request is derived here
+//! once: the CA's identifier in URLs, the hashes CertIDs name it by, the responder's key
+//! hash.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,36 +17,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::{KeyFile, KeyUnavailable, SigningKey};
-
-const CERT_VARIABLE: &str = "OCSP_SIGNER_CERT_PATH";
-const KEY_VARIABLE: &str = "OCSP_SIGNER_KEY_PATH";
-
-#[derive(Debug, thiserror::Error)]
-pub enum SignerLoadError {
-    #[error("{variable}: cannot read {path}")]
-    Read {
-        variable: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{variable}: {problem}")]
-    Invalid {
-        variable: &'static str,
-        problem: &'static str,
-    },
-    #[error("{CERT_VARIABLE}: the OCSP signer certificate expired at {not_after}; issue a new one with `worker ocsp-signer`")]
-    Expired { not_after: DateTime<Utc> },
-    #[error("{CERT_VARIABLE}: the OCSP signer certificate is not valid before {not_before}")]
-    NotYetValid { not_before: DateTime<Utc> },
-}
-
-fn invalid_cert(problem: &'static str) -> SignerLoadError {
-    SignerLoadError::Invalid {
-        variable: CERT_VARIABLE,
-        problem,
-    }
-}
+use crate::signer_certificate::SignerPurpose;
+use crate::signer_files::{self, SignerLoadError};
+use crate::{KeyUnavailable, SigningKey};
 
 /// How CertIDs name the CA, by the hash algorithms the responder answers for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,18 +47,12 @@ impl DelegatedSigner {
         key_path: &Path,
         now: DateTime<Utc>,
     ) -> Result<Self, SignerLoadError> {
-        let read = |variable: &'static str, path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| SignerLoadError::Read {
-                variable,
-                path: path.display().to_string(),
-                source,
-            })
-        };
-        Self::from_pem(
-            &read(CERT_VARIABLE, cert_path)?,
-            &read(KEY_VARIABLE, key_path)?,
+        Self::checked(signer_files::from_files(
+            SignerPurpose::Ocsp,
+            cert_path,
+            key_path,
             now,
-        )
+        )?)
     }
 
     pub fn from_pem(
@@ -94,12 +60,12 @@ impl DelegatedSigner {
         key_pem: &str,
         now: DateTime<Utc>,
     ) -> Result<Self, SignerLoadError> {
-        let key =
-            KeyFile::from_pem(KEY_VARIABLE, key_pem).map_err(|_| SignerLoadError::Invalid {
-                variable: KEY_VARIABLE,
-                problem: "not a PEM private key (PKCS#8)",
-            })?;
-        Self::new(chain_pem, Arc::new(key), now)
+        Self::checked(signer_files::from_pem(
+            SignerPurpose::Ocsp,
+            chain_pem,
+            key_pem,
+            now,
+        )?)
     }
 
     /// The signer of `chain_pem` signing with `key`, wherever that is held.
@@ -108,62 +74,23 @@ impl DelegatedSigner {
         key: Arc<dyn SigningKey>,
         now: DateTime<Utc>,
     ) -> Result<Self, SignerLoadError> {
-        let chain: Vec<Vec<u8>> = ::pem::parse_many(chain_pem)
-            .map_err(|_| invalid_cert("not PEM"))?
-            .into_iter()
-            .filter(|block| block.tag() == "CERTIFICATE")
-            .map(|block| block.into_contents())
-            .collect();
-        let [signer_der, ca_der, ..] = chain.as_slice() else {
-            return Err(invalid_cert(
-                "expected the OCSP signer certificate followed by the CA certificate",
-            ));
+        Self::checked(signer_files::check(
+            SignerPurpose::Ocsp,
+            chain_pem,
+            key,
+            now,
+        )?)
+    }
+
+    fn checked(checked: signer_files::CheckedSigner) -> Result<Self, SignerLoadError> {
+        let undecodable = || SignerLoadError::Invalid {
+            variable: "OCSP_SIGNER_CERT_PATH",
+            problem: "the first certificate does not decode",
         };
-        let (_, signer) = X509Certificate::from_der(signer_der)
-            .map_err(|_| invalid_cert("the first certificate does not decode"))?;
-        let (_, ca) = X509Certificate::from_der(ca_der)
-            .map_err(|_| invalid_cert("the second certificate (the CA) does not decode"))?;
-
-        let for_ocsp_signing = signer
-            .extended_key_usage()
-            .ok()
-            .flatten()
-            .is_some_and(|eku| eku.value.ocsp_signing);
-        if !for_ocsp_signing {
-            return Err(invalid_cert(
-                "the signer certificate lacks the id-kp-OCSPSigning extended key usage",
-            ));
-        }
-        if signer.issuer() != ca.subject()
-            || signer.verify_signature(Some(ca.public_key())).is_err()
-        {
-            return Err(invalid_cert(
-                "the signer certificate is not signed by the CA certificate that follows it",
-            ));
-        }
-        let not_before = timestamp(signer.validity().not_before.timestamp())?;
-        let not_after = timestamp(signer.validity().not_after.timestamp())?;
-        if now >= not_after {
-            return Err(SignerLoadError::Expired { not_after });
-        }
-        if now < not_before {
-            return Err(SignerLoadError::NotYetValid { not_before });
-        }
-
-        if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
-            return Err(SignerLoadError::Invalid {
-                variable: KEY_VARIABLE,
-                problem: "the OCSP signer key must be ECDSA P-256 (as `worker ocsp-signer` makes)",
-            });
-        }
+        let (_, signer) =
+            X509Certificate::from_der(&checked.signer_der).map_err(|_| undecodable())?;
+        let (_, ca) = X509Certificate::from_der(&checked.ca_der).map_err(|_| undecodable())?;
         let signer_key_bits: &[u8] = &signer.public_key().subject_public_key.data;
-        if key.public_key() != signer_key_bits {
-            return Err(SignerLoadError::Invalid {
-                variable: KEY_VARIABLE,
-                problem: "not the key of the certificate in OCSP_SIGNER_CERT_PATH",
-            });
-        }
-
         let ca_name = ca.subject().as_raw();
         let ca_key_bits: &[u8] = &ca.public_key().subject_public_key.data;
         let issuer_hashes = IssuerHashes {
@@ -176,16 +103,16 @@ impl DelegatedSigner {
                 Sha256::digest(ca_key_bits).to_vec(),
             ),
         };
-        let certificate = x509_cert::Certificate::from_der(signer_der)
-            .map_err(|_| invalid_cert("the first certificate does not decode"))?;
+        let certificate =
+            x509_cert::Certificate::from_der(&checked.signer_der).map_err(|_| undecodable())?;
         Ok(Self {
             responder_key_hash: OctetString::new(Sha1::digest(signer_key_bits).to_vec())
                 .expect("a SHA-1 digest is a short OCTET STRING"),
             ca: IssuingCaId::of_public_key(ca.public_key().raw),
             issuer_hashes,
             certificate,
-            key,
-            not_after,
+            key: checked.key,
+            not_after: checked.not_after,
         })
     }
 
@@ -240,10 +167,6 @@ impl DelegatedSigner {
             .to_der()
             .expect("a decoded certificate encodes")
     }
-}
-
-fn timestamp(seconds: i64) -> Result<DateTime<Utc>, SignerLoadError> {
-    DateTime::from_timestamp(seconds, 0).ok_or(invalid_cert("a validity date is out of range"))
 }
 
 #[cfg(test)]
@@ -382,7 +305,7 @@ pub(crate) mod tests {
     fn a_key_that_is_not_the_signers_is_refused_without_echoing_it() {
         let (chain, _) = valid_chain();
         let (_, other_key) = valid_chain();
-        assert!(refusal(&chain, &other_key).contains("not the key of the certificate"));
+        assert!(refusal(&chain, &other_key).contains("not the key of the signer certificate"));
         let err = refusal(&chain, "secret-looking text");
         assert!(err.contains("OCSP_SIGNER_KEY_PATH"), "{err}");
         assert!(!err.contains("secret-looking"));

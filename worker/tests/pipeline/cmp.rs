@@ -213,3 +213,123 @@ async fn every_wrong_cmp_request_is_cmp_s_own_error_and_registers_nothing() {
     assert_eq!(lines.last().copied(), Some("415"), "{out}");
     assert_eq!(stack.count_events("DeviceRegistered").await, 0);
 }
+
+/// `openssl ocsp` about `cert` at the responder the certificate names, until it answers
+/// `expected` (the read models trail the events by moments) or `PATIENCE` passes: what it
+/// said last.
+async fn ocsp_until(stack: &Stack, cert: &str, expected: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, out) = sh(
+            stack,
+            format!(
+                "openssl ocsp -issuer ca.pem -cert {cert} -url $(openssl x509 -in {cert} -noout -ocsp_uri) \
+                 -CAfile ca.pem 2>&1"
+            ),
+        )
+        .await;
+        if out.contains(&format!(": {expected}")) || started.elapsed() > PATIENCE {
+            return out;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn openssl_cmp_renews_with_kur_and_revokes_with_rr_signed_by_the_device_s_certificate() {
+    let mut stack = Stack::start_with_est().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    let (ok, out) = sh(
+        &stack,
+        "openssl ecparam -genkey -name prime256v1 -noout -out device.key && \
+         openssl ecparam -genkey -name prime256v1 -noout -out renewed.key"
+            .into(),
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = openssl_cmp(
+        &stack,
+        "line-7",
+        &serial,
+        &device_key,
+        &format!("-cmd ir -subject /CN={serial} -newkey device.key -certout device.pem"),
+    )
+    .await;
+    assert!(ok, "ir failed: {out}");
+    // The certificate must be known to the status read model before it authenticates.
+    assert!(ocsp_until(&stack, "device.pem", "good")
+        .await
+        .contains(": good"));
+
+    // kur, signed with the current certificate; the answer is checked against the CA that
+    // certified the api's CMP signer (-trusted), not with a secret.
+    let tls_ca = stack.tls_ca.as_ref().unwrap().display().to_string();
+    let server = stack.address.trim_start_matches("https://").to_owned();
+    let signed = |args: String| {
+        format!(
+            "openssl cmp -server {server} -path .well-known/cmp/p/line-7 -tls_used \
+             -tls_trusted {tls_ca} -trusted ca.pem -total_timeout {} {args} 2>&1",
+            PATIENCE.as_secs()
+        )
+    };
+    let (ok, out) = sh(
+        &stack,
+        signed(
+            "-cmd kur -cert device.pem -key device.key -newkey renewed.key -certout renewed.pem"
+                .into(),
+        ),
+    )
+    .await;
+    println!("openssl cmp -cmd kur:\n{out}");
+    assert!(ok, "kur failed: {out}");
+    assert!(out.contains("received KUP"), "{out}");
+    assert_certificate_for(&stack, "renewed.pem", "renewed.key", &serial, "ca.pem").await;
+    assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+    // The renewed certificate supersedes the one that asked.
+    assert!(ocsp_until(&stack, "device.pem", "revoked")
+        .await
+        .contains(": revoked"));
+
+    // The superseded certificate renews nothing more (the device decides from its events).
+    let (ok, out) = sh(
+        &stack,
+        signed(
+            "-cmd kur -cert device.pem -key device.key -newkey device.key -certout stale.pem"
+                .into(),
+        ),
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("certRevoked"), "{out}");
+    assert!(!stack.dir.join("stale.pem").exists());
+
+    // rr, signed with the renewed certificate, revokes it: OCSP says so.
+    assert!(ocsp_until(&stack, "renewed.pem", "good")
+        .await
+        .contains(": good"));
+    let (ok, out) = sh(
+        &stack,
+        signed(
+            "-cmd rr -cert renewed.pem -key renewed.key -oldcert renewed.pem -revreason 1".into(),
+        ),
+    )
+    .await;
+    println!("openssl cmp -cmd rr:\n{out}");
+    assert!(ok, "rr failed: {out}");
+    let said = ocsp_until(&stack, "renewed.pem", "revoked").await;
+    assert!(
+        said.contains(": revoked") && said.contains("Reason: keyCompromise"),
+        "{said}"
+    );
+    // Revoked: it neither renews nor revokes anything more.
+    let (ok, out) = sh(
+        &stack,
+        signed("-cmd rr -cert renewed.pem -key renewed.key -oldcert renewed.pem".into()),
+    )
+    .await;
+    assert!(!ok, "{out}");
+}

@@ -79,13 +79,19 @@ impl Stack {
         std::fs::write(dir.join("ca.pem"), &cert).unwrap();
         std::fs::write(dir.join("ca.key"), &key).unwrap();
         let ca = pki::IssuingCa::from_pem(&cert, &key, chrono::Duration::days(1)).unwrap();
-        let signer = pki::ocsp_signer_certificate::OcspSigner::issue(
-            &ca,
-            chrono::Duration::days(30),
-            chrono::Utc::now(),
-        )
-        .unwrap();
-        let (cert_path, key_path) = signer.write_to(&dir).unwrap();
+        let signer = |purpose| {
+            pki::signer_certificate::IssuedSigner::issue(
+                &ca,
+                purpose,
+                chrono::Duration::days(30),
+                chrono::Utc::now(),
+            )
+            .unwrap()
+            .write_to(&dir)
+            .unwrap()
+        };
+        let (cert_path, key_path) = signer(pki::signer_certificate::SignerPurpose::Ocsp);
+        let (cmp_cert_path, cmp_key_path) = signer(pki::signer_certificate::SignerPurpose::CmpRa);
 
         // The api as `api serve` starts it, from the environment a deployment would give.
         let path = |p: &std::path::Path| p.display().to_string();
@@ -115,6 +121,8 @@ impl Stack {
                     KEY_ENCRYPTION_KEY.to_owned(),
                 ),
                 ("CA_CERT_PATH", path(&ca_path)),
+                ("CMP_SIGNER_CERT_PATH", path(&cmp_cert_path)),
+                ("CMP_SIGNER_KEY_PATH", path(&cmp_key_path)),
                 ("EST_RETRY_AFTER_SECONDS", "1".to_owned()),
                 ("TLS_CERT_PATH", path(&server.cert_path)),
                 ("TLS_KEY_PATH", path(&server.key_path)),

@@ -1,12 +1,15 @@
-//! The OCSP responder's delegated signing certificate (`worker ocsp-signer`): a new ECDSA
-//! P-256 key, certified by the CA for `id-kp-OCSPSigning` only (RFC 6960 §4.2.2.2), so that
-//! the api can sign OCSP responses without ever holding the CA key. The certificate is short
-//! lived and carries `id-pkix-ocsp-nocheck` (RFC 6960 §4.2.2.2.1): relying parties do not ask
-//! for its own status, it expires instead; rotation is running this again and restarting the
-//! api.
+//! The api's delegated signing certificates, each for one purpose ([`SignerPurpose`]): a new
+//! ECDSA P-256 key certified by the CA for that purpose only, so that the api signs without
+//! ever holding the CA key. Short lived; rotation is issuing again and restarting the api.
 //!
-//! Certifying is the CA's signature through its key (`IssuingCa`); writing the files (the key with mode 0600) is
-//! [`OcspSigner::write_to`]. Nothing here logs or reports key material.
+//! - **OCSP responses** (`worker ocsp-signer`): `id-kp-OCSPSigning` only (RFC 6960
+//!   §4.2.2.2), with `id-pkix-ocsp-nocheck` (RFC 6960 §4.2.2.2.1): relying parties do not ask
+//!   for its own status, it expires instead.
+//! - **CMP answers** (`worker cmp-signer`): `id-kp-cmcRA` (RFC 6402 §2.10, RFC 9483 §3.1:
+//!   the registration authority devices' CMP clients check answers against).
+//!
+//! Certifying is the CA's signature through its key (`IssuingCa`); writing the files (the key
+//! with mode 0600) is [`IssuedSigner::write_to`]. Nothing here logs or reports key material.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -25,12 +28,40 @@ use crate::{certificate_serial, IssuingCa, KeyUnavailable};
 /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).
 const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 
-/// The files `worker ocsp-signer` writes into its `--out` directory.
-pub const CHAIN_FILE: &str = "ocsp-signer.pem";
-pub const KEY_FILE: &str = "ocsp-signer.key";
+/// id-kp-cmcRA (RFC 6402 §2.10).
+const OID_CMC_RA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 28];
 
-/// A delegated OCSP signer: its certificate chain and its private key.
-pub struct OcspSigner {
+/// What a delegated signer signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerPurpose {
+    /// OCSP responses.
+    Ocsp,
+    /// CMP answers, as a registration authority.
+    CmpRa,
+}
+
+impl SignerPurpose {
+    /// The files `worker ocsp-signer` and `worker cmp-signer` write into their `--out`
+    /// directory: the chain, then the key.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Ocsp => ("ocsp-signer.pem", "ocsp-signer.key"),
+            Self::CmpRa => ("cmp-signer.pem", "cmp-signer.key"),
+        }
+    }
+
+    /// The signer's CN, after its CA's.
+    fn role(self) -> &'static str {
+        match self {
+            Self::Ocsp => "OCSP responder",
+            Self::CmpRa => "CMP registration authority",
+        }
+    }
+}
+
+/// A delegated signer: its certificate chain and its private key.
+pub struct IssuedSigner {
+    pub purpose: SignerPurpose,
     /// The signer's certificate followed by the CA's, PEM.
     pub chain_pem: String,
     /// The signer's private key, PKCS#8 PEM.
@@ -39,8 +70,8 @@ pub struct OcspSigner {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OcspSignerError {
-    #[error("cannot issue the OCSP signer certificate: {0}")]
+pub enum SignerIssueError {
+    #[error("cannot issue the signer certificate: {0}")]
     Issue(#[from] rcgen::Error),
     #[error(transparent)]
     KeyUnavailable(#[from] KeyUnavailable),
@@ -51,34 +82,37 @@ pub enum OcspSignerError {
     },
 }
 
-impl OcspSigner {
-    /// Issues a signer valid from `now` (less five minutes of clock skew) for `validity`,
-    /// certified by `ca` (through its signing key, wherever that is held).
+impl IssuedSigner {
+    /// Issues a signer for `purpose` valid from `now` (less five minutes of clock skew) for
+    /// `validity`, certified by `ca` (through its signing key, wherever that is held).
     pub fn issue(
         ca: &IssuingCa,
+        purpose: SignerPurpose,
         validity: chrono::Duration,
         now: DateTime<Utc>,
-    ) -> Result<Self, OcspSignerError> {
+    ) -> Result<Self, SignerIssueError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let (chain_pem, not_after) = certify(ca, &key, validity, now)?;
+        let (chain_pem, not_after) = certify(ca, purpose, &key, validity, now)?;
         Ok(Self {
+            purpose,
             chain_pem,
             key_pem: key.serialize_pem(),
             not_after,
         })
     }
 
-    /// Writes [`CHAIN_FILE`] and [`KEY_FILE`] (mode 0600) into `dir`, creating it if needed;
-    /// returns their paths.
-    pub fn write_to(&self, dir: &Path) -> Result<(PathBuf, PathBuf), OcspSignerError> {
+    /// Writes the purpose's files ([`SignerPurpose::files`]: the chain, and the key with mode
+    /// 0600) into `dir`, creating it if needed; returns their paths.
+    pub fn write_to(&self, dir: &Path) -> Result<(PathBuf, PathBuf), SignerIssueError> {
+        let (chain_file, key_file) = self.purpose.files();
         let failed = |path: &Path| {
             let path = path.display().to_string();
-            move |source| OcspSignerError::Write { path, source }
+            move |source| SignerIssueError::Write { path, source }
         };
         std::fs::create_dir_all(dir).map_err(failed(dir))?;
-        let chain = dir.join(CHAIN_FILE);
+        let chain = dir.join(chain_file);
         std::fs::write(&chain, &self.chain_pem).map_err(failed(&chain))?;
-        let key = dir.join(KEY_FILE);
+        let key = dir.join(key_file);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -104,23 +138,25 @@ pub fn certify_responder_key(
     spki_der: &[u8],
     validity: chrono::Duration,
     now: DateTime<Utc>,
-) -> Result<(String, DateTime<Utc>), OcspSignerError> {
+) -> Result<(String, DateTime<Utc>), SignerIssueError> {
     let key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
-    certify(ca, &key, validity, now)
+    certify(ca, SignerPurpose::Ocsp, &key, validity, now)
 }
 
-/// The delegated signer certificate of `key` by `ca`: the chain PEM and its end.
+/// The delegated signer certificate of `key` by `ca` for `purpose`: the chain PEM and its
+/// end.
 fn certify(
     ca: &IssuingCa,
+    purpose: SignerPurpose,
     key: &impl rcgen::PublicKeyData,
     validity: chrono::Duration,
     now: DateTime<Utc>,
-) -> Result<(String, DateTime<Utc>), OcspSignerError> {
+) -> Result<(String, DateTime<Utc>), SignerIssueError> {
     let mut params = CertificateParams::default();
     let mut subject = DistinguishedName::new();
     subject.push(
         DnType::CommonName,
-        format!("{} OCSP responder", ca.common_name()),
+        format!("{} {}", ca.common_name(), purpose.role()),
     );
     params.distinguished_name = subject;
     params.serial_number = Some(certificate_serial::random().into());
@@ -131,17 +167,24 @@ fn certify(
     params.not_after = to_time(not_after)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
     params.use_authority_key_identifier_extension = true;
-    params.custom_extensions = vec![CustomExtension::from_oid_content(
-        OID_OCSP_NOCHECK,
-        der::Encode::to_der(&der::asn1::Null).expect("NULL encodes"),
-    )];
+    match purpose {
+        SignerPurpose::Ocsp => {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+            params.custom_extensions = vec![CustomExtension::from_oid_content(
+                OID_OCSP_NOCHECK,
+                der::Encode::to_der(&der::asn1::Null).expect("NULL encodes"),
+            )];
+        }
+        SignerPurpose::CmpRa => {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(OID_CMC_RA.to_vec())];
+        }
+    }
     let certificate = params.signed_by(key, ca.issuer()).map_err(|e| {
         if is_key_failure(&e) {
-            OcspSignerError::KeyUnavailable(KeyUnavailable("the CA key did not sign".into()))
+            SignerIssueError::KeyUnavailable(KeyUnavailable("the CA key did not sign".into()))
         } else {
-            OcspSignerError::Issue(e)
+            SignerIssueError::Issue(e)
         }
     })?;
     let ca_pem = ::pem::encode_config(
@@ -168,9 +211,14 @@ mod tests {
         ca_key: &str,
         validity: chrono::Duration,
         now: DateTime<Utc>,
-    ) -> Result<OcspSigner, Box<dyn std::error::Error>> {
+    ) -> Result<IssuedSigner, Box<dyn std::error::Error>> {
         let ca = IssuingCa::from_pem(ca_pem, ca_key, chrono::Duration::days(1))?;
-        Ok(OcspSigner::issue(&ca, validity, now)?)
+        Ok(IssuedSigner::issue(
+            &ca,
+            SignerPurpose::Ocsp,
+            validity,
+            now,
+        )?)
     }
 
     fn blocks(pem_text: &str) -> Vec<Vec<u8>> {
@@ -238,6 +286,44 @@ mod tests {
                 .to_id_string(),
             "1.2.840.10045.3.1.7"
         );
+    }
+
+    #[test]
+    fn a_cmp_signer_is_certified_as_a_registration_authority_only() {
+        let (ca_pem, ca_key) = generate_dev_ca("unit-test CA").unwrap();
+        let ca = IssuingCa::from_pem(&ca_pem, &ca_key, chrono::Duration::days(1)).unwrap();
+        let signer = IssuedSigner::issue(
+            &ca,
+            SignerPurpose::CmpRa,
+            chrono::Duration::days(30),
+            Utc::now(),
+        )
+        .unwrap();
+        let chain = blocks(&signer.chain_pem);
+        let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
+        let (_, ca_cert) = X509Certificate::from_der(&chain[1]).unwrap();
+        cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(!eku.ocsp_signing && !eku.client_auth && !eku.server_auth && !eku.any);
+        assert_eq!(
+            eku.other
+                .iter()
+                .map(|oid| oid.to_id_string())
+                .collect::<Vec<_>>(),
+            ["1.3.6.1.5.5.7.3.28"]
+        );
+        let ku = cert.key_usage().unwrap().unwrap().value;
+        assert!(ku.digital_signature() && !ku.key_cert_sign());
+        assert!(!cert
+            .extensions()
+            .iter()
+            .any(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.48.1.5"));
+        let cn: Vec<&str> = cert
+            .subject()
+            .iter_common_name()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(cn, ["unit-test CA CMP registration authority"]);
     }
 
     #[test]
