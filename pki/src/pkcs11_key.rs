@@ -10,6 +10,13 @@
 //! STRING. A PKCS#11 session may not be shared between threads, so each thread that signs
 //! opens its own, once (the CA signs on Tokio's blocking pool, whose threads live on).
 //!
+//! An RSA-2048 key serves as the SCEP registration authority's (`generate_rsa`, `open_rsa`):
+//! it signs (`CKM_SHA256_RSA_PKCS`, the token hashing) and decrypts the content-encryption
+//! keys devices send it (`CKM_RSA_PKCS`, [`Pkcs11Key::decrypt_pkcs1v15`]), in the token, so
+//! no RSA private-key operation runs in this process (the `rsa` crate's decryption is not
+//! constant-time, RUSTSEC-2023-0071). Its public key is `CKA_MODULUS` and
+//! `CKA_PUBLIC_EXPONENT` as PKCS#1's `RSAPublicKey` (RustCrypto's `pkcs1`).
+//!
 //! A token that does not answer is an outage ([`KeyUnavailable`]): nothing is refused because
 //! of it, and the next signature opens a new session; when a new session fails too, the module
 //! is initialised again (at most once a second), which a token that went away and came back
@@ -92,6 +99,27 @@ impl CaCurve {
         }
     }
 }
+
+/// What a key in a token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenKeyKind {
+    /// A CA's signing key.
+    Ec(CaCurve),
+    /// An RSA-2048 key that signs and decrypts (the SCEP registration authority's).
+    Rsa,
+}
+
+impl TokenKeyKind {
+    fn key_type(self) -> KeyType {
+        match self {
+            Self::Ec(_) => KeyType::EC,
+            Self::Rsa => KeyType::RSA,
+        }
+    }
+}
+
+/// The modulus size of the RSA keys made here.
+const RSA_BITS: u64 = 2048;
 
 /// A key named by an RFC 7512 URI: its token's label and its own label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +239,8 @@ pub enum Pkcs11SetupError {
     KeyExists { token: String, object: String },
     #[error("the key {object:?} is not an ECDSA P-256 or P-384 key")]
     NotACaKey { object: String },
+    #[error("the key {object:?} is not an RSA key whose public half the token gives")]
+    NotAnRsaKey { object: String },
     #[error("the token refused: {0}")]
     Token(#[from] Pkcs11Error),
 }
@@ -271,7 +301,7 @@ impl Pkcs11Module {
         let session = self.session(slot)?;
         let label = uri.object.as_bytes().to_vec();
         // A label names one key: a second would make the URI ambiguous.
-        if find_key(&session, ObjectClass::PRIVATE_KEY, &label)?.is_some() {
+        if find_key(&session, ObjectClass::PRIVATE_KEY, KeyType::EC, &label)?.is_some() {
             return Err(Pkcs11SetupError::KeyExists {
                 token: uri.token.clone(),
                 object: uri.object.clone(),
@@ -295,18 +325,112 @@ impl Pkcs11Module {
             Attribute::Label(label.clone()),
             Attribute::Id(label),
         ];
-        {
-            // One generation at a time in this process (CAs are made rarely): SoftHSM 2.6 now
-            // and then refuses a generation that runs beside other work on the token
-            // (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT); whoever creates a CA's key must
-            // treat a refused generation as worth trying again.
-            static GENERATING: Mutex<()> = Mutex::new(());
-            let _one_at_a_time = GENERATING.lock().unwrap_or_else(|e| e.into_inner());
-            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
-        }
+        one_generation_at_a_time(|| {
+            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+        })?;
         drop(session);
         drop(_in_use);
         self.open(uri)
+    }
+
+    /// Generates an RSA-2048 key in the token, named by `uri`: private, sensitive, never
+    /// extractable, for signing and decrypting; its public half beside it. Refused if the
+    /// token already holds an RSA key of that name.
+    pub fn generate_rsa(&self, uri: &Pkcs11Uri) -> Result<Pkcs11Key, Pkcs11SetupError> {
+        let _in_use = self.loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
+        let slot = self.slot(&uri.token)?;
+        let session = self.session(slot)?;
+        let label = uri.object.as_bytes().to_vec();
+        if find_key(&session, ObjectClass::PRIVATE_KEY, KeyType::RSA, &label)?.is_some() {
+            return Err(Pkcs11SetupError::KeyExists {
+                token: uri.token.clone(),
+                object: uri.object.clone(),
+            });
+        }
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Encrypt(true),
+            Attribute::ModulusBits(RSA_BITS.into()),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            Attribute::Label(label.clone()),
+            Attribute::Id(label.clone()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(true),
+            Attribute::Label(label.clone()),
+            Attribute::Id(label),
+        ];
+        one_generation_at_a_time(|| {
+            session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+        })?;
+        drop(session);
+        drop(_in_use);
+        self.open_rsa(uri)
+    }
+
+    /// The RSA key `uri` names.
+    pub fn open_rsa(&self, uri: &Pkcs11Uri) -> Result<Pkcs11Key, Pkcs11SetupError> {
+        let _in_use = self.loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
+        let slot = self.slot(&uri.token)?;
+        let session = self.session(slot)?;
+        let no_key = || Pkcs11SetupError::NoKey {
+            token: uri.token.clone(),
+            object: uri.object.clone(),
+        };
+        let label = uri.object.as_bytes().to_vec();
+        find_key(&session, ObjectClass::PRIVATE_KEY, KeyType::RSA, &label)?.ok_or_else(no_key)?;
+        let public = find_key(&session, ObjectClass::PUBLIC_KEY, KeyType::RSA, &label)?
+            .ok_or_else(no_key)?;
+        let (mut modulus, mut exponent) = (None, None);
+        for attribute in session.get_attributes(
+            public,
+            &[AttributeType::Modulus, AttributeType::PublicExponent],
+        )? {
+            match attribute {
+                Attribute::Modulus(value) => modulus = Some(value),
+                Attribute::PublicExponent(value) => exponent = Some(value),
+                _ => {}
+            }
+        }
+        let not_rsa = || Pkcs11SetupError::NotAnRsaKey {
+            object: uri.object.clone(),
+        };
+        let (modulus, exponent) = modulus.zip(exponent).ok_or_else(not_rsa)?;
+        let public_key = pkcs1::RsaPublicKey {
+            modulus: pkcs1::UintRef::new(&modulus).map_err(|_| not_rsa())?,
+            public_exponent: pkcs1::UintRef::new(&exponent).map_err(|_| not_rsa())?,
+        }
+        .to_der()
+        .map_err(|_| not_rsa())?;
+        drop(session);
+        Ok(self.key(uri, label, TokenKeyKind::Rsa, public_key))
+    }
+
+    fn key(
+        &self,
+        uri: &Pkcs11Uri,
+        label: Vec<u8>,
+        kind: TokenKeyKind,
+        public_key: Vec<u8>,
+    ) -> Pkcs11Key {
+        Pkcs11Key {
+            module: Pkcs11Module {
+                loaded: self.loaded.clone(),
+                pin: self.pin.clone(),
+            },
+            token: uri.token.clone(),
+            label,
+            kind,
+            public_key,
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// The key `uri` names.
@@ -319,8 +443,9 @@ impl Pkcs11Module {
             object: uri.object.clone(),
         };
         let label = uri.object.as_bytes().to_vec();
-        find_key(&session, ObjectClass::PRIVATE_KEY, &label)?.ok_or_else(no_key)?;
-        let public = find_key(&session, ObjectClass::PUBLIC_KEY, &label)?.ok_or_else(no_key)?;
+        find_key(&session, ObjectClass::PRIVATE_KEY, KeyType::EC, &label)?.ok_or_else(no_key)?;
+        let public =
+            find_key(&session, ObjectClass::PUBLIC_KEY, KeyType::EC, &label)?.ok_or_else(no_key)?;
         let not_a_ca_key = || Pkcs11SetupError::NotACaKey {
             object: uri.object.clone(),
         };
@@ -350,18 +475,18 @@ impl Pkcs11Module {
             Err(_) => point,
         };
         drop(session);
-        Ok(Pkcs11Key {
-            module: Pkcs11Module {
-                loaded: self.loaded.clone(),
-                pin: self.pin.clone(),
-            },
-            token: uri.token.clone(),
-            label,
-            curve,
-            public_key,
-            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
-        })
+        Ok(self.key(uri, label, TokenKeyKind::Ec(curve), public_key))
     }
+}
+
+/// One key generation at a time in this process (keys are made rarely): SoftHSM 2.6 now and
+/// then refuses a generation that runs beside other work on the token (CKR_GENERAL_ERROR,
+/// CKR_TEMPLATE_INCONSISTENT); whoever makes a key must treat a refused generation as worth
+/// trying again.
+fn one_generation_at_a_time<T>(generate: impl FnOnce() -> T) -> T {
+    static GENERATING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = GENERATING.lock().unwrap_or_else(|e| e.into_inner());
+    generate()
 }
 
 /// The module at `path`, loaded and initialised once per process.
@@ -392,16 +517,17 @@ fn initialise(context: &Pkcs11) -> Result<(), Pkcs11Error> {
     }
 }
 
-/// The EC key of `class` labelled `label`, in `session`.
+/// The key of `class` and `key_type` labelled `label`, in `session`.
 fn find_key(
     session: &Session,
     class: ObjectClass,
+    key_type: KeyType,
     label: &[u8],
 ) -> Result<Option<ObjectHandle>, Pkcs11Error> {
     session
         .find_objects(&[
             Attribute::Class(class),
-            Attribute::KeyType(KeyType::EC),
+            Attribute::KeyType(key_type),
             Attribute::Label(label.to_vec()),
         ])
         .map(|found| found.first().copied())
@@ -448,20 +574,27 @@ pub struct Pkcs11Key {
     token: String,
     /// The key's label (`object=` of its URI), which each session finds it by.
     label: Vec<u8>,
-    curve: CaCurve,
-    /// The uncompressed point.
+    kind: TokenKeyKind,
+    /// The SubjectPublicKeyInfo's bits: an EC key's uncompressed point, an RSA key's
+    /// `RSAPublicKey`.
     public_key: Vec<u8>,
     /// Tells this key's sessions from another key's in [`SESSIONS`].
     instance: u64,
 }
 
 impl Pkcs11Key {
-    /// Signs `digest` on this thread's session, opening it first if needed. When a session
-    /// opened for this very signature fails too, the token is treated as gone and the module
-    /// is initialised again, so signing resumes by itself once the token is back.
-    fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
+    /// `operation` with the private key on this thread's session, opening it first if
+    /// needed. When a session opened for this very operation fails too, the token is treated
+    /// as gone and the module is initialised again, so the key works again by itself once the
+    /// token is back. `refusal` says which errors are the token's answer to the input (a
+    /// ciphertext that does not decrypt), not a failed session.
+    fn with_private_key<T>(
+        &self,
+        operation: impl FnOnce(&Session, ObjectHandle) -> Result<T, Pkcs11Error>,
+        refusal: impl Fn(&Pkcs11Error) -> bool,
+    ) -> Result<T, Pkcs11Error> {
         let loaded = &self.module.loaded;
-        let (signed, fresh) = {
+        let (outcome, fresh) = {
             let _in_use = loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
             let generation = loaded.generation.load(Ordering::Acquire);
             SESSIONS.with(|sessions| {
@@ -477,18 +610,52 @@ impl Pkcs11Key {
                         Err(e) => return (Err(e), true),
                     },
                 };
-                let signed = open.session.sign(&Mechanism::Ecdsa, open.private, digest);
-                if signed.is_ok() {
+                let outcome = operation(&open.session, open.private);
+                if outcome.as_ref().is_ok() || outcome.as_ref().is_err_and(&refusal) {
                     sessions.insert(self.instance, open);
                 }
                 // A failed session is dropped: the token may be gone or the session broken.
-                (signed, fresh)
+                (outcome, fresh)
             })
         };
-        if signed.is_err() && fresh {
+        if outcome.as_ref().is_err_and(|e| !refusal(e)) && fresh {
             loaded.recover();
         }
-        signed
+        outcome
+    }
+
+    /// The plaintext of `ciphertext`, RSA PKCS#1 v1.5 (`CKM_RSA_PKCS`), decrypted in the
+    /// token: what a device's content-encryption key is sent as (RFC 8894 §3.2.2). `Ok(None)`:
+    /// the token says it does not decrypt (bad padding, wrong length); the caller must carry
+    /// on as if it had (RFC 3218's random key), so that no one learns which.
+    pub fn decrypt_pkcs1v15(&self, ciphertext: &[u8]) -> Result<Option<Vec<u8>>, KeyUnavailable> {
+        if self.kind != TokenKeyKind::Rsa {
+            return Err(KeyUnavailable("only an RSA key decrypts".into()));
+        }
+        // SoftHSM 2.6 answers CKR_GENERAL_ERROR to every ciphertext it cannot decrypt (a
+        // value past the modulus, bad padding); a token that went away answers otherwise
+        // (no session, no token, no device).
+        let refused = |e: &Pkcs11Error| {
+            matches!(
+                e,
+                Pkcs11Error::Pkcs11(
+                    RvError::EncryptedDataInvalid
+                        | RvError::EncryptedDataLenRange
+                        | RvError::GeneralError,
+                    _
+                )
+            )
+        };
+        match self.with_private_key(
+            |session, private| session.decrypt(&Mechanism::RsaPkcs, private, ciphertext),
+            refused,
+        ) {
+            Ok(plaintext) => Ok(Some(plaintext)),
+            Err(e) if refused(&e) => Ok(None),
+            Err(e) => Err(KeyUnavailable(format!(
+                "the PKCS#11 token did not decrypt: {e}"
+            ))),
+        }
     }
 
     /// A new session of this thread, with the key found in it.
@@ -505,7 +672,13 @@ impl Pkcs11Key {
                 cryptoki::context::Function::GetSlotList,
             ))?;
         let session = self.module.session(slot)?;
-        let private = find_key(&session, ObjectClass::PRIVATE_KEY, &self.label)?.ok_or(key_gone)?;
+        let private = find_key(
+            &session,
+            ObjectClass::PRIVATE_KEY,
+            self.kind.key_type(),
+            &self.label,
+        )?
+        .ok_or(key_gone)?;
         Ok(OpenSession {
             session: ManuallyDrop::new(session),
             private,
@@ -517,7 +690,10 @@ impl Pkcs11Key {
 
 impl SigningKey for Pkcs11Key {
     fn algorithm(&self) -> &'static SignatureAlgorithm {
-        self.curve.algorithm()
+        match self.kind {
+            TokenKeyKind::Ec(curve) => curve.algorithm(),
+            TokenKeyKind::Rsa => &rcgen::PKCS_RSA_SHA256,
+        }
     }
 
     fn public_key(&self) -> &[u8] {
@@ -525,10 +701,26 @@ impl SigningKey for Pkcs11Key {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyUnavailable> {
-        let raw = self
-            .sign_digest(&self.curve.digest(message))
-            .map_err(|e| KeyUnavailable(format!("the PKCS#11 token did not sign: {e}")))?;
-        self.curve.der_signature(&raw)
+        let unavailable = |e| KeyUnavailable(format!("the PKCS#11 token did not sign: {e}"));
+        match self.kind {
+            TokenKeyKind::Ec(curve) => {
+                let digest = curve.digest(message);
+                let raw = self
+                    .with_private_key(
+                        |session, private| session.sign(&Mechanism::Ecdsa, private, &digest),
+                        |_| false,
+                    )
+                    .map_err(unavailable)?;
+                curve.der_signature(&raw)
+            }
+            // PKCS#1 v1.5 with SHA-256, hashed by the token: the signature is its bytes.
+            TokenKeyKind::Rsa => self
+                .with_private_key(
+                    |session, private| session.sign(&Mechanism::Sha256RsaPkcs, private, message),
+                    |_| false,
+                )
+                .map_err(unavailable),
+        }
     }
 }
 

@@ -266,3 +266,68 @@ fn a_token_that_goes_away_is_an_outage_and_signing_resumes_when_it_is_back() {
         }
     }
 }
+
+#[test]
+fn an_rsa_key_in_the_token_signs_and_decrypts_what_openssl_encrypted_to_it() {
+    let _token = one_test_at_a_time();
+    let module = module();
+    let key = Arc::new(module.generate_rsa(&uri("scep-ra")).unwrap());
+    assert_eq!(key.algorithm(), &rcgen::PKCS_RSA_SHA256);
+    assert!(
+        module.generate_rsa(&uri("scep-ra")).is_err(),
+        "one key per label"
+    );
+    assert!(
+        module.open(&uri("scep-ra")).is_err(),
+        "not a CA key: CAs are ECDSA"
+    );
+    assert_eq!(
+        module.open_rsa(&uri("scep-ra")).unwrap().public_key(),
+        key.public_key()
+    );
+
+    // Signed in the token: OpenSSL checks the self-signed certificate's signature.
+    let dir = scratch();
+    let signer: Arc<dyn SigningKey> = key.clone();
+    std::fs::write(dir.join("ra.pem"), ca_certificate(signer, "RA")).unwrap();
+    let (ok, said) = openssl(&dir, &["verify", "-CAfile", "ra.pem", "ra.pem"]);
+    assert!(ok, "{said}");
+    let (ok, said) = openssl(&dir, &["x509", "-in", "ra.pem", "-noout", "-text"]);
+    assert!(ok && said.contains("Public-Key: (2048 bit)"), "{said}");
+
+    // A content-encryption key encrypted to it with OpenSSL (PKCS#1 v1.5), decrypted there.
+    std::fs::write(dir.join("cek"), [7u8; 16]).unwrap();
+    let (ok, said) = openssl(
+        &dir,
+        &[
+            "pkeyutl",
+            "-encrypt",
+            "-certin",
+            "-inkey",
+            "ra.pem",
+            "-pkeyopt",
+            "rsa_padding_mode:pkcs1",
+            "-in",
+            "cek",
+            "-out",
+            "cek.enc",
+        ],
+    );
+    assert!(ok, "{said}");
+    let encrypted = std::fs::read(dir.join("cek.enc")).unwrap();
+    assert_eq!(
+        key.decrypt_pkcs1v15(&encrypted).unwrap(),
+        Some(vec![7u8; 16])
+    );
+    // What does not decrypt is said as such, never as an outage, and the key works on.
+    let mut tampered = encrypted.clone();
+    tampered[0] ^= 0xff;
+    tampered[1] ^= 0xff;
+    assert_eq!(key.decrypt_pkcs1v15(&tampered).unwrap(), None);
+    assert_eq!(key.decrypt_pkcs1v15(b"short").unwrap(), None);
+    assert_eq!(
+        key.decrypt_pkcs1v15(&encrypted).unwrap(),
+        Some(vec![7u8; 16])
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

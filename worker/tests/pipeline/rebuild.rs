@@ -150,7 +150,9 @@ async fn events_keep_flowing_while_a_rebuild_builds_its_indexes() {
     // Seeding is set-up, not the behaviour under test: every row costs the slow index's
     // 0.2 s, and beside the other pipeline tests on two cores that can outlast PATIENCE.
     for id in &seeded {
-        stack.wait_for_status(*id, "provisioned", 3 * PATIENCE).await;
+        stack
+            .wait_for_status(*id, "provisioned", 3 * PATIENCE)
+            .await;
     }
 
     let rebuild = tokio::spawn({
