@@ -15,7 +15,6 @@ mod failure_info;
 mod password_based_mac;
 mod request;
 mod revocation_request;
-mod signature_check;
 
 pub use answer::{CertAnswerKind, CmpAnswer, CmpAnswerBody};
 pub use certificate_request::{CrmfCertificateRequest, CrmfRefusal};

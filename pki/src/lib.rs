@@ -33,6 +33,8 @@ mod key_reference;
 mod key_store;
 pub mod ocsp;
 mod pkcs11_key;
+pub mod scep;
+mod signature_check;
 pub mod signer_certificate;
 mod signer_files;
 mod signing_key;

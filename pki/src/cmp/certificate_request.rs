@@ -78,7 +78,7 @@ impl CrmfCertificateRequest {
         let proof = request
             .signature_proof()
             .map_err(|_| CrmfRefusal::NoSignatureProof)?;
-        super::signature_check::verify(
+        crate::signature_check::verify(
             &request.public_key_der(),
             &proof.algorithm,
             &proof.signature,

@@ -272,7 +272,7 @@ impl CmpRequest {
             .map_err(|_| SignatureRefusal::Unreadable)?;
         let bits = der::asn1::BitString::from_bytes(&self.protection_bits)
             .map_err(|_| SignatureRefusal::Unreadable)?;
-        super::signature_check::verify(&key, &algorithm, &bits, &self.protected_part)
+        crate::signature_check::verify(&key, &algorithm, &bits, &self.protected_part)
             .map_err(|_| SignatureRefusal::DoesNotVerify)
     }
 }

@@ -1,6 +1,7 @@
-//! One signature check for CMP: a request's protection and a CRMF proof of possession are
-//! both a signature over DER as sent, by a key given as its `SubjectPublicKeyInfo`. Through
-//! x509-parser's verification (ring), as certificates and CSRs are checked elsewhere.
+//! One signature check for the enrollment protocols' messages: a CMP request's protection, a
+//! CRMF proof of possession and a SCEP message's signer are each a signature over DER as
+//! sent, by a key given as its `SubjectPublicKeyInfo`. Through x509-parser's verification
+//! (ring), as certificates and CSRs are checked elsewhere.
 
 use der::asn1::BitString;
 use x509_parser::asn1_rs;
@@ -9,11 +10,11 @@ use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
 
 /// The signature does not verify, or its key or algorithm does not parse.
 #[derive(Debug)]
-pub(super) struct BadSignature;
+pub(crate) struct BadSignature;
 
 /// Whether `signature` (by `algorithm`, DER) over `data` verifies with `public_key` (SPKI
 /// DER).
-pub(super) fn verify(
+pub(crate) fn verify(
     public_key: &[u8],
     algorithm: &[u8],
     signature: &BitString,

@@ -1,0 +1,309 @@
+//! A SCEP request as it arrives (RFC 8894 §3.2): a CMS `SignedData` whose signer (a
+//! self-signed certificate for a new device, its current certificate for a renewal) signs
+//! the authenticated attributes (`messageType`, `transactionID`, `senderNonce`, the digest of
+//! the content) and whose content is the `pkcsPKIEnvelope` (an `EnvelopedData` for the RA).
+//! [`ScepRequest::from_der`] reads it and checks the signature; what the envelope holds is
+//! `envelope.rs`'s.
+//!
+//! Must not: trust the signer's certificate for anything but the signature over this message
+//! (who it belongs to is the caller's to judge).
+
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::ContentInfo;
+use cms::signed_data::{SignedData, SignerIdentifier};
+use der::asn1::{Ia5StringRef, OctetStringRef, PrintableStringRef, Utf8StringRef};
+use der::oid::ObjectIdentifier;
+use der::{Decode, Encode};
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+use x509_cert::attr::Attribute;
+
+/// `id-signedData`.
+const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+/// `id-messageDigest`.
+const MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+/// RFC 8894 §3.2.1's attributes.
+pub(super) const MESSAGE_TYPE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.2");
+pub(super) const PKI_STATUS: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.3");
+pub(super) const FAIL_INFO: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.4");
+pub(super) const SENDER_NONCE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.5");
+pub(super) const RECIPIENT_NONCE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.6");
+pub(super) const TRANSACTION_ID: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.7");
+
+const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const SHA1_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.5");
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+
+/// A transaction id or nonce longer than this is refused (RFC 8894 asks for 16-byte nonces
+/// and a hash as the transaction id).
+const MAX_ID: usize = 128;
+
+/// What a request asks (RFC 8894 §3.2.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    /// 17: a renewal, signed with the certificate it renews.
+    RenewalReq,
+    /// 19: an enrollment, with a CSR.
+    PkcsReq,
+    /// 20: where a pending enrollment stands (also called GetCertInitial).
+    CertPoll,
+}
+
+impl MessageType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RenewalReq => "RenewalReq",
+            Self::PkcsReq => "PKCSReq",
+            Self::CertPoll => "CertPoll",
+        }
+    }
+}
+
+/// The digest algorithm the request was signed with: its answer is signed with the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DigestAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl DigestAlgorithm {
+    fn of(oid: ObjectIdentifier) -> Option<Self> {
+        match oid {
+            SHA1 => Some(Self::Sha1),
+            SHA256 => Some(Self::Sha256),
+            SHA512 => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha1 => Sha1::digest(data).to_vec(),
+            Self::Sha256 => Sha256::digest(data).to_vec(),
+            Self::Sha512 => Sha512::digest(data).to_vec(),
+        }
+    }
+
+    fn with_rsa(self) -> ObjectIdentifier {
+        match self {
+            Self::Sha1 => SHA1_WITH_RSA,
+            Self::Sha256 => SHA256_WITH_RSA,
+            Self::Sha512 => SHA512_WITH_RSA,
+        }
+    }
+}
+
+/// A request, read and its signature checked.
+#[derive(Debug, Clone)]
+pub struct ScepRequest {
+    pub message_type: MessageType,
+    /// As the device wrote it (printable): answers repeat it.
+    pub transaction_id: String,
+    pub sender_nonce: Vec<u8>,
+    /// The certificate that signed the message, DER.
+    pub signer_certificate: Vec<u8>,
+    /// The `pkcsPKIEnvelope`, DER (a `ContentInfo` of `EnvelopedData`).
+    pub envelope: Vec<u8>,
+    /// Whether it was signed with SHA-1 (devices in the field still do): counted.
+    pub signed_with_sha1: bool,
+    pub(super) signer: IssuerAndSerialNumber,
+}
+
+/// Why a message is no request this service reads; answered with SCEP's `badMessageCheck`
+/// or `badRequest` where a `CertRep` can be signed, else with an HTTP error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScepMessageError {
+    #[error("the message is not a DER CMS SignedData")]
+    NotSignedData,
+    #[error("the message has no signer, or more than one")]
+    NotOneSigner,
+    #[error("the signer's certificate is not in the message")]
+    NoSignerCertificate,
+    #[error("the message lacks its {0} attribute, or it is malformed")]
+    Attribute(&'static str),
+    #[error("messageType {0} is not a request this service answers")]
+    UnsupportedMessageType(String),
+    #[error("the digest algorithm is not SHA-1, SHA-256 or SHA-512")]
+    DigestAlgorithm,
+    #[error("the signature does not verify with the signer's certificate")]
+    Signature,
+}
+
+impl ScepRequest {
+    /// Reads `der`, a `PKIOperation` message as the device sent it.
+    pub fn from_der(der: &[u8]) -> Result<Self, ScepMessageError> {
+        let not_signed_data = |_| ScepMessageError::NotSignedData;
+        let info = ContentInfo::from_der(der).map_err(not_signed_data)?;
+        if info.content_type != SIGNED_DATA {
+            return Err(ScepMessageError::NotSignedData);
+        }
+        let signed = SignedData::from_der(&info.content.to_der().map_err(not_signed_data)?)
+            .map_err(not_signed_data)?;
+        let [signer_info] = signed.signer_infos.0.as_slice() else {
+            return Err(ScepMessageError::NotOneSigner);
+        };
+        let SignerIdentifier::IssuerAndSerialNumber(signer) = &signer_info.sid else {
+            return Err(ScepMessageError::NoSignerCertificate);
+        };
+        let certificate = signed
+            .certificates
+            .iter()
+            .flat_map(|set| set.0.iter())
+            .find_map(|choice| match choice {
+                CertificateChoices::Certificate(certificate)
+                    if certificate.tbs_certificate.issuer == signer.issuer
+                        && certificate.tbs_certificate.serial_number == signer.serial_number =>
+                {
+                    Some(certificate)
+                }
+                _ => None,
+            })
+            .ok_or(ScepMessageError::NoSignerCertificate)?;
+        let content = signed
+            .encap_content_info
+            .econtent
+            .as_ref()
+            .ok_or(ScepMessageError::Attribute("content"))?;
+        let content = OctetStringRef::try_from(content)
+            .map_err(|_| ScepMessageError::Attribute("content"))?
+            .as_bytes()
+            .to_vec();
+        let attributes = signer_info
+            .signed_attrs
+            .as_ref()
+            .ok_or(ScepMessageError::Attribute("messageType"))?;
+        let digest = DigestAlgorithm::of(signer_info.digest_alg.oid)
+            .ok_or(ScepMessageError::DigestAlgorithm)?;
+        // The attributes sign the content through its digest, and the signature the
+        // attributes, as a DER SET (RFC 5652 §5.4).
+        let message_digest = octets(attributes.iter(), MESSAGE_DIGEST, "messageDigest")?;
+        if message_digest != digest.digest(&content) {
+            return Err(ScepMessageError::Signature);
+        }
+        let signed_part = attributes
+            .to_der()
+            .map_err(|_| ScepMessageError::Signature)?;
+        let algorithm = match signer_info.signature_algorithm.oid {
+            // PKCS#7's habit: the key's algorithm, the digest named apart.
+            RSA_ENCRYPTION => digest.with_rsa(),
+            other => other,
+        };
+        let algorithm_der = spki::AlgorithmIdentifierOwned {
+            oid: algorithm,
+            parameters: signer_info.signature_algorithm.parameters.clone(),
+        }
+        .to_der()
+        .map_err(|_| ScepMessageError::Signature)?;
+        let key = certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|_| ScepMessageError::Signature)?;
+        let signature = der::asn1::BitString::from_bytes(signer_info.signature.as_bytes())
+            .map_err(|_| ScepMessageError::Signature)?;
+        crate::signature_check::verify(&key, &algorithm_der, &signature, &signed_part)
+            .map_err(|_| ScepMessageError::Signature)?;
+
+        let message_type = match printable(attributes.iter(), MESSAGE_TYPE, "messageType")?.as_str()
+        {
+            "17" => MessageType::RenewalReq,
+            "19" => MessageType::PkcsReq,
+            "20" => MessageType::CertPoll,
+            other => {
+                return Err(ScepMessageError::UnsupportedMessageType(
+                    other.chars().take(8).collect(),
+                ))
+            }
+        };
+        let transaction_id = printable(attributes.iter(), TRANSACTION_ID, "transactionID")?;
+        let sender_nonce = octets(attributes.iter(), SENDER_NONCE, "senderNonce")?;
+        if transaction_id.is_empty()
+            || transaction_id.len() > MAX_ID
+            || sender_nonce.is_empty()
+            || sender_nonce.len() > MAX_ID
+        {
+            return Err(ScepMessageError::Attribute("transactionID or senderNonce"));
+        }
+        Ok(Self {
+            message_type,
+            transaction_id,
+            sender_nonce,
+            signer_certificate: certificate
+                .to_der()
+                .map_err(|_| ScepMessageError::NoSignerCertificate)?,
+            envelope: content,
+            signed_with_sha1: digest == DigestAlgorithm::Sha1,
+            signer: signer.clone(),
+        })
+    }
+}
+
+/// The certificate that signed `request`, PEM (for a device's tools, and tests).
+pub fn signer_certificate_pem(request: &ScepRequest) -> String {
+    ::pem::encode(&::pem::Pem::new(
+        "CERTIFICATE",
+        request.signer_certificate.clone(),
+    ))
+}
+
+/// The one value of the attribute `oid`, as its DER.
+fn value<'a>(
+    mut attributes: impl Iterator<Item = &'a Attribute>,
+    oid: ObjectIdentifier,
+    name: &'static str,
+) -> Result<&'a der::Any, ScepMessageError> {
+    let attribute = attributes
+        .find(|attribute| attribute.oid == oid)
+        .ok_or(ScepMessageError::Attribute(name))?;
+    match attribute.values.as_slice() {
+        [value] => Ok(value),
+        _ => Err(ScepMessageError::Attribute(name)),
+    }
+}
+
+/// An OCTET STRING attribute's bytes.
+fn octets<'a>(
+    attributes: impl Iterator<Item = &'a Attribute>,
+    oid: ObjectIdentifier,
+    name: &'static str,
+) -> Result<Vec<u8>, ScepMessageError> {
+    value(attributes, oid, name)?
+        .decode_as::<OctetStringRef<'_>>()
+        .map(|octets| octets.as_bytes().to_vec())
+        .map_err(|_| ScepMessageError::Attribute(name))
+}
+
+/// A string attribute's text: PrintableString as RFC 8894 says, or, as some clients write
+/// it, UTF8String or IA5String.
+fn printable<'a>(
+    attributes: impl Iterator<Item = &'a Attribute>,
+    oid: ObjectIdentifier,
+    name: &'static str,
+) -> Result<String, ScepMessageError> {
+    let value = value(attributes, oid, name)?;
+    value
+        .decode_as::<PrintableStringRef<'_>>()
+        .map(|s| s.as_str().to_owned())
+        .or_else(|_| {
+            value
+                .decode_as::<Utf8StringRef<'_>>()
+                .map(|s| s.as_str().to_owned())
+        })
+        .or_else(|_| {
+            value
+                .decode_as::<Ia5StringRef<'_>>()
+                .map(|s| s.as_str().to_owned())
+        })
+        .map_err(|_| ScepMessageError::Attribute(name))
+}
