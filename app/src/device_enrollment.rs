@@ -624,11 +624,14 @@ fn reenroll_claim(
 }
 
 /// A request as a claim's part: a CSR's PEM (as EST's claims always were), a CRMF request's
-/// DER in hex.
+/// DER in hex, a verified CSR's digest (the same request sent again has the same one).
 fn request_text(request: &SigningRequest) -> std::borrow::Cow<'_, str> {
     match request {
         SigningRequest::Pkcs10(csr) => csr.as_pem().into(),
         SigningRequest::Crmf(crmf) => hex::encode(crmf.as_der()).into(),
+        SigningRequest::VerifiedPkcs10(verified) => {
+            format!("verified:{}", hex::encode(verified.sha256())).into()
+        }
     }
 }
 

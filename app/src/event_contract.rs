@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     CertificateRequestId, CertificateSigningRequest, CrmfRequest, DecommissionReason, DeviceEvent,
     DeviceId, DeviceModel, IssuedCertificate, Labels, LifecycleStep, ProvisioningFailure,
-    Revocation, RevocationReason, SerialNumber, SigningRequest, TenantId,
+    Revocation, RevocationReason, SerialNumber, SigningRequest, TenantId, VerifiedCsr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -174,16 +174,24 @@ pub enum PublicEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(nullable = false))]
         crmf: Option<CrmfRequest>,
+        /// A CSR verified where it arrived and kept without its attributes (SCEP's, whose
+        /// challenge password is the device's key): its key, CNs and digest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
+        verified_csr: Option<VerifiedCsr>,
         request_id: CertificateRequestId,
     },
     CertificateRenewalRequested {
-        /// As in `DeviceRegistered`: exactly one of `csr` and `crmf`.
+        /// As in `DeviceRegistered`: exactly one of `csr`, `crmf` and `verified_csr`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(nullable = false))]
         csr: Option<CertificateSigningRequest>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[cfg_attr(feature = "openapi", schema(nullable = false))]
         crmf: Option<CrmfRequest>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(nullable = false))]
+        verified_csr: Option<VerifiedCsr>,
         request_id: CertificateRequestId,
     },
     CertificateIssued {
@@ -209,13 +217,28 @@ pub enum PublicEvent {
     },
 }
 
-/// A request as the envelope shows it: in `csr` or in `crmf`.
-fn public_request(
-    request: SigningRequest,
-) -> (Option<CertificateSigningRequest>, Option<CrmfRequest>) {
+/// A request as the envelope shows it: in `csr`, `crmf` or `verified_csr`.
+#[derive(Default)]
+struct PublicRequest {
+    csr: Option<CertificateSigningRequest>,
+    crmf: Option<CrmfRequest>,
+    verified_csr: Option<VerifiedCsr>,
+}
+
+fn public_request(request: SigningRequest) -> PublicRequest {
     match request {
-        SigningRequest::Pkcs10(csr) => (Some(csr), None),
-        SigningRequest::Crmf(crmf) => (None, Some(crmf)),
+        SigningRequest::Pkcs10(csr) => PublicRequest {
+            csr: Some(csr),
+            ..PublicRequest::default()
+        },
+        SigningRequest::Crmf(crmf) => PublicRequest {
+            crmf: Some(crmf),
+            ..PublicRequest::default()
+        },
+        SigningRequest::VerifiedPkcs10(verified) => PublicRequest {
+            verified_csr: Some(verified),
+            ..PublicRequest::default()
+        },
     }
 }
 
@@ -271,13 +294,18 @@ impl PublicEvent {
                 request,
                 request_id,
             } => {
-                let (csr, crmf) = public_request(request);
+                let PublicRequest {
+                    csr,
+                    crmf,
+                    verified_csr,
+                } = public_request(request);
                 Self::DeviceRegistered {
                     serial_number,
                     model,
                     labels,
                     csr,
                     crmf,
+                    verified_csr,
                     request_id,
                 }
             }
@@ -285,10 +313,15 @@ impl PublicEvent {
                 request,
                 request_id,
             } => {
-                let (csr, crmf) = public_request(request);
+                let PublicRequest {
+                    csr,
+                    crmf,
+                    verified_csr,
+                } = public_request(request);
                 Self::CertificateRenewalRequested {
                     csr,
                     crmf,
+                    verified_csr,
                     request_id,
                 }
             }

@@ -31,6 +31,7 @@ mod serial_number;
 mod signing_request;
 mod tenant;
 mod tenant_cas;
+mod verified_csr;
 
 pub use certificate::{CertificateCredential, FailureCode, IssuedCertificate, ProvisioningFailure};
 pub use crmf_request::{CrmfError, CrmfRequest, CrmfSignatureProof, NoSignatureProof};
@@ -51,6 +52,7 @@ pub use request_id::CertificateRequestId;
 pub use revocation::{Revocation, RevocationReason};
 pub use serial_number::SerialNumber;
 pub use signing_request::SigningRequest;
+pub use verified_csr::VerifiedCsr;
 pub use tenant::TenantId;
 pub use tenant_cas::{
     CaCertificate, CaCommonName, CaGeneration, CaKeyCurve, CaKeyReference, CaRevocationReason,

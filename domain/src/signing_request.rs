@@ -1,20 +1,22 @@
 //! What a device asks to have certified, in the form its protocol carries it: a PKCS#10 CSR
-//! (the HTTP API, EST, CMP's `p10cr`) or a CRMF request (CMP's `ir`, `cr`, `kur`). Both name
-//! the key and the subject; each proves possession of the key its own way, which `pki`
-//! checks. The rest of the domain asks only what every form answers: the key, and whether
+//! (the HTTP API, EST, CMP's `p10cr`), a CRMF request (CMP's `ir`, `cr`, `kur`), or a PKCS#10
+//! request verified where it arrived and kept without its attributes (SCEP, whose CSR holds
+//! the device's key as its challenge password: `VerifiedCsr`). Each names the key and the
+//! subject; each proves possession of the key its own way, which `pki` checks. The rest of the domain asks only what every form answers: the key, and whether
 //! the subject is the device's serial number.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CertificateSigningRequest, CrmfRequest, SerialNumber, SubjectMismatch};
+use crate::{CertificateSigningRequest, CrmfRequest, SerialNumber, SubjectMismatch, VerifiedCsr};
 
 /// Serialised (cqrs-es asks every event for serde; the event store writes its own forms) as
-/// `{"pkcs10": "<PEM>"}` or `{"crmf": "<base64 DER>"}`.
+/// `{"pkcs10": "<PEM>"}`, `{"crmf": "<base64 DER>"}` or `{"verified_pkcs10": {…}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SigningRequest {
     Pkcs10(CertificateSigningRequest),
     Crmf(CrmfRequest),
+    VerifiedPkcs10(VerifiedCsr),
 }
 
 impl SigningRequest {
@@ -23,6 +25,7 @@ impl SigningRequest {
         match self {
             Self::Pkcs10(csr) => csr.public_key_der(),
             Self::Crmf(request) => request.public_key_der(),
+            Self::VerifiedPkcs10(request) => request.public_key_der().to_vec(),
         }
     }
 
@@ -31,6 +34,7 @@ impl SigningRequest {
         match self {
             Self::Pkcs10(csr) => csr.check_subject(serial),
             Self::Crmf(request) => request.check_subject(serial),
+            Self::VerifiedPkcs10(request) => request.check_subject(serial),
         }
     }
 
@@ -39,6 +43,7 @@ impl SigningRequest {
         match self {
             Self::Pkcs10(_) => "pkcs10",
             Self::Crmf(_) => "crmf",
+            Self::VerifiedPkcs10(_) => "verified_pkcs10",
         }
     }
 }

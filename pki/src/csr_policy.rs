@@ -4,7 +4,7 @@
 //!   (`key_policy_violation`);
 //! - the request proves possession of its key: a CSR's self-signature, a CRMF request's
 //!   signature proof (`cmp::CrmfCertificateRequest::verified`), verifies
-//!   (`invalid_signature`);
+//!   (`invalid_signature`); a `VerifiedCsr`'s was verified where it arrived (`scep/`);
 //! - the subject has exactly one CN and it is the device's serial number
 //!   (`subject_mismatch`, `domain::SigningRequest::check_subject`).
 //!
@@ -30,6 +30,9 @@ pub(crate) fn check_csr(request: &CertificateRequest) -> Result<Vec<u8>, Provisi
     let spki = match &request.request {
         SigningRequest::Pkcs10(csr) => check_pkcs10(csr)?,
         SigningRequest::Crmf(crmf) => check_crmf(crmf)?,
+        // Its signature was verified where it arrived (SCEP's request is not kept whole:
+        // it holds the device's key); its key meets the policy like any other.
+        SigningRequest::VerifiedPkcs10(verified) => check_key(verified.public_key_der())?,
     };
     request
         .request
@@ -54,15 +57,20 @@ fn check_pkcs10(csr: &CertificateSigningRequest) -> Result<Vec<u8>, Provisioning
     Ok(info.subject_pki.raw.to_vec())
 }
 
-fn check_crmf(request: &CrmfRequest) -> Result<Vec<u8>, ProvisioningFailure> {
-    let key = request.public_key_der();
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&key).map_err(|_| {
+/// `key` (SPKI, DER) if it meets the policy.
+fn check_key(key: &[u8]) -> Result<Vec<u8>, ProvisioningFailure> {
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(key).map_err(|_| {
         failure(
             FailureCode::MalformedCsr,
             "the request's public key cannot be decoded",
         )
     })?;
     check_key_policy(&spki)?;
+    Ok(key.to_vec())
+}
+
+fn check_crmf(request: &CrmfRequest) -> Result<Vec<u8>, ProvisioningFailure> {
+    let key = check_key(&request.public_key_der())?;
     CrmfCertificateRequest::verified(request.clone()).map_err(|_| {
         failure(
             FailureCode::InvalidSignature,

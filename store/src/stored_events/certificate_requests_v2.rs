@@ -2,11 +2,14 @@
 //! `DeviceRegistered` and `CertificateRenewalRequested`, and their upcasters from version 1.
 //!
 //! What changed, and why:
-//! - **The request has a form**: `"request": {"pkcs10": "<PEM>"}` or
-//!   `"request": {"crmf": "<base64 of the CertReqMsg's DER>"}`. Version 1 had `"csr": "<PEM>"`,
-//!   which only a PKCS#10 request fills; CMP's `ir`, `cr` and `kur` carry CRMF requests, which
-//!   are kept as sent, since their proof of possession signs them as sent. A version 1 row
-//!   reads as a PKCS#10 request.
+//! - **The request has a form**: `"request": {"pkcs10": "<PEM>"}`,
+//!   `"request": {"crmf": "<base64 of the CertReqMsg's DER>"}` or
+//!   `"request": {"verified_pkcs10": {"public_key": "<base64 SPKI>", "common_names": […],
+//!   "sha256": "<hex>"}}`. Version 1 had `"csr": "<PEM>"`, which only a PKCS#10 request
+//!   fills; CMP's `ir`, `cr` and `kur` carry CRMF requests, which are kept as sent, since their
+//!   proof of possession signs them as sent; SCEP's CSRs hold the device's key as their
+//!   challenge password, so only what certifying them needs is kept (`domain::VerifiedCsr`).
+//!   A version 1 row reads as a PKCS#10 request.
 //! - **The payload is the event's data**, as `CertificateIssued`'s since its version 2: the
 //!   type is the row's `event_type`.
 
@@ -14,7 +17,7 @@ use std::collections::BTreeMap;
 
 use domain::{
     CertificateRequestId, CertificateSigningRequest, CrmfRequest, DeviceEvent, DeviceModel, Labels,
-    SerialNumber, SigningRequest, TenantId,
+    SerialNumber, SigningRequest, TenantId, VerifiedCsr,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -45,6 +48,18 @@ enum StoredRequestV2 {
     Pkcs10(String),
     /// The `CertReqMsg`'s DER, standard base64 (a value that is not is not this form).
     Crmf(#[serde(with = "standard_base64")] Vec<u8>),
+    VerifiedPkcs10(VerifiedPkcs10V2),
+}
+
+/// A CSR verified where it arrived: its key, its subject's CNs, its digest.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifiedPkcs10V2 {
+    #[serde(with = "standard_base64")]
+    public_key: Vec<u8>,
+    common_names: Vec<String>,
+    /// Lowercase hex of the 32 bytes.
+    sha256: String,
 }
 
 mod standard_base64 {
@@ -69,16 +84,36 @@ impl StoredRequestV2 {
         match request {
             SigningRequest::Pkcs10(csr) => Self::Pkcs10(csr.as_pem().to_owned()),
             SigningRequest::Crmf(crmf) => Self::Crmf(crmf.as_der().to_vec()),
+            SigningRequest::VerifiedPkcs10(verified) => Self::VerifiedPkcs10(VerifiedPkcs10V2 {
+                public_key: verified.public_key_der().to_vec(),
+                common_names: verified.common_names().to_vec(),
+                sha256: hex::encode(verified.sha256()),
+            }),
         }
     }
 
-    fn into_recorded(self) -> SigningRequest {
-        match self {
+    fn into_recorded(self) -> Result<SigningRequest, NotADigest> {
+        Ok(match self {
             Self::Pkcs10(pem) => CertificateSigningRequest::recorded(pem).into(),
             Self::Crmf(der) => CrmfRequest::recorded(der).into(),
-        }
+            Self::VerifiedPkcs10(verified) => {
+                let sha256 = hex::decode(&verified.sha256)
+                    .ok()
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .ok_or(NotADigest)?;
+                SigningRequest::VerifiedPkcs10(VerifiedCsr::recorded(
+                    verified.public_key,
+                    verified.common_names,
+                    sha256,
+                ))
+            }
+        })
     }
 }
+
+/// A stored verified CSR whose `sha256` is not 32 bytes of hex: not this form.
+#[derive(Debug)]
+pub(super) struct NotADigest;
 
 /// The upcaster: a version 1 row's CSR is a PKCS#10 request.
 impl From<DeviceRegisteredV1> for DeviceRegisteredV2 {
@@ -128,15 +163,15 @@ impl DeviceRegisteredV2 {
         })
     }
 
-    pub(super) fn into_recorded(self) -> DeviceEvent {
-        DeviceEvent::DeviceRegistered {
+    pub(super) fn into_recorded(self) -> Result<DeviceEvent, NotADigest> {
+        Ok(DeviceEvent::DeviceRegistered {
             tenant: TenantId::recorded(self.tenant),
             serial_number: SerialNumber::recorded(self.serial_number),
             model: DeviceModel::recorded(self.model),
             labels: Labels::recorded(self.labels),
-            request: self.request.into_recorded(),
+            request: self.request.into_recorded()?,
             request_id: CertificateRequestId::from_uuid(self.request_id),
-        }
+        })
     }
 }
 
@@ -156,10 +191,10 @@ impl CertificateRenewalRequestedV2 {
         })
     }
 
-    pub(super) fn into_recorded(self) -> DeviceEvent {
-        DeviceEvent::CertificateRenewalRequested {
-            request: self.request.into_recorded(),
+    pub(super) fn into_recorded(self) -> Result<DeviceEvent, NotADigest> {
+        Ok(DeviceEvent::CertificateRenewalRequested {
+            request: self.request.into_recorded()?,
             request_id: CertificateRequestId::from_uuid(self.request_id),
-        }
+        })
     }
 }

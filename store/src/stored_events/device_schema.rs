@@ -54,10 +54,12 @@ impl EventSchema for Device {
     fn decode(stored: StoredEventRef<'_>) -> Result<DeviceEvent, UnreadableEvent> {
         match (stored.event_type, stored.event_version) {
             (CERTIFICATE_ISSUED, "2") => Ok(form::<CertificateIssuedV2>(stored)?.into_recorded()),
-            (DEVICE_REGISTERED, "2") => Ok(form::<DeviceRegisteredV2>(stored)?.into_recorded()),
-            (CERTIFICATE_RENEWAL_REQUESTED, "2") => {
-                Ok(form::<CertificateRenewalRequestedV2>(stored)?.into_recorded())
-            }
+            (DEVICE_REGISTERED, "2") => form::<DeviceRegisteredV2>(stored)?
+                .into_recorded()
+                .map_err(|_| not_a_digest(stored)),
+            (CERTIFICATE_RENEWAL_REQUESTED, "2") => form::<CertificateRenewalRequestedV2>(stored)?
+                .into_recorded()
+                .map_err(|_| not_a_digest(stored)),
             (_, "1") => {
                 let form: DeviceEventV1 = form(stored)?;
                 if form.event_type() != stored.event_type {
@@ -70,11 +72,15 @@ impl EventSchema for Device {
                         MovedOn::CertificateIssued(v1) => {
                             CertificateIssuedV2::from(*v1).into_recorded()
                         }
-                        MovedOn::DeviceRegistered(v1) => {
-                            DeviceRegisteredV2::from(*v1).into_recorded()
-                        }
+                        // A version 1 row holds a PEM CSR, never a verified one: no digest
+                        // to read.
+                        MovedOn::DeviceRegistered(v1) => DeviceRegisteredV2::from(*v1)
+                            .into_recorded()
+                            .expect("a version 1 request is PKCS#10"),
                         MovedOn::CertificateRenewalRequested(v1) => {
-                            CertificateRenewalRequestedV2::from(*v1).into_recorded()
+                            CertificateRenewalRequestedV2::from(*v1)
+                                .into_recorded()
+                                .expect("a version 1 request is PKCS#10")
                         }
                     }))
             }
@@ -93,6 +99,11 @@ fn at_v2<F: Serialize>(
         event_version: "2",
         payload: serde_json::to_string(form)?,
     })
+}
+
+/// A verified CSR whose digest is not 32 bytes of hex.
+fn not_a_digest(stored: StoredEventRef<'_>) -> UnreadableEvent {
+    UnreadableEvent::new(stored, Problem::NotADigest)
 }
 
 /// The row's payload read as the form `F`.

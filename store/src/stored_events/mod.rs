@@ -84,6 +84,8 @@ enum Problem {
     /// A version 1 payload (the object keyed by its type) keyed by another type than the
     /// row's `event_type`, the column the feed's type filter reads.
     OfAnotherType(&'static str),
+    /// A verified CSR's `sha256` that is not 32 bytes of hex.
+    NotADigest,
 }
 
 impl fmt::Display for Problem {
@@ -92,6 +94,7 @@ impl fmt::Display for Problem {
             Self::UnknownVersion => f.write_str("no such version of this event type"),
             Self::NotItsForm(e) => write!(f, "the payload is not that version's form ({e})"),
             Self::OfAnotherType(t) => write!(f, "the payload is a {t} event"),
+            Self::NotADigest => f.write_str("a verified CSR's sha256 is not 32 bytes of hex"),
         }
     }
 }
