@@ -52,7 +52,6 @@ pub use request_id::CertificateRequestId;
 pub use revocation::{Revocation, RevocationReason};
 pub use serial_number::SerialNumber;
 pub use signing_request::SigningRequest;
-pub use verified_csr::VerifiedCsr;
 pub use tenant::TenantId;
 pub use tenant_cas::{
     CaCertificate, CaCommonName, CaGeneration, CaKeyCurve, CaKeyReference, CaRevocationReason,
@@ -60,6 +59,7 @@ pub use tenant_cas::{
     StartRotation, TenantCa, TenantCas, TenantCasCommand, TenantCasError, TenantCasEvent,
     TenantCasId, HANDOVER, VIEW_MAX_AGE,
 };
+pub use verified_csr::VerifiedCsr;
 
 /// Why a raw value was refused by a value type's constructor. The message is written for
 /// the client who sent the value, so it never echoes secrets and names the rule broken.

@@ -102,7 +102,10 @@ mod hex_digest {
         let text = String::deserialize(d)?;
         let bytes: Vec<u8> = (0..text.len())
             .step_by(2)
-            .map(|at| text.get(at..at + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .map(|at| {
+                text.get(at..at + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
             .collect::<Option<_>>()
             .ok_or_else(|| serde::de::Error::custom("not hex"))?;
         bytes

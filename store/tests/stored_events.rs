@@ -258,8 +258,19 @@ fn a_version_1_request_is_upcast_to_a_pkcs10_request_of_version_2() {
             let csr = &old.payload[event_type]["csr"];
             assert_eq!(&new.payload["request"]["pkcs10"], csr);
         }
-        // Version 2 alone holds CRMF requests, kept as sent.
-        let crmf = v2.last().unwrap();
+        // Version 2 alone holds CRMF requests, kept as sent, and verified CSRs.
+        let verified = match v2.last().unwrap().decode().unwrap() {
+            DeviceEvent::DeviceRegistered { request, .. }
+            | DeviceEvent::CertificateRenewalRequested { request, .. } => request,
+            other => panic!("{other:?}"),
+        };
+        let SigningRequest::VerifiedPkcs10(verified) = verified else {
+            panic!("{event_type}: not read as a verified CSR");
+        };
+        verified
+            .check_subject(&domain::SerialNumber::parse("SN-SCEP-1").unwrap())
+            .unwrap();
+        let crmf = &v2[v2.len() - 2];
         let request = match crmf.decode().unwrap() {
             DeviceEvent::DeviceRegistered { request, .. }
             | DeviceEvent::CertificateRenewalRequested { request, .. } => request,
@@ -283,6 +294,8 @@ fn in_version_2_a_request_has_exactly_one_known_form() {
     assert!(row.decode().is_err(), "an unknown form");
     row.payload["request"] = serde_json::json!({"crmf": "not base64!"});
     assert!(row.decode().is_err(), "CRMF that is not base64");
+    row.payload["request"] = serde_json::json!({"verified_pkcs10": {"public_key": "MAA=", "common_names": [], "sha256": "abcd"}});
+    assert!(row.decode().is_err(), "a digest that is not 32 bytes");
     row.payload["request"] = pem;
     assert!(row.decode().is_err(), "a bare CSR is version 1's");
 }
