@@ -123,6 +123,65 @@ fn micromdm_s_pkcsreq_is_read_its_signature_checked_and_its_des_envelope_opened(
 }
 
 #[test]
+fn certmonger_s_pkcsreq_with_its_overlong_serial_is_read_and_its_aes_envelope_opened() {
+    let der = std::fs::read(fixture("certmonger-pkcsreq.der")).unwrap();
+    let request = ScepRequest::from_der(&der).unwrap();
+    assert_eq!(request.message_type, MessageType::PkcsReq);
+    assert!(!request.signed_with_sha1);
+    assert!(
+        request.transaction_id.chars().all(|c| c.is_ascii_digit()),
+        "a decimal SHA-256"
+    );
+    let dir = scratch();
+    let opened = open_envelope(&request.envelope, &ra().recipient(), ra_decrypts(&dir)).unwrap();
+    assert_eq!(opened.cipher, ContentCipher::Aes256Cbc);
+    std::fs::write(dir.join("csr.der"), &opened.content).unwrap();
+    let (ok, said) = openssl(
+        &dir,
+        &[
+            "req", "-inform", "DER", "-in", "csr.der", "-noout", "-verify", "-text",
+        ],
+    );
+    assert!(
+        ok && said.contains("SN-SCEP-2") && said.contains("sekret+/=key"),
+        "{said}"
+    );
+
+    // Our answer opens with certmonger's key, though its certificate cannot be named by
+    // issuer and serial (the envelope names its key).
+    let issued = pem::parse(std::fs::read_to_string(fixture("ra.pem")).unwrap())
+        .unwrap()
+        .into_contents();
+    let answer = ra()
+        .answer(
+            &request,
+            &ScepStatus::Success {
+                certificate: issued,
+            },
+        )
+        .unwrap();
+    checked_by_openssl(&dir, &answer);
+    let key = fixture("certmonger-device.key");
+    let (ok, said) = openssl(
+        &dir,
+        &[
+            "cms",
+            "-decrypt",
+            "-inform",
+            "DER",
+            "-in",
+            "content.der",
+            "-inkey",
+            key.to_str().unwrap(),
+            "-out",
+            "degenerate.der",
+        ],
+    );
+    assert!(ok, "openssl cms -decrypt: {said}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn an_envelope_that_does_not_decrypt_is_one_failure_whatever_went_wrong() {
     let der = std::fs::read(fixture("micromdm-pkcsreq.der")).unwrap();
     let request = ScepRequest::from_der(&der).unwrap();

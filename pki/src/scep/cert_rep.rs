@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::pki_message::{
     ScepRequest, FAIL_INFO, MESSAGE_TYPE, PKI_STATUS, RECIPIENT_NONCE, SENDER_NONCE, TRANSACTION_ID,
@@ -240,12 +241,25 @@ fn encrypted_to_requester(
     use rsa::pkcs8::DecodePublicKey;
 
     let degenerate = est_wire_format::certs_only(&[certificate])?;
-    let requester = Certificate::from_der(&request.signer_certificate)?;
-    let key = rsa::RsaPublicKey::from_public_key_der(
-        &requester.tbs_certificate.subject_public_key_info.to_der()?,
-    )
-    .map_err(|_| CertRepError::RequesterKey)?;
-    let recipient = RecipientIdentifier::IssuerAndSerialNumber(request.signer.clone());
+    let (_, requester) = X509Certificate::from_der(&request.signer_certificate)
+        .map_err(|_| CertRepError::RequesterKey)?;
+    let key = rsa::RsaPublicKey::from_public_key_der(requester.public_key().raw)
+        .map_err(|_| CertRepError::RequesterKey)?;
+    // Named by issuer and serial, as clients that decrypt with a certificate look for it
+    // (micromdm's; certmonger's once it has a certificate); a serial past RFC 5280's 20
+    // octets (certmonger's self-signed one, when any recipient will do) cannot be written
+    // so, and is named by its key instead.
+    let recipient = match x509_cert::serial_number::SerialNumber::new(requester.raw_serial()) {
+        Ok(serial_number) => RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: x509_cert::name::Name::from_der(requester.issuer().as_raw())?,
+            serial_number,
+        }),
+        Err(_) => RecipientIdentifier::SubjectKeyIdentifier(
+            x509_cert::ext::pkix::SubjectKeyIdentifier(OctetString::new(
+                sha1::Sha1::digest(&requester.public_key().subject_public_key.data).to_vec(),
+            )?),
+        ),
+    };
     let mut key_rng = OsRng;
     let mut content_rng = OsRng;
     let encrypt = |e: cms::builder::Error| CertRepError::Encoding(format!("{e:?}"));

@@ -5,18 +5,24 @@
 //! [`ScepRequest::from_der`] reads it and checks the signature; what the envelope holds is
 //! `envelope.rs`'s.
 //!
+//! `SignedData` is read field by field with `der`'s reader, the signer's certificate with
+//! x509-parser: certmonger's self-signed certificate has a 33-byte serial number (its
+//! transaction id, a SHA-256 in decimal), past RFC 5280's 20 octets, which `cms`'s typed
+//! certificates refuse.
+//!
 //! Must not: trust the signer's certificate for anything but the signature over this message
 //! (who it belongs to is the caller's to judge).
 
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::ContentInfo;
-use cms::signed_data::{SignedData, SignerIdentifier};
-use der::asn1::{Ia5StringRef, OctetStringRef, PrintableStringRef, Utf8StringRef};
+use cms::signed_data::SignedAttributes;
+use der::asn1::{AnyRef, Ia5StringRef, OctetStringRef, PrintableStringRef, Utf8StringRef};
 use der::oid::ObjectIdentifier;
-use der::{Decode, Encode};
+use der::{Decode, Encode, Reader, SliceReader, Tag, Tagged};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
+use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// `id-signedData`.
 const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
@@ -117,7 +123,6 @@ pub struct ScepRequest {
     pub envelope: Vec<u8>,
     /// Whether it was signed with SHA-1 (devices in the field still do): counted.
     pub signed_with_sha1: bool,
-    pub(super) signer: IssuerAndSerialNumber,
 }
 
 /// Why a message is no request this service reads; answered with SCEP's `badMessageCheck`
@@ -148,42 +153,20 @@ impl ScepRequest {
         if info.content_type != SIGNED_DATA {
             return Err(ScepMessageError::NotSignedData);
         }
-        let signed = SignedData::from_der(&info.content.to_der().map_err(not_signed_data)?)
-            .map_err(not_signed_data)?;
-        let [signer_info] = signed.signer_infos.0.as_slice() else {
+        let signed = RawSignedData::read(info.content.value()).map_err(not_signed_data)?;
+        let [signer_info] = signed.signer_infos.as_slice() else {
             return Err(ScepMessageError::NotOneSigner);
-        };
-        let SignerIdentifier::IssuerAndSerialNumber(signer) = &signer_info.sid else {
-            return Err(ScepMessageError::NoSignerCertificate);
         };
         let certificate = signed
             .certificates
             .iter()
-            .flat_map(|set| set.0.iter())
-            .find_map(|choice| match choice {
-                CertificateChoices::Certificate(certificate)
-                    if certificate.tbs_certificate.issuer == signer.issuer
-                        && certificate.tbs_certificate.serial_number == signer.serial_number =>
-                {
-                    Some(certificate)
-                }
-                _ => None,
-            })
+            .find(|certificate| signer_info.names(certificate))
             .ok_or(ScepMessageError::NoSignerCertificate)?;
         let content = signed
-            .encap_content_info
-            .econtent
-            .as_ref()
+            .content
             .ok_or(ScepMessageError::Attribute("content"))?;
-        let content = OctetStringRef::try_from(content)
-            .map_err(|_| ScepMessageError::Attribute("content"))?
-            .as_bytes()
-            .to_vec();
-        let attributes = signer_info
-            .signed_attrs
-            .as_ref()
-            .ok_or(ScepMessageError::Attribute("messageType"))?;
-        let digest = DigestAlgorithm::of(signer_info.digest_alg.oid)
+        let attributes = &signer_info.signed_attributes;
+        let digest = DigestAlgorithm::of(signer_info.digest_algorithm.oid)
             .ok_or(ScepMessageError::DigestAlgorithm)?;
         // The attributes sign the content through its digest, and the signature the
         // attributes, as a DER SET (RFC 5652 §5.4).
@@ -191,29 +174,28 @@ impl ScepRequest {
         if message_digest != digest.digest(&content) {
             return Err(ScepMessageError::Signature);
         }
-        let signed_part = attributes
-            .to_der()
-            .map_err(|_| ScepMessageError::Signature)?;
         let algorithm = match signer_info.signature_algorithm.oid {
             // PKCS#7's habit: the key's algorithm, the digest named apart.
             RSA_ENCRYPTION => digest.with_rsa(),
             other => other,
         };
-        let algorithm_der = spki::AlgorithmIdentifierOwned {
+        let algorithm_der = AlgorithmIdentifierOwned {
             oid: algorithm,
             parameters: signer_info.signature_algorithm.parameters.clone(),
         }
         .to_der()
         .map_err(|_| ScepMessageError::Signature)?;
-        let key = certificate
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
+        let (_, parsed) = X509Certificate::from_der(certificate)
+            .map_err(|_| ScepMessageError::NoSignerCertificate)?;
+        let signature = der::asn1::BitString::from_bytes(&signer_info.signature)
             .map_err(|_| ScepMessageError::Signature)?;
-        let signature = der::asn1::BitString::from_bytes(signer_info.signature.as_bytes())
-            .map_err(|_| ScepMessageError::Signature)?;
-        crate::signature_check::verify(&key, &algorithm_der, &signature, &signed_part)
-            .map_err(|_| ScepMessageError::Signature)?;
+        crate::signature_check::verify(
+            parsed.public_key().raw,
+            &algorithm_der,
+            &signature,
+            &signer_info.signed_part,
+        )
+        .map_err(|_| ScepMessageError::Signature)?;
 
         let message_type = match printable(attributes.iter(), MESSAGE_TYPE, "messageType")?.as_str()
         {
@@ -239,12 +221,135 @@ impl ScepRequest {
             message_type,
             transaction_id,
             sender_nonce,
-            signer_certificate: certificate
-                .to_der()
-                .map_err(|_| ScepMessageError::NoSignerCertificate)?,
+            signer_certificate: certificate.clone(),
             envelope: content,
             signed_with_sha1: digest == DigestAlgorithm::Sha1,
-            signer: signer.clone(),
+        })
+    }
+}
+
+/// What is read of a `SignedData` (RFC 5652 §5.1).
+struct RawSignedData {
+    /// The encapsulated content's octets.
+    content: Option<Vec<u8>>,
+    /// Each certificate, DER.
+    certificates: Vec<Vec<u8>>,
+    signer_infos: Vec<RawSignerInfo>,
+}
+
+/// What is read of a `SignerInfo` (RFC 5652 §5.3).
+struct RawSignerInfo {
+    /// `sid`, when it is `issuerAndSerialNumber`: the issuer's Name (DER) and the serial's
+    /// content octets.
+    issuer_and_serial: Option<(Vec<u8>, Vec<u8>)>,
+    digest_algorithm: AlgorithmIdentifierOwned,
+    signed_attributes: SignedAttributes,
+    /// What the signature covers: the attributes as a DER SET.
+    signed_part: Vec<u8>,
+    signature_algorithm: AlgorithmIdentifierOwned,
+    signature: Vec<u8>,
+}
+
+impl RawSignedData {
+    fn read(body: &[u8]) -> der::Result<Self> {
+        let mut fields = SliceReader::new(body)?;
+        let _version = AnyRef::decode(&mut fields)?;
+        let _digest_algorithms = AnyRef::decode(&mut fields)?;
+        let encapsulated = AnyRef::decode(&mut fields)?;
+        let mut encapsulated = SliceReader::new(encapsulated.value())?;
+        let _content_type = ObjectIdentifier::decode(&mut encapsulated)?;
+        let content = if encapsulated.is_finished() {
+            None
+        } else {
+            // eContent [0] EXPLICIT OCTET STRING.
+            let explicit = AnyRef::decode(&mut encapsulated)?;
+            Some(
+                OctetStringRef::from_der(explicit.value())?
+                    .as_bytes()
+                    .to_vec(),
+            )
+        };
+        let mut certificates = Vec::new();
+        let mut next = AnyRef::decode(&mut fields)?;
+        loop {
+            match (
+                next.tag().is_context_specific(),
+                next.tag().number().value(),
+            ) {
+                // certificates [0] IMPLICIT SET OF: the certificates' DER, one after another.
+                (true, 0) => {
+                    let mut each = SliceReader::new(next.value())?;
+                    while !each.is_finished() {
+                        let certificate = AnyRef::decode(&mut each)?;
+                        if certificate.tag() == Tag::Sequence {
+                            certificates.push(certificate.to_der()?);
+                        }
+                    }
+                }
+                // crls [1]: not needed.
+                (true, _) => {}
+                (false, _) => break,
+            }
+            next = AnyRef::decode(&mut fields)?;
+        }
+        let mut signers = SliceReader::new(next.value())?;
+        let mut signer_infos = Vec::new();
+        while !signers.is_finished() {
+            signer_infos.push(RawSignerInfo::read(AnyRef::decode(&mut signers)?.value())?);
+        }
+        Ok(Self {
+            content,
+            certificates,
+            signer_infos,
+        })
+    }
+}
+
+impl RawSignerInfo {
+    fn read(body: &[u8]) -> der::Result<Self> {
+        let mut fields = SliceReader::new(body)?;
+        let _version = AnyRef::decode(&mut fields)?;
+        let sid = AnyRef::decode(&mut fields)?;
+        let issuer_and_serial = if sid.tag() == Tag::Sequence {
+            let mut parts = SliceReader::new(sid.value())?;
+            let issuer = AnyRef::decode(&mut parts)?.to_der()?;
+            let serial = AnyRef::decode(&mut parts)?;
+            Some((issuer, serial.value().to_vec()))
+        } else {
+            None
+        };
+        let digest_algorithm = AlgorithmIdentifierOwned::decode(&mut fields)?;
+        // signedAttrs [0] IMPLICIT SET OF Attribute: signed as a SET.
+        let attributes = AnyRef::decode(&mut fields)?;
+        if !attributes.tag().is_context_specific() || attributes.tag().number().value() != 0 {
+            return Err(der::ErrorKind::TagUnexpected {
+                expected: None,
+                actual: attributes.tag(),
+            }
+            .into());
+        }
+        let signed_part = AnyRef::new(Tag::Set, attributes.value())?.to_der()?;
+        let signed_attributes = SignedAttributes::from_der(&signed_part)?;
+        let signature_algorithm = AlgorithmIdentifierOwned::decode(&mut fields)?;
+        let signature = OctetStringRef::decode(&mut fields)?.as_bytes().to_vec();
+        Ok(Self {
+            issuer_and_serial,
+            digest_algorithm,
+            signed_attributes,
+            signed_part,
+            signature_algorithm,
+            signature,
+        })
+    }
+
+    /// Whether `certificate` (DER) is the one this signer names.
+    fn names(&self, certificate: &[u8]) -> bool {
+        let Some((issuer, serial)) = &self.issuer_and_serial else {
+            return false;
+        };
+        X509Certificate::from_der(certificate).is_ok_and(|(_, parsed)| {
+            parsed.issuer().as_raw() == issuer.as_slice()
+                && parsed.raw_serial() == serial.as_slice()
         })
     }
 }
