@@ -3,7 +3,8 @@
 //! the registration authority's key (`envelope.rs`: RSA key transport in the RA's token, then
 //! DES, 3DES or AES in CBC mode, the ciphers devices send), and our answers, `CertRep`
 //! messages signed by the RA and, with a certificate, encrypted to the requester
-//! (`cert_rep.rs`).
+//! (`cert_rep.rs`), and the CSR inside, its signature verified and its challenge password
+//! handed over apart (`certificate_request.rs`).
 //!
 //! Must not: know HTTP, decide whether a request may be granted (the challenge password, the
 //! group, the device: the api's and the enrollment service's), log a request's content (a
@@ -11,9 +12,11 @@
 //! crate (its decryption is not constant-time: the RA key decrypts in its token).
 
 mod cert_rep;
+mod certificate_request;
 mod envelope;
 mod pki_message;
 
 pub use cert_rep::{CertRep, CertRepError, ScepFailInfo, ScepStatus};
+pub use certificate_request::{ChallengePassword, ScepCertificateRequest, ScepCsrError};
 pub use envelope::{open_envelope, ContentCipher, EnvelopeError, OpenedEnvelope};
 pub use pki_message::{signer_certificate_pem, MessageType, ScepMessageError, ScepRequest};

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use pki::scep::{
-    open_envelope, CertRep, ContentCipher, MessageType, ScepFailInfo, ScepRequest, ScepStatus,
+    open_envelope, CertRep, ContentCipher, MessageType, ScepCertificateRequest, ScepFailInfo,
+    ScepRequest, ScepStatus,
 };
 use pki::{KeyFile, KeyUnavailable, SigningKey};
 
@@ -107,6 +108,29 @@ fn micromdm_s_pkcsreq_is_read_its_signature_checked_and_its_des_envelope_opened(
     assert!(
         said.contains("sekret+/=key"),
         "the challenge password travels inside: {said}"
+    );
+    // As the service takes it: the signature verified, the challenge handed over apart, the
+    // request kept without it.
+    let csr = ScepCertificateRequest::from_der(&opened.content).unwrap();
+    assert_eq!(
+        csr.challenge_password.as_ref().map(|p| p.expose()),
+        Some("sekret+/=key")
+    );
+    assert_eq!(
+        format!("{:?}", csr.challenge_password.unwrap()),
+        "ChallengePassword(<redacted>)"
+    );
+    csr.request
+        .check_subject(&domain::SerialNumber::parse("SN-SCEP-1").unwrap())
+        .unwrap();
+    let kept = serde_json::to_string(&csr.request).unwrap();
+    assert!(!kept.contains("sekret"), "{kept}");
+    let mut forged = opened.content.clone();
+    let at = forged.len() - 10;
+    forged[at] ^= 0x01;
+    assert!(
+        ScepCertificateRequest::from_der(&forged).is_err(),
+        "a signature that does not verify"
     );
 
     // A byte changed anywhere in what the signature covers: refused.
