@@ -83,7 +83,8 @@ pub struct ApiConfig {
 }
 
 /// `ENROLLMENT_KEY_ENCRYPTION_KEY`, `CA_CERT_PATH`, `EST_RETRY_AFTER_SECONDS`,
-/// `EST_LABELLESS_MAX_GROUPS`, `CMP_SIGNER_CERT_PATH`, `CMP_SIGNER_KEY_PATH`.
+/// `EST_LABELLESS_MAX_GROUPS`, `CMP_SIGNER_CERT_PATH`, `CMP_SIGNER_KEY_PATH`,
+/// `SCEP_RA_CERT_PATH`, `SCEP_RA_KEY`, `PKCS11_MODULE_PATH`, `PKCS11_PIN_FILE`.
 #[derive(Debug, Clone)]
 pub struct EnrollmentSettings {
     /// Seals enrollment group keys at rest (base64 of 32 bytes, checked here); without it
@@ -100,6 +101,19 @@ pub struct EnrollmentSettings {
     /// The CMP signer's files (`CMP_SIGNER_CERT_PATH`, `CMP_SIGNER_KEY_PATH`, as `worker
     /// cmp-signer` writes them): without them CMP answers only MAC-protected requests.
     pub cmp_signer: Option<SignerFiles>,
+    /// SCEP's registration authority (`SCEP_RA_CERT_PATH`, `SCEP_RA_KEY`, its key in a
+    /// PKCS#11 token reached through `PKCS11_MODULE_PATH` and `PKCS11_PIN_FILE`); SCEP is off
+    /// without it.
+    pub scep_ra: Option<ScepRaSettings>,
+}
+
+/// Where SCEP's registration authority is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScepRaSettings {
+    pub cert_path: PathBuf,
+    /// `pkcs11:token=…;object=…`.
+    pub key_uri: String,
+    pub pkcs11: pki::Pkcs11Access,
 }
 
 /// The OCSP responder's configuration.
@@ -360,6 +374,53 @@ fn enrollment_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Enrol
                 "CMP takes MAC-protected requests only",
             ),
         ),
+        scep_ra: scep_ra_settings(env),
+    }
+}
+
+fn scep_ra_settings<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<ScepRaSettings> {
+    let (cert_path, key_uri) = match (
+        env.optional("SCEP_RA_CERT_PATH"),
+        env.optional("SCEP_RA_KEY"),
+    ) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => return None,
+        _ => {
+            env.problem(
+                "SCEP_RA_CERT_PATH and SCEP_RA_KEY go together: set both (SCEP, with the RA \
+                 `worker scep-ra` made) or neither (no SCEP)"
+                    .into(),
+            );
+            return None;
+        }
+    };
+    if pki::Pkcs11Uri::parse(&key_uri).is_err() {
+        env.problem(
+            "SCEP_RA_KEY must name a key in a PKCS#11 token: pkcs11:token=<token>;object=<label>"
+                .into(),
+        );
+        return None;
+    }
+    match (
+        env.optional("PKCS11_MODULE_PATH"),
+        env.optional("PKCS11_PIN_FILE"),
+    ) {
+        (Some(module_path), Some(pin_file)) => Some(ScepRaSettings {
+            cert_path: cert_path.into(),
+            key_uri,
+            pkcs11: pki::Pkcs11Access {
+                module_path: module_path.into(),
+                pin_file: pin_file.into(),
+            },
+        }),
+        _ => {
+            env.problem(
+                "SCEP_RA_KEY names a key in a PKCS#11 token: set PKCS11_MODULE_PATH (the \
+                 token's module) and PKCS11_PIN_FILE (a file holding the user PIN)"
+                    .into(),
+            );
+            None
+        }
     }
 }
 

@@ -26,6 +26,7 @@ mod ocsp;
 mod openapi_document;
 mod query_params;
 mod request_context;
+mod scep;
 mod tenant_ca_chain;
 mod tenant_rate_limit;
 mod unread_body;
@@ -90,6 +91,8 @@ pub struct AppState {
     pub est: Option<Arc<crate::est::EstServer>>,
     /// CMP (`/.well-known/cmp/p/{label}`); `None` as `est` is.
     pub cmp: Option<Arc<crate::cmp::CmpServer>>,
+    /// SCEP (`/scep/{label}`); `None` as `est` is, or without `SCEP_RA_CERT_PATH`.
+    pub scep: Option<Arc<crate::scep::ScepServer>>,
     /// Commands being worked on, at most `COMMAND_MAX_IN_FLIGHT` (`AdmittedCommand`).
     pub in_flight_commands: Arc<InFlightLimit>,
     /// Requests being worked on, health and metrics aside, at most `REQUEST_MAX_IN_FLIGHT`.
@@ -142,10 +145,11 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .merge(documented_routes().0)
         // Public and binary (RFC 6960): outside the OpenAPI document and the bearer tokens.
         .merge(ocsp::router())
-        // EST (RFC 7030) and CMP (RFC 9483): devices' own protocols, with their own
-        // credentials and errors.
+        // EST (RFC 7030), CMP (RFC 9483) and SCEP (RFC 8894): devices' own protocols, with
+        // their own credentials and errors.
         .merge(est::router())
-        .merge(cmp::router());
+        .merge(cmp::router())
+        .merge(scep::router());
     served(routes, state, limits)
 }
 

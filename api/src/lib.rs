@@ -26,6 +26,7 @@ pub mod est;
 pub mod http;
 mod operator_session;
 pub mod projections_cli;
+pub mod scep;
 pub mod startup;
 mod tenant_ocsp_responders;
 pub mod tls;

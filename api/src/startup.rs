@@ -42,6 +42,7 @@ use crate::http::{
     health_router, pki_router, router, AppState, BoundedListener, ConnectionLimits, HttpLimits,
     InFlightBound, InFlightLimit, TenantRateLimit,
 };
+use crate::scep::ScepServer;
 use crate::tls::{ServerTls, TenantClientCas, TlsListener};
 use pki::ocsp::{DelegatedSigner, OcspResponder, SignerLoadError};
 
@@ -100,6 +101,7 @@ fn postgres_state(
         enrollment_groups: None,
         est: None,
         cmp: None,
+        scep: None,
         in_flight_commands: Arc::new(InFlightLimit::default_for(InFlightBound::Commands)),
         in_flight_requests: Arc::new(InFlightLimit::default_for(InFlightBound::Requests)),
         shutdown: CancellationToken::new(),
@@ -177,6 +179,24 @@ fn enable_enrollment(
         settings.retry_after,
     )
     .map_err(|e| refused(e.to_string()))?;
+    let scep_ra = settings
+        .scep_ra
+        .as_ref()
+        .map(|ra| {
+            pki::scep::ScepRa::open(&ra.cert_path, &ra.key_uri, &ra.pkcs11, chrono::Utc::now())
+        })
+        .transpose()?;
+    match scep_ra {
+        Some(ra) => {
+            state.scep = Some(Arc::new(ScepServer::new(
+                enrollment.clone(),
+                certificates.clone(),
+                Arc::new(ra),
+            )));
+            tracing::info!("SCEP on (/scep/<group>)");
+        }
+        None => tracing::info!("SCEP is off (SCEP_RA_CERT_PATH is not set)"),
+    }
     if cmp_signer.is_none() {
         tracing::info!("CMP answers MAC-protected requests only (CMP_SIGNER_CERT_PATH is not set)");
     }
@@ -198,6 +218,8 @@ pub enum EnrollmentSetupError {
     CaCertificate { path: String, reason: String },
     #[error(transparent)]
     CmpSigner(#[from] SignerLoadError),
+    #[error(transparent)]
+    ScepRa(#[from] pki::scep::ScepRaError),
 }
 
 /// How stale a served CRL may be: the worker publishes at most about once a second.

@@ -148,6 +148,8 @@ pub enum EnrollmentProtocol {
     Est,
     /// CMP (RFC 9483): `ir`, `cr`, `p10cr`, `kur`.
     Cmp,
+    /// SCEP (RFC 8894): `PKCSReq`, `RenewalReq`.
+    Scep,
 }
 
 /// What an enrollment's command is: its route's name in idempotency scopes (a device's
@@ -167,6 +169,7 @@ impl EnrollmentProtocol {
         match self {
             Self::Est => "est",
             Self::Cmp => "cmp",
+            Self::Scep => "scep",
         }
     }
 
@@ -180,6 +183,10 @@ impl EnrollmentProtocol {
             (Self::Cmp, EnrollmentStep::Reenroll) => "CMP key update",
             (Self::Cmp, EnrollmentStep::Revoke) => "CMP revocation",
             (Self::Est, EnrollmentStep::Revoke) => "EST revocation",
+            (Self::Scep, EnrollmentStep::Enroll) => "SCEP PKCSReq",
+            (Self::Scep, EnrollmentStep::EnrollAgain) => "SCEP PKCSReq after a failure",
+            (Self::Scep, EnrollmentStep::Reenroll) => "SCEP renewal",
+            (Self::Scep, EnrollmentStep::Revoke) => "SCEP revocation",
         }
     }
 }
@@ -253,6 +260,40 @@ impl DeviceEnrollmentService {
     ) -> Result<EnrollmentProgress, EnrollmentError> {
         let device = self.device_of(presented).await?;
         self.latest_request(device.tenant, device.id).await
+    }
+
+    /// Where the latest request of the device `serial` of the group `label` names stands, for
+    /// a client that proves only that it holds the requested key (SCEP's `CertPoll`, signed
+    /// with it): answered only when `public_key` (SPKI, DER) is that request's key, or the
+    /// key of the certificate it was answered with; anyone else learns nothing.
+    #[tracing::instrument(skip_all, fields(serial = %serial, group = %label), err(level = "info"))]
+    pub async fn poll_by_key(
+        &self,
+        label: &EnrollmentGroupName,
+        serial: &SerialNumber,
+        public_key: &[u8],
+    ) -> Result<EnrollmentProgress, EnrollmentError> {
+        let Some(group) = self.groups.get(label).await?.filter(|group| group.enabled) else {
+            return Err(EnrollmentRefusal::NoRequest.into());
+        };
+        let device_id = DeviceId::derive(&group.tenant, serial);
+        let current = self.commands.current(device_id).await?;
+        let requested = current
+            .aggregate
+            .open_request()
+            .map(|open| open.request.public_key_der());
+        let progress = self.latest_request(group.tenant, device_id).await?;
+        let ours = match &progress {
+            EnrollmentProgress::Pending { .. } => requested.as_deref() == Some(public_key),
+            EnrollmentProgress::Issued { certificate, .. } => {
+                certificate.public_key_der().as_deref() == Some(public_key)
+            }
+        };
+        if ours {
+            Ok(progress)
+        } else {
+            Err(EnrollmentRefusal::NoRequest.into())
+        }
     }
 
     /// Revokes the certificate the device presented, at its own request (CMP's `rr`): the

@@ -15,8 +15,12 @@ mod cert_rep;
 mod certificate_request;
 mod envelope;
 mod pki_message;
+mod registration_authority;
 
 pub use cert_rep::{CertRep, CertRepError, ScepFailInfo, ScepStatus};
 pub use certificate_request::{ChallengePassword, ScepCertificateRequest, ScepCsrError};
 pub use envelope::{open_envelope, ContentCipher, EnvelopeError, OpenedEnvelope};
-pub use pki_message::{signer_certificate_pem, MessageType, ScepMessageError, ScepRequest};
+pub use pki_message::{
+    polled_common_name, signer_certificate_pem, MessageType, ScepMessageError, ScepRequest,
+};
+pub use registration_authority::{ScepRa, ScepRaError};

@@ -7,6 +7,10 @@
 //!   for its own status, it expires instead.
 //! - **CMP answers** (`worker cmp-signer`): `id-kp-cmcRA` (RFC 6402 §2.10, RFC 9483 §3.1:
 //!   the registration authority devices' CMP clients check answers against).
+//! - **SCEP** (`worker scep-ra`): the registration authority devices encrypt their requests
+//!   to and whose signature they check on our answers (RFC 8894 §2.1), an RSA-2048 key made
+//!   in a PKCS#11 token (it decrypts there), keyUsage digitalSignature and keyEncipherment,
+//!   `id-kp-cmcRA`; [`certify_key`] certifies a key held elsewhere.
 //!
 //! Certifying is the CA's signature through its key (`IssuingCa`); writing the files (the key
 //! with mode 0600) is [`IssuedSigner::write_to`]. Nothing here logs or reports key material.
@@ -38,6 +42,8 @@ pub enum SignerPurpose {
     Ocsp,
     /// CMP answers, as a registration authority.
     CmpRa,
+    /// SCEP's registration authority: it signs answers and decrypts requests.
+    ScepRa,
 }
 
 impl SignerPurpose {
@@ -47,6 +53,8 @@ impl SignerPurpose {
         match self {
             Self::Ocsp => ("ocsp-signer.pem", "ocsp-signer.key"),
             Self::CmpRa => ("cmp-signer.pem", "cmp-signer.key"),
+            // Its key stays in its token: no key file is written.
+            Self::ScepRa => ("scep-ra.pem", ""),
         }
     }
 
@@ -55,6 +63,7 @@ impl SignerPurpose {
         match self {
             Self::Ocsp => "OCSP responder",
             Self::CmpRa => "CMP registration authority",
+            Self::ScepRa => "SCEP registration authority",
         }
     }
 }
@@ -75,6 +84,8 @@ pub enum SignerIssueError {
     Issue(#[from] rcgen::Error),
     #[error(transparent)]
     KeyUnavailable(#[from] KeyUnavailable),
+    #[error("the SCEP RA's key is made in a PKCS#11 token, never in a file: `worker scep-ra`")]
+    KeyInToken,
     #[error("cannot write {path}")]
     Write {
         path: String,
@@ -91,6 +102,9 @@ impl IssuedSigner {
         validity: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<Self, SignerIssueError> {
+        if purpose == SignerPurpose::ScepRa {
+            return Err(SignerIssueError::KeyInToken);
+        }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let (chain_pem, not_after) = certify(ca, purpose, &key, validity, now)?;
         Ok(Self {
@@ -143,6 +157,18 @@ pub fn certify_responder_key(
     certify(ca, SignerPurpose::Ocsp, &key, validity, now)
 }
 
+/// `ca`'s certificate of `key`, held elsewhere (in a token), for `purpose`, valid for
+/// `validity` from `now`: the chain (the signer's certificate, then the CA's) and its end.
+pub fn certify_key(
+    ca: &IssuingCa,
+    purpose: SignerPurpose,
+    key: std::sync::Arc<dyn crate::SigningKey>,
+    validity: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(String, DateTime<Utc>), SignerIssueError> {
+    certify(ca, purpose, &crate::RcgenKey(key), validity, now)
+}
+
 /// The delegated signer certificate of `key` by `ca` for `purpose`: the chain PEM and its
 /// end.
 fn certify(
@@ -166,7 +192,13 @@ fn certify(
     params.not_before = to_time(not_before)?;
     params.not_after = to_time(not_after)?;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.key_usages = match purpose {
+        SignerPurpose::ScepRa => vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        SignerPurpose::Ocsp | SignerPurpose::CmpRa => vec![KeyUsagePurpose::DigitalSignature],
+    };
     params.use_authority_key_identifier_extension = true;
     match purpose {
         SignerPurpose::Ocsp => {
@@ -176,7 +208,7 @@ fn certify(
                 der::Encode::to_der(&der::asn1::Null).expect("NULL encodes"),
             )];
         }
-        SignerPurpose::CmpRa => {
+        SignerPurpose::CmpRa | SignerPurpose::ScepRa => {
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(OID_CMC_RA.to_vec())];
         }
     }

@@ -68,6 +68,12 @@ fn names(purpose: SignerPurpose) -> Names {
             command: "cmp-signer",
             usage: "the signer certificate lacks the id-kp-cmcRA extended key usage",
         },
+        SignerPurpose::ScepRa => Names {
+            cert: "SCEP_RA_CERT_PATH",
+            key: "SCEP_RA_KEY",
+            command: "scep-ra",
+            usage: "the RA certificate lacks the id-kp-cmcRA extended key usage",
+        },
     }
 }
 
@@ -150,7 +156,7 @@ pub(crate) fn check(
     let usage = signer.extended_key_usage().ok().flatten();
     let for_purpose = usage.is_some_and(|eku| match purpose {
         SignerPurpose::Ocsp => eku.value.ocsp_signing,
-        SignerPurpose::CmpRa => eku
+        SignerPurpose::CmpRa | SignerPurpose::ScepRa => eku
             .value
             .other
             .iter()
@@ -182,10 +188,20 @@ pub(crate) fn check(
             not_before,
         });
     }
-    if key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+    let (algorithm, problem) = match purpose {
+        SignerPurpose::Ocsp | SignerPurpose::CmpRa => (
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            "the signer key must be ECDSA P-256 (as `worker ocsp-signer` and `worker cmp-signer` make)",
+        ),
+        SignerPurpose::ScepRa => (
+            &rcgen::PKCS_RSA_SHA256,
+            "the SCEP RA key must be RSA (as `worker scep-ra` makes): devices encrypt to it",
+        ),
+    };
+    if key.algorithm() != algorithm {
         return Err(SignerLoadError::Invalid {
             variable: names.key,
-            problem: "the signer key must be ECDSA P-256 (as `worker ocsp-signer` and `worker cmp-signer` make)",
+            problem,
         });
     }
     let signer_key_bits: &[u8] = &signer.public_key().subject_public_key.data;

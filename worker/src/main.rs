@@ -2,7 +2,8 @@
 //! (`worker` or `worker run`), writes a development CA (`worker dev-ca --out DIR`, its key
 //! in a file or, with `--key pkcs11:…`, made in a PKCS#11 token; never over an existing one
 //! without `--force`), issues the api's delegated OCSP signer (`worker
-//! ocsp-signer --out DIR`) or CMP signer (`worker cmp-signer --out DIR`), or replays the stream for one consumer (`worker replay CONSUMER
+//! ocsp-signer --out DIR`), CMP signer (`worker cmp-signer --out DIR`) or SCEP registration
+//! authority (`worker scep-ra --key pkcs11:… --out DIR`), or replays the stream for one consumer (`worker replay CONSUMER
 //! --from …`).
 
 use std::path::PathBuf;
@@ -68,6 +69,21 @@ enum Command {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
         days: u32,
     },
+    /// Issue the api's SCEP registration authority: an RSA-2048 key made in a PKCS#11 token
+    /// (named by --key, pkcs11:token=…;object=…, reached through PKCS11_MODULE_PATH and
+    /// PKCS11_PIN_FILE; an existing key of that name is certified again), certified by the CA
+    /// (CA_CERT_PATH, CA_KEY_PATH) for signing and key encipherment (id-kp-cmcRA); writes
+    /// scep-ra.pem (the RA followed by the CA) into a directory. Give the api SCEP_RA_CERT_PATH
+    /// and SCEP_RA_KEY (the same URI) and restart it.
+    ScepRa {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the RA certificate is valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
     /// Replay the stream for one consumer (e.g. projector-device_view) from a time (RFC 3339)
     /// or after a commit-order position (a feed cursor), without touching the others.
     /// Configuration as for `run`.
@@ -89,6 +105,7 @@ async fn main() -> ExitCode {
         },
         Command::OcspSigner { out, days } => delegated_signer(SignerPurpose::Ocsp, &out, days),
         Command::CmpSigner { out, days } => delegated_signer(SignerPurpose::CmpRa, &out, days),
+        Command::ScepRa { key, out, days } => scep_ra(&key, &out, days),
         Command::Replay { consumer, from } => replay(&consumer, from).await,
     })
 }
@@ -173,6 +190,48 @@ fn dev_ca_in_token(
     Ok(())
 }
 
+/// `worker scep-ra`.
+fn scep_ra(key: &str, out: &std::path::Path, days: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let mut env = bootstrap::Env::from_process();
+    let cert_path = env.required("CA_CERT_PATH", "the CA certificate, PEM");
+    let ca_key = worker::config::ca_key_reference(&mut env);
+    let module_path = env.required("PKCS11_MODULE_PATH", "the PKCS#11 module of the RA's token");
+    let pin_file = env.required("PKCS11_PIN_FILE", "a file holding the token's user PIN");
+    env.finish()?;
+    let ca = pki::IssuingCa::open(
+        std::path::Path::new(&cert_path.unwrap_or_default()),
+        &ca_key,
+        chrono::Duration::zero(),
+    )?;
+    let uri = pki::Pkcs11Uri::parse(key)?;
+    let module = pki::Pkcs11Module::load(
+        std::path::Path::new(&module_path.unwrap_or_default()),
+        std::path::Path::new(&pin_file.unwrap_or_default()),
+    )?;
+    let ra_key = match module.open_rsa(&uri) {
+        Ok(existing) => existing,
+        Err(pki::Pkcs11SetupError::NoKey { .. }) => module.generate_rsa(&uri)?,
+        Err(other) => return Err(other.into()),
+    };
+    let (chain, not_after) = pki::signer_certificate::certify_key(
+        &ca,
+        SignerPurpose::ScepRa,
+        std::sync::Arc::new(ra_key),
+        chrono::Duration::days(days.into()),
+        chrono::Utc::now(),
+    )?;
+    std::fs::create_dir_all(out)?;
+    let path = out.join(SignerPurpose::ScepRa.files().0);
+    std::fs::write(&path, chain)?;
+    println!(
+        "wrote {} (valid until {}); give it to the api as SCEP_RA_CERT_PATH, with SCEP_RA_KEY={key}, \
+         and restart it",
+        path.display(),
+        not_after.to_rfc3339()
+    );
+    Ok(())
+}
+
 /// `worker ocsp-signer` and `worker cmp-signer`.
 fn delegated_signer(
     purpose: SignerPurpose,
@@ -196,6 +255,7 @@ fn delegated_signer(
     let prefix = match purpose {
         SignerPurpose::Ocsp => "OCSP",
         SignerPurpose::CmpRa => "CMP",
+        SignerPurpose::ScepRa => "SCEP_RA",
     };
     println!(
         "wrote {} and {} (valid until {}); give them to the api as {prefix}_SIGNER_CERT_PATH \

@@ -228,6 +228,34 @@ impl ScepRequest {
     }
 }
 
+impl ScepRequest {
+    /// The signer's key, its SubjectPublicKeyInfo (DER).
+    pub fn signer_public_key(&self) -> Option<Vec<u8>> {
+        X509Certificate::from_der(&self.signer_certificate)
+            .ok()
+            .map(|(_, certificate)| certificate.public_key().raw.to_vec())
+    }
+
+    /// Whether the signer's certificate is within its validity now (a device certificate
+    /// that authenticates a renewal must be).
+    pub fn signer_valid_now(&self) -> bool {
+        X509Certificate::from_der(&self.signer_certificate)
+            .is_ok_and(|(_, certificate)| certificate.validity().is_valid())
+    }
+}
+
+/// `CertPoll`'s content (RFC 8894 §3.3.3, `IssuerAndSubject`): the CN of the subject it
+/// asks about.
+pub fn polled_common_name(content: &[u8]) -> Option<String> {
+    let mut fields = SliceReader::new(AnyRef::from_der(content).ok()?.value()).ok()?;
+    let _issuer = AnyRef::decode(&mut fields).ok()?;
+    let subject = AnyRef::decode(&mut fields).ok()?.to_der().ok()?;
+    let (_, subject) = x509_parser::x509::X509Name::from_der(&subject).ok()?;
+    let mut names = subject.iter_common_name();
+    let name = names.next()?.as_str().ok()?.to_owned();
+    names.next().is_none().then_some(name)
+}
+
 /// What is read of a `SignedData` (RFC 5652 §5.1).
 struct RawSignedData {
     /// The encapsulated content's octets.
