@@ -203,7 +203,7 @@ async fn enrolled(stack: &Stack, group: &str, group_key: &str) -> (String, PathB
 
 /// Waits until `certificate_status` knows the certificate in `pem` (its own projector may
 /// be a moment behind the device view that answered 200).
-async fn until_status_known(stack: &Stack, pem: &std::path::Path) {
+pub(crate) async fn until_status_known(stack: &Stack, pem: &std::path::Path) {
     let (ok, out) = sh(
         stack,
         format!("openssl x509 -in {} -noout -serial", pem.display()),

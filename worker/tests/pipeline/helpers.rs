@@ -55,6 +55,54 @@ impl Drop for Stack {
     }
 }
 
+/// This test process's SoftHSM2 token for SCEP's registration authorities (each stack makes a
+/// key of its own label in it): the api runs in this process, and a PKCS#11 module reads its
+/// configuration (`SOFTHSM2_CONF`) once, when this process first loads it.
+pub fn scep_token() -> &'static testkit::SoftHsmToken {
+    static TOKEN: std::sync::OnceLock<testkit::SoftHsmToken> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("dp-scep-token-{}", Uuid::new_v4().simple()));
+        let token = testkit::SoftHsmToken::new(&dir, "scep-ra");
+        std::env::set_var("SOFTHSM2_CONF", &token.conf);
+        token
+    })
+}
+
+/// SCEP's registration authority for a stack whose CA is in `dir` (`ca.pem`, `ca.key`):
+/// `worker scep-ra` makes its key in [`scep_token`] and writes `scep-ra.pem`; the api's
+/// variables that name them.
+fn scep_ra(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let token = scep_token();
+    let uri = token.uri(&format!("ra-{}", Uuid::new_v4().simple()));
+    let made = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["scep-ra", "--key", &uri, "--out"])
+        .arg(dir)
+        .env("CA_CERT_PATH", dir.join("ca.pem"))
+        .env("CA_KEY_PATH", dir.join("ca.key"))
+        .envs(token.env())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "worker scep-ra: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut variables = vec![
+        (
+            "SCEP_RA_CERT_PATH",
+            dir.join("scep-ra.pem").display().to_string(),
+        ),
+        ("SCEP_RA_KEY", uri),
+    ];
+    variables.extend(
+        token
+            .env()
+            .into_iter()
+            .filter(|(name, _)| *name != "SOFTHSM2_CONF"),
+    );
+    variables
+}
+
 impl Stack {
     /// The api and no worker yet, on the shared NATS server.
     pub async fn start() -> Self {
@@ -62,16 +110,23 @@ impl Stack {
     }
 
     pub async fn start_with_nats(nats_url: String) -> Self {
-        Self::start_configured(nats_url, false).await
+        Self::start_configured(nats_url, false, false).await
     }
 
     /// The api over TLS with enrollment groups and EST on (the fleet CA is the test's CA,
     /// which client certificates must chain to), and no worker yet, on the shared NATS.
     pub async fn start_with_est() -> Self {
-        Self::start_configured(testkit::nats_url(), true).await
+        Self::start_configured(testkit::nats_url(), true, false).await
     }
 
-    async fn start_configured(nats_url: String, est: bool) -> Self {
+    /// As [`Stack::start_with_est`], with SCEP on: its registration authority's RSA key made
+    /// in this test process's SoftHSM2 token ([`scep_token`]) and certified by the stack's
+    /// CA with `worker scep-ra`, as an operator would.
+    pub async fn start_with_scep() -> Self {
+        Self::start_configured(testkit::nats_url(), true, true).await
+    }
+
+    async fn start_configured(nats_url: String, est: bool, scep: bool) -> Self {
         let (database_url, pool) = testkit::migrated_database().await;
         let dir = std::env::temp_dir().join(format!("dp-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -131,6 +186,9 @@ impl Stack {
                 // Relying parties fetch status over plain HTTP.
                 ("PKI_ADDR", "127.0.0.1:0".to_owned()),
             ]);
+            if scep {
+                variables.extend(scep_ra(&dir));
+            }
             let ca = server_ca.cert_path();
             let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
             client = client.add_root_certificate(root);

@@ -21,6 +21,7 @@ mod relay_order;
 mod replay;
 mod resilience;
 mod scale_out;
+mod scep;
 mod shutdown;
 mod tenant_cas;
 mod traces;

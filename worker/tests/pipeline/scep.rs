@@ -1,0 +1,133 @@
+//! Devices enroll themselves over SCEP (RFC 8894), with independent clients as the devices,
+//! against the api over TLS (its SCEP registration authority's key in a SoftHSM2 token) and
+//! a real worker: micromdm's `scepclient` (Debian's `scep` 2.1.0, DES and SHA-1 whatever
+//! `GetCACaps` says) enrolls with its group-derived key as the challenge password, through
+//! `PENDING` (it polls by sending the same PKCSReq again, every 30 s) to `SUCCESS`, then
+//! renews with its certificate (`RenewalReq`, the same key); certmonger enrolls (AES-256,
+//! SHA-256; it polls by sending its PKCSReq again when asked to refresh). Every certificate
+//! chains to the CA; a wrong challenge registers nothing; no challenge is in an event.
+
+use crate::est::{create_group, derive_device_key, sh, until_status_known};
+use crate::helpers::{unique_serial, Stack};
+use crate::provisioning::PATIENCE;
+
+/// The SHA-256 fingerprint of the stack's SCEP RA certificate, as `scepclient
+/// -ca-fingerprint` takes it.
+async fn ra_fingerprint(stack: &Stack) -> String {
+    let (ok, out) = sh(
+        stack,
+        "openssl x509 -in scep-ra.pem -noout -fingerprint -sha256".into(),
+    )
+    .await;
+    assert!(ok, "{out}");
+    out.trim()
+        .split_once('=')
+        .unwrap()
+        .1
+        .replace(':', "")
+        .to_lowercase()
+}
+
+/// `scepclient` as the device `serial` with `challenge`, its key and certificate in the
+/// stack's directory as `<name>.key` and `<name>.pem`: whether it succeeded, what it said.
+async fn scepclient(stack: &Stack, serial: &str, challenge: &str, name: &str) -> (bool, String) {
+    let tls_ca = stack.tls_ca.as_ref().unwrap().display().to_string();
+    let fingerprint = ra_fingerprint(stack).await;
+    sh(
+        stack,
+        format!(
+            "SSL_CERT_FILE={tls_ca} timeout {} scepclient -server-url {}/scep/line-7 \
+             -private-key {name}.key -certificate {name}.pem -cn '{serial}' \
+             -challenge '{challenge}' -ca-fingerprint {fingerprint} 2>&1",
+            PATIENCE.as_secs() * 3,
+            stack.address
+        ),
+    )
+    .await
+}
+
+/// Asserts that `pem` is a certificate for `key` with CN = `serial`, chaining to the CA.
+async fn assert_certificate_for(stack: &Stack, pem: &str, key: &str, serial: &str) {
+    let (ok, out) = sh(
+        stack,
+        format!(
+            "openssl verify -CAfile ca.pem {pem} && openssl x509 -in {pem} -noout -subject && \
+             [ \"$(openssl x509 -in {pem} -noout -pubkey)\" = \"$(openssl pkey -in {key} -pubout)\" ]"
+        ),
+    )
+    .await;
+    assert!(ok, "{pem}: {out}");
+    assert!(out.contains(&format!("subject=CN = {serial}")), "{out}");
+}
+
+/// No event holds `secret`.
+async fn assert_no_event_holds(stack: &Stack, secret: &str) {
+    let payloads: Vec<String> =
+        sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    assert!(!payloads.is_empty());
+    for payload in payloads {
+        assert!(!payload.contains(secret), "an event holds the device key");
+    }
+}
+
+#[tokio::test]
+async fn micromdm_s_scepclient_enrolls_through_pending_and_renews_with_its_key() {
+    let mut stack = Stack::start_with_scep().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+
+    let (ok, out) = scepclient(&stack, &serial, &device_key, "device").await;
+    println!("scepclient (PKCSReq):\n{out}");
+    assert!(ok, "scepclient failed: {out}");
+    assert!(
+        out.contains("pkiStatus=PENDING"),
+        "answered PENDING first: {out}"
+    );
+    assert!(out.contains("pkiStatus=SUCCESS"), "{out}");
+    assert_certificate_for(&stack, "device.pem", "device.key", &serial).await;
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+    let actor: String = sqlx::query_scalar(
+        "SELECT metadata->>'actor' FROM events WHERE event_type = 'DeviceRegistered'",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(actor, "scep:line-7");
+    assert_no_event_holds(&stack, &device_key).await;
+
+    // Renewal: the certificate exists, so scepclient sends a RenewalReq signed with it, for
+    // the same key. The certificate must be known to the status read model first.
+    let first_serial = sh(&stack, "openssl x509 -in device.pem -noout -serial".into())
+        .await
+        .1;
+    until_status_known(&stack, &stack.dir.join("device.pem")).await;
+    let (ok, out) = scepclient(&stack, &serial, &device_key, "device").await;
+    println!("scepclient (RenewalReq):\n{out}");
+    assert!(ok, "renewal failed: {out}");
+    assert_certificate_for(&stack, "device.pem", "device.key", &serial).await;
+    let renewed_serial = sh(&stack, "openssl x509 -in device.pem -noout -serial".into())
+        .await
+        .1;
+    assert_ne!(first_serial, renewed_serial, "a new certificate");
+    assert_eq!(stack.count_events("CertificateRenewalRequested").await, 1);
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+}
+
+#[tokio::test]
+async fn a_wrong_challenge_is_scep_s_failure_and_registers_nothing() {
+    let mut stack = Stack::start_with_scep().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let other_key = derive_device_key(&stack, &group_key, "SOMEONE-ELSE").await;
+    let (ok, out) = scepclient(&stack, &serial, &other_key, "device").await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("badMessageCheck"), "{out}");
+    assert!(!stack.dir.join("device.pem").exists());
+    assert_eq!(stack.count_events("DeviceRegistered").await, 0);
+}
