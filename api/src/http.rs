@@ -154,13 +154,17 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
 }
 
 /// What a plain-HTTP listener of its own serves to relying parties when the api's own
-/// listener speaks TLS (`PKI_ADDR`): the CRLs and the OCSP responder, nothing else. Status
+/// listener speaks TLS (`PKI_ADDR`): the CRLs, the OCSP responder and SCEP, nothing else. Status
 /// is fetched over plain HTTP (RFC 5280 §4.2.1.13, RFC 5019): checking an HTTPS responder's
 /// certificate would need status first, so relying parties (nginx among them) do not.
 pub fn pki_router(state: AppState, limits: HttpLimits) -> Router {
     let routes = Router::new()
         .merge(Router::from(crl::router()))
-        .merge(ocsp::router());
+        .merge(ocsp::router())
+        // SCEP's messages are signed and encrypted end to end (RFC 8894 §4.1), and some
+        // clients check TLS for none of their operations but the first (certmonger's
+        // PKIOperation trusts only the system's CAs): SCEP is served over plain HTTP here too.
+        .merge(scep::router());
     served(routes, state, limits)
 }
 

@@ -171,8 +171,8 @@ fn certmonger_s_pkcsreq_with_its_overlong_serial_is_read_and_its_aes_envelope_op
         "{said}"
     );
 
-    // Our answer opens with certmonger's key, though its certificate cannot be named by
-    // issuer and serial (the envelope names its key).
+    // Our answer opens with certmonger's key, its certificate named by issuer and serial as
+    // certmonger named it, 33-byte serial and all (legacy PKCS#7 readers know no other way).
     let issued = pem::parse(std::fs::read_to_string(fixture("ra.pem")).unwrap())
         .unwrap()
         .into_contents();

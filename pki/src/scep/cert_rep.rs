@@ -4,7 +4,8 @@
 //! `senderNonce` as our `recipientNonce`, a fresh `senderNonce`; as PrintableStrings and
 //! OCTET STRINGs) and the RA's certificate, by which clients find the signer. On success its
 //! content is the certificate as certs-only PKCS#7, encrypted (AES-128-CBC, the key
-//! transported with RSA) to the certificate that signed the request; on `PENDING` and
+//! transported with RSA) to the certificate that signed the request, named as the request
+//! named it; on `PENDING` and
 //! `FAILURE` the content is present and empty, which certmonger needs.
 //!
 //! Must not: sign with anything but the RA's key, or encrypt to anyone but the requester.
@@ -13,12 +14,11 @@ use std::sync::Arc;
 
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
-use cms::enveloped_data::RecipientIdentifier;
 use cms::signed_data::{
     CertificateSet, EncapsulatedContentInfo, SignedAttributes, SignedData, SignerIdentifier,
     SignerInfo, SignerInfos,
 };
-use der::asn1::{OctetString, PrintableStringRef, SetOfVec, Utf8StringRef};
+use der::asn1::{AnyRef, OctetString, PrintableStringRef, SetOfVec, Utf8StringRef};
 use der::oid::ObjectIdentifier;
 use der::{Any, Decode, Encode};
 use rand_core::{OsRng, RngCore};
@@ -40,6 +40,7 @@ const CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113
 const MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const AES_128_CBC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.2");
 
 /// Why a request failed, as SCEP names it (RFC 8894 §3.2.1.4: only these five; clients stop
 /// at others).
@@ -229,57 +230,79 @@ fn printable(text: &str) -> Result<Any, der::Error> {
     }
 }
 
-/// `certificate` as certs-only PKCS#7, in an `EnvelopedData` for the request's signer.
+/// `certificate` as certs-only PKCS#7, in an `EnvelopedData` for the request's signer:
+/// AES-128-CBC, its key transported with RSA PKCS#1 v1.5 (the `rsa` crate's public-key
+/// operation), the recipient named by the signer's `IssuerAndSerialNumber` exactly as the
+/// request carried it. Legacy PKCS#7 readers (certmonger's `d2i_PKCS7`) know no other way
+/// to name a recipient, and certmonger's self-signed certificate has a serial longer than
+/// `cms`'s typed names take, so the envelope is assembled here from `der` types around that
+/// name as sent.
 fn encrypted_to_requester(
     request: &ScepRequest,
     certificate: &[u8],
 ) -> Result<Vec<u8>, CertRepError> {
-    use cms::builder::{
-        ContentEncryptionAlgorithm, EnvelopedDataBuilder, KeyEncryptionInfo,
-        KeyTransRecipientInfoBuilder,
-    };
+    use cbc::cipher::block_padding::Pkcs7;
+    use cbc::cipher::{BlockEncryptMut, KeyIvInit};
+    use cms::enveloped_data::EncryptedContentInfo;
     use rsa::pkcs8::DecodePublicKey;
 
     let degenerate = est_wire_format::certs_only(&[certificate])?;
     let (_, requester) = X509Certificate::from_der(&request.signer_certificate)
         .map_err(|_| CertRepError::RequesterKey)?;
-    let key = rsa::RsaPublicKey::from_public_key_der(requester.public_key().raw)
+    let requester_key = rsa::RsaPublicKey::from_public_key_der(requester.public_key().raw)
         .map_err(|_| CertRepError::RequesterKey)?;
-    // Named by issuer and serial, as clients that decrypt with a certificate look for it
-    // (micromdm's; certmonger's once it has a certificate); a serial past RFC 5280's 20
-    // octets (certmonger's self-signed one, when any recipient will do) cannot be written
-    // so, and is named by its key instead.
-    let recipient = match x509_cert::serial_number::SerialNumber::new(requester.raw_serial()) {
-        Ok(serial_number) => RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: x509_cert::name::Name::from_der(requester.issuer().as_raw())?,
-            serial_number,
-        }),
-        Err(_) => RecipientIdentifier::SubjectKeyIdentifier(
-            x509_cert::ext::pkix::SubjectKeyIdentifier(OctetString::new(
-                sha1::Sha1::digest(&requester.public_key().subject_public_key.data).to_vec(),
-            )?),
-        ),
+    let (mut key, mut iv) = ([0u8; 16], [0u8; 16]);
+    OsRng.fill_bytes(&mut key);
+    OsRng.fill_bytes(&mut iv);
+    let encrypted = cbc::Encryptor::<aes::Aes128>::new_from_slices(&key, &iv)
+        .map_err(|e| CertRepError::Encoding(e.to_string()))?
+        .encrypt_padded_vec_mut::<Pkcs7>(&degenerate);
+    let transported = requester_key
+        .encrypt(&mut OsRng, rsa::Pkcs1v15Encrypt, &key)
+        .map_err(|_| CertRepError::RequesterKey)?;
+    let recipient = KeyTransRecipient {
+        version: 0,
+        rid: AnyRef::from_der(&request.signer_id)?,
+        key_encryption_algorithm: AlgorithmIdentifierOwned {
+            oid: RSA_ENCRYPTION,
+            parameters: Some(Any::encode_from(&der::asn1::Null)?),
+        },
+        encrypted_key: OctetString::new(transported)?,
+    }
+    .to_der()?;
+    let enveloped = EnvelopedToRequester {
+        version: 0,
+        recipient_infos: AnyRef::new(der::Tag::Set, &recipient)?,
+        encrypted_content: EncryptedContentInfo {
+            content_type: DATA,
+            content_enc_alg: AlgorithmIdentifierOwned {
+                oid: AES_128_CBC,
+                parameters: Some(Any::encode_from(&OctetString::new(iv.to_vec())?)?),
+            },
+            encrypted_content: Some(OctetString::new(encrypted)?),
+        },
     };
-    let mut key_rng = OsRng;
-    let mut content_rng = OsRng;
-    let encrypt = |e: cms::builder::Error| CertRepError::Encoding(format!("{e:?}"));
-    let enveloped = EnvelopedDataBuilder::new(
-        None,
-        &degenerate,
-        ContentEncryptionAlgorithm::Aes128Cbc,
-        None,
-    )
-    .map_err(encrypt)?
-    .add_recipient_info(
-        KeyTransRecipientInfoBuilder::new(recipient, KeyEncryptionInfo::Rsa(key), &mut key_rng)
-            .map_err(encrypt)?,
-    )
-    .map_err(encrypt)?
-    .build_with_rng(&mut content_rng)
-    .map_err(encrypt)?;
     Ok(ContentInfo {
         content_type: ENVELOPED_DATA,
         content: Any::encode_from(&enveloped)?,
     }
     .to_der()?)
+}
+
+/// `EnvelopedData` (RFC 5652 §6.1) with one recipient, no originator info, no attributes.
+#[derive(der::Sequence)]
+struct EnvelopedToRequester<'a> {
+    version: u8,
+    /// `SET OF RecipientInfo`, its one `KeyTransRecipientInfo`.
+    recipient_infos: AnyRef<'a>,
+    encrypted_content: cms::enveloped_data::EncryptedContentInfo,
+}
+
+/// `KeyTransRecipientInfo` (RFC 5652 §6.2.1), `rid` as the request named its signer.
+#[derive(der::Sequence)]
+struct KeyTransRecipient<'a> {
+    version: u8,
+    rid: AnyRef<'a>,
+    key_encryption_algorithm: AlgorithmIdentifierOwned,
+    encrypted_key: OctetString,
 }

@@ -123,6 +123,9 @@ pub struct ScepRequest {
     pub envelope: Vec<u8>,
     /// Whether it was signed with SHA-1 (devices in the field still do): counted.
     pub signed_with_sha1: bool,
+    /// The signer's `IssuerAndSerialNumber`, DER as sent: what an answer's envelope names
+    /// the requester by.
+    pub(super) signer_id: Vec<u8>,
 }
 
 /// Why a message is no request this service reads; answered with SCEP's `badMessageCheck`
@@ -224,6 +227,10 @@ impl ScepRequest {
             signer_certificate: certificate.clone(),
             envelope: content,
             signed_with_sha1: digest == DigestAlgorithm::Sha1,
+            signer_id: signer_info
+                .sid
+                .clone()
+                .ok_or(ScepMessageError::NoSignerCertificate)?,
         })
     }
 }
@@ -270,6 +277,8 @@ struct RawSignerInfo {
     /// `sid`, when it is `issuerAndSerialNumber`: the issuer's Name (DER) and the serial's
     /// content octets.
     issuer_and_serial: Option<(Vec<u8>, Vec<u8>)>,
+    /// That `sid`, DER.
+    sid: Option<Vec<u8>>,
     digest_algorithm: AlgorithmIdentifierOwned,
     signed_attributes: SignedAttributes,
     /// What the signature covers: the attributes as a DER SET.
@@ -338,13 +347,13 @@ impl RawSignerInfo {
         let mut fields = SliceReader::new(body)?;
         let _version = AnyRef::decode(&mut fields)?;
         let sid = AnyRef::decode(&mut fields)?;
-        let issuer_and_serial = if sid.tag() == Tag::Sequence {
+        let (issuer_and_serial, sid) = if sid.tag() == Tag::Sequence {
             let mut parts = SliceReader::new(sid.value())?;
             let issuer = AnyRef::decode(&mut parts)?.to_der()?;
             let serial = AnyRef::decode(&mut parts)?;
-            Some((issuer, serial.value().to_vec()))
+            (Some((issuer, serial.value().to_vec())), Some(sid.to_der()?))
         } else {
-            None
+            (None, None)
         };
         let digest_algorithm = AlgorithmIdentifierOwned::decode(&mut fields)?;
         // signedAttrs [0] IMPLICIT SET OF Attribute: signed as a SET.
@@ -362,6 +371,7 @@ impl RawSignerInfo {
         let signature = OctetStringRef::decode(&mut fields)?.as_bytes().to_vec();
         Ok(Self {
             issuer_and_serial,
+            sid,
             digest_algorithm,
             signed_attributes,
             signed_part,

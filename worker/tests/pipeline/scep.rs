@@ -131,3 +131,132 @@ async fn a_wrong_challenge_is_scep_s_failure_and_registers_nothing() {
     assert!(!stack.dir.join("device.pem").exists());
     assert_eq!(stack.count_events("DeviceRegistered").await, 0);
 }
+
+/// A certmonger daemon of the test's own, without D-Bus (its state in `dir`), stopped when
+/// dropped.
+struct Certmonger {
+    dir: std::path::PathBuf,
+    daemon: std::process::Child,
+}
+
+impl Certmonger {
+    fn start(dir: &std::path::Path) -> Self {
+        let dir = dir.join("certmonger");
+        for sub in ["requests", "cas", "config", "local", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let log = std::fs::File::create(dir.join("certmonger.log")).unwrap();
+        let daemon = std::process::Command::new("certmonger")
+            .args(["-n", "-L", "-d", "3", "-P"])
+            .arg(dir.join("cm.sock"))
+            .envs(Self::env_of(&dir))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("certmonger is installed (scripts/test-clients)");
+        let started = std::time::Instant::now();
+        while !dir.join("cm.sock").exists() && started.elapsed() < PATIENCE {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { dir, daemon }
+    }
+
+    fn env_of(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+        let at = |sub: &str| dir.join(sub).display().to_string();
+        vec![
+            ("CERTMONGER_REQUESTS_DIR", at("requests")),
+            ("CERTMONGER_CAS_DIR", at("cas")),
+            ("CERTMONGER_CONFIG_DIR", at("config")),
+            ("CERTMONGER_LOCAL_CA_DIR", at("local")),
+            ("CERTMONGER_TMPDIR", at("tmp")),
+            ("CERTMONGER_SYSTEM_LOCK_FILE", at("lock")),
+            (
+                "CERTMONGER_PVT_ADDRESS",
+                format!("unix:path={}", at("cm.sock")),
+            ),
+        ]
+    }
+
+    /// `getcert <args>` against this daemon: whether it succeeded, what it said.
+    fn getcert(&self, args: &[&str]) -> (bool, String) {
+        let output = std::process::Command::new("getcert")
+            .args(args)
+            .envs(Self::env_of(&self.dir))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    }
+}
+
+impl Drop for Certmonger {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[tokio::test]
+async fn certmonger_enrolls_a_device_polling_with_its_pkcsreq() {
+    let mut stack = Stack::start_with_scep().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    let certmonger = Certmonger::start(&stack.dir);
+    // Over plain HTTP, the api's PKI listener: certmonger's PKIOperation trusts only the
+    // system's CAs for TLS, whatever `-R` says.
+    let url = format!("{}/scep/line-7", stack.pki_address);
+    let (ok, said) = certmonger.getcert(&["add-scep-ca", "-c", "fleet", "-u", &url]);
+    assert!(ok, "add-scep-ca: {said}");
+    let cert = stack.dir.join("certmonger-device.pem");
+    let key = stack.dir.join("certmonger-device.key");
+    let subject = format!("CN={serial}");
+    let (ok, said) = certmonger.getcert(&[
+        "request",
+        "-I",
+        "device",
+        "-c",
+        "fleet",
+        "-f",
+        cert.to_str().unwrap(),
+        "-k",
+        key.to_str().unwrap(),
+        "-N",
+        &subject,
+        "-L",
+        &device_key,
+    ]);
+    assert!(ok, "request: {said}");
+    // PENDING leaves the request waiting (for days, by certmonger's own schedule): ask it to
+    // poll, which it does by sending its PKCSReq again, until it is monitoring the
+    // certificate.
+    let started = std::time::Instant::now();
+    let status = loop {
+        let (_, listed) = certmonger.getcert(&["list", "-i", "device"]);
+        if listed.contains("status: MONITORING") || started.elapsed() > PATIENCE * 2 {
+            break listed;
+        }
+        if listed.contains("status: CA_WORKING") || listed.contains("status: CA_UNREACHABLE") {
+            certmonger.getcert(&["refresh", "-i", "device"]);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    println!("getcert list:\n{status}");
+    assert!(status.contains("status: MONITORING"), "{status}");
+    assert_certificate_for(
+        &stack,
+        "certmonger-device.pem",
+        "certmonger-device.key",
+        &serial,
+    )
+    .await;
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+    assert_no_event_holds(&stack, &device_key).await;
+}
