@@ -260,3 +260,124 @@ async fn certmonger_enrolls_a_device_polling_with_its_pkcsreq() {
     assert_eq!(stack.count_events("DeviceRegistered").await, 1);
     assert_no_event_holds(&stack, &device_key).await;
 }
+
+/// The value of `field` in certmonger's record of request `id` (a value's further lines
+/// start with a space).
+fn record_field(certmonger: &Certmonger, field: &str) -> Option<String> {
+    let requests = certmonger.dir.join("requests");
+    for entry in std::fs::read_dir(requests).ok()? {
+        let text = std::fs::read_to_string(entry.ok()?.path()).ok()?;
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if let Some(first) = line.strip_prefix(&format!("{field}=")) {
+                let mut value = first.to_owned();
+                for more in lines.by_ref() {
+                    match more.strip_prefix(' ') {
+                        Some(rest) => {
+                            value.push('\n');
+                            value.push_str(rest);
+                        }
+                        None => break,
+                    }
+                }
+                return Some(value);
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn certmonger_s_scep_helper_polls_with_cert_poll_until_the_certificate_is_issued() {
+    let mut stack = Stack::start_with_scep().await;
+    stack.spawn_worker();
+    let group_key = create_group(&stack, "line-7").await;
+    let serial = unique_serial();
+    let device_key = derive_device_key(&stack, &group_key, &serial).await;
+    let certmonger = Certmonger::start(&stack.dir);
+    let url = format!("{}/scep/line-7", stack.pki_address);
+    let (ok, said) = certmonger.getcert(&["add-scep-ca", "-c", "fleet", "-u", &url]);
+    assert!(ok, "add-scep-ca: {said}");
+    let key = stack.dir.join("polled.key");
+    let subject = format!("CN={serial}");
+    let (ok, said) = certmonger.getcert(&[
+        "request",
+        "-I",
+        "polled",
+        "-c",
+        "fleet",
+        "-f",
+        stack.dir.join("polled-daemon.pem").to_str().unwrap(),
+        "-k",
+        key.to_str().unwrap(),
+        "-N",
+        &subject,
+        "-L",
+        &device_key,
+    ]);
+    assert!(ok, "request: {said}");
+    // The daemon's PKCSReq is answered PENDING; it then holds a GetCertInitial (CertPoll)
+    // message of the request, signed with the requested key, which its SCEP helper sends in
+    // its POLL mode (the daemon itself would send its PKCSReq again).
+    let started = std::time::Instant::now();
+    let cert_poll = loop {
+        let (_, listed) = certmonger.getcert(&["list", "-i", "polled"]);
+        let stored = record_field(&certmonger, "scep_gic_next")
+            .or_else(|| record_field(&certmonger, "scep_gic"));
+        match stored {
+            Some(message) if listed.contains("status: CA_WORKING") => break message,
+            _ if started.elapsed() > PATIENCE => panic!("never pending: {listed}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    };
+    let sent = pem::parse(&cert_poll).unwrap();
+    assert_eq!(
+        pki::scep::ScepRequest::from_der(sent.contents())
+            .unwrap()
+            .message_type,
+        pki::scep::MessageType::CertPoll,
+        "a GetCertInitial (20)"
+    );
+    let ra_certificate = std::fs::read_to_string(stack.dir.join("scep-ra.pem")).unwrap();
+    let ca_certificate = std::fs::read_to_string(stack.dir.join("ca.pem")).unwrap();
+    let started = std::time::Instant::now();
+    let envelope = loop {
+        // Off the runtime: the api answering it runs on this test's runtime.
+        let mut helper = std::process::Command::new("/usr/lib/certmonger/scep-submit");
+        helper
+            .args(["-u", &url])
+            .env("CERTMONGER_OPERATION", "POLL")
+            .env("CERTMONGER_PKCSREQ", &cert_poll)
+            .env("CERTMONGER_SCEP_RA_CERTIFICATE", &ra_certificate)
+            .env("CERTMONGER_SCEP_CA_CERTIFICATE", &ca_certificate)
+            .stdin(std::process::Stdio::null());
+        let polled = tokio::task::spawn_blocking(move || helper.output().unwrap())
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&polled.stdout).into_owned();
+        if polled.status.success() && out.contains("-----BEGIN PKCS7-----") {
+            break out;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "CertPoll never answered the certificate: {out}{}",
+            String::from_utf8_lossy(&polled.stderr)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    // The certificate, in an envelope for the requested key: the daemon keeps the key it is
+    // enrolling beside the key file (`polled.key.<random>.key`) until it has the certificate.
+    std::fs::write(stack.dir.join("polled.p7.pem"), &envelope).unwrap();
+    let (ok, out) = sh(
+        &stack,
+        "for key in polled.key.*.key; do \
+           openssl smime -decrypt -inform PEM -in polled.p7.pem -inkey $key -out polled.p7 \
+             2>/dev/null && cp $key requested.key && break; \
+         done && openssl pkcs7 -inform DER -in polled.p7 -print_certs -out polled.pem"
+            .into(),
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert_certificate_for(&stack, "polled.pem", "requested.key", &serial).await;
+    assert_eq!(stack.count_events("DeviceRegistered").await, 1);
+}
