@@ -119,16 +119,52 @@ async fn micromdm_s_scepclient_enrolls_through_pending_and_renews_with_its_key()
 }
 
 #[tokio::test]
-async fn a_wrong_challenge_is_scep_s_failure_and_registers_nothing() {
+async fn every_wrong_scep_request_is_scep_s_failure_and_registers_nothing() {
     let mut stack = Stack::start_with_scep().await;
     stack.spawn_worker();
     let group_key = create_group(&stack, "line-7").await;
+    let other_group_key = create_group(&stack, "line-8").await;
     let serial = unique_serial();
-    let other_key = derive_device_key(&stack, &group_key, "SOMEONE-ELSE").await;
-    let (ok, out) = scepclient(&stack, &serial, &other_key, "device").await;
-    assert!(!ok, "{out}");
-    assert!(out.contains("badMessageCheck"), "{out}");
-    assert!(!stack.dir.join("device.pem").exists());
+    // Another device's key; the right key for a CSR whose CN is another serial; the right
+    // device's key of another group (the path names line-7).
+    for (cn, challenge) in [
+        (
+            serial.clone(),
+            derive_device_key(&stack, &group_key, "SOMEONE-ELSE").await,
+        ),
+        (
+            "SOMEONE-ELSE".to_owned(),
+            derive_device_key(&stack, &group_key, &serial).await,
+        ),
+        (
+            serial.clone(),
+            derive_device_key(&stack, &other_group_key, &serial).await,
+        ),
+    ] {
+        let (ok, out) = scepclient(&stack, &cn, &challenge, "device").await;
+        assert!(!ok, "{out}");
+        assert!(out.contains("badMessageCheck"), "{out}");
+        assert!(!stack.dir.join("device.pem").exists());
+    }
+    assert_eq!(stack.count_events("DeviceRegistered").await, 0);
+
+    // Garbage and an unknown operation: plain HTTP errors, never a 500; the capabilities.
+    let url = format!("{}/scep/line-7", stack.pki_address);
+    let (ok, out) = sh(
+        &stack,
+        format!(
+            "head -c 500 /dev/urandom > garbage.der; \
+             curl --silent -o /dev/null -w '%{{http_code}} ' --data-binary @garbage.der \
+               '{url}?operation=PKIOperation'; \
+             curl --silent -o /dev/null -w '%{{http_code}} ' '{url}?operation=PKIOperation&message=%%%%'; \
+             curl --silent -o /dev/null -w '%{{http_code}} ' '{url}?operation=Nonsense'; \
+             curl --silent '{url}?operation=GetCACaps'"
+        ),
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.starts_with("400 400 400 "), "{out}");
+    assert!(out.contains("SHA-256") && out.contains("AES"), "{out}");
     assert_eq!(stack.count_events("DeviceRegistered").await, 0);
 }
 
