@@ -296,40 +296,14 @@ impl Pkcs11Module {
     /// extractable, for signing only; its public half beside it. Refused if the token already
     /// holds a key of that name.
     pub fn generate(&self, uri: &Pkcs11Uri, curve: CaCurve) -> Result<Pkcs11Key, Pkcs11SetupError> {
-        let _in_use = self.loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
-        let slot = self.slot(&uri.token)?;
-        let session = self.session(slot)?;
-        let label = uri.object.as_bytes().to_vec();
-        // A label names one key: a second would make the URI ambiguous.
-        if find_key(&session, ObjectClass::PRIVATE_KEY, KeyType::EC, &label)?.is_some() {
-            return Err(Pkcs11SetupError::KeyExists {
-                token: uri.token.clone(),
-                object: uri.object.clone(),
-            });
-        }
         let curve_der = curve.oid().to_der().expect("an OID encodes");
-        let public = [
-            Attribute::Token(true),
-            Attribute::Private(false),
-            Attribute::Verify(true),
-            Attribute::EcParams(curve_der),
-            Attribute::Label(label.clone()),
-            Attribute::Id(label.clone()),
-        ];
-        let private = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-            Attribute::Label(label.clone()),
-            Attribute::Id(label),
-        ];
-        one_generation_at_a_time(|| {
-            session.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-        })?;
-        drop(session);
-        drop(_in_use);
+        self.generate_pair(
+            uri,
+            KeyType::EC,
+            &Mechanism::EccKeyPairGen,
+            vec![Attribute::EcParams(curve_der)],
+            vec![],
+        )?;
         self.open(uri)
     }
 
@@ -337,42 +311,67 @@ impl Pkcs11Module {
     /// extractable, for signing and decrypting; its public half beside it. Refused if the
     /// token already holds an RSA key of that name.
     pub fn generate_rsa(&self, uri: &Pkcs11Uri) -> Result<Pkcs11Key, Pkcs11SetupError> {
+        self.generate_pair(
+            uri,
+            KeyType::RSA,
+            &Mechanism::RsaPkcsKeyPairGen,
+            vec![
+                Attribute::Encrypt(true),
+                Attribute::ModulusBits(RSA_BITS.into()),
+                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            ],
+            vec![Attribute::Decrypt(true)],
+        )?;
+        self.open_rsa(uri)
+    }
+
+    /// A key pair of `key_type` made by `mechanism`, named by `uri`: the private key token
+    /// resident, private, sensitive, never extractable, signing (and whatever `private`
+    /// adds), its public half (with `public`'s attributes) verifying. Refused if the token
+    /// already holds a key of that type and name (a label names one key: a second would make
+    /// the URI ambiguous).
+    fn generate_pair(
+        &self,
+        uri: &Pkcs11Uri,
+        key_type: KeyType,
+        mechanism: &Mechanism<'_>,
+        public: Vec<Attribute>,
+        private: Vec<Attribute>,
+    ) -> Result<(), Pkcs11SetupError> {
         let _in_use = self.loaded.in_use.read().unwrap_or_else(|e| e.into_inner());
         let slot = self.slot(&uri.token)?;
         let session = self.session(slot)?;
         let label = uri.object.as_bytes().to_vec();
-        if find_key(&session, ObjectClass::PRIVATE_KEY, KeyType::RSA, &label)?.is_some() {
+        if find_key(&session, ObjectClass::PRIVATE_KEY, key_type, &label)?.is_some() {
             return Err(Pkcs11SetupError::KeyExists {
                 token: uri.token.clone(),
                 object: uri.object.clone(),
             });
         }
-        let public = [
+        let public: Vec<Attribute> = [
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
-            Attribute::Encrypt(true),
-            Attribute::ModulusBits(RSA_BITS.into()),
-            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
             Attribute::Label(label.clone()),
             Attribute::Id(label.clone()),
-        ];
-        let private = [
+        ]
+        .into_iter()
+        .chain(public)
+        .collect();
+        let private: Vec<Attribute> = [
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
-            Attribute::Decrypt(true),
             Attribute::Label(label.clone()),
             Attribute::Id(label),
-        ];
-        one_generation_at_a_time(|| {
-            session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-        })?;
-        drop(session);
-        drop(_in_use);
-        self.open_rsa(uri)
+        ]
+        .into_iter()
+        .chain(private)
+        .collect();
+        one_generation_at_a_time(|| session.generate_key_pair(mechanism, &public, &private))?;
+        Ok(())
     }
 
     /// The RSA key `uri` names.

@@ -213,6 +213,42 @@ impl Certmonger {
         ]
     }
 
+    /// Adds the stack's SCEP CA (as `fleet`, over its plain-HTTP PKI listener: certmonger's
+    /// PKIOperation trusts only the system's CAs for TLS, whatever `-R` says) and asks it for
+    /// a certificate of device `serial` with `challenge`, its key and certificate in `key` and
+    /// `cert`, tracked as `id`.
+    fn request(
+        &self,
+        stack: &Stack,
+        id: &str,
+        serial: &str,
+        challenge: &str,
+        key: &str,
+        cert: &str,
+    ) {
+        let url = format!("{}/scep/line-7", stack.pki_address);
+        let (ok, said) = self.getcert(&["add-scep-ca", "-c", "fleet", "-u", &url]);
+        assert!(ok, "add-scep-ca: {said}");
+        let at = |file: &str| stack.dir.join(file).display().to_string();
+        let subject = format!("CN={serial}");
+        let (ok, said) = self.getcert(&[
+            "request",
+            "-I",
+            id,
+            "-c",
+            "fleet",
+            "-f",
+            &at(cert),
+            "-k",
+            &at(key),
+            "-N",
+            &subject,
+            "-L",
+            challenge,
+        ]);
+        assert!(ok, "request: {said}");
+    }
+
     /// `getcert <args>` against this daemon: whether it succeeded, what it said.
     fn getcert(&self, args: &[&str]) -> (bool, String) {
         let output = std::process::Command::new("getcert")
@@ -246,30 +282,14 @@ async fn certmonger_enrolls_a_device_polling_with_its_pkcsreq() {
     let serial = unique_serial();
     let device_key = derive_device_key(&stack, &group_key, &serial).await;
     let certmonger = Certmonger::start(&stack.dir);
-    // Over plain HTTP, the api's PKI listener: certmonger's PKIOperation trusts only the
-    // system's CAs for TLS, whatever `-R` says.
-    let url = format!("{}/scep/line-7", stack.pki_address);
-    let (ok, said) = certmonger.getcert(&["add-scep-ca", "-c", "fleet", "-u", &url]);
-    assert!(ok, "add-scep-ca: {said}");
-    let cert = stack.dir.join("certmonger-device.pem");
-    let key = stack.dir.join("certmonger-device.key");
-    let subject = format!("CN={serial}");
-    let (ok, said) = certmonger.getcert(&[
-        "request",
-        "-I",
+    certmonger.request(
+        &stack,
         "device",
-        "-c",
-        "fleet",
-        "-f",
-        cert.to_str().unwrap(),
-        "-k",
-        key.to_str().unwrap(),
-        "-N",
-        &subject,
-        "-L",
+        &serial,
         &device_key,
-    ]);
-    assert!(ok, "request: {said}");
+        "certmonger-device.key",
+        "certmonger-device.pem",
+    );
     // PENDING leaves the request waiting (for days, by certmonger's own schedule): ask it to
     // poll, which it does by sending its PKCSReq again, until it is monitoring the
     // certificate.
@@ -331,27 +351,15 @@ async fn certmonger_s_scep_helper_polls_with_cert_poll_until_the_certificate_is_
     let serial = unique_serial();
     let device_key = derive_device_key(&stack, &group_key, &serial).await;
     let certmonger = Certmonger::start(&stack.dir);
-    let url = format!("{}/scep/line-7", stack.pki_address);
-    let (ok, said) = certmonger.getcert(&["add-scep-ca", "-c", "fleet", "-u", &url]);
-    assert!(ok, "add-scep-ca: {said}");
-    let key = stack.dir.join("polled.key");
-    let subject = format!("CN={serial}");
-    let (ok, said) = certmonger.getcert(&[
-        "request",
-        "-I",
+    certmonger.request(
+        &stack,
         "polled",
-        "-c",
-        "fleet",
-        "-f",
-        stack.dir.join("polled-daemon.pem").to_str().unwrap(),
-        "-k",
-        key.to_str().unwrap(),
-        "-N",
-        &subject,
-        "-L",
+        &serial,
         &device_key,
-    ]);
-    assert!(ok, "request: {said}");
+        "polled.key",
+        "polled-daemon.pem",
+    );
+    let url = format!("{}/scep/line-7", stack.pki_address);
     // The daemon's PKCSReq is answered PENDING; it then holds a GetCertInitial (CertPoll)
     // message of the request, signed with the requested key, which its SCEP helper sends in
     // its POLL mode (the daemon itself would send its PKCSReq again).
