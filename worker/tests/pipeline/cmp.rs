@@ -153,6 +153,24 @@ async fn openssl_cmp_enrolls_devices_with_ir_and_p10cr_through_polling() {
     for payload in payloads {
         assert!(!payload.contains(&device_key) && !payload.contains(&other_key));
     }
+    // The analysts' feed: the ir's request as CRMF, the p10cr's as a CSR, no key.
+    let feed = stack.feed().await;
+    let registered: Vec<&serde_json::Value> = feed
+        .iter()
+        .filter(|event| event["type"] == "DeviceRegistered")
+        .collect();
+    assert!(
+        registered[0]["data"]["crmf"].is_string(),
+        "{}",
+        registered[0]
+    );
+    assert!(
+        registered[1]["data"]["csr"].is_string(),
+        "{}",
+        registered[1]
+    );
+    let text = serde_json::to_string(&feed).unwrap();
+    assert!(!text.contains(&device_key) && !text.contains(&other_key));
 }
 
 #[tokio::test]

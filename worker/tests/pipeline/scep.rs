@@ -60,7 +60,8 @@ async fn assert_certificate_for(stack: &Stack, pem: &str, key: &str, serial: &st
     assert!(out.contains(&format!("subject=CN = {serial}")), "{out}");
 }
 
-/// No event holds `secret`.
+/// No event holds `secret`, as stored nor as the analysts' feed shows it; and the feed
+/// shows the request as a verified CSR (its key, CNs and digest).
 async fn assert_no_event_holds(stack: &Stack, secret: &str) {
     let payloads: Vec<String> =
         sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
@@ -71,6 +72,18 @@ async fn assert_no_event_holds(stack: &Stack, secret: &str) {
     for payload in payloads {
         assert!(!payload.contains(secret), "an event holds the device key");
     }
+    let feed = stack.feed().await;
+    let registered = feed
+        .iter()
+        .find(|event| event["type"] == "DeviceRegistered")
+        .expect("the registration is in the feed");
+    assert!(
+        registered["data"]["verified_csr"]["sha256"].is_string(),
+        "{registered}"
+    );
+    assert!(registered["data"].get("csr").is_none(), "{registered}");
+    let text = serde_json::to_string(&feed).unwrap();
+    assert!(!text.contains(secret), "the feed holds the device key");
 }
 
 #[tokio::test]
