@@ -53,7 +53,6 @@ use x509_cert::name::Name;
 pub use cmp_failure::CmpFailure;
 
 use crate::device_certificates::{DeviceCertificates, NotADeviceCertificate};
-use crate::http::InFlight;
 
 /// The CMP endpoint's service and what its answers carry, built once at start.
 pub struct CmpServer {
@@ -97,13 +96,14 @@ impl CmpServer {
     }
 
     /// The answer to `der`, a device's `PKIMessage`, sent to the path of group `label`.
-    /// `admit` takes a command slot once the device is authenticated (`None`: none free).
-    pub async fn answer(
+    /// `admit` takes a command slot once the device is authenticated (`None`: none free; the
+    /// slot, `G`, is held while the command runs).
+    pub async fn answer<G>(
         &self,
         label: &EnrollmentGroupName,
         der: &[u8],
         correlation: Correlation,
-        admit: impl FnOnce() -> Option<InFlight>,
+        admit: impl FnOnce() -> Option<G>,
     ) -> CmpReply {
         let request = match CmpRequest::from_der(der) {
             Ok(request) => request,
@@ -125,13 +125,13 @@ impl CmpServer {
 
     /// A request protected by the device's group-derived key: answered with the same MAC.
     /// `Err`: the sender is not authenticated (answered unprotected).
-    async fn answer_mac_protected(
+    async fn answer_mac_protected<G>(
         &self,
         label: &EnrollmentGroupName,
         request: &CmpRequest,
         mac: &PasswordBasedMac,
         correlation: Correlation,
-        admit: impl FnOnce() -> Option<InFlight>,
+        admit: impl FnOnce() -> Option<G>,
     ) -> Result<CmpReply, CmpFailure> {
         let (device, key) = self.authenticate(label, request, mac).await?;
         let body = self
@@ -149,11 +149,11 @@ impl CmpServer {
 
     /// A request signed with the device's certificate: answered signed by the api's CMP
     /// signer, refusals included. `Err`: there is no signer (answered unprotected).
-    async fn answer_signed(
+    async fn answer_signed<G>(
         &self,
         request: &CmpRequest,
         correlation: Correlation,
-        admit: impl FnOnce() -> Option<InFlight>,
+        admit: impl FnOnce() -> Option<G>,
     ) -> Result<CmpReply, CmpFailure> {
         let signer = self.signer.as_ref().ok_or_else(|| {
             CmpFailure::new(
@@ -247,12 +247,12 @@ impl CmpServer {
     }
 
     /// What a signed request comes to.
-    async fn step_signed(
+    async fn step_signed<G>(
         &self,
         request: &CmpRequest,
         presented: &PresentedCertificate,
         correlation: Correlation,
-        admit: impl FnOnce() -> Option<InFlight>,
+        admit: impl FnOnce() -> Option<G>,
     ) -> Result<CmpAnswerBody, CmpFailure> {
         match &request.body {
             CmpRequestBody::Kur(content) => {
@@ -308,12 +308,12 @@ impl CmpServer {
     }
 
     /// What an authenticated device's request comes to.
-    async fn step(
+    async fn step<G>(
         &self,
         request: &CmpRequest,
         device: AuthenticatedDevice,
         correlation: Correlation,
-        admit: impl FnOnce() -> Option<InFlight>,
+        admit: impl FnOnce() -> Option<G>,
     ) -> Result<CmpAnswerBody, CmpFailure> {
         let (kind, cert_req_id, signing_request) = match &request.body {
             CmpRequestBody::Ir(content) | CmpRequestBody::Cr(content) => {

@@ -34,7 +34,6 @@ use pki::scep::{
 };
 
 use crate::device_certificates::DeviceCertificates;
-use crate::http::InFlight;
 
 /// What `GetCACaps` says (RFC 8894 §3.5.2): POST for `PKIOperation`, SHA-256 and AES (which
 /// certmonger picks in this order), renewal, and the standard's own capability set.
@@ -79,13 +78,14 @@ impl ScepServer {
     }
 
     /// The answer to `der`, a `PKIOperation` message sent to the path of group `label`.
-    /// `admit` takes a command slot once the device is authenticated.
-    pub async fn answer(
+    /// `admit` takes a command slot once the device is authenticated (`None`: none free; the
+    /// slot, `G`, is held while the command runs).
+    pub async fn answer<G>(
         &self,
         label: &EnrollmentGroupName,
         der: &[u8],
         correlation: Correlation,
-        admit: impl FnOnce() -> Option<InFlight>,
+        admit: impl FnOnce() -> Option<G>,
     ) -> ScepReply {
         let request = match ScepRequest::from_der(der) {
             Ok(request) => request,
@@ -151,13 +151,13 @@ impl ScepServer {
     }
 
     /// What the request, its envelope's `content` opened, comes to.
-    async fn step(
+    async fn step<G>(
         &self,
         label: &EnrollmentGroupName,
         request: &ScepRequest,
         content: &[u8],
         correlation: Correlation,
-        admit: impl FnOnce() -> Option<InFlight>,
+        admit: impl FnOnce() -> Option<G>,
     ) -> Result<ScepStatus, ScepFailInfo> {
         // Signed with a certificate this service issued: the device renews (RenewalReq, or
         // certmonger's PKCSReq), authenticated by it.
