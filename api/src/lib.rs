@@ -8,6 +8,10 @@
 //! - [`config`]: the `api serve` configuration, from the environment.
 //! - [`est`]: EST (RFC 7030) for devices: the device's HTTP Basic credential, EST's own error
 //!   responses (the PKCS#7 and CSR-attribute bodies are `pki::est_wire_format`'s).
+//! - [`cmp`] and [`scep`]: CMP (RFC 9483) and SCEP (RFC 8894) for devices, each translating
+//!   its messages into the enrollment service's calls (the formats are `pki`'s).
+//! - [`device_certificates`]: which certificates this service issued to devices, for EST's
+//!   mutual TLS and CMP's and SCEP's signed requests.
 //! - [`cas_cli`]: `api cas …`, tenants' certificate authorities from a shell.
 //! - [`dead_letters_cli`]: `api dead-letters …`, listing, retrying and discarding them.
 //! - [`projections_cli`]: `api projections …`, the operators' read-model commands.

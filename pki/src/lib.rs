@@ -5,9 +5,12 @@
 //! `pkcs11_key.rs`, chosen by the configured reference, `key_reference.rs`), CRL signing (`crl_signing.rs`), the OCSP
 //! responder (`ocsp/`: request parsing, answers from the status read model, response
 //! signing with a delegated key) and the certification of the api's delegated signers, for
-//! OCSP and for CMP (`signer_certificate.rs`), EST's PKCS#7 and CSR-attribute bodies
-//! (`est_wire_format.rs`), CMP's messages (`cmp/`: the password-based MAC) and the CA's certificates as the api serves them and checks client
-//! certificates against (`ca_certificates.rs`), and the development CA (`dev_ca.rs`).
+//! OCSP, CMP and SCEP (`signer_certificate.rs`, their files checked in `signer_files.rs`),
+//! EST's PKCS#7 and CSR-attribute bodies (`est_wire_format.rs`), CMP's messages (`cmp/`: the
+//! password-based MAC, requests, CRMF proofs of possession, answers, the CMP signer),
+//! SCEP's (`scep/`: requests, envelopes opened with the RA key in its token, `CertRep`s),
+//! the CA's certificates as the api serves them and checks client certificates against
+//! (`ca_certificates.rs`), and the development CA (`dev_ca.rs`).
 //!
 //! An adapter crate: it implements `app`'s ports (`CertificateAuthority`, `pki::CrlSigner`)
 //! and uses `app::pki`'s relying-party vocabulary (`IssuingCaId`, `PublicBaseUrl`).

@@ -29,21 +29,21 @@ const MAX_ID: usize = 64;
 /// Which request a message is, its content (inside the body's tag) as DER.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CmpRequestBody {
-    /// `ir` [0]: initialization request, `CertReqMessages`.
+    /// `ir` (tag 0): initialization request, `CertReqMessages`.
     Ir(Vec<u8>),
-    /// `cr` [2]: certification request, `CertReqMessages`.
+    /// `cr` (tag 2): certification request, `CertReqMessages`.
     Cr(Vec<u8>),
-    /// `p10cr` [4]: a PKCS#10 `CertificationRequest`.
+    /// `p10cr` (tag 4): a PKCS#10 `CertificationRequest`.
     P10cr(Vec<u8>),
-    /// `kur` [7]: key update request, `CertReqMessages`.
+    /// `kur` (tag 7): key update request, `CertReqMessages`.
     Kur(Vec<u8>),
-    /// `rr` [11]: revocation request, `RevReqContent`.
+    /// `rr` (tag 11): revocation request, `RevReqContent`.
     Rr(Vec<u8>),
-    /// `genm` [21]: general message, `GenMsgContent`.
+    /// `genm` (tag 21): general message, `GenMsgContent`.
     Genm(Vec<u8>),
-    /// `certConf` [24]: `CertConfirmContent`.
+    /// `certConf` (tag 24): `CertConfirmContent`.
     CertConf(Vec<u8>),
-    /// `pollReq` [25]: `PollReqContent`.
+    /// `pollReq` (tag 25): `PollReqContent`.
     PollReq(Vec<u8>),
 }
 
